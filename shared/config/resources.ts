@@ -1,0 +1,47 @@
+/**
+ * The storage the code uses, by name. The local runtime provisions exactly these on start; the Bicep in
+ * infra/ creates the same names in Azure (tests/infra compares them). Add a container or queue here, and
+ * in the Bicep, in the same commit.
+ */
+
+export interface CosmosContainerSpec {
+  readonly name: string;
+  readonly partitionKey: "/tenantId";
+  /** Seconds; a backstop only (Cosmos TTL), never the mechanism that keeps a promise. -1 = on, per item. */
+  readonly defaultTtl?: number;
+  readonly purpose: string;
+}
+
+export const COSMOS_CONTAINERS = {
+  tenants: { name: "tenants", partitionKey: "/tenantId", purpose: "tenants (controllers): settings, API key hash" },
+  audit: { name: "audit", partitionKey: "/tenantId", purpose: "hash-chained audit log, one chain per tenant" },
+  uploads: { name: "uploads", partitionKey: "/tenantId", purpose: "SafeData upload records and tombstones" },
+  idempotency: {
+    name: "idempotency",
+    partitionKey: "/tenantId",
+    defaultTtl: -1,
+    purpose: "stored results of POSTs sent with an Idempotency-Key (expire after 24 h)",
+  },
+  operations: {
+    name: "operations",
+    partitionKey: "/tenantId",
+    purpose: "timer heartbeats, sweep leases and per-tenant job state (tenantId '_system' for service-wide records)",
+  },
+} as const satisfies Record<string, CosmosContainerSpec>;
+
+export const BLOB_CONTAINERS = {
+  payloads: { name: "payloads", purpose: "encrypted SafeData payloads (ciphertext only)" },
+} as const;
+
+/** Queues the code sends to or is triggered by. Each has a `<name>-poison` twin, as the Functions host uses. */
+export const QUEUES = {
+  purge: { name: "purge-batches", purpose: "pages of expired records the purge timer fans out to workers" },
+  rewrap: { name: "key-rewrap", purpose: "per-tenant jobs moving wrapped data keys to the newest key-encryption key" },
+} as const satisfies Record<string, { name: string; purpose: string }>;
+
+/** Resources the local runtime creates that do not exist in Azure (local stand-ins for outside services). */
+export const LOCAL_ONLY_BLOB_CONTAINERS = {
+  outbox: { name: "email-outbox", purpose: "e-mails the local outbox adapter 'sent' (ACS is not available locally)" },
+} as const;
+
+export const SYSTEM_TENANT = "_system";
