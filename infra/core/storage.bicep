@@ -1,0 +1,165 @@
+// One storage account for the Functions host (AzureWebJobsStorage), the deployment package, the encrypted
+// payloads and the work queues. Shared-key access is off: every caller authenticates with Entra ID.
+//
+// Names below must match shared/config/resources.ts (tests/infra compares them).
+
+@description('Storage account name (3-24 lowercase letters and digits).')
+@minLength(3)
+@maxLength(24)
+param name string
+
+param location string
+param tags object
+
+@description('Standard_ZRS or Standard_LRS: every copy stays in the chosen region.')
+@allowed([
+  'Standard_ZRS'
+  'Standard_LRS'
+])
+param skuName string
+
+@description('Blob container the Flex Consumption plan deploys the app package from.')
+param deploymentContainerName string
+
+// BLOB_CONTAINERS in shared/config/resources.ts. The local-only "email-outbox" is deliberately absent.
+var payloadContainerName = 'payloads'
+var blobContainerNames = [
+  payloadContainerName
+]
+
+// QUEUES in shared/config/resources.ts, each with the "-poison" twin the Functions host moves failed messages to.
+var queueNames = [
+  'purge-batches'
+  'purge-batches-poison'
+  'key-rewrap'
+  'key-rewrap-poison'
+]
+
+resource account 'Microsoft.Storage/storageAccounts@2024-01-01' = {
+  name: name
+  location: location
+  tags: tags
+  kind: 'StorageV2'
+  sku: {
+    name: skuName
+  }
+  properties: {
+    accessTier: 'Hot'
+    allowBlobPublicAccess: false
+    allowSharedKeyAccess: false
+    allowCrossTenantReplication: false
+    defaultToOAuthAuthentication: true
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+    publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      defaultAction: 'Allow'
+      bypass: 'AzureServices'
+    }
+    // Encryption at rest with Microsoft-managed keys (AES-256) is always on; payloads are also encrypted by the app.
+  }
+}
+
+// Soft delete against the 32-day promise:
+// - Blob soft delete and versioning are OFF. A purge or erasure destroys the payload's data key first, so a
+//   soft-deleted or older version of the blob could never be decrypted again; keeping it would only keep
+//   ciphertext beyond day 32 and would let no one recover anything.
+// - Container soft delete is ON for 7 days. It only matters if a whole container is deleted by mistake; the
+//   payloads in it stay ciphertext whose data keys the purge still destroys on schedule.
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2024-01-01' = {
+  parent: account
+  name: 'default'
+  properties: {
+    deleteRetentionPolicy: {
+      enabled: false
+    }
+    containerDeleteRetentionPolicy: {
+      enabled: true
+      days: 7
+    }
+    isVersioningEnabled: false
+    changeFeed: {
+      enabled: false
+    }
+  }
+}
+
+resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2024-01-01' = {
+  parent: blobService
+  name: deploymentContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+resource blobContainers 'Microsoft.Storage/storageAccounts/blobServices/containers@2024-01-01' = [
+  for containerName in blobContainerNames: {
+    parent: blobService
+    name: containerName
+    properties: {
+      publicAccess: 'None'
+    }
+  }
+]
+
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2024-01-01' = {
+  parent: account
+  name: 'default'
+}
+
+resource queues 'Microsoft.Storage/storageAccounts/queueServices/queues@2024-01-01' = [
+  for queueName in queueNames: {
+    parent: queueService
+    name: queueName
+  }
+]
+
+// Backstop for the 32-day purge: the purge timer deletes payloads after 32 days (and records it in the audit
+// log); whatever it missed, Storage deletes one day later. Lifecycle management runs about once a day, so a
+// blob can outlive this by up to a day more; by then the purge has already destroyed its data key.
+resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2024-01-01' = {
+  parent: account
+  name: 'default'
+  properties: {
+    policy: {
+      rules: [
+        {
+          name: 'delete-payloads-33-days-after-creation'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: [
+                'blockBlob'
+                'appendBlob'
+              ]
+              prefixMatch: [
+                '${payloadContainerName}/'
+              ]
+            }
+            actions: {
+              baseBlob: {
+                delete: {
+                  daysAfterCreationGreaterThan: 33
+                }
+              }
+              snapshot: {
+                delete: {
+                  daysAfterCreationGreaterThan: 33
+                }
+              }
+            }
+          }
+        }
+      ]
+    }
+  }
+  dependsOn: [
+    blobContainers
+  ]
+}
+
+output name string = account.name
+output id string = account.id
+output blobEndpoint string = account.properties.primaryEndpoints.blob
+output queueEndpoint string = account.properties.primaryEndpoints.queue
