@@ -1,0 +1,265 @@
+/**
+ * Tenants' key material in Azure Key Vault secrets, read and written with the app's managed identity.
+ *
+ * Per tenant, two secrets (see key-provider.ts): `tenant-<id>-kek` (versioned; rotating sets a new value, which
+ * Key Vault keeps as a new version) and `tenant-<id>-lookup`. Values are 32 random bytes in base64; tags say what a
+ * secret is for and whose it is (never personal data).
+ *
+ * Caching: the bytes of one secret version never change, so they are kept in memory for the life of the process;
+ * which version is current is re-read after a short TTL, so a rotation elsewhere is seen soon. Callers get copies,
+ * so zeroing a returned key does not damage the cache.
+ *
+ * The identity needs get, list, set and delete on secrets (RBAC: "Key Vault Secrets Officer" on the vault).
+ */
+import { randomBytes } from "node:crypto";
+import type { TokenCredential } from "@azure/core-auth";
+import { DefaultAzureCredential } from "@azure/identity";
+import { SecretClient, type SecretClientOptions } from "@azure/keyvault-secrets";
+import type { Settings } from "../config/settings";
+import { KeyNotFoundError, type KekVersion, type KeyProvider } from "./key-provider";
+import {
+  KEY_BYTES,
+  KeyMaterialError,
+  TenantKeysDeletedError,
+  assertKeyTenantId,
+  secretName,
+  type SecretPurpose,
+} from "./local-key-provider";
+
+export { InvalidTenantIdError, KeyMaterialError, TenantKeysDeletedError, KEY_TENANT_ID_PATTERN } from "./local-key-provider";
+
+export const KEY_CONTENT_TYPE = "application/octet-stream; encoding=base64";
+
+export interface KeyVaultKeyProviderOptions {
+  /** How long the current KEK version is trusted before the vault is asked again. Default 60 000 ms. */
+  readonly currentKekTtlMs?: number;
+  /** Time source for the TTL (tests move it). Default: the system clock. */
+  readonly clock?: { now(): Date };
+  /**
+   * Passed to the SecretClient. Tests against a local fake set `allowInsecureConnection: true` and
+   * `disableChallengeResourceVerification: true`; production leaves both unset.
+   */
+  readonly clientOptions?: SecretClientOptions;
+}
+
+type KeyVaultSettings = Extract<Settings["keys"], { provider: "keyvault" }>;
+
+/** Key Vault secret versions are 32 hex characters; anything else cannot exist and is never sent to the vault. */
+const VERSION_PATTERN = /^[0-9a-f]{32}$/i;
+const BASE64_32_BYTES = /^[A-Za-z0-9+/]{43}=$/;
+
+function statusOf(err: unknown): number | undefined {
+  const status = (err as { statusCode?: unknown } | null)?.statusCode;
+  return typeof status === "number" ? status : undefined;
+}
+
+export class KeyVaultKeyProvider implements KeyProvider {
+  /** Builds the provider from settings with the app's user-assigned managed identity. */
+  static fromSettings(settings: KeyVaultSettings, options: KeyVaultKeyProviderOptions = {}): KeyVaultKeyProvider {
+    const credential = new DefaultAzureCredential({ managedIdentityClientId: settings.clientId });
+    return new KeyVaultKeyProvider(settings.vaultUri, credential, options);
+  }
+
+  private readonly client: SecretClient;
+  private readonly ttlMs: number;
+  private readonly clock: { now(): Date };
+  /** `<secret name>/<version>` → key bytes. Versions are immutable. */
+  private readonly versionBytes = new Map<string, Buffer>();
+  /** tenant → current KEK version and when to ask again. */
+  private readonly current = new Map<string, { version: string; until: number }>();
+  private readonly lookups = new Map<string, Buffer>();
+  /** Loads in flight, so concurrent callers share one round trip. */
+  private readonly inflight = new Map<string, Promise<unknown>>();
+
+  constructor(vaultUri: string, credential: TokenCredential, options: KeyVaultKeyProviderOptions = {}) {
+    this.client = new SecretClient(vaultUri, credential, options.clientOptions ?? {});
+    this.ttlMs = options.currentKekTtlMs ?? 60_000;
+    this.clock = options.clock ?? { now: () => new Date() };
+  }
+
+  async ensureTenantKeys(tenantId: string): Promise<void> {
+    const kekName = secretName(tenantId, "kek");
+    if (!(await this.exists(kekName))) {
+      const created = await this.create(tenantId, "kek");
+      this.rememberCurrent(tenantId, created.version);
+    }
+    const lookupName = secretName(tenantId, "lookup");
+    if (!(await this.exists(lookupName))) await this.create(tenantId, "lookup");
+  }
+
+  async currentKek(tenantId: string): Promise<KekVersion> {
+    const kekName = secretName(tenantId, "kek");
+    const cached = this.current.get(tenantId);
+    if (cached && cached.until > this.now()) {
+      const bytes = this.versionBytes.get(`${kekName}/${cached.version}`);
+      if (bytes) return { version: cached.version, key: Buffer.from(bytes) };
+    }
+    const version = await this.singleFlight(`current:${tenantId}`, () => this.loadCurrentVersion(tenantId));
+    return { version, key: await this.kek(tenantId, version) };
+  }
+
+  async kek(tenantId: string, version: string): Promise<Buffer> {
+    const kekName = secretName(tenantId, "kek");
+    if (typeof version !== "string" || !VERSION_PATTERN.test(version)) throw new KeyNotFoundError(tenantId, `KEK version ${version}`);
+    const key = `${kekName}/${version}`;
+    const cached = this.versionBytes.get(key);
+    if (cached) return Buffer.from(cached);
+    const bytes = await this.singleFlight(`version:${key}`, async () => {
+      const secret = await this.client.getSecret(kekName, { version }).catch((err: unknown) => {
+        if (statusOf(err) === 404) throw new KeyNotFoundError(tenantId, `KEK version ${version}`);
+        throw err;
+      });
+      const value = decodeKey(kekName, version, secret.value);
+      this.versionBytes.set(key, value);
+      return value;
+    });
+    return Buffer.from(bytes);
+  }
+
+  async rotateKek(tenantId: string): Promise<KekVersion> {
+    // Only a tenant that has keys can rotate; this also keeps rotation from creating the first version.
+    await this.currentKek(tenantId);
+    const created = await this.create(tenantId, "kek");
+    this.rememberCurrent(tenantId, created.version);
+    return { version: created.version, key: Buffer.from(created.key) };
+  }
+
+  async lookupSecret(tenantId: string): Promise<Buffer> {
+    const name = secretName(tenantId, "lookup");
+    const cached = this.lookups.get(tenantId);
+    if (cached) return Buffer.from(cached);
+    const bytes = await this.singleFlight(`lookup:${tenantId}`, async () => {
+      // The oldest enabled version wins. The lookup secret is never rotated, but two instances racing through
+      // ensureTenantKeys could both create a version; picking the oldest makes every instance agree on one.
+      const versions: { version: string; created: number }[] = [];
+      for await (const p of this.client.listPropertiesOfSecretVersions(name)) {
+        if (p.enabled !== false && p.version) versions.push({ version: p.version, created: p.createdOn?.getTime() ?? 0 });
+      }
+      versions.sort((a, b) => a.created - b.created || (a.version < b.version ? -1 : 1));
+      const oldest = versions[0];
+      if (!oldest) throw new KeyNotFoundError(tenantId, "lookup secret");
+      const secret = await this.client.getSecret(name, { version: oldest.version }).catch((err: unknown) => {
+        if (statusOf(err) === 404) throw new KeyNotFoundError(tenantId, "lookup secret");
+        throw err;
+      });
+      const value = decodeKey(name, oldest.version, secret.value);
+      this.lookups.set(tenantId, value);
+      return value;
+    });
+    return Buffer.from(bytes);
+  }
+
+  async deleteTenantKeys(tenantId: string): Promise<void> {
+    assertKeyTenantId(tenantId);
+    for (const purpose of ["kek", "lookup"] as const) {
+      const name = secretName(tenantId, purpose);
+      try {
+        // Soft delete only: the vault has purge protection, and the secret is unreadable from now on.
+        await this.client.beginDeleteSecret(name);
+      } catch (err) {
+        // 404: already deleted or never created. 409: a deletion of it is already under way.
+        const status = statusOf(err);
+        if (status !== 404 && status !== 409) throw err;
+      }
+    }
+    this.forget(tenantId);
+  }
+
+  private async loadCurrentVersion(tenantId: string): Promise<string> {
+    const name = secretName(tenantId, "kek");
+    let version: string | undefined;
+    try {
+      const secret = await this.client.getSecret(name);
+      version = secret.properties.version;
+      if (version) this.versionBytes.set(`${name}/${version}`, decodeKey(name, version, secret.value));
+    } catch (err) {
+      const status = statusOf(err);
+      if (status === 404) throw new KeyNotFoundError(tenantId, "current KEK");
+      // 403 on the latest version means it was disabled (or access is denied, which the listing will show):
+      // fall back to the newest version that is still enabled.
+      if (status !== 403) throw err;
+      version = await this.newestEnabledVersion(tenantId, name);
+    }
+    if (!version) throw new KeyNotFoundError(tenantId, "current KEK");
+    this.rememberCurrent(tenantId, version);
+    return version;
+  }
+
+  private async newestEnabledVersion(tenantId: string, name: string): Promise<string> {
+    let newest: { version: string; created: number } | undefined;
+    for await (const p of this.client.listPropertiesOfSecretVersions(name)) {
+      if (p.enabled === false || !p.version) continue;
+      const created = p.createdOn?.getTime() ?? 0;
+      if (!newest || created > newest.created || (created === newest.created && p.version > newest.version)) {
+        newest = { version: p.version, created };
+      }
+    }
+    if (!newest) throw new KeyNotFoundError(tenantId, "current KEK (no enabled version)");
+    return newest.version;
+  }
+
+  private async exists(name: string): Promise<boolean> {
+    try {
+      await this.client.getSecret(name);
+      return true;
+    } catch (err) {
+      const status = statusOf(err);
+      if (status === 404) return false;
+      // 403: the latest version is disabled (the secret exists, and creating another would rotate it), or access
+      // is denied. Listing the versions tells which: it fails too when access is denied.
+      if (status === 403) {
+        for await (const _version of this.client.listPropertiesOfSecretVersions(name)) return true;
+      }
+      throw err;
+    }
+  }
+
+  private async create(tenantId: string, purpose: SecretPurpose): Promise<{ version: string; key: Buffer }> {
+    const name = secretName(tenantId, purpose);
+    const key = randomBytes(KEY_BYTES);
+    try {
+      const secret = await this.client.setSecret(name, key.toString("base64"), {
+        contentType: KEY_CONTENT_TYPE,
+        tags: { purpose, tenant: tenantId, "managed-by": "safedata" },
+      });
+      const version = secret.properties.version;
+      if (!version) throw new Error(`Key Vault returned no version for secret ${name}`);
+      this.versionBytes.set(`${name}/${version}`, Buffer.from(key));
+      return { version, key };
+    } catch (err) {
+      // The name is held by a soft-deleted secret: this tenant was offboarded.
+      if (statusOf(err) === 409) throw new TenantKeysDeletedError(tenantId);
+      throw err;
+    }
+  }
+
+  private rememberCurrent(tenantId: string, version: string): void {
+    this.current.set(tenantId, { version, until: this.now() + this.ttlMs });
+  }
+
+  private forget(tenantId: string): void {
+    this.current.delete(tenantId);
+    this.lookups.delete(tenantId);
+    const prefix = `${secretName(tenantId, "kek")}/`;
+    for (const k of [...this.versionBytes.keys()]) if (k.startsWith(prefix)) this.versionBytes.delete(k);
+  }
+
+  private now(): number {
+    return this.clock.now().getTime();
+  }
+
+  private singleFlight<T>(key: string, load: () => Promise<T>): Promise<T> {
+    const running = this.inflight.get(key) as Promise<T> | undefined;
+    if (running) return running;
+    const p = load().finally(() => this.inflight.delete(key));
+    this.inflight.set(key, p);
+    return p;
+  }
+}
+
+function decodeKey(name: string, version: string | undefined, value: string | undefined): Buffer {
+  if (typeof value !== "string" || !BASE64_32_BYTES.test(value)) {
+    throw new KeyMaterialError(name, version, `expected ${KEY_BYTES} bytes, base64-encoded`);
+  }
+  return Buffer.from(value, "base64");
+}
