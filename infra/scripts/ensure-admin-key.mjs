@@ -11,6 +11,9 @@
 //
 // Read the key afterwards with:
 //   az keyvault secret show --vault-name <AZURE_KEY_VAULT_NAME> --name admin-api-key --query value -o tsv
+import console from "node:console";
+import process from "node:process";
+import { URL } from "node:url";
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 

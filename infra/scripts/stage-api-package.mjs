@@ -8,6 +8,8 @@
 //   .funcignore                                  ignores nothing the app needs, node_modules included
 //
 // The working tree's own node_modules (with the dev tools) is left alone. Usage: node infra/scripts/stage-api-package.mjs
+import console from "node:console";
+import process from "node:process";
 import { execFileSync } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";

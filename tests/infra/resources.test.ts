@@ -1,0 +1,114 @@
+/**
+ * Every container, blob container and queue the code uses (shared/config/resources.ts) exists in the Bicep under
+ * the same name and partition key, with TTL where declared; local-only stand-ins do not; and the retention
+ * backstops are what docs/deploy.md says they are.
+ */
+import { describe, expect, it } from "vitest";
+import {
+  BLOB_CONTAINERS,
+  COSMOS_CONTAINERS,
+  LOCAL_ONLY_BLOB_CONTAINERS,
+  QUEUES,
+  type CosmosContainerSpec,
+} from "../../shared/config/resources";
+import { get, literal, show } from "./bicep-reader";
+import { allFiles, evaluateString, literalVars, moduleOf, only, rel, resourcesOfType, stringArrayVar } from "./infra";
+
+const cosmosFile = () => moduleOf("cosmos");
+const storageFile = () => moduleOf("storage");
+
+describe("Cosmos DB containers vs. COSMOS_CONTAINERS", () => {
+  const declared = (): { name: string; defaultTtl?: number }[] => {
+    const v = cosmosFile().vars.get("containers");
+    const l = literal(v);
+    if (!Array.isArray(l)) throw new Error(`${rel(cosmosFile().path)}: var containers must be an array of literal objects`);
+    return l as { name: string; defaultTtl?: number }[];
+  };
+  const specs: CosmosContainerSpec[] = Object.values(COSMOS_CONTAINERS);
+
+  it("creates exactly the containers the code uses", () => {
+    expect(declared().map((c) => c.name).sort(), `${rel(cosmosFile().path)} var containers`).toEqual(specs.map((s) => s.name).sort());
+  });
+
+  it("sets TTL exactly where the code declares defaultTtl, with the same value", () => {
+    const byName = new Map(declared().map((c) => [c.name, c.defaultTtl]));
+    for (const spec of specs) expect(byName.get(spec.name), `defaultTtl of container '${spec.name}'`).toBe(spec.defaultTtl);
+  });
+
+  it("creates every container from that list, partitioned by the code's partition key, with its TTL", () => {
+    const containers = only(resourcesOfType(cosmosFile(), "Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers"), "container resource");
+    expect(containers.loop?.source, "the container resource loops over var containers").toBe("containers");
+    const item = containers.loop!.item;
+    expect(show(containers.body.entries.name)).toBe(`${item}.name`);
+    expect(show(get(containers.body, "properties.resource.id"))).toBe(`${item}.name`);
+    expect(show(get(containers.body, "properties.resource.defaultTtl"))).toBe(`${item}.?defaultTtl`);
+    const paths = literal(get(containers.body, "properties.resource.partitionKey.paths"));
+    for (const spec of specs) expect(paths, `partition key of '${spec.name}'`).toEqual([spec.partitionKey]);
+    expect(literal(get(containers.body, "properties.resource.partitionKey.kind"))).toBe("Hash");
+  });
+
+  it("indexes consistently and automatically (the code's queries filter and sort on ordinary fields)", () => {
+    const containers = only(resourcesOfType(cosmosFile(), "Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers"), "container resource");
+    expect(literal(get(containers.body, "properties.resource.indexingPolicy.indexingMode"))).toBe("consistent");
+    expect(literal(get(containers.body, "properties.resource.indexingPolicy.automatic"))).toBe(true);
+    expect(literal(get(containers.body, "properties.resource.indexingPolicy.includedPaths"))).toEqual([{ path: "/*" }]);
+  });
+
+  it("keeps continuous backup on the shortest tier, which bounds how long an erased record stays restorable", () => {
+    const account = only(resourcesOfType(cosmosFile(), "Microsoft.DocumentDB/databaseAccounts"), "Cosmos DB account");
+    expect(literal(get(account.body, "properties.backupPolicy"))).toEqual({
+      type: "Continuous",
+      continuousModeProperties: { tier: "Continuous7Days" },
+    });
+  });
+});
+
+describe("blob containers and queues vs. BLOB_CONTAINERS and QUEUES", () => {
+  it("creates exactly the blob containers the code uses (plus the deployment package container)", () => {
+    const names = stringArrayVar(storageFile(), "blobContainerNames");
+    expect(names.sort(), `${rel(storageFile().path)} var blobContainerNames`).toEqual(Object.values(BLOB_CONTAINERS).map((c) => c.name).sort());
+    const loop = only(resourcesOfType(storageFile(), "Microsoft.Storage/storageAccounts/blobServices/containers").filter((r) => r.loop), "container loop");
+    expect(loop.loop?.source).toBe("blobContainerNames");
+    expect(literal(get(loop.body, "properties.publicAccess"))).toBe("None");
+  });
+
+  it("creates every queue the code uses and its -poison twin", () => {
+    const expected = Object.values(QUEUES).flatMap((q) => [q.name, `${q.name}-poison`]);
+    expect(stringArrayVar(storageFile(), "queueNames").sort(), `${rel(storageFile().path)} var queueNames`).toEqual(expected.sort());
+    const loop = only(resourcesOfType(storageFile(), "Microsoft.Storage/storageAccounts/queueServices/queues"), "queue resource");
+    expect(loop.loop?.source).toBe("queueNames");
+  });
+
+  it("does not create the local-only stand-ins", () => {
+    for (const { name } of Object.values(LOCAL_ONLY_BLOB_CONTAINERS)) {
+      const found = allFiles().filter((f) => f.code.includes(`'${name}'`));
+      expect(found.map((f) => rel(f.path)), `local-only container '${name}' must not be in the Bicep`).toEqual([]);
+    }
+  });
+});
+
+describe("retention backstops", () => {
+  it("deletes payload blobs 33 days after creation (one day after the 32-day purge)", () => {
+    const policy = only(resourcesOfType(storageFile(), "Microsoft.Storage/storageAccounts/managementPolicies"), "lifecycle policy");
+    const rules = get(policy.body, "properties.policy.rules");
+    if (rules?.kind !== "array") throw new Error("properties.policy.rules must be an array literal");
+    const scope = literalVars(storageFile());
+    const payloadPrefix = `${BLOB_CONTAINERS.payloads.name}/`;
+    const payloadRules = rules.items.filter((rule) => {
+      const prefixes = get(rule, "definition.filters.prefixMatch");
+      return prefixes?.kind === "array" && prefixes.items.some((p) => evaluateString(p, scope, "prefixMatch") === payloadPrefix);
+    });
+    const rule = only(payloadRules, `lifecycle rule with prefixMatch '${payloadPrefix}'`);
+    expect(literal(get(rule, "enabled"))).toBe(true);
+    expect(literal(get(rule, "definition.actions.baseBlob.delete.daysAfterCreationGreaterThan")), "payload lifecycle delete").toBe(33);
+    expect(literal(get(rule, "definition.filters.blobTypes"))).toContain("blockBlob");
+  });
+
+  it("keeps no soft-deleted or versioned copies of blobs past the purge", () => {
+    const blobService = only(resourcesOfType(storageFile(), "Microsoft.Storage/storageAccounts/blobServices"), "blob service");
+    expect(literal(get(blobService.body, "properties.deleteRetentionPolicy.enabled")), "blob soft delete").toBe(false);
+    expect(literal(get(blobService.body, "properties.isVersioningEnabled")), "blob versioning").toBe(false);
+    const containerDays = literal(get(blobService.body, "properties.containerDeleteRetentionPolicy.days"));
+    expect(typeof containerDays === "number" && containerDays <= 7, "container soft delete at most 7 days").toBe(true);
+  });
+});
