@@ -24,16 +24,19 @@ param capacityMode string
 param autoscaleMaxThroughput int
 
 // defaultTtl is a backstop only (the code's sweeps keep the promises). -1 turns TTL on with no default, so each
-// item's own "ttl" decides. Containers without defaultTtl keep TTL off.
+// item's own "ttl" decides; null leaves TTL off.
 var containers = [
   {
     name: 'tenants'
+    defaultTtl: null
   }
   {
     name: 'audit'
+    defaultTtl: null
   }
   {
     name: 'uploads'
+    defaultTtl: null
   }
   {
     name: 'idempotency'
@@ -41,6 +44,7 @@ var containers = [
   }
   {
     name: 'operations'
+    defaultTtl: null
   }
 ]
 
@@ -114,7 +118,7 @@ resource sqlContainers 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/conta
           kind: 'Hash'
           version: 2
         }
-        defaultTtl: container.?defaultTtl
+        defaultTtl: container.defaultTtl
         indexingPolicy: {
           indexingMode: 'consistent'
           automatic: true

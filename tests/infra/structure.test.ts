@@ -96,6 +96,11 @@ describe("azd wiring", () => {
     expect(yaml).toMatch(/^services:\n {2}api:\n(?: {4}.*\n|\s*\n)*? {4}project: \.$/m);
     expect(yaml).toMatch(/^ {4}language: ts$/m);
     expect(yaml).toMatch(/^ {4}host: function$/m);
+    // Local build: azd zips the staged folder as is (with remoteBuild false it keeps node_modules, and it reads the
+    // .funcignore the stage script writes there); a remote build would reinstall dev dependencies and rebuild.
+    expect(yaml).toMatch(/^ {4}remoteBuild: false$/m);
+    expect(yaml).toMatch(/^ {4}dist: \.azure\/package\/api$/m);
+    expect(readRepoFile("infra/scripts/stage-api-package.mjs")).toMatch(/writeFileSync\(\s*join\(out, "\.funcignore"\)/);
   });
 
   it("deploys to the function app azd finds by its azd-service-name tag", () => {
