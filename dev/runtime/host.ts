@@ -1,0 +1,582 @@
+/**
+ * The local Functions host. It loads the app's entry point with a stand-in for `@azure/functions-core`, so it
+ * sees the app's own `app.http/timer/storageQueue` registrations, and serves them:
+ *
+ * - HTTP on http://127.0.0.1:<port>/<routePrefix>/..., routes and methods as registered. With
+ *   `app.setup({ enableHttpStream: true })` requests and responses are streamed through the library's own HTTP
+ *   proxy, as in Azure, so bodies are never buffered here.
+ * - Timers on their NCRONTAB schedules, with past-due detection (see timers.ts).
+ * - Queue triggers polling the local queue service, with retries and poison queues (see queues.ts).
+ * - Host admin endpoints like the real host's: `GET /admin/functions`, `POST /admin/functions/<name>` with
+ *   `{"input": "..."}` runs any non-HTTP function at once (202; add `?wait=true` to wait for the outcome).
+ */
+import http, { type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { pipeline } from "node:stream/promises";
+import { DefaultAzureCredential } from "@azure/identity";
+import { BlobServiceClient } from "@azure/storage-blob";
+import { QueueServiceClient } from "@azure/storage-queue";
+import { installCoreApi, type CoreApi, type Registration } from "./core-api";
+import { resolveBindingExpression, type HostConfig } from "./host-config";
+import { createInvocation, triggerBinding, type FunctionLog, type InvocationRequest } from "./invoker";
+import { QueueListener, type QueueMessageForFunction } from "./queues";
+import { compileRoute, bestMatch, type CompiledRoute } from "./routing";
+import { blobTimerStatusStore, TimerScheduler, type ScheduleStatus } from "./timers";
+
+export interface HostLogLine {
+  time: string;
+  level: string;
+  source: "host" | "function";
+  functionName?: string;
+  invocationId?: string;
+  message: string;
+}
+
+export interface LocalHostOptions {
+  /** Loads the app's entry point (which calls app.setup and app.http/timer/storageQueue). */
+  load: () => unknown;
+  config: HostConfig;
+  /** App settings: connections for queue triggers and timer status, `%NAME%` binding expressions. */
+  env: Record<string, string | undefined>;
+  hostname?: string;
+  port?: number;
+  hostId?: string;
+  enableTimers?: boolean;
+  enableQueues?: boolean;
+  log?: (line: HostLogLine) => void;
+}
+
+export interface FunctionSummary {
+  name: string;
+  trigger: "http" | "timer" | "queue";
+  methods?: string[];
+  route?: string;
+  schedule?: string;
+  queueName?: string;
+  nextRun?: string;
+}
+
+interface HttpEntry {
+  reg: Registration;
+  route: CompiledRoute;
+  methods: Set<string> | undefined;
+  triggerName: string;
+}
+
+const HOP_BY_HOP = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-authenticate",
+  "proxy-authorization",
+  "te",
+  "trailer",
+  "trailers",
+  "transfer-encoding",
+  "upgrade",
+  "x-ms-invocation-id",
+]);
+
+export class LocalFunctionsHost {
+  private server: http.Server | undefined;
+  private readonly httpEntries: HttpEntry[] = [];
+  private readonly timers = new Map<string, TimerScheduler>();
+  private readonly queueListeners = new Map<string, QueueListener>();
+  private readonly registrationsByName = new Map<string, Registration>();
+  private proxyUri: URL | undefined;
+  private readonly proxyAgent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private baseUrl = "";
+
+  private constructor(
+    private readonly api: CoreApi,
+    private readonly options: LocalHostOptions,
+  ) {}
+
+  static async start(options: LocalHostOptions): Promise<LocalFunctionsHost> {
+    const api = installCoreApi();
+    const host = new LocalFunctionsHost(api, options);
+    await host.boot();
+    return host;
+  }
+
+  get url(): string {
+    return this.baseUrl;
+  }
+
+  /** `${url}/${routePrefix}`, e.g. http://127.0.0.1:7071/api */
+  get apiUrl(): string {
+    return `${this.baseUrl}/${this.options.config.routePrefix}`;
+  }
+
+  private log(level: string, message: string, extra: Partial<HostLogLine> = {}): void {
+    (this.options.log ?? defaultLog)({ time: new Date().toISOString(), level, source: "host", message, ...extra });
+  }
+
+  private readonly functionLog: FunctionLog = (e) => {
+    (this.options.log ?? defaultLog)({
+      time: new Date().toISOString(),
+      level: e.level,
+      source: e.category === "user" ? "function" : "host",
+      functionName: e.functionName,
+      invocationId: e.invocationId,
+      message: e.message,
+    });
+  };
+
+  private async boot(): Promise<void> {
+    this.api.logSink = (level, category, message) => {
+      if (level !== "debug" && level !== "trace") this.log(level, `[worker ${category}] ${message}`);
+    };
+    await this.options.load();
+    if (!this.api.programmingModel) throw new Error("the entry point did not use @azure/functions (no programming model registered)");
+    const registrations = this.api.registrations;
+    if (registrations.length === 0) throw new Error("the entry point registered no functions");
+
+    const capabilities = await this.api.programmingModel.getCapabilities({});
+    if (capabilities.HttpUri) this.proxyUri = new URL(capabilities.HttpUri);
+
+    for (const reg of registrations) this.register(reg);
+    await this.listen();
+    if (this.options.enableTimers ?? true) await this.startTimers();
+    if (this.options.enableQueues ?? true) this.startQueues();
+  }
+
+  private register(reg: Registration): void {
+    const name = reg.metadata.name;
+    const trigger = triggerBinding(reg);
+    for (const [bindingName, b] of Object.entries(reg.metadata.bindings)) {
+      if (b.direction === "in" && bindingName !== trigger.name) {
+        throw new Error(`function ${name}: input binding '${b.type}' is not supported by the local runtime`);
+      }
+      if (b.direction === "out" && !(b.type === "http" && trigger.type.toLowerCase() === "httptrigger")) {
+        throw new Error(`function ${name}: output binding '${b.type}' is not supported by the local runtime`);
+      }
+    }
+    this.registrationsByName.set(name.toLowerCase(), reg);
+    switch (trigger.type.toLowerCase()) {
+      case "httptrigger": {
+        const route = typeof trigger.options.route === "string" ? trigger.options.route : name;
+        const methods = Array.isArray(trigger.options.methods) ? new Set((trigger.options.methods as string[]).map((m) => m.toUpperCase())) : undefined;
+        this.httpEntries.push({ reg, route: compileRoute(route), methods, triggerName: trigger.name });
+        break;
+      }
+      case "timertrigger":
+        this.timers.set(
+          name.toLowerCase(),
+          new TimerScheduler(
+            {
+              name,
+              schedule: resolveBindingExpression(String(trigger.options.schedule), this.options.env),
+              runOnStartup: trigger.options.runOnStartup === true,
+              useMonitor: trigger.options.useMonitor !== false,
+            },
+            this.timerStore(),
+            (info) => this.invokeTimer(reg, trigger.name, info.isPastDue, info.status),
+            (err) => this.log("error", `timer ${name} failed: ${(err as Error).message}`, { functionName: name }),
+          ),
+        );
+        break;
+      case "queuetrigger": {
+        const queueName = resolveBindingExpression(String(trigger.options.queueName), this.options.env).toLowerCase();
+        const queues = this.queueService(String(trigger.options.connection ?? "AzureWebJobsStorage"));
+        this.queueListeners.set(
+          name.toLowerCase(),
+          new QueueListener(name, queues.getQueueClient(queueName), queues.getQueueClient(`${queueName}-poison`), this.options.config.queues, {
+            invoke: (m) => this.invokeQueue(reg, trigger.name, m),
+            log: (level, message) => this.log(level, message, { functionName: name }),
+          }),
+        );
+        break;
+      }
+      default:
+        throw new Error(`function ${name}: trigger '${trigger.type}' is not supported by the local runtime`);
+    }
+  }
+
+  private timerStoreCache: ReturnType<typeof blobTimerStatusStore> | undefined;
+  private timerStore() {
+    if (!this.timerStoreCache) {
+      const blobs = this.blobService("AzureWebJobsStorage");
+      this.timerStoreCache = blobTimerStatusStore(blobs.getContainerClient("azure-webjobs-hosts"), this.options.hostId ?? "safedata-local");
+    }
+    return this.timerStoreCache;
+  }
+
+  private connection(name: string, kind: "blob" | "queue"): { connectionString?: string; uri?: string; clientId?: string } {
+    const env = this.options.env;
+    const cs = env[name];
+    if (cs) return { connectionString: cs };
+    const uri = env[`${name}__${kind}ServiceUri`] ?? (env[`${name}__accountName`] ? `https://${env[`${name}__accountName`]}.${kind}.core.windows.net` : undefined);
+    if (!uri) throw new Error(`connection '${name}' is not configured: set ${name} or ${name}__${kind}ServiceUri`);
+    return { uri, clientId: env[`${name}__clientId`] };
+  }
+
+  private queueService(connectionName: string): QueueServiceClient {
+    const c = this.connection(connectionName, "queue");
+    if (c.connectionString) return QueueServiceClient.fromConnectionString(c.connectionString);
+    return new QueueServiceClient(c.uri!, new DefaultAzureCredential(c.clientId ? { managedIdentityClientId: c.clientId } : {}));
+  }
+
+  private blobService(connectionName: string): BlobServiceClient {
+    const c = this.connection(connectionName, "blob");
+    if (c.connectionString) return BlobServiceClient.fromConnectionString(c.connectionString);
+    return new BlobServiceClient(c.uri!, new DefaultAzureCredential(c.clientId ? { managedIdentityClientId: c.clientId } : {}));
+  }
+
+  private async startTimers(): Promise<void> {
+    if (this.timers.size === 0) return;
+    await this.blobService("AzureWebJobsStorage").getContainerClient("azure-webjobs-hosts").createIfNotExists();
+    for (const t of this.timers.values()) await t.start();
+  }
+
+  private startQueues(): void {
+    for (const q of this.queueListeners.values()) q.start();
+  }
+
+  private track<T>(p: Promise<T>): Promise<T> {
+    this.inFlight.add(p);
+    void p.then(
+      () => this.inFlight.delete(p),
+      () => this.inFlight.delete(p),
+    );
+    return p;
+  }
+
+  private async invokeTimer(reg: Registration, triggerName: string, isPastDue: boolean, status: ScheduleStatus): Promise<void> {
+    const timerInfo = { Schedule: { AdjustForDST: true }, ScheduleStatus: status, IsPastDue: isPastDue };
+    await this.invokeNonHttp(reg, { inputData: [{ name: triggerName, data: { json: JSON.stringify(timerInfo) } }], triggerMetadata: {} });
+  }
+
+  private async invokeQueue(reg: Registration, triggerName: string, m: QueueMessageForFunction): Promise<void> {
+    const json = (v: unknown) => ({ json: JSON.stringify(v) });
+    await this.invokeNonHttp(reg, {
+      inputData: [{ name: triggerName, data: { string: m.text } }],
+      triggerMetadata: {
+        DequeueCount: json(m.dequeueCount),
+        Id: { string: m.id },
+        PopReceipt: { string: m.popReceipt },
+        InsertionTime: json(m.insertionTime.toISOString()),
+        ExpirationTime: json(m.expirationTime.toISOString()),
+        NextVisibleTime: json(m.nextVisibleTime.toISOString()),
+        QueueTrigger: { string: m.text },
+      },
+    });
+  }
+
+  private async invokeNonHttp(reg: Registration, request: InvocationRequest): Promise<void> {
+    const invocation = createInvocation(this.api, reg, request, this.functionLog, this.options.config.functionTimeoutMs);
+    const started = Date.now();
+    this.log("information", `Executing '${reg.metadata.name}' (id ${invocation.invocationId})`, { functionName: reg.metadata.name, invocationId: invocation.invocationId });
+    try {
+      await this.track(invocation.run());
+      this.log("information", `Executed '${reg.metadata.name}' (Succeeded, ${Date.now() - started} ms)`, {
+        functionName: reg.metadata.name,
+        invocationId: invocation.invocationId,
+      });
+    } catch (err) {
+      this.log("error", `Executed '${reg.metadata.name}' (Failed, ${Date.now() - started} ms): ${(err as Error).message}`, {
+        functionName: reg.metadata.name,
+        invocationId: invocation.invocationId,
+      });
+      throw err;
+    }
+  }
+
+  /** Runs a timer or queue function now, as `POST /admin/functions/<name>` does; resolves when it finishes. */
+  async invoke(functionName: string, input?: string): Promise<void> {
+    const reg = this.registrationsByName.get(functionName.toLowerCase());
+    if (!reg) throw new Error(`no function named ${functionName}`);
+    const trigger = triggerBinding(reg);
+    const timer = this.timers.get(functionName.toLowerCase());
+    if (timer) return timer.trigger(false);
+    if (trigger.type.toLowerCase() === "queuetrigger") {
+      const now = new Date();
+      return this.invokeQueue(reg, trigger.name, {
+        text: input ?? "",
+        dequeueCount: 1,
+        id: "admin-" + now.getTime(),
+        popReceipt: "",
+        insertionTime: now,
+        expirationTime: new Date(now.getTime() + 7 * 86_400_000),
+        nextVisibleTime: now,
+      });
+    }
+    throw new Error(`function ${functionName} is triggered by HTTP; call its route instead`);
+  }
+
+  /** Runs a timer function now with isPastDue set, as after a missed schedule. */
+  async invokeTimerPastDue(functionName: string): Promise<void> {
+    const timer = this.timers.get(functionName.toLowerCase());
+    if (!timer) throw new Error(`no timer function named ${functionName}`);
+    await timer.trigger(true);
+  }
+
+  /** Makes queue listeners poll at once rather than after their back-off. */
+  pokeQueues(): void {
+    for (const q of this.queueListeners.values()) q.poke();
+  }
+
+  functions(): FunctionSummary[] {
+    const out: FunctionSummary[] = [];
+    for (const reg of this.registrationsByName.values()) {
+      const t = triggerBinding(reg);
+      const name = reg.metadata.name;
+      switch (t.type.toLowerCase()) {
+        case "httptrigger": {
+          const e = this.httpEntries.find((h) => h.reg === reg)!;
+          out.push({ name, trigger: "http", methods: e.methods ? [...e.methods] : ["*"], route: `/${this.options.config.routePrefix}/${e.route.template}` });
+          break;
+        }
+        case "timertrigger":
+          out.push({ name, trigger: "timer", schedule: String(t.options.schedule), nextRun: this.timers.get(name.toLowerCase())?.nextRun?.toISOString() });
+          break;
+        default:
+          out.push({ name, trigger: "queue", queueName: String(t.options.queueName) });
+      }
+    }
+    return out;
+  }
+
+  private listen(): Promise<void> {
+    const server = http.createServer({ requestTimeout: 0 }, (req, res) => {
+      this.onRequest(req, res).catch((err: Error) => {
+        this.log("error", `request handling failed: ${err.message}`);
+        if (!res.headersSent) {
+          res.statusCode = 500;
+          res.end();
+        } else {
+          res.destroy();
+        }
+      });
+    });
+    this.server = server;
+    const hostname = this.options.hostname ?? "127.0.0.1";
+    return new Promise((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(this.options.port ?? 7071, hostname, () => {
+        server.off("error", reject);
+        const port = (server.address() as AddressInfo).port;
+        this.baseUrl = `http://${hostname}:${port}`;
+        resolve();
+      });
+    });
+  }
+
+  private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const rawPath = (req.url ?? "/").split("?")[0]!;
+    if (rawPath === "/admin" || rawPath.startsWith("/admin/")) return this.onAdmin(req, res, rawPath);
+    const prefix = this.options.config.routePrefix;
+    const prefixPath = prefix ? `/${prefix}` : "";
+    if (prefix && rawPath !== prefixPath && !rawPath.toLowerCase().startsWith(prefixPath.toLowerCase() + "/")) {
+      return hostNotFound(res);
+    }
+    let path: string;
+    try {
+      path = rawPath
+        .slice(prefixPath.length)
+        .split("/")
+        .map((s) => decodeURIComponent(s))
+        .join("/");
+    } catch {
+      res.statusCode = 400;
+      res.end();
+      return;
+    }
+    const method = (req.method ?? "GET").toUpperCase();
+    const found = bestMatch(
+      this.httpEntries.filter((e) => !e.methods || e.methods.has(method)),
+      path,
+    );
+    if (!found) return hostNotFound(res);
+    await this.track(this.invokeHttp(found.entry, found.params, req, res));
+  }
+
+  private async invokeHttp(entry: HttpEntry, params: Record<string, string>, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(req.headersDistinct)) if (v) headers[k] = v.join(", ");
+    const url = new URL(req.url ?? "/", this.baseUrl);
+    const query: Record<string, string> = {};
+    for (const [k, v] of url.searchParams) query[k] = v;
+    const triggerMetadata: InvocationRequest["triggerMetadata"] = {
+      Headers: { json: JSON.stringify(headers) },
+      Query: { json: JSON.stringify(query) },
+    };
+    for (const [k, v] of Object.entries(params)) triggerMetadata[k] = { string: v };
+
+    if (this.proxyUri) {
+      const invocation = createInvocation(
+        this.api,
+        entry.reg,
+        { inputData: [{ name: entry.triggerName, data: { http: {} } }], triggerMetadata },
+        this.functionLog,
+        this.options.config.functionTimeoutMs,
+      );
+      const proxied = this.forwardToProxy(invocation.invocationId, req, res);
+      try {
+        await invocation.run();
+      } catch (err) {
+        proxied.abort();
+        this.log("error", `function ${entry.reg.metadata.name} failed: ${(err as Error).message}`, {
+          functionName: entry.reg.metadata.name,
+          invocationId: invocation.invocationId,
+        });
+        if (!res.headersSent) {
+          res.statusCode = 500;
+          res.end();
+        } else {
+          res.destroy();
+        }
+        return;
+      }
+      await proxied.done;
+      return;
+    }
+
+    // Without HTTP streaming the host buffers the request and response, as in Azure.
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const body = Buffer.concat(chunks);
+    const invocation = createInvocation(
+      this.api,
+      entry.reg,
+      {
+        inputData: [
+          {
+            name: entry.triggerName,
+            data: { http: { method: req.method, url: url.toString(), headers, query, params, body: body.length > 0 ? { bytes: body } : undefined } },
+          },
+        ],
+        triggerMetadata,
+      },
+      this.functionLog,
+      this.options.config.functionTimeoutMs,
+    );
+    const response = await invocation.run().catch((err: Error) => {
+      this.log("error", `function ${entry.reg.metadata.name} failed: ${err.message}`);
+      return undefined;
+    });
+    const rpc = (response?.returnValue as { http?: { statusCode?: string; headers?: Record<string, string>; body?: { bytes?: Uint8Array; string?: string } } } | undefined)?.http;
+    if (!rpc) {
+      res.statusCode = 500;
+      res.end();
+      return;
+    }
+    res.statusCode = Number(rpc.statusCode ?? 200);
+    for (const [k, v] of Object.entries(rpc.headers ?? {})) if (!HOP_BY_HOP.has(k.toLowerCase())) res.setHeader(k, v);
+    res.end(rpc.body?.bytes ? Buffer.from(rpc.body.bytes) : (rpc.body?.string ?? ""));
+  }
+
+  /**
+   * Sends the client's request to the library's HTTP proxy, tagged with the invocation id, and relays the
+   * proxy's response back. Both bodies are piped with back-pressure.
+   */
+  private forwardToProxy(invocationId: string, req: IncomingMessage, res: ServerResponse): { done: Promise<void>; abort(): void } {
+    const target = this.proxyUri!;
+    const headers: http.OutgoingHttpHeaders = {};
+    for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) headers[k] = v;
+    headers["x-ms-invocation-id"] = invocationId;
+    headers["x-forwarded-host"] = new URL(this.baseUrl).host;
+    headers["x-forwarded-proto"] = "http";
+
+    const proxyReq = http.request({
+      host: target.hostname === "localhost" ? "127.0.0.1" : target.hostname,
+      port: target.port,
+      method: req.method,
+      path: req.url,
+      headers,
+      agent: this.proxyAgent,
+    });
+    const done = new Promise<void>((resolve) => {
+      proxyReq.on("response", (proxyRes) => {
+        res.statusCode = proxyRes.statusCode ?? 500;
+        for (const [k, v] of Object.entries(proxyRes.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) res.setHeader(k, v);
+        pipeline(proxyRes, res).then(resolve, () => {
+          res.destroy();
+          resolve();
+        });
+      });
+      proxyReq.on("error", () => {
+        if (!res.headersSent) {
+          res.statusCode = 502;
+          res.end();
+        } else res.destroy();
+        resolve();
+      });
+    });
+    // A client that goes away mid-upload aborts the proxied request, so the function sees its body fail.
+    pipeline(req, proxyReq).catch(() => proxyReq.destroy());
+    res.on("close", () => {
+      if (!res.writableFinished) proxyReq.destroy();
+    });
+    return { done, abort: () => proxyReq.destroy() };
+  }
+
+  private async onAdmin(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+    const send = (status: number, body?: unknown): void => {
+      res.statusCode = status;
+      if (body === undefined) {
+        res.end();
+        return;
+      }
+      res.setHeader("content-type", "application/json; charset=utf-8");
+      res.end(JSON.stringify(body, null, 2));
+    };
+    if (req.method === "GET" && path === "/admin/host/status") return send(200, { state: "Running", functions: this.registrationsByName.size });
+    if (req.method === "GET" && path === "/admin/functions") return send(200, this.functions());
+    const m = /^\/admin\/functions\/([^/]+)$/.exec(path);
+    if (req.method === "POST" && m) {
+      const name = decodeURIComponent(m[1]!);
+      const reg = this.registrationsByName.get(name.toLowerCase());
+      if (!reg) return send(404, { error: `no function named ${name}` });
+      const chunks: Buffer[] = [];
+      for await (const c of req) chunks.push(c as Buffer);
+      let input: string | undefined;
+      if (chunks.length > 0) {
+        try {
+          const parsed = JSON.parse(Buffer.concat(chunks).toString("utf8")) as { input?: unknown };
+          input = parsed.input === undefined ? undefined : typeof parsed.input === "string" ? parsed.input : JSON.stringify(parsed.input);
+        } catch {
+          return send(400, { error: 'the body must be JSON like {"input": "..."}' });
+        }
+      }
+      if (triggerBinding(reg).type.toLowerCase() === "httptrigger") return send(400, { error: `${name} is an HTTP function; call its route` });
+      const run = this.invoke(name, input);
+      if (new URL(req.url ?? "/", this.baseUrl).searchParams.get("wait") === "true") {
+        const started = Date.now();
+        try {
+          await run;
+          return send(200, { function: name, status: "Succeeded", durationMs: Date.now() - started });
+        } catch (err) {
+          return send(200, { function: name, status: "Failed", durationMs: Date.now() - started, error: (err as Error).message });
+        }
+      }
+      run.catch(() => undefined);
+      return send(202);
+    }
+    return send(404, { error: "unknown admin endpoint" });
+  }
+
+  async stop(graceMs = 10_000): Promise<void> {
+    const server = this.server;
+    const closed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
+    for (const t of this.timers.values()) await t.stop();
+    await Promise.all([...this.queueListeners.values()].map((q) => q.stop()));
+    const grace = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
+    await Promise.race([Promise.allSettled([...this.inFlight]), grace]);
+    server?.closeAllConnections();
+    await closed;
+    this.proxyAgent.destroy();
+  }
+}
+
+function hostNotFound(res: ServerResponse): void {
+  res.statusCode = 404;
+  res.end();
+}
+
+function defaultLog(line: HostLogLine): void {
+  const who = line.functionName ? ` [${line.functionName}]` : "";
+  const out = `[${line.time}]${who} ${line.message}`;
+  if (line.level === "error" || line.level === "critical") console.error(out);
+  else console.log(out);
+}

@@ -1,0 +1,142 @@
+/**
+ * The audit log is a hash chain per tenant: entry n holds the hash of entry n-1, and its own hash covers
+ * everything in it. Editing, removing or reordering an entry breaks every link after it. Entries hold ids,
+ * hashes and counts, never personal data, so the log survives erasure.
+ */
+import { createHash } from "node:crypto";
+import { z } from "zod";
+
+export const GENESIS_HASH = "0".repeat(64);
+
+export const AUDIT_ACTIONS = [
+  "tenant.created",
+  "tenant.api-key-rotated",
+  "tenant.suspended",
+  "tenant.reactivated",
+  "upload.created",
+  "upload.content-stored",
+  "upload.downloaded",
+  "upload.deleted",
+  "upload.purged",
+  "upload.first-download-notified",
+  "key.rotated",
+  "key.rewrapped",
+  "retention.receipt",
+] as const;
+export type AuditAction = (typeof AUDIT_ACTIONS)[number];
+
+/** Detail values are ids, hashes, counts and flags. Strings are bounded so free text cannot creep in unnoticed. */
+const detailValue = z.union([z.string().max(200), z.number().finite(), z.boolean(), z.null(), z.array(z.string().max(100)).max(1000)]);
+
+export const auditContentSchema = z.object({
+  tenantId: z.string(),
+  seq: z.number().int().positive(),
+  at: z.iso.datetime(),
+  actor: z.string().min(1).max(100),
+  action: z.enum(AUDIT_ACTIONS),
+  target: z.object({ type: z.string().min(1).max(40), id: z.string().min(1).max(100) }).nullable(),
+  requestId: z.string().max(128).nullable(),
+  details: z.record(z.string().max(60), detailValue),
+  prevHash: z.string().regex(/^[0-9a-f]{64}$/),
+});
+export type AuditContent = z.infer<typeof auditContentSchema>;
+
+export const auditEntrySchema = auditContentSchema.extend({ hash: z.string().regex(/^[0-9a-f]{64}$/) });
+export type AuditEntry = z.infer<typeof auditEntrySchema>;
+
+/** JSON with object keys sorted at every level: the same content always hashes the same. */
+export function canonicalJson(value: unknown): string {
+  if (value === null || typeof value !== "object") {
+    if (typeof value === "number" && !Number.isFinite(value)) throw new TypeError("canonicalJson: non-finite number");
+    return JSON.stringify(value);
+  }
+  if (Array.isArray(value)) return "[" + value.map(canonicalJson).join(",") + "]";
+  const entries = Object.entries(value as Record<string, unknown>)
+    .filter(([, v]) => v !== undefined)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return "{" + entries.map(([k, v]) => JSON.stringify(k) + ":" + canonicalJson(v)).join(",") + "}";
+}
+
+export function hashEntry(content: AuditContent): string {
+  const fields: AuditContent = {
+    tenantId: content.tenantId,
+    seq: content.seq,
+    at: content.at,
+    actor: content.actor,
+    action: content.action,
+    target: content.target,
+    requestId: content.requestId,
+    details: content.details,
+    prevHash: content.prevHash,
+  };
+  return createHash("sha256").update("safedata.audit.v1\n").update(canonicalJson(fields)).digest("hex");
+}
+
+export function sealEntry(content: AuditContent): AuditEntry {
+  return { ...content, hash: hashEntry(content) };
+}
+
+export type ChainBreak =
+  | { reason: "hash-mismatch"; seq: number; detail: string }
+  | { reason: "broken-link"; seq: number; detail: string }
+  | { reason: "missing-entries"; seq: number; detail: string }
+  | { reason: "wrong-tenant"; seq: number; detail: string }
+  | { reason: "malformed-entry"; seq: number; detail: string }
+  | { reason: "truncated"; seq: number; detail: string };
+
+/**
+ * Checks a chain entry by entry, in sequence order, without holding it in memory. Feed entries with push();
+ * the first break is reported and kept.
+ */
+export class ChainVerifier {
+  private expectedSeq = 1;
+  private prevHash = GENESIS_HASH;
+  private broken: ChainBreak | undefined;
+  private checked = 0;
+
+  constructor(private readonly tenantId: string) {}
+
+  push(raw: unknown): ChainBreak | undefined {
+    if (this.broken) return this.broken;
+    const parsed = auditEntrySchema.safeParse(raw);
+    if (!parsed.success) {
+      const seq = typeof raw === "object" && raw !== null && typeof (raw as { seq?: unknown }).seq === "number" ? (raw as { seq: number }).seq : this.expectedSeq;
+      return (this.broken = { reason: "malformed-entry", seq, detail: "the entry does not have the audit entry shape" });
+    }
+    const e = parsed.data;
+    if (e.tenantId !== this.tenantId) {
+      return (this.broken = { reason: "wrong-tenant", seq: e.seq, detail: "the entry belongs to another tenant's chain" });
+    }
+    if (e.seq !== this.expectedSeq) {
+      return (this.broken = {
+        reason: "missing-entries",
+        seq: this.expectedSeq,
+        detail: `expected entry ${this.expectedSeq} but found ${e.seq}: entries are missing or out of order`,
+      });
+    }
+    if (e.prevHash !== this.prevHash) {
+      return (this.broken = { reason: "broken-link", seq: e.seq, detail: "prevHash does not match the previous entry's hash" });
+    }
+    if (hashEntry(e) !== e.hash) {
+      return (this.broken = { reason: "hash-mismatch", seq: e.seq, detail: "the entry's content does not match its hash: it was changed after it was written" });
+    }
+    this.prevHash = e.hash;
+    this.expectedSeq += 1;
+    this.checked += 1;
+    return undefined;
+  }
+
+  /** Call after the last entry with the sequence number the chain's head claims, to detect removal of the newest entries. */
+  finish(headSeq: number | undefined): ChainBreak | undefined {
+    if (this.broken) return this.broken;
+    const last = this.expectedSeq - 1;
+    if (headSeq !== undefined && headSeq > last) {
+      this.broken = { reason: "truncated", seq: last + 1, detail: `the chain head records ${headSeq} entries but only ${last} are present` };
+    }
+    return this.broken;
+  }
+
+  get result(): { entriesChecked: number; lastSeq: number; lastHash: string } {
+    return { entriesChecked: this.checked, lastSeq: this.expectedSeq - 1, lastHash: this.prevHash };
+  }
+}

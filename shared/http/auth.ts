@@ -1,0 +1,73 @@
+/**
+ * Who is calling. Tenant calls carry `Authorization: Bearer <api key>`: the key names its tenant, the stored
+ * hash is compared in constant time, and nothing in the request can point at another tenant. Operator calls
+ * carry the admin key from settings.
+ */
+import type { HttpRequest } from "@azure/functions";
+import { matchesHash, parseApiKey, secretsEqual } from "../domain/tenant";
+import type { Services } from "../services";
+import { AppError } from "./problem";
+
+export interface TenantPrincipal {
+  readonly kind: "tenant";
+  readonly tenantId: string;
+  readonly keyId: string;
+  /** How the audit log names this caller. */
+  readonly actor: string;
+}
+
+export interface AdminPrincipal {
+  readonly kind: "admin";
+  readonly actor: "admin";
+}
+
+export type AuthMode = "tenant" | "admin" | "none";
+export type PrincipalFor<A extends AuthMode> = A extends "tenant" ? TenantPrincipal : A extends "admin" ? AdminPrincipal : undefined;
+
+const BEARER = /^Bearer ([\x21-\x7e]{1,512})$/;
+
+function bearer(request: HttpRequest): string {
+  const header = request.headers.get("authorization");
+  if (header === null || header.trim() === "") {
+    throw new AppError("unauthenticated", "send an API key as 'Authorization: Bearer <key>'", {
+      headers: { "www-authenticate": 'Bearer realm="safedata"' },
+    });
+  }
+  const m = BEARER.exec(header.trim());
+  if (!m) {
+    throw new AppError("unauthenticated", "the Authorization header must be 'Bearer <key>'", {
+      headers: { "www-authenticate": 'Bearer realm="safedata", error="invalid_request"' },
+    });
+  }
+  return m[1]!;
+}
+
+const invalidKey = () =>
+  new AppError("unauthenticated", "the API key is not valid", {
+    headers: { "www-authenticate": 'Bearer realm="safedata", error="invalid_token"' },
+  });
+
+export async function authenticateTenant(request: HttpRequest, services: Services): Promise<TenantPrincipal> {
+  const key = bearer(request);
+  const parsed = parseApiKey(key);
+  if (!parsed) throw invalidKey();
+  const tenant = await services.tenants.get(parsed.tenantId);
+  // Compare even when the tenant does not exist, so timing does not reveal which tenant ids exist.
+  const storedHash = tenant?.apiKey.hash ?? "0".repeat(64);
+  const ok = matchesHash(key, storedHash);
+  if (!tenant || !ok) throw invalidKey();
+  if (tenant.status !== "active") {
+    throw new AppError("tenant-suspended", "this tenant is suspended; contact the service operator");
+  }
+  return { kind: "tenant", tenantId: tenant.tenantId, keyId: tenant.apiKey.id, actor: `key:${tenant.apiKey.id}` };
+}
+
+export function authenticateAdmin(request: HttpRequest, services: Services): AdminPrincipal {
+  const key = bearer(request);
+  if (!secretsEqual(key, services.settings.adminApiKey)) {
+    throw new AppError("unauthenticated", "the admin key is not valid", {
+      headers: { "www-authenticate": 'Bearer realm="safedata-admin", error="invalid_token"' },
+    });
+  }
+  return { kind: "admin", actor: "admin" };
+}

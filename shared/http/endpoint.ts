@@ -1,0 +1,273 @@
+/**
+ * One HTTP endpoint = one spec: method, route, who may call it, zod schemas for its parameters, query and body,
+ * its responses, and a handler. `httpEndpoint()` turns a spec into the options for `app.http()` and records it
+ * for the OpenAPI document, so routes are declared once.
+ *
+ * The wrapper does, in order: request id, authentication, path/query/body validation, Idempotency-Key, the
+ * handler, and maps every failure to problem+json in one place. Bad input never reaches a handler unvalidated,
+ * and nothing a caller sends can turn into a 500.
+ */
+import type { HttpFunctionOptions, HttpRequest, HttpResponseInit, InvocationContext } from "@azure/functions";
+import { randomUUID } from "node:crypto";
+import { z } from "zod";
+import { errorFields, invocationLog, type Log } from "../observability";
+import { services as getServices, type Services } from "../services";
+import { idempotencyKeySchema, requestFingerprint, type StoredResponse } from "../stores/idempotency-store";
+import { authenticateAdmin, authenticateTenant, type AuthMode, type PrincipalFor } from "./auth";
+import { AppError, problemBody, type FieldError } from "./problem";
+
+export type HttpMethod = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
+
+export interface ResponseSpec {
+  description: string;
+  schema?: z.ZodType;
+  /** Defaults to application/json when a schema is given. */
+  contentType?: string;
+  headers?: Record<string, { description: string }>;
+}
+
+type AnyObject = z.ZodObject<z.ZodRawShape>;
+type Infer<T> = T extends z.ZodType ? z.output<T> : undefined;
+
+export interface EndpointInput<A extends AuthMode, P, Q, B> {
+  request: HttpRequest;
+  context: InvocationContext;
+  services: Services;
+  requestId: string;
+  principal: PrincipalFor<A>;
+  params: Infer<P>;
+  query: Infer<Q>;
+  body: Infer<B>;
+  log: Log;
+}
+
+export interface EndpointResult {
+  status: number;
+  /** Serialized as application/json. */
+  json?: unknown;
+  /** A raw or streamed body; set content-type in headers. */
+  body?: HttpResponseInit["body"];
+  headers?: Record<string, string>;
+}
+
+export interface EndpointSpec<A extends AuthMode, P extends AnyObject | undefined, Q extends AnyObject | undefined, B extends z.ZodType | undefined> {
+  /** Function name in Azure: unique, stable, kebab-case. */
+  name: string;
+  method: HttpMethod;
+  /** Route under the /api prefix, e.g. "v1/uploads/{id}". */
+  route: string;
+  auth: A;
+  summary: string;
+  description?: string;
+  tags: string[];
+  params?: P;
+  query?: Q;
+  /** A JSON body validated with this schema. */
+  body?: B;
+  /** A raw body the handler streams itself (content types it accepts, for the OpenAPI document). */
+  rawBody?: { contentTypes: string[]; description: string };
+  responses: Record<number, ResponseSpec>;
+  /** POSTs: honour Idempotency-Key; `redact` removes secrets from what is stored for replays. */
+  idempotency?: { redact?: (json: unknown) => unknown };
+  handler: (input: EndpointInput<A, P, Q, B>) => Promise<EndpointResult>;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type AnyEndpointSpec = EndpointSpec<AuthMode, any, any, any>;
+
+const registry: AnyEndpointSpec[] = [];
+
+/** Every endpoint declared so far, in declaration order (for the OpenAPI document and the not-found handler). */
+export function endpoints(): readonly AnyEndpointSpec[] {
+  return registry;
+}
+
+export const MAX_JSON_BODY_BYTES = 256 * 1024;
+const REQUEST_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
+
+export function pickRequestId(header: string | null): string {
+  return header !== null && REQUEST_ID.test(header) ? header : randomUUID();
+}
+
+const baseHeaders = (requestId: string): Record<string, string> => ({
+  "x-request-id": requestId,
+  "cache-control": "no-store",
+  "x-content-type-options": "nosniff",
+});
+
+export function problemResponse(err: AppError, requestId: string): HttpResponseInit {
+  return {
+    status: err.status,
+    headers: { ...baseHeaders(requestId), "content-type": "application/problem+json", ...(err.extra.headers ?? {}) },
+    body: JSON.stringify(problemBody(err.problem, err.detail, requestId, err.extra.errors)),
+  };
+}
+
+export function zodFieldErrors(error: z.ZodError, prefix = ""): FieldError[] {
+  return error.issues.slice(0, 20).map((i) => ({
+    path: [prefix, ...i.path.map(String)].filter((s) => s !== "").join(".") || "(body)",
+    message: i.message,
+  }));
+}
+
+function isJsonContentType(value: string | null): boolean {
+  if (value === null) return false;
+  const [type, ...parameters] = value.split(";").map((s) => s.trim().toLowerCase());
+  if (type !== "application/json" && !/^application\/[a-z0-9.+-]+\+json$/.test(type ?? "")) return false;
+  return parameters.every((p) => !p.startsWith("charset=") || p === "charset=utf-8" || p === 'charset="utf-8"');
+}
+
+/** Reads at most `limit` bytes of the body; past that, stops reading and answers 413. */
+export async function readBodyText(request: HttpRequest, limit: number): Promise<string> {
+  const declared = request.headers.get("content-length");
+  if (declared !== null && /^\d+$/.test(declared) && Number(declared) > limit) {
+    throw new AppError("payload-too-large", `the JSON body may be at most ${limit} bytes`);
+  }
+  if (!request.body) return "";
+  const reader = request.body.getReader();
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > limit) {
+      await reader.cancel().catch(() => undefined);
+      throw new AppError("payload-too-large", `the JSON body may be at most ${limit} bytes`);
+    }
+    chunks.push(Buffer.from(value));
+  }
+  const bytes = Buffer.concat(chunks);
+  const text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes);
+  return text;
+}
+
+async function parseJsonBody<B extends z.ZodType>(request: HttpRequest, schema: B): Promise<{ value: z.output<B>; text: string }> {
+  if (!isJsonContentType(request.headers.get("content-type"))) {
+    throw new AppError("unsupported-media-type", "send the body as JSON with 'Content-Type: application/json'");
+  }
+  let text: string;
+  try {
+    text = await readBodyText(request, MAX_JSON_BODY_BYTES);
+  } catch (err) {
+    if (err instanceof AppError) throw err;
+    throw new AppError("invalid-json", "the body is not valid UTF-8");
+  }
+  if (text.trim() === "") throw new AppError("invalid-json", "the body is empty; send a JSON object");
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new AppError("invalid-json", "the body is not valid JSON");
+  }
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) {
+    throw new AppError("validation-failed", "the body does not match the expected shape; see errors", { errors: zodFieldErrors(parsed.error) });
+  }
+  return { value: parsed.data, text };
+}
+
+function searchParamsObject(request: HttpRequest): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of request.query.entries()) {
+    if (k in out) throw new AppError("invalid-parameter", `query parameter '${k.slice(0, 40)}' is given more than once`);
+    out[k] = v;
+  }
+  return out;
+}
+
+async function authenticate<A extends AuthMode>(mode: A, request: HttpRequest, services: Services): Promise<PrincipalFor<A>> {
+  if (mode === "tenant") return (await authenticateTenant(request, services)) as PrincipalFor<A>;
+  if (mode === "admin") return authenticateAdmin(request, services) as PrincipalFor<A>;
+  return undefined as PrincipalFor<A>;
+}
+
+function toResponse(result: EndpointResult, requestId: string): HttpResponseInit {
+  const headers: Record<string, string> = { ...baseHeaders(requestId), ...(result.headers ?? {}) };
+  if (result.json !== undefined) {
+    headers["content-type"] ??= "application/json; charset=utf-8";
+    return { status: result.status, headers, body: JSON.stringify(result.json) };
+  }
+  return { status: result.status, headers, body: result.body };
+}
+
+function fromStored(stored: StoredResponse, requestId: string): HttpResponseInit {
+  return toResponse({ status: stored.status, json: stored.body, headers: { ...stored.headers, "idempotent-replayed": "true" } }, requestId);
+}
+
+export function httpEndpoint<A extends AuthMode, P extends AnyObject | undefined, Q extends AnyObject | undefined, B extends z.ZodType | undefined>(
+  spec: EndpointSpec<A, P, Q, B>,
+): { name: string; options: HttpFunctionOptions } {
+  if (registry.some((e) => e.name === spec.name)) throw new Error(`endpoint ${spec.name} is declared twice`);
+  registry.push(spec as AnyEndpointSpec);
+
+  const handler = async (request: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> => {
+    const requestId = pickRequestId(request.headers.get("x-request-id"));
+    const log = invocationLog(context);
+    try {
+      const services = getServices();
+      const principal = await authenticate(spec.auth, request, services);
+
+      let params = undefined as Infer<P>;
+      if (spec.params) {
+        const r = spec.params.safeParse(request.params);
+        // A malformed id names nothing that exists: answer exactly as for an unknown one.
+        if (!r.success) throw new AppError("not-found", "no such resource");
+        params = r.data as Infer<P>;
+      }
+      let query = undefined as Infer<Q>;
+      const rawQuery = searchParamsObject(request);
+      if (spec.query) {
+        const r = spec.query.safeParse(rawQuery);
+        if (!r.success) {
+          throw new AppError("invalid-parameter", "a query parameter is invalid; see errors", { errors: zodFieldErrors(r.error, "query") });
+        }
+        query = r.data as Infer<Q>;
+      }
+      let body = undefined as Infer<B>;
+      let bodyText = "";
+      if (spec.body) {
+        const parsed = await parseJsonBody(request, spec.body);
+        body = parsed.value as Infer<B>;
+        bodyText = parsed.text;
+      }
+
+      const input: EndpointInput<A, P, Q, B> = { request, context, services, requestId, principal, params, query, body, log };
+
+      const keyHeader = request.headers.get("idempotency-key");
+      if (spec.idempotency && keyHeader !== null) {
+        const key = idempotencyKeySchema.safeParse(keyHeader);
+        if (!key.success) throw new AppError("invalid-parameter", "the Idempotency-Key header must be 1-255 visible ASCII characters");
+        const scope = principal && "tenantId" in principal ? principal.tenantId : "_admin";
+        const fingerprint = requestFingerprint(spec.method, spec.route + JSON.stringify(params ?? {}), bodyText);
+        const reservation = await services.idempotency.reserve(scope, key.data, fingerprint);
+        if (reservation.kind === "replay") return fromStored(reservation.response, requestId);
+        let result: EndpointResult;
+        try {
+          result = await spec.handler(input);
+        } catch (err) {
+          await reservation.abandon().catch(() => undefined);
+          throw err;
+        }
+        if (result.status < 300 && result.json !== undefined) {
+          const stored = spec.idempotency.redact ? spec.idempotency.redact(result.json) : result.json;
+          await reservation.complete({ status: result.status, headers: result.headers ?? {}, body: stored });
+        } else {
+          await reservation.abandon();
+        }
+        return toResponse(result, requestId);
+      }
+
+      return toResponse(await spec.handler(input), requestId);
+    } catch (err) {
+      if (err instanceof AppError) {
+        if (err.status >= 500) log.error("request.failed", { requestId, function: spec.name, problem: err.problem });
+        return problemResponse(err, requestId);
+      }
+      log.error("request.error", { requestId, function: spec.name, ...errorFields(err) });
+      return problemResponse(new AppError("internal-error", `the request could not be completed; quote request id ${requestId} when reporting it`), requestId);
+    }
+  };
+
+  return { name: spec.name, options: { methods: [spec.method], route: spec.route, authLevel: "anonymous", handler } };
+}

@@ -1,0 +1,145 @@
+/**
+ * Cosmos DB access: one client per process, containers by name from shared/config/resources.ts, and the few
+ * helpers every repository uses (status codes, zod-checked reads). Every query names the tenant in its text:
+ * there is no cross-tenant read path, and the local Cosmos server ignores the partitionKey query option.
+ */
+import { CosmosClient, type Container, type Database, type SqlQuerySpec } from "@azure/cosmos";
+import { DefaultAzureCredential } from "@azure/identity";
+import type { z } from "zod";
+import { COSMOS_CONTAINERS } from "../config/resources";
+import type { Settings } from "../config/settings";
+import { AppError } from "../http/problem";
+
+export type ContainerKey = keyof typeof COSMOS_CONTAINERS;
+export type Containers = Record<ContainerKey, Container>;
+
+export function createCosmosClient(cfg: Settings["cosmos"]): CosmosClient {
+  const connectionPolicy = { enableEndpointDiscovery: cfg.kind === "identity" };
+  if (cfg.kind === "connectionString") {
+    return new CosmosClient({ connectionString: cfg.connectionString, connectionPolicy });
+  }
+  return new CosmosClient({
+    endpoint: cfg.endpoint,
+    aadCredentials: new DefaultAzureCredential(cfg.clientId ? { managedIdentityClientId: cfg.clientId } : {}),
+    connectionPolicy,
+  });
+}
+
+export function containersOf(database: Database): Containers {
+  const out = {} as Containers;
+  for (const [key, spec] of Object.entries(COSMOS_CONTAINERS) as Array<[ContainerKey, (typeof COSMOS_CONTAINERS)[ContainerKey]]>) {
+    out[key] = database.container(spec.name);
+  }
+  return out;
+}
+
+/** Local only: what infra/ does in Azure (the app's identity has data-plane rights only and cannot create containers). */
+export async function provisionCosmos(client: CosmosClient, databaseName: string): Promise<Database> {
+  const { database } = await client.databases.createIfNotExists({ id: databaseName });
+  for (const spec of Object.values(COSMOS_CONTAINERS)) {
+    await database.containers.createIfNotExists({
+      id: spec.name,
+      partitionKey: { paths: [spec.partitionKey] },
+      ...("defaultTtl" in spec ? { defaultTtl: spec.defaultTtl } : {}),
+    });
+  }
+  return database;
+}
+
+export function statusOf(err: unknown): number | undefined {
+  if (typeof err === "object" && err !== null) {
+    const e = err as { code?: unknown; statusCode?: unknown };
+    if (typeof e.code === "number") return e.code;
+    if (typeof e.statusCode === "number") return e.statusCode;
+  }
+  return undefined;
+}
+
+export const isNotFound = (err: unknown) => statusOf(err) === 404;
+export const isConflict = (err: unknown) => statusOf(err) === 409;
+export const isPreconditionFailed = (err: unknown) => statusOf(err) === 412;
+
+/** A stored document failed its schema: data was changed outside the code, or the code is older than the data. */
+export class CorruptDocumentError extends Error {
+  constructor(
+    readonly container: string,
+    readonly id: string,
+    readonly issues: string,
+  ) {
+    super(`stored document ${container}/${id} does not match its schema: ${issues}`);
+    this.name = "CorruptDocumentError";
+  }
+}
+
+export function parseStored<T>(schema: z.ZodType<T>, container: string, doc: unknown): T {
+  const r = schema.safeParse(doc);
+  if (!r.success) {
+    const id = typeof doc === "object" && doc !== null && "id" in doc ? String((doc as { id: unknown }).id) : "?";
+    const issues = r.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ");
+    throw new CorruptDocumentError(container, id, issues);
+  }
+  return r.data;
+}
+
+export interface StoredMeta {
+  _etag: string;
+}
+
+/** Point read that returns undefined for 404 and parses the document with its schema. */
+export async function readItem<T>(container: Container, schema: z.ZodType<T>, id: string, tenantId: string): Promise<(T & StoredMeta) | undefined> {
+  try {
+    const { resource } = await container.item(id, tenantId).read<Record<string, unknown>>();
+    if (!resource) return undefined;
+    const parsed = parseStored(schema, container.id, resource);
+    return { ...parsed, _etag: String(resource._etag) };
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw err;
+  }
+}
+
+export interface Page<T> {
+  items: T[];
+  /** Opaque; pass back to get the next page. Absent on the last page. */
+  cursor?: string;
+}
+
+export function encodeCursor(token: string | undefined): string | undefined {
+  return token ? Buffer.from(token, "utf8").toString("base64url") : undefined;
+}
+
+export function decodeCursor(cursor: string | undefined): string | undefined {
+  if (cursor === undefined) return undefined;
+  return Buffer.from(cursor, "base64url").toString("utf8");
+}
+
+/** One page of a tenant-scoped query. The query text must filter on c.tenantId itself. */
+export async function queryPage<T>(
+  container: Container,
+  schema: z.ZodType<T>,
+  query: SqlQuerySpec,
+  tenantId: string,
+  limit: number,
+  cursor: string | undefined,
+): Promise<Page<T>> {
+  if (!/c\.tenantId\s*=\s*@tenantId/.test(query.query)) {
+    throw new Error("tenant-scoped queries must filter on c.tenantId = @tenantId");
+  }
+  const iterator = container.items.query<Record<string, unknown>>(query, {
+    partitionKey: tenantId,
+    maxItemCount: limit,
+    continuationToken: decodeCursor(cursor),
+  });
+  let fetched;
+  try {
+    fetched = await iterator.fetchNext();
+  } catch (err) {
+    if (cursor !== undefined && statusOf(err) === 400) throw new AppError("invalid-parameter", "cursor is not a cursor this list returned");
+    throw err;
+  }
+  const { resources, continuationToken } = fetched;
+  return {
+    items: resources.map((d) => parseStored(schema, container.id, d)),
+    cursor: resources.length > 0 ? encodeCursor(continuationToken) : undefined,
+  };
+}

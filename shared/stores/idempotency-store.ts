@@ -1,0 +1,126 @@
+/**
+ * Idempotency-Key support for POSTs: the first request with a key stores its result; a retry with the same key
+ * and the same request gets that result again instead of a second upload, tenant or breach. Records expire after
+ * 24 hours (Cosmos TTL in Azure; the local Cosmos server ignores TTL, which only means they linger locally).
+ */
+import { createHash } from "node:crypto";
+import type { Container } from "@azure/cosmos";
+import { z } from "zod";
+import type { Clock } from "../domain/clock";
+import { AppError } from "../http/problem";
+import { isConflict, isNotFound, isPreconditionFailed, readItem } from "./cosmos";
+
+export const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
+/** A pending record older than this belongs to a request that crashed; a retry may take it over. */
+const ABANDONED_AFTER_MS = 60_000;
+
+export const storedResponseSchema = z.object({
+  status: z.number().int(),
+  headers: z.record(z.string(), z.string()),
+  body: z.unknown(),
+});
+export type StoredResponse = z.infer<typeof storedResponseSchema>;
+
+const recordSchema = z.object({
+  id: z.string(),
+  tenantId: z.string(),
+  type: z.literal("idempotency"),
+  state: z.enum(["pending", "done"]),
+  requestHash: z.string(),
+  createdAt: z.iso.datetime(),
+  response: storedResponseSchema.nullable(),
+});
+type IdempotencyRecord = z.infer<typeof recordSchema>;
+
+export const idempotencyKeySchema = z
+  .string()
+  .min(1)
+  .max(255)
+  .regex(/^[\x21-\x7e]+$/, "must be 1-255 visible ASCII characters");
+
+export function requestFingerprint(method: string, route: string, body: string): string {
+  return createHash("sha256").update(`${method}\n${route}\n`).update(body).digest("hex");
+}
+
+export type Reservation =
+  | { kind: "new"; complete(response: StoredResponse): Promise<void>; abandon(): Promise<void> }
+  | { kind: "replay"; response: StoredResponse };
+
+export class IdempotencyStore {
+  constructor(
+    private readonly container: Container,
+    private readonly clock: Clock,
+  ) {}
+
+  /** `scope` is the tenant id, or "_admin" for operator calls: keys never collide across callers. */
+  async reserve(scope: string, key: string, requestHash: string): Promise<Reservation> {
+    const id = createHash("sha256").update(`${scope}\n${key}`).digest("hex");
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const existing = await readItem(this.container, recordSchema, id, scope);
+      if (existing) {
+        if (existing.requestHash !== requestHash) {
+          throw new AppError(
+            "idempotency-key-reused",
+            "this Idempotency-Key was already used with a different request; use a new key for a new request",
+          );
+        }
+        if (existing.state === "done" && existing.response) return { kind: "replay", response: existing.response };
+        const age = this.clock.now().getTime() - Date.parse(existing.createdAt);
+        if (age < ABANDONED_AFTER_MS) {
+          throw new AppError("idempotency-in-progress", "a request with this Idempotency-Key is still in progress; retry shortly", {
+            headers: { "retry-after": "1" },
+          });
+        }
+        // Abandoned by a crashed request: take it over, unless another retry does so first.
+        try {
+          await this.container.item(id, scope).replace(this.pending(id, scope, requestHash), {
+            accessCondition: { type: "IfMatch", condition: existing._etag },
+          });
+          return this.reservation(id, scope, requestHash);
+        } catch (err) {
+          if (isPreconditionFailed(err)) continue;
+          throw err;
+        }
+      }
+      try {
+        await this.container.items.create(this.pending(id, scope, requestHash));
+        return this.reservation(id, scope, requestHash);
+      } catch (err) {
+        if (isConflict(err)) continue;
+        throw err;
+      }
+    }
+    throw new AppError("idempotency-in-progress", "concurrent requests with this Idempotency-Key; retry shortly", {
+      headers: { "retry-after": "1" },
+    });
+  }
+
+  private pending(id: string, scope: string, requestHash: string): IdempotencyRecord & { ttl: number } {
+    return {
+      id,
+      tenantId: scope,
+      type: "idempotency",
+      state: "pending",
+      requestHash,
+      createdAt: this.clock.now().toISOString(),
+      response: null,
+      ttl: IDEMPOTENCY_TTL_SECONDS,
+    };
+  }
+
+  private reservation(id: string, scope: string, requestHash: string): Reservation {
+    return {
+      kind: "new",
+      complete: async (response) => {
+        await this.container.items.upsert({ ...this.pending(id, scope, requestHash), state: "done", response });
+      },
+      abandon: async () => {
+        try {
+          await this.container.item(id, scope).delete();
+        } catch (err) {
+          if (!isNotFound(err)) throw err;
+        }
+      },
+    };
+  }
+}

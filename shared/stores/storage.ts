@@ -1,0 +1,38 @@
+/** Blob and queue clients from settings: a connection string locally, managed identity in Azure. */
+import { DefaultAzureCredential } from "@azure/identity";
+import { BlobServiceClient } from "@azure/storage-blob";
+import { QueueServiceClient, type QueueClient } from "@azure/storage-queue";
+import type { z } from "zod";
+import type { StorageConnection } from "../config/settings";
+
+function credential(cfg: StorageConnection) {
+  return new DefaultAzureCredential(cfg.clientId ? { managedIdentityClientId: cfg.clientId } : {});
+}
+
+export function createBlobServiceClient(cfg: StorageConnection): BlobServiceClient {
+  if (cfg.kind === "connectionString") return BlobServiceClient.fromConnectionString(cfg.connectionString!);
+  return new BlobServiceClient(cfg.blobServiceUri!, credential(cfg));
+}
+
+export function createQueueServiceClient(cfg: StorageConnection): QueueServiceClient {
+  if (cfg.kind === "connectionString") return QueueServiceClient.fromConnectionString(cfg.connectionString!);
+  return new QueueServiceClient(cfg.queueServiceUri!, credential(cfg));
+}
+
+/**
+ * Queue messages are JSON, validated with the consumer's schema before sending, and base64-encoded because the
+ * Functions queue trigger expects base64 (plain text would go to the poison queue).
+ */
+export class QueueSender {
+  constructor(private readonly service: QueueServiceClient) {}
+
+  queue(name: string): QueueClient {
+    return this.service.getQueueClient(name);
+  }
+
+  async send<T>(queueName: string, schema: z.ZodType<T>, message: T, options: { visibilityTimeoutSeconds?: number } = {}): Promise<void> {
+    const checked = schema.parse(message);
+    const text = Buffer.from(JSON.stringify(checked), "utf8").toString("base64");
+    await this.queue(queueName).sendMessage(text, { visibilityTimeout: options.visibilityTimeoutSeconds });
+  }
+}

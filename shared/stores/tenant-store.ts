@@ -1,0 +1,73 @@
+/** Tenant documents in Cosmos (container "tenants", one partition per tenant, document id = tenant id). */
+import type { Container } from "@azure/cosmos";
+import { z } from "zod";
+import { authorityCountries } from "../domain/tenant";
+import { isConflict, isPreconditionFailed, parseStored, readItem, type Page, encodeCursor, decodeCursor } from "./cosmos";
+import { AppError } from "../http/problem";
+
+export const tenantDocSchema = z.object({
+  id: z.string(),
+  tenantId: z.string(),
+  type: z.literal("tenant"),
+  name: z.string(),
+  /** The controller's contact (their DPO) for breach and request notices: an encrypted field, never plain. */
+  contactEmail: z.object({ kekVersion: z.string(), value: z.string() }),
+  supervisoryAuthority: z.object({ country: z.enum(authorityCountries), name: z.string() }),
+  webhookUrl: z.string().nullable(),
+  status: z.enum(["active", "suspended"]),
+  apiKey: z.object({ id: z.string(), hash: z.string().regex(/^[0-9a-f]{64}$/), createdAt: z.iso.datetime() }),
+  createdAt: z.iso.datetime(),
+  updatedAt: z.iso.datetime(),
+  suspendedAt: z.iso.datetime().nullable(),
+});
+export type TenantDoc = z.infer<typeof tenantDocSchema>;
+export type StoredTenant = TenantDoc & { _etag: string };
+
+export class TenantStore {
+  constructor(private readonly container: Container) {}
+
+  get(tenantId: string): Promise<StoredTenant | undefined> {
+    return readItem(this.container, tenantDocSchema, tenantId, tenantId);
+  }
+
+  async create(doc: TenantDoc): Promise<void> {
+    try {
+      await this.container.items.create(doc);
+    } catch (err) {
+      if (isConflict(err)) throw new AppError("conflict", "a tenant with this id already exists");
+      throw err;
+    }
+  }
+
+  /** Replaces the document if nobody changed it since `etag`; a lost race is a 409 the caller may retry. */
+  async replace(doc: TenantDoc, etag: string): Promise<void> {
+    try {
+      await this.container.item(doc.id, doc.tenantId).replace(doc, { accessCondition: { type: "IfMatch", condition: etag } });
+    } catch (err) {
+      if (isPreconditionFailed(err)) throw new AppError("conflict", "the tenant was changed by another request; retry");
+      throw err;
+    }
+  }
+
+  /**
+   * Operators list all tenants: the only cross-partition query in the service, and it is admin-only.
+   * Ordered by creation time so pages are stable.
+   */
+  async list(limit: number, cursor: string | undefined): Promise<Page<TenantDoc>> {
+    const iterator = this.container.items.query<Record<string, unknown>>(
+      { query: "SELECT * FROM c WHERE c.type = 'tenant' ORDER BY c.createdAt ASC" },
+      { maxItemCount: limit, continuationToken: decodeCursor(cursor) },
+    );
+    let page;
+    try {
+      page = await iterator.fetchNext();
+    } catch (err) {
+      if (cursor !== undefined) throw new AppError("invalid-parameter", "cursor is not a cursor this list returned");
+      throw err;
+    }
+    return {
+      items: page.resources.map((d) => parseStored(tenantDocSchema, this.container.id, d)),
+      cursor: page.resources.length > 0 ? encodeCursor(page.continuationToken) : undefined,
+    };
+  }
+}
