@@ -16,9 +16,9 @@ import { EmailClient, type EmailClientOptions, type EmailSendResult as AcsSendRe
 import { DefaultAzureCredential } from "@azure/identity";
 import type { Settings } from "../config/settings";
 import type { EmailMessage, EmailSendResult, EmailSender } from "./email-sender";
-import { isEmailAddress, validateEmailMessage } from "./outbox-email-sender";
+import { isEmailAddress, validateEmailMessage } from "./email-sender";
 
-export { InvalidEmailMessageError } from "./outbox-email-sender";
+export { InvalidEmailMessageError } from "./email-sender";
 
 /** Fixed namespace for operation ids derived from message ids (a random UUID chosen once for this product). */
 export const OPERATION_ID_NAMESPACE = "4f1b8f2e-6a0c-4d3e-9b57-2c8e1a7d5f60";

@@ -7,44 +7,9 @@
  * `by-message-id/<messageId>` records which dated name the first attempt used, so a retry on a later day
  * finds the same message instead of writing a second one.
  *
- * This module also holds the message rules both senders apply, so a message the outbox accepts locally is one
- * ACS accepts in Azure.
  */
 import type { ContainerClient } from "@azure/storage-blob";
-import type { EmailMessage, EmailSendResult, EmailSender } from "./email-sender";
-
-/** messageId becomes part of a blob name and an operation id: a conservative alphabet, no path separators. */
-export const MESSAGE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-/** ACS accepts at most 50 recipients per message. */
-export const MAX_RECIPIENTS = 50;
-const ADDRESS_PATTERN = /^[^\s@<>",;]+@[^\s@<>",;]+\.[^\s@<>",;]+$/;
-
-/** The message cannot be sent as given. Names the problem, never the addresses or text. */
-export class InvalidEmailMessageError extends Error {
-  constructor(problem: string) {
-    super(`invalid e-mail message: ${problem}`);
-    this.name = "InvalidEmailMessageError";
-  }
-}
-
-export function isEmailAddress(value: unknown): value is string {
-  return typeof value === "string" && value.length <= 254 && ADDRESS_PATTERN.test(value);
-}
-
-export function validateEmailMessage(message: EmailMessage): void {
-  if (typeof message.messageId !== "string" || !MESSAGE_ID_PATTERN.test(message.messageId)) {
-    throw new InvalidEmailMessageError(`messageId must match ${MESSAGE_ID_PATTERN.source}`);
-  }
-  if (!Array.isArray(message.to) || message.to.length === 0) throw new InvalidEmailMessageError("at least one recipient is required");
-  if (message.to.length > MAX_RECIPIENTS) throw new InvalidEmailMessageError(`at most ${MAX_RECIPIENTS} recipients per message`);
-  message.to.forEach((address, i) => {
-    if (!isEmailAddress(address)) throw new InvalidEmailMessageError(`recipient ${i + 1} is not an e-mail address`);
-  });
-  if (typeof message.subject !== "string" || message.subject.trim() === "") throw new InvalidEmailMessageError("subject is required");
-  if (/[\r\n]/.test(message.subject)) throw new InvalidEmailMessageError("subject must be one line");
-  if (typeof message.text !== "string" || message.text.trim() === "") throw new InvalidEmailMessageError("a plain-text body is required");
-  if (message.html !== undefined && typeof message.html !== "string") throw new InvalidEmailMessageError("html must be a string");
-}
+import { isEmailAddress, validateEmailMessage, type EmailMessage, type EmailSendResult, type EmailSender } from "./email-sender";
 
 /** What the outbox stores per message. */
 export interface OutboxRecord {

@@ -37,3 +37,46 @@ export class KeyNotFoundError extends Error {
     this.name = "KeyNotFoundError";
   }
 }
+
+/** Tenant ids that may own key material: also valid inside Key Vault secret names (`tenant-<id>-kek`). */
+export const KEY_TENANT_ID_PATTERN = /^[a-z0-9][a-z0-9-]{1,60}$/;
+
+export const KEY_BYTES = 32;
+
+export type SecretPurpose = "kek" | "lookup";
+
+export class InvalidTenantIdError extends Error {
+  constructor() {
+    super(`invalid tenant id: must match ${KEY_TENANT_ID_PATTERN.source}`);
+    this.name = "InvalidTenantIdError";
+  }
+}
+
+/** The tenant's keys were deleted (offboarding); the id cannot own keys again. */
+export class TenantKeysDeletedError extends Error {
+  constructor(readonly tenantId: string) {
+    super(`key material of tenant ${tenantId} was deleted; a deleted tenant id cannot be given new keys`);
+    this.name = "TenantKeysDeletedError";
+  }
+}
+
+/** A stored secret is not what this code writes (not 32 bytes of base64). Names the secret, never the value. */
+export class KeyMaterialError extends Error {
+  constructor(
+    readonly secretName: string,
+    readonly version: string | undefined,
+    problem: string,
+  ) {
+    super(`secret ${secretName}${version ? ` (version ${version})` : ""} is not usable key material: ${problem}`);
+    this.name = "KeyMaterialError";
+  }
+}
+
+export function assertKeyTenantId(tenantId: string): void {
+  if (typeof tenantId !== "string" || !KEY_TENANT_ID_PATTERN.test(tenantId)) throw new InvalidTenantIdError();
+}
+
+export function secretName(tenantId: string, purpose: SecretPurpose): string {
+  assertKeyTenantId(tenantId);
+  return `tenant-${tenantId}-${purpose}`;
+}

@@ -16,17 +16,17 @@ import type { TokenCredential } from "@azure/core-auth";
 import { DefaultAzureCredential } from "@azure/identity";
 import { SecretClient, type SecretClientOptions } from "@azure/keyvault-secrets";
 import type { Settings } from "../config/settings";
-import { KeyNotFoundError, type KekVersion, type KeyProvider } from "./key-provider";
 import {
   KEY_BYTES,
   KeyMaterialError,
+  KeyNotFoundError,
   TenantKeysDeletedError,
   assertKeyTenantId,
   secretName,
+  type KekVersion,
+  type KeyProvider,
   type SecretPurpose,
-} from "./local-key-provider";
-
-export { InvalidTenantIdError, KeyMaterialError, TenantKeysDeletedError, KEY_TENANT_ID_PATTERN } from "./local-key-provider";
+} from "./key-provider";
 
 export const KEY_CONTENT_TYPE = "application/octet-stream; encoding=base64";
 

@@ -1,13 +1,7 @@
 import type { TokenCredential } from "@azure/core-auth";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { KeyNotFoundError } from "../../../shared/keys/key-provider";
-import {
-  InvalidTenantIdError,
-  KEY_CONTENT_TYPE,
-  KeyMaterialError,
-  KeyVaultKeyProvider,
-  TenantKeysDeletedError,
-} from "../../../shared/keys/keyvault-key-provider";
+import { InvalidTenantIdError, KeyMaterialError, KeyNotFoundError, TenantKeysDeletedError } from "../../../shared/keys/key-provider";
+import { KEY_CONTENT_TYPE, KeyVaultKeyProvider } from "../../../shared/keys/keyvault-key-provider";
 import { startKeyVaultFake, type KeyVaultFake } from "../../fakes/keyvault-fake";
 
 const credential: TokenCredential = { getToken: async () => ({ token: "t", expiresOnTimestamp: Date.now() + 3_600_000 }) };

@@ -1,7 +1,8 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { KeyNotFoundError } from "../../../shared/keys/key-provider";
-import { InvalidTenantIdError, LocalKeyProvider, TenantKeysDeletedError } from "../../../shared/keys/local-key-provider";
+import { InvalidTenantIdError, TenantKeysDeletedError } from "../../../shared/keys/key-provider";
+import { LocalKeyProvider } from "../../../shared/keys/local-key-provider";
 
 const master = Buffer.alloc(32, 1);
 const otherMaster = Buffer.alloc(32, 2);

@@ -2,7 +2,8 @@ import { BlobServiceClient, type ContainerClient } from "@azure/storage-blob";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LOCAL_ONLY_BLOB_CONTAINERS } from "../../../shared/config/resources";
 import type { EmailMessage } from "../../../shared/email/email-sender";
-import { InvalidEmailMessageError, OutboxEmailSender, type OutboxRecord } from "../../../shared/email/outbox-email-sender";
+import { InvalidEmailMessageError } from "../../../shared/email/email-sender";
+import { OutboxEmailSender, type OutboxRecord } from "../../../shared/email/outbox-email-sender";
 import { startEmbeddedStorage, type EmbeddedStorage } from "../../../dev/embedded-storage";
 
 const SENDER = "DoNotReply@safedata.local";
