@@ -13,6 +13,7 @@ import type { KeyProvider } from "./keys/key-provider";
 import { createTelemetry, type Telemetry } from "./observability";
 import { AuditStore } from "./stores/audit-store";
 import { containersOf, createCosmosClient, type Containers } from "./stores/cosmos";
+import { HeartbeatStore } from "./stores/heartbeat-store";
 import { IdempotencyStore } from "./stores/idempotency-store";
 import { createBlobServiceClient, createQueueServiceClient, QueueSender } from "./stores/storage";
 import { TenantStore } from "./stores/tenant-store";
@@ -32,6 +33,9 @@ export interface Services {
   readonly tenants: TenantStore;
   readonly audit: AuditStore;
   readonly idempotency: IdempotencyStore;
+  readonly heartbeats: HeartbeatStore;
+  /** When these services were built: health gives a new instance time for its sweeps' first runs. */
+  readonly startedAt: Date;
 }
 
 export interface ServiceOverrides {
@@ -65,6 +69,8 @@ export function createServices(settings: Settings, adapters: AdapterFactory, ove
     tenants: new TenantStore(containers.tenants),
     audit: new AuditStore(containers.audit, clock),
     idempotency: new IdempotencyStore(containers.idempotency, clock),
+    heartbeats: new HeartbeatStore(containers.operations),
+    startedAt: clock.now(),
   };
 }
 

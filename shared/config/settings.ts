@@ -125,6 +125,10 @@ export function parseSettings(env: Record<string, string | undefined>): Settings
   for (const name of Object.values(SETTING)) {
     const v = env[name];
     if (v !== undefined && v.trim() !== "") cleaned[name] = v.trim();
+    // When the platform cannot resolve a Key Vault reference it passes the reference text itself.
+    if (v !== undefined && /^@Microsoft\.KeyVault\(/i.test(v.trim())) {
+      throw new SettingsError(name, "is a Key Vault reference the platform could not resolve; check the app identity's access to the vault");
+    }
   }
   const parsed = rawSettingsSchema.safeParse(cleaned);
   if (!parsed.success) {

@@ -186,8 +186,8 @@ describe("function app settings vs. shared/config/settings.ts", () => {
     }
   });
 
-  it.todo(
-    "shared/config/settings.ts should reject an unresolved Key Vault reference as ADMIN_API_KEY: when the reference " +
-      "cannot be resolved the platform passes the literal '@Microsoft.KeyVault(...)' text, which is longer than 32 characters",
-  );
+  it("refuses to start when a Key Vault reference (ADMIN_API_KEY) was not resolved by the platform", () => {
+    const env = { ...resolvedEnv(), [SETTING.adminApiKey]: "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/admin-api-key/)" };
+    expect(() => parseSettings(env)).toThrow(/ADMIN_API_KEY: is a Key Vault reference the platform could not resolve/);
+  });
 });

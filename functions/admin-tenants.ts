@@ -1,0 +1,95 @@
+/** Operator API: tenants (data controllers) and their API keys. Authenticated with the admin key. */
+import { app } from "@azure/functions";
+import { z } from "zod";
+import { tenantIdSchema } from "../shared/domain/tenant";
+import { httpEndpoint } from "../shared/http/endpoint";
+import { pageOf, pagingQuery } from "../shared/http/schemas";
+import { changeTenantStatus, createTenant, createTenantInput, getTenant, listTenants, rotateApiKey, tenantView } from "../shared/usecases/tenants";
+
+const tags = ["Admin: tenants"];
+const tenantParams = z.object({ tenantId: tenantIdSchema });
+const apiKeyNote = "The API key is shown only in this response; it is stored as a hash. A replay of this request with the same Idempotency-Key returns apiKey: null.";
+const redactKey = (json: unknown) => ({ ...(json as object), apiKey: null });
+
+const create = httpEndpoint({
+  name: "admin-tenants-create",
+  method: "POST",
+  route: "v1/admin/tenants",
+  auth: "admin",
+  tags,
+  summary: "Create a tenant and its first API key",
+  description: apiKeyNote,
+  body: createTenantInput,
+  idempotency: { redact: redactKey },
+  responses: { 201: { description: "Created", schema: z.object({ tenant: tenantView, apiKey: z.string().nullable() }) } },
+  handler: async ({ services, body, principal, requestId }) => {
+    const result = await createTenant(services, body, { actor: principal.actor, requestId });
+    return { status: 201, json: result, headers: { location: `/api/v1/admin/tenants/${result.tenant.id}` } };
+  },
+});
+app.http(create.name, create.options);
+
+const list = httpEndpoint({
+  name: "admin-tenants-list",
+  method: "GET",
+  route: "v1/admin/tenants",
+  auth: "admin",
+  tags,
+  summary: "List tenants",
+  query: pagingQuery,
+  responses: { 200: { description: "A page of tenants", schema: pageOf(tenantView) } },
+  handler: async ({ services, query }) => {
+    const page = await listTenants(services, query.limit, query.cursor);
+    return { status: 200, json: { items: page.items, nextCursor: page.cursor } };
+  },
+});
+app.http(list.name, list.options);
+
+const get = httpEndpoint({
+  name: "admin-tenants-get",
+  method: "GET",
+  route: "v1/admin/tenants/{tenantId}",
+  auth: "admin",
+  tags,
+  summary: "Get a tenant, including its contact address",
+  params: tenantParams,
+  responses: { 200: { description: "The tenant", schema: tenantView } },
+  handler: async ({ services, params }) => ({ status: 200, json: await getTenant(services, params.tenantId) }),
+});
+app.http(get.name, get.options);
+
+const rotate = httpEndpoint({
+  name: "admin-tenants-rotate-key",
+  method: "POST",
+  route: "v1/admin/tenants/{tenantId}/api-key",
+  auth: "admin",
+  tags,
+  summary: "Rotate the tenant's API key (the old key stops working at once)",
+  description: apiKeyNote,
+  params: tenantParams,
+  idempotency: { redact: redactKey },
+  responses: { 200: { description: "The new key", schema: z.object({ apiKey: z.string().nullable(), apiKeyId: z.string() }) } },
+  handler: async ({ services, params, principal, requestId }) => ({
+    status: 200,
+    json: await rotateApiKey(services, params.tenantId, { actor: principal.actor, requestId }),
+  }),
+});
+app.http(rotate.name, rotate.options);
+
+for (const action of ["suspend", "reactivate"] as const) {
+  const ep = httpEndpoint({
+    name: `admin-tenants-${action}`,
+    method: "POST",
+    route: `v1/admin/tenants/{tenantId}/${action}`,
+    auth: "admin",
+    tags,
+    summary: action === "suspend" ? "Suspend a tenant: its API key stops working; its data stays until retention removes it" : "Reactivate a suspended tenant",
+    params: tenantParams,
+    responses: { 200: { description: "The tenant", schema: tenantView } },
+    handler: async ({ services, params, principal, requestId }) => ({
+      status: 200,
+      json: await changeTenantStatus(services, params.tenantId, action, { actor: principal.actor, requestId }),
+    }),
+  });
+  app.http(ep.name, ep.options);
+}

@@ -1,0 +1,36 @@
+/**
+ * Everything no other route matched: 404 problem+json, or 405 with Allow when the path exists for other methods.
+ * Registered as a catch-all route; the host prefers every more specific route over it.
+ */
+import { app } from "@azure/functions";
+import { endpoints, httpEndpoint } from "../shared/http/endpoint";
+import { AppError } from "../shared/http/problem";
+
+function templateMatches(template: string, path: string): boolean {
+  const t = template.split("/");
+  const p = path.replace(/^\/+|\/+$/g, "").split("/");
+  return t.length === p.length && t.every((seg, i) => (/^\{.+\}$/.test(seg) ? p[i] !== "" : seg.toLowerCase() === p[i]?.toLowerCase()));
+}
+
+const notFound = httpEndpoint({
+  name: "not-found",
+  method: "GET",
+  route: "{*path}",
+  auth: "none",
+  tags: ["Operations"],
+  summary: "Any unknown route: a problem+json 404 (or 405 when the path exists for other methods)",
+  responses: {},
+  handler: async ({ request }) => {
+    const path = request.params.path ?? "";
+    const allowed = endpoints()
+      .filter((e) => e.name !== "not-found" && templateMatches(e.route, path))
+      .map((e) => e.method);
+    if (allowed.length > 0) {
+      throw new AppError("method-not-allowed", `${request.method} is not supported here; use ${[...new Set(allowed)].join(", ")}`, {
+        headers: { allow: [...new Set(allowed)].join(", ") },
+      });
+    }
+    throw new AppError("not-found", "no such route; the API is described at /api/v1/openapi.json");
+  },
+});
+app.http(notFound.name, { ...notFound.options, methods: ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] });

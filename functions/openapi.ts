@@ -1,0 +1,24 @@
+/** GET /api/v1/openapi.json: the API description, generated from the endpoint specs. */
+import { app } from "@azure/functions";
+import { httpEndpoint } from "../shared/http/endpoint";
+import { openApiDocument } from "../shared/http/openapi";
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { version } = require("../package.json") as { version: string };
+
+let cached: object | undefined;
+
+const openapi = httpEndpoint({
+  name: "openapi",
+  method: "GET",
+  route: "v1/openapi.json",
+  auth: "none",
+  tags: ["Operations"],
+  summary: "This API's OpenAPI 3.1 document",
+  responses: { 200: { description: "OpenAPI document" } },
+  handler: async () => {
+    cached ??= openApiDocument({ version });
+    return { status: 200, json: cached };
+  },
+});
+app.http(openapi.name, openapi.options);
