@@ -2,9 +2,7 @@
 import { app } from "@azure/functions";
 import { httpEndpoint } from "../shared/http/endpoint";
 import { openApiDocument } from "../shared/http/openapi";
-
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const { version } = require("../package.json") as { version: string };
+import { serviceVersion } from "../shared/version";
 
 let cached: object | undefined;
 
@@ -17,7 +15,7 @@ const openapi = httpEndpoint({
   summary: "This API's OpenAPI 3.1 document",
   responses: { 200: { description: "OpenAPI document" } },
   handler: async () => {
-    cached ??= openApiDocument({ version });
+    cached ??= openApiDocument({ version: serviceVersion() });
     return { status: 200, json: cached };
   },
 });

@@ -25,7 +25,7 @@ export interface TestApp {
   logs: HostLogLine[];
   env: Record<string, string>;
   /** fetch against the API with optional bearer key and JSON body. */
-  call(method: string, route: string, init?: { key?: string; json?: unknown; headers?: Record<string, string>; body?: BodyInit }): Promise<Response>;
+  call(method: string, route: string, init?: { key?: string; json?: unknown; headers?: Record<string, string>; body?: RequestInit["body"] }): Promise<Response>;
   admin(method: string, route: string, json?: unknown, headers?: Record<string, string>): Promise<Response>;
   createTenant(name?: string): Promise<{ tenantId: string; apiKey: string }>;
   stop(): Promise<void>;

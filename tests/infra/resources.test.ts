@@ -1,7 +1,7 @@
 /**
  * Every container, blob container and queue the code uses (shared/config/resources.ts) exists in the Bicep under
  * the same name and partition key, with TTL where declared; local-only stand-ins do not; and the retention
- * backstops are what docs/deploy.md says they are.
+ * backstops are what the README says they are.
  */
 import { describe, expect, it } from "vitest";
 import {

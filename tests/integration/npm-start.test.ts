@@ -1,0 +1,82 @@
+/**
+ * Smoke test of `npm start`: the compiled start script boots embedded storage in a child process and the local
+ * runtime, seeds the demo tenant, serves a first authenticated request, and leaves no process behind on Ctrl-C.
+ */
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, readFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { storageConnectionString, cosmosConnectionString } from "../../dev/embedded-storage";
+import { eventually } from "../helpers/eventually";
+import { freePort } from "../helpers/free-port";
+
+const root = path.resolve(__dirname, "../..");
+let child: ChildProcess;
+let output = "";
+let api = "";
+let dir = "";
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+beforeAll(async () => {
+  execFileSync(process.execPath, [path.join(root, "node_modules/typescript/bin/tsc"), "-p", path.join(root, "tsconfig.build.json")], { cwd: root });
+  const [port, blob, queue, cosmos] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+  dir = mkdtempSync(path.join(os.tmpdir(), "safedata-start-"));
+  const storage = storageConnectionString("127.0.0.1", blob, queue);
+  child = spawn(process.execPath, [path.join(root, "dist/dev/start.js")], {
+    cwd: root,
+    env: {
+      ...process.env,
+      PORT: String(port),
+      SAFEDATA_LOCAL_SETTINGS: path.join(dir, "local.settings.json"),
+      AzureWebJobsStorage: storage,
+      SafeDataStorage: storage,
+      CosmosDb: cosmosConnectionString("127.0.0.1", cosmos),
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  child.stdout!.on("data", (d: Buffer) => (output += d.toString()));
+  child.stderr!.on("data", (d: Buffer) => (output += d.toString()));
+  await eventually(() => expect(output).toContain("safedata is running"), 60_000, 100);
+  api = `http://127.0.0.1:${port}/api`;
+}, 90_000);
+
+afterAll(() => {
+  if (child && child.exitCode === null) child.kill("SIGKILL");
+});
+
+describe("npm start", () => {
+  it("prints routes, timers, queues and where the keys are", () => {
+    expect(output).toMatch(/HTTP routes on http:\/\/127\.0\.0\.1:\d+\/api/);
+    expect(output).toContain("/api/v1/audit");
+    expect(output).toContain("Timers (NCRONTAB, UTC)");
+    expect(output).toContain("Queue triggers");
+    expect(output).toContain("Demo tenant:");
+    expect(output).toContain("does not survive a restart");
+  });
+
+  it("serves a first authenticated request with the demo key", async () => {
+    const demo = JSON.parse(readFileSync(path.join(dir, ".local", "demo-tenant.json"), "utf8")) as { apiKey: string };
+    const res = await fetch(`${api}/v1/audit`, { headers: { authorization: `Bearer ${demo.apiKey}` } });
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { items: Array<{ action: string }> }).items[0]?.action).toBe("tenant.created");
+    expect((await fetch(`${api}/health`)).status).toBe(200);
+  });
+
+  it("stops cleanly on Ctrl-C with no process left behind", async () => {
+    const storagePid = Number(/storage pid (\d+)/.exec(output)?.[1] ?? NaN);
+    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+    child.kill("SIGINT");
+    expect(await exited).toBe(0);
+    if (!Number.isNaN(storagePid)) await eventually(() => expect(alive(storagePid)).toBe(false), 5_000);
+    expect(Number.isNaN(storagePid)).toBe(false);
+  }, 20_000);
+});
