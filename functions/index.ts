@@ -11,6 +11,9 @@ import "./health";
 import "./openapi";
 import "./admin-tenants";
 import "./audit";
+import "./uploads";
+import "./notifications";
+import "./keys";
 import "./not-found";
 
 // Streamed request and response bodies: uploads of gigabytes never sit in memory.

@@ -17,6 +17,7 @@ import { HeartbeatStore } from "./stores/heartbeat-store";
 import { IdempotencyStore } from "./stores/idempotency-store";
 import { createBlobServiceClient, createQueueServiceClient, QueueSender } from "./stores/storage";
 import { TenantStore } from "./stores/tenant-store";
+import { UploadStore } from "./stores/upload-store";
 
 export interface Services {
   readonly settings: Settings;
@@ -34,6 +35,7 @@ export interface Services {
   readonly audit: AuditStore;
   readonly idempotency: IdempotencyStore;
   readonly heartbeats: HeartbeatStore;
+  readonly uploads: UploadStore;
   /** When these services were built: health gives a new instance time for its sweeps' first runs. */
   readonly startedAt: Date;
 }
@@ -70,6 +72,7 @@ export function createServices(settings: Settings, adapters: AdapterFactory, ove
     audit: new AuditStore(containers.audit, clock),
     idempotency: new IdempotencyStore(containers.idempotency, clock),
     heartbeats: new HeartbeatStore(containers.operations),
+    uploads: new UploadStore(containers.uploads),
     startedAt: clock.now(),
   };
 }

@@ -415,12 +415,15 @@ export class LocalFunctionsHost {
       try {
         await invocation.run();
       } catch (err) {
-        proxied.abort();
         this.log("error", `function ${entry.reg.metadata.name} failed: ${(err as Error).message}`, {
           functionName: entry.reg.metadata.name,
           invocationId: invocation.invocationId,
         });
-        if (!res.headersSent) {
+        // A response body that fails mid-stream fails the invocation after the response may have started: give its
+        // headers a moment to arrive, so the client sees an aborted response rather than a 500 it cannot trust.
+        const started = await Promise.race([proxied.responseStarted, new Promise<boolean>((r) => setTimeout(() => r(false), 200).unref())]);
+        proxied.abort();
+        if (!started && !res.headersSent) {
           res.statusCode = 500;
           res.end();
         } else {
@@ -470,7 +473,11 @@ export class LocalFunctionsHost {
    * Sends the client's request to the library's HTTP proxy, tagged with the invocation id, and relays the
    * proxy's response back. Both bodies are piped with back-pressure.
    */
-  private forwardToProxy(invocationId: string, req: IncomingMessage, res: ServerResponse): { done: Promise<void>; abort(): void } {
+  private forwardToProxy(
+    invocationId: string,
+    req: IncomingMessage,
+    res: ServerResponse,
+  ): { done: Promise<void>; responseStarted: Promise<boolean>; abort(): void } {
     const target = this.proxyUri!;
     const headers: http.OutgoingHttpHeaders = {};
     for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) headers[k] = v;
@@ -503,12 +510,16 @@ export class LocalFunctionsHost {
         resolve();
       });
     });
+    const responseStarted = new Promise<boolean>((resolve) => {
+      proxyReq.once("response", () => resolve(true));
+      proxyReq.once("close", () => resolve(false));
+    });
     // A client that goes away mid-upload aborts the proxied request, so the function sees its body fail.
     pipeline(req, proxyReq).catch(() => proxyReq.destroy());
     res.on("close", () => {
       if (!res.writableFinished) proxyReq.destroy();
     });
-    return { done, abort: () => proxyReq.destroy() };
+    return { done, responseStarted, abort: () => proxyReq.destroy() };
   }
 
   private async onAdmin(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {

@@ -33,6 +33,8 @@ var queueNames = [
   'purge-batches-poison'
   'key-rewrap'
   'key-rewrap-poison'
+  'notifications'
+  'notifications-poison'
 ]
 
 resource account 'Microsoft.Storage/storageAccounts@2024-01-01' = {

@@ -37,6 +37,7 @@ export const BLOB_CONTAINERS = {
 export const QUEUES = {
   purge: { name: "purge-batches", purpose: "pages of expired records the purge timer fans out to workers" },
   rewrap: { name: "key-rewrap", purpose: "per-tenant jobs moving wrapped data keys to the newest key-encryption key" },
+  notifications: { name: "notifications", purpose: "e-mails to send (first-download notices), one message each, sent idempotently" },
 } as const satisfies Record<string, { name: string; purpose: string }>;
 
 /** Resources the local runtime creates that do not exist in Azure (local stand-ins for outside services). */

@@ -134,6 +134,22 @@ export class AuditStore {
     return { items: page.items.map(stripStored), cursor: page.cursor };
   }
 
+  /** The sequence number of an existing entry for this action on this target, if any (makes retried steps append once). */
+  async findByTarget(tenantId: string, action: AuditAction, targetId: string): Promise<number | undefined> {
+    const { resources } = await this.container.items
+      .query<{ seq: number }>({
+        query:
+          "SELECT TOP 1 c.seq FROM c WHERE c.tenantId = @tenantId AND c.type = 'audit-entry' AND c.action = @action AND c.target.id = @target",
+        parameters: [
+          { name: "@tenantId", value: tenantId },
+          { name: "@action", value: action },
+          { name: "@target", value: targetId },
+        ],
+      })
+      .fetchAll();
+    return resources[0]?.seq;
+  }
+
   /** Walks the whole chain in order and reports the first broken link. */
   async verify(tenantId: string, pageSize = 500): Promise<VerifyResult> {
     const verifier = new ChainVerifier(tenantId);

@@ -1,0 +1,52 @@
+/** Key-encryption key rotation (operator API) and the queue job that re-wraps data keys afterwards. */
+import { app } from "@azure/functions";
+import { z } from "zod";
+import { QUEUES } from "../shared/config/resources";
+import { SETTING } from "../shared/config/settings";
+import { tenantIdSchema } from "../shared/domain/tenant";
+import { httpEndpoint } from "../shared/http/endpoint";
+import { queueHandler } from "../shared/queue-handler";
+import { kekStatus, rewrapBatch, rewrapMessage, rotateTenantKek } from "../shared/usecases/key-rotation";
+
+const tags = ["Admin: keys"];
+const params = z.object({ tenantId: tenantIdSchema });
+
+const rotate = httpEndpoint({
+  name: "admin-kek-rotate",
+  method: "POST",
+  route: "v1/admin/tenants/{tenantId}/kek/rotate",
+  auth: "admin",
+  tags,
+  summary: "Rotate the tenant's key-encryption key; a background job re-wraps existing data keys",
+  params,
+  responses: { 202: { description: "Rotated; re-wrapping has started", schema: z.object({ previousVersion: z.string(), version: z.string() }) } },
+  handler: async ({ services, params, principal, requestId }) => ({
+    status: 202,
+    json: await rotateTenantKek(services, params.tenantId, { actor: principal.actor, requestId }),
+  }),
+});
+app.http(rotate.name, rotate.options);
+
+const status = httpEndpoint({
+  name: "admin-kek-status",
+  method: "GET",
+  route: "v1/admin/tenants/{tenantId}/kek",
+  auth: "admin",
+  tags,
+  summary: "The current KEK version and how many uploads still use an older one",
+  params,
+  responses: { 200: { description: "Status", schema: z.object({ currentVersion: z.string(), uploadsOnOlderVersions: z.number() }) } },
+  handler: async ({ services, params }) => ({ status: 200, json: await kekStatus(services, params.tenantId) }),
+});
+app.http(status.name, status.options);
+
+app.storageQueue("key-rewrap", {
+  queueName: QUEUES.rewrap.name,
+  connection: SETTING.storageConnectionString,
+  handler: queueHandler(QUEUES.rewrap.name, rewrapMessage, async (msg, { services, log }) => {
+    const r = await rewrapBatch(services, msg.tenantId);
+    log.info("key.rewrap-batch", { tenantId: msg.tenantId, rewrapped: r.rewrapped, remaining: r.remaining, version: r.version });
+    // One batch per message keeps each run short; the next message continues where this one stopped.
+    if (r.remaining) await services.queues.send(QUEUES.rewrap.name, rewrapMessage, msg);
+  }),
+});

@@ -1,0 +1,146 @@
+/**
+ * SafeData uploads: pure rules. Ids, the data-category vocabulary, the 32-day life, the state machine an upload
+ * moves through, download admission, HTTP Range parsing and the Content-Disposition header.
+ */
+import { randomBytes } from "node:crypto";
+import { z } from "zod";
+import { base32 } from "./tenant";
+
+export const UPLOAD_ID_PATTERN = /^up-[a-z2-7]{26}$/;
+export const uploadIdSchema = z.string().regex(UPLOAD_ID_PATTERN);
+
+export function newUploadId(random: (n: number) => Buffer = randomBytes): string {
+  return "up-" + base32(random(16));
+}
+
+/** The product promise: SafeData lives at most 32 days. A shorter life may be asked for, never a longer one. */
+export const MAX_LIFE_DAYS = 32;
+const DAY_MS = 86_400_000;
+
+export function expiresAt(createdAt: Date, expiresInDays: number = MAX_LIFE_DAYS): Date {
+  if (!Number.isInteger(expiresInDays) || expiresInDays < 1 || expiresInDays > MAX_LIFE_DAYS) {
+    throw new RangeError(`expiresInDays must be a whole number from 1 to ${MAX_LIFE_DAYS}`);
+  }
+  return new Date(createdAt.getTime() + expiresInDays * DAY_MS);
+}
+
+/**
+ * What kind of personal data an upload holds. Used to scope breaches and score their severity. The special
+ * categories of GDPR Art. 9 and criminal data (Art. 10) are marked.
+ */
+export const DATA_CATEGORIES = {
+  contact: { special: false, description: "names, addresses, e-mail, phone" },
+  identity: { special: false, description: "identity documents, date of birth" },
+  "national-id": { special: false, description: "national identification numbers (e.g. CPR)" },
+  financial: { special: false, description: "salaries, bank accounts, payment data" },
+  employment: { special: false, description: "employment and HR records" },
+  education: { special: false, description: "education records" },
+  location: { special: false, description: "location data" },
+  communications: { special: false, description: "contents of communications" },
+  credentials: { special: false, description: "passwords, access tokens" },
+  children: { special: false, description: "data about children" },
+  health: { special: true, description: "health data (Art. 9)" },
+  genetic: { special: true, description: "genetic data (Art. 9)" },
+  biometric: { special: true, description: "biometric data for identification (Art. 9)" },
+  "racial-ethnic": { special: true, description: "racial or ethnic origin (Art. 9)" },
+  political: { special: true, description: "political opinions (Art. 9)" },
+  religious: { special: true, description: "religious or philosophical beliefs (Art. 9)" },
+  "trade-union": { special: true, description: "trade union membership (Art. 9)" },
+  "sex-life": { special: true, description: "sex life or sexual orientation (Art. 9)" },
+  criminal: { special: true, description: "criminal convictions and offences (Art. 10)" },
+} as const;
+export type DataCategory = keyof typeof DATA_CATEGORIES;
+export const dataCategories = Object.keys(DATA_CATEGORIES) as [DataCategory, ...DataCategory[]];
+
+/**
+ * The life of an upload:
+ *   awaiting-content -> receiving -> available -> deleting -> deleted | expired
+ *   receiving -> awaiting-content (the upload of the content failed; it may be retried)
+ *   awaiting-content | receiving | available -> deleting (deleted on request, or past its expiry)
+ */
+export const UPLOAD_STATUSES = ["awaiting-content", "receiving", "available", "deleting", "deleted", "expired"] as const;
+export type UploadStatus = (typeof UPLOAD_STATUSES)[number];
+
+const TRANSITIONS: Record<UploadStatus, readonly UploadStatus[]> = {
+  "awaiting-content": ["receiving", "deleting"],
+  receiving: ["awaiting-content", "available", "receiving", "deleting"],
+  available: ["deleting"],
+  deleting: ["deleted", "expired"],
+  deleted: [],
+  expired: [],
+};
+
+export function canTransition(from: UploadStatus, to: UploadStatus): boolean {
+  return TRANSITIONS[from].includes(to);
+}
+
+export const isGone = (s: UploadStatus) => s === "deleting" || s === "deleted" || s === "expired";
+
+/** How long an interrupted content upload blocks a retry before another attempt may take over. */
+export const RECEIVING_LEASE_MS = 2 * 3600_000;
+
+export type ContentAdmission =
+  | { ok: true }
+  | { ok: false; problem: "not-found" | "conflict" | "upload-expired" | "upload-deleted" | "download-limit-reached"; detail: string };
+
+/** May the content be downloaded now? Expiry is checked against the clock, not left to the purge sweep. */
+export function admitDownload(u: { status: UploadStatus; expiresAt: string; downloads: number; maxDownloads: number | null; deletionReason?: string | null }, now: Date): ContentAdmission {
+  if (u.status === "expired" || (u.status === "deleting" && u.deletionReason === "expired")) {
+    return { ok: false, problem: "upload-expired", detail: "the upload reached the end of its life and was deleted" };
+  }
+  if (isGone(u.status)) return { ok: false, problem: "upload-deleted", detail: "the upload was deleted" };
+  if (now.getTime() >= Date.parse(u.expiresAt)) {
+    return { ok: false, problem: "upload-expired", detail: "the upload reached the end of its life and is being deleted" };
+  }
+  if (u.status !== "available") return { ok: false, problem: "conflict", detail: "the upload has no content yet" };
+  if (u.maxDownloads !== null && u.downloads >= u.maxDownloads) {
+    return { ok: false, problem: "download-limit-reached", detail: `the upload may be downloaded ${u.maxDownloads} time(s), and was` };
+  }
+  return { ok: true };
+}
+
+export type RangeRequest = { kind: "none" } | { kind: "range"; start: number; end: number } | { kind: "unsatisfiable" } | { kind: "malformed" };
+
+/**
+ * Parses a Range header against a payload of `size` bytes. One byte range (`bytes=a-b`, `bytes=a-`, `bytes=-n`)
+ * is served; several ranges, other units and syntax errors are refused.
+ */
+export function parseRange(header: string | null, size: number): RangeRequest {
+  if (header === null) return { kind: "none" };
+  const m = /^bytes=(\d{0,16})-(\d{0,16})$/.exec(header.trim());
+  if (!m) return { kind: "malformed" };
+  const [, a, b] = m;
+  if (a === "" && b === "") return { kind: "malformed" };
+  if (a === "") {
+    const n = Number(b);
+    if (n === 0 || size === 0) return { kind: "unsatisfiable" };
+    return { kind: "range", start: Math.max(0, size - n), end: size - 1 };
+  }
+  const start = Number(a);
+  const end = b === "" ? size - 1 : Math.min(Number(b), size - 1);
+  if (b !== "" && Number(b) < start) return { kind: "malformed" };
+  if (start >= size) return { kind: "unsatisfiable" };
+  return { kind: "range", start, end };
+}
+
+/** `attachment` with an RFC 6266 / 8187 filename: ASCII fallback plus the exact UTF-8 name. */
+export function contentDisposition(fileName: string): string {
+  const fallback = fileName.replace(/[^\x20-\x7e]|["\\]/g, "_");
+  const encoded = encodeURIComponent(fileName).replace(/['()*]/g, (c) => "%" + c.charCodeAt(0).toString(16).toUpperCase());
+  return `attachment; filename="${fallback}"; filename*=UTF-8''${encoded}`;
+}
+
+/** a***@example.com: enough to recognise an address, not to read it. */
+export function maskEmail(address: string): string {
+  const at = address.lastIndexOf("@");
+  if (at <= 0) return "***";
+  return `${address[0]}***@${address.slice(at + 1)}`;
+}
+
+/** A MIME type as declared for an upload: type/subtype with optional parameters. */
+export const MIME_TYPE = /^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}\/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}(\s*;\s*[a-z0-9!#$&^_.+-]+=("[^"]*"|[a-z0-9!#$&^_.+-]+))*$/i;
+
+/** The essence of a content type (type/subtype, lower case), for comparing a PUT with what was declared. */
+export function mediaTypeEssence(value: string): string {
+  return value.split(";")[0]!.trim().toLowerCase();
+}

@@ -1,0 +1,134 @@
+/**
+ * Upload records in Cosmos (container "uploads", one partition per tenant). Personal fields are encrypted with the
+ * upload's own data key, which is stored only wrapped by the tenant's KEK; destroying the wrapped key (crypto-
+ * shredding) makes the payload and those fields unreadable everywhere at once. A deleted upload keeps a tombstone:
+ * ids, sizes, times and the reason, nothing personal.
+ */
+import type { Container } from "@azure/cosmos";
+import { z } from "zod";
+import { dataCategories, UPLOAD_STATUSES } from "../domain/uploads";
+import { AppError } from "../http/problem";
+import { isConflict, isPreconditionFailed, queryPage, readItem, type Page } from "./cosmos";
+
+export const DELETION_REASONS = ["sender-request", "expired", "subject-request", "tenant-offboarded"] as const;
+export type DeletionReason = (typeof DELETION_REASONS)[number];
+
+const encrypted = z.string().startsWith("v1.");
+const iso = z.iso.datetime();
+
+export const uploadDocSchema = z.object({
+  id: z.string(),
+  tenantId: z.string(),
+  type: z.literal("upload"),
+  status: z.enum(UPLOAD_STATUSES),
+  createdAt: iso,
+  updatedAt: iso,
+  expiresAt: iso,
+  createdBy: z.string(),
+  categories: z.array(z.enum(dataCategories)),
+  contentType: z.string(),
+  declaredSize: z.number().int().nonnegative(),
+  maxDownloads: z.number().int().positive().nullable(),
+  downloads: z.number().int().nonnegative(),
+  firstDownloadAt: iso.nullable(),
+  recipientCount: z.number().int().nonnegative(),
+  subjectCount: z.number().int().nonnegative(),
+  /** Encrypted with the data key; null once the upload is deleted. */
+  personal: z
+    .object({
+      senderReference: encrypted,
+      fileName: encrypted,
+      recipients: encrypted,
+      subjects: encrypted,
+      notifyEmail: encrypted.nullable(),
+    })
+    .nullable(),
+  /** HMAC lookups of normalised addresses, to find a data subject's uploads; cleared on deletion. */
+  lookups: z.object({ subjects: z.array(z.string()), recipients: z.array(z.string()) }),
+  /** The data key wrapped by the tenant's KEK; null after crypto-shredding. */
+  dataKey: z.object({ wrapped: z.string(), kekVersion: z.string() }).nullable(),
+  receiving: z.object({ attemptId: z.string(), since: iso }).nullable(),
+  content: z
+    .object({
+      blobName: z.string(),
+      /** The stream header (public: format, salt, nonce prefix), so range reads need not fetch it. */
+      header: z.string(),
+      ciphertextSize: z.number().int().nonnegative(),
+      storedAt: iso,
+    })
+    .nullable(),
+  notifyOnFirstDownload: z.boolean(),
+  senderNotifiedAt: iso.nullable(),
+  deletion: z
+    .object({
+      reason: z.enum(DELETION_REASONS),
+      requestedAt: iso,
+      by: z.string(),
+      requestId: z.string().nullable(),
+      keyDestroyedAt: iso,
+      blobsDeletedAt: iso.nullable(),
+      auditSeq: z.number().int().nullable(),
+      completedAt: iso.nullable(),
+      /** A worker finishing the deletion holds this until the time given, so two sweeps never work on one item. */
+      leaseUntil: iso.nullable(),
+    })
+    .nullable(),
+});
+export type UploadDoc = z.infer<typeof uploadDocSchema>;
+export type StoredUpload = UploadDoc & { _etag: string };
+
+export function blobPrefix(tenantId: string, uploadId: string): string {
+  return `${tenantId}/${uploadId}/`;
+}
+
+export class UploadStore {
+  constructor(readonly container: Container) {}
+
+  get(tenantId: string, uploadId: string): Promise<StoredUpload | undefined> {
+    return readItem(this.container, uploadDocSchema, uploadId, tenantId);
+  }
+
+  async create(doc: UploadDoc): Promise<void> {
+    try {
+      await this.container.items.create(uploadDocSchema.parse(doc));
+    } catch (err) {
+      if (isConflict(err)) throw new AppError("conflict", "an upload with this id already exists");
+      throw err;
+    }
+  }
+
+  /** Writes `doc` if the stored record still has `etag`; returns the new etag, or undefined if someone else changed it first. */
+  async replaceIfUnchanged(doc: UploadDoc, etag: string): Promise<string | undefined> {
+    try {
+      const { etag: next } = await this.container.item(doc.id, doc.tenantId).replace(uploadDocSchema.parse(doc), {
+        accessCondition: { type: "IfMatch", condition: etag },
+      });
+      return next;
+    } catch (err) {
+      if (isPreconditionFailed(err)) return undefined;
+      throw err;
+    }
+  }
+
+  list(tenantId: string, opts: { status?: UploadDoc["status"]; limit: number; cursor?: string }): Promise<Page<UploadDoc>> {
+    const filters = ["c.tenantId = @tenantId", "c.type = 'upload'"];
+    const parameters: Array<{ name: string; value: string }> = [{ name: "@tenantId", value: tenantId }];
+    if (opts.status) {
+      filters.push("c.status = @status");
+      parameters.push({ name: "@status", value: opts.status });
+    }
+    return queryPage(
+      this.container,
+      uploadDocSchema,
+      { query: `SELECT * FROM c WHERE ${filters.join(" AND ")} ORDER BY c.createdAt DESC`, parameters },
+      tenantId,
+      opts.limit,
+      opts.cursor,
+    );
+  }
+}
+
+export function withoutMeta(doc: StoredUpload): UploadDoc {
+  const { _etag: _ignored, ...rest } = doc;
+  return rest;
+}

@@ -1,0 +1,37 @@
+/** E-mail notices the service sends on a tenant's behalf. Each is sent at most once (stable message ids). */
+import type { Services } from "../services";
+import { withoutMeta } from "../stores/upload-store";
+import type { NotificationMessage } from "./uploads";
+import { openField, unwrapUploadKey } from "./upload-keys";
+
+export async function sendFirstDownloadNotice(s: Services, msg: NotificationMessage): Promise<"sent" | "skipped"> {
+  const doc = await s.uploads.get(msg.tenantId, msg.uploadId);
+  // Nothing to do: unknown, already told, or deleted (the address was shredded with the upload).
+  if (!doc || !doc.notifyOnFirstDownload || doc.senderNotifiedAt || !doc.personal?.notifyEmail || !doc.dataKey) return "skipped";
+  const dataKey = await unwrapUploadKey(s, doc);
+  const to = openField(dataKey, doc.tenantId, doc.id, "notifyEmail", doc.personal.notifyEmail);
+  const tenant = await s.tenants.get(doc.tenantId);
+  await s.email.send({
+    messageId: `first-download-${doc.id}`,
+    to: [to],
+    subject: "Your upload was downloaded",
+    text:
+      `The upload ${doc.id} sent through ${tenant?.name ?? "safedata"} was downloaded for the first time at ${doc.firstDownloadAt ?? "an unknown time"} (UTC).\n` +
+      `It will be deleted automatically at ${doc.expiresAt} (UTC).\n\nThis message was sent by safedata on behalf of ${tenant?.name ?? "the sender's organisation"}.`,
+  });
+  for (let i = 0; i < 5; i++) {
+    const fresh = await s.uploads.get(doc.tenantId, doc.id);
+    if (!fresh || fresh.senderNotifiedAt) break;
+    if (await s.uploads.replaceIfUnchanged({ ...withoutMeta(fresh), senderNotifiedAt: s.clock.now().toISOString() }, fresh._etag)) break;
+  }
+  if ((await s.audit.findByTarget(doc.tenantId, "upload.first-download-notified", doc.id)) === undefined) {
+    await s.audit.append({
+      tenantId: doc.tenantId,
+      actor: "system:notifications",
+      action: "upload.first-download-notified",
+      target: { type: "upload", id: doc.id },
+      details: { recipients: 1 },
+    });
+  }
+  return "sent";
+}

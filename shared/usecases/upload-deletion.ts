@@ -1,0 +1,134 @@
+/**
+ * Deleting an upload, for a sender's request, a data subject's erasure or the end of its 32-day life. The same
+ * four steps in the same order, each idempotent, so a crash between any two is finished by the next attempt and
+ * nothing is undone or done twice:
+ *
+ *   1. crypto-shred: the wrapped data key and every personal field leave the record in one conditional write
+ *      (status "deleting"); from here on no copy of the payload can be decrypted;
+ *   2. delete the payload blobs (a blob already gone is fine);
+ *   3. append the audit entry, unless an earlier attempt already did;
+ *   4. mark the record "deleted" or "expired": a tombstone of ids, sizes, times and the reason.
+ *
+ * A worker holds a short lease on a record it is finishing, so two sweeps never work on the same item at once.
+ */
+import { BLOB_CONTAINERS } from "../config/resources";
+import type { AuditAction } from "../domain/audit-chain";
+import type { Services } from "../services";
+import { blobPrefix, withoutMeta, type DeletionReason, type StoredUpload, type UploadDoc } from "../stores/upload-store";
+
+const LEASE_MS = 5 * 60_000;
+
+export type DeletionOutcome = "deleted" | "already-deleted" | "not-found" | "busy";
+
+export interface DeletionFaults {
+  /** Test hook: throw after the named step, to prove a later attempt finishes the job exactly once. */
+  after?: (step: "shred" | "blobs" | "audit") => void;
+}
+
+export function auditActionFor(reason: DeletionReason): AuditAction {
+  return reason === "expired" ? "upload.purged" : "upload.deleted";
+}
+
+export async function deleteUpload(
+  s: Services,
+  tenantId: string,
+  uploadId: string,
+  reason: DeletionReason,
+  by: { actor: string; requestId: string | null },
+  faults: DeletionFaults = {},
+): Promise<DeletionOutcome> {
+  let doc = await s.uploads.get(tenantId, uploadId);
+  if (!doc) return "not-found";
+  if (doc.status === "deleted" || doc.status === "expired") return "already-deleted";
+
+  // Step 1 (or take over an unfinished deletion).
+  let etag: string | undefined;
+  for (let attempt = 0; !etag; attempt++) {
+    if (attempt > 10) return "busy";
+    const now = s.clock.now();
+    const next = claimDeletion(doc, reason, by, now);
+    if (!next) return "busy";
+    etag = await s.uploads.replaceIfUnchanged(next, doc._etag);
+    if (etag) {
+      doc = { ...next, _etag: etag };
+      break;
+    }
+    const fresh = await s.uploads.get(tenantId, uploadId);
+    if (!fresh) return "not-found";
+    if (fresh.status === "deleted" || fresh.status === "expired") return "already-deleted";
+    doc = fresh;
+  }
+  faults.after?.("shred");
+  const deletion = doc.deletion!;
+
+  // Step 2.
+  if (!deletion.blobsDeletedAt) {
+    const container = s.blobs.getContainerClient(BLOB_CONTAINERS.payloads.name);
+    for await (const blob of container.listBlobsFlat({ prefix: blobPrefix(tenantId, uploadId) })) {
+      await container.getBlobClient(blob.name).deleteIfExists({ deleteSnapshots: "include" });
+    }
+    const next: UploadDoc = { ...withoutMeta(doc), deletion: { ...deletion, blobsDeletedAt: s.clock.now().toISOString() } };
+    const e = await s.uploads.replaceIfUnchanged(next, doc._etag);
+    if (!e) return "busy";
+    doc = { ...next, _etag: e };
+  }
+  faults.after?.("blobs");
+
+  // Step 3.
+  const action = auditActionFor(doc.deletion!.reason);
+  let seq = doc.deletion!.auditSeq ?? (await s.audit.findByTarget(tenantId, action, uploadId));
+  if (seq === undefined || seq === null) {
+    const entry = await s.audit.append({
+      tenantId,
+      actor: doc.deletion!.by,
+      action,
+      target: { type: "upload", id: uploadId },
+      requestId: doc.deletion!.requestId ?? undefined,
+      details: { reason: doc.deletion!.reason, bytes: doc.declaredSize, keyDestroyedAt: doc.deletion!.keyDestroyedAt },
+    });
+    seq = entry.seq;
+  }
+  faults.after?.("audit");
+
+  // Step 4.
+  const now = s.clock.now().toISOString();
+  const tombstone: UploadDoc = {
+    ...withoutMeta(doc),
+    status: doc.deletion!.reason === "expired" ? "expired" : "deleted",
+    updatedAt: now,
+    deletion: { ...doc.deletion!, auditSeq: seq, completedAt: now, leaseUntil: null },
+  };
+  return (await s.uploads.replaceIfUnchanged(tombstone, doc._etag)) ? "deleted" : "busy";
+}
+
+/**
+ * The record as step 1 leaves it, or undefined when another worker holds a live lease. A deletion already under way
+ * keeps its original reason and time.
+ */
+function claimDeletion(doc: StoredUpload, reason: DeletionReason, by: { actor: string; requestId: string | null }, now: Date): UploadDoc | undefined {
+  const leaseUntil = new Date(now.getTime() + LEASE_MS).toISOString();
+  if (doc.status === "deleting" && doc.deletion) {
+    if (doc.deletion.leaseUntil && Date.parse(doc.deletion.leaseUntil) > now.getTime()) return undefined;
+    return { ...withoutMeta(doc), deletion: { ...doc.deletion, leaseUntil } };
+  }
+  return {
+    ...withoutMeta(doc),
+    status: "deleting",
+    dataKey: null,
+    personal: null,
+    lookups: { subjects: [], recipients: [] },
+    receiving: null,
+    updatedAt: now.toISOString(),
+    deletion: {
+      reason,
+      requestedAt: now.toISOString(),
+      by: by.actor,
+      requestId: by.requestId,
+      keyDestroyedAt: now.toISOString(),
+      blobsDeletedAt: null,
+      auditSeq: null,
+      completedAt: null,
+      leaseUntil,
+    },
+  };
+}

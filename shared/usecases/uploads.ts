@@ -1,0 +1,473 @@
+/**
+ * SafeData transfers: create an upload, stream its content in (encrypted on the way to Blob Storage), read its
+ * metadata, stream it out (decrypted, whole or by range), list and delete. Every access is in the audit log.
+ */
+import { randomBytes } from "node:crypto";
+import { pipeline, Readable, Transform, type TransformCallback } from "node:stream";
+import type { ReadableStream as WebReadableStream } from "node:stream/web";
+import type { HttpRequest } from "@azure/functions";
+import { z } from "zod";
+import { BLOB_CONTAINERS, QUEUES } from "../config/resources";
+import {
+  HEADER_SIZE,
+  IntegrityError,
+  ciphertextSize,
+  createDecryptStream,
+  createEncryptStream,
+  createRangeDecryptStream,
+  lookupHash,
+  normaliseEmail,
+  planRange,
+  uploadAssociatedData,
+} from "../crypto";
+import {
+  MIME_TYPE,
+  RECEIVING_LEASE_MS,
+  admitDownload,
+  contentDisposition,
+  dataCategories,
+  expiresAt,
+  isGone,
+  maskEmail,
+  mediaTypeEssence,
+  newUploadId,
+  parseRange,
+  MAX_LIFE_DAYS,
+  type UploadStatus,
+} from "../domain/uploads";
+import type { TenantPrincipal } from "../http/auth";
+import { AppError } from "../http/problem";
+import type { Log } from "../observability";
+import type { Services } from "../services";
+import { blobPrefix, withoutMeta, type StoredUpload, type UploadDoc } from "../stores/upload-store";
+import { newWrappedDataKey, openField, sealField, unwrapUploadKey } from "./upload-keys";
+
+const singleLine = (max: number) =>
+  z
+    .string()
+    .min(1)
+    .max(max)
+    .refine((s) => ![...s].some((ch) => ch.charCodeAt(0) < 0x20 || ch.charCodeAt(0) === 0x7f), "must not contain control characters");
+
+const email = z.email().max(254);
+
+export const createUploadInput = z.strictObject({
+  senderReference: singleLine(200).describe("The tenant's own reference for the sender (e.g. a user id)"),
+  recipients: z.array(email).min(1).max(50).describe("E-mail addresses of the people the content is for"),
+  dataSubjects: z.array(email).min(1).max(1000).describe("E-mail addresses of the people the content is about"),
+  categories: z
+    .array(z.enum(dataCategories))
+    .min(1)
+    .max(dataCategories.length)
+    .refine((a) => new Set(a).size === a.length, "must not repeat a category")
+    .describe("Kinds of personal data in the content"),
+  fileName: singleLine(255),
+  contentType: z.string().max(255).regex(MIME_TYPE, "must be a media type like application/pdf"),
+  size: z.number().int().nonnegative().describe("Exact size of the content in bytes"),
+  maxDownloads: z.number().int().min(1).max(10_000).optional(),
+  expiresInDays: z.number().int().min(1).max(MAX_LIFE_DAYS).optional().describe(`At most ${MAX_LIFE_DAYS} (the default)`),
+  notifyOnFirstDownload: email.optional().describe("Address to tell when the content is first downloaded"),
+});
+export type CreateUploadInput = z.infer<typeof createUploadInput>;
+
+export const uploadView = z.object({
+  id: z.string(),
+  status: z.string(),
+  createdAt: z.string(),
+  expiresAt: z.string(),
+  categories: z.array(z.string()),
+  contentType: z.string(),
+  size: z.number(),
+  maxDownloads: z.number().nullable(),
+  downloads: z.number(),
+  firstDownloadAt: z.string().nullable(),
+  contentStoredAt: z.string().nullable(),
+  recipients: z.object({ count: z.number(), masked: z.array(z.string()).optional() }),
+  dataSubjects: z.object({ count: z.number() }),
+  fileName: z.string().optional().describe("Absent once deleted"),
+  senderReference: z.string().optional().describe("Absent once deleted"),
+  contentUrl: z.string(),
+  deletion: z.object({ reason: z.string(), at: z.string(), completed: z.boolean() }).optional(),
+});
+export type UploadView = z.infer<typeof uploadView>;
+
+export const uploadSummary = uploadView.omit({ fileName: true, senderReference: true, recipients: true }).extend({
+  recipients: z.object({ count: z.number() }),
+});
+
+const contentUrl = (id: string) => `/api/v1/uploads/${id}/content`;
+
+function summary(doc: UploadDoc): z.infer<typeof uploadSummary> {
+  return {
+    id: doc.id,
+    status: doc.status,
+    createdAt: doc.createdAt,
+    expiresAt: doc.expiresAt,
+    categories: doc.categories,
+    contentType: doc.contentType,
+    size: doc.declaredSize,
+    maxDownloads: doc.maxDownloads,
+    downloads: doc.downloads,
+    firstDownloadAt: doc.firstDownloadAt,
+    contentStoredAt: doc.content?.storedAt ?? null,
+    recipients: { count: doc.recipientCount },
+    dataSubjects: { count: doc.subjectCount },
+    contentUrl: contentUrl(doc.id),
+    ...(doc.deletion ? { deletion: { reason: doc.deletion.reason, at: doc.deletion.requestedAt, completed: doc.deletion.completedAt !== null } } : {}),
+  };
+}
+
+async function mustGet(s: Services, tenantId: string, uploadId: string): Promise<StoredUpload> {
+  const doc = await s.uploads.get(tenantId, uploadId);
+  // Unknown ids and other tenants' ids are the same answer: the query names the caller's tenant only.
+  if (!doc) throw new AppError("not-found", "no upload with this id");
+  return doc;
+}
+
+export async function createUpload(s: Services, p: TenantPrincipal, input: CreateUploadInput, requestId: string): Promise<{ id: string; status: UploadStatus; expiresAt: string; upload: { method: "PUT"; url: string; contentType: string; size: number } }> {
+  if (input.size > s.settings.maxUploadBytes) {
+    throw new AppError("validation-failed", `size may be at most ${s.settings.maxUploadBytes} bytes`, {
+      errors: [{ path: "size", message: `must be at most ${s.settings.maxUploadBytes}` }],
+    });
+  }
+  const uploadId = newUploadId();
+  const now = s.clock.now();
+  const { dataKey, wrapped } = await newWrappedDataKey(s, p.tenantId, uploadId);
+  const lookupSecret = await s.keys.lookupSecret(p.tenantId);
+  const seal = (field: Parameters<typeof sealField>[3], value: string) => sealField(dataKey, p.tenantId, uploadId, field, value);
+  const lookupsOf = (addresses: string[]) => [...new Set(addresses.map((a) => lookupHash(lookupSecret, normaliseEmail(a))))];
+  const doc: UploadDoc = {
+    id: uploadId,
+    tenantId: p.tenantId,
+    type: "upload",
+    status: "awaiting-content",
+    createdAt: now.toISOString(),
+    updatedAt: now.toISOString(),
+    expiresAt: expiresAt(now, input.expiresInDays).toISOString(),
+    createdBy: p.actor,
+    categories: input.categories,
+    contentType: input.contentType,
+    declaredSize: input.size,
+    maxDownloads: input.maxDownloads ?? null,
+    downloads: 0,
+    firstDownloadAt: null,
+    recipientCount: input.recipients.length,
+    subjectCount: input.dataSubjects.length,
+    personal: {
+      senderReference: seal("senderReference", input.senderReference),
+      fileName: seal("fileName", input.fileName),
+      recipients: seal("recipients", JSON.stringify(input.recipients)),
+      subjects: seal("subjects", JSON.stringify(input.dataSubjects)),
+      notifyEmail: input.notifyOnFirstDownload ? seal("notifyEmail", input.notifyOnFirstDownload) : null,
+    },
+    lookups: { subjects: lookupsOf(input.dataSubjects), recipients: lookupsOf(input.recipients) },
+    dataKey: wrapped,
+    receiving: null,
+    content: null,
+    notifyOnFirstDownload: input.notifyOnFirstDownload !== undefined,
+    senderNotifiedAt: null,
+    deletion: null,
+  };
+  await s.uploads.create(doc);
+  await s.audit.append({
+    tenantId: p.tenantId,
+    actor: p.actor,
+    action: "upload.created",
+    target: { type: "upload", id: uploadId },
+    requestId,
+    details: { size: input.size, categories: input.categories, recipients: input.recipients.length, dataSubjects: input.dataSubjects.length, kekVersion: wrapped.kekVersion },
+  });
+  return {
+    id: uploadId,
+    status: doc.status,
+    expiresAt: doc.expiresAt,
+    upload: { method: "PUT", url: contentUrl(uploadId), contentType: input.contentType, size: input.size },
+  };
+}
+
+export async function getUpload(s: Services, p: TenantPrincipal, uploadId: string): Promise<UploadView> {
+  const doc = await mustGet(s, p.tenantId, uploadId);
+  const base = summary(doc);
+  if (!doc.personal || !doc.dataKey) return { ...base, recipients: { count: doc.recipientCount } };
+  const dataKey = await unwrapUploadKey(s, doc);
+  const open = (field: Parameters<typeof openField>[3], sealed: string) => openField(dataKey, doc.tenantId, doc.id, field, sealed);
+  const recipients = JSON.parse(open("recipients", doc.personal.recipients)) as string[];
+  return {
+    ...base,
+    recipients: { count: recipients.length, masked: recipients.map(maskEmail) },
+    fileName: open("fileName", doc.personal.fileName),
+    senderReference: open("senderReference", doc.personal.senderReference),
+  };
+}
+
+export async function listUploads(s: Services, p: TenantPrincipal, opts: { status?: UploadStatus; limit: number; cursor?: string }) {
+  const page = await s.uploads.list(p.tenantId, opts);
+  return { items: page.items.map(summary), nextCursor: page.cursor };
+}
+
+/** Counts bytes through the pipe and fails the stream when there are more or fewer than declared. */
+class ExactSize extends Transform {
+  seen = 0;
+  constructor(private readonly expected: number) {
+    super();
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.seen += chunk.length;
+    if (this.seen > this.expected) return cb(new AppError("payload-too-large", `the body is larger than the declared size of ${this.expected} bytes; nothing was stored`));
+    cb(null, chunk);
+  }
+  override _flush(cb: TransformCallback): void {
+    if (this.seen < this.expected) {
+      return cb(new AppError("malformed-request", `the body ended after ${this.seen} of the declared ${this.expected} bytes; nothing was stored, send it again`));
+    }
+    cb();
+  }
+}
+
+/** Keeps the first HEADER_SIZE bytes the encryptor writes (the stream header), passing everything on. */
+class HeaderTap extends Transform {
+  private parts: Buffer[] = [];
+  private have = 0;
+  total = 0;
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    if (this.have < HEADER_SIZE) {
+      const take = chunk.subarray(0, HEADER_SIZE - this.have);
+      this.parts.push(Buffer.from(take));
+      this.have += take.length;
+    }
+    this.total += chunk.length;
+    cb(null, chunk);
+  }
+  header(): Buffer {
+    return Buffer.concat(this.parts);
+  }
+}
+
+const UPLOAD_BUFFER_BYTES = 8 * 1024 * 1024;
+const UPLOAD_CONCURRENCY = 4;
+
+export async function putContent(s: Services, p: TenantPrincipal, uploadId: string, request: HttpRequest, requestId: string, log: Log): Promise<UploadView> {
+  let doc = await mustGet(s, p.tenantId, uploadId);
+  const now = s.clock.now();
+  if (isGone(doc.status)) {
+    const a = admitDownload({ ...doc, deletionReason: doc.deletion?.reason }, now);
+    throw new AppError(a.ok ? "upload-deleted" : a.problem === "upload-expired" ? "upload-expired" : "upload-deleted", "the upload was deleted; create a new one");
+  }
+  if (now.getTime() >= Date.parse(doc.expiresAt)) throw new AppError("upload-expired", "the upload reached the end of its life; create a new one");
+  if (doc.status === "available") throw new AppError("conflict", "the content was already sent; content may be sent once");
+  if (doc.status === "receiving" && doc.receiving && now.getTime() - Date.parse(doc.receiving.since) < RECEIVING_LEASE_MS) {
+    throw new AppError("conflict", "the content is being sent by another request");
+  }
+
+  const declaredType = request.headers.get("content-type");
+  if (declaredType === null || mediaTypeEssence(declaredType) !== mediaTypeEssence(doc.contentType)) {
+    throw new AppError("unsupported-media-type", `send the content with 'Content-Type: ${doc.contentType}', as declared when the upload was created`);
+  }
+  const length = request.headers.get("content-length");
+  if (length !== null) {
+    if (!/^\d{1,16}$/.test(length)) throw new AppError("malformed-request", "Content-Length is not a number");
+    const n = Number(length);
+    if (n > s.settings.maxUploadBytes) throw new AppError("payload-too-large", `uploads may be at most ${s.settings.maxUploadBytes} bytes`);
+    if (n > doc.declaredSize) throw new AppError("payload-too-large", `Content-Length ${n} is larger than the declared size of ${doc.declaredSize} bytes`);
+    if (n < doc.declaredSize) throw new AppError("malformed-request", `Content-Length ${n} is smaller than the declared size of ${doc.declaredSize} bytes`);
+  }
+
+  // Claim the upload for this attempt; a concurrent PUT loses the etag race and gets 409.
+  const attemptId = randomBytes(8).toString("hex");
+  const claimed: UploadDoc = { ...withoutMeta(doc), status: "receiving", receiving: { attemptId, since: now.toISOString() }, updatedAt: now.toISOString() };
+  const claimEtag = await s.uploads.replaceIfUnchanged(claimed, doc._etag);
+  if (!claimEtag) throw new AppError("conflict", "the content is being sent by another request");
+
+  const blobName = `${blobPrefix(p.tenantId, uploadId)}${attemptId}`;
+  const blob = s.blobs.getContainerClient(BLOB_CONTAINERS.payloads.name).getBlockBlobClient(blobName);
+  const size = new ExactSize(doc.declaredSize);
+  const tap = new HeaderTap();
+  let clientError: Error | undefined;
+  try {
+    const dataKey = await unwrapUploadKey(s, doc);
+    const body = request.body ? Readable.fromWeb(request.body as unknown as WebReadableStream<Uint8Array>) : Readable.from([]);
+    body.once("error", (err) => (clientError = err));
+    // pipeline() carries an error at any stage (client gone, wrong size) to the stream the uploader reads.
+    pipeline(body, size, createEncryptStream(dataKey, uploadAssociatedData(p.tenantId, uploadId)), tap, () => undefined);
+    // Blocks are staged as they arrive and committed only at the end: an interrupted upload leaves nothing visible.
+    await blob.uploadStream(tap, UPLOAD_BUFFER_BYTES, UPLOAD_CONCURRENCY, {
+      conditions: { ifNoneMatch: "*" },
+      blobHTTPHeaders: { blobContentType: "application/octet-stream" },
+      metadata: { format: "sds1", upload: uploadId },
+    });
+    if (tap.total !== ciphertextSize(doc.declaredSize)) throw new Error("ciphertext size does not match the plaintext size");
+  } catch (err) {
+    await releaseClaim(s, p.tenantId, uploadId, attemptId);
+    if (err instanceof AppError) throw err;
+    if (clientError) {
+      log.warn("upload.content-interrupted", { uploadId, received: size.seen, declared: doc.declaredSize });
+      throw new AppError("malformed-request", `the body ended after ${size.seen} of the declared ${doc.declaredSize} bytes; nothing was stored, send it again`);
+    }
+    throw err;
+  }
+
+  const stored = new Date(s.clock.now().getTime());
+  doc = (await s.uploads.get(p.tenantId, uploadId)) ?? doc;
+  const done: UploadDoc = {
+    ...withoutMeta(doc),
+    status: "available",
+    receiving: null,
+    content: { blobName, header: tap.header().toString("base64"), ciphertextSize: tap.total, storedAt: stored.toISOString() },
+    updatedAt: stored.toISOString(),
+  };
+  if (doc.receiving?.attemptId !== attemptId || !(await s.uploads.replaceIfUnchanged(done, doc._etag))) {
+    // Deleted, or taken over, while we were storing: our blob must not outlive the record's say-so.
+    await blob.deleteIfExists();
+    throw new AppError("conflict", "the upload changed while the content was being stored; nothing was kept");
+  }
+  await s.audit.append({
+    tenantId: p.tenantId,
+    actor: p.actor,
+    action: "upload.content-stored",
+    target: { type: "upload", id: uploadId },
+    requestId,
+    details: { bytes: doc.declaredSize, storedBytes: tap.total },
+  });
+  return getUpload(s, p, uploadId);
+}
+
+/** Puts an upload whose content attempt failed back to awaiting-content, if the attempt is still the current one. */
+async function releaseClaim(s: Services, tenantId: string, uploadId: string, attemptId: string): Promise<void> {
+  for (let i = 0; i < 3; i++) {
+    const doc = await s.uploads.get(tenantId, uploadId);
+    if (!doc || doc.status !== "receiving" || doc.receiving?.attemptId !== attemptId) return;
+    const back: UploadDoc = { ...withoutMeta(doc), status: "awaiting-content", receiving: null, updatedAt: s.clock.now().toISOString() };
+    if (await s.uploads.replaceIfUnchanged(back, doc._etag)) return;
+  }
+}
+
+export interface ContentResponse {
+  status: 200 | 206;
+  headers: Record<string, string>;
+  body: Readable;
+}
+
+/**
+ * Opens the content for download. The download is counted and written to the audit log before the first byte
+ * leaves; bytes leave only after their segment's authentication tag checked out. A damaged segment aborts the
+ * response (the client sees a truncated body) and is logged.
+ */
+export async function openContent(s: Services, p: TenantPrincipal, uploadId: string, rangeHeader: string | null, requestId: string, log: Log): Promise<ContentResponse> {
+  let doc = await mustGet(s, p.tenantId, uploadId);
+  const size = doc.declaredSize;
+  const range = parseRange(rangeHeader, size);
+  if (range.kind === "malformed" || range.kind === "unsatisfiable") {
+    const admitted = admitDownload({ ...doc, deletionReason: doc.deletion?.reason }, s.clock.now());
+    if (!admitted.ok) throw new AppError(admitted.problem, admitted.detail);
+    throw new AppError(
+      "range-not-satisfiable",
+      range.kind === "malformed" ? "the Range header must be one range like 'bytes=0-1023', 'bytes=1024-' or 'bytes=-512'" : `the range starts beyond the end of the ${size}-byte content`,
+      { headers: { "content-range": `bytes */${size}` } },
+    );
+  }
+
+  // Count the download (optimistic concurrency: with maxDownloads, parallel requests cannot exceed it).
+  for (let attempt = 0; ; attempt++) {
+    const admitted = admitDownload({ ...doc, deletionReason: doc.deletion?.reason }, s.clock.now());
+    if (!admitted.ok) throw new AppError(admitted.problem, admitted.detail);
+    const now = s.clock.now().toISOString();
+    const counted: UploadDoc = { ...withoutMeta(doc), downloads: doc.downloads + 1, firstDownloadAt: doc.firstDownloadAt ?? now, updatedAt: now };
+    if (await s.uploads.replaceIfUnchanged(counted, doc._etag)) break;
+    if (attempt >= 20) throw new AppError("conflict", "too many concurrent downloads of this upload; retry");
+    doc = await mustGet(s, p.tenantId, uploadId);
+  }
+
+  // `doc` is the version the count was written over.
+  const first = doc.downloads === 0;
+  const content = doc.content!;
+  const bytes = range.kind === "range" ? range.end - range.start + 1 : size;
+  await s.audit.append({
+    tenantId: p.tenantId,
+    actor: p.actor,
+    action: "upload.downloaded",
+    target: { type: "upload", id: uploadId },
+    requestId,
+    details: { bytes, ...(range.kind === "range" ? { range: `${range.start}-${range.end}` } : {}), download: doc.downloads + 1 },
+  });
+  if (first && doc.notifyOnFirstDownload) {
+    await s.queues.send(QUEUES.notifications.name, notificationMessage, { kind: "first-download", tenantId: p.tenantId, uploadId });
+  }
+
+  const dataKey = await unwrapUploadKey(s, doc);
+  const blob = s.blobs.getContainerClient(BLOB_CONTAINERS.payloads.name).getBlobClient(content.blobName);
+  const associatedData = uploadAssociatedData(p.tenantId, uploadId);
+  let body: Transform;
+  const headers: Record<string, string> = {
+    "content-type": doc.contentType,
+    "accept-ranges": "bytes",
+    "content-length": String(bytes),
+  };
+  if (doc.personal) headers["content-disposition"] = contentDisposition(openField(dataKey, doc.tenantId, doc.id, "fileName", doc.personal.fileName));
+
+  try {
+    if (range.kind === "range") {
+      const plan = planRange(size, range.start, range.end);
+      const res = await blob.download(plan.ciphertextStart, plan.ciphertextEndInclusive - plan.ciphertextStart + 1, { maxRetryRequests: 3 });
+      body = createRangeDecryptStream({
+        dataKey,
+        associatedData,
+        header: Buffer.from(content.header, "base64"),
+        firstSegment: plan.firstSegment,
+        totalPlaintextSize: size,
+        skip: plan.skip,
+        length: plan.length,
+      });
+      pipeline(res.readableStreamBody!, body, () => undefined);
+      headers["content-range"] = `bytes ${range.start}-${range.end}/${size}`;
+    } else {
+      const res = await blob.download(0, undefined, { maxRetryRequests: 3 });
+      body = createDecryptStream(dataKey, associatedData);
+      pipeline(res.readableStreamBody!, body, () => undefined);
+    }
+  } catch (err) {
+    if ((err as { statusCode?: number }).statusCode === 404) {
+      log.error("upload.content-missing", { tenantId: p.tenantId, uploadId });
+      throw new AppError("integrity-error", "the stored content of this upload is missing; the incident was logged");
+    }
+    throw err;
+  }
+  body.on("error", (err) => {
+    if (err instanceof IntegrityError) {
+      log.error("upload.integrity-failure", { tenantId: p.tenantId, uploadId, requestId, failure: err.failure, segment: err.segmentIndex });
+    } else {
+      log.warn("upload.download-interrupted", { tenantId: p.tenantId, uploadId, requestId, errorName: (err as Error).name });
+    }
+  });
+  let verified: Readable;
+  try {
+    verified = await afterFirstChunk(body);
+  } catch (err) {
+    if (err instanceof IntegrityError) throw new AppError("integrity-error", "the stored content failed its integrity check; nothing was sent and the incident was logged");
+    throw err;
+  }
+  return { status: range.kind === "range" ? 206 : 200, headers, body: verified };
+}
+
+/**
+ * Waits until the stream has produced its first (verified) chunk, or ended, before the response starts: damage at
+ * the start of the content then becomes a proper 500 problem instead of an aborted 200. Later damage aborts the
+ * response mid-way; either way no unverified byte is sent.
+ */
+async function afterFirstChunk(stream: Readable): Promise<Readable> {
+  const it = stream[Symbol.asyncIterator]();
+  const first = await it.next();
+  return Readable.from(
+    (async function* () {
+      if (!first.done) yield first.value as Buffer;
+      for (let r = await it.next(); !r.done; r = await it.next()) yield r.value as Buffer;
+    })(),
+    { objectMode: false, highWaterMark: 1 },
+  );
+}
+
+export const notificationMessage = z.object({
+  kind: z.literal("first-download"),
+  tenantId: z.string(),
+  uploadId: z.string(),
+});
+export type NotificationMessage = z.infer<typeof notificationMessage>;
