@@ -83,7 +83,9 @@ export class LocalFunctionsHost {
   private readonly queueListeners = new Map<string, QueueListener>();
   private readonly registrationsByName = new Map<string, Registration>();
   private proxyUri: URL | undefined;
-  private readonly proxyAgent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+  // One connection per proxied request: a function that answers before reading the whole request body (a 413,
+  // say) leaves unread bytes on its connection, which must never carry the next request.
+  private readonly proxyAgent = new http.Agent({ keepAlive: false, maxSockets: 256 });
   private readonly inFlight = new Set<Promise<unknown>>();
   private baseUrl = "";
 
@@ -497,10 +499,18 @@ export class LocalFunctionsHost {
       proxyReq.on("response", (proxyRes) => {
         res.statusCode = proxyRes.statusCode ?? 500;
         for (const [k, v] of Object.entries(proxyRes.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) res.setHeader(k, v);
-        pipeline(proxyRes, res).then(resolve, () => {
-          res.destroy();
-          resolve();
-        });
+        pipeline(proxyRes, res).then(
+          () => {
+            // Answered before the request body was fully sent (e.g. 413): this connection must not be reused.
+            if (!proxyReq.writableFinished) proxyReq.destroy();
+            resolve();
+          },
+          () => {
+            proxyReq.destroy();
+            res.destroy();
+            resolve();
+          },
+        );
       });
       proxyReq.on("error", () => {
         if (!res.headersSent) {

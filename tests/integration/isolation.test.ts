@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { endpoints } from "../../shared/http/endpoint";
 import { startTestApp, type TestApp } from "../helpers/app";
+import { createUpload, download, putContent, uploadWith } from "../helpers/uploads";
 
 interface Tenant {
   tenantId: string;
@@ -19,7 +20,62 @@ interface IsolationCase {
 
 const json = async <T>(res: Response) => (await res.json()) as T;
 
+/** B's upload with content, for the upload routes. */
+async function bUpload(t: TestApp, b: Tenant) {
+  return uploadWith(t, b.apiKey, 100);
+}
+
+async function expectNotFound(res: Response) {
+  expect(res.status).toBe(404);
+  expect(((await res.json()) as { type: string }).type).toBe("urn:safedata:problem:not-found");
+}
+
 export const ISOLATION_CASES: Record<string, IsolationCase> = {
+  "uploads-create": {
+    // Creation cannot target another tenant: the key decides where the record goes.
+    async check(t, a, b) {
+      const { id } = await createUpload(t, a.apiKey);
+      expect(await t.services.uploads.get(a.tenantId, id)).toBeDefined();
+      expect(await t.services.uploads.get(b.tenantId, id)).toBeUndefined();
+    },
+  },
+  "uploads-put-content": {
+    async check(t, a, b) {
+      const { id } = await createUpload(t, b.apiKey, { size: 3 });
+      await expectNotFound(await putContent(t, a.apiKey, id, Buffer.from("abc")));
+      expect((await t.services.uploads.get(b.tenantId, id))?.status).toBe("awaiting-content");
+    },
+  },
+  "uploads-get": {
+    async check(t, a, b) {
+      const { id } = await bUpload(t, b);
+      await expectNotFound(await t.call("GET", `v1/uploads/${id}`, { key: a.apiKey }));
+    },
+  },
+  "uploads-get-content": {
+    async check(t, a, b) {
+      const { id } = await bUpload(t, b);
+      const { res, body } = await download(t, a.apiKey, id);
+      expect(res.status).toBe(404);
+      expect(JSON.parse(body.toString()).type).toBe("urn:safedata:problem:not-found");
+      expect((await t.services.uploads.get(b.tenantId, id))?.downloads).toBe(0);
+    },
+  },
+  "uploads-list": {
+    async check(t, a, b) {
+      const { id } = await bUpload(t, b);
+      const res = await t.call("GET", "v1/uploads?limit=200", { key: a.apiKey });
+      const items = ((await res.json()) as { items: Array<{ id: string }> }).items;
+      expect(items.map((i) => i.id)).not.toContain(id);
+    },
+  },
+  "uploads-delete": {
+    async check(t, a, b) {
+      const { id, content } = await bUpload(t, b);
+      await expectNotFound(await t.call("DELETE", `v1/uploads/${id}`, { key: a.apiKey }));
+      expect((await download(t, b.apiKey, id)).body.equals(content)).toBe(true);
+    },
+  },
   "audit-list": {
     async check(t, a, b) {
       await t.services.audit.append({ tenantId: b.tenantId, actor: "system:test", action: "upload.deleted", target: { type: "upload", id: "b-secret-upload" } });
