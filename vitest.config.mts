@@ -6,7 +6,10 @@ export default defineConfig({
     pool: "forks",
     // Integration files start their own embedded Azurite + Cosmos server on free ports, so files can run in parallel.
     fileParallelism: true,
-    testTimeout: 30_000,
+    // Vitest would use cores - 1 (one worker on a 2-core machine); test files wait on I/O a lot, so run a few at once.
+    maxWorkers: 3,
+    minWorkers: 1,
+    testTimeout: 90_000,
     hookTimeout: 60_000,
     teardownTimeout: 10_000,
     reporters: ["default"],

@@ -1,2 +1,62 @@
-/** `npm run bench`: runs every benchmark and rewrites bench/RESULTS.md. */
-console.log("no benchmarks yet");
+/**
+ * `npm run bench`: runs the benchmarks and rewrites bench/RESULTS.md.
+ *
+ * Options (environment variables), for investigating; a run with any of them set prints its results instead of
+ * rewriting RESULTS.md:
+ * - BENCH_SIZE_MIB: payload size (default 1024)
+ * - BENCH_RUNS: uploads per path (default 3); BENCH_DOWNLOADS: downloads per path per upload (default 2)
+ * - BENCH_CPU_PROF: a directory; the runtime process runs with --cpu-prof and writes its profile there on exit
+ */
+import { writeFileSync } from "node:fs";
+import path from "node:path";
+import { renderResults } from "./report";
+import { benchUploadPath } from "./upload-path";
+
+const root = path.resolve(__dirname, "../..");
+const resultsPath = path.join(root, "bench/RESULTS.md");
+
+function intOption(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive integer`);
+  return n;
+}
+
+async function main(): Promise<void> {
+  const sizeMiB = intOption("BENCH_SIZE_MIB", 1024);
+  const runs = intOption("BENCH_RUNS", 3);
+  const downloadsPerRun = intOption("BENCH_DOWNLOADS", 2);
+  const profileDir = process.env.BENCH_CPU_PROF ? path.resolve(process.env.BENCH_CPU_PROF) : undefined;
+  const standard = sizeMiB === 1024 && runs === 3 && downloadsPerRun === 2 && !profileDir;
+
+  const startedAt = new Date();
+  const log = (line: string) => console.log(`[bench ${((Date.now() - startedAt.getTime()) / 1000).toFixed(1).padStart(5)} s] ${line}`);
+  log(`upload path: ${sizeMiB} MiB, ${runs} uploads and ${runs * downloadsPerRun} downloads per path`);
+  const result = await benchUploadPath({
+    root,
+    sizeBytes: sizeMiB * 2 ** 20,
+    runs,
+    downloadsPerRun,
+    nodeArgs: profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : [],
+    log,
+  });
+  const markdown = renderResults(result, {
+    startedAt,
+    durationSeconds: (Date.now() - startedAt.getTime()) / 1000,
+    command: "npm run bench",
+  });
+  if (standard) {
+    writeFileSync(resultsPath, markdown);
+    log(`wrote ${path.relative(process.cwd(), resultsPath)}`);
+  } else {
+    log(`non-standard options: ${path.relative(process.cwd(), resultsPath)} left as it was`);
+  }
+  if (profileDir) log(`runtime CPU profile written to ${profileDir}`);
+  console.log("\n" + markdown);
+}
+
+main().catch((err: Error) => {
+  console.error(`bench failed: ${err.stack ?? err.message}`);
+  process.exit(1);
+});

@@ -14,6 +14,7 @@ import "./audit";
 import "./uploads";
 import "./notifications";
 import "./keys";
+import "./retention";
 import "./not-found";
 
 // Streamed request and response bodies: uploads of gigabytes never sit in memory.

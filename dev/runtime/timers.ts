@@ -33,7 +33,14 @@ export function blobTimerStatusStore(container: ContainerClient, hostId: string)
     },
     async write(fn, status) {
       const body = JSON.stringify(status);
-      await blob(fn).upload(body, Buffer.byteLength(body), { blobHTTPHeaders: { blobContentType: "application/json" } });
+      const put = () => blob(fn).upload(body, Buffer.byteLength(body), { blobHTTPHeaders: { blobContentType: "application/json" } });
+      try {
+        await put();
+      } catch (err) {
+        if ((err as { statusCode?: number }).statusCode !== 404) throw err;
+        await container.createIfNotExists();
+        await put();
+      }
     },
   };
 }

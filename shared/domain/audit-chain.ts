@@ -13,6 +13,7 @@ export const AUDIT_ACTIONS = [
   "tenant.api-key-rotated",
   "tenant.suspended",
   "tenant.reactivated",
+  "tenant.offboarded",
   "upload.created",
   "upload.content-stored",
   "upload.downloaded",

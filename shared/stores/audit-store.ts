@@ -86,16 +86,19 @@ export class AuditStore {
         }
         continue;
       }
-      await this.advanceHead(event.tenantId, entry);
+      await this.advanceHead(event.tenantId, entry, attempt === 0 ? head : undefined);
       return entry;
     }
     throw new Error(`audit append for tenant ${event.tenantId} lost the race ${this.maxAttempts} times`);
   }
 
-  /** Moves the head forward to `entry` unless someone already moved it further. Best effort: appends never depend on it. */
-  private async advanceHead(tenantId: string, entry: AuditEntry): Promise<void> {
+  /**
+   * Moves the head forward to `entry` unless someone already moved it further. Best effort: appends never depend on
+   * it. `known` is the head as read before an uncontended append, which saves reading it again.
+   */
+  private async advanceHead(tenantId: string, entry: AuditEntry, known?: z.infer<typeof headSchema> & { _etag: string }): Promise<void> {
     for (let attempt = 0; attempt < this.maxAttempts; attempt++) {
-      const head = await readItem(this.container, headSchema, HEAD_ID, tenantId);
+      const head = attempt === 0 && known ? known : await readItem(this.container, headSchema, HEAD_ID, tenantId);
       if (head && head.seq >= entry.seq) return;
       const doc = { id: HEAD_ID, tenantId, type: "audit-head" as const, seq: entry.seq, hash: entry.hash };
       try {

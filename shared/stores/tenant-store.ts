@@ -11,7 +11,7 @@ export const tenantDocSchema = z.object({
   type: z.literal("tenant"),
   name: z.string(),
   /** The controller's contact (their DPO) for breach and request notices: an encrypted field, never plain. */
-  contactEmail: z.object({ kekVersion: z.string(), value: z.string() }),
+  contactEmail: z.object({ kekVersion: z.string(), value: z.string() }).nullable(),
   supervisoryAuthority: z.object({ country: z.enum(authorityCountries), name: z.string() }),
   webhookUrl: z.string().nullable(),
   status: z.enum(["active", "suspended"]),
@@ -19,6 +19,8 @@ export const tenantDocSchema = z.object({
   createdAt: z.iso.datetime(),
   updatedAt: z.iso.datetime(),
   suspendedAt: z.iso.datetime().nullable(),
+  /** Set when a suspended tenant's data was deleted after its notice period; the tenant cannot come back. */
+  offboardedAt: z.iso.datetime().nullable().default(null),
 });
 export type TenantDoc = z.infer<typeof tenantDocSchema>;
 export type StoredTenant = TenantDoc & { _etag: string };

@@ -71,6 +71,8 @@ export const uploadDocSchema = z.object({
       completedAt: iso.nullable(),
       /** A worker finishing the deletion holds this until the time given, so two sweeps never work on one item. */
       leaseUntil: iso.nullable(),
+      /** The retention sweep that deleted it (for its deletion receipt); null for deletions on request. */
+      sweepId: z.string().nullable().default(null),
     })
     .nullable(),
 });

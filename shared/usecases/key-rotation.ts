@@ -9,7 +9,7 @@ import { decryptField, encryptField, fieldAssociatedData } from "../crypto";
 import { AppError } from "../http/problem";
 import type { Services } from "../services";
 import { parseStored } from "../stores/cosmos";
-import { uploadDocSchema, withoutMeta } from "../stores/upload-store";
+import { uploadDocSchema, withoutMeta, type StoredUpload } from "../stores/upload-store";
 import { rewrapUploadKey } from "./upload-keys";
 
 export const rewrapMessage = z.object({ tenantId: z.string() });
@@ -45,7 +45,7 @@ export async function rewrapBatch(s: Services, tenantId: string, batchSize = 100
   const current = await s.keys.currentKek(tenantId);
 
   const tenant = await s.tenants.get(tenantId);
-  if (tenant && tenant.contactEmail.kekVersion !== current.version) {
+  if (tenant?.contactEmail && tenant.contactEmail.kekVersion !== current.version) {
     const aad = fieldAssociatedData(tenantId, tenantId, "contactEmail");
     const plain = decryptField(await s.keys.kek(tenantId, tenant.contactEmail.kekVersion), tenant.contactEmail.value, aad);
     const { _etag, ...doc } = tenant;
@@ -59,11 +59,23 @@ export async function rewrapBatch(s: Services, tenantId: string, batchSize = 100
     .query<Record<string, unknown>>(olderKeyQuery(tenantId, current.version, `TOP ${Math.floor(batchSize)} *`))
     .fetchAll();
   let rewrapped = 0;
+  let contended = 0;
   for (const raw of resources) {
-    const doc = { ...parseStored(uploadDocSchema, "uploads", raw), _etag: String(raw._etag) };
-    if (!doc.dataKey || doc.dataKey.kekVersion === current.version) continue;
-    const dataKey = await rewrapUploadKey(s, doc, current);
-    if (await s.uploads.replaceIfUnchanged({ ...withoutMeta(doc), dataKey }, doc._etag)) rewrapped++;
+    let doc: StoredUpload | undefined = { ...parseStored(uploadDocSchema, "uploads", raw), _etag: String(raw._etag) };
+    // A record changed meanwhile (a download counted, a deletion) is read again; one that keeps changing is left
+    // for the next batch rather than dropped.
+    for (let attempt = 0; doc?.dataKey && doc.dataKey.kekVersion !== current.version; attempt++) {
+      if (attempt === 3) {
+        contended++;
+        break;
+      }
+      const dataKey = await rewrapUploadKey(s, doc, current);
+      if (await s.uploads.replaceIfUnchanged({ ...withoutMeta(doc), dataKey }, doc._etag)) {
+        rewrapped++;
+        break;
+      }
+      doc = await s.uploads.get(tenantId, doc.id);
+    }
   }
   if (rewrapped > 0) {
     await s.audit.append({
@@ -74,7 +86,7 @@ export async function rewrapBatch(s: Services, tenantId: string, batchSize = 100
       details: { uploads: rewrapped, version: current.version },
     });
   }
-  return { rewrapped, remaining: resources.length >= batchSize, version: current.version };
+  return { rewrapped, remaining: resources.length >= batchSize || contended > 0, version: current.version };
 }
 
 export async function kekStatus(s: Services, tenantId: string): Promise<{ currentVersion: string; uploadsOnOlderVersions: number }> {

@@ -47,6 +47,7 @@ export const tenantView = z.object({
   id: z.string(),
   name: z.string(),
   status: z.enum(["active", "suspended"]),
+  offboardedAt: z.string().nullable().describe("When a suspended tenant's data was deleted after its notice period"),
   supervisoryAuthority: z.object({ country: z.enum(authorityCountries), name: z.string() }),
   webhookUrl: z.string().nullable(),
   contactEmail: z.string().optional().describe("Only in single-tenant responses"),
@@ -86,6 +87,7 @@ function view(doc: TenantDoc, contactEmail?: string): TenantView {
     createdAt: doc.createdAt,
     updatedAt: doc.updatedAt,
     suspendedAt: doc.suspendedAt,
+    offboardedAt: doc.offboardedAt,
   };
 }
 
@@ -116,6 +118,7 @@ export async function createTenant(
     createdAt: now,
     updatedAt: now,
     suspendedAt: null,
+    offboardedAt: null,
   };
   await s.tenants.create(doc);
   await s.audit.append({
@@ -135,8 +138,9 @@ async function mustGet(s: Services, tenantId: string) {
   return doc;
 }
 
-/** The controller's contact address, decrypted. For notices; never logged. */
-export async function tenantContactEmail(s: Services, doc: TenantDoc): Promise<string> {
+/** The controller's contact address, decrypted (absent once the tenant was offboarded). For notices; never logged. */
+export async function tenantContactEmail(s: Services, doc: TenantDoc): Promise<string | undefined> {
+  if (!doc.contactEmail) return undefined;
   const kek = await s.keys.kek(doc.tenantId, doc.contactEmail.kekVersion);
   return decryptField(kek, doc.contactEmail.value, fieldAssociatedData(doc.tenantId, doc.tenantId, "contactEmail"));
 }
@@ -171,6 +175,7 @@ export async function rotateApiKey(s: Services, tenantId: string, by: Actor, key
 
 export async function changeTenantStatus(s: Services, tenantId: string, action: "suspend" | "reactivate", by: Actor): Promise<TenantView> {
   const doc = await mustGet(s, tenantId);
+  if (doc.offboardedAt) throw new AppError("conflict", "the tenant was offboarded after its notice period; its data is gone");
   const t = transitionTenant(doc.status, action);
   if (!t.ok) throw new AppError("conflict", t.reason);
   const now = s.clock.now().toISOString();

@@ -5,8 +5,8 @@
  *
  *   1. crypto-shred: the wrapped data key and every personal field leave the record in one conditional write
  *      (status "deleting"); from here on no copy of the payload can be decrypted;
- *   2. delete the payload blobs (a blob already gone is fine);
- *   3. append the audit entry, unless an earlier attempt already did;
+ *   2. delete the payload blobs (a blob already gone is fine, so a resumed deletion simply lists them again);
+ *   3. append the audit entry, unless an earlier attempt already did (looked up only when resuming);
  *   4. mark the record "deleted" or "expired": a tombstone of ids, sizes, times and the reason.
  *
  * A worker holds a short lease on a record it is finishing, so two sweeps never work on the same item at once.
@@ -34,14 +34,15 @@ export async function deleteUpload(
   tenantId: string,
   uploadId: string,
   reason: DeletionReason,
-  by: { actor: string; requestId: string | null },
+  by: { actor: string; requestId: string | null; sweepId?: string },
   faults: DeletionFaults = {},
 ): Promise<DeletionOutcome> {
   let doc = await s.uploads.get(tenantId, uploadId);
   if (!doc) return "not-found";
   if (doc.status === "deleted" || doc.status === "expired") return "already-deleted";
 
-  // Step 1 (or take over an unfinished deletion).
+  // Step 1 (or take over an unfinished deletion, which an earlier attempt may have taken past step 3).
+  const resumed = doc.status === "deleting";
   let etag: string | undefined;
   for (let attempt = 0; !etag; attempt++) {
     if (attempt > 10) return "busy";
@@ -61,30 +62,24 @@ export async function deleteUpload(
   faults.after?.("shred");
   const deletion = doc.deletion!;
 
-  // Step 2.
-  if (!deletion.blobsDeletedAt) {
-    const container = s.blobs.getContainerClient(BLOB_CONTAINERS.payloads.name);
-    for await (const blob of container.listBlobsFlat({ prefix: blobPrefix(tenantId, uploadId) })) {
-      await container.getBlobClient(blob.name).deleteIfExists({ deleteSnapshots: "include" });
-    }
-    const next: UploadDoc = { ...withoutMeta(doc), deletion: { ...deletion, blobsDeletedAt: s.clock.now().toISOString() } };
-    const e = await s.uploads.replaceIfUnchanged(next, doc._etag);
-    if (!e) return "busy";
-    doc = { ...next, _etag: e };
+  // Step 2: every blob under the upload's prefix, including those of interrupted content attempts.
+  const container = s.blobs.getContainerClient(BLOB_CONTAINERS.payloads.name);
+  for await (const blob of container.listBlobsFlat({ prefix: blobPrefix(tenantId, uploadId) })) {
+    await container.getBlobClient(blob.name).deleteIfExists({ deleteSnapshots: "include" });
   }
   faults.after?.("blobs");
 
-  // Step 3.
-  const action = auditActionFor(doc.deletion!.reason);
-  let seq = doc.deletion!.auditSeq ?? (await s.audit.findByTarget(tenantId, action, uploadId));
+  // Step 3. Only a resumed deletion can have an entry already (written just before a crash): look for it then.
+  const action = auditActionFor(deletion.reason);
+  let seq = deletion.auditSeq ?? (resumed ? await s.audit.findByTarget(tenantId, action, uploadId) : undefined);
   if (seq === undefined || seq === null) {
     const entry = await s.audit.append({
       tenantId,
-      actor: doc.deletion!.by,
+      actor: deletion.by,
       action,
       target: { type: "upload", id: uploadId },
-      requestId: doc.deletion!.requestId ?? undefined,
-      details: { reason: doc.deletion!.reason, bytes: doc.declaredSize, keyDestroyedAt: doc.deletion!.keyDestroyedAt },
+      requestId: deletion.requestId ?? undefined,
+      details: { reason: deletion.reason, bytes: doc.declaredSize, keyDestroyedAt: deletion.keyDestroyedAt },
     });
     seq = entry.seq;
   }
@@ -94,9 +89,9 @@ export async function deleteUpload(
   const now = s.clock.now().toISOString();
   const tombstone: UploadDoc = {
     ...withoutMeta(doc),
-    status: doc.deletion!.reason === "expired" ? "expired" : "deleted",
+    status: deletion.reason === "expired" ? "expired" : "deleted",
     updatedAt: now,
-    deletion: { ...doc.deletion!, auditSeq: seq, completedAt: now, leaseUntil: null },
+    deletion: { ...deletion, blobsDeletedAt: deletion.blobsDeletedAt ?? now, auditSeq: seq, completedAt: now, leaseUntil: null },
   };
   return (await s.uploads.replaceIfUnchanged(tombstone, doc._etag)) ? "deleted" : "busy";
 }
@@ -105,11 +100,13 @@ export async function deleteUpload(
  * The record as step 1 leaves it, or undefined when another worker holds a live lease. A deletion already under way
  * keeps its original reason and time.
  */
-function claimDeletion(doc: StoredUpload, reason: DeletionReason, by: { actor: string; requestId: string | null }, now: Date): UploadDoc | undefined {
+function claimDeletion(doc: StoredUpload, reason: DeletionReason, by: { actor: string; requestId: string | null; sweepId?: string }, now: Date): UploadDoc | undefined {
   const leaseUntil = new Date(now.getTime() + LEASE_MS).toISOString();
   if (doc.status === "deleting" && doc.deletion) {
     if (doc.deletion.leaseUntil && Date.parse(doc.deletion.leaseUntil) > now.getTime()) return undefined;
-    return { ...withoutMeta(doc), deletion: { ...doc.deletion, leaseUntil } };
+    // Finishing someone else's deletion: its reason and time stand. The sweep that finishes it is the one whose
+    // receipt lists it (an earlier sweep's receipts may already be written).
+    return { ...withoutMeta(doc), deletion: { ...doc.deletion, leaseUntil, sweepId: by.sweepId ?? doc.deletion.sweepId } };
   }
   return {
     ...withoutMeta(doc),
@@ -129,6 +126,7 @@ function claimDeletion(doc: StoredUpload, reason: DeletionReason, by: { actor: s
       auditSeq: null,
       completedAt: null,
       leaseUntil,
+      sweepId: by.sweepId ?? null,
     },
   };
 }

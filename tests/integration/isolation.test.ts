@@ -31,6 +31,15 @@ async function expectNotFound(res: Response) {
 }
 
 export const ISOLATION_CASES: Record<string, IsolationCase> = {
+  "retention-get": {
+    async check(t, a, b) {
+      const before = await json<{ uploads: { dueByDay: Array<{ count: number }> } }>(await t.call("GET", "v1/retention", { key: a.apiKey }));
+      await bUpload(t, b);
+      const after = await json<{ uploads: { dueByDay: Array<{ count: number }> }; receipts: unknown[] }>(await t.call("GET", "v1/retention", { key: a.apiKey }));
+      const total = (v: typeof before) => v.uploads.dueByDay.reduce((n, d) => n + d.count, 0);
+      expect(total(after)).toBe(total(before));
+    },
+  },
   "uploads-create": {
     // Creation cannot target another tenant: the key decides where the record goes.
     async check(t, a, b) {

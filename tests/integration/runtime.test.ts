@@ -169,7 +169,7 @@ describe("local runtime: queues", () => {
       expect(peeked.peekedMessageItems.map((m) => Buffer.from(m.messageText, "base64").toString())).toContain(text);
     }, 15_000);
     expect(calls.queue.filter((c) => (c.message as { job?: string }).job === "c")).toHaveLength(3);
-    expect(logs.some((l) => l.level === "error" && l.message.includes("moved to flaky-work-poison"))).toBe(true);
+    await eventually(() => expect(logs.some((l) => l.level === "error" && l.message.includes("moved to flaky-work-poison"))).toBe(true));
     calls.flakyFailuresLeft = 0;
   });
 

@@ -199,11 +199,11 @@ describe("first-download notification", () => {
       }
       expect(mails).toHaveLength(1);
       expect((await t.services.uploads.get(tenantId, id))?.senderNotifiedAt).not.toBeNull();
-    });
+    }, 60_000);
     expect(mails[0]!.to).toEqual(["sender@tenant.example"]);
     expect(mails[0]!.text).toContain(id);
     expect(mails[0]!.text).not.toContain(baseUpload.fileName);
-    await eventually(async () => expect((await auditFor(id)).filter((e) => e.action === "upload.first-download-notified")).toHaveLength(1));
+    await eventually(async () => expect((await auditFor(id)).filter((e) => e.action === "upload.first-download-notified")).toHaveLength(1), 60_000);
     expect(t.logs.map((l) => l.message).join("\n")).not.toContain("sender@tenant.example");
   });
 });

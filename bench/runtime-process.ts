@@ -1,0 +1,129 @@
+/**
+ * The service as `npm start` runs it, in its own process: `node dist/dev/start.js` on free ports with its own
+ * settings file, so its memory and CPU can be read from /proc apart from the benchmark's. Embedded storage runs in
+ * a child process of it (its memory does not count as the runtime's).
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { cosmosConnectionString, storageConnectionString } from "../dev/embedded-storage";
+
+export interface RuntimeProcess {
+  /** The runtime's process id (the local Functions host and the app). */
+  readonly pid: number;
+  /** The embedded storage's process id (Azurite and the Cosmos server). */
+  readonly storagePid: number;
+  /** e.g. http://127.0.0.1:PORT/api */
+  readonly apiUrl: string;
+  readonly adminKey: string;
+  /** Connection string of the same embedded Azurite the service uses. */
+  readonly storageConnectionString: string;
+  /** The runtime's output so far (for diagnosing failures). */
+  output(): string;
+  /** Stops it as Ctrl-C does, and waits until it and the storage process have gone. */
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  /** The repository root (holds dist/ and local.settings.sample.json). */
+  root: string;
+  /** Extra node options for the runtime process, e.g. ["--cpu-prof", "--cpu-prof-dir=/tmp/prof"]. */
+  nodeArgs?: string[];
+  timeoutMs?: number;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function waitUntil(done: () => boolean, timeoutMs: number): Promise<boolean> {
+  const until = Date.now() + timeoutMs;
+  while (!done()) {
+    if (Date.now() > until) return false;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return true;
+}
+
+export async function startRuntime(options: StartOptions): Promise<RuntimeProcess> {
+  const [port, blob, queue, cosmos] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+  const dir = mkdtempSync(path.join(os.tmpdir(), "safedata-bench-"));
+  const settingsPath = path.join(dir, "local.settings.json");
+  const storage = storageConnectionString("127.0.0.1", blob, queue);
+  const child: ChildProcess = spawn(process.execPath, [...(options.nodeArgs ?? []), path.join(options.root, "dist/dev/start.js")], {
+    cwd: options.root,
+    env: {
+      ...process.env,
+      PORT: String(port),
+      SAFEDATA_LOCAL_SETTINGS: settingsPath,
+      AzureWebJobsStorage: storage,
+      SafeDataStorage: storage,
+      CosmosDb: cosmosConnectionString("127.0.0.1", cosmos),
+      // Telemetry would add its own work (and exit delays) to what is measured.
+      APPLICATIONINSIGHTS_CONNECTION_STRING: "",
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  // Keep the tail only: a long run logs every invocation.
+  let output = "";
+  const keep = (d: Buffer) => {
+    output += d.toString();
+    if (output.length > 200_000) output = output.slice(-100_000);
+  };
+  child.stdout!.on("data", keep);
+  child.stderr!.on("data", keep);
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+
+  const cleanUp = () => rmSync(dir, { recursive: true, force: true });
+  const ready = await waitUntil(() => output.includes("safedata is running") || child.exitCode !== null, options.timeoutMs ?? 60_000);
+  if (!ready || child.exitCode !== null) {
+    child.kill("SIGKILL");
+    cleanUp();
+    throw new Error(`the runtime did not start:\n${output.slice(-4000)}`);
+  }
+  const storagePid = Number(/storage pid (\d+)/.exec(output)?.[1] ?? NaN);
+  const settings = JSON.parse(readFileSync(settingsPath, "utf8")) as { Values: Record<string, string> };
+  const adminKey = settings.Values.ADMIN_API_KEY;
+  if (!adminKey || Number.isNaN(storagePid) || child.pid === undefined) {
+    child.kill("SIGKILL");
+    cleanUp();
+    throw new Error(`the runtime started without an admin key or a storage pid:\n${output.slice(-4000)}`);
+  }
+  const pid = child.pid;
+
+  return {
+    pid,
+    storagePid,
+    apiUrl: `http://127.0.0.1:${port}/api`,
+    adminKey,
+    storageConnectionString: storage,
+    output: () => output,
+    stop: async () => {
+      if (child.exitCode === null) {
+        child.kill("SIGINT");
+        const stopped = await Promise.race([exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 20_000).unref())]);
+        if (!stopped) child.kill("SIGKILL");
+      }
+      if (!(await waitUntil(() => !alive(storagePid), 5_000))) process.kill(storagePid, "SIGKILL");
+      cleanUp();
+    },
+  };
+}

@@ -1,0 +1,291 @@
+/**
+ * The upload path, end to end through the local runtime, against raw @azure/storage-blob calls to the same
+ * embedded Azurite:
+ *
+ * - encrypted upload (POST /api/v1/uploads, then PUT the content streamed) vs `uploadStream` of the same bytes with
+ *   the buffer size and concurrency the service uses;
+ * - download + decrypt (GET .../content) vs a plain blob download;
+ * - the runtime process's resident memory during the uploads (it must stream, not buffer);
+ * - time to the first body byte of a download, for both.
+ *
+ * Service and raw runs alternate (ABBA), so drift on the machine hits both alike. Every download is checked
+ * against what was sent.
+ */
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { performance } from "node:perf_hooks";
+import { BlobServiceClient, type BlockBlobClient } from "@azure/storage-blob";
+import { getStream, putStream, requestJson } from "./http-client";
+import { Payload } from "./payload";
+import { CpuMeter, memoryOf, RssSampler } from "./proc";
+import { startRuntime, type RuntimeProcess } from "./runtime-process";
+import { mbPerSecond } from "./stats";
+
+export interface UploadPathOptions {
+  root: string;
+  sizeBytes: number;
+  /** Uploads per path. */
+  runs: number;
+  /** Downloads per path after each upload. */
+  downloadsPerRun: number;
+  /** Extra node options for the runtime process (profiling). */
+  nodeArgs?: string[];
+  log: (line: string) => void;
+}
+
+/** CPU seconds used by each process during one transfer, and the transfer's wall time. */
+export interface CpuSample {
+  wallSeconds: number;
+  cpuSeconds: Record<string, number>;
+}
+
+export interface UploadPathResult {
+  sizeBytes: number;
+  runs: number;
+  downloadsPerRun: number;
+  bufferBytes: number;
+  concurrency: number;
+  uploadMBps: { service: number[]; raw: number[] };
+  downloadMBps: { service: number[]; raw: number[] };
+  ttfbMs: { service: number[]; raw: number[] };
+  memory: {
+    /** VmHWM of the runtime after start-up and warm-up, before the first large upload. */
+    hwmBefore: number;
+    /** VmHWM after the first large upload (nothing else ran in between). */
+    hwmAfterFirstUpload: number;
+    /** VmHWM when the run ended (downloads included). */
+    hwmAtEnd: number;
+    /** Largest VmRSS sampled during any service upload. */
+    maxRssDuringUploads: number;
+    samplesDuringUploads: number;
+    /** Largest VmRSS sampled during any service download. */
+    maxRssDuringDownloads: number;
+    /** The embedded storage process's VmRSS at the end (Azurite keeps blobs in memory). */
+    storageRssAtEnd: number;
+  };
+  cpu: { serviceUpload: CpuSample[]; rawUpload: CpuSample[]; serviceDownload: CpuSample[]; rawDownload: CpuSample[] };
+}
+
+/** The service's block size and concurrency for uploadStream, read from its source so the baseline cannot drift. */
+export function serviceUploadSettings(root: string): { bufferBytes: number; concurrency: number } {
+  const source = readFileSync(path.join(root, "shared/usecases/uploads.ts"), "utf8");
+  const constant = (name: string): number => {
+    const m = new RegExp(`const ${name}\\s*=\\s*([0-9_\\s*]+);`).exec(source);
+    if (!m) throw new Error(`shared/usecases/uploads.ts no longer defines ${name} as a product of integers; update the benchmark`);
+    return m[1]!
+      .split("*")
+      .map((f) => Number(f.replace(/[_\s]/g, "")))
+      .reduce((a, b) => a * b, 1);
+  };
+  return { bufferBytes: constant("UPLOAD_BUFFER_BYTES"), concurrency: constant("UPLOAD_CONCURRENCY") };
+}
+
+const CONTENT_TYPE = "application/octet-stream";
+
+class Paths {
+  private readonly blobs: BlobServiceClient;
+  private readonly container;
+
+  constructor(
+    private readonly rt: RuntimeProcess,
+    private readonly tenantKey: string,
+    private readonly settings: { bufferBytes: number; concurrency: number },
+  ) {
+    this.blobs = BlobServiceClient.fromConnectionString(rt.storageConnectionString);
+    this.container = this.blobs.getContainerClient("bench-raw");
+  }
+
+  async prepare(): Promise<void> {
+    await this.container.createIfNotExists();
+  }
+
+  /** Creates an upload and PUTs the payload; returns its id and the PUT's duration. */
+  async serviceUpload(payload: Payload): Promise<{ id: string; ms: number }> {
+    const created = await requestJson("POST", `${this.rt.apiUrl}/v1/uploads`, this.tenantKey, {
+      senderReference: "bench",
+      recipients: ["recipient@bench.example"],
+      dataSubjects: ["subject@bench.example"],
+      categories: ["financial"],
+      fileName: "bench.bin",
+      contentType: CONTENT_TYPE,
+      size: payload.size,
+    });
+    if (created.status !== 201) throw new Error(`creating the upload failed: ${created.status} ${created.text}`);
+    const id = (created.body as { id: string }).id;
+    const put = await putStream(
+      `${this.rt.apiUrl}/v1/uploads/${id}/content`,
+      { authorization: `Bearer ${this.tenantKey}`, "content-type": CONTENT_TYPE },
+      payload.size,
+      payload.chunks(),
+    );
+    if (put.status !== 200) throw new Error(`the PUT failed: ${put.status} ${put.text}`);
+    return { id, ms: put.ms };
+  }
+
+  async serviceDownload(payload: Payload, id: string): Promise<{ ms: number; ttfbMs: number }> {
+    const verifier = payload.verifier();
+    const res = await getStream(`${this.rt.apiUrl}/v1/uploads/${id}/content`, { authorization: `Bearer ${this.tenantKey}` }, (c) => verifier.update(c));
+    if (res.status !== 200) throw new Error(`the download failed: ${res.status}`);
+    verifier.check("service download");
+    return { ms: res.ms, ttfbMs: res.ttfbMs };
+  }
+
+  async serviceDelete(id: string): Promise<void> {
+    const res = await requestJson("DELETE", `${this.rt.apiUrl}/v1/uploads/${id}`, this.tenantKey);
+    if (res.status !== 204) throw new Error(`deleting the upload failed: ${res.status} ${res.text}`);
+  }
+
+  rawBlob(name: string): BlockBlobClient {
+    return this.container.getBlockBlobClient(name);
+  }
+
+  /** uploadStream with the service's settings and the same conditions, headers and metadata it sends. */
+  async rawUpload(payload: Payload, name: string): Promise<{ ms: number }> {
+    const started = performance.now();
+    await this.rawBlob(name).uploadStream(payload.readable(), this.settings.bufferBytes, this.settings.concurrency, {
+      conditions: { ifNoneMatch: "*" },
+      blobHTTPHeaders: { blobContentType: CONTENT_TYPE },
+      metadata: { format: "raw", upload: name },
+    });
+    return { ms: performance.now() - started };
+  }
+
+  /** A whole-blob download with the options the service passes, timed from the call to the first and last byte. */
+  async rawDownload(payload: Payload, name: string): Promise<{ ms: number; ttfbMs: number }> {
+    const verifier = payload.verifier();
+    const started = performance.now();
+    const res = await this.rawBlob(name).download(0, undefined, { maxRetryRequests: 3 });
+    let ttfbMs = -1;
+    for await (const chunk of res.readableStreamBody!) {
+      if (ttfbMs < 0) ttfbMs = performance.now() - started;
+      verifier.update(chunk as Buffer);
+    }
+    const ms = performance.now() - started;
+    verifier.check("raw download");
+    return { ms, ttfbMs };
+  }
+
+  async rawDelete(name: string): Promise<void> {
+    await this.rawBlob(name).delete();
+  }
+}
+
+async function createTenant(rt: RuntimeProcess): Promise<string> {
+  const res = await requestJson(
+    "POST",
+    `${rt.apiUrl}/v1/admin/tenants`,
+    rt.adminKey,
+    { name: "Bench ApS", contactEmail: "dpo@bench.example", supervisoryAuthority: { country: "DK" } },
+    { "idempotency-key": `bench-${Date.now()}` },
+  );
+  const apiKey = (res.body as { apiKey?: string } | undefined)?.apiKey;
+  if (res.status !== 201 || !apiKey) throw new Error(`creating the tenant failed: ${res.status} ${res.text}`);
+  return apiKey;
+}
+
+export async function benchUploadPath(options: UploadPathOptions): Promise<UploadPathResult> {
+  const { log } = options;
+  const settings = serviceUploadSettings(options.root);
+  const rt = await startRuntime({ root: options.root, nodeArgs: options.nodeArgs });
+  log(`runtime pid ${rt.pid}, embedded storage pid ${rt.storagePid}, ${rt.apiUrl}`);
+  try {
+    const paths = new Paths(rt, await createTenant(rt), settings);
+    await paths.prepare();
+    const pids = { runtime: rt.pid, storage: rt.storagePid };
+    const timed = async <T extends { ms: number }>(work: () => Promise<T>): Promise<T & { cpu: CpuSample }> => {
+      const meter = new CpuMeter(pids);
+      const result = await work();
+      return { ...result, cpu: { wallSeconds: result.ms / 1000, cpuSeconds: meter.read() } };
+    };
+
+    // Warm-up: every path once with a small payload (JIT, connections, containers), not recorded.
+    const small = new Payload(Math.min(options.sizeBytes, 32 * 1024 * 1024));
+    const warm = await paths.serviceUpload(small);
+    await paths.serviceDownload(small, warm.id);
+    await paths.serviceDelete(warm.id);
+    await paths.rawUpload(small, "warm-up");
+    await paths.rawDownload(small, "warm-up");
+    await paths.rawDelete("warm-up");
+
+    const payload = new Payload(options.sizeBytes);
+    const result: UploadPathResult = {
+      sizeBytes: options.sizeBytes,
+      runs: options.runs,
+      downloadsPerRun: options.downloadsPerRun,
+      ...settings,
+      uploadMBps: { service: [], raw: [] },
+      downloadMBps: { service: [], raw: [] },
+      ttfbMs: { service: [], raw: [] },
+      memory: {
+        hwmBefore: memoryOf(rt.pid).hwm,
+        hwmAfterFirstUpload: 0,
+        hwmAtEnd: 0,
+        maxRssDuringUploads: 0,
+        samplesDuringUploads: 0,
+        maxRssDuringDownloads: 0,
+        storageRssAtEnd: 0,
+      },
+      cpu: { serviceUpload: [], rawUpload: [], serviceDownload: [], rawDownload: [] },
+    };
+    const mb = (ms: number) => mbPerSecond(options.sizeBytes, ms).toFixed(0);
+
+    for (let run = 0; run < options.runs; run++) {
+      const serviceFirst = run % 2 === 0;
+      const rawName = `raw-${run}`;
+      let uploadId = "";
+      const uploadService = async () => {
+        const sampler = new RssSampler(rt.pid).start();
+        const r = await timed(() => paths.serviceUpload(payload));
+        const sampled = sampler.stop();
+        uploadId = r.id;
+        result.memory.maxRssDuringUploads = Math.max(result.memory.maxRssDuringUploads, sampled.max);
+        result.memory.samplesDuringUploads += sampled.samples;
+        if (result.memory.hwmAfterFirstUpload === 0) result.memory.hwmAfterFirstUpload = memoryOf(rt.pid).hwm;
+        result.uploadMBps.service.push(mbPerSecond(options.sizeBytes, r.ms));
+        result.cpu.serviceUpload.push(r.cpu);
+        log(`run ${run + 1}/${options.runs}: service upload ${mb(r.ms)} MB/s, runtime peak RSS sampled ${(sampled.max / 1e6).toFixed(0)} MB`);
+      };
+      const uploadRaw = async () => {
+        const r = await timed(() => paths.rawUpload(payload, rawName));
+        result.uploadMBps.raw.push(mbPerSecond(options.sizeBytes, r.ms));
+        result.cpu.rawUpload.push(r.cpu);
+        log(`run ${run + 1}/${options.runs}: raw upload     ${mb(r.ms)} MB/s`);
+      };
+      const downloadService = async () => {
+        const sampler = new RssSampler(rt.pid).start();
+        const r = await timed(() => paths.serviceDownload(payload, uploadId));
+        result.memory.maxRssDuringDownloads = Math.max(result.memory.maxRssDuringDownloads, sampler.stop().max);
+        result.downloadMBps.service.push(mbPerSecond(options.sizeBytes, r.ms));
+        result.ttfbMs.service.push(r.ttfbMs);
+        result.cpu.serviceDownload.push(r.cpu);
+        log(`run ${run + 1}/${options.runs}: service download ${mb(r.ms)} MB/s, first byte after ${r.ttfbMs.toFixed(1)} ms`);
+      };
+      const downloadRaw = async () => {
+        const r = await timed(() => paths.rawDownload(payload, rawName));
+        result.downloadMBps.raw.push(mbPerSecond(options.sizeBytes, r.ms));
+        result.ttfbMs.raw.push(r.ttfbMs);
+        result.cpu.rawDownload.push(r.cpu);
+        log(`run ${run + 1}/${options.runs}: raw download     ${mb(r.ms)} MB/s, first byte after ${r.ttfbMs.toFixed(1)} ms`);
+      };
+
+      const uploads = serviceFirst ? [uploadService, uploadRaw] : [uploadRaw, uploadService];
+      for (const step of uploads) await step();
+      // ABBA within the run too: service, raw, raw, service (or the mirror image).
+      for (let d = 0; d < options.downloadsPerRun; d++) {
+        const forward = (d % 2 === 0) === serviceFirst;
+        for (const step of forward ? [downloadService, downloadRaw] : [downloadRaw, downloadService]) await step();
+      }
+      // Azurite keeps blobs in memory: keep at most one run's worth.
+      await paths.serviceDelete(uploadId);
+      await paths.rawDelete(rawName);
+    }
+    result.memory.hwmAtEnd = memoryOf(rt.pid).hwm;
+    result.memory.storageRssAtEnd = memoryOf(rt.storagePid).rss;
+    return result;
+  } catch (err) {
+    log(`runtime output (tail):\n${rt.output().slice(-4000)}`);
+    throw err;
+  } finally {
+    await rt.stop();
+  }
+}

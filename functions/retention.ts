@@ -1,0 +1,40 @@
+/**
+ * Retention, enforced by a timer: every 15 minutes a catch-up sweep fans due items out to the purge-batches queue;
+ * workers purge them. Tenants read what is due and what was deleted at GET /api/v1/retention.
+ */
+import { app, type Timer } from "@azure/functions";
+import { QUEUES } from "../shared/config/resources";
+import { SETTING } from "../shared/config/settings";
+import { httpEndpoint } from "../shared/http/endpoint";
+import { invocationLog } from "../shared/observability";
+import { queueHandler } from "../shared/queue-handler";
+import { services } from "../shared/services";
+import { purgeBatch, purgeBatchMessage, RETENTION_SCHEDULE, retentionView, runRetentionSweep, tenantRetention } from "../shared/usecases/retention";
+
+app.timer("retention-sweep", {
+  schedule: RETENTION_SCHEDULE,
+  handler: async (timer: Timer, context) => {
+    await runRetentionSweep(services(), { pastDue: timer.isPastDue, log: invocationLog(context) });
+  },
+});
+
+app.storageQueue("purge-batch", {
+  queueName: QUEUES.purge.name,
+  connection: SETTING.storageConnectionString,
+  handler: queueHandler(QUEUES.purge.name, purgeBatchMessage, async (msg, { services, log }) => {
+    const counts = await purgeBatch(services, msg);
+    log.info("retention.batch", { sweepId: msg.sweepId, batch: msg.batch, class: msg.class, items: msg.items.length, ...counts });
+  }),
+});
+
+const view = httpEndpoint({
+  name: "retention-get",
+  method: "GET",
+  route: "v1/retention",
+  auth: "tenant",
+  tags: ["Retention"],
+  summary: "Retention policies, what falls due on which day, and the receipts of what was deleted",
+  responses: { 200: { description: "The tenant's retention view", schema: retentionView } },
+  handler: async ({ services, principal }) => ({ status: 200, json: await tenantRetention(services, principal.tenantId) }),
+});
+app.http(view.name, view.options);

@@ -1,0 +1,115 @@
+/**
+ * A backlog of 10,000 expired uploads across 5 tenants is purged completely by repeated sweeps, with none purged
+ * early. Records are written straight to Cosmos (creating 10,000 through the API would only test the API again);
+ * one in ten has a payload blob, so blob deletion is exercised too.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { BLOB_CONTAINERS } from "../../../shared/config/resources";
+import { newUploadId } from "../../../shared/domain/uploads";
+import type { UploadDoc } from "../../../shared/stores/upload-store";
+import { runRetentionSweep } from "../../../shared/usecases/retention";
+import { startTestApp, type TestApp } from "../../helpers/app";
+import { eventually } from "../../helpers/eventually";
+
+let t: TestApp;
+beforeAll(async () => {
+  t = await startTestApp();
+});
+afterAll(async () => {
+  await t?.stop();
+});
+
+const DAY = 86_400_000;
+
+function record(tenantId: string, createdAt: Date, expiresInDays: number, withBlob: boolean): UploadDoc {
+  const id = newUploadId();
+  return {
+    id,
+    tenantId,
+    type: "upload",
+    status: "available",
+    createdAt: createdAt.toISOString(),
+    updatedAt: createdAt.toISOString(),
+    expiresAt: new Date(createdAt.getTime() + expiresInDays * DAY).toISOString(),
+    createdBy: "key:seed",
+    categories: ["contact"],
+    contentType: "application/octet-stream",
+    declaredSize: 10,
+    maxDownloads: null,
+    downloads: 0,
+    firstDownloadAt: null,
+    recipientCount: 1,
+    subjectCount: 1,
+    personal: { senderReference: "v1.seed.x", fileName: "v1.seed.x", recipients: "v1.seed.x", subjects: "v1.seed.x", notifyEmail: null },
+    lookups: { subjects: ["seed"], recipients: ["seed"] },
+    dataKey: { wrapped: "seed", kekVersion: "1" },
+    receiving: null,
+    content: withBlob ? { blobName: `${tenantId}/${id}/seed`, header: "", ciphertextSize: 10, storedAt: createdAt.toISOString() } : null,
+    notifyOnFirstDownload: false,
+    senderNotifiedAt: null,
+    deletion: null,
+  };
+}
+
+describe("a large backlog", () => {
+  it("purges 10,000 expired uploads across 5 tenants with repeated sweeps, none early, none left", async () => {
+    const tenants = [];
+    for (let i = 0; i < 5; i++) tenants.push(await t.createTenant(`Backlog ${i}`));
+    const now = t.clock.now();
+    const expired: UploadDoc[] = [];
+    const notYet: UploadDoc[] = [];
+    for (let i = 0; i < 10_000; i++) {
+      const tenant = tenants[i % 5]!;
+      // Created 33 to 60 days ago: all past their 32 days, oldest first in various orders across tenants.
+      expired.push(record(tenant.tenantId, new Date(now.getTime() - (33 + (i % 28)) * DAY - i * 1000), 32, i % 10 === 0));
+    }
+    for (let i = 0; i < 250; i++) notYet.push(record(tenants[i % 5]!.tenantId, new Date(now.getTime() - 31 * DAY), 32, false));
+    const payloads = t.services.blobs.getContainerClient(BLOB_CONTAINERS.payloads.name);
+    const all = [...expired, ...notYet];
+    for (let i = 0; i < all.length; i += 100) {
+      const chunk = all.slice(i, i + 100);
+      await Promise.all(chunk.map((d) => t.services.containers.uploads.items.create(d)));
+      await Promise.all(chunk.filter((d) => d.content).map((d) => payloads.getBlockBlobClient(d.content!.blobName).upload("x", 1)));
+    }
+
+    let sweeps = 0;
+    for (;;) {
+      const r = await runRetentionSweep(t.services, { maxItems: 3000 });
+      sweeps++;
+      if (r.due === 0) break;
+      t.host.pokeQueues();
+      await eventually(async () => {
+        expect((await t.services.queueService.getQueueClient("purge-batches").getProperties()).approximateMessagesCount).toBe(0);
+        const { resources } = await t.services.containers.operations.items
+          .query({ query: "SELECT VALUE COUNT(1) FROM c WHERE c.type = 'sweep' AND IS_NULL(c.receiptsAt)" })
+          .fetchAll();
+        expect(resources[0]).toBe(0);
+      }, 240_000, 200);
+      expect(sweeps).toBeLessThan(10);
+    }
+    expect(sweeps).toBeGreaterThanOrEqual(4);
+
+    const count = async (where: string) =>
+      (await t.services.containers.uploads.items.query({ query: `SELECT VALUE COUNT(1) FROM c WHERE c.type = 'upload' AND ${where}` }).fetchAll()).resources[0];
+    expect(await count("c.status = 'expired'")).toBe(10_000);
+    expect(await count("c.status = 'available'")).toBe(250);
+    for (const d of notYet.slice(0, 20)) expect((await t.services.uploads.get(d.tenantId, d.id))?.dataKey).not.toBeNull();
+    let blobs = 0;
+    for await (const b of payloads.listBlobsFlat()) if (b.name.endsWith("/seed")) blobs++;
+    expect(blobs).toBe(0);
+
+    // Each tenant: one purge entry per upload, receipts covering exactly its 2,000 ids, and an intact chain.
+    for (const tenant of tenants) {
+      const { resources: purgedEntries } = await t.services.containers.audit.items
+        .query({ query: "SELECT VALUE COUNT(1) FROM c WHERE c.tenantId = @t AND c.action = 'upload.purged'", parameters: [{ name: "@t", value: tenant.tenantId }] })
+        .fetchAll();
+      expect(purgedEntries[0]).toBe(2000);
+      const { resources: receipts } = await t.services.containers.audit.items
+        .query({ query: "SELECT * FROM c WHERE c.tenantId = @t AND c.action = 'retention.receipt'", parameters: [{ name: "@t", value: tenant.tenantId }] })
+        .fetchAll();
+      expect(receipts.reduce((n: number, r: { details: { count: number } }) => n + r.details.count, 0)).toBe(2000);
+      const verify = (await (await t.call("GET", "v1/audit/verify", { key: tenant.apiKey })).json()) as { valid: boolean; entriesChecked: number };
+      expect(verify.valid).toBe(true);
+    }
+  }, 600_000);
+});
