@@ -1,0 +1,85 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { admitDownload, canTransition, contentDisposition, expiresAt, maskEmail, mediaTypeEssence, newUploadId, parseRange, UPLOAD_ID_PATTERN } from "../../shared/domain/uploads";
+
+const DAY = 86_400_000;
+
+describe("upload rules", () => {
+  it("lives 32 days unless asked for less, never more", () => {
+    const t0 = new Date("2026-03-01T12:00:00Z");
+    expect(expiresAt(t0).getTime() - t0.getTime()).toBe(32 * DAY);
+    expect(expiresAt(t0, 5).getTime() - t0.getTime()).toBe(5 * DAY);
+    expect(() => expiresAt(t0, 33)).toThrow(RangeError);
+    expect(() => expiresAt(t0, 0)).toThrow(RangeError);
+    expect(() => expiresAt(t0, 1.5)).toThrow(RangeError);
+  });
+
+  it("makes ids in the documented format", () => {
+    expect(newUploadId()).toMatch(UPLOAD_ID_PATTERN);
+  });
+
+  it("moves only along the state machine", () => {
+    expect(canTransition("awaiting-content", "receiving")).toBe(true);
+    expect(canTransition("receiving", "awaiting-content")).toBe(true);
+    expect(canTransition("available", "receiving")).toBe(false);
+    expect(canTransition("deleted", "available")).toBe(false);
+    expect(canTransition("expired", "deleting")).toBe(false);
+    expect(canTransition("deleting", "expired")).toBe(true);
+  });
+
+  it("admits a download only while available, unexpired and under the limit", () => {
+    const base = { status: "available" as const, expiresAt: "2026-03-10T00:00:00.000Z", downloads: 0, maxDownloads: 2 };
+    const before = new Date("2026-03-09T23:59:59.999Z");
+    expect(admitDownload(base, before)).toEqual({ ok: true });
+    expect(admitDownload(base, new Date("2026-03-10T00:00:00.000Z"))).toMatchObject({ ok: false, problem: "upload-expired" });
+    expect(admitDownload({ ...base, downloads: 2 }, before)).toMatchObject({ ok: false, problem: "download-limit-reached" });
+    expect(admitDownload({ ...base, status: "awaiting-content" }, before)).toMatchObject({ ok: false, problem: "conflict" });
+    expect(admitDownload({ ...base, status: "deleted" }, before)).toMatchObject({ ok: false, problem: "upload-deleted" });
+    expect(admitDownload({ ...base, status: "expired" }, before)).toMatchObject({ ok: false, problem: "upload-expired" });
+    expect(admitDownload({ ...base, status: "deleting", deletionReason: "expired" }, before)).toMatchObject({ ok: false, problem: "upload-expired" });
+  });
+
+  it("parses single byte ranges and refuses the rest", () => {
+    expect(parseRange(null, 100)).toEqual({ kind: "none" });
+    expect(parseRange("bytes=0-9", 100)).toEqual({ kind: "range", start: 0, end: 9 });
+    expect(parseRange("bytes=90-", 100)).toEqual({ kind: "range", start: 90, end: 99 });
+    expect(parseRange("bytes=-10", 100)).toEqual({ kind: "range", start: 90, end: 99 });
+    expect(parseRange("bytes=-1000", 100)).toEqual({ kind: "range", start: 0, end: 99 });
+    expect(parseRange("bytes=50-5000", 100)).toEqual({ kind: "range", start: 50, end: 99 });
+    expect(parseRange("bytes=100-", 100)).toEqual({ kind: "unsatisfiable" });
+    expect(parseRange("bytes=-0", 100)).toEqual({ kind: "unsatisfiable" });
+    expect(parseRange("bytes=0-0", 0)).toEqual({ kind: "unsatisfiable" });
+    for (const bad of ["bytes=9-1", "bytes=0-1,5-6", "bits=0-1", "bytes=-", "bytes=a-b", "", "bytes= 1-2"]) expect(parseRange(bad, 100).kind, bad).toBe("malformed");
+  });
+
+  it("range parsing never returns a range outside the content (property)", () => {
+    fc.assert(
+      fc.property(fc.nat(10_000), fc.string({ maxLength: 30 }), (size, header) => {
+        const r = parseRange(header, size);
+        if (r.kind === "range") {
+          expect(r.start).toBeGreaterThanOrEqual(0);
+          expect(r.end).toBeLessThan(size);
+          expect(r.start).toBeLessThanOrEqual(r.end);
+        }
+      }),
+    );
+  });
+
+  it("writes Content-Disposition with an ASCII fallback and the exact UTF-8 name", () => {
+    expect(contentDisposition('løn "2026".pdf')).toBe(`attachment; filename="l_n _2026_.pdf"; filename*=UTF-8''l%C3%B8n%20%222026%22.pdf`);
+    fc.assert(
+      fc.property(fc.string({ unit: "grapheme", minLength: 1, maxLength: 40 }), (name) => {
+        const header = contentDisposition(name);
+        expect(header).not.toMatch(/[\r\n]/);
+        expect(/^[\x20-\x7e]*$/.test(header)).toBe(true);
+        expect(decodeURIComponent(header.split("UTF-8''")[1]!)).toBe(name);
+      }),
+    );
+  });
+
+  it("masks addresses and compares media types by their essence", () => {
+    expect(maskEmail("anna@example.com")).toBe("a***@example.com");
+    expect(maskEmail("broken")).toBe("***");
+    expect(mediaTypeEssence("Application/PDF; charset=binary")).toBe("application/pdf");
+  });
+});
