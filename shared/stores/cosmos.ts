@@ -85,6 +85,12 @@ export interface StoredMeta {
   _etag: string;
 }
 
+/** The document without the etag it was read with, ready to write back. */
+export function withoutMeta<T extends StoredMeta>(doc: T): Omit<T, "_etag"> {
+  const { _etag: _ignored, ...rest } = doc;
+  return rest;
+}
+
 /** Point read that returns undefined for 404 and parses the document with its schema. */
 export async function readItem<T>(container: Container, schema: z.ZodType<T>, id: string, tenantId: string): Promise<(T & StoredMeta) | undefined> {
   try {

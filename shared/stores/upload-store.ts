@@ -130,7 +130,4 @@ export class UploadStore {
   }
 }
 
-export function withoutMeta(doc: StoredUpload): UploadDoc {
-  const { _etag: _ignored, ...rest } = doc;
-  return rest;
-}
+export { withoutMeta } from "./cosmos";

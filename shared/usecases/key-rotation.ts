@@ -48,8 +48,8 @@ export async function rewrapBatch(s: Services, tenantId: string, batchSize = 100
   if (tenant?.contactEmail && tenant.contactEmail.kekVersion !== current.version) {
     const aad = fieldAssociatedData(tenantId, tenantId, "contactEmail");
     const plain = decryptField(await s.keys.kek(tenantId, tenant.contactEmail.kekVersion), tenant.contactEmail.value, aad);
-    const { _etag, ...doc } = tenant;
-    await s.tenants.replace({ ...doc, contactEmail: { kekVersion: current.version, value: encryptField(current.key, plain, aad) } }, _etag).catch((err: unknown) => {
+    const doc = withoutMeta(tenant);
+    await s.tenants.replace({ ...doc, contactEmail: { kekVersion: current.version, value: encryptField(current.key, plain, aad) } }, tenant._etag).catch((err: unknown) => {
       // Changed meanwhile: the next batch tries again.
       if (!(err instanceof AppError)) throw err;
     });

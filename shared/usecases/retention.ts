@@ -15,7 +15,7 @@ import { QUEUES } from "../config/resources";
 import { dueCalendar, overdueBeyondGrace, receiptDigest, RETENTION_CLASSES, type RetentionClassName } from "../domain/retention";
 import type { Log } from "../observability";
 import type { Services } from "../services";
-import { isNotFound, parseStored } from "../stores/cosmos";
+import { isNotFound, parseStored, withoutMeta } from "../stores/cosmos";
 import { sweepComplete, SweepStore } from "../stores/sweep-store";
 import { deleteUpload, type DeletionFaults } from "./upload-deletion";
 import { declareSweep } from "../sweeps";
@@ -145,9 +145,9 @@ async function offboardTenant(s: Services, tenantId: string, sweepId: string, fa
   }
   if (busy || resources.length >= OFFBOARD_UPLOADS_PER_RUN) return "busy";
   // Every upload is gone: erase the contact details, then the keys (which shreds anything a backup still holds).
-  const { _etag, ...doc } = tenant;
+  const doc = withoutMeta(tenant);
   const now = s.clock.now().toISOString();
-  await s.tenants.replace({ ...doc, contactEmail: null, webhookUrl: null, offboardedAt: now, updatedAt: now }, _etag);
+  await s.tenants.replace({ ...doc, contactEmail: null, webhookUrl: null, offboardedAt: now, updatedAt: now }, tenant._etag);
   await s.keys.deleteTenantKeys(tenantId);
   if ((await s.audit.findByTarget(tenantId, "tenant.offboarded", tenantId)) === undefined) {
     await s.audit.append({

@@ -18,6 +18,7 @@ import {
 } from "../domain/tenant";
 import { AppError } from "../http/problem";
 import type { Services } from "../services";
+import { withoutMeta } from "../stores/cosmos";
 import type { TenantDoc } from "../stores/tenant-store";
 
 const singleLine = (max: number) =>
@@ -160,7 +161,7 @@ export async function rotateApiKey(s: Services, tenantId: string, by: Actor, key
   const doc = await mustGet(s, tenantId);
   const apiKey = keys.apiKey(tenantId);
   const now = s.clock.now().toISOString();
-  const next: TenantDoc = { ...stripMeta(doc), apiKey: { id: keys.keyId(), hash: hashApiKey(apiKey), createdAt: now }, updatedAt: now };
+  const next: TenantDoc = { ...withoutMeta(doc), apiKey: { id: keys.keyId(), hash: hashApiKey(apiKey), createdAt: now }, updatedAt: now };
   await s.tenants.replace(next, doc._etag);
   await s.audit.append({
     tenantId,
@@ -179,7 +180,7 @@ export async function changeTenantStatus(s: Services, tenantId: string, action: 
   const t = transitionTenant(doc.status, action);
   if (!t.ok) throw new AppError("conflict", t.reason);
   const now = s.clock.now().toISOString();
-  const next: TenantDoc = { ...stripMeta(doc), status: t.status, suspendedAt: t.status === "suspended" ? now : null, updatedAt: now };
+  const next: TenantDoc = { ...withoutMeta(doc), status: t.status, suspendedAt: t.status === "suspended" ? now : null, updatedAt: now };
   await s.tenants.replace(next, doc._etag);
   await s.audit.append({
     tenantId,
@@ -189,9 +190,4 @@ export async function changeTenantStatus(s: Services, tenantId: string, action: 
     requestId: by.requestId,
   });
   return view(next);
-}
-
-function stripMeta<T extends { _etag: string }>(doc: T): Omit<T, "_etag"> {
-  const { _etag: _ignored, ...rest } = doc;
-  return rest;
 }

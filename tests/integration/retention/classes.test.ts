@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TenantKeysDeletedError } from "../../../shared/keys/key-provider";
 import { startTestApp, type TestApp } from "../../helpers/app";
-import { eventually } from "../../helpers/eventually";
+import { sweep } from "../../helpers/sweep";
 import { download, uploadWith } from "../../helpers/uploads";
 
 let t: TestApp;
@@ -12,16 +12,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await t?.stop();
 });
-
-async function sweep(): Promise<void> {
-  await t.host.invoke("retention-sweep");
-  t.host.pokeQueues();
-  await eventually(async () => {
-    expect((await t.services.queueService.getQueueClient("purge-batches").getProperties()).approximateMessagesCount).toBe(0);
-    const { resources } = await t.services.containers.operations.items.query({ query: "SELECT * FROM c WHERE c.type = 'sweep' AND IS_NULL(c.receiptsAt)" }).fetchAll();
-    expect(resources, JSON.stringify(resources)).toHaveLength(0);
-  }, 20_000);
-}
 
 describe("a suspended tenant after its notice period", () => {
   it("keeps everything during the notice period, then deletes uploads, contact details and keys", async () => {
@@ -34,11 +24,11 @@ describe("a suspended tenant after its notice period", () => {
     await t.admin("POST", `v1/admin/tenants/${tenantId}/suspend`);
 
     t.clock.set(start + 29 * 86_400_000);
-    await sweep();
+    await sweep(t);
     for (const id of uploads) expect((await t.services.uploads.get(tenantId, id))!.status).toBe("available");
 
     t.clock.set(start + 30 * 86_400_000 + 1000);
-    await sweep();
+    await sweep(t);
     for (const id of uploads) {
       const doc = await t.services.uploads.get(tenantId, id);
       expect(doc).toMatchObject({ status: "deleted", dataKey: null, deletion: { reason: "tenant-offboarded" } });
@@ -78,10 +68,10 @@ describe("idempotency records", () => {
     expect(await count()).toBe(1);
     const start = t.clock.now().getTime();
     t.clock.set(start + 23 * 3_600_000);
-    await sweep();
+    await sweep(t);
     expect(await count()).toBe(1);
     t.clock.set(start + 24 * 3_600_000 + 1000);
-    await sweep();
+    await sweep(t);
     expect(await count()).toBe(0);
     t.clock.set(start);
   });

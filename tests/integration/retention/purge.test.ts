@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BLOB_CONTAINERS } from "../../../shared/config/resources";
 import { purgeBatch, type PurgeBatchMessage } from "../../../shared/usecases/retention";
 import { startTestApp, type TestApp } from "../../helpers/app";
-import { eventually } from "../../helpers/eventually";
+import { sweep } from "../../helpers/sweep";
 import { createUpload, download, uploadWith } from "../../helpers/uploads";
 
 let t: TestApp;
@@ -15,20 +15,6 @@ afterAll(async () => {
 });
 
 const DAY = 86_400_000;
-
-/** Runs the timer function now, then lets the queue workers drain the batches it fanned out. */
-async function sweep(): Promise<void> {
-  await t.host.invoke("retention-sweep");
-  t.host.pokeQueues();
-  await eventually(async () => {
-    const props = await t.services.queueService.getQueueClient("purge-batches").getProperties();
-    expect(props.approximateMessagesCount).toBe(0);
-    const { resources } = await t.services.containers.operations.items
-      .query({ query: "SELECT * FROM c WHERE c.type = 'sweep' AND IS_NULL(c.receiptsAt)" })
-      .fetchAll();
-    expect(resources).toHaveLength(0);
-  }, 20_000);
-}
 
 type Entry = { action: string; target: { id: string } | null; details: Record<string, unknown> };
 async function audit(key: string): Promise<Entry[]> {
@@ -50,12 +36,12 @@ describe("the 32-day purge", () => {
     const blobName = (await t.services.uploads.get(tenantId, id))!.content!.blobName;
 
     t.clock.set(start + 32 * DAY - 1000);
-    await sweep();
+    await sweep(t);
     expect((await download(t, apiKey, id)).body.equals(content)).toBe(true);
     expect((await t.services.uploads.get(tenantId, id))!.status).toBe("available");
 
     t.clock.set(start + 32 * DAY);
-    await sweep();
+    await sweep(t);
     const doc = await t.services.uploads.get(tenantId, id);
     expect(doc).toMatchObject({ status: "expired", dataKey: null, personal: null, content: { blobName } });
     expect(doc!.deletion).toMatchObject({ reason: "expired" });
@@ -77,7 +63,7 @@ describe("the 32-day purge", () => {
     const start = t.clock.now().getTime();
     const { id: empty } = await createUpload(t, apiKey, { size: 10, expiresInDays: 1 });
     t.clock.set(start + DAY + 1);
-    await sweep();
+    await sweep(t);
     expect((await t.services.uploads.get(tenantId, empty))!.status).toBe("expired");
     t.clock.set(start);
   });
@@ -98,7 +84,7 @@ describe("the 32-day purge", () => {
     ).rejects.toThrow(/killed/);
     // The crashed run holds a lease on the item it was working on; the next sweep after the lease finishes it.
     t.clock.advance({ minutes: 6 });
-    await sweep();
+    await sweep(t);
     for (const id of items) expect((await t.services.uploads.get(tenantId, id))!.status).toBe("expired");
     const entries = await audit(apiKey);
     for (const id of items) expect(entries.filter((e) => e.action === "upload.purged" && e.target?.id === id), id).toHaveLength(1);
@@ -116,7 +102,7 @@ describe("the 32-day purge", () => {
     const msg: PurgeBatchMessage = { sweepId: "twice", batch: 0, class: "safedata", items: items.map((id) => ({ tenantId, id })) };
     const results = await Promise.all([purgeBatch(t.services, msg), purgeBatch(t.services, msg), purgeBatch(t.services, msg)]);
     expect(results.reduce((n, r) => n + r.purged, 0)).toBe(6);
-    await sweep();
+    await sweep(t);
     const entries = await audit(apiKey);
     for (const id of items) expect(entries.filter((e) => e.action === "upload.purged" && e.target?.id === id)).toHaveLength(1);
     t.clock.set(start);
@@ -126,7 +112,7 @@ describe("the 32-day purge", () => {
 describe("sweep health", () => {
   it("turns unhealthy when sweeps stop and healthy again after a catch-up", async () => {
     const start = t.clock.now().getTime();
-    await sweep();
+    await sweep(t);
     const health = async () => (await (await t.call("GET", "health")).json()) as { status: string; sweeps: Array<{ name: string; healthy: boolean; reason: string }> };
     expect((await health()).sweeps.find((s) => s.name === "retention")).toMatchObject({ healthy: true });
     t.clock.set(start + 31 * 60_000);
@@ -161,7 +147,7 @@ describe("GET /api/v1/retention", () => {
     expect(view.uploads.dueByDay).toHaveLength(33);
     t.clock.set(start + DAY + 1);
     expect(((await (await t.call("GET", "v1/retention", { key: apiKey })).json()) as typeof view).uploads.overdue).toBe(1);
-    await sweep();
+    await sweep(t);
     const after = (await (await t.call("GET", "v1/retention", { key: apiKey })).json()) as { receipts: Array<{ ids: string[]; count: number }> };
     expect(after.receipts[0]).toMatchObject({ count: 1, ids: [id] });
     t.clock.set(start);

@@ -1,0 +1,26 @@
+import { expect } from "vitest";
+import { QUEUES } from "../../shared/config/resources";
+import type { TestApp } from "./app";
+import { eventually } from "./eventually";
+
+/** Waits until the purge queue is empty and every sweep has written its receipts. */
+export async function drainPurge(t: TestApp, timeoutMs = 60_000): Promise<void> {
+  t.host.pokeQueues();
+  await eventually(
+    async () => {
+      expect((await t.services.queueService.getQueueClient(QUEUES.purge.name).getProperties()).approximateMessagesCount).toBe(0);
+      const { resources } = await t.services.containers.operations.items
+        .query({ query: "SELECT VALUE COUNT(1) FROM c WHERE c.type = 'sweep' AND IS_NULL(c.receiptsAt)" })
+        .fetchAll();
+      expect(resources[0]).toBe(0);
+    },
+    timeoutMs,
+    100,
+  );
+}
+
+/** Runs the retention timer function now through the runtime, then lets the workers finish what it queued. */
+export async function sweep(t: TestApp): Promise<void> {
+  await t.host.invoke("retention-sweep");
+  await drainPurge(t);
+}
