@@ -86,6 +86,20 @@ export function machineBusySeconds(): number {
 }
 
 /**
+ * Waits until the whole machine has been nearly idle (below `maxCores` busy) for a short window, or until
+ * `timeoutMs` has passed. Returns how long it waited. Other work on a shared machine distorts a transfer's figures.
+ */
+export async function waitForQuietMachine(timeoutMs = 60_000, maxCores = 0.2, windowMs = 500): Promise<number> {
+  const started = Date.now();
+  for (;;) {
+    const before = machineBusySeconds();
+    await new Promise((r) => setTimeout(r, windowMs));
+    const busy = (machineBusySeconds() - before) / (windowMs / 1000);
+    if (busy < maxCores || Date.now() - started >= timeoutMs) return Date.now() - started - windowMs;
+  }
+}
+
+/**
  * CPU seconds used by several processes over an interval, by this process (`bench`), and by everything else on
  * the machine (`other`: busy time of all CPUs minus the processes named).
  */

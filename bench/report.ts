@@ -18,12 +18,6 @@ function sizeLabel(bytes: number): string {
   return Number.isInteger(gib) ? `${gib} GiB` : `${(bytes / 2 ** 20).toFixed(0)} MiB`;
 }
 
-/** Median CPU use of each process during one kind of transfer, in cores (CPU seconds per wall second). */
-function cores(samples: CpuSample[], name: string): string {
-  const values = samples.map((s) => (s.cpuSeconds[name] ?? 0) / s.wallSeconds);
-  return values.length ? median(values).toFixed(2) : "–";
-}
-
 export function machineLine(): string {
   const cpus = os.cpus();
   return `${cpus.length} CPUs (${cpus[0]?.model.trim() ?? "unknown"}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Node ${process.version}, ${os.platform()} ${os.release()}`;
@@ -36,80 +30,104 @@ export function renderResults(r: UploadPathResult, info: RunInfo): string {
   const ttfb = { service: summarize(r.ttfbMs.service), raw: summarize(r.ttfbMs.raw) };
   const upRatio = up.service.median / up.raw.median;
   const downRatio = down.service.median / down.raw.median;
-  const m = r.memory;
-  const peak = Math.max(m.maxRssDuringUploads, m.hwmAfterFirstUpload);
+  const peaks = r.memory.map((m) => Math.max(m.uploadMaxRss, m.hwmAfterUpload));
+  const peak = Math.max(...peaks);
+  const small = median(r.memory.map((m) => m.hwmBefore));
   const block = `${(r.bufferBytes / 2 ** 20).toFixed(0)} MiB × ${r.concurrency}`;
 
   const lines: string[] = [];
-  lines.push("# Benchmark results");
-  lines.push("");
-  lines.push(`Produced by \`${info.command}\`; each run replaces this file (the runtime is started in its own process on`);
-  lines.push("free ports with its own embedded Azurite and Cosmos server, as `npm start` does, and stopped at the end).");
-  lines.push("");
-  lines.push("How to read it: figures are medians with (min–max, number of samples). MB is 10^6 bytes. Each baseline is");
-  lines.push("the same work done directly with `@azure/storage-blob` against the same embedded Azurite, in the benchmark's");
-  lines.push("own process; the ratio is safedata's median over the baseline's median (higher is better for MB/s). Service");
-  lines.push("and baseline runs alternate so that drift on the machine hits both alike. Every download is compared byte for");
-  lines.push("byte with what was sent. Memory is the runtime process only (the embedded storage runs in a child process).");
-  lines.push("The numbers depend on the machine; compare runs on the same one.");
-  lines.push("");
-  lines.push(`- Date: ${info.startedAt.toISOString()} (run took ${info.durationSeconds.toFixed(0)} s)`);
-  lines.push(`- Machine: ${machineLine()}`);
-  lines.push(
-    `- Payload: ${size} (${mb(r.sizeBytes)} MB) of random bytes, streamed from a generator; ${r.runs} uploads and ${r.runs * r.downloadsPerRun} downloads per path`,
+  const add = (...more: string[]) => lines.push(...more);
+  add("# Benchmark results", "");
+  add(`Produced by \`${info.command}\`; each run replaces this file. Each of the ${r.runs} runs starts the service afresh as`);
+  add("`npm start` does (the runtime in its own process on free ports, with its own embedded Azurite and Cosmos server in a");
+  add("child process), uploads through the service and directly to the same Azurite, downloads both, and stops it.");
+  add("");
+  add("How to read it: figures are medians with (min–max, number of samples). MB is 10^6 bytes. Each baseline is the same");
+  add("work done directly with `@azure/storage-blob` against the same embedded Azurite, from the benchmark's own process;");
+  add("the ratio is safedata's median over the baseline's. Service and baseline transfers alternate so that drift on the");
+  add("machine hits both alike; in particular the first upload into a fresh Azurite is the fastest, so each path goes first");
+  add("in half the runs. Every download is compared byte for byte with what was sent. Memory is the runtime");
+  add("process only. The numbers depend on the machine and on what else runs on it (see \"other processes\" below);");
+  add("compare runs on the same machine.");
+  add("");
+  add(`- Date: ${info.startedAt.toISOString()} (the benchmark took ${info.durationSeconds.toFixed(0)} s)`);
+  add(`- Machine: ${machineLine()}`);
+  add(
+    `- Payload: ${size} (${mb(r.sizeBytes)} MB) of random bytes streamed from a generator; ${r.runs} uploads and ` +
+      `${r.runs * r.downloadsPerRun} downloads per path`,
   );
-  lines.push(`- Upload settings (the service's, used for the baseline too): uploadStream buffer ${block}`);
-  lines.push("");
-  lines.push(`## Upload path: ${size} through the local runtime`);
-  lines.push("");
-  lines.push("| # | figure | safedata | baseline | ratio | goal | |");
-  lines.push("|---|---|---|---|---|---|---|");
-  lines.push(
-    `| 1 | encrypted upload (PUT content), MB/s | ${fmt(up.service)} | raw \`uploadStream\`: ${fmt(up.raw)} | ${upRatio.toFixed(2)} | ratio ≥ 0.80 | ${met(upRatio >= 0.8)} |`,
+  add(`- Upload settings (the service's, used for the baseline too): \`uploadStream\` with ${block} buffers`);
+  add(
+    `- Before each timed transfer the benchmark waited until the machine was idle (at most 60 s each): ` +
+      `${r.waitedForQuietSeconds.toFixed(0)} s in all`,
   );
-  lines.push(
-    `| 2 | download + decrypt (GET content), MB/s | ${fmt(down.service)} | raw blob \`download\`: ${fmt(down.raw)} | ${downRatio.toFixed(2)} | ratio ≥ 0.80 | ${met(downRatio >= 0.8)} |`,
+  add("");
+  add(`## Upload path: ${size} through the local runtime`, "");
+  add("| # | figure | safedata | baseline | ratio | goal | |");
+  add("|---|---|---|---|---|---|---|");
+  add(
+    `| 1 | encrypted upload (PUT content), MB/s | ${fmt(up.service)} | raw \`uploadStream\`: ${fmt(up.raw)} | ` +
+      `${upRatio.toFixed(2)} | ratio ≥ 0.80 | ${met(upRatio >= 0.8)} |`,
   );
-  lines.push(
-    `| 3 | runtime peak RSS during the upload, MB | ${mb(peak)} | idle after start-up (VmHWM before): ${mb(m.hwmBefore)} | ${(peak / m.hwmBefore).toFixed(2)} | < 200 MB | ${met(peak < 200e6)} |`,
+  add(
+    `| 2 | download + decrypt (GET content), MB/s | ${fmt(down.service)} | raw blob \`download\`: ${fmt(down.raw)} | ` +
+      `${downRatio.toFixed(2)} | none set | |`,
   );
-  lines.push(
-    `| 4 | time to first byte of a ${size} download, ms | ${fmt(ttfb.service, 1)} | raw blob \`download\`: ${fmt(ttfb.raw, 1)} | ${(ttfb.service.median / ttfb.raw.median).toFixed(1)} | < 100 ms | ${met(ttfb.service.median < 100)} |`,
+  add(
+    `| 3 | runtime peak RSS during the upload, MB | ${mb(peak)} (runs: ${peaks.map(mb).join(", ")}) | ` +
+      `after a 32 MiB upload: ${mb(small)} | ${(peak / small).toFixed(2)} | < 200 MB | ${met(peak < 200e6)} |`,
   );
-  lines.push("");
-  lines.push("Figure 3 is the larger of the highest VmRSS sampled every 20 ms during all uploads and the VmHWM right after");
-  lines.push("the first one (VmHWM cannot be reset, so only the first upload has a clean high-water mark).");
-  lines.push("");
-  lines.push("### Details");
-  lines.push("");
-  lines.push("| runtime memory | MB |");
-  lines.push("|---|---|");
-  lines.push(`| VmHWM before the first upload (after start-up and a small warm-up) | ${mb(m.hwmBefore)} |`);
-  lines.push(`| VmHWM after the first upload | ${mb(m.hwmAfterFirstUpload)} |`);
-  lines.push(`| highest VmRSS sampled during the uploads (${m.samplesDuringUploads} samples) | ${mb(m.maxRssDuringUploads)} |`);
-  lines.push(`| highest VmRSS sampled during the downloads | ${mb(m.maxRssDuringDownloads)} |`);
-  lines.push(`| VmHWM at the end of the run | ${mb(m.hwmAtEnd)} |`);
-  lines.push(`| embedded storage process VmRSS at the end (for reference; blobs live in its memory) | ${mb(m.storageRssAtEnd)} |`);
-  lines.push("");
-  lines.push(`CPU use during the transfers, in cores (CPU seconds per second of the transfer, median; the machine has`);
-  lines.push(`${os.cpus().length}). A process near 1.0 is bound by its JavaScript thread; the sum across processes near the core count means the`);
-  lines.push("machine itself is the limit. \"Other processes\" is everything else that ran on the machine meanwhile: when it is");
-  lines.push("well above zero, the run shared the machine and its figures are less trustworthy.");
-  lines.push("");
-  lines.push("| transfer | runtime | embedded storage | benchmark client | other processes | total |");
-  lines.push("|---|---|---|---|---|---|");
+  add(
+    `| 4 | time to first byte of a ${size} download, ms | ${fmt(ttfb.service, 1)} | raw blob \`download\`: ` +
+      `${fmt(ttfb.raw, 1)} | ${(ttfb.service.median / ttfb.raw.median).toFixed(1)} | < 100 ms | ${met(ttfb.service.median < 100)} |`,
+  );
+  add("");
+  add("Figure 3 is the highest of the runs' peaks; a run's peak is the larger of the highest VmRSS sampled every 20 ms");
+  add("during its upload and the VmHWM right after it (only start-up and a 32 MiB warm-up upload ran before). Its");
+  add("baseline is the VmHWM after that small upload: memory that does not grow with the size of the upload shows that");
+  add("the content streams. Figure 4 is measured from sending the request to the first body byte.");
+  add("The download has no goal; its figures show what the service's extra hops and decryption cost.");
+  add("");
+  add("### Details", "");
+  add(`| runtime memory, MB | ${r.memory.map((_, i) => `run ${i + 1}`).join(" | ")} |`);
+  add(`|---|${r.memory.map(() => "---|").join("")}`);
+  const memRow = (label: string, pick: (m: UploadPathResult["memory"][number]) => number) =>
+    add(`| ${label} | ${r.memory.map((m) => mb(pick(m))).join(" | ")} |`);
+  memRow("VmHWM once started, before any transfer", (m) => m.hwmAtStart);
+  memRow("VmHWM after the 32 MiB warm-up upload, before the large upload", (m) => m.hwmBefore);
+  memRow("highest VmRSS sampled during the upload", (m) => m.uploadMaxRss);
+  memRow("VmHWM right after the upload", (m) => m.hwmAfterUpload);
+  memRow("highest VmRSS sampled during the downloads", (m) => m.downloadMaxRss);
+  memRow("embedded storage process VmRSS at the end (Azurite keeps every blob in memory)", (m) => m.storageRss);
+  add("");
+  add(`CPU use during the transfers, in cores (CPU seconds per second of transfer, median; the machine has ${os.cpus().length}).`);
+  add("A process near 1.0 is bound by its JavaScript thread; a total near the core count means the machine itself is the");
+  add("limit. \"Other processes\" is everything else that ran on the machine meanwhile; well above zero, the run shared the");
+  add("machine and its figures are less trustworthy. The last two columns are work per byte (CPU seconds per GB moved),");
+  add("which depends less on the machine's load than MB/s does.");
+  add("");
+  add("| transfer | runtime | embedded storage | benchmark client | other processes | total | runtime CPU s/GB | storage CPU s/GB |");
+  add("|---|---|---|---|---|---|---|---|");
+  const cores = (samples: CpuSample[], pick: (s: CpuSample) => number) => (samples.length ? median(samples.map(pick)).toFixed(2) : "–");
   const row = (label: string, samples: CpuSample[]) => {
-    const total = samples.length
-      ? median(samples.map((s) => Object.values(s.cpuSeconds).reduce((a, b) => a + b, 0) / s.wallSeconds)).toFixed(2)
-      : "–";
-    lines.push(
-      `| ${label} | ${cores(samples, "runtime")} | ${cores(samples, "storage")} | ${cores(samples, "bench")} | ${cores(samples, "other")} | ${total} |`,
+    const perSecond = (name: string) => cores(samples, (s) => (s.cpuSeconds[name] ?? 0) / s.wallSeconds);
+    const perGB = (name: string) => cores(samples, (s) => (s.cpuSeconds[name] ?? 0) / (r.sizeBytes / 1e9));
+    const total = cores(samples, (s) => Object.values(s.cpuSeconds).reduce((a, b) => a + b, 0) / s.wallSeconds);
+    add(
+      `| ${label} | ${perSecond("runtime")} | ${perSecond("storage")} | ${perSecond("bench")} | ${perSecond("other")} | ${total} | ` +
+        `${perGB("runtime")} | ${perGB("storage")} |`,
     );
   };
   row("safedata upload", r.cpu.serviceUpload);
   row("raw uploadStream", r.cpu.rawUpload);
   row("safedata download", r.cpu.serviceDownload);
   row("raw download", r.cpu.rawDownload);
-  lines.push("");
+  add("");
+  add("Every sample, in the order taken (odd runs upload through the service first, even runs directly first):", "");
+  const list = (values: number[], digits = 0) => values.map((v) => v.toFixed(digits)).join(", ");
+  add(`- upload MB/s: safedata ${list(r.uploadMBps.service)}; raw ${list(r.uploadMBps.raw)}`);
+  add(`- download MB/s: safedata ${list(r.downloadMBps.service)}; raw ${list(r.downloadMBps.raw)}`);
+  add(`- time to first byte, ms: safedata ${list(r.ttfbMs.service, 1)}; raw ${list(r.ttfbMs.raw, 1)}`);
+  add("");
   return lines.join("\n");
 }

@@ -8,8 +8,11 @@
  * - the runtime process's resident memory during the uploads (it must stream, not buffer);
  * - time to the first body byte of a download, for both.
  *
- * Service and raw runs alternate (ABBA), so drift on the machine hits both alike. Every download is checked
- * against what was sent.
+ * Each run starts the service afresh (its own runtime process and embedded storage): Azurite keeps the blobs it was
+ * sent in memory (deleted ones until its clean-up, every 10 minutes) and slows down as it fills, and a fresh process
+ * gives each run's upload a clean memory high-water mark. Within a run both paths use the same Azurite. The first upload into a fresh Azurite
+ * is the fastest, so the paths take turns going first (use an even number of runs), and downloads alternate
+ * service, raw, raw, service (or the mirror image). Every download is checked against what was sent.
  */
 import { readFileSync } from "node:fs";
 import path from "node:path";
@@ -17,7 +20,7 @@ import { performance } from "node:perf_hooks";
 import { BlobServiceClient, type BlockBlobClient } from "@azure/storage-blob";
 import { getStream, putStream, requestJson } from "./http-client";
 import { Payload } from "./payload";
-import { CpuMeter, memoryOf, RssSampler } from "./proc";
+import { CpuMeter, memoryOf, RssSampler, waitForQuietMachine } from "./proc";
 import { startRuntime, type RuntimeProcess } from "./runtime-process";
 import { mbPerSecond } from "./stats";
 
@@ -48,22 +51,27 @@ export interface UploadPathResult {
   uploadMBps: { service: number[]; raw: number[] };
   downloadMBps: { service: number[]; raw: number[] };
   ttfbMs: { service: number[]; raw: number[] };
-  memory: {
-    /** VmHWM of the runtime after start-up and warm-up, before the first large upload. */
-    hwmBefore: number;
-    /** VmHWM after the first large upload (nothing else ran in between). */
-    hwmAfterFirstUpload: number;
-    /** VmHWM when the run ended (downloads included). */
-    hwmAtEnd: number;
-    /** Largest VmRSS sampled during any service upload. */
-    maxRssDuringUploads: number;
-    samplesDuringUploads: number;
-    /** Largest VmRSS sampled during any service download. */
-    maxRssDuringDownloads: number;
-    /** The embedded storage process's VmRSS at the end (Azurite keeps blobs in memory). */
-    storageRssAtEnd: number;
-  };
+  /** The runtime process's memory, one entry per run (a fresh process each run). */
+  memory: RunMemory[];
   cpu: { serviceUpload: CpuSample[]; rawUpload: CpuSample[]; serviceDownload: CpuSample[]; rawDownload: CpuSample[] };
+  /** Time spent before transfers waiting for other work on the machine to finish. */
+  waitedForQuietSeconds: number;
+}
+
+export interface RunMemory {
+  /** VmHWM once the service has started, before any transfer. */
+  hwmAtStart: number;
+  /** VmHWM after a small warm-up upload, before the large upload. */
+  hwmBefore: number;
+  /** Largest VmRSS sampled (every 20 ms) during the large upload. */
+  uploadMaxRss: number;
+  uploadSamples: number;
+  /** VmHWM right after the large upload (before any download). */
+  hwmAfterUpload: number;
+  /** Largest VmRSS sampled during the service downloads. */
+  downloadMaxRss: number;
+  /** The embedded storage process's VmRSS at the end of the run (Azurite keeps blobs in memory). */
+  storageRss: number;
 }
 
 /** The service's block size and concurrency for uploadStream, read from its source so the baseline cannot drift. */
@@ -130,11 +138,6 @@ class Paths {
     return { ms: res.ms, ttfbMs: res.ttfbMs };
   }
 
-  async serviceDelete(id: string): Promise<void> {
-    const res = await requestJson("DELETE", `${this.rt.apiUrl}/v1/uploads/${id}`, this.tenantKey);
-    if (res.status !== 204) throw new Error(`deleting the upload failed: ${res.status} ${res.text}`);
-  }
-
   rawBlob(name: string): BlockBlobClient {
     return this.container.getBlockBlobClient(name);
   }
@@ -156,10 +159,16 @@ class Paths {
     const started = performance.now();
     const res = await this.rawBlob(name).download(0, undefined, { maxRetryRequests: 3 });
     let ttfbMs = -1;
-    for await (const chunk of res.readableStreamBody!) {
-      if (ttfbMs < 0) ttfbMs = performance.now() - started;
-      verifier.update(chunk as Buffer);
-    }
+    // 'data' events, as for the service's response: an async iterator would concatenate buffered chunks.
+    await new Promise<void>((resolve, reject) => {
+      const body = res.readableStreamBody!;
+      body.on("data", (chunk: Buffer) => {
+        if (ttfbMs < 0) ttfbMs = performance.now() - started;
+        verifier.update(chunk);
+      });
+      body.once("end", resolve);
+      body.once("error", reject);
+    });
     const ms = performance.now() - started;
     verifier.check("raw download");
     return { ms, ttfbMs };
@@ -186,50 +195,56 @@ async function createTenant(rt: RuntimeProcess): Promise<string> {
 export async function benchUploadPath(options: UploadPathOptions): Promise<UploadPathResult> {
   const { log } = options;
   const settings = serviceUploadSettings(options.root);
-  const rt = await startRuntime({ root: options.root, nodeArgs: options.nodeArgs });
-  log(`runtime pid ${rt.pid}, embedded storage pid ${rt.storagePid}, ${rt.apiUrl}`);
-  try {
-    const paths = new Paths(rt, await createTenant(rt), settings);
-    await paths.prepare();
-    const pids = { runtime: rt.pid, storage: rt.storagePid };
-    const timed = async <T extends { ms: number }>(work: () => Promise<T>): Promise<T & { cpu: CpuSample }> => {
-      const meter = new CpuMeter(pids);
-      const result = await work();
-      return { ...result, cpu: { wallSeconds: result.ms / 1000, cpuSeconds: meter.read() } };
-    };
+  const payload = new Payload(options.sizeBytes);
+  const small = new Payload(Math.min(options.sizeBytes, 32 * 1024 * 1024));
+  const result: UploadPathResult = {
+    sizeBytes: options.sizeBytes,
+    runs: options.runs,
+    downloadsPerRun: options.downloadsPerRun,
+    ...settings,
+    uploadMBps: { service: [], raw: [] },
+    downloadMBps: { service: [], raw: [] },
+    ttfbMs: { service: [], raw: [] },
+    memory: [],
+    cpu: { serviceUpload: [], rawUpload: [], serviceDownload: [], rawDownload: [] },
+    waitedForQuietSeconds: 0,
+  };
+  const mb = (ms: number) => mbPerSecond(options.sizeBytes, ms).toFixed(0);
 
-    // Warm-up: every path once with a small payload (JIT, connections, containers), not recorded.
-    const small = new Payload(Math.min(options.sizeBytes, 32 * 1024 * 1024));
-    const warm = await paths.serviceUpload(small);
-    await paths.serviceDownload(small, warm.id);
-    await paths.serviceDelete(warm.id);
-    await paths.rawUpload(small, "warm-up");
-    await paths.rawDownload(small, "warm-up");
-    await paths.rawDelete("warm-up");
+  for (let run = 0; run < options.runs; run++) {
+    const tag = `run ${run + 1}/${options.runs}:`;
+    const rt = await startRuntime({ root: options.root, nodeArgs: options.nodeArgs });
+    log(`${tag} runtime pid ${rt.pid}, embedded storage pid ${rt.storagePid}, ${rt.apiUrl}`);
+    try {
+      const hwmAtStart = memoryOf(rt.pid).hwm;
+      const paths = new Paths(rt, await createTenant(rt), settings);
+      await paths.prepare();
+      const pids = { runtime: rt.pid, storage: rt.storagePid };
+      const timed = async <T extends { ms: number }>(work: () => Promise<T>): Promise<T & { cpu: CpuSample }> => {
+        const waited = await waitForQuietMachine();
+        if (waited > 1000) log(`${tag} waited ${(waited / 1000).toFixed(0)} s for other work on the machine to finish`);
+        result.waitedForQuietSeconds += Math.max(0, waited) / 1000;
+        const meter = new CpuMeter(pids);
+        const r = await work();
+        return { ...r, cpu: { wallSeconds: r.ms / 1000, cpuSeconds: meter.read() } };
+      };
 
-    const payload = new Payload(options.sizeBytes);
-    const result: UploadPathResult = {
-      sizeBytes: options.sizeBytes,
-      runs: options.runs,
-      downloadsPerRun: options.downloadsPerRun,
-      ...settings,
-      uploadMBps: { service: [], raw: [] },
-      downloadMBps: { service: [], raw: [] },
-      ttfbMs: { service: [], raw: [] },
-      memory: {
+      // Warm-up with a small payload (JIT, connections, containers), not recorded. The service download is warmed
+      // up only after the large upload, so that the upload's memory figures owe nothing to a download.
+      const warm = await paths.serviceUpload(small);
+      await paths.rawUpload(small, "warm-up");
+      await paths.rawDownload(small, "warm-up");
+      await paths.rawDelete("warm-up");
+      const memory: RunMemory = {
+        hwmAtStart,
         hwmBefore: memoryOf(rt.pid).hwm,
-        hwmAfterFirstUpload: 0,
-        hwmAtEnd: 0,
-        maxRssDuringUploads: 0,
-        samplesDuringUploads: 0,
-        maxRssDuringDownloads: 0,
-        storageRssAtEnd: 0,
-      },
-      cpu: { serviceUpload: [], rawUpload: [], serviceDownload: [], rawDownload: [] },
-    };
-    const mb = (ms: number) => mbPerSecond(options.sizeBytes, ms).toFixed(0);
+        uploadMaxRss: 0,
+        uploadSamples: 0,
+        hwmAfterUpload: 0,
+        downloadMaxRss: 0,
+        storageRss: 0,
+      };
 
-    for (let run = 0; run < options.runs; run++) {
       const serviceFirst = run % 2 === 0;
       const rawName = `raw-${run}`;
       let uploadId = "";
@@ -237,55 +252,52 @@ export async function benchUploadPath(options: UploadPathOptions): Promise<Uploa
         const sampler = new RssSampler(rt.pid).start();
         const r = await timed(() => paths.serviceUpload(payload));
         const sampled = sampler.stop();
+        memory.uploadMaxRss = sampled.max;
+        memory.uploadSamples = sampled.samples;
+        memory.hwmAfterUpload = memoryOf(rt.pid).hwm;
         uploadId = r.id;
-        result.memory.maxRssDuringUploads = Math.max(result.memory.maxRssDuringUploads, sampled.max);
-        result.memory.samplesDuringUploads += sampled.samples;
-        if (result.memory.hwmAfterFirstUpload === 0) result.memory.hwmAfterFirstUpload = memoryOf(rt.pid).hwm;
         result.uploadMBps.service.push(mbPerSecond(options.sizeBytes, r.ms));
         result.cpu.serviceUpload.push(r.cpu);
-        log(`run ${run + 1}/${options.runs}: service upload ${mb(r.ms)} MB/s, runtime peak RSS sampled ${(sampled.max / 1e6).toFixed(0)} MB`);
+        log(`${tag} service upload ${mb(r.ms)} MB/s, runtime RSS up to ${(sampled.max / 1e6).toFixed(0)} MB`);
       };
       const uploadRaw = async () => {
         const r = await timed(() => paths.rawUpload(payload, rawName));
         result.uploadMBps.raw.push(mbPerSecond(options.sizeBytes, r.ms));
         result.cpu.rawUpload.push(r.cpu);
-        log(`run ${run + 1}/${options.runs}: raw upload     ${mb(r.ms)} MB/s`);
+        log(`${tag} raw upload     ${mb(r.ms)} MB/s`);
       };
       const downloadService = async () => {
         const sampler = new RssSampler(rt.pid).start();
         const r = await timed(() => paths.serviceDownload(payload, uploadId));
-        result.memory.maxRssDuringDownloads = Math.max(result.memory.maxRssDuringDownloads, sampler.stop().max);
+        memory.downloadMaxRss = Math.max(memory.downloadMaxRss, sampler.stop().max);
         result.downloadMBps.service.push(mbPerSecond(options.sizeBytes, r.ms));
         result.ttfbMs.service.push(r.ttfbMs);
         result.cpu.serviceDownload.push(r.cpu);
-        log(`run ${run + 1}/${options.runs}: service download ${mb(r.ms)} MB/s, first byte after ${r.ttfbMs.toFixed(1)} ms`);
+        log(`${tag} service download ${mb(r.ms)} MB/s, first byte after ${r.ttfbMs.toFixed(1)} ms`);
       };
       const downloadRaw = async () => {
         const r = await timed(() => paths.rawDownload(payload, rawName));
         result.downloadMBps.raw.push(mbPerSecond(options.sizeBytes, r.ms));
         result.ttfbMs.raw.push(r.ttfbMs);
         result.cpu.rawDownload.push(r.cpu);
-        log(`run ${run + 1}/${options.runs}: raw download     ${mb(r.ms)} MB/s, first byte after ${r.ttfbMs.toFixed(1)} ms`);
+        log(`${tag} raw download     ${mb(r.ms)} MB/s, first byte after ${r.ttfbMs.toFixed(1)} ms`);
       };
 
-      const uploads = serviceFirst ? [uploadService, uploadRaw] : [uploadRaw, uploadService];
-      for (const step of uploads) await step();
+      for (const step of serviceFirst ? [uploadService, uploadRaw] : [uploadRaw, uploadService]) await step();
+      await paths.serviceDownload(small, warm.id);
       // ABBA within the run too: service, raw, raw, service (or the mirror image).
       for (let d = 0; d < options.downloadsPerRun; d++) {
         const forward = (d % 2 === 0) === serviceFirst;
         for (const step of forward ? [downloadService, downloadRaw] : [downloadRaw, downloadService]) await step();
       }
-      // Azurite keeps blobs in memory: keep at most one run's worth.
-      await paths.serviceDelete(uploadId);
-      await paths.rawDelete(rawName);
+      memory.storageRss = memoryOf(rt.storagePid).rss;
+      result.memory.push(memory);
+    } catch (err) {
+      log(`runtime output (tail):\n${rt.output().slice(-4000)}`);
+      throw err;
+    } finally {
+      await rt.stop();
     }
-    result.memory.hwmAtEnd = memoryOf(rt.pid).hwm;
-    result.memory.storageRssAtEnd = memoryOf(rt.storagePid).rss;
-    return result;
-  } catch (err) {
-    log(`runtime output (tail):\n${rt.output().slice(-4000)}`);
-    throw err;
-  } finally {
-    await rt.stop();
   }
+  return result;
 }
