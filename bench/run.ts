@@ -7,9 +7,11 @@
  * - BENCH_RUNS: uploads per path (default 4; keep it even, so that each path goes first equally often)
  * - BENCH_DOWNLOADS: downloads per path after each upload (default 2)
  * - BENCH_CPU_PROF: a directory; the runtime process runs with --cpu-prof and writes its profile there on exit
+ * - BENCH_PURGE_ITEMS: comma-separated purge sizes (default 1000,10000); "0" skips the purge benchmark
  */
 import { writeFileSync } from "node:fs";
 import path from "node:path";
+import { benchPurge, type PurgeRun } from "./purge";
 import { renderResults } from "./report";
 import { benchUploadPath } from "./upload-path";
 
@@ -29,7 +31,7 @@ async function main(): Promise<void> {
   const runs = intOption("BENCH_RUNS", 4);
   const downloadsPerRun = intOption("BENCH_DOWNLOADS", 2);
   const profileDir = process.env.BENCH_CPU_PROF ? path.resolve(process.env.BENCH_CPU_PROF) : undefined;
-  const standard = sizeMiB === 1024 && runs === 4 && downloadsPerRun === 2 && !profileDir;
+  const standard = sizeMiB === 1024 && runs === 4 && downloadsPerRun === 2 && !profileDir && process.env.BENCH_PURGE_ITEMS === undefined;
 
   const startedAt = new Date();
   const log = (line: string) => console.log(`[bench ${((Date.now() - startedAt.getTime()) / 1000).toFixed(1).padStart(5)} s] ${line}`);
@@ -42,11 +44,17 @@ async function main(): Promise<void> {
     nodeArgs: profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : [],
     log,
   });
+  const purgeSizes = (process.env.BENCH_PURGE_ITEMS ?? "1000,10000")
+    .split(",")
+    .map(Number)
+    .filter((n) => Number.isInteger(n) && n > 0);
+  const purge: PurgeRun[] = [];
+  for (const items of purgeSizes) purge.push(await benchPurge({ root, items, log }));
   const markdown = renderResults(result, {
     startedAt,
     durationSeconds: (Date.now() - startedAt.getTime()) / 1000,
     command: "npm run bench",
-  });
+  }, purge);
   if (standard) {
     writeFileSync(resultsPath, markdown);
     log(`wrote ${path.relative(process.cwd(), resultsPath)}`);

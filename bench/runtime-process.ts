@@ -20,6 +20,8 @@ export interface RuntimeProcess {
   readonly adminKey: string;
   /** Connection string of the same embedded Azurite the service uses. */
   readonly storageConnectionString: string;
+  /** Connection string of the same embedded Cosmos server the service uses. */
+  readonly cosmosConnectionString: string;
   /** The runtime's output so far (for diagnosing failures). */
   output(): string;
   /** Stops it as Ctrl-C does, and waits until it and the storage process have gone. */
@@ -68,6 +70,7 @@ export async function startRuntime(options: StartOptions): Promise<RuntimeProces
   const dir = mkdtempSync(path.join(os.tmpdir(), "safedata-bench-"));
   const settingsPath = path.join(dir, "local.settings.json");
   const storage = storageConnectionString("127.0.0.1", blob, queue);
+  const cosmosCs = cosmosConnectionString("127.0.0.1", cosmos);
   const child: ChildProcess = spawn(process.execPath, [...(options.nodeArgs ?? []), path.join(options.root, "dist/dev/start.js")], {
     cwd: options.root,
     env: {
@@ -76,7 +79,7 @@ export async function startRuntime(options: StartOptions): Promise<RuntimeProces
       SAFEDATA_LOCAL_SETTINGS: settingsPath,
       AzureWebJobsStorage: storage,
       SafeDataStorage: storage,
-      CosmosDb: cosmosConnectionString("127.0.0.1", cosmos),
+      CosmosDb: cosmosCs,
       // Telemetry would add its own work (and exit delays) to what is measured.
       APPLICATIONINSIGHTS_CONNECTION_STRING: "",
     },
@@ -115,6 +118,7 @@ export async function startRuntime(options: StartOptions): Promise<RuntimeProces
     apiUrl: `http://127.0.0.1:${port}/api`,
     adminKey,
     storageConnectionString: storage,
+    cosmosConnectionString: cosmosCs,
     output: () => output,
     stop: async () => {
       if (child.exitCode === null) {

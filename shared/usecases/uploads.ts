@@ -243,7 +243,9 @@ class HeaderTap extends Transform {
   }
 }
 
-const UPLOAD_BUFFER_BYTES = 8 * 1024 * 1024;
+// 4 MiB blocks: half the memory of 8 MiB at the same measured throughput (bench/RESULTS.md), still well above the
+// 256 KiB Azure needs for high-throughput block blobs, and 512 blocks for the largest (2 GiB) upload.
+const UPLOAD_BUFFER_BYTES = 4 * 1024 * 1024;
 const UPLOAD_CONCURRENCY = 4;
 
 export async function putContent(s: Services, p: TenantPrincipal, uploadId: string, request: HttpRequest, requestId: string, log: Log): Promise<UploadView> {

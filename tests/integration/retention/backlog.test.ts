@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BLOB_CONTAINERS } from "../../../shared/config/resources";
-import { newUploadId } from "../../../shared/domain/uploads";
+import { seedUploadRecord, writeSeedUploads } from "../../../dev/seed-uploads";
 import type { UploadDoc } from "../../../shared/stores/upload-store";
 import { runRetentionSweep } from "../../../shared/usecases/retention";
 import { startTestApp, type TestApp } from "../../helpers/app";
@@ -21,36 +21,6 @@ afterAll(async () => {
 
 const DAY = 86_400_000;
 
-function record(tenantId: string, createdAt: Date, expiresInDays: number, withBlob: boolean): UploadDoc {
-  const id = newUploadId();
-  return {
-    id,
-    tenantId,
-    type: "upload",
-    status: "available",
-    createdAt: createdAt.toISOString(),
-    updatedAt: createdAt.toISOString(),
-    expiresAt: new Date(createdAt.getTime() + expiresInDays * DAY).toISOString(),
-    createdBy: "key:seed",
-    categories: ["contact"],
-    contentType: "application/octet-stream",
-    declaredSize: 10,
-    maxDownloads: null,
-    downloads: 0,
-    firstDownloadAt: null,
-    recipientCount: 1,
-    subjectCount: 1,
-    personal: { senderReference: "v1.seed.x", fileName: "v1.seed.x", recipients: "v1.seed.x", subjects: "v1.seed.x", notifyEmail: null },
-    lookups: { subjects: ["seed"], recipients: ["seed"] },
-    dataKey: { wrapped: "seed", kekVersion: "1" },
-    receiving: null,
-    content: withBlob ? { blobName: `${tenantId}/${id}/seed`, header: "", ciphertextSize: 10, storedAt: createdAt.toISOString() } : null,
-    notifyOnFirstDownload: false,
-    senderNotifiedAt: null,
-    deletion: null,
-  };
-}
-
 describe("a large backlog", () => {
   it("purges 10,000 expired uploads across 5 tenants with repeated sweeps, none early, none left", async () => {
     const tenants = [];
@@ -61,16 +31,11 @@ describe("a large backlog", () => {
     for (let i = 0; i < 10_000; i++) {
       const tenant = tenants[i % 5]!;
       // Created 33 to 60 days ago: all past their 32 days, oldest first in various orders across tenants.
-      expired.push(record(tenant.tenantId, new Date(now.getTime() - (33 + (i % 28)) * DAY - i * 1000), 32, i % 10 === 0));
+      expired.push(seedUploadRecord(tenant.tenantId, new Date(now.getTime() - (33 + (i % 28)) * DAY - i * 1000), 32, i % 10 === 0));
     }
-    for (let i = 0; i < 250; i++) notYet.push(record(tenants[i % 5]!.tenantId, new Date(now.getTime() - 31 * DAY), 32, false));
+    for (let i = 0; i < 250; i++) notYet.push(seedUploadRecord(tenants[i % 5]!.tenantId, new Date(now.getTime() - 31 * DAY), 32, false));
     const payloads = t.services.blobs.getContainerClient(BLOB_CONTAINERS.payloads.name);
-    const all = [...expired, ...notYet];
-    for (let i = 0; i < all.length; i += 100) {
-      const chunk = all.slice(i, i + 100);
-      await Promise.all(chunk.map((d) => t.services.containers.uploads.items.create(d)));
-      await Promise.all(chunk.filter((d) => d.content).map((d) => payloads.getBlockBlobClient(d.content!.blobName).upload("x", 1)));
-    }
+    await writeSeedUploads(t.services.containers.uploads, payloads, [...expired, ...notYet]);
 
     let sweeps = 0;
     for (;;) {
