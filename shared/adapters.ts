@@ -1,15 +1,20 @@
-/** Chooses the key provider and e-mail sender from settings: Key Vault and ACS in Azure, local stand-ins locally. */
+/**
+ * Chooses the key provider and e-mail sender from settings: Key Vault and ACS in Azure, local stand-ins locally.
+ * The Azure adapters (and their SDKs) are loaded only when chosen.
+ */
 import { LOCAL_ONLY_BLOB_CONTAINERS } from "./config/resources";
-import { AcsEmailSender } from "./email/acs-email-sender";
 import { OutboxEmailSender } from "./email/outbox-email-sender";
-import { KeyVaultKeyProvider } from "./keys/keyvault-key-provider";
 import { LocalKeyProvider } from "./keys/local-key-provider";
 import type { AdapterFactory } from "./services";
 
+/* eslint-disable @typescript-eslint/no-require-imports */
 export const adaptersFromSettings: AdapterFactory = (settings, blobs) => ({
-  keys: settings.keys.provider === "keyvault" ? KeyVaultKeyProvider.fromSettings(settings.keys) : new LocalKeyProvider(settings.keys.masterKey),
+  keys:
+    settings.keys.provider === "keyvault"
+      ? (require("./keys/keyvault-key-provider") as typeof import("./keys/keyvault-key-provider")).KeyVaultKeyProvider.fromSettings(settings.keys)
+      : new LocalKeyProvider(settings.keys.masterKey),
   email:
     settings.email.provider === "acs"
-      ? AcsEmailSender.fromSettings(settings.email)
+      ? (require("./email/acs-email-sender") as typeof import("./email/acs-email-sender")).AcsEmailSender.fromSettings(settings.email)
       : new OutboxEmailSender(blobs.getContainerClient(LOCAL_ONLY_BLOB_CONTAINERS.outbox.name), settings.email.sender),
 });

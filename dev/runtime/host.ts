@@ -13,9 +13,9 @@
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { pipeline } from "node:stream/promises";
-import { DefaultAzureCredential } from "@azure/identity";
 import { BlobServiceClient } from "@azure/storage-blob";
 import { QueueServiceClient } from "@azure/storage-queue";
+import { azureCredential } from "../../shared/identity";
 import { installCoreApi, type CoreApi, type Registration } from "./core-api";
 import { resolveBindingExpression, type HostConfig } from "./host-config";
 import { createInvocation, triggerBinding, type FunctionLog, type InvocationRequest } from "./invoker";
@@ -216,13 +216,13 @@ export class LocalFunctionsHost {
   private queueService(connectionName: string): QueueServiceClient {
     const c = this.connection(connectionName, "queue");
     if (c.connectionString) return QueueServiceClient.fromConnectionString(c.connectionString);
-    return new QueueServiceClient(c.uri!, new DefaultAzureCredential(c.clientId ? { managedIdentityClientId: c.clientId } : {}));
+    return new QueueServiceClient(c.uri!, azureCredential(c.clientId));
   }
 
   private blobService(connectionName: string): BlobServiceClient {
     const c = this.connection(connectionName, "blob");
     if (c.connectionString) return BlobServiceClient.fromConnectionString(c.connectionString);
-    return new BlobServiceClient(c.uri!, new DefaultAzureCredential(c.clientId ? { managedIdentityClientId: c.clientId } : {}));
+    return new BlobServiceClient(c.uri!, azureCredential(c.clientId));
   }
 
   private async startTimers(): Promise<void> {

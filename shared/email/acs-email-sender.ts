@@ -13,8 +13,8 @@
 import { createHash } from "node:crypto";
 import type { TokenCredential } from "@azure/core-auth";
 import { EmailClient, type EmailClientOptions, type EmailSendResult as AcsSendResult } from "@azure/communication-email";
-import { DefaultAzureCredential } from "@azure/identity";
 import type { Settings } from "../config/settings";
+import { azureCredential } from "../identity";
 import type { EmailMessage, EmailSendResult, EmailSender } from "./email-sender";
 import { isEmailAddress, validateEmailMessage } from "./email-sender";
 
@@ -92,7 +92,7 @@ function isAbort(err: unknown): boolean {
 export class AcsEmailSender implements EmailSender {
   /** Builds the sender from settings with the app's user-assigned managed identity. */
   static fromSettings(settings: AcsSettings, options: AcsEmailSenderOptions = {}): AcsEmailSender {
-    const credential = new DefaultAzureCredential({ managedIdentityClientId: settings.clientId });
+    const credential = azureCredential(settings.clientId);
     return new AcsEmailSender(settings.endpoint, credential, settings.sender, options);
   }
 

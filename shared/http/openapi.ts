@@ -46,7 +46,8 @@ export function openApiDocument(info: { version: string; serverUrl?: string }): 
   });
   registry.registerComponent("securitySchemes", "adminKey", { type: "http", scheme: "bearer", description: "The operator's admin key (ADMIN_API_KEY)." });
 
-  for (const spec of endpoints()) {
+  // The catch-all route (unknown paths answer 404/405) is not an operation a client calls.
+  for (const spec of endpoints().filter((e) => !e.route.includes("{*"))) {
     const responses: RouteConfig["responses"] = { ...problemResponses(spec) };
     for (const [status, r] of Object.entries(spec.responses)) {
       responses[Number(status)] = {

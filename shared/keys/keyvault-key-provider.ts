@@ -13,9 +13,9 @@
  */
 import { randomBytes } from "node:crypto";
 import type { TokenCredential } from "@azure/core-auth";
-import { DefaultAzureCredential } from "@azure/identity";
 import { SecretClient, type SecretClientOptions } from "@azure/keyvault-secrets";
 import type { Settings } from "../config/settings";
+import { azureCredential } from "../identity";
 import {
   KEY_BYTES,
   KeyMaterialError,
@@ -56,7 +56,7 @@ function statusOf(err: unknown): number | undefined {
 export class KeyVaultKeyProvider implements KeyProvider {
   /** Builds the provider from settings with the app's user-assigned managed identity. */
   static fromSettings(settings: KeyVaultSettings, options: KeyVaultKeyProviderOptions = {}): KeyVaultKeyProvider {
-    const credential = new DefaultAzureCredential({ managedIdentityClientId: settings.clientId });
+    const credential = azureCredential(settings.clientId);
     return new KeyVaultKeyProvider(settings.vaultUri, credential, options);
   }
 

@@ -4,10 +4,10 @@
  * there is no cross-tenant read path, and the local Cosmos server ignores the partitionKey query option.
  */
 import { CosmosClient, type Container, type Database, type SqlQuerySpec } from "@azure/cosmos";
-import { DefaultAzureCredential } from "@azure/identity";
 import type { z } from "zod";
 import { COSMOS_CONTAINERS } from "../config/resources";
 import type { Settings } from "../config/settings";
+import { azureCredential } from "../identity";
 import { AppError } from "../http/problem";
 
 export type ContainerKey = keyof typeof COSMOS_CONTAINERS;
@@ -20,7 +20,7 @@ export function createCosmosClient(cfg: Settings["cosmos"]): CosmosClient {
   }
   return new CosmosClient({
     endpoint: cfg.endpoint,
-    aadCredentials: new DefaultAzureCredential(cfg.clientId ? { managedIdentityClientId: cfg.clientId } : {}),
+    aadCredentials: azureCredential(cfg.clientId),
     connectionPolicy,
   });
 }

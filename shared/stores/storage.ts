@@ -1,12 +1,12 @@
 /** Blob and queue clients from settings: a connection string locally, managed identity in Azure. */
-import { DefaultAzureCredential } from "@azure/identity";
 import { BlobServiceClient } from "@azure/storage-blob";
 import { QueueServiceClient, type QueueClient } from "@azure/storage-queue";
 import type { z } from "zod";
 import type { StorageConnection } from "../config/settings";
+import { azureCredential } from "../identity";
 
 function credential(cfg: StorageConnection) {
-  return new DefaultAzureCredential(cfg.clientId ? { managedIdentityClientId: cfg.clientId } : {});
+  return azureCredential(cfg.clientId);
 }
 
 export function createBlobServiceClient(cfg: StorageConnection): BlobServiceClient {

@@ -251,11 +251,10 @@ const UPLOAD_CONCURRENCY = 4;
 export async function putContent(s: Services, p: TenantPrincipal, uploadId: string, request: HttpRequest, requestId: string, log: Log): Promise<UploadView> {
   let doc = await mustGet(s, p.tenantId, uploadId);
   const now = s.clock.now();
-  if (isGone(doc.status)) {
-    const a = admitDownload({ ...doc, deletionReason: doc.deletion?.reason }, now);
-    throw new AppError(a.ok ? "upload-deleted" : a.problem === "upload-expired" ? "upload-expired" : "upload-deleted", "the upload was deleted; create a new one");
+  if (isGone(doc.status) || now.getTime() >= Date.parse(doc.expiresAt)) {
+    const expired = doc.status === "expired" || doc.deletion?.reason === "expired" || !isGone(doc.status);
+    throw new AppError(expired ? "upload-expired" : "upload-deleted", `the upload ${expired ? "reached the end of its life" : "was deleted"}; create a new one`);
   }
-  if (now.getTime() >= Date.parse(doc.expiresAt)) throw new AppError("upload-expired", "the upload reached the end of its life; create a new one");
   if (doc.status === "available") throw new AppError("conflict", "the content was already sent; content may be sent once");
   if (doc.status === "receiving" && doc.receiving && now.getTime() - Date.parse(doc.receiving.since) < RECEIVING_LEASE_MS) {
     throw new AppError("conflict", "the content is being sent by another request");
@@ -297,7 +296,10 @@ export async function putContent(s: Services, p: TenantPrincipal, uploadId: stri
       blobHTTPHeaders: { blobContentType: "application/octet-stream" },
       metadata: { format: "sds1", upload: uploadId },
     });
-    if (tap.total !== ciphertextSize(doc.declaredSize)) throw new Error("ciphertext size does not match the plaintext size");
+    if (tap.total !== ciphertextSize(doc.declaredSize)) {
+      await blob.deleteIfExists();
+      throw new Error("ciphertext size does not match the plaintext size");
+    }
   } catch (err) {
     await releaseClaim(s, p.tenantId, uploadId, attemptId);
     if (err instanceof AppError) throw err;
@@ -308,7 +310,7 @@ export async function putContent(s: Services, p: TenantPrincipal, uploadId: stri
     throw err;
   }
 
-  const stored = new Date(s.clock.now().getTime());
+  const stored = s.clock.now();
   doc = (await s.uploads.get(p.tenantId, uploadId)) ?? doc;
   const done: UploadDoc = {
     ...withoutMeta(doc),
