@@ -5,10 +5,10 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { cosmosConnectionString, storageConnectionString } from "../dev/embedded-storage";
+import { freePort, processAlive } from "../dev/processes";
 
 export interface RuntimeProcess {
   /** The runtime's process id (the local Functions host and the app). */
@@ -34,26 +34,6 @@ export interface StartOptions {
   /** Extra node options for the runtime process, e.g. ["--cpu-prof", "--cpu-prof-dir=/tmp/prof"]. */
   nodeArgs?: string[];
   timeoutMs?: number;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function waitUntil(done: () => boolean, timeoutMs: number): Promise<boolean> {
@@ -126,7 +106,7 @@ export async function startRuntime(options: StartOptions): Promise<RuntimeProces
         const stopped = await Promise.race([exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 20_000).unref())]);
         if (!stopped) child.kill("SIGKILL");
       }
-      if (!(await waitUntil(() => !alive(storagePid), 5_000))) process.kill(storagePid, "SIGKILL");
+      if (!(await waitUntil(() => !processAlive(storagePid), 5_000))) process.kill(storagePid, "SIGKILL");
       cleanUp();
     },
   };

@@ -9,22 +9,13 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { storageConnectionString, cosmosConnectionString } from "../../dev/embedded-storage";
 import { eventually } from "../helpers/eventually";
-import { freePort } from "../helpers/free-port";
+import { freePort, processAlive } from "../../dev/processes";
 
 const root = path.resolve(__dirname, "../..");
 let child: ChildProcess;
 let output = "";
 let api = "";
 let dir = "";
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 beforeAll(async () => {
   execFileSync(process.execPath, [path.join(root, "node_modules/typescript/bin/tsc"), "-p", path.join(root, "tsconfig.build.json")], { cwd: root });
@@ -76,7 +67,7 @@ describe("npm start", () => {
     const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
     child.kill("SIGINT");
     expect(await exited).toBe(0);
-    if (!Number.isNaN(storagePid)) await eventually(() => expect(alive(storagePid)).toBe(false), 5_000);
+    if (!Number.isNaN(storagePid)) await eventually(() => expect(processAlive(storagePid)).toBe(false), 5_000);
     expect(Number.isNaN(storagePid)).toBe(false);
   }, 20_000);
 });
