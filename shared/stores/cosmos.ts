@@ -110,13 +110,20 @@ export interface Page<T> {
   cursor?: string;
 }
 
+const CURSOR_PREFIX = "sdc1:";
+
+/** Cursors wrap Cosmos continuation tokens with a marker, so a made-up cursor is refused instead of reinterpreted. */
 export function encodeCursor(token: string | undefined): string | undefined {
-  return token ? Buffer.from(token, "utf8").toString("base64url") : undefined;
+  return token ? Buffer.from(CURSOR_PREFIX + token, "utf8").toString("base64url") : undefined;
 }
 
 export function decodeCursor(cursor: string | undefined): string | undefined {
   if (cursor === undefined) return undefined;
-  return Buffer.from(cursor, "base64url").toString("utf8");
+  const text = Buffer.from(cursor, "base64url").toString("utf8");
+  if (!text.startsWith(CURSOR_PREFIX) || text.length === CURSOR_PREFIX.length) {
+    throw new AppError("invalid-parameter", "cursor is not a cursor this list returned");
+  }
+  return text.slice(CURSOR_PREFIX.length);
 }
 
 /** One page of a tenant-scoped query. The query text must filter on c.tenantId itself. */

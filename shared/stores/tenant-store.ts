@@ -2,7 +2,7 @@
 import type { Container } from "@azure/cosmos";
 import { z } from "zod";
 import { authorityCountries } from "../domain/tenant";
-import { isConflict, isPreconditionFailed, parseStored, readItem, type Page, encodeCursor, decodeCursor } from "./cosmos";
+import { decodeCursor, encodeCursor, isConflict, isPreconditionFailed, parseStored, readItem, statusOf, type Page } from "./cosmos";
 import { AppError } from "../http/problem";
 
 export const tenantDocSchema = z.object({
@@ -64,7 +64,7 @@ export class TenantStore {
     try {
       page = await iterator.fetchNext();
     } catch (err) {
-      if (cursor !== undefined) throw new AppError("invalid-parameter", "cursor is not a cursor this list returned");
+      if (cursor !== undefined && statusOf(err) === 400) throw new AppError("invalid-parameter", "cursor is not a cursor this list returned");
       throw err;
     }
     return {

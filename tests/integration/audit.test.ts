@@ -100,7 +100,7 @@ describe("audit log", () => {
     const reversed = await t.call("GET", `v1/audit?from=${mid.toISOString()}&to=${start.toISOString()}`, { key: apiKey });
     expect(reversed.status).toBe(400);
     const forgedCursor = await t.call("GET", "v1/audit?cursor=bm90LWEtY3Vyc29y", { key: apiKey });
-    expect(forgedCursor.status).toBeLessThan(500);
+    expect(forgedCursor.status).toBe(400);
   });
 
   it("keeps personal data out of entries", async () => {

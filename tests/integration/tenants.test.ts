@@ -48,6 +48,8 @@ describe("tenants (admin API)", () => {
     const page2 = (await second.json()) as { items: Array<{ id: string }> };
     expect(page2.items.length).toBeGreaterThan(0);
     expect(page2.items.map((i) => i.id)).not.toContain(page1.items[0]!.id);
+    const forged = await t.admin("GET", "v1/admin/tenants?cursor=bm90LWEtY3Vyc29y");
+    expect(forged.status).toBe(400);
   });
 
   it("rotates a key: the old key stops working, the new one works", async () => {
