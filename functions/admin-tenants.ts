@@ -85,6 +85,7 @@ for (const action of ["suspend", "reactivate"] as const) {
     tags,
     summary: action === "suspend" ? "Suspend a tenant: its API key stops working; its data stays until retention removes it" : "Reactivate a suspended tenant",
     params: tenantParams,
+    idempotency: {},
     responses: { 200: { description: "The tenant", schema: tenantView } },
     handler: async ({ services, params, principal, requestId }) => ({
       status: 200,

@@ -6,7 +6,7 @@ import { SETTING } from "../shared/config/settings";
 import { tenantIdSchema } from "../shared/domain/tenant";
 import { httpEndpoint } from "../shared/http/endpoint";
 import { queueHandler } from "../shared/queue-handler";
-import { kekStatus, rewrapBatch, rewrapMessage, rotateTenantKek } from "../shared/usecases/key-rotation";
+import { kekStatus, rewrapMessage, rotateTenantKek, runRewrapJob } from "../shared/usecases/key-rotation";
 
 const tags = ["Admin: keys"];
 const params = z.object({ tenantId: tenantIdSchema });
@@ -19,6 +19,7 @@ const rotate = httpEndpoint({
   tags,
   summary: "Rotate the tenant's key-encryption key; a background job re-wraps existing data keys",
   params,
+  idempotency: {},
   responses: { 202: { description: "Rotated; re-wrapping has started", schema: z.object({ previousVersion: z.string(), version: z.string() }) } },
   handler: async ({ services, params, principal, requestId }) => ({
     status: 202,
@@ -44,9 +45,8 @@ app.storageQueue("key-rewrap", {
   queueName: QUEUES.rewrap.name,
   connection: SETTING.storageConnectionString,
   handler: queueHandler(QUEUES.rewrap.name, rewrapMessage, async (msg, { services, log }) => {
-    const r = await rewrapBatch(services, msg.tenantId);
-    log.info("key.rewrap-batch", { tenantId: msg.tenantId, rewrapped: r.rewrapped, remaining: r.remaining, version: r.version });
     // One batch per message keeps each run short; the next message continues where this one stopped.
-    if (r.remaining) await services.queues.send(QUEUES.rewrap.name, rewrapMessage, msg);
+    const r = await runRewrapJob(services, msg);
+    log.info("key.rewrap-batch", { tenantId: msg.tenantId, rewrapped: r.rewrapped, remaining: r.remaining, version: r.version, final: msg.final ?? false });
   }),
 });

@@ -122,10 +122,14 @@ const remove = httpEndpoint({
   tags,
   summary: "Delete an upload now: destroy its key, then its content; a tombstone remains",
   params: idParams,
-  responses: { 204: { description: "Deleted (also when it already was)" } },
+  responses: {
+    204: { description: "Deleted: its key is destroyed (also when it already was; the rest of the deletion may finish moments later)" },
+    409: { description: "The upload kept changing under the request; nothing was deleted yet" },
+  },
   handler: async ({ services, principal, params, requestId }) => {
     const outcome = await deleteUpload(services, principal.tenantId, params.id, "sender-request", { actor: principal.actor, requestId });
     if (outcome === "not-found") throw new AppError("not-found", "no upload with this id");
+    if (outcome === "busy") throw new AppError("conflict", "the upload is being changed by other requests; nothing was deleted yet, retry");
     return { status: 204 };
   },
 });

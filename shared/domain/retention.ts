@@ -6,6 +6,9 @@
 
 const DAY_MS = 86_400_000;
 
+/** How long a stored Idempotency-Key result is kept (and honoured). */
+export const IDEMPOTENCY_RECORD_LIFE_MS = DAY_MS;
+
 export interface RetentionSettings {
   evidenceRetentionYears: number;
   suspendedTenantNoticeDays: number;
@@ -58,7 +61,7 @@ export const RETENTION_CLASSES = {
     description: "Stored results of requests sent with an Idempotency-Key",
     keptFor: "24 hours",
     action: "delete-record",
-    dueAt: (r) => (r.createdAt ? new Date(Date.parse(r.createdAt) + DAY_MS) : null),
+    dueAt: (r) => (r.createdAt ? new Date(Date.parse(r.createdAt) + IDEMPOTENCY_RECORD_LIFE_MS) : null),
   },
   "dsr-export": {
     name: "dsr-export",

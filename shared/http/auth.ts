@@ -12,6 +12,8 @@ export interface TenantPrincipal {
   readonly kind: "tenant";
   readonly tenantId: string;
   readonly keyId: string;
+  /** The tenant's current KEK version, as of this request. */
+  readonly kekVersion: string;
   /** How the audit log names this caller. */
   readonly actor: string;
 }
@@ -59,7 +61,7 @@ export async function authenticateTenant(request: HttpRequest, services: Service
   if (tenant.status !== "active") {
     throw new AppError("tenant-suspended", "this tenant is suspended; contact the service operator");
   }
-  return { kind: "tenant", tenantId: tenant.tenantId, keyId: tenant.apiKey.id, actor: `key:${tenant.apiKey.id}` };
+  return { kind: "tenant", tenantId: tenant.tenantId, keyId: tenant.apiKey.id, kekVersion: tenant.kekVersion, actor: `key:${tenant.apiKey.id}` };
 }
 
 export function authenticateAdmin(request: HttpRequest, services: Services): AdminPrincipal {

@@ -142,6 +142,16 @@ export async function readBodyText(request: HttpRequest, limit: number): Promise
   return text;
 }
 
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** JSON escapes can spell strings that are not Unicode text (lone surrogates); nothing downstream can store them. */
+function wellFormed(value: unknown): boolean {
+  if (typeof value === "string") return !LONE_SURROGATE.test(value);
+  if (Array.isArray(value)) return value.every(wellFormed);
+  if (value !== null && typeof value === "object") return Object.entries(value).every(([k, v]) => !LONE_SURROGATE.test(k) && wellFormed(v));
+  return true;
+}
+
 async function parseJsonBody<B extends z.ZodType>(request: HttpRequest, schema: B): Promise<{ value: z.output<B>; text: string }> {
   if (!isJsonContentType(request.headers.get("content-type"))) {
     throw new AppError("unsupported-media-type", "send the body as JSON with 'Content-Type: application/json'");
@@ -160,6 +170,7 @@ async function parseJsonBody<B extends z.ZodType>(request: HttpRequest, schema: 
   } catch {
     throw new AppError("invalid-json", "the body is not valid JSON");
   }
+  if (!wellFormed(raw)) throw new AppError("invalid-json", "the body contains a string with an unpaired UTF-16 surrogate (\\ud800-\\udfff); send valid Unicode");
   const parsed = schema.safeParse(raw);
   if (!parsed.success) {
     throw new AppError("validation-failed", "the body does not match the expected shape; see errors", { errors: zodFieldErrors(parsed.error) });

@@ -24,3 +24,12 @@ export const pageOf = <T extends z.ZodType>(item: T) =>
   z.object({ items: z.array(item), nextCursor: z.string().optional().describe("Absent on the last page") });
 
 export const isoDateTime = z.iso.datetime({ offset: true });
+
+/** A one-line human string: no control characters, trimmed, bounded. */
+export const singleLine = (max: number) =>
+  z
+    .string()
+    .trim()
+    .min(1)
+    .max(max)
+    .refine((v) => ![...v].some((ch) => ch.charCodeAt(0) < 0x20 || ch.charCodeAt(0) === 0x7f), "must not contain control characters");

@@ -4,6 +4,7 @@
  * and the loser moves on to the next free position. The chain cannot fork. A head document caches the tip
  * (updated with etag checks) so appends do not scan; if it lags after a crash, appends walk forward from it.
  */
+import { createHash } from "node:crypto";
 import type { Container } from "@azure/cosmos";
 import { z } from "zod";
 import {
@@ -29,6 +30,18 @@ const headSchema = z.object({
 });
 
 const storedEntrySchema = auditEntrySchema.extend({ id: z.string(), type: z.literal("audit-entry") });
+
+/** Marks that the entry for a once-key is written (seq) or being written (seq null, claimed at a time). */
+const onceSchema = z.object({
+  id: z.string(),
+  tenantId: z.string(),
+  type: z.literal("audit-once"),
+  seq: z.number().int().nullable(),
+  claimedAt: z.iso.datetime(),
+});
+
+/** How long a claim to write a once-entry is honoured before another writer may take it over (a crashed writer). */
+const ONCE_CLAIM_MS = 2 * 60_000;
 
 export function entryId(seq: number): string {
   return "e-" + String(seq).padStart(12, "0");
@@ -135,6 +148,41 @@ export class AuditStore {
       opts.cursor,
     );
     return { items: page.items.map(stripStored), cursor: page.cursor };
+  }
+
+  /**
+   * Appends `event` exactly once per `onceKey`, however many workers or retries try: a marker document claimed with
+   * a conditional create decides who writes it. Returns the entry's sequence number, or undefined when another
+   * writer holds a live claim (try again later). A writer that takes over a stale claim first looks for the entry
+   * the crashed writer may have appended.
+   */
+  async appendOnce(event: AuditEvent & { target: { type: string; id: string } }, onceKey: string): Promise<number | undefined> {
+    const id = "once-" + createHash("sha256").update(onceKey).digest("hex").slice(0, 48);
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const now = this.clock.now();
+      const marker = await readItem(this.container, onceSchema, id, event.tenantId);
+      if (marker?.seq !== undefined && marker.seq !== null) return marker.seq;
+      if (marker && now.getTime() - Date.parse(marker.claimedAt) < ONCE_CLAIM_MS) return undefined;
+      const claim = { id, tenantId: event.tenantId, type: "audit-once" as const, seq: null, claimedAt: now.toISOString() };
+      let etag: string | undefined;
+      try {
+        etag = marker
+          ? (await this.container.item(id, event.tenantId).replace(claim, { accessCondition: { type: "IfMatch", condition: marker._etag } })).etag
+          : (await this.container.items.create(claim)).etag;
+      } catch (err) {
+        if (isConflict(err) || isPreconditionFailed(err)) continue;
+        throw err;
+      }
+      const seq = (marker ? await this.findByTarget(event.tenantId, event.action, event.target.id) : undefined) ?? (await this.append(event)).seq;
+      await this.container
+        .item(id, event.tenantId)
+        .replace({ ...claim, seq }, { accessCondition: { type: "IfMatch", condition: etag! } })
+        .catch((err: unknown) => {
+          if (!isPreconditionFailed(err)) throw err;
+        });
+      return seq;
+    }
+    return undefined;
   }
 
   /** The sequence number of an existing entry for this action on this target, if any (makes retried steps append once). */

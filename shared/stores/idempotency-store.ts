@@ -7,12 +7,17 @@ import { createHash } from "node:crypto";
 import type { Container } from "@azure/cosmos";
 import { z } from "zod";
 import type { Clock } from "../domain/clock";
+import { IDEMPOTENCY_RECORD_LIFE_MS } from "../domain/retention";
 import { AppError } from "../http/problem";
 import { isConflict, isNotFound, isPreconditionFailed, readItem } from "./cosmos";
 
-export const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
-/** A pending record older than this belongs to a request that crashed; a retry may take it over. */
-const ABANDONED_AFTER_MS = 60_000;
+/** Cosmos TTL, a backstop only: the retention sweep deletes the records (see RETENTION_CLASSES). */
+export const IDEMPOTENCY_TTL_SECONDS = IDEMPOTENCY_RECORD_LIFE_MS / 1000;
+/**
+ * A pending record older than this belongs to a request that crashed; a retry may take it over. Longer than any
+ * request can run in Azure (230 s to the first byte), so a slow first request is never run twice.
+ */
+const ABANDONED_AFTER_MS = 4 * 60_000;
 
 export const storedResponseSchema = z.object({
   status: z.number().int(),

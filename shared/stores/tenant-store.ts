@@ -12,6 +12,11 @@ export const tenantDocSchema = z.object({
   name: z.string(),
   /** The controller's contact (their DPO) for breach and request notices: an encrypted field, never plain. */
   contactEmail: z.object({ kekVersion: z.string(), value: z.string() }).nullable(),
+  /**
+   * The KEK version new data keys are wrapped with. Kept here, not only in Key Vault, so every instance sees a
+   * rotation at once (a tenant document is read on every request; Key Vault's "current" is cached per instance).
+   */
+  kekVersion: z.string(),
   supervisoryAuthority: z.object({ country: z.enum(authorityCountries), name: z.string() }),
   webhookUrl: z.string().nullable(),
   status: z.enum(["active", "suspended"]),

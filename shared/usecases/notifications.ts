@@ -24,14 +24,17 @@ export async function sendFirstDownloadNotice(s: Services, msg: NotificationMess
     if (!fresh || fresh.senderNotifiedAt) break;
     if (await s.uploads.replaceIfUnchanged({ ...withoutMeta(fresh), senderNotifiedAt: s.clock.now().toISOString() }, fresh._etag)) break;
   }
-  if ((await s.audit.findByTarget(doc.tenantId, "upload.first-download-notified", doc.id)) === undefined) {
-    await s.audit.append({
+  const seq = await s.audit.appendOnce(
+    {
       tenantId: doc.tenantId,
       actor: "system:notifications",
       action: "upload.first-download-notified",
       target: { type: "upload", id: doc.id },
       details: { recipients: 1 },
-    });
-  }
+    },
+    `upload.first-download-notified:${doc.id}`,
+  );
+  // Another worker is recording the same notice: fail so the queue retries, and the retry finds it recorded.
+  if (seq === undefined) throw new Error("the notice's audit entry is being written by another worker");
   return "sent";
 }

@@ -12,12 +12,23 @@
 import { createHash, randomBytes } from "node:crypto";
 import { z } from "zod";
 import { QUEUES } from "../config/resources";
-import { dueCalendar, overdueBeyondGrace, receiptDigest, RETENTION_CLASSES, type RetentionClassName } from "../domain/retention";
+import {
+  dueCalendar,
+  IDEMPOTENCY_RECORD_LIFE_MS,
+  isDue,
+  overdueBeyondGrace,
+  receiptDigest,
+  RETENTION_CLASSES,
+  type RetentionClass,
+  type RetentionClassName,
+} from "../domain/retention";
 import type { Log } from "../observability";
 import type { Services } from "../services";
+import { AppError } from "../http/problem";
 import { isNotFound, parseStored, withoutMeta } from "../stores/cosmos";
 import { sweepComplete, SweepStore } from "../stores/sweep-store";
 import { deleteUpload, type DeletionFaults } from "./upload-deletion";
+import { notificationMessage } from "./uploads";
 import { declareSweep } from "../sweeps";
 
 export const RETENTION_SWEEP = "retention";
@@ -82,7 +93,7 @@ const HANDLERS: Record<ActiveClass, ClassHandler> = {
       ),
     purge: async (s, item, sweepId, faults) => {
       const r = await deleteUpload(s, item.tenantId, item.id, "expired", { actor: ACTOR, requestId: null, sweepId }, faults);
-      return r === "deleted" ? "purged" : r === "busy" ? "busy" : "skipped";
+      return r === "deleted" ? "purged" : r === "busy" || r === "in-progress" ? "busy" : "skipped";
     },
   },
 
@@ -94,10 +105,10 @@ const HANDLERS: Record<ActiveClass, ClassHandler> = {
         "SELECT c.tenantId, c.suspendedAt FROM c WHERE c.type = 'tenant' AND c.status = 'suspended' AND (NOT IS_DEFINED(c.offboardedAt) OR IS_NULL(c.offboardedAt))",
         [],
       );
-      const cls = RETENTION_CLASSES["suspended-tenant"];
+      const cls: RetentionClass = RETENTION_CLASSES["suspended-tenant"];
       return rows
-        .map((r) => ({ tenantId: r.tenantId, id: r.tenantId, due: cls.dueAt({ suspendedAt: r.suspendedAt }, s.settings) }))
-        .filter((r): r is { tenantId: string; id: string; due: Date } => r.due !== null && r.due.getTime() <= now.getTime())
+        .filter((r) => isDue(cls, r, s.settings, now))
+        .map((r) => ({ tenantId: r.tenantId, id: r.tenantId, due: cls.dueAt(r, s.settings)! }))
         .sort((a, b) => a.due.getTime() - b.due.getTime())
         .slice(0, limit)
         .map((r) => ({ tenantId: r.tenantId, id: r.id, dueAt: r.due.toISOString() }));
@@ -106,13 +117,16 @@ const HANDLERS: Record<ActiveClass, ClassHandler> = {
   },
 
   "idempotency-record": {
-    findDue: (s, now, limit) =>
-      crossPartition<DueItem>(
+    findDue: async (s, now, limit) => {
+      const rows = await crossPartition<{ tenantId: string; id: string; createdAt: string }>(
         s,
         "idempotency",
-        `SELECT TOP ${limit} c.tenantId, c.id, c.createdAt AS dueAt FROM c WHERE c.type = 'idempotency' AND c.createdAt <= @cutoff ORDER BY c.createdAt ASC`,
-        [{ name: "@cutoff", value: new Date(now.getTime() - 86_400_000).toISOString() }],
-      ).then((rows) => rows.map((r) => ({ ...r, dueAt: new Date(Date.parse(r.dueAt) + 86_400_000).toISOString() }))),
+        `SELECT TOP ${limit} c.tenantId, c.id, c.createdAt FROM c WHERE c.type = 'idempotency' AND c.createdAt <= @cutoff ORDER BY c.createdAt ASC`,
+        [{ name: "@cutoff", value: new Date(now.getTime() - IDEMPOTENCY_RECORD_LIFE_MS).toISOString() }],
+      );
+      const cls: RetentionClass = RETENTION_CLASSES["idempotency-record"];
+      return rows.map((r) => ({ tenantId: r.tenantId, id: r.id, dueAt: cls.dueAt(r, s.settings)!.toISOString() }));
+    },
     purge: async (s, item) => {
       try {
         await s.containers.idempotency.item(item.id, item.tenantId).delete();
@@ -125,38 +139,52 @@ const HANDLERS: Record<ActiveClass, ClassHandler> = {
   },
 };
 
-/** Uploads deleted per offboarding batch; a tenant with more stays due and continues in the next batch. */
-const OFFBOARD_UPLOADS_PER_RUN = 200;
+/** How long one offboarding run keeps deleting before it yields (the function timeout is 30 minutes). */
+const OFFBOARD_BUDGET_MS = 4 * 60_000;
 
-/** A suspended tenant past its notice period: delete its uploads, then its contact details and keys. */
+/**
+ * A suspended tenant past its notice period: delete its uploads, then its keys (which leaves nothing it stored
+ * readable anywhere, backups included), record it once, and only then mark it offboarded, so a crash at any point
+ * is finished by the next sweep. Returns "busy" while uploads remain after the time budget.
+ */
 async function offboardTenant(s: Services, tenantId: string, sweepId: string, faults?: DeletionFaults): Promise<PurgeOutcome> {
   const tenant = await s.tenants.get(tenantId);
   if (!tenant || tenant.offboardedAt || tenant.status !== "suspended") return "skipped";
-  const { resources } = await s.uploads.container.items
-    .query<{ id: string }>({
-      query: `SELECT TOP ${OFFBOARD_UPLOADS_PER_RUN} c.id FROM c WHERE c.tenantId = @tenantId AND c.type = 'upload' AND NOT (c.status IN ('deleted', 'expired'))`,
-      parameters: [{ name: "@tenantId", value: tenantId }],
-    })
-    .fetchAll();
-  let busy = false;
-  for (const u of resources) {
-    const r = await deleteUpload(s, tenantId, u.id, "tenant-offboarded", { actor: ACTOR, requestId: null, sweepId }, faults);
-    if (r === "busy") busy = true;
+  const started = Date.now();
+  for (;;) {
+    const { resources } = await s.uploads.container.items
+      .query<{ id: string }>({
+        query: "SELECT TOP 200 c.id FROM c WHERE c.tenantId = @tenantId AND c.type = 'upload' AND NOT (c.status IN ('deleted', 'expired'))",
+        parameters: [{ name: "@tenantId", value: tenantId }],
+      })
+      .fetchAll();
+    if (resources.length === 0) break;
+    let progressed = false;
+    for (const u of resources) {
+      const r = await deleteUpload(s, tenantId, u.id, "tenant-offboarded", { actor: ACTOR, requestId: null, sweepId }, faults);
+      if (r !== "busy" && r !== "in-progress") progressed = true;
+    }
+    // Uploads another worker holds a lease on, or a run out of time: the next sweep continues.
+    if (!progressed || Date.now() - started > OFFBOARD_BUDGET_MS) return "busy";
   }
-  if (busy || resources.length >= OFFBOARD_UPLOADS_PER_RUN) return "busy";
-  // Every upload is gone: erase the contact details, then the keys (which shreds anything a backup still holds).
-  const doc = withoutMeta(tenant);
-  const now = s.clock.now().toISOString();
-  await s.tenants.replace({ ...doc, contactEmail: null, webhookUrl: null, offboardedAt: now, updatedAt: now }, tenant._etag);
   await s.keys.deleteTenantKeys(tenantId);
-  if ((await s.audit.findByTarget(tenantId, "tenant.offboarded", tenantId)) === undefined) {
-    await s.audit.append({
+  const seq = await s.audit.appendOnce(
+    {
       tenantId,
       actor: ACTOR,
       action: "tenant.offboarded",
       target: { type: "tenant", id: tenantId },
       details: { sweepId, suspendedAt: tenant.suspendedAt, noticeDays: s.settings.suspendedTenantNoticeDays },
-    });
+    },
+    `tenant.offboarded:${tenantId}`,
+  );
+  if (seq === undefined) return "busy";
+  const now = s.clock.now().toISOString();
+  try {
+    await s.tenants.replace({ ...withoutMeta(tenant), contactEmail: null, webhookUrl: null, offboardedAt: now, updatedAt: now }, tenant._etag);
+  } catch (err) {
+    if (err instanceof AppError && err.problem === "conflict") return "busy";
+    throw err;
   }
   return "purged";
 }
@@ -188,29 +216,32 @@ export async function runRetentionSweep(s: Services, opts: SweepOptions = {}): P
   await s.heartbeats.started(RETENTION_SWEEP, started, opts.pastDue ?? false);
   if (opts.pastDue) opts.log?.warn("retention.sweep-past-due", { startedAt: started.toISOString() });
   try {
+    // Back-pressure: while earlier batches are still queued, queuing the same items again would only duplicate work.
+    const queued = (await s.queues.queue(QUEUES.purge.name).getProperties()).approximateMessagesCount ?? 0;
+
     for (const old of await sweeps.withoutReceipts(20)) {
       // Receipts of sweeps whose last batch was processed but whose receipts were not written (a crash), or whose
-      // batches can no longer finish (a poisoned message): what was purged gets its receipt.
-      const stale = started.getTime() - Date.parse(old.startedAt) > 2 * RETENTION_INTERVAL_MINUTES * 60_000;
+      // batches can no longer finish (a message that went to the poison queue: nothing is queued any more).
+      const stale = queued === 0 && started.getTime() - Date.parse(old.startedAt) > 2 * RETENTION_INTERVAL_MINUTES * 60_000;
       if (sweepComplete(old) || stale) await writeReceipts(s, old.sweepId);
     }
 
-    const maxItems = opts.maxItems ?? 20_000;
+    // One budget across all classes; while busy, only the oldest item of each (for the heartbeat) is looked up.
+    let budget = queued === 0 ? (opts.maxItems ?? 20_000) : 1;
     const batchSize = opts.batchSize ?? 50;
     const due: Array<{ cls: ActiveClass; items: DueItem[] }> = [];
     let oldest: string | null = null;
     for (const cls of ACTIVE_CLASSES) {
-      const items = await HANDLERS[cls].findDue(s, started, maxItems);
+      if (budget <= 0) break;
+      const items = await HANDLERS[cls].findDue(s, started, queued === 0 ? budget : 1);
       if (items.length > 0) {
         due.push({ cls, items });
+        if (queued === 0) budget -= items.length;
         if (cls !== "idempotency-record" && (oldest === null || items[0]!.dueAt < oldest)) oldest = items[0]!.dueAt;
       }
     }
     const total = due.reduce((n, d) => n + d.items.length, 0);
 
-    // Back-pressure: while earlier batches are still queued, queuing the same items again would only duplicate work.
-    const props = await s.queues.queue(QUEUES.purge.name).getProperties();
-    const queued = props.approximateMessagesCount ?? 0;
     const sweepId = newSweepId(started);
     let batches = 0;
     if (queued === 0 && total > 0) {
@@ -224,14 +255,34 @@ export async function runRetentionSweep(s: Services, opts: SweepOptions = {}): P
       await sweeps.create({ sweepId, startedAt: started.toISOString(), pastDue: opts.pastDue ?? false, batches, items: total });
       for (const m of messages) await s.queues.send(QUEUES.purge.name, purgeBatchMessage, m);
     }
+    const notices = await requeueLostNotices(s, started);
     const result = { sweepId, due: total, batches, oldestOverdueAt: oldest, skippedBecauseQueueBusy: queued > 0 && total > 0 };
-    await s.heartbeats.finished(RETENTION_SWEEP, s.clock.now(), "succeeded", { due: total, batches, queuedBefore: queued }, oldest ? new Date(oldest) : null);
-    opts.log?.info("retention.sweep", { sweepId, due: total, batches, queuedBefore: queued, oldestOverdueAt: oldest });
+    const counts = { due: total, batches, queuedBefore: queued, noticesRequeued: notices };
+    await s.heartbeats.finished(RETENTION_SWEEP, s.clock.now(), "succeeded", counts, oldest ? new Date(oldest) : null);
+    s.telemetry.metric("retention.due", total);
+    opts.log?.info("retention.sweep", { sweepId, ...counts, oldestOverdueAt: oldest });
     return result;
   } catch (err) {
     await s.heartbeats.finished(RETENTION_SWEEP, s.clock.now(), "failed", {}, null).catch(() => undefined);
     throw err;
   }
+}
+
+/**
+ * First-download notices whose queue message was lost (the download was counted, then the request failed before
+ * the message was sent): queued again. The sender is told once; the consumer skips anything already told.
+ */
+async function requeueLostNotices(s: Services, now: Date): Promise<number> {
+  const rows = await crossPartition<{ tenantId: string; id: string }>(
+    s,
+    "uploads",
+    "SELECT TOP 500 c.tenantId, c.id FROM c WHERE c.type = 'upload' AND c.status = 'available' AND c.notifyOnFirstDownload = true " +
+      "AND NOT IS_NULL(c.firstDownloadAt) AND c.firstDownloadAt <= @settled AND IS_NULL(c.senderNotifiedAt)",
+    // Leave recent downloads to the message their own request sent.
+    [{ name: "@settled", value: new Date(now.getTime() - 10 * 60_000).toISOString() }],
+  );
+  for (const r of rows) await s.queues.send(QUEUES.notifications.name, notificationMessage, { kind: "first-download", tenantId: r.tenantId, uploadId: r.id });
+  return rows.length;
 }
 
 /** A queue worker's share: purge one batch, record it on the sweep, and write receipts when the sweep is complete. */
@@ -263,32 +314,43 @@ export async function writeReceipts(s: Services, sweepId: string): Promise<numbe
     [{ name: "@sweep", value: sweepId }],
   );
   const byTenant = new Map<string, Array<{ id: string; reason: string }>>();
-  for (const r of rows) byTenant.set(r.tenantId, [...(byTenant.get(r.tenantId) ?? []), r]);
+  for (const r of rows) {
+    const list = byTenant.get(r.tenantId);
+    if (list) list.push(r);
+    else byTenant.set(r.tenantId, [r]);
+  }
   let written = 0;
+  let pending = false;
   for (const [tenantId, items] of byTenant) {
-    if ((await s.audit.findByTarget(tenantId, "retention.receipt", sweepId)) !== undefined) continue;
     const ids = items.map((i) => i.id);
     const digest = receiptDigest(ids, sha256);
-    await s.audit.append({
-      tenantId,
-      actor: ACTOR,
-      action: "retention.receipt",
-      target: { type: "sweep", id: sweepId },
-      details: {
-        count: digest.count,
-        idsHash: digest.idsHash,
-        idsHashAlgorithm: "sha256 over the sorted upload ids joined by newlines",
-        expired: items.filter((i) => i.reason === "expired").length,
-        offboarded: items.filter((i) => i.reason === "tenant-offboarded").length,
-        ids: [...ids].sort().slice(0, MAX_IDS_IN_RECEIPT),
-        idsTruncated: ids.length > MAX_IDS_IN_RECEIPT,
+    const seq = await s.audit.appendOnce(
+      {
+        tenantId,
+        actor: ACTOR,
+        action: "retention.receipt",
+        target: { type: "sweep", id: sweepId },
+        details: {
+          count: digest.count,
+          idsHash: digest.idsHash,
+          idsHashAlgorithm: "sha256 over the sorted upload ids joined by newlines",
+          expired: items.filter((i) => i.reason === "expired").length,
+          offboarded: items.filter((i) => i.reason === "tenant-offboarded").length,
+          ids: [...ids].sort().slice(0, MAX_IDS_IN_RECEIPT),
+          idsTruncated: ids.length > MAX_IDS_IN_RECEIPT,
+        },
       },
-    });
-    written++;
+      `retention.receipt:${sweepId}`,
+    );
+    if (seq === undefined) pending = true;
+    else written++;
   }
-  await new SweepStore(s.containers.operations).markReceipts(sweepId, s.clock.now()).catch((err: unknown) => {
-    if (!isNotFound(err)) throw err;
-  });
+  // A receipt another worker is still writing: leave the sweep open, the next run's catch-up finishes it.
+  if (!pending) {
+    await new SweepStore(s.containers.operations).markReceipts(sweepId, s.clock.now()).catch((err: unknown) => {
+      if (!isNotFound(err)) throw err;
+    });
+  }
   return written;
 }
 

@@ -16,18 +16,13 @@ import {
   transitionTenant,
   type AuthorityCountry,
 } from "../domain/tenant";
+import { RETENTION_CLASSES } from "../domain/retention";
 import { AppError } from "../http/problem";
+import { singleLine } from "../http/schemas";
 import type { Services } from "../services";
 import { withoutMeta } from "../stores/cosmos";
 import type { TenantDoc } from "../stores/tenant-store";
 
-const singleLine = (max: number) =>
-  z
-    .string()
-    .trim()
-    .min(1)
-    .max(max)
-    .refine((s) => ![...s].some((ch) => ch.charCodeAt(0) < 0x20 || ch.charCodeAt(0) === 0x7f), "must not contain control characters");
 
 export const createTenantInput = z.strictObject({
   name: singleLine(200).describe("The controller's name, as it should appear in notices"),
@@ -115,6 +110,7 @@ export async function createTenant(
     supervisoryAuthority: authorityFor(input.supervisoryAuthority.country as AuthorityCountry, input.supervisoryAuthority.name),
     webhookUrl: input.webhookUrl ?? null,
     status: "active",
+    kekVersion: kek.version,
     apiKey: { id: keys.keyId(), hash: hashApiKey(apiKey), createdAt: now },
     createdAt: now,
     updatedAt: now,
@@ -177,6 +173,10 @@ export async function rotateApiKey(s: Services, tenantId: string, by: Actor, key
 export async function changeTenantStatus(s: Services, tenantId: string, action: "suspend" | "reactivate", by: Actor): Promise<TenantView> {
   const doc = await mustGet(s, tenantId);
   if (doc.offboardedAt) throw new AppError("conflict", "the tenant was offboarded after its notice period; its data is gone");
+  const offboardingFrom = doc.suspendedAt ? RETENTION_CLASSES["suspended-tenant"].dueAt({ suspendedAt: doc.suspendedAt }, s.settings) : null;
+  if (action === "reactivate" && offboardingFrom && offboardingFrom.getTime() <= s.clock.now().getTime()) {
+    throw new AppError("conflict", `the notice period ended at ${offboardingFrom.toISOString()}; the tenant's data is being deleted and it cannot be reactivated`);
+  }
   const t = transitionTenant(doc.status, action);
   if (!t.ok) throw new AppError("conflict", t.reason);
   const now = s.clock.now().toISOString();

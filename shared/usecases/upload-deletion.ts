@@ -18,7 +18,11 @@ import { blobPrefix, withoutMeta, type DeletionReason, type StoredUpload, type U
 
 const LEASE_MS = 5 * 60_000;
 
-export type DeletionOutcome = "deleted" | "already-deleted" | "not-found" | "busy";
+/**
+ * "in-progress": the key is destroyed and the rest is being (or will be) finished by whoever holds the record's
+ * lease, or by the next sweep. "busy": the record kept changing under us and nothing was done; try again.
+ */
+export type DeletionOutcome = "deleted" | "already-deleted" | "not-found" | "in-progress" | "busy";
 
 export interface DeletionFaults {
   /** Test hook: throw after the named step, to prove a later attempt finishes the job exactly once. */
@@ -42,15 +46,14 @@ export async function deleteUpload(
   if (doc.status === "deleted" || doc.status === "expired") return "already-deleted";
 
   // Step 1 (or take over an unfinished deletion, which an earlier attempt may have taken past step 3).
-  const resumed = doc.status === "deleting";
-  let etag: string | undefined;
-  for (let attempt = 0; !etag; attempt++) {
-    if (attempt > 10) return "busy";
-    const now = s.clock.now();
-    const next = claimDeletion(doc, reason, by, now);
-    if (!next) return "busy";
-    etag = await s.uploads.replaceIfUnchanged(next, doc._etag);
+  let resumed: boolean;
+  for (let attempt = 0; ; attempt++) {
+    if (attempt > 10) return doc.status === "deleting" ? "in-progress" : "busy";
+    const next = claimDeletion(doc, reason, by, s.clock.now());
+    if (!next) return "in-progress"; // another worker holds a live lease; the key is already destroyed
+    const etag = await s.uploads.replaceIfUnchanged(next, doc._etag);
     if (etag) {
+      resumed = doc.status === "deleting";
       doc = { ...next, _etag: etag };
       break;
     }
@@ -93,7 +96,7 @@ export async function deleteUpload(
     updatedAt: now,
     deletion: { ...deletion, blobsDeletedAt: deletion.blobsDeletedAt ?? now, auditSeq: seq, completedAt: now, leaseUntil: null },
   };
-  return (await s.uploads.replaceIfUnchanged(tombstone, doc._etag)) ? "deleted" : "busy";
+  return (await s.uploads.replaceIfUnchanged(tombstone, doc._etag)) ? "deleted" : "in-progress";
 }
 
 /**

@@ -17,11 +17,17 @@ import type { UploadDoc } from "../stores/upload-store";
 
 export type PersonalField = "senderReference" | "fileName" | "recipients" | "subjects" | "notifyEmail";
 
-export async function newWrappedDataKey(s: Services, tenantId: string, uploadId: string): Promise<{ dataKey: Buffer; wrapped: UploadDoc["dataKey"] & object }> {
-  const kek = await s.keys.currentKek(tenantId);
+/** A fresh data key, wrapped with the tenant's current KEK version (from the tenant document). */
+export async function newWrappedDataKey(
+  s: Services,
+  tenantId: string,
+  uploadId: string,
+  kekVersion: string,
+): Promise<{ dataKey: Buffer; wrapped: UploadDoc["dataKey"] & object }> {
+  const kek = await s.keys.kek(tenantId, kekVersion);
   const dataKey = generateDataKey();
-  const wrapped = wrapDataKey(kek.key, dataKey, wrappedKeyAssociatedData(tenantId, uploadId, kek.version));
-  return { dataKey, wrapped: { wrapped, kekVersion: kek.version } };
+  const wrapped = wrapDataKey(kek, dataKey, wrappedKeyAssociatedData(tenantId, uploadId, kekVersion));
+  return { dataKey, wrapped: { wrapped, kekVersion } };
 }
 
 export class KeyShreddedError extends Error {

@@ -37,17 +37,12 @@ import {
 } from "../domain/uploads";
 import type { TenantPrincipal } from "../http/auth";
 import { AppError } from "../http/problem";
+import { singleLine } from "../http/schemas";
 import type { Log } from "../observability";
 import type { Services } from "../services";
 import { blobPrefix, withoutMeta, type StoredUpload, type UploadDoc } from "../stores/upload-store";
 import { newWrappedDataKey, openField, sealField, unwrapUploadKey } from "./upload-keys";
 
-const singleLine = (max: number) =>
-  z
-    .string()
-    .min(1)
-    .max(max)
-    .refine((s) => ![...s].some((ch) => ch.charCodeAt(0) < 0x20 || ch.charCodeAt(0) === 0x7f), "must not contain control characters");
 
 const email = z.email().max(254);
 
@@ -132,7 +127,7 @@ export async function createUpload(s: Services, p: TenantPrincipal, input: Creat
   }
   const uploadId = newUploadId();
   const now = s.clock.now();
-  const { dataKey, wrapped } = await newWrappedDataKey(s, p.tenantId, uploadId);
+  const { dataKey, wrapped } = await newWrappedDataKey(s, p.tenantId, uploadId, p.kekVersion);
   const lookupSecret = await s.keys.lookupSecret(p.tenantId);
   const seal = (field: Parameters<typeof sealField>[3], value: string) => sealField(dataKey, p.tenantId, uploadId, field, value);
   const lookupsOf = (addresses: string[]) => [...new Set(addresses.map((a) => lookupHash(lookupSecret, normaliseEmail(a))))];
@@ -370,6 +365,13 @@ export async function openContent(s: Services, p: TenantPrincipal, uploadId: str
     );
   }
 
+  // Everything that can fail for reasons other than the caller (the key service) comes before the download is
+  // counted, so such a failure never uses up a download or audits bytes that were never sent.
+  const admittedNow = admitDownload({ ...doc, deletionReason: doc.deletion?.reason }, s.clock.now());
+  if (!admittedNow.ok) throw new AppError(admittedNow.problem, admittedNow.detail);
+  const dataKey = await unwrapUploadKey(s, doc);
+  const fileName = doc.personal ? openField(dataKey, doc.tenantId, doc.id, "fileName", doc.personal.fileName) : undefined;
+
   // Count the download (optimistic concurrency: with maxDownloads, parallel requests cannot exceed it).
   for (let attempt = 0; ; attempt++) {
     const admitted = admitDownload({ ...doc, deletionReason: doc.deletion?.reason }, s.clock.now());
@@ -397,7 +399,6 @@ export async function openContent(s: Services, p: TenantPrincipal, uploadId: str
     await s.queues.send(QUEUES.notifications.name, notificationMessage, { kind: "first-download", tenantId: p.tenantId, uploadId });
   }
 
-  const dataKey = await unwrapUploadKey(s, doc);
   const blob = s.blobs.getContainerClient(BLOB_CONTAINERS.payloads.name).getBlobClient(content.blobName);
   const associatedData = uploadAssociatedData(p.tenantId, uploadId);
   let body: Transform;
@@ -406,7 +407,7 @@ export async function openContent(s: Services, p: TenantPrincipal, uploadId: str
     "accept-ranges": "bytes",
     "content-length": String(bytes),
   };
-  if (doc.personal) headers["content-disposition"] = contentDisposition(openField(dataKey, doc.tenantId, doc.id, "fileName", doc.personal.fileName));
+  if (fileName !== undefined) headers["content-disposition"] = contentDisposition(fileName);
 
   try {
     if (range.kind === "range") {
@@ -462,8 +463,13 @@ async function afterFirstChunk(stream: Readable): Promise<Readable> {
   const first = await it.next();
   return Readable.from(
     (async function* () {
-      if (!first.done) yield first.value as Buffer;
-      for (let r = await it.next(); !r.done; r = await it.next()) yield r.value as Buffer;
+      try {
+        if (!first.done) yield first.value as Buffer;
+        for (let r = await it.next(); !r.done; r = await it.next()) yield r.value as Buffer;
+      } finally {
+        // A client that goes away ends this generator early: release the decryptor and the blob download with it.
+        stream.destroy();
+      }
     })(),
     { objectMode: false, highWaterMark: 1 },
   );

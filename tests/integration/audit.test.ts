@@ -103,6 +103,18 @@ describe("audit log", () => {
     expect(forgedCursor.status).toBe(400);
   });
 
+  it("appends a once-entry exactly once, however many writers race for it", async () => {
+    const { tenantId, apiKey } = await t.createTenant();
+    const event = { tenantId, actor: "system:test", action: "retention.receipt" as const, target: { type: "sweep", id: "sw-race" } };
+    const results = await Promise.all(Array.from({ length: 8 }, () => t.services.audit.appendOnce(event, "receipt:sw-race")));
+    const seqs = new Set(results.filter((r) => r !== undefined));
+    expect(seqs.size).toBe(1);
+    expect(await t.services.audit.appendOnce(event, "receipt:sw-race")).toBe([...seqs][0]);
+    const { items } = (await (await t.call("GET", "v1/audit", { key: apiKey })).json()) as { items: Array<{ action: string }> };
+    expect(items.filter((e) => e.action === "retention.receipt")).toHaveLength(1);
+    expect(((await (await t.call("GET", "v1/audit/verify", { key: apiKey })).json()) as { valid: boolean }).valid).toBe(true);
+  });
+
   it("keeps personal data out of entries", async () => {
     const res = await t.admin("POST", "v1/admin/tenants", { name: "Private Co", contactEmail: "secret.person@private.example", supervisoryAuthority: { country: "NL" } });
     const { tenant } = (await res.json()) as { tenant: { id: string } };

@@ -67,6 +67,8 @@ describe("errors", () => {
       "invalid-json",
     );
     await expectProblem(await t.call("POST", route, { headers: { ...admin, "content-type": "application/json" }, body: "[1,2]" }), 422, "validation-failed");
+    const loneSurrogate = '{"name":"a\\ud800b","contactEmail":"dpo@x.example","supervisoryAuthority":{"country":"DK"}}';
+    await expectProblem(await t.call("POST", route, { headers: { ...admin, "content-type": "application/json" }, body: loneSurrogate }), 400, "invalid-json");
   });
 
   it("rejects unknown and repeated query parameters", async () => {
@@ -108,6 +110,14 @@ describe("health", () => {
     const body = (await res.json()) as { status: string; checks: Record<string, { status: string }>; sweeps: unknown[] };
     expect(body.checks).toMatchObject({ cosmos: { status: "up" }, blob: { status: "up" }, queue: { status: "up" } });
     expect(res.status).toBe(body.status === "healthy" ? 200 : 503);
+  });
+});
+
+describe("idempotency", () => {
+  it("is honoured by every POST endpoint", () => {
+    const posts = endpoints().filter((e) => e.method === "POST");
+    expect(posts.length).toBeGreaterThan(0);
+    expect(posts.filter((e) => !e.idempotency).map((e) => e.name)).toEqual([]);
   });
 });
 

@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TenantKeysDeletedError } from "../../../shared/keys/key-provider";
 import { startTestApp, type TestApp } from "../../helpers/app";
+import { eventually } from "../../helpers/eventually";
 import { sweep } from "../../helpers/sweep";
 import { download, uploadWith } from "../../helpers/uploads";
 
@@ -28,6 +29,8 @@ describe("a suspended tenant after its notice period", () => {
     for (const id of uploads) expect((await t.services.uploads.get(tenantId, id))!.status).toBe("available");
 
     t.clock.set(start + 30 * 86_400_000 + 1000);
+    // Once the notice period is over the tenant cannot come back, even before the sweep has run.
+    expect((await t.admin("POST", `v1/admin/tenants/${tenantId}/reactivate`)).status).toBe(409);
     await sweep(t);
     for (const id of uploads) {
       const doc = await t.services.uploads.get(tenantId, id);
@@ -73,6 +76,27 @@ describe("idempotency records", () => {
     t.clock.set(start + 24 * 3_600_000 + 1000);
     await sweep(t);
     expect(await count()).toBe(0);
+    t.clock.set(start);
+  });
+});
+
+describe("first-download notices whose message was lost", () => {
+  it("are queued again by the sweep and sent once", async () => {
+    const { apiKey, tenantId } = await t.createTenant();
+    const { id } = await uploadWith(t, apiKey, 10, { notifyOnFirstDownload: "told@sender.example" });
+    // A download was counted but its request failed before the notice was queued.
+    const doc = (await t.services.uploads.get(tenantId, id))!;
+    const { _etag, ...rest } = doc;
+    await t.services.uploads.replaceIfUnchanged({ ...rest, downloads: 1, firstDownloadAt: t.clock.now().toISOString() }, _etag);
+    const start = t.clock.now().getTime();
+    t.clock.set(start + 11 * 60_000);
+    await sweep(t);
+    await sweep(t);
+    await eventually(async () => expect((await t.services.uploads.get(tenantId, id))?.senderNotifiedAt).not.toBeNull());
+    const outbox = t.services.blobs.getContainerClient("email-outbox");
+    let mails = 0;
+    for await (const b of outbox.listBlobsFlat()) if (b.name.endsWith(`first-download-${id}.json`)) mails++;
+    expect(mails).toBe(1);
     t.clock.set(start);
   });
 });
