@@ -5,6 +5,7 @@ import { AUDIT_ACTIONS } from "../shared/domain/audit-chain";
 import { httpEndpoint } from "../shared/http/endpoint";
 import { AppError } from "../shared/http/problem";
 import { isoDateTime, pageOf, pagingQuery } from "../shared/http/schemas";
+import { MAX_VERIFY_ENTRIES } from "../shared/stores/audit-store";
 
 const tags = ["Audit"];
 
@@ -51,19 +52,37 @@ const verify = httpEndpoint({
   route: "v1/audit/verify",
   auth: "tenant",
   tags,
-  summary: "Check the whole hash chain and report the first broken link",
+  summary: "Check the hash chain and report the first broken link",
+  description:
+    `Checks at most ${MAX_VERIFY_ENTRIES} entries per call. When complete is false, call again with fromSeq and prevHash from next: ` +
+    "the caller keeps the last verified hash, so a later part is checked against it, not against anything stored.",
+  query: z.strictObject({
+    fromSeq: z.coerce.number().int().min(1).optional().describe("Start at this entry (default 1)"),
+    prevHash: z.string().regex(/^[0-9a-f]{64}$/, "must be 64 lower-case hex characters").optional().describe("Hash of the entry before fromSeq"),
+    maxEntries: z.coerce.number().int().min(1).max(MAX_VERIFY_ENTRIES).optional(),
+  }),
   responses: {
     200: {
       description: "The verification result (valid or not)",
       schema: z.object({
         valid: z.boolean(),
+        complete: z.boolean(),
+        fromSeq: z.number().int(),
         entriesChecked: z.number().int(),
         lastSeq: z.number().int(),
         lastHash: z.string(),
         firstBroken: z.object({ seq: z.number().int(), entryId: z.string(), reason: z.string(), detail: z.string() }).optional(),
+        next: z.object({ fromSeq: z.number().int(), prevHash: z.string() }).optional(),
       }),
     },
   },
-  handler: async ({ services, principal }) => ({ status: 200, json: await services.audit.verify(principal.tenantId) }),
+  handler: async ({ services, principal, query }) => {
+    const fromSeq = query.fromSeq ?? 1;
+    if ((fromSeq > 1) !== (query.prevHash !== undefined)) {
+      throw new AppError("invalid-parameter", "give prevHash (the hash of entry fromSeq - 1) exactly when fromSeq is above 1");
+    }
+    const from = query.prevHash ? { seq: fromSeq, prevHash: query.prevHash } : undefined;
+    return { status: 200, json: await services.audit.verify(principal.tenantId, { from, maxEntries: query.maxEntries }) };
+  },
 });
 app.http(verify.name, verify.options);

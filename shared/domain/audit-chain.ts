@@ -90,12 +90,19 @@ export type ChainBreak =
  * the first break is reported and kept.
  */
 export class ChainVerifier {
-  private expectedSeq = 1;
-  private prevHash = GENESIS_HASH;
+  private expectedSeq: number;
+  private prevHash: string;
   private broken: ChainBreak | undefined;
   private checked = 0;
 
-  constructor(private readonly tenantId: string) {}
+  /** Starts at the genesis, or at `start` (a sequence number and the hash of the entry before it) to verify a range. */
+  constructor(
+    private readonly tenantId: string,
+    start: { seq: number; prevHash: string } = { seq: 1, prevHash: GENESIS_HASH },
+  ) {
+    this.expectedSeq = start.seq;
+    this.prevHash = start.prevHash;
+  }
 
   push(raw: unknown): ChainBreak | undefined {
     if (this.broken) return this.broken;

@@ -57,12 +57,19 @@ export interface AuditEvent {
 }
 
 export interface VerifyResult {
+  /** No broken link in the entries checked (and, when complete, none missing at the end). */
   valid: boolean;
+  /** The check reached the end of the chain. Otherwise continue with `next`. */
+  complete: boolean;
+  fromSeq: number;
   entriesChecked: number;
   lastSeq: number;
   lastHash: string;
   firstBroken?: ChainBreak & { entryId: string };
+  next?: { fromSeq: number; prevHash: string };
 }
+
+export const MAX_VERIFY_ENTRIES = 100_000;
 
 export class AuditStore {
   constructor(
@@ -201,22 +208,38 @@ export class AuditStore {
     return resources[0]?.seq;
   }
 
-  /** Walks the whole chain in order and reports the first broken link. */
-  async verify(tenantId: string, pageSize = 500): Promise<VerifyResult> {
-    const verifier = new ChainVerifier(tenantId);
+  /**
+   * Walks the chain in order from `from` (default: the genesis) and reports the first broken link. At most
+   * `maxEntries` are checked per call, so a long chain is verified in parts: each part's `next` (the following
+   * sequence number and the last verified hash, which the caller keeps) is where the next call starts.
+   */
+  async verify(tenantId: string, opts: { from?: { seq: number; prevHash: string }; maxEntries?: number; pageSize?: number } = {}): Promise<VerifyResult> {
+    const start = opts.from ?? { seq: 1, prevHash: GENESIS_HASH };
+    const maxEntries = Math.min(opts.maxEntries ?? MAX_VERIFY_ENTRIES, MAX_VERIFY_ENTRIES);
+    const verifier = new ChainVerifier(tenantId, start);
     const head = await readItem(this.container, headSchema, HEAD_ID, tenantId);
     const iterator = this.container.items.query<Record<string, unknown>>(
       {
-        query: "SELECT * FROM c WHERE c.tenantId = @tenantId AND c.type = 'audit-entry' ORDER BY c.seq ASC",
-        parameters: [{ name: "@tenantId", value: tenantId }],
+        query: "SELECT * FROM c WHERE c.tenantId = @tenantId AND c.type = 'audit-entry' AND c.seq >= @from ORDER BY c.seq ASC",
+        parameters: [
+          { name: "@tenantId", value: tenantId },
+          { name: "@from", value: start.seq },
+        ],
       },
-      { partitionKey: tenantId, maxItemCount: pageSize },
+      { partitionKey: tenantId, maxItemCount: Math.min(opts.pageSize ?? 500, maxEntries) },
     );
     let broken: ChainBreak | undefined;
     let brokenId: string | undefined;
+    let seen = 0;
+    let complete = true;
     outer: while (iterator.hasMoreResults()) {
       const { resources } = await iterator.fetchNext();
       for (const doc of resources) {
+        if (seen === maxEntries) {
+          complete = false;
+          break outer;
+        }
+        seen++;
         broken = verifier.push(doc);
         if (broken) {
           brokenId = typeof doc.id === "string" ? doc.id : entryId(broken.seq);
@@ -224,14 +247,17 @@ export class AuditStore {
         }
       }
     }
-    broken ??= verifier.finish(head?.seq);
+    if (complete) broken ??= verifier.finish(head?.seq);
     const r = verifier.result;
     return {
       valid: broken === undefined,
+      complete: complete || broken !== undefined,
+      fromSeq: start.seq,
       entriesChecked: r.entriesChecked,
       lastSeq: r.lastSeq,
       lastHash: r.lastHash,
       ...(broken ? { firstBroken: { ...broken, entryId: brokenId ?? entryId(broken.seq) } } : {}),
+      ...(!complete && !broken ? { next: { fromSeq: r.lastSeq + 1, prevHash: r.lastHash } } : {}),
     };
   }
 }

@@ -55,6 +55,18 @@ describe("audit log", () => {
     expect(v.firstBroken).toMatchObject({ seq: 4, entryId: entryId(4), reason: "hash-mismatch" });
   });
 
+  it("verifies a long chain in parts, each checked against the hash the caller kept", async () => {
+    const { tenantId, apiKey } = await t.createTenant();
+    await appendMany(tenantId, 9, false);
+    const part1 = (await (await t.call("GET", "v1/audit/verify?maxEntries=4", { key: apiKey })).json()) as Verify & { complete: boolean; next: { fromSeq: number; prevHash: string } };
+    expect(part1).toMatchObject({ valid: true, complete: false, entriesChecked: 4, next: { fromSeq: 5 } });
+    const part2 = (await (await t.call("GET", `v1/audit/verify?fromSeq=${part1.next.fromSeq}&prevHash=${part1.next.prevHash}`, { key: apiKey })).json()) as Verify & { complete: boolean };
+    expect(part2).toMatchObject({ valid: true, complete: true, entriesChecked: 6 });
+    const wrongAnchor = (await (await t.call("GET", `v1/audit/verify?fromSeq=5&prevHash=${"0".repeat(64)}`, { key: apiKey })).json()) as Verify;
+    expect(wrongAnchor).toMatchObject({ valid: false, firstBroken: { seq: 5, reason: "broken-link" } });
+    expect((await t.call("GET", "v1/audit/verify?fromSeq=5", { key: apiKey })).status).toBe(400);
+  });
+
   it("detects a deleted entry in the middle and at the end", async () => {
     const { tenantId, apiKey } = await t.createTenant();
     await appendMany(tenantId, 4, false);
