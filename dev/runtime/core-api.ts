@@ -59,8 +59,9 @@ export class CoreApi {
     if (this.registrations.some((r) => r.metadata.name.toLowerCase() === metadata.name.toLowerCase())) {
       throw new Error(`A function with the name "${metadata.name}" has already been registered.`);
     }
-    this.registrations.push({ metadata, handler });
-    return { dispose: () => this.registrations.splice(this.registrations.findIndex((r) => r.metadata === metadata), 1) };
+    const registration = { metadata, handler };
+    this.registrations.push(registration);
+    return { dispose: () => removeFrom(this.registrations, registration) };
   };
 
   setProgrammingModel = (model: ProgrammingModel) => {
@@ -72,10 +73,16 @@ export class CoreApi {
   registerHook = (name: string, callback: (ctx: unknown) => unknown) => {
     const entry = { name, callback };
     this.hooks.push(entry);
-    return { dispose: () => this.hooks.splice(this.hooks.indexOf(entry), 1) };
+    return { dispose: () => removeFrom(this.hooks, entry) };
   };
 
   log = (level: string, category: string, message: string) => this.logSink(level, category, message);
+}
+
+/** Removes `item` once; disposing twice does nothing (indexOf -1 would otherwise remove the last item). */
+function removeFrom<T>(list: T[], item: T): void {
+  const i = list.indexOf(item);
+  if (i >= 0) list.splice(i, 1);
 }
 
 const CORE_MODULE = "@azure/functions-core";

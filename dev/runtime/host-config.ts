@@ -24,7 +24,8 @@ const hostJsonSchema = z.object({
   functionTimeout: timeSpan.optional(),
   extensions: z
     .object({
-      http: z.object({ routePrefix: z.string().default("api") }).partial().default({}),
+      http: z.object({ routePrefix: z.string().default("api") }).prefault({}),
+      // The host's defaults where host.json says nothing.
       queues: z
         .object({
           maxPollingInterval: timeSpan.default(60_000),
@@ -34,9 +35,9 @@ const hostJsonSchema = z.object({
           maxDequeueCount: z.number().int().min(1).default(5),
           messageEncoding: z.enum(["base64", "none"]).default("base64"),
         })
-        .default({ maxPollingInterval: 60_000, visibilityTimeout: 0, batchSize: 16, maxDequeueCount: 5, messageEncoding: "base64" }),
+        .prefault({}),
     })
-    .default({ http: {}, queues: { maxPollingInterval: 60_000, visibilityTimeout: 0, batchSize: 16, maxDequeueCount: 5, messageEncoding: "base64" } }),
+    .prefault({}),
 });
 
 export interface HostConfig {
@@ -56,7 +57,7 @@ export function parseHostJson(json: unknown): HostConfig {
   const h = hostJsonSchema.parse(json);
   const q = h.extensions.queues;
   return {
-    routePrefix: (h.extensions.http.routePrefix ?? "api").replace(/^\/+|\/+$/g, ""),
+    routePrefix: h.extensions.http.routePrefix.replace(/^\/+|\/+$/g, ""),
     functionTimeoutMs: h.functionTimeout ?? 30 * 60_000,
     queues: {
       maxPollingIntervalMs: q.maxPollingInterval,

@@ -7,6 +7,7 @@
  */
 import type { ContainerClient } from "@azure/storage-blob";
 import { z } from "zod";
+import { isNotFound } from "../../shared/errors";
 import { parseSchedule, type Schedule } from "./schedule";
 
 const statusSchema = z.object({ Last: z.string(), Next: z.string(), LastUpdated: z.string() });
@@ -27,7 +28,7 @@ export function blobTimerStatusStore(container: ContainerClient, hostId: string)
         const parsed = statusSchema.safeParse(JSON.parse(buf.toString("utf8")));
         return parsed.success ? parsed.data : undefined;
       } catch (err) {
-        if ((err as { statusCode?: number }).statusCode === 404) return undefined;
+        if (isNotFound(err)) return undefined;
         throw err;
       }
     },
@@ -37,7 +38,7 @@ export function blobTimerStatusStore(container: ContainerClient, hostId: string)
       try {
         await put();
       } catch (err) {
-        if ((err as { statusCode?: number }).statusCode !== 404) throw err;
+        if (!isNotFound(err)) throw err;
         await container.createIfNotExists();
         await put();
       }

@@ -74,6 +74,11 @@ export function canTransition(from: UploadStatus, to: UploadStatus): boolean {
   return TRANSITIONS[from].includes(to);
 }
 
+/** Every status change the code writes goes through here: a change the state machine does not allow is a bug. */
+export function assertTransition(from: UploadStatus, to: UploadStatus): void {
+  if (from !== to && !canTransition(from, to)) throw new Error(`an upload cannot go from ${from} to ${to}`);
+}
+
 export const isGone = (s: UploadStatus) => s === "deleting" || s === "deleted" || s === "expired";
 
 /** How long an interrupted content upload blocks a retry before another attempt may take over. */

@@ -14,6 +14,7 @@ import { createHash } from "node:crypto";
 import type { TokenCredential } from "@azure/core-auth";
 import { EmailClient, type EmailClientOptions, type EmailSendResult as AcsSendResult } from "@azure/communication-email";
 import type { Settings } from "../config/settings";
+import { statusOf } from "../errors";
 import { azureCredential } from "../identity";
 import type { EmailMessage, EmailSendResult, EmailSender } from "./email-sender";
 import { isEmailAddress, validateEmailMessage } from "./email-sender";
@@ -71,10 +72,6 @@ export function operationIdFor(messageId: string): string {
   return nameBasedUuid(OPERATION_ID_NAMESPACE, messageId);
 }
 
-function statusOf(err: unknown): number | undefined {
-  const status = (err as { statusCode?: unknown } | null)?.statusCode;
-  return typeof status === "number" ? status : undefined;
-}
 
 /** Service codes are identifiers; anything else is not passed on. */
 function safeCode(code: unknown, fallback: string): string {

@@ -1,6 +1,6 @@
 /**
  * RFC 9457 problem details. Every error the API returns is one of these types; the `type` URIs are stable
- * and listed in docs/problems.md. Details say what is wrong in words a caller can act on and never contain
+ * and listed in README.md (API conventions). Details say what is wrong in words a caller can act on and never contain
  * personal data, secrets or stack traces.
  */
 

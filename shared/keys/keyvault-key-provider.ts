@@ -15,6 +15,7 @@ import { randomBytes } from "node:crypto";
 import type { TokenCredential } from "@azure/core-auth";
 import { SecretClient, type SecretClientOptions } from "@azure/keyvault-secrets";
 import type { Settings } from "../config/settings";
+import { statusOf } from "../errors";
 import { azureCredential } from "../identity";
 import {
   KEY_BYTES,
@@ -48,10 +49,6 @@ type KeyVaultSettings = Extract<Settings["keys"], { provider: "keyvault" }>;
 const VERSION_PATTERN = /^[0-9a-f]{32}$/i;
 const BASE64_32_BYTES = /^[A-Za-z0-9+/]{43}=$/;
 
-function statusOf(err: unknown): number | undefined {
-  const status = (err as { statusCode?: unknown } | null)?.statusCode;
-  return typeof status === "number" ? status : undefined;
-}
 
 export class KeyVaultKeyProvider implements KeyProvider {
   /** Builds the provider from settings with the app's user-assigned managed identity. */

@@ -1,13 +1,15 @@
 /**
  * Cosmos DB access: one client per process, containers by name from shared/config/resources.ts, and the few
- * helpers every repository uses (status codes, zod-checked reads). Every query names the tenant in its text:
- * there is no cross-tenant read path, and the local Cosmos server ignores the partitionKey query option.
+ * helpers every repository uses (status codes, zod-checked reads). Every query a tenant's request causes names the
+ * tenant in its text (the local Cosmos server ignores the partitionKey query option); the only cross-partition
+ * queries are the operators' tenant list and the timer sweeps, which no tenant request reaches.
  */
 import { CosmosClient, type Container, type Database, type SqlQuerySpec } from "@azure/cosmos";
 import type { z } from "zod";
 import { COSMOS_CONTAINERS } from "../config/resources";
 import type { Settings } from "../config/settings";
 import { azureCredential } from "../identity";
+import { isNotFound, statusOf } from "../errors";
 import { AppError } from "../http/problem";
 
 export type ContainerKey = keyof typeof COSMOS_CONTAINERS;
@@ -46,18 +48,7 @@ export async function provisionCosmos(client: CosmosClient, databaseName: string
   return database;
 }
 
-export function statusOf(err: unknown): number | undefined {
-  if (typeof err === "object" && err !== null) {
-    const e = err as { code?: unknown; statusCode?: unknown };
-    if (typeof e.code === "number") return e.code;
-    if (typeof e.statusCode === "number") return e.statusCode;
-  }
-  return undefined;
-}
-
-export const isNotFound = (err: unknown) => statusOf(err) === 404;
-export const isConflict = (err: unknown) => statusOf(err) === 409;
-export const isPreconditionFailed = (err: unknown) => statusOf(err) === 412;
+export { isConflict, isNotFound, isPreconditionFailed, statusOf } from "../errors";
 
 /** A stored document failed its schema: data was changed outside the code, or the code is older than the data. */
 export class CorruptDocumentError extends Error {
@@ -138,8 +129,23 @@ export async function queryPage<T>(
   if (!/c\.tenantId\s*=\s*@tenantId/.test(query.query)) {
     throw new Error("tenant-scoped queries must filter on c.tenantId = @tenantId");
   }
+  return fetchPage(container, schema, query, { partitionKey: tenantId }, limit, cursor);
+}
+
+/**
+ * One page of any query, with an opaque cursor. Cross-partition queries are for operators and timer sweeps only;
+ * tenant requests go through queryPage.
+ */
+export async function fetchPage<T>(
+  container: Container,
+  schema: z.ZodType<T>,
+  query: SqlQuerySpec,
+  options: { partitionKey?: string },
+  limit: number,
+  cursor: string | undefined,
+): Promise<Page<T>> {
   const iterator = container.items.query<Record<string, unknown>>(query, {
-    partitionKey: tenantId,
+    ...options,
     maxItemCount: limit,
     continuationToken: decodeCursor(cursor),
   });

@@ -5,7 +5,7 @@
 import type { Container } from "@azure/cosmos";
 import { z } from "zod";
 import { SYSTEM_TENANT } from "../config/resources";
-import { parseStored } from "./cosmos";
+import { readItem } from "./cosmos";
 
 export const heartbeatSchema = z.object({
   id: z.string(),
@@ -29,13 +29,10 @@ export class HeartbeatStore {
   }
 
   async get(sweep: string): Promise<Heartbeat | undefined> {
-    try {
-      const { resource } = await this.container.item(this.id(sweep), SYSTEM_TENANT).read<Record<string, unknown>>();
-      return resource ? parseStored(heartbeatSchema, this.container.id, resource) : undefined;
-    } catch (err) {
-      if ((err as { code?: number }).code === 404) return undefined;
-      throw err;
-    }
+    const stored = await readItem(this.container, heartbeatSchema, this.id(sweep), SYSTEM_TENANT);
+    if (!stored) return undefined;
+    const { _etag: _ignored, ...hb } = stored;
+    return hb;
   }
 
   async started(sweep: string, at: Date, pastDue: boolean): Promise<void> {

@@ -6,7 +6,7 @@
 import type { Container } from "@azure/cosmos";
 import { z } from "zod";
 import { SYSTEM_TENANT } from "../config/resources";
-import { isNotFound, parseStored } from "./cosmos";
+import { parseStored } from "./cosmos";
 
 export const sweepDocSchema = z.object({
   id: z.string(),
@@ -30,16 +30,6 @@ export class SweepStore {
 
   async create(doc: Omit<SweepDoc, "id" | "tenantId" | "type" | "done" | "receiptsAt">): Promise<void> {
     await this.container.items.create({ ...doc, id: docId(doc.sweepId), tenantId: SYSTEM_TENANT, type: "sweep", done: {}, receiptsAt: null });
-  }
-
-  async get(sweepId: string): Promise<SweepDoc | undefined> {
-    try {
-      const { resource } = await this.container.item(docId(sweepId), SYSTEM_TENANT).read<Record<string, unknown>>();
-      return resource ? parseStored(sweepDocSchema, this.container.id, resource) : undefined;
-    } catch (err) {
-      if (isNotFound(err)) return undefined;
-      throw err;
-    }
   }
 
   /** Records one finished batch; returns the sweep as it now stands. */

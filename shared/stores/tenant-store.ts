@@ -2,7 +2,7 @@
 import type { Container } from "@azure/cosmos";
 import { z } from "zod";
 import { authorityCountries } from "../domain/tenant";
-import { decodeCursor, encodeCursor, isConflict, isPreconditionFailed, parseStored, readItem, statusOf, type Page } from "./cosmos";
+import { fetchPage, isConflict, isPreconditionFailed, readItem, type Page } from "./cosmos";
 import { AppError } from "../http/problem";
 
 export const tenantDocSchema = z.object({
@@ -56,25 +56,8 @@ export class TenantStore {
     }
   }
 
-  /**
-   * Operators list all tenants: the only cross-partition query in the service, and it is admin-only.
-   * Ordered by creation time so pages are stable.
-   */
-  async list(limit: number, cursor: string | undefined): Promise<Page<TenantDoc>> {
-    const iterator = this.container.items.query<Record<string, unknown>>(
-      { query: "SELECT * FROM c WHERE c.type = 'tenant' ORDER BY c.createdAt ASC" },
-      { maxItemCount: limit, continuationToken: decodeCursor(cursor) },
-    );
-    let page;
-    try {
-      page = await iterator.fetchNext();
-    } catch (err) {
-      if (cursor !== undefined && statusOf(err) === 400) throw new AppError("invalid-parameter", "cursor is not a cursor this list returned");
-      throw err;
-    }
-    return {
-      items: page.resources.map((d) => parseStored(tenantDocSchema, this.container.id, d)),
-      cursor: page.resources.length > 0 ? encodeCursor(page.continuationToken) : undefined,
-    };
+  /** Operators list all tenants (a cross-partition query, admin-only), ordered by creation time so pages are stable. */
+  list(limit: number, cursor: string | undefined): Promise<Page<TenantDoc>> {
+    return fetchPage(this.container, tenantDocSchema, { query: "SELECT * FROM c WHERE c.type = 'tenant' ORDER BY c.createdAt ASC" }, {}, limit, cursor);
   }
 }

@@ -6,7 +6,7 @@
  */
 import type { Container } from "@azure/cosmos";
 import { z } from "zod";
-import { dataCategories, UPLOAD_STATUSES } from "../domain/uploads";
+import { assertTransition, dataCategories, UPLOAD_STATUSES } from "../domain/uploads";
 import { AppError } from "../http/problem";
 import { isConflict, isPreconditionFailed, queryPage, readItem, type Page } from "./cosmos";
 
@@ -79,6 +79,10 @@ export const uploadDocSchema = z.object({
 export type UploadDoc = z.infer<typeof uploadDocSchema>;
 export type StoredUpload = UploadDoc & { _etag: string };
 
+export type UpdateResult =
+  | { updated: true; before: StoredUpload; after: StoredUpload }
+  | { updated: false; reason: "not-found" | "unchanged" | "contended"; current?: StoredUpload };
+
 export function blobPrefix(tenantId: string, uploadId: string): string {
   return `${tenantId}/${uploadId}/`;
 }
@@ -112,6 +116,31 @@ export class UploadStore {
     }
   }
 
+  /**
+   * Read-modify-write under optimistic concurrency. `change` gets the record as stored and returns the record to
+   * write, or undefined to leave it as it is (it may also throw, e.g. to refuse a request); a write that loses to
+   * another writer is retried on a fresh read, up to `attempts` times. Status changes are checked against the
+   * upload state machine.
+   */
+  async update(
+    tenantId: string,
+    uploadId: string,
+    change: (doc: StoredUpload) => UploadDoc | undefined,
+    opts: { attempts?: number; current?: StoredUpload } = {},
+  ): Promise<UpdateResult> {
+    let doc = opts.current ?? (await this.get(tenantId, uploadId));
+    for (let attempt = 0; attempt < (opts.attempts ?? 5); attempt++) {
+      if (!doc) return { updated: false, reason: "not-found" };
+      const next = change(doc);
+      if (!next) return { updated: false, reason: "unchanged", current: doc };
+      assertTransition(doc.status, next.status);
+      const etag = await this.replaceIfUnchanged(next, doc._etag);
+      if (etag) return { updated: true, before: doc, after: { ...next, _etag: etag } };
+      doc = await this.get(tenantId, uploadId);
+    }
+    return { updated: false, reason: "contended", current: doc };
+  }
+
   list(tenantId: string, opts: { status?: UploadDoc["status"]; limit: number; cursor?: string }): Promise<Page<UploadDoc>> {
     const filters = ["c.tenantId = @tenantId", "c.type = 'upload'"];
     const parameters: Array<{ name: string; value: string }> = [{ name: "@tenantId", value: tenantId }];
@@ -130,4 +159,3 @@ export class UploadStore {
   }
 }
 
-export { withoutMeta } from "./cosmos";

@@ -88,21 +88,19 @@ export async function rewrapBatch(s: Services, tenantId: string, batchSize = 100
   let rewrapped = 0;
   let contended = 0;
   for (const raw of resources) {
-    let doc: StoredUpload | undefined = { ...parseStored(uploadDocSchema, "uploads", raw), _etag: String(raw._etag) };
-    // A record changed meanwhile (a download counted, a deletion) is read again; one that keeps changing is left
-    // for the next batch rather than dropped.
-    for (let attempt = 0; doc?.dataKey && doc.dataKey.kekVersion !== target.version; attempt++) {
-      if (attempt === 3) {
-        contended++;
-        break;
-      }
-      const dataKey = await rewrapUploadKey(s, doc, target);
-      if (await s.uploads.replaceIfUnchanged({ ...withoutMeta(doc), dataKey }, doc._etag)) {
-        rewrapped++;
-        break;
-      }
-      doc = await s.uploads.get(tenantId, doc.id);
-    }
+    const doc: StoredUpload = { ...parseStored(uploadDocSchema, "uploads", raw), _etag: String(raw._etag) };
+    if (!doc.dataKey) continue;
+    // The data key never changes, so its new wrapping does not either; a record changed meanwhile (a download
+    // counted, a deletion) is read again, and one that keeps changing is left for the next batch, not dropped.
+    const dataKey = await rewrapUploadKey(s, doc, target);
+    const r = await s.uploads.update(
+      tenantId,
+      doc.id,
+      (fresh) => (fresh.dataKey && fresh.dataKey.kekVersion !== target.version ? { ...withoutMeta(fresh), dataKey } : undefined),
+      { current: doc, attempts: 3 },
+    );
+    if (r.updated) rewrapped++;
+    else if (r.reason === "contended") contended++;
   }
   if (rewrapped > 0) {
     await s.audit.append({

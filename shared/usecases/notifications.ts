@@ -1,6 +1,6 @@
 /** E-mail notices the service sends on a tenant's behalf. Each is sent at most once (stable message ids). */
 import type { Services } from "../services";
-import { withoutMeta } from "../stores/upload-store";
+import { withoutMeta } from "../stores/cosmos";
 import type { NotificationMessage } from "./uploads";
 import { openField, unwrapUploadKey } from "./upload-keys";
 
@@ -19,11 +19,9 @@ export async function sendFirstDownloadNotice(s: Services, msg: NotificationMess
       `The upload ${doc.id} sent through ${tenant?.name ?? "safedata"} was downloaded for the first time at ${doc.firstDownloadAt ?? "an unknown time"} (UTC).\n` +
       `It will be deleted automatically at ${doc.expiresAt} (UTC).\n\nThis message was sent by safedata on behalf of ${tenant?.name ?? "the sender's organisation"}.`,
   });
-  for (let i = 0; i < 5; i++) {
-    const fresh = await s.uploads.get(doc.tenantId, doc.id);
-    if (!fresh || fresh.senderNotifiedAt) break;
-    if (await s.uploads.replaceIfUnchanged({ ...withoutMeta(fresh), senderNotifiedAt: s.clock.now().toISOString() }, fresh._etag)) break;
-  }
+  await s.uploads.update(doc.tenantId, doc.id, (fresh) =>
+    fresh.senderNotifiedAt ? undefined : { ...withoutMeta(fresh), senderNotifiedAt: s.clock.now().toISOString() },
+  );
   const seq = await s.audit.appendOnce(
     {
       tenantId: doc.tenantId,

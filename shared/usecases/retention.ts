@@ -290,6 +290,7 @@ export async function purgeBatch(s: Services, msg: PurgeBatchMessage, faults?: D
   const handler = HANDLERS[msg.class];
   const counts = { purged: 0, skipped: 0, busy: 0 };
   for (const item of msg.items) counts[await handler.purge(s, item, msg.sweepId, faults)]++;
+  s.telemetry.metric("retention.purged", counts.purged, { class: msg.class });
   const sweeps = new SweepStore(s.containers.operations);
   let sweep;
   try {

@@ -14,7 +14,9 @@
 import { BLOB_CONTAINERS } from "../config/resources";
 import type { AuditAction } from "../domain/audit-chain";
 import type { Services } from "../services";
-import { blobPrefix, withoutMeta, type DeletionReason, type StoredUpload, type UploadDoc } from "../stores/upload-store";
+import { assertTransition } from "../domain/uploads";
+import { withoutMeta } from "../stores/cosmos";
+import { blobPrefix, type DeletionReason, type StoredUpload, type UploadDoc } from "../stores/upload-store";
 
 const LEASE_MS = 5 * 60_000;
 
@@ -90,9 +92,11 @@ export async function deleteUpload(
 
   // Step 4.
   const now = s.clock.now().toISOString();
+  const final = deletion.reason === "expired" ? "expired" : "deleted";
+  assertTransition(doc.status, final);
   const tombstone: UploadDoc = {
     ...withoutMeta(doc),
-    status: deletion.reason === "expired" ? "expired" : "deleted",
+    status: final,
     updatedAt: now,
     deletion: { ...deletion, blobsDeletedAt: deletion.blobsDeletedAt ?? now, auditSeq: seq, completedAt: now, leaseUntil: null },
   };
@@ -111,6 +115,7 @@ function claimDeletion(doc: StoredUpload, reason: DeletionReason, by: { actor: s
     // receipt lists it (an earlier sweep's receipts may already be written).
     return { ...withoutMeta(doc), deletion: { ...doc.deletion, leaseUntil, sweepId: by.sweepId ?? doc.deletion.sweepId } };
   }
+  assertTransition(doc.status, "deleting");
   return {
     ...withoutMeta(doc),
     status: "deleting",

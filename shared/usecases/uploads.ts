@@ -36,11 +36,13 @@ import {
   type UploadStatus,
 } from "../domain/uploads";
 import type { TenantPrincipal } from "../http/auth";
+import { isNotFound } from "../errors";
 import { AppError } from "../http/problem";
 import { singleLine } from "../http/schemas";
 import type { Log } from "../observability";
 import type { Services } from "../services";
-import { blobPrefix, withoutMeta, type StoredUpload, type UploadDoc } from "../stores/upload-store";
+import { withoutMeta } from "../stores/cosmos";
+import { blobPrefix, type StoredUpload, type UploadDoc } from "../stores/upload-store";
 import { newWrappedDataKey, openField, sealField, unwrapUploadKey } from "./upload-keys";
 
 
@@ -182,9 +184,13 @@ export async function createUpload(s: Services, p: TenantPrincipal, input: Creat
 
 export async function getUpload(s: Services, p: TenantPrincipal, uploadId: string): Promise<UploadView> {
   const doc = await mustGet(s, p.tenantId, uploadId);
+  return viewOf(doc, doc.personal && doc.dataKey ? await unwrapUploadKey(s, doc) : undefined);
+}
+
+/** The metadata a tenant sees: counts and masked addresses; the personal fields only while the key exists. */
+function viewOf(doc: UploadDoc, dataKey: Buffer | undefined): UploadView {
   const base = summary(doc);
-  if (!doc.personal || !doc.dataKey) return { ...base, recipients: { count: doc.recipientCount } };
-  const dataKey = await unwrapUploadKey(s, doc);
+  if (!doc.personal || !dataKey) return { ...base, recipients: { count: doc.recipientCount } };
   const open = (field: Parameters<typeof openField>[3], sealed: string) => openField(dataKey, doc.tenantId, doc.id, field, sealed);
   const recipients = JSON.parse(open("recipients", doc.personal.recipients)) as string[];
   return {
@@ -244,7 +250,7 @@ const UPLOAD_BUFFER_BYTES = 4 * 1024 * 1024;
 const UPLOAD_CONCURRENCY = 4;
 
 export async function putContent(s: Services, p: TenantPrincipal, uploadId: string, request: HttpRequest, requestId: string, log: Log): Promise<UploadView> {
-  let doc = await mustGet(s, p.tenantId, uploadId);
+  const doc = await mustGet(s, p.tenantId, uploadId);
   const now = s.clock.now();
   if (isGone(doc.status) || now.getTime() >= Date.parse(doc.expiresAt)) {
     const expired = doc.status === "expired" || doc.deletion?.reason === "expired" || !isGone(doc.status);
@@ -270,17 +276,22 @@ export async function putContent(s: Services, p: TenantPrincipal, uploadId: stri
 
   // Claim the upload for this attempt; a concurrent PUT loses the etag race and gets 409.
   const attemptId = randomBytes(8).toString("hex");
-  const claimed: UploadDoc = { ...withoutMeta(doc), status: "receiving", receiving: { attemptId, since: now.toISOString() }, updatedAt: now.toISOString() };
-  const claimEtag = await s.uploads.replaceIfUnchanged(claimed, doc._etag);
-  if (!claimEtag) throw new AppError("conflict", "the content is being sent by another request");
+  const claim = await s.uploads.update(
+    p.tenantId,
+    uploadId,
+    (d) => ({ ...withoutMeta(d), status: "receiving", receiving: { attemptId, since: now.toISOString() }, updatedAt: now.toISOString() }),
+    { current: doc, attempts: 1 },
+  );
+  if (!claim.updated) throw new AppError("conflict", "the content is being sent by another request");
 
   const blobName = `${blobPrefix(p.tenantId, uploadId)}${attemptId}`;
   const blob = s.blobs.getContainerClient(BLOB_CONTAINERS.payloads.name).getBlockBlobClient(blobName);
   const size = new ExactSize(doc.declaredSize);
   const tap = new HeaderTap();
   let clientError: Error | undefined;
+  let dataKey: Buffer;
   try {
-    const dataKey = await unwrapUploadKey(s, doc);
+    dataKey = await unwrapUploadKey(s, doc);
     const body = request.body ? Readable.fromWeb(request.body as unknown as WebReadableStream<Uint8Array>) : Readable.from([]);
     body.once("error", (err) => (clientError = err));
     // pipeline() carries an error at any stage (client gone, wrong size) to the stream the uploader reads.
@@ -305,16 +316,14 @@ export async function putContent(s: Services, p: TenantPrincipal, uploadId: stri
     throw err;
   }
 
-  const stored = s.clock.now();
-  doc = (await s.uploads.get(p.tenantId, uploadId)) ?? doc;
-  const done: UploadDoc = {
-    ...withoutMeta(doc),
-    status: "available",
-    receiving: null,
-    content: { blobName, header: tap.header().toString("base64"), ciphertextSize: tap.total, storedAt: stored.toISOString() },
-    updatedAt: stored.toISOString(),
-  };
-  if (doc.receiving?.attemptId !== attemptId || !(await s.uploads.replaceIfUnchanged(done, doc._etag))) {
+  const stored = s.clock.now().toISOString();
+  const content = { blobName, header: tap.header().toString("base64"), ciphertextSize: tap.total, storedAt: stored };
+  const done = await s.uploads.update(p.tenantId, uploadId, (d) =>
+    d.status === "receiving" && d.receiving?.attemptId === attemptId
+      ? { ...withoutMeta(d), status: "available", receiving: null, content, updatedAt: stored }
+      : undefined,
+  );
+  if (!done.updated) {
     // Deleted, or taken over, while we were storing: our blob must not outlive the record's say-so.
     await blob.deleteIfExists();
     throw new AppError("conflict", "the upload changed while the content was being stored; nothing was kept");
@@ -327,17 +336,17 @@ export async function putContent(s: Services, p: TenantPrincipal, uploadId: stri
     requestId,
     details: { bytes: doc.declaredSize, storedBytes: tap.total },
   });
-  return getUpload(s, p, uploadId);
+  s.telemetry.metric("upload.stored-bytes", doc.declaredSize);
+  return viewOf(done.after, dataKey);
 }
 
 /** Puts an upload whose content attempt failed back to awaiting-content, if the attempt is still the current one. */
 async function releaseClaim(s: Services, tenantId: string, uploadId: string, attemptId: string): Promise<void> {
-  for (let i = 0; i < 3; i++) {
-    const doc = await s.uploads.get(tenantId, uploadId);
-    if (!doc || doc.status !== "receiving" || doc.receiving?.attemptId !== attemptId) return;
-    const back: UploadDoc = { ...withoutMeta(doc), status: "awaiting-content", receiving: null, updatedAt: s.clock.now().toISOString() };
-    if (await s.uploads.replaceIfUnchanged(back, doc._etag)) return;
-  }
+  await s.uploads.update(tenantId, uploadId, (d) =>
+    d.status === "receiving" && d.receiving?.attemptId === attemptId
+      ? { ...withoutMeta(d), status: "awaiting-content", receiving: null, updatedAt: s.clock.now().toISOString() }
+      : undefined,
+  );
 }
 
 export interface ContentResponse {
@@ -373,17 +382,23 @@ export async function openContent(s: Services, p: TenantPrincipal, uploadId: str
   const fileName = doc.personal ? openField(dataKey, doc.tenantId, doc.id, "fileName", doc.personal.fileName) : undefined;
 
   // Count the download (optimistic concurrency: with maxDownloads, parallel requests cannot exceed it).
-  for (let attempt = 0; ; attempt++) {
-    const admitted = admitDownload({ ...doc, deletionReason: doc.deletion?.reason }, s.clock.now());
-    if (!admitted.ok) throw new AppError(admitted.problem, admitted.detail);
-    const now = s.clock.now().toISOString();
-    const counted: UploadDoc = { ...withoutMeta(doc), downloads: doc.downloads + 1, firstDownloadAt: doc.firstDownloadAt ?? now, updatedAt: now };
-    if (await s.uploads.replaceIfUnchanged(counted, doc._etag)) break;
-    if (attempt >= 20) throw new AppError("conflict", "too many concurrent downloads of this upload; retry");
-    doc = await mustGet(s, p.tenantId, uploadId);
+  const counted = await s.uploads.update(
+    p.tenantId,
+    uploadId,
+    (d) => {
+      const admitted = admitDownload({ ...d, deletionReason: d.deletion?.reason }, s.clock.now());
+      if (!admitted.ok) throw new AppError(admitted.problem, admitted.detail);
+      const now = s.clock.now().toISOString();
+      return { ...withoutMeta(d), downloads: d.downloads + 1, firstDownloadAt: d.firstDownloadAt ?? now, updatedAt: now };
+    },
+    { current: doc, attempts: 20 },
+  );
+  if (!counted.updated) {
+    if (counted.reason === "not-found") throw new AppError("not-found", "no upload with this id");
+    throw new AppError("conflict", "too many concurrent downloads of this upload; retry");
   }
-
-  // `doc` is the version the count was written over.
+  // The record as it was when this download was counted.
+  doc = counted.before;
   const first = doc.downloads === 0;
   const content = doc.content!;
   const bytes = range.kind === "range" ? range.end - range.start + 1 : size;
@@ -430,7 +445,7 @@ export async function openContent(s: Services, p: TenantPrincipal, uploadId: str
       pipeline(res.readableStreamBody!, body, () => undefined);
     }
   } catch (err) {
-    if ((err as { statusCode?: number }).statusCode === 404) {
+    if (isNotFound(err)) {
       log.error("upload.content-missing", { tenantId: p.tenantId, uploadId });
       throw new AppError("integrity-error", "the stored content of this upload is missing; the incident was logged");
     }
