@@ -16,8 +16,7 @@
  */
 import { generateKeyPairSync, randomBytes, randomUUID, sign } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { createServer } from "node:https";
-import type { AddressInfo } from "node:net";
+import { serveFake } from "./serve";
 
 export interface FakeEmail {
   readonly operationId: string;
@@ -305,27 +304,13 @@ export async function startAcsEmailFake(options: AcsEmailFakeOptions = {}): Prom
   }
 
   const tls = selfSignedCertificate();
-  const server = createServer({ cert: tls.cert, key: tls.key }, (req, res) => {
-    handle(req, res).catch(() => {
-      if (!res.headersSent) res.writeHead(500);
-      res.end();
-    });
-  });
-  server.keepAliveTimeout = 1000;
-  await new Promise<void>((resolve, rejectListen) => {
-    server.once("error", rejectListen);
-    server.listen(0, "127.0.0.1", () => resolve());
-  });
-  baseUrl = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const served = await serveFake(handle, tls);
+  baseUrl = served.url;
 
   return {
     url: baseUrl,
     ca: tls.cert,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
+    stop: served.stop,
     delivered,
     operations,
     requests,

@@ -8,8 +8,8 @@
  * `disableChallengeResourceVerification: true` (the challenge names vault.azure.net, the host is 127.0.0.1).
  */
 import { randomBytes } from "node:crypto";
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { serveFake } from "./serve";
 
 export interface FakeSecretVersion {
   readonly version: string;
@@ -315,26 +315,12 @@ export async function startKeyVaultFake(options: KeyVaultFakeOptions = {}): Prom
     }
   }
 
-  const server = createServer((req, res) => {
-    handle(req, res).catch(() => {
-      if (!res.headersSent) res.writeHead(500);
-      res.end();
-    });
-  });
-  server.keepAliveTimeout = 1000;
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => resolve());
-  });
-  baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const served = await serveFake(handle);
+  baseUrl = served.url;
 
   return {
     url: baseUrl,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
+    stop: served.stop,
     requests,
     count: (method, path) => requests.filter((r) => r.authorized && r.method === method && r.path === path).length,
     clearRequests: () => {
