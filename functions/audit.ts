@@ -1,11 +1,14 @@
-/** The tenant's audit log: read it, and verify its hash chain. */
-import { app } from "@azure/functions";
+/** The tenant's audit log: read it, verify its hash chain, and anchor the chain heads outside the database hourly. */
+import { app, type Timer } from "@azure/functions";
 import { z } from "zod";
 import { AUDIT_ACTIONS } from "../shared/domain/audit-chain";
 import { httpEndpoint } from "../shared/http/endpoint";
 import { AppError } from "../shared/http/problem";
 import { isoDateTime, pageOf, pagingQuery } from "../shared/http/schemas";
+import { invocationLog } from "../shared/observability";
+import { services } from "../shared/services";
 import { MAX_VERIFY_ENTRIES } from "../shared/stores/audit-store";
+import { ANCHOR_SCHEDULE, runAnchorSweep, verifyAudit } from "../shared/usecases/audit-anchoring";
 
 const tags = ["Audit"];
 
@@ -55,7 +58,9 @@ const verify = httpEndpoint({
   summary: "Check the hash chain and report the first broken link",
   description:
     `Checks at most ${MAX_VERIFY_ENTRIES} entries per call. When complete is false, call again with fromSeq and prevHash from next: ` +
-    "the caller keeps the last verified hash, so a later part is checked against it, not against anything stored.",
+    "the caller keeps the last verified hash, so a later part is checked against it, not against anything stored. " +
+    "The part that reaches the end of an intact chain is also checked against the chain head last anchored outside the database " +
+    "(hourly, to append-only storage): the anchored entry must still be there with the same hash.",
   query: z.strictObject({
     fromSeq: z.coerce.number().int().min(1).optional().describe("Start at this entry (default 1)"),
     prevHash: z.string().regex(/^[0-9a-f]{64}$/, "must be 64 lower-case hex characters").optional().describe("Hash of the entry before fromSeq"),
@@ -73,6 +78,13 @@ const verify = httpEndpoint({
         lastHash: z.string(),
         firstBroken: z.object({ seq: z.number().int(), entryId: z.string(), reason: z.string(), detail: z.string() }).optional(),
         next: z.object({ fromSeq: z.number().int(), prevHash: z.string() }).optional(),
+        anchor: z
+          .object({
+            status: z.enum(["matches", "broken", "none", "not-checked"]),
+            seq: z.number().int().optional(),
+            anchoredAt: z.string().optional(),
+          })
+          .describe("The check against the latest anchor: none before the first hourly anchoring; not-checked for a part that is not the last or a chain already broken"),
       }),
     },
   },
@@ -82,7 +94,14 @@ const verify = httpEndpoint({
       throw new AppError("invalid-parameter", "give prevHash (the hash of entry fromSeq - 1) exactly when fromSeq is above 1");
     }
     const from = query.prevHash ? { seq: fromSeq, prevHash: query.prevHash } : undefined;
-    return { status: 200, json: await services.audit.verify(principal.tenantId, { from, maxEntries: query.maxEntries }) };
+    return { status: 200, json: await verifyAudit(services, principal.tenantId, { from, maxEntries: query.maxEntries }) };
   },
 });
 app.http(verify.name, verify.options);
+
+app.timer("audit-anchor", {
+  schedule: ANCHOR_SCHEDULE,
+  handler: async (timer: Timer, context) => {
+    await runAnchorSweep(services(), { pastDue: timer.isPastDue, log: invocationLog(context) });
+  },
+});

@@ -1,7 +1,8 @@
 // safedata: everything `azd up` creates, in one EU region.
 //
 // Layout:
-//   core/storage.bicep       storage account: host storage, deployment package, payload blobs, queues, lifecycle backstop
+//   core/storage.bicep       storage account: host storage, deployment package, payload blobs, WORM audit anchors, queues,
+//                            lifecycle backstop
 //   core/cosmos.bicep        Cosmos DB for NoSQL: database and containers partitioned by /tenantId
 //   core/key-vault.bicep     Key Vault (RBAC only) for tenants' key material and the admin API key
 //   core/communication.bicep Communication Services + Email with an Azure-managed domain, data kept in Europe
@@ -62,6 +63,11 @@ param cosmosDatabaseName string = 'safedata'
   'Standard_LRS'
 ])
 param storageSkuName string = 'Standard_ZRS'
+
+@description('Days each audit anchor (audit-chain head appended hourly to the audit-anchors blob container) stays write-once. Keep at least the 5-year evidence period (1826 days) in production; the default is 6 years. A test environment may use less.')
+@minValue(1)
+@maxValue(146000)
+param auditAnchorsRetentionDays int = 2192
 
 @description('Flex Consumption: most instances the app may scale out to.')
 @minValue(40)
@@ -139,6 +145,7 @@ module storage 'core/storage.bicep' = {
     tags: tags
     skuName: storageSkuName
     deploymentContainerName: deploymentContainerName
+    auditAnchorsRetentionDays: auditAnchorsRetentionDays
   }
 }
 

@@ -11,6 +11,8 @@ import { systemClock, type Clock } from "./domain/clock";
 import type { EmailSender } from "./email/email-sender";
 import type { KeyProvider } from "./keys/key-provider";
 import { createTelemetry, type Telemetry } from "./observability";
+import { BLOB_CONTAINERS } from "./config/resources";
+import { AnchorStore } from "./stores/anchor-store";
 import { AuditStore } from "./stores/audit-store";
 import { containersOf, createCosmosClient, type Containers } from "./stores/cosmos";
 import { HeartbeatStore } from "./stores/heartbeat-store";
@@ -33,6 +35,8 @@ export interface Services {
   readonly telemetry: Telemetry;
   readonly tenants: TenantStore;
   readonly audit: AuditStore;
+  /** The audit chain heads anchored outside the database (WORM blobs in Azure). */
+  readonly anchors: AnchorStore;
   readonly idempotency: IdempotencyStore;
   readonly heartbeats: HeartbeatStore;
   readonly uploads: UploadStore;
@@ -70,6 +74,7 @@ export function createServices(settings: Settings, adapters: AdapterFactory, ove
     telemetry: overrides.telemetry ?? createTelemetry(settings.telemetry),
     tenants: new TenantStore(containers.tenants),
     audit: new AuditStore(containers.audit, clock),
+    anchors: new AnchorStore(blobs.getContainerClient(BLOB_CONTAINERS.auditAnchors.name)),
     idempotency: new IdempotencyStore(containers.idempotency, clock),
     heartbeats: new HeartbeatStore(containers.operations),
     uploads: new UploadStore(containers.uploads),

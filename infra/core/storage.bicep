@@ -21,10 +21,17 @@ param skuName string
 @description('Blob container the Flex Consumption plan deploys the app package from.')
 param deploymentContainerName string
 
+@description('Write-once retention of the audit-anchors container, in days since each blob was created. At least the 5-year evidence period (1826 days) in production; the default is 6 years.')
+@minValue(1)
+@maxValue(146000)
+param auditAnchorsRetentionDays int = 2192
+
 // BLOB_CONTAINERS in shared/config/resources.ts. The local-only "email-outbox" is deliberately absent.
 var payloadContainerName = 'payloads'
+var auditAnchorsContainerName = 'audit-anchors'
 var blobContainerNames = [
   payloadContainerName
+  auditAnchorsContainerName
 ]
 
 // QUEUES in shared/config/resources.ts, each with the "-poison" twin the Functions host moves failed messages to.
@@ -68,6 +75,8 @@ resource account 'Microsoft.Storage/storageAccounts@2024-01-01' = {
 //   ciphertext beyond day 32 and would let no one recover anything.
 // - Container soft delete is ON for 7 days. It only matters if a whole container is deleted by mistake; the
 //   payloads in it stay ciphertext whose data keys the purge still destroys on schedule.
+// - The audit-anchors container's write-once policy (below) is container-level WORM, which needs neither blob
+//   versioning nor soft delete.
 resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2024-01-01' = {
   parent: account
   name: 'default'
@@ -104,6 +113,45 @@ resource blobContainers 'Microsoft.Storage/storageAccounts/blobServices/containe
   }
 ]
 
+// Tamper evidence outside Cosmos DB: once an hour the app appends each tenant's audit-chain head (sequence number
+// and SHA-256 hash, no personal data) to the append blob audit-anchors/<tenantId>/<yyyy-mm>.jsonl. Someone with
+// Cosmos DB write access who deletes the newest audit entries and rewinds the chain head is caught, because an
+// anchor here says entry N with hash H existed. The container itself is created by the loop above, like every
+// container in BLOB_CONTAINERS; this reference only names it as the parent of its retention policy.
+resource auditAnchorsContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2024-01-01' existing = {
+  parent: blobService
+  name: auditAnchorsContainerName
+}
+
+// Container-level WORM: no blob in audit-anchors can be overwritten or deleted until it is
+// auditAnchorsRetentionDays old. allowProtectedAppendWrites lets the app keep appending blocks to its append blobs;
+// existing blocks can never be changed or removed. (Not allowProtectedAppendWritesAll: block blobs stay immutable.)
+//
+// Bicep creates the policy UNLOCKED (locking is a POST action, not a property). While unlocked it already protects
+// the blobs, but an administrator could shorten or delete the policy. In production an operator locks it once,
+// after the first deployment:
+//   etag=$(az storage container immutability-policy show --resource-group <rg> --account-name <account> \
+//     --container-name audit-anchors --query etag --output tsv)
+//   az storage container immutability-policy lock --resource-group <rg> --account-name <account> \
+//     --container-name audit-anchors --if-match "$etag"
+// Locking cannot be undone: afterwards the period can only be extended (az storage container immutability-policy
+// extend), and neither the container nor the storage account can be deleted while any blob in it is under
+// retention, so `azd down` fails for this account. That is intended for production. Leave test environments
+// unlocked; before `azd down` there, remove the unlocked policy with
+// `az storage container immutability-policy delete ... --container-name audit-anchors --if-match "$etag"`.
+resource auditAnchorsImmutability 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies@2024-01-01' = {
+  parent: auditAnchorsContainer
+  name: 'default'
+  properties: {
+    immutabilityPeriodSinceCreationInDays: auditAnchorsRetentionDays
+    allowProtectedAppendWrites: true
+  }
+  // The `existing` reference above does not wait for the loop that creates the container; this does.
+  dependsOn: [
+    blobContainers
+  ]
+}
+
 resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2024-01-01' = {
   parent: account
   name: 'default'
@@ -119,6 +167,7 @@ resource queues 'Microsoft.Storage/storageAccounts/queueServices/queues@2024-01-
 // Backstop for the 32-day purge: the purge timer deletes payloads after 32 days (and records it in the audit
 // log); whatever it missed, Storage deletes one day later. Lifecycle management runs about once a day, so a
 // blob can outlive this by up to a day more; by then the purge has already destroyed its data key.
+// The rule is filtered to the payloads/ prefix and must stay so: it must never touch audit-anchors (WORM, above).
 resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2024-01-01' = {
   parent: account
   name: 'default'

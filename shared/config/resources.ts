@@ -31,6 +31,10 @@ export const COSMOS_CONTAINERS = {
 
 export const BLOB_CONTAINERS = {
   payloads: { name: "payloads", purpose: "encrypted SafeData payloads (ciphertext only)" },
+  auditAnchors: {
+    name: "audit-anchors",
+    purpose: "hourly anchors of each tenant's audit chain head (ids and hashes); WORM in Azure: append-only, undeletable",
+  },
 } as const;
 
 /** Queues the code sends to or is triggered by. Each has a `<name>-poison` twin, as the Functions host uses. */

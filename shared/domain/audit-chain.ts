@@ -83,7 +83,9 @@ export type ChainBreak =
   | { reason: "missing-entries"; seq: number; detail: string }
   | { reason: "wrong-tenant"; seq: number; detail: string }
   | { reason: "malformed-entry"; seq: number; detail: string }
-  | { reason: "truncated"; seq: number; detail: string };
+  | { reason: "truncated"; seq: number; detail: string }
+  /** The chain disagrees with the head hash anchored outside the database (see audit-anchor.ts). */
+  | { reason: "anchor-mismatch"; seq: number; detail: string };
 
 /**
  * Checks a chain entry by entry, in sequence order, without holding it in memory. Feed entries with push();

@@ -135,6 +135,17 @@ export class AuditStore {
     }
   }
 
+  /** The chain's tip as the head document records it (it can lag the newest entry after a crash, never lead it). */
+  async head(tenantId: string): Promise<{ seq: number; hash: string } | undefined> {
+    const head = await readItem(this.container, headSchema, HEAD_ID, tenantId);
+    return head ? { seq: head.seq, hash: head.hash } : undefined;
+  }
+
+  /** The stored hash of entry `seq`, or undefined if there is no such entry. */
+  async entryHash(tenantId: string, seq: number): Promise<string | undefined> {
+    return (await readItem(this.container, z.object({ hash: z.string() }), entryId(seq), tenantId))?.hash;
+  }
+
   async list(tenantId: string, opts: { from?: Date; to?: Date; limit: number; cursor?: string }): Promise<Page<AuditEntry>> {
     const filters = ["c.tenantId = @tenantId", "c.type = 'audit-entry'"];
     const parameters: Array<{ name: string; value: string }> = [{ name: "@tenantId", value: tenantId }];

@@ -60,4 +60,9 @@ export class TenantStore {
   list(limit: number, cursor: string | undefined): Promise<Page<TenantDoc>> {
     return fetchPage(this.container, tenantDocSchema, { query: "SELECT * FROM c WHERE c.type = 'tenant' ORDER BY c.createdAt ASC" }, {}, limit, cursor);
   }
+
+  /** Every tenant's id, a page at a time (timer sweeps that visit each tenant). Offboarded tenants are included. */
+  ids(limit: number, cursor: string | undefined): Promise<Page<{ tenantId: string }>> {
+    return fetchPage(this.container, z.object({ tenantId: z.string() }), { query: "SELECT c.tenantId FROM c WHERE c.type = 'tenant' ORDER BY c.createdAt ASC" }, {}, limit, cursor);
+  }
 }

@@ -11,11 +11,25 @@ import {
   QUEUES,
   type CosmosContainerSpec,
 } from "../../shared/config/resources";
-import { get, literal, show } from "./bicep-reader";
-import { allFiles, evaluateString, literalVars, moduleOf, only, rel, resourcesOfType, stringArrayVar } from "./infra";
+import { get, literal, show, type BicepFile, type BicepValue, type ResourceDecl } from "./bicep-reader";
+import { allFiles, evaluateString, literalVars, main, moduleOf, only, rel, resourcesOfType, stringArrayVar } from "./infra";
 
 const cosmosFile = () => moduleOf("cosmos");
 const storageFile = () => moduleOf("storage");
+
+const BLOB_CONTAINER_TYPE = "Microsoft.Storage/storageAccounts/blobServices/containers";
+/** The container the audit-anchoring timer appends to. */
+const AUDIT_ANCHORS = BLOB_CONTAINERS.auditAnchors.name;
+
+/** The integer a value stands for: a number literal, or a parameter of `file` that has a number literal default. */
+function intValue(file: BicepFile, value: BicepValue | undefined, what: string): number {
+  const l = literal(value);
+  if (typeof l === "number") return l;
+  const param = value?.kind === "expr" ? file.params.get(value.text.trim()) : undefined;
+  const fallback = literal(param?.default);
+  if (typeof fallback !== "number") throw new Error(`${what}: cannot evaluate ${show(value)}`);
+  return fallback;
+}
 
 describe("Cosmos DB containers vs. COSMOS_CONTAINERS", () => {
   /** var containers in cosmos.bicep; `defaultTtl: null` (TTL off) reads as undefined, like an absent defaultTtl in the spec. */
@@ -67,7 +81,7 @@ describe("blob containers and queues vs. BLOB_CONTAINERS and QUEUES", () => {
   it("creates exactly the blob containers the code uses (plus the deployment package container)", () => {
     const names = stringArrayVar(storageFile(), "blobContainerNames");
     expect(names.sort(), `${rel(storageFile().path)} var blobContainerNames`).toEqual(Object.values(BLOB_CONTAINERS).map((c) => c.name).sort());
-    const loop = only(resourcesOfType(storageFile(), "Microsoft.Storage/storageAccounts/blobServices/containers").filter((r) => r.loop), "container loop");
+    const loop = only(resourcesOfType(storageFile(), BLOB_CONTAINER_TYPE).filter((r) => r.loop), "container loop");
     expect(loop.loop?.source).toBe("blobContainerNames");
     expect(literal(get(loop.body, "properties.publicAccess"))).toBe("None");
   });
@@ -110,5 +124,73 @@ describe("retention backstops", () => {
     expect(literal(get(blobService.body, "properties.isVersioningEnabled")), "blob versioning").toBe(false);
     const containerDays = literal(get(blobService.body, "properties.containerDeleteRetentionPolicy.days"));
     expect(typeof containerDays === "number" && containerDays <= 7, "container soft delete at most 7 days").toBe(true);
+  });
+});
+
+describe("audit anchors: write-once evidence outside Cosmos DB", () => {
+  /**
+   * audit-anchors is created by the container loop like every other container; the policy's parent is an `existing`
+   * reference to it by name (a child cannot name one element of a loop as simply).
+   */
+  const auditAnchorsContainer = (): ResourceDecl => {
+    const file = storageFile();
+    const scope = literalVars(file);
+    const references = file.resources.filter(
+      (r) => r.existing && r.type.toLowerCase() === BLOB_CONTAINER_TYPE.toLowerCase() && evaluateString(r.body.entries.name, scope, `${r.symbol} name`) === AUDIT_ANCHORS,
+    );
+    return only(references, `reference to the '${AUDIT_ANCHORS}' container`);
+  };
+  const immutabilityPolicy = (): ResourceDecl => {
+    const policies = resourcesOfType(storageFile(), `${BLOB_CONTAINER_TYPE}/immutabilityPolicies`);
+    return only(
+      policies.filter((p) => show(p.body.entries.parent) === auditAnchorsContainer().symbol),
+      `immutabilityPolicies resource with parent ${auditAnchorsContainer().symbol}`,
+    );
+  };
+
+  it(`creates '${AUDIT_ANCHORS}' in the container loop and attaches its policy only after the loop has run`, () => {
+    expect(stringArrayVar(storageFile(), "blobContainerNames"), "var blobContainerNames").toContain(AUDIT_ANCHORS);
+    const loop = only(resourcesOfType(storageFile(), BLOB_CONTAINER_TYPE).filter((r) => r.loop), "container loop");
+    expect(show(auditAnchorsContainer().body.entries.parent), `parent of the '${AUDIT_ANCHORS}' reference`).toBe(show(loop.body.entries.parent));
+    const dependsOn = get(immutabilityPolicy().body, "dependsOn");
+    const waitsFor = dependsOn?.kind === "array" ? dependsOn.items.map((d) => show(d)) : [];
+    expect(waitsFor, "immutability policy dependsOn").toContain(loop.symbol);
+  });
+
+  it(`puts a time-based retention policy on '${AUDIT_ANCHORS}' that allows appends to append blobs only`, () => {
+    const policy = immutabilityPolicy();
+    expect(literal(policy.body.entries.name)).toBe("default");
+    expect(literal(get(policy.body, "properties.allowProtectedAppendWrites")), "allowProtectedAppendWrites").toBe(true);
+    expect(literal(get(policy.body, "properties.allowProtectedAppendWritesAll")) ?? false, "allowProtectedAppendWritesAll (block blobs)").toBe(false);
+  });
+
+  it("keeps anchors at least the 5-year evidence period (1826 days) by default, also as main.bicep deploys it", () => {
+    const storage = storageFile();
+    const period = get(immutabilityPolicy().body, "properties.immutabilityPeriodSinceCreationInDays");
+    expect(intValue(storage, period, "immutabilityPeriodSinceCreationInDays"), "storage.bicep default").toBeGreaterThanOrEqual(1826);
+    // If main.bicep passes the parameter on, what it passes by default counts too.
+    const paramName = period?.kind === "expr" ? period.text.trim() : undefined;
+    const passed = paramName ? main().modules.find((m) => m.symbol === "storage")?.params[paramName] : undefined;
+    if (passed) expect(intValue(main(), passed, `main.bicep storage ${paramName}`), "main.bicep default").toBeGreaterThanOrEqual(1826);
+  });
+
+  it(`never lets a lifecycle rule touch '${AUDIT_ANCHORS}' (every rule is prefix-filtered away from it)`, () => {
+    const file = storageFile();
+    const scope = literalVars(file);
+    const containerPath = `${AUDIT_ANCHORS}/`;
+    for (const policy of resourcesOfType(file, "Microsoft.Storage/storageAccounts/managementPolicies")) {
+      const rules = get(policy.body, "properties.policy.rules");
+      if (rules?.kind !== "array") throw new Error("properties.policy.rules must be an array literal");
+      for (const rule of rules.items) {
+        const ruleName = show(get(rule, "name"));
+        const prefixes = get(rule, "definition.filters.prefixMatch");
+        if (prefixes?.kind !== "array" || prefixes.items.length === 0) throw new Error(`lifecycle rule ${ruleName} has no prefixMatch: it would apply to every container`);
+        for (const p of prefixes.items) {
+          const prefix = evaluateString(p, scope, `lifecycle rule ${ruleName} prefixMatch`);
+          const overlaps = prefix.startsWith(containerPath) || containerPath.startsWith(prefix);
+          expect(overlaps, `lifecycle rule ${ruleName} prefix '${prefix}' reaches '${containerPath}'`).toBe(false);
+        }
+      }
+    }
   });
 });

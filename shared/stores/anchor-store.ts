@@ -1,0 +1,60 @@
+/**
+ * Audit anchors in Blob Storage: one append blob per tenant and month under the `audit-anchors` container, one
+ * JSON line per anchor (see shared/domain/audit-anchor.ts). In Azure the container has a time-based retention
+ * policy with protected append writes: lines can be added, never changed or deleted, by anyone, for the policy's
+ * period. Appends are conditional on the blob's length, so two sweeps racing write one line, not two.
+ */
+import type { ContainerClient } from "@azure/storage-blob";
+import { anchorBlobName, anchorLine, lastAnchor, type Anchor } from "../domain/audit-anchor";
+import { statusOf } from "../errors";
+
+/** Enough of a blob's end to hold its last line (a line is about 170 bytes). */
+const TAIL_BYTES = 4096;
+
+/** A tenant's anchors as read: the newest one, and the length of each of its blobs when they were listed. */
+export interface AnchorState {
+  readonly anchor: Anchor | undefined;
+  readonly lengths: ReadonlyMap<string, number>;
+}
+
+export class AnchorStore {
+  constructor(private readonly container: ContainerClient) {}
+
+  /** The newest anchor of a tenant (the last line of its newest non-empty blob) and its blobs' lengths. */
+  async read(tenantId: string): Promise<AnchorState> {
+    const lengths = new Map<string, number>();
+    for await (const b of this.container.listBlobsFlat({ prefix: `${tenantId}/` })) lengths.set(b.name, b.properties.contentLength ?? 0);
+    // Month names sort chronologically; a blob created by a run that crashed before appending is empty.
+    const newestFirst = [...lengths].sort(([a], [b]) => (a < b ? 1 : -1));
+    for (const [name, length] of newestFirst) {
+      if (length === 0) continue;
+      const offset = Math.max(0, length - TAIL_BYTES);
+      const tail = await this.container.getBlobClient(name).downloadToBuffer(offset, length - offset);
+      const anchor = lastAnchor(tail.toString("utf8"), tenantId);
+      if (anchor) return { anchor, lengths };
+    }
+    return { anchor: undefined, lengths };
+  }
+
+  async latest(tenantId: string): Promise<Anchor | undefined> {
+    return (await this.read(tenantId)).anchor;
+  }
+
+  /**
+   * Appends `anchor` to its tenant's blob for the month of `anchor.anchoredAt`, if that blob is still as long as
+   * it was when `seen` was read. Returns false when another writer appended since (nothing written; read again).
+   */
+  async append(anchor: Anchor, seen: AnchorState): Promise<boolean> {
+    const name = anchorBlobName(anchor.tenantId, new Date(anchor.anchoredAt));
+    const blob = this.container.getAppendBlobClient(name);
+    await blob.createIfNotExists({ blobHTTPHeaders: { blobContentType: "application/x-ndjson" } });
+    const line = Buffer.from(anchorLine(anchor), "utf8");
+    try {
+      await blob.appendBlock(line, line.length, { conditions: { appendPosition: seen.lengths.get(name) ?? 0 } });
+      return true;
+    } catch (err) {
+      if (statusOf(err) === 412) return false;
+      throw err;
+    }
+  }
+}

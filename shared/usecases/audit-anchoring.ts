@@ -1,0 +1,130 @@
+/**
+ * Audit anchoring and verification. Once an hour a timer writes every tenant's chain head to the WORM anchor
+ * blobs (shared/stores/anchor-store.ts); verification checks the chain (shared/stores/audit-store.ts) and then
+ * the chain against its latest anchor. The sweep visits every tenant each run, so a crash or a missed run is
+ * caught up by the next one, and writing an anchor twice is prevented by a conditional append.
+ */
+import { checkAnchor, decideAnchor, type Anchor } from "../domain/audit-anchor";
+import type { Log } from "../observability";
+import type { Services } from "../services";
+import { entryId, type VerifyResult } from "../stores/audit-store";
+import { declareSweep } from "../sweeps";
+import { errorFields } from "../observability";
+
+export const ANCHOR_SWEEP = "audit-anchor";
+export const ANCHOR_INTERVAL_MINUTES = 60;
+/** Six-field NCRONTAB (UTC): five minutes past every hour. */
+export const ANCHOR_SCHEDULE = "0 5 * * * *";
+
+declareSweep({
+  name: ANCHOR_SWEEP,
+  intervalMinutes: ANCHOR_INTERVAL_MINUTES,
+  check: (hb) =>
+    (hb.counts.alarms ?? 0) > 0
+      ? { healthy: false, reason: `${hb.counts.alarms} tenant chain(s) disagree with their anchors or head documents; see the audit.anchor-alarm log` }
+      : (hb.counts.failed ?? 0) > 0
+        ? { healthy: false, reason: `${hb.counts.failed} tenant(s) could not be anchored in the last run` }
+        : undefined,
+});
+
+const ACTOR = "system:audit-anchor";
+/** Tenants looked at in parallel within a page. */
+const PARALLEL = 8;
+
+export interface AnchorCounts {
+  tenants: number;
+  anchored: number;
+  unchanged: number;
+  alarms: number;
+  failed: number;
+}
+
+type TenantOutcome = "anchored" | "unchanged" | "alarm" | "failed";
+
+async function anchorTenant(s: Services, tenantId: string, now: Date, log?: Log): Promise<TenantOutcome> {
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const head = await s.audit.head(tenantId);
+    if (head && (await s.audit.entryHash(tenantId, head.seq)) !== head.hash) {
+      // The head document names an entry that is not there or has another hash: never anchor that.
+      log?.error("audit.anchor-alarm", { tenantId, reason: "head-disagrees-with-entry", seq: head.seq });
+      return "alarm";
+    }
+    const seen = await s.anchors.read(tenantId);
+    const latest = seen.anchor;
+    const decision = decideAnchor(head, latest);
+    if (decision.action === "alarm") {
+      log?.error("audit.anchor-alarm", { tenantId, reason: decision.reason, anchoredSeq: latest?.seq ?? null, headSeq: head?.seq ?? 0 });
+      return "alarm";
+    }
+    if (decision.action === "skip") return "unchanged";
+    const anchor: Anchor = { v: 1, tenantId, seq: head!.seq, hash: head!.hash, anchoredAt: now.toISOString() };
+    if (await s.anchors.append(anchor, seen)) return "anchored";
+    // Another run appended meanwhile: look again.
+  }
+  return "unchanged";
+}
+
+/** One timer run: anchor every tenant whose chain moved since its last anchor; record the heartbeat. */
+export async function runAnchorSweep(s: Services, opts: { pastDue?: boolean; log?: Log; pageSize?: number } = {}): Promise<AnchorCounts> {
+  const started = s.clock.now();
+  await s.heartbeats.started(ANCHOR_SWEEP, started, opts.pastDue ?? false);
+  if (opts.pastDue) opts.log?.warn("audit.anchor-past-due", { startedAt: started.toISOString() });
+  const counts: AnchorCounts = { tenants: 0, anchored: 0, unchanged: 0, alarms: 0, failed: 0 };
+  try {
+    let cursor: string | undefined;
+    do {
+      const page = await s.tenants.ids(opts.pageSize ?? 100, cursor);
+      cursor = page.cursor;
+      for (let i = 0; i < page.items.length; i += PARALLEL) {
+        const outcomes = await Promise.all(
+          page.items.slice(i, i + PARALLEL).map(({ tenantId }) =>
+            anchorTenant(s, tenantId, started, opts.log).catch((err: unknown): TenantOutcome => {
+              // One tenant's failure does not stop the others; the next run tries it again.
+              opts.log?.warn("audit.anchor-failed", { tenantId, ...errorFields(err) });
+              return "failed";
+            }),
+          ),
+        );
+        for (const o of outcomes) {
+          counts.tenants++;
+          counts[o === "alarm" ? "alarms" : o]++;
+        }
+      }
+    } while (cursor);
+    await s.heartbeats.finished(ANCHOR_SWEEP, s.clock.now(), "succeeded", { ...counts }, null);
+    s.telemetry.metric("audit.anchored", counts.anchored);
+    opts.log?.info("audit.anchor-sweep", { actor: ACTOR, ...counts });
+    return counts;
+  } catch (err) {
+    await s.heartbeats.finished(ANCHOR_SWEEP, s.clock.now(), "failed", { ...counts }, null).catch(() => undefined);
+    throw err;
+  }
+}
+
+export type AnchorCheck =
+  | { status: "matches"; seq: number; anchoredAt: string }
+  | { status: "broken"; seq: number; anchoredAt: string }
+  /** No anchor written yet (a chain younger than the first anchoring run). */
+  | { status: "none" }
+  /** Only the last part of a verification, with an intact chain, is checked against the anchor. */
+  | { status: "not-checked" };
+
+/** Verifies (a part of) a tenant's chain, and, when the part reaches the end intact, the chain against its latest anchor. */
+export async function verifyAudit(
+  s: Services,
+  tenantId: string,
+  opts: Parameters<Services["audit"]["verify"]>[1],
+): Promise<VerifyResult & { anchor: AnchorCheck }> {
+  const result = await s.audit.verify(tenantId, opts);
+  if (!result.valid || result.next) return { ...result, anchor: { status: "not-checked" } };
+  const anchor = await s.anchors.latest(tenantId);
+  if (!anchor) return { ...result, anchor: { status: "none" } };
+  const broken = checkAnchor(anchor, await s.audit.entryHash(tenantId, anchor.seq), result.lastSeq);
+  if (!broken) return { ...result, anchor: { status: "matches", seq: anchor.seq, anchoredAt: anchor.anchoredAt } };
+  return {
+    ...result,
+    valid: false,
+    firstBroken: { ...broken, entryId: entryId(broken.seq) },
+    anchor: { status: "broken", seq: anchor.seq, anchoredAt: anchor.anchoredAt },
+  };
+}
