@@ -5,7 +5,7 @@
 import type { Container } from "@azure/cosmos";
 import { z } from "zod";
 import { SYSTEM_TENANT } from "../config/resources";
-import { readItem } from "./cosmos";
+import { isConflict, isPreconditionFailed, readItem, withoutMeta } from "./cosmos";
 
 export const heartbeatSchema = z.object({
   id: z.string(),
@@ -30,14 +30,11 @@ export class HeartbeatStore {
 
   async get(sweep: string): Promise<Heartbeat | undefined> {
     const stored = await readItem(this.container, heartbeatSchema, this.id(sweep), SYSTEM_TENANT);
-    if (!stored) return undefined;
-    const { _etag: _ignored, ...hb } = stored;
-    return hb;
+    return stored ? withoutMeta(stored) : undefined;
   }
 
   async started(sweep: string, at: Date, pastDue: boolean): Promise<void> {
-    const prev = await this.get(sweep);
-    await this.put({
+    await this.change(sweep, (prev) => ({
       ...(prev ?? { sweep, lastFinishedAt: null, counts: {}, oldestOverdueAt: null }),
       id: this.id(sweep),
       tenantId: SYSTEM_TENANT,
@@ -46,12 +43,11 @@ export class HeartbeatStore {
       lastStartedAt: at.toISOString(),
       lastOutcome: "running",
       lastPastDue: pastDue,
-    });
+    }));
   }
 
   async finished(sweep: string, at: Date, outcome: "succeeded" | "failed", counts: Record<string, number>, oldestOverdueAt: Date | null): Promise<void> {
-    const prev = await this.get(sweep);
-    await this.put({
+    await this.change(sweep, (prev) => ({
       id: this.id(sweep),
       tenantId: SYSTEM_TENANT,
       type: "heartbeat",
@@ -63,10 +59,28 @@ export class HeartbeatStore {
       lastOutcome: outcome,
       counts,
       oldestOverdueAt: oldestOverdueAt?.toISOString() ?? null,
-    });
+    }));
   }
 
-  private async put(hb: Heartbeat): Promise<void> {
-    await this.container.items.upsert(hb);
+  /**
+   * Read-modify-write with the document's etag: two runs of a sweep recording at once (a timer and an operator's
+   * trigger) cannot overwrite each other's fields with stale ones; the loser reads again and reapplies its change.
+   */
+  private async change(sweep: string, next: (prev: Heartbeat | undefined) => Heartbeat): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      const stored = await readItem(this.container, heartbeatSchema, this.id(sweep), SYSTEM_TENANT);
+      const prev = stored ? withoutMeta(stored) : undefined;
+      try {
+        if (stored) {
+          await this.container.item(stored.id, SYSTEM_TENANT).replace(next(prev), { accessCondition: { type: "IfMatch", condition: stored._etag } });
+        } else {
+          await this.container.items.create(next(undefined));
+        }
+        return;
+      } catch (err) {
+        if (attempt < 10 && (isConflict(err) || isPreconditionFailed(err))) continue;
+        throw err;
+      }
+    }
   }
 }
