@@ -5,9 +5,10 @@
  * Key Vault keeps as a new version) and `tenant-<id>-lookup`. Values are 32 random bytes in base64; tags say what a
  * secret is for and whose it is (never personal data).
  *
- * Caching: the bytes of one secret version never change, so they are kept in memory for the life of the process;
- * which version is current is re-read after a short TTL, so a rotation elsewhere is seen soon. Callers get copies,
- * so zeroing a returned key does not damage the cache.
+ * Caching: the bytes of one secret version never change, but they are kept in memory only for a bounded time
+ * (`keyMaterialTtlMs`, default 15 minutes), so that keys deleted by another instance (offboarding) stop working
+ * everywhere within that time, not at the next restart. Which version is current is re-read after a shorter TTL, so
+ * a rotation elsewhere is seen soon. Callers get copies, so zeroing a returned key does not damage the cache.
  *
  * The identity needs get, list, set and delete on secrets (RBAC: "Key Vault Secrets Officer" on the vault).
  */
@@ -34,7 +35,12 @@ export const KEY_CONTENT_TYPE = "application/octet-stream; encoding=base64";
 export interface KeyVaultKeyProviderOptions {
   /** How long the current KEK version is trusted before the vault is asked again. Default 60 000 ms. */
   readonly currentKekTtlMs?: number;
-  /** Time source for the TTL (tests move it). Default: the system clock. */
+  /**
+   * How long key bytes (a KEK version, the lookup secret) are kept in memory before the vault is asked again.
+   * Bounds how long keys deleted elsewhere stay usable in this process. Default 900 000 ms (15 minutes).
+   */
+  readonly keyMaterialTtlMs?: number;
+  /** Time source for the TTLs (tests move it). Default: the system clock. */
   readonly clock?: { now(): Date };
   /**
    * Passed to the SecretClient. Tests against a local fake set `allowInsecureConnection: true` and
@@ -59,18 +65,20 @@ export class KeyVaultKeyProvider implements KeyProvider {
 
   private readonly client: SecretClient;
   private readonly ttlMs: number;
+  private readonly materialTtlMs: number;
   private readonly clock: { now(): Date };
-  /** `<secret name>/<version>` → key bytes. Versions are immutable. */
-  private readonly versionBytes = new Map<string, Buffer>();
+  /** `<secret name>/<version>` → key bytes, until a time. Versions are immutable, but may be deleted elsewhere. */
+  private readonly versionBytes = new ExpiringMap<Buffer>(() => this.now());
   /** tenant → current KEK version and when to ask again. */
   private readonly current = new Map<string, { version: string; until: number }>();
-  private readonly lookups = new Map<string, Buffer>();
+  private readonly lookups = new ExpiringMap<Buffer>(() => this.now());
   /** Loads in flight, so concurrent callers share one round trip. */
   private readonly inflight = new Map<string, Promise<unknown>>();
 
   constructor(vaultUri: string, credential: TokenCredential, options: KeyVaultKeyProviderOptions = {}) {
     this.client = new SecretClient(vaultUri, credential, options.clientOptions ?? {});
     this.ttlMs = options.currentKekTtlMs ?? 60_000;
+    this.materialTtlMs = options.keyMaterialTtlMs ?? 15 * 60_000;
     this.clock = options.clock ?? { now: () => new Date() };
   }
 
@@ -107,7 +115,7 @@ export class KeyVaultKeyProvider implements KeyProvider {
         throw err;
       });
       const value = decodeKey(kekName, version, secret.value);
-      this.versionBytes.set(key, value);
+      this.versionBytes.set(key, value, this.materialTtlMs);
       return value;
     });
     return Buffer.from(bytes);
@@ -140,7 +148,7 @@ export class KeyVaultKeyProvider implements KeyProvider {
         throw err;
       });
       const value = decodeKey(name, oldest.version, secret.value);
-      this.lookups.set(tenantId, value);
+      this.lookups.set(tenantId, value, this.materialTtlMs);
       return value;
     });
     return Buffer.from(bytes);
@@ -168,7 +176,7 @@ export class KeyVaultKeyProvider implements KeyProvider {
     try {
       const secret = await this.client.getSecret(name);
       version = secret.properties.version;
-      if (version) this.versionBytes.set(`${name}/${version}`, decodeKey(name, version, secret.value));
+      if (version) this.versionBytes.set(`${name}/${version}`, decodeKey(name, version, secret.value), this.materialTtlMs);
     } catch (err) {
       const status = statusOf(err);
       if (status === 404) throw new KeyNotFoundError(tenantId, "current KEK");
@@ -221,7 +229,7 @@ export class KeyVaultKeyProvider implements KeyProvider {
       });
       const version = secret.properties.version;
       if (!version) throw new Error(`Key Vault returned no version for secret ${name}`);
-      this.versionBytes.set(`${name}/${version}`, Buffer.from(key));
+      this.versionBytes.set(`${name}/${version}`, Buffer.from(key), this.materialTtlMs);
       return { version, key };
     } catch (err) {
       // The name is held by a soft-deleted secret: this tenant was offboarded.
@@ -238,7 +246,7 @@ export class KeyVaultKeyProvider implements KeyProvider {
     this.current.delete(tenantId);
     this.lookups.delete(tenantId);
     const prefix = `${secretName(tenantId, "kek")}/`;
-    for (const k of [...this.versionBytes.keys()]) if (k.startsWith(prefix)) this.versionBytes.delete(k);
+    this.versionBytes.deleteWhere((k) => k.startsWith(prefix));
   }
 
   private now(): number {
@@ -251,6 +259,34 @@ export class KeyVaultKeyProvider implements KeyProvider {
     const p = load().finally(() => this.inflight.delete(key));
     this.inflight.set(key, p);
     return p;
+  }
+}
+
+/** A map whose entries lapse after their time to live; lapsed entries are wiped and dropped when met. */
+class ExpiringMap<V extends Buffer> {
+  private readonly entries = new Map<string, { value: V; until: number }>();
+  constructor(private readonly now: () => number) {}
+
+  get(key: string): V | undefined {
+    const e = this.entries.get(key);
+    if (!e) return undefined;
+    if (e.until > this.now()) return e.value;
+    e.value.fill(0);
+    this.entries.delete(key);
+    return undefined;
+  }
+
+  set(key: string, value: V, ttlMs: number): void {
+    this.entries.set(key, { value, until: this.now() + ttlMs });
+  }
+
+  delete(key: string): void {
+    this.entries.get(key)?.value.fill(0);
+    this.entries.delete(key);
+  }
+
+  deleteWhere(match: (key: string) => boolean): void {
+    for (const k of [...this.entries.keys()]) if (match(k)) this.delete(k);
   }
 }
 

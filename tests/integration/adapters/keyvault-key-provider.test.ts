@@ -206,6 +206,21 @@ describe("KeyVaultKeyProvider against the Key Vault fake", () => {
     await expect(p.ensureTenantKeys(tenant)).rejects.toBeInstanceOf(TenantKeysDeletedError);
   });
 
+  it("keys deleted by another instance stop working here once the key-material TTL has passed", async () => {
+    const here = provider();
+    await here.ensureTenantKeys(tenant);
+    const current = await here.currentKek(tenant);
+    await here.lookupSecret(tenant);
+    await provider().deleteTenantKeys(tenant); // offboarding, run on another instance
+
+    clock.advance(14 * 60_000); // within 15 minutes the cached copies still serve
+    expect((await here.kek(tenant, current.version)).equals(current.key)).toBe(true);
+    clock.advance(2 * 60_000);
+    await expect(here.kek(tenant, current.version)).rejects.toBeInstanceOf(KeyNotFoundError);
+    await expect(here.lookupSecret(tenant)).rejects.toBeInstanceOf(KeyNotFoundError);
+    await expect(here.currentKek(tenant)).rejects.toBeInstanceOf(KeyNotFoundError);
+  });
+
   it("rejects tenant ids that are not valid in secret names, without calling the vault", async () => {
     const p = provider();
     fake.clearRequests();
