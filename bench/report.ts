@@ -27,10 +27,16 @@ export function machineLine(): string {
 export function renderResults(r: UploadPathResult, info: RunInfo, purge: PurgeRun[] = []): string {
   const size = sizeLabel(r.sizeBytes);
   const up = { service: summarize(r.uploadMBps.service), raw: summarize(r.uploadMBps.raw) };
-  const down = { service: summarize(r.downloadMBps.service), raw: summarize(r.downloadMBps.raw) };
-  const ttfb = { service: summarize(r.ttfbMs.service), raw: summarize(r.ttfbMs.raw) };
+  const down = {
+    service: summarize(r.downloadMBps.service),
+    raw: summarize(r.downloadMBps.raw),
+    passthrough: summarize(r.downloadMBps.passthrough),
+  };
+  const ttfb = { service: summarize(r.ttfbMs.service), raw: summarize(r.ttfbMs.raw), passthrough: summarize(r.ttfbMs.passthrough) };
   const upRatio = up.service.median / up.raw.median;
   const downRatio = down.service.median / down.raw.median;
+  const downVsProxy = down.service.median / down.passthrough.median;
+  const proxyVsRaw = down.passthrough.median / down.raw.median;
   const peaks = r.memory.map((m) => Math.max(m.uploadMaxRss, m.hwmAfterUpload));
   const peak = Math.max(...peaks);
   const small = median(r.memory.map((m) => m.hwmBefore));
@@ -44,11 +50,11 @@ export function renderResults(r: UploadPathResult, info: RunInfo, purge: PurgeRu
   add("child process), uploads through the service and directly to the same Azurite, downloads both, and stops it.");
   add("");
   add("How to read it: figures are medians with (min–max, number of samples). MB is 10^6 bytes. Each baseline is the same");
-  add("work done directly with `@azure/storage-blob` against the same embedded Azurite, from the benchmark's own process;");
-  add("the ratio is safedata's median over the baseline's. Service and baseline transfers alternate so that drift on the");
-  add("machine hits both alike; in particular the first upload into a fresh Azurite is the fastest, so each path goes first");
-  add("in half the runs. Every download is compared byte for byte with what was sent. Memory is the runtime");
-  add("process only. The numbers depend on the machine and on what else runs on it (see \"other processes\" below);");
+  add("work done directly with `@azure/storage-blob` against the same embedded Azurite, from the benchmark's own process");
+  add("(except 2b, through a pass-through proxy; see below); the ratio is safedata's median over the baseline's. Service");
+  add("and baseline transfers alternate so that drift on the machine hits both alike; in particular the first upload into a");
+  add("fresh Azurite is the fastest, so each path goes first in half the runs. Every download is compared byte for byte");
+  add("with what was sent. Memory is the runtime process only. The numbers depend on the machine and on what else runs on it (see \"other processes\" below);");
   add("compare runs on the same machine.");
   add("");
   add(`- Date: ${info.startedAt.toISOString()} (the benchmark took ${info.durationSeconds.toFixed(0)} s)`);
@@ -75,6 +81,10 @@ export function renderResults(r: UploadPathResult, info: RunInfo, purge: PurgeRu
       `${downRatio.toFixed(2)} | ratio ≥ 0.80 | ${met(downRatio >= 0.8)} |`,
   );
   add(
+    `| 2b | download through a plain pass-through proxy (no decryption), MB/s | download + decrypt: ${fmt(down.service)} | ` +
+      `pass-through: ${fmt(down.passthrough)} (${proxyVsRaw.toFixed(2)} of raw) | ${downVsProxy.toFixed(2)} | none (context for #2) | |`,
+  );
+  add(
     `| 3 | runtime peak RSS during the upload, MB | ${mb(peak)} (runs: ${peaks.map(mb).join(", ")}) | ` +
       `after a 32 MiB upload: ${mb(small)} | ${(peak / small).toFixed(2)} | < 200 MB | ${met(peak < 200e6)} |`,
   );
@@ -87,9 +97,20 @@ export function renderResults(r: UploadPathResult, info: RunInfo, purge: PurgeRu
   add("during its upload and the VmHWM right after it (only start-up and a 32 MiB warm-up upload ran before). Its");
   add("baseline is the VmHWM after that small upload: memory that does not grow with the size of the upload shows that");
   add("the content streams. Figure 4 is measured from sending the request to the first body byte.");
+
   add("The download's goal is the upload's (\"likewise\" in the brief). Locally one process runs both the Functions host's");
   add("side and the worker's side of the HTTP streaming proxy, so the runtime's single JavaScript thread carries every hop;");
   add("see its CPU seconds per GB below against what storage download plus decryption alone costs.");
+  add("");
+  add("Figure 2b is a second download baseline: the same raw blob fetched through a plain pass-through proxy, a separate");
+  add("Node process that does a blob `download` with the service's options and pipes the body into its HTTP response (no");
+  add("decryption, no auth, no Functions host). It is the least any HTTP service in front of the same Azurite must do on");
+  add("this machine, where storage, service and client share the cores, so it shows what the extra hop alone costs.");
+  add("Download ratios (medians):", "");
+  add(`- safedata / raw: ${downRatio.toFixed(2)} (figure 2, the goal)`);
+  add(`- pass-through / raw: ${proxyVsRaw.toFixed(2)} (the extra HTTP hop alone)`);
+  add(`- safedata / pass-through: ${downVsProxy.toFixed(2)} (the fair comparison for a service in front of storage)`);
+  add(`- time to first byte through the pass-through proxy: ${fmt(ttfb.passthrough, 1)} ms`);
   add("");
   add("### Details", "");
   add(`| runtime memory, MB | ${r.memory.map((_, i) => `run ${i + 1}`).join(" | ")} |`);
@@ -102,35 +123,45 @@ export function renderResults(r: UploadPathResult, info: RunInfo, purge: PurgeRu
   memRow("VmHWM right after the upload", (m) => m.hwmAfterUpload);
   memRow("highest VmRSS sampled during the downloads", (m) => m.downloadMaxRss);
   memRow("embedded storage process VmRSS at the end (Azurite keeps every blob in memory)", (m) => m.storageRss);
+  memRow("pass-through proxy process VmHWM at the end", (m) => m.passthroughHwm);
   add("");
   add(`CPU use during the transfers, in cores (CPU seconds per second of transfer, median; the machine has ${os.cpus().length}).`);
   add("A process near 1.0 is bound by its JavaScript thread; a total near the core count means the machine itself is the");
   add("limit. \"Other processes\" is everything else that ran on the machine meanwhile; well above zero, the run shared the");
   add("machine and its figures are less trustworthy. The last two columns are work per byte (CPU seconds per GB moved),");
-  add("which depends less on the machine's load than MB/s does.");
+  add("which depends less on the machine's load than MB/s does. On the pass-through row the \"service\" columns are the");
+  add("pass-through proxy's process; on every other row they are the runtime's (the idle one's few ticks count in \"total\").");
   add("");
-  add("| transfer | runtime | embedded storage | benchmark client | other processes | total | runtime CPU s/GB | storage CPU s/GB |");
+  add("| transfer | service process | embedded storage | benchmark client | other processes | total | service CPU s/GB | storage CPU s/GB |");
   add("|---|---|---|---|---|---|---|---|");
   const cores = (samples: CpuSample[], pick: (s: CpuSample) => number) => (samples.length ? median(samples.map(pick)).toFixed(2) : "–");
-  const row = (label: string, samples: CpuSample[]) => {
+  const row = (label: string, samples: CpuSample[], front = "runtime") => {
     const perSecond = (name: string) => cores(samples, (s) => (s.cpuSeconds[name] ?? 0) / s.wallSeconds);
     const perGB = (name: string) => cores(samples, (s) => (s.cpuSeconds[name] ?? 0) / (r.sizeBytes / 1e9));
     const total = cores(samples, (s) => Object.values(s.cpuSeconds).reduce((a, b) => a + b, 0) / s.wallSeconds);
     add(
-      `| ${label} | ${perSecond("runtime")} | ${perSecond("storage")} | ${perSecond("bench")} | ${perSecond("other")} | ${total} | ` +
-        `${perGB("runtime")} | ${perGB("storage")} |`,
+      `| ${label} | ${perSecond(front)} | ${perSecond("storage")} | ${perSecond("bench")} | ${perSecond("other")} | ${total} | ` +
+        `${perGB(front)} | ${perGB("storage")} |`,
     );
   };
   row("safedata upload", r.cpu.serviceUpload);
   row("raw uploadStream", r.cpu.rawUpload);
   row("safedata download", r.cpu.serviceDownload);
   row("raw download", r.cpu.rawDownload);
+  row("download through the pass-through proxy", r.cpu.passthroughDownload, "passthrough");
   add("");
-  add("Every sample, in the order taken (odd runs upload through the service first, even runs directly first):", "");
+  add("Every sample, in the order taken (odd runs upload through the service first, even runs directly first; the");
+  add("pass-through downloads take turns with both, see bench/upload-path.ts):", "");
   const list = (values: number[], digits = 0) => values.map((v) => v.toFixed(digits)).join(", ");
   add(`- upload MB/s: safedata ${list(r.uploadMBps.service)}; raw ${list(r.uploadMBps.raw)}`);
-  add(`- download MB/s: safedata ${list(r.downloadMBps.service)}; raw ${list(r.downloadMBps.raw)}`);
-  add(`- time to first byte, ms: safedata ${list(r.ttfbMs.service, 1)}; raw ${list(r.ttfbMs.raw, 1)}`);
+  add(
+    `- download MB/s: safedata ${list(r.downloadMBps.service)}; raw ${list(r.downloadMBps.raw)}; ` +
+      `pass-through ${list(r.downloadMBps.passthrough)}`,
+  );
+  add(
+    `- time to first byte, ms: safedata ${list(r.ttfbMs.service, 1)}; raw ${list(r.ttfbMs.raw, 1)}; ` +
+      `pass-through ${list(r.ttfbMs.passthrough, 1)}`,
+  );
   add("");
   if (purge.length > 0) {
     const [small, large] = [purge[0]!, purge[purge.length - 1]!];

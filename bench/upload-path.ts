@@ -4,21 +4,28 @@
  *
  * - encrypted upload (POST /api/v1/uploads, then PUT the content streamed) vs `uploadStream` of the same bytes with
  *   the buffer size and concurrency the service uses;
- * - download + decrypt (GET .../content) vs a plain blob download;
+ * - download + decrypt (GET .../content) vs a plain blob download, and vs the same blob downloaded through a plain
+ *   pass-through proxy (passthrough-server.ts, its own process: the least any HTTP service in front of the same
+ *   storage must do, with no decryption, no auth and no Functions host);
  * - the runtime process's resident memory during the uploads (it must stream, not buffer);
  * - time to the first body byte of a download, for both.
  *
  * Each run starts the service afresh (its own runtime process and embedded storage): Azurite keeps the blobs it was
  * sent in memory (deleted ones until its clean-up, every 10 minutes) and slows down as it fills, and a fresh process
  * gives each run's upload a clean memory high-water mark. Within a run both paths use the same Azurite. The first upload into a fresh Azurite
- * is the fastest, so the paths take turns going first (use an even number of runs), and downloads alternate
- * service, raw, raw, service (or the mirror image). Every download is checked against what was sent.
+ * is the fastest, so the paths take turns going first (use an even number of runs). The three download paths take
+ * turns in rounds: service and raw go in the order of that run's uploads, the pass-through's slot moves on one each run
+ * (last, first, middle, last, ...), and every second round is the mirror image of the one before, e.g. service, raw,
+ * pass-through, then pass-through, raw, service. So service and raw keep their ABBA order, and within a run each
+ * path's mean position is the same (use an even number of downloads per run). Every download is checked against what
+ * was sent.
  */
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { BlobServiceClient, type BlockBlobClient } from "@azure/storage-blob";
 import { getStream, putStream, requestJson } from "./http-client";
+import { startPassthrough, type PassthroughProcess } from "./passthrough-process";
 import { Payload } from "./payload";
 import { CpuMeter, memoryOf, RssSampler, waitForQuietMachine } from "./proc";
 import { startRuntime, type RuntimeProcess } from "./runtime-process";
@@ -49,11 +56,19 @@ export interface UploadPathResult {
   bufferBytes: number;
   concurrency: number;
   uploadMBps: { service: number[]; raw: number[] };
-  downloadMBps: { service: number[]; raw: number[] };
-  ttfbMs: { service: number[]; raw: number[] };
+  /** `passthrough`: the raw blob downloaded through the plain pass-through proxy. */
+  downloadMBps: { service: number[]; raw: number[]; passthrough: number[] };
+  ttfbMs: { service: number[]; raw: number[]; passthrough: number[] };
   /** The runtime process's memory, one entry per run (a fresh process each run). */
   memory: RunMemory[];
-  cpu: { serviceUpload: CpuSample[]; rawUpload: CpuSample[]; serviceDownload: CpuSample[]; rawDownload: CpuSample[] };
+  /** CPU seconds are keyed `runtime`, `storage`, `passthrough` (the proxy's process), `bench` and `other`. */
+  cpu: {
+    serviceUpload: CpuSample[];
+    rawUpload: CpuSample[];
+    serviceDownload: CpuSample[];
+    rawDownload: CpuSample[];
+    passthroughDownload: CpuSample[];
+  };
   /** Time spent before transfers waiting for other work on the machine to finish. */
   waitedForQuietSeconds: number;
 }
@@ -72,6 +87,8 @@ export interface RunMemory {
   downloadMaxRss: number;
   /** The embedded storage process's VmRSS at the end of the run (Azurite keeps blobs in memory). */
   storageRss: number;
+  /** The pass-through proxy process's VmHWM at the end of the run. */
+  passthroughHwm: number;
 }
 
 /** The service's block size and concurrency for uploadStream, read from its source so the baseline cannot drift. */
@@ -96,6 +113,7 @@ class Paths {
 
   constructor(
     private readonly rt: RuntimeProcess,
+    private readonly proxy: PassthroughProcess,
     private readonly tenantKey: string,
     private readonly settings: { bufferBytes: number; concurrency: number },
   ) {
@@ -174,6 +192,16 @@ class Paths {
     return { ms, ttfbMs };
   }
 
+  /** The raw blob `name`, downloaded through the pass-through proxy with the client the service's downloads use. */
+  async passthroughDownload(payload: Payload, name: string): Promise<{ ms: number; ttfbMs: number }> {
+    const verifier = payload.verifier();
+    const url = `${this.proxy.url}/${this.container.containerName}/${encodeURIComponent(name)}`;
+    const res = await getStream(url, {}, (c) => verifier.update(c));
+    if (res.status !== 200) throw new Error(`the pass-through download failed: ${res.status}`);
+    verifier.check("pass-through download");
+    return { ms: res.ms, ttfbMs: res.ttfbMs };
+  }
+
   async rawDelete(name: string): Promise<void> {
     await this.rawBlob(name).delete();
   }
@@ -203,10 +231,10 @@ export async function benchUploadPath(options: UploadPathOptions): Promise<Uploa
     downloadsPerRun: options.downloadsPerRun,
     ...settings,
     uploadMBps: { service: [], raw: [] },
-    downloadMBps: { service: [], raw: [] },
-    ttfbMs: { service: [], raw: [] },
+    downloadMBps: { service: [], raw: [], passthrough: [] },
+    ttfbMs: { service: [], raw: [], passthrough: [] },
     memory: [],
-    cpu: { serviceUpload: [], rawUpload: [], serviceDownload: [], rawDownload: [] },
+    cpu: { serviceUpload: [], rawUpload: [], serviceDownload: [], rawDownload: [], passthroughDownload: [] },
     waitedForQuietSeconds: 0,
   };
   const mb = (ms: number) => mbPerSecond(options.sizeBytes, ms).toFixed(0);
@@ -214,12 +242,15 @@ export async function benchUploadPath(options: UploadPathOptions): Promise<Uploa
   for (let run = 0; run < options.runs; run++) {
     const tag = `run ${run + 1}/${options.runs}:`;
     const rt = await startRuntime({ root: options.root, nodeArgs: options.nodeArgs });
-    log(`${tag} runtime pid ${rt.pid}, embedded storage pid ${rt.storagePid}, ${rt.apiUrl}`);
+    let proxy: PassthroughProcess | undefined;
     try {
       const hwmAtStart = memoryOf(rt.pid).hwm;
-      const paths = new Paths(rt, await createTenant(rt), settings);
+      proxy = await startPassthrough({ root: options.root, storageConnectionString: rt.storageConnectionString });
+      log(`${tag} runtime pid ${rt.pid}, embedded storage pid ${rt.storagePid}, ${rt.apiUrl}; pass-through proxy pid ${proxy.pid}, ${proxy.url}`);
+      const paths = new Paths(rt, proxy, await createTenant(rt), settings);
       await paths.prepare();
-      const pids = { runtime: rt.pid, storage: rt.storagePid };
+      const pids = { runtime: rt.pid, storage: rt.storagePid, passthrough: proxy.pid };
+      const proxyPid = proxy.pid;
       const timed = async <T extends { ms: number }>(work: () => Promise<T>): Promise<T & { cpu: CpuSample }> => {
         const waited = await waitForQuietMachine();
         if (waited > 1000) log(`${tag} waited ${(waited / 1000).toFixed(0)} s for other work on the machine to finish`);
@@ -234,6 +265,7 @@ export async function benchUploadPath(options: UploadPathOptions): Promise<Uploa
       const warm = await paths.serviceUpload(small);
       await paths.rawUpload(small, "warm-up");
       await paths.rawDownload(small, "warm-up");
+      await paths.passthroughDownload(small, "warm-up");
       await paths.rawDelete("warm-up");
       const memory: RunMemory = {
         hwmAtStart,
@@ -243,6 +275,7 @@ export async function benchUploadPath(options: UploadPathOptions): Promise<Uploa
         hwmAfterUpload: 0,
         downloadMaxRss: 0,
         storageRss: 0,
+        passthroughHwm: 0,
       };
 
       const serviceFirst = run % 2 === 0;
@@ -282,20 +315,32 @@ export async function benchUploadPath(options: UploadPathOptions): Promise<Uploa
         result.cpu.rawDownload.push(r.cpu);
         log(`${tag} raw download     ${mb(r.ms)} MB/s, first byte after ${r.ttfbMs.toFixed(1)} ms`);
       };
+      const downloadPassthrough = async () => {
+        const r = await timed(() => paths.passthroughDownload(payload, rawName));
+        result.downloadMBps.passthrough.push(mbPerSecond(options.sizeBytes, r.ms));
+        result.ttfbMs.passthrough.push(r.ttfbMs);
+        result.cpu.passthroughDownload.push(r.cpu);
+        log(`${tag} pass-through download ${mb(r.ms)} MB/s, first byte after ${r.ttfbMs.toFixed(1)} ms`);
+      };
 
       for (const step of serviceFirst ? [uploadService, uploadRaw] : [uploadRaw, uploadService]) await step();
       await paths.serviceDownload(small, warm.id);
-      // ABBA within the run too: service, raw, raw, service (or the mirror image).
+      // Rounds: service and raw in the order of the uploads, with the pass-through in a slot that moves on one each
+      // run (last, first, middle, ...); every second round is the mirror image, so ABBA within the run too.
+      const first = serviceFirst ? [downloadService, downloadRaw] : [downloadRaw, downloadService];
+      first.splice((run + 2) % 3, 0, downloadPassthrough);
       for (let d = 0; d < options.downloadsPerRun; d++) {
-        const forward = (d % 2 === 0) === serviceFirst;
-        for (const step of forward ? [downloadService, downloadRaw] : [downloadRaw, downloadService]) await step();
+        for (const step of d % 2 === 0 ? first : [...first].reverse()) await step();
       }
       memory.storageRss = memoryOf(rt.storagePid).rss;
+      memory.passthroughHwm = memoryOf(proxyPid).hwm;
       result.memory.push(memory);
     } catch (err) {
       log(`runtime output (tail):\n${rt.output().slice(-4000)}`);
+      if (proxy) log(`pass-through proxy output (tail):\n${proxy.output().slice(-4000)}`);
       throw err;
     } finally {
+      await proxy?.stop();
       await rt.stop();
     }
   }
