@@ -59,8 +59,8 @@ const verify = httpEndpoint({
   description:
     `Checks at most ${MAX_VERIFY_ENTRIES} entries per call. When complete is false, call again with fromSeq and prevHash from next: ` +
     "the caller keeps the last verified hash, so a later part is checked against it, not against anything stored. " +
-    "The part that reaches the end of an intact chain is also checked against the chain head last anchored outside the database " +
-    "(hourly, to append-only storage): the anchored entry must still be there with the same hash.",
+    "Each part is also checked against the chain heads anchored hourly outside the database, in append-only storage: every anchored " +
+    "entry in the part must have the anchored hash, and the part that reaches the end must reach the newest anchor.",
   query: z.strictObject({
     fromSeq: z.coerce.number().int().min(1).optional().describe("Start at this entry (default 1)"),
     prevHash: z.string().regex(/^[0-9a-f]{64}$/, "must be 64 lower-case hex characters").optional().describe("Hash of the entry before fromSeq"),
@@ -81,10 +81,13 @@ const verify = httpEndpoint({
         anchor: z
           .object({
             status: z.enum(["matches", "broken", "none", "not-checked"]),
-            seq: z.number().int().optional(),
-            anchoredAt: z.string().optional(),
+            checked: z.number().int().describe("Anchors compared with an entry in this part"),
+            latest: z.object({ seq: z.number().int(), anchoredAt: z.string() }).optional().describe("The newest anchor"),
           })
-          .describe("The check against the latest anchor: none before the first hourly anchoring; not-checked for a part that is not the last or a chain already broken"),
+          .describe(
+            "The check against the chain heads anchored outside the database: matches, broken (see firstBroken), none (no anchor yet), " +
+              "or not-checked (the chain part is already broken, or checked no entry)",
+          ),
       }),
     },
   },

@@ -69,6 +69,9 @@ param storageSkuName string = 'Standard_ZRS'
 @maxValue(146000)
 param auditAnchorsRetentionDays int = 2192
 
+@description('Set to true once an operator has locked the audit-anchors retention policy (README, Deploy). A locked policy can no longer be updated by a deployment (only extended with az), so later deployments must leave it alone.')
+param auditAnchorsPolicyLocked bool = false
+
 @description('Flex Consumption: most instances the app may scale out to.')
 @minValue(40)
 @maxValue(1000)
@@ -146,6 +149,7 @@ module storage 'core/storage.bicep' = {
     skuName: storageSkuName
     deploymentContainerName: deploymentContainerName
     auditAnchorsRetentionDays: auditAnchorsRetentionDays
+    auditAnchorsPolicyLocked: auditAnchorsPolicyLocked
   }
 }
 

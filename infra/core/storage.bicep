@@ -26,6 +26,9 @@ param deploymentContainerName string
 @maxValue(146000)
 param auditAnchorsRetentionDays int = 2192
 
+@description('True once the audit-anchors policy is locked: a locked policy cannot be created or updated by a deployment any more, so it is left out.')
+param auditAnchorsPolicyLocked bool = false
+
 // BLOB_CONTAINERS in shared/config/resources.ts. The local-only "email-outbox" is deliberately absent.
 var payloadContainerName = 'payloads'
 var auditAnchorsContainerName = 'audit-anchors'
@@ -139,7 +142,9 @@ resource auditAnchorsContainer 'Microsoft.Storage/storageAccounts/blobServices/c
 // retention, so `azd down` fails for this account. That is intended for production. Leave test environments
 // unlocked; before `azd down` there, remove the unlocked policy with
 // `az storage container immutability-policy delete ... --container-name audit-anchors --if-match "$etag"`.
-resource auditAnchorsImmutability 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies@2024-01-01' = {
+// A locked policy only accepts "extend": a deployment that puts it again fails. After locking, the operator sets
+// auditAnchorsPolicyLocked to true in main.parameters.json, and later deployments leave the policy alone.
+resource auditAnchorsImmutability 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies@2024-01-01' = if (!auditAnchorsPolicyLocked) {
   parent: auditAnchorsContainer
   name: 'default'
   properties: {

@@ -5,7 +5,7 @@
  * period. Appends are conditional on the blob's length, so two sweeps racing write one line, not two.
  */
 import type { ContainerClient } from "@azure/storage-blob";
-import { anchorBlobName, anchorLine, lastAnchor, type Anchor } from "../domain/audit-anchor";
+import { anchorBlobName, anchorLine, lastAnchor, parseAnchors, type Anchor } from "../domain/audit-anchor";
 import { statusOf } from "../errors";
 
 /** Enough of a blob's end to hold its last line (a line is about 170 bytes). */
@@ -20,24 +20,38 @@ export interface AnchorState {
 export class AnchorStore {
   constructor(private readonly container: ContainerClient) {}
 
+  /** A tenant's anchor blobs and their lengths, oldest month first. */
+  private async blobs(tenantId: string): Promise<Map<string, number>> {
+    const found: Array<[string, number]> = [];
+    for await (const b of this.container.listBlobsFlat({ prefix: `${tenantId}/` })) found.push([b.name, b.properties.contentLength ?? 0]);
+    // Month names sort chronologically.
+    return new Map(found.sort(([a], [b]) => (a < b ? -1 : 1)));
+  }
+
   /** The newest anchor of a tenant (the last line of its newest non-empty blob) and its blobs' lengths. */
   async read(tenantId: string): Promise<AnchorState> {
-    const lengths = new Map<string, number>();
-    for await (const b of this.container.listBlobsFlat({ prefix: `${tenantId}/` })) lengths.set(b.name, b.properties.contentLength ?? 0);
-    // Month names sort chronologically; a blob created by a run that crashed before appending is empty.
-    const newestFirst = [...lengths].sort(([a], [b]) => (a < b ? 1 : -1));
-    for (const [name, length] of newestFirst) {
+    const lengths = await this.blobs(tenantId);
+    for (const [name, length] of [...lengths].reverse()) {
+      // A blob created by a run that crashed before appending is empty.
       if (length === 0) continue;
       const offset = Math.max(0, length - TAIL_BYTES);
-      const tail = await this.container.getBlobClient(name).downloadToBuffer(offset, length - offset);
-      const anchor = lastAnchor(tail.toString("utf8"), tenantId);
+      const blob = this.container.getBlobClient(name);
+      let anchor = lastAnchor((await blob.downloadToBuffer(offset, length - offset)).toString("utf8"), tenantId);
+      // Only the end is read, normally; if no whole line is in it (a long junk line), read the whole blob.
+      if (!anchor && offset > 0) anchor = lastAnchor((await blob.downloadToBuffer(0, length)).toString("utf8"), tenantId);
       if (anchor) return { anchor, lengths };
     }
     return { anchor: undefined, lengths };
   }
 
-  async latest(tenantId: string): Promise<Anchor | undefined> {
-    return (await this.read(tenantId)).anchor;
+  /** Every anchor of a tenant, in the order written (months in order, lines in order). For verification. */
+  async all(tenantId: string): Promise<Anchor[]> {
+    const out: Anchor[] = [];
+    for (const [name, length] of await this.blobs(tenantId)) {
+      if (length === 0) continue;
+      out.push(...parseAnchors((await this.container.getBlobClient(name).downloadToBuffer(0, length)).toString("utf8"), tenantId));
+    }
+    return out;
   }
 
   /**

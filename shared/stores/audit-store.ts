@@ -71,6 +71,15 @@ export interface VerifyResult {
 
 export const MAX_VERIFY_ENTRIES = 100_000;
 
+export interface VerifyOptions {
+  /** Start at this entry, with the hash of the one before it (default: the genesis). */
+  from?: { seq: number; prevHash: string };
+  maxEntries?: number;
+  pageSize?: number;
+  /** Called with each entry's sequence number and hash once it is verified (its link and its own hash). */
+  onVerified?: (seq: number, hash: string) => void;
+}
+
 export class AuditStore {
   constructor(
     private readonly container: Container,
@@ -224,7 +233,7 @@ export class AuditStore {
    * `maxEntries` are checked per call, so a long chain is verified in parts: each part's `next` (the following
    * sequence number and the last verified hash, which the caller keeps) is where the next call starts.
    */
-  async verify(tenantId: string, opts: { from?: { seq: number; prevHash: string }; maxEntries?: number; pageSize?: number } = {}): Promise<VerifyResult> {
+  async verify(tenantId: string, opts: VerifyOptions = {}): Promise<VerifyResult> {
     const start = opts.from ?? { seq: 1, prevHash: GENESIS_HASH };
     const maxEntries = Math.min(opts.maxEntries ?? MAX_VERIFY_ENTRIES, MAX_VERIFY_ENTRIES);
     const verifier = new ChainVerifier(tenantId, start);
@@ -256,6 +265,7 @@ export class AuditStore {
           brokenId = typeof doc.id === "string" ? doc.id : entryId(broken.seq);
           break outer;
         }
+        opts.onVerified?.(verifier.result.lastSeq, verifier.result.lastHash);
       }
     }
     if (complete) broken ??= verifier.finish(head?.seq);

@@ -78,8 +78,9 @@ export class HeartbeatStore {
         }
         return;
       } catch (err) {
-        if (attempt < 10 && (isConflict(err) || isPreconditionFailed(err))) continue;
-        throw err;
+        if (attempt >= 20 || !(isConflict(err) || isPreconditionFailed(err))) throw err;
+        // Back off a random while, growing, so racing writers stop colliding.
+        await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * 2 ** Math.min(attempt, 5)));
       }
     }
   }

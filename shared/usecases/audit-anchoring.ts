@@ -4,10 +4,10 @@
  * the chain against its latest anchor. The sweep visits every tenant each run, so a crash or a missed run is
  * caught up by the next one, and writing an anchor twice is prevented by a conditional append.
  */
-import { checkAnchor, decideAnchor, type Anchor } from "../domain/audit-anchor";
+import { checkAnchors, decideAnchor, type Anchor } from "../domain/audit-anchor";
 import type { Log } from "../observability";
 import type { Services } from "../services";
-import { entryId, type VerifyResult } from "../stores/audit-store";
+import { entryId, type VerifyOptions, type VerifyResult } from "../stores/audit-store";
 import { declareSweep } from "../sweeps";
 import { errorFields } from "../observability";
 
@@ -42,16 +42,18 @@ export interface AnchorCounts {
 type TenantOutcome = "anchored" | "unchanged" | "alarm" | "failed";
 
 async function anchorTenant(s: Services, tenantId: string, now: Date, log?: Log): Promise<TenantOutcome> {
-  for (let attempt = 0; attempt < 3; attempt++) {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    // Anchors first, then the head: the head only moves forward, so it is never behind an anchor read before it.
+    const seen = await s.anchors.read(tenantId);
+    const latest = seen.anchor;
     const head = await s.audit.head(tenantId);
     if (head && (await s.audit.entryHash(tenantId, head.seq)) !== head.hash) {
       // The head document names an entry that is not there or has another hash: never anchor that.
       log?.error("audit.anchor-alarm", { tenantId, reason: "head-disagrees-with-entry", seq: head.seq });
       return "alarm";
     }
-    const seen = await s.anchors.read(tenantId);
-    const latest = seen.anchor;
-    const decision = decideAnchor(head, latest);
+    const anchoredEntryHash = latest && head && latest.seq <= head.seq ? await s.audit.entryHash(tenantId, latest.seq) : undefined;
+    const decision = decideAnchor(head, latest, anchoredEntryHash);
     if (decision.action === "alarm") {
       log?.error("audit.anchor-alarm", { tenantId, reason: decision.reason, anchoredSeq: latest?.seq ?? null, headSeq: head?.seq ?? 0 });
       return "alarm";
@@ -61,7 +63,8 @@ async function anchorTenant(s: Services, tenantId: string, now: Date, log?: Log)
     if (await s.anchors.append(anchor, seen)) return "anchored";
     // Another run appended meanwhile: look again.
   }
-  return "unchanged";
+  log?.warn("audit.anchor-failed", { tenantId, reason: "lost the append race five times" });
+  return "failed";
 }
 
 /** One timer run: anchor every tenant whose chain moved since its last anchor; record the heartbeat. */
@@ -101,30 +104,44 @@ export async function runAnchorSweep(s: Services, opts: { pastDue?: boolean; log
   }
 }
 
-export type AnchorCheck =
-  | { status: "matches"; seq: number; anchoredAt: string }
-  | { status: "broken"; seq: number; anchoredAt: string }
-  /** No anchor written yet (a chain younger than the first anchoring run). */
-  | { status: "none" }
-  /** Only the last part of a verification, with an intact chain, is checked against the anchor. */
-  | { status: "not-checked" };
+export interface AnchorCheck {
+  /**
+   * matches: every anchor naming an entry in the range checked agrees with it (and, when the part reached the end of
+   * the chain, the chain reaches the newest anchor); broken: one does not (see firstBroken); none: the tenant has no
+   * anchor yet (a chain younger than the first hourly run); not-checked: the chain part is broken already, or the
+   * part checked no entry.
+   */
+  status: "matches" | "broken" | "none" | "not-checked";
+  /** Anchors compared with an entry in this part. */
+  checked: number;
+  /** The newest anchor. */
+  latest?: { seq: number; anchoredAt: string };
+}
 
-/** Verifies (a part of) a tenant's chain, and, when the part reaches the end intact, the chain against its latest anchor. */
-export async function verifyAudit(
-  s: Services,
-  tenantId: string,
-  opts: Parameters<Services["audit"]["verify"]>[1],
-): Promise<VerifyResult & { anchor: AnchorCheck }> {
-  const result = await s.audit.verify(tenantId, opts);
-  if (!result.valid || result.next) return { ...result, anchor: { status: "not-checked" } };
-  const anchor = await s.anchors.latest(tenantId);
-  if (!anchor) return { ...result, anchor: { status: "none" } };
-  const broken = checkAnchor(anchor, await s.audit.entryHash(tenantId, anchor.seq), result.lastSeq);
-  if (!broken) return { ...result, anchor: { status: "matches", seq: anchor.seq, anchoredAt: anchor.anchoredAt } };
+/**
+ * Verifies (a part of) a tenant's chain, and the part against every anchor written for the tenant. The anchors are
+ * read before the chain is walked, so an anchor written during a long walk cannot look like a removed entry.
+ */
+export async function verifyAudit(s: Services, tenantId: string, opts: Omit<VerifyOptions, "onVerified">): Promise<VerifyResult & { anchor: AnchorCheck }> {
+  const anchors = await s.anchors.all(tenantId);
+  const wanted = new Set(anchors.map((a) => a.seq));
+  const hashes = new Map<number, string>();
+  const result = await s.audit.verify(tenantId, { ...opts, onVerified: (seq, hash) => wanted.has(seq) && hashes.set(seq, hash) });
+  const latestView = anchors.length > 0 ? { latest: { seq: anchors.at(-1)!.seq, anchoredAt: anchors.at(-1)!.anchoredAt } } : {};
+  if (anchors.length === 0) return { ...result, anchor: { status: "none", checked: 0 } };
+  // A later part that found no entry (fromSeq past the end) has nothing to hold against the anchors.
+  if (!result.valid || (result.entriesChecked === 0 && result.fromSeq > 1)) return { ...result, anchor: { status: "not-checked", checked: 0, ...latestView } };
+  const check = checkAnchors(anchors, {
+    fromSeq: result.fromSeq,
+    lastSeq: result.lastSeq,
+    reachedEnd: result.next === undefined,
+    hashAt: (seq) => hashes.get(seq),
+  });
+  if (!check.broken) return { ...result, anchor: { status: "matches", checked: check.checked, ...latestView } };
   return {
     ...result,
     valid: false,
-    firstBroken: { ...broken, entryId: entryId(broken.seq) },
-    anchor: { status: "broken", seq: anchor.seq, anchoredAt: anchor.anchoredAt },
+    firstBroken: { ...check.broken, entryId: entryId(check.broken.seq) },
+    anchor: { status: "broken", checked: check.checked, ...latestView },
   };
 }

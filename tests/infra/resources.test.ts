@@ -174,6 +174,20 @@ describe("audit anchors: write-once evidence outside Cosmos DB", () => {
     if (passed) expect(intValue(main(), passed, `main.bicep storage ${paramName}`), "main.bicep default").toBeGreaterThanOrEqual(1826);
   });
 
+  it("leaves a locked policy alone: deployed only while auditAnchorsPolicyLocked is false, which is the default", () => {
+    const condition = immutabilityPolicy().condition?.replace(/\s+/g, "");
+    expect(condition, "condition of the immutability policy").toBe("!auditAnchorsPolicyLocked");
+    for (const [file, label] of [
+      [storageFile(), "storage.bicep"],
+      [main(), "main.bicep"],
+    ] as const) {
+      const param = file.params.get("auditAnchorsPolicyLocked");
+      expect(param?.type, `${label} param auditAnchorsPolicyLocked`).toBe("bool");
+      expect(literal(param?.default), `${label} default`).toBe(false);
+    }
+    expect(show(main().modules.find((m) => m.symbol === "storage")?.params.auditAnchorsPolicyLocked)).toBe("auditAnchorsPolicyLocked");
+  });
+
   it(`never lets a lifecycle rule touch '${AUDIT_ANCHORS}' (every rule is prefix-filtered away from it)`, () => {
     const file = storageFile();
     const scope = literalVars(file);

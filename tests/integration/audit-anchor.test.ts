@@ -24,7 +24,7 @@ type Verify = {
   complete: boolean;
   lastSeq: number;
   firstBroken?: { seq: number; reason: string; detail: string };
-  anchor: { status: string; seq?: number };
+  anchor: { status: string; checked: number; latest?: { seq: number } };
 };
 
 async function verify(key: string, query = ""): Promise<Verify> {
@@ -59,6 +59,8 @@ async function entries(tenantId: string): Promise<Array<AuditEntry & { id: strin
   return resources;
 }
 
+const quiet = { info: () => undefined, warn: () => undefined, error: () => undefined };
+
 /** What someone with database write access does to hide the newest entries: delete them and rewind the head. */
 async function truncateAndRewindHead(tenantId: string, keep: number): Promise<void> {
   const all = await entries(tenantId);
@@ -71,13 +73,13 @@ describe("anchoring the audit chain", () => {
   it("anchors each tenant's head through the hourly timer, once per change", async () => {
     const { tenantId, apiKey } = await t.createTenant();
     await append(tenantId, 3);
-    expect((await verify(apiKey)).anchor).toEqual({ status: "none" });
+    expect((await verify(apiKey)).anchor).toEqual({ status: "none", checked: 0 });
 
     await t.host.invoke("audit-anchor");
     const first = await anchorLines(tenantId);
     expect(first).toHaveLength(1);
     expect(first[0]).toMatchObject({ seq: 4, hash: (await t.services.audit.head(tenantId))!.hash });
-    expect(await verify(apiKey)).toMatchObject({ valid: true, anchor: { status: "matches", seq: 4 } });
+    expect(await verify(apiKey)).toMatchObject({ valid: true, anchor: { status: "matches", checked: 1, latest: { seq: 4 } } });
 
     await t.host.invoke("audit-anchor");
     expect(await anchorLines(tenantId)).toHaveLength(1);
@@ -90,21 +92,32 @@ describe("anchoring the audit chain", () => {
     expect(hb?.counts.alarms).toBe(0);
   });
 
-  it("writes one line when two runs race", async () => {
-    const { tenantId } = await t.createTenant();
+  it("writes one line when runs race, and raises no false alarm while the chain grows under them", async () => {
+    const { tenantId, apiKey } = await t.createTenant();
     await append(tenantId, 2);
     await Promise.all([runAnchorSweep(t.services), runAnchorSweep(t.services), runAnchorSweep(t.services)]);
     expect(await anchorLines(tenantId)).toHaveLength(1);
+
+    const runs = await Promise.all([runAnchorSweep(t.services), append(tenantId, 6), runAnchorSweep(t.services), runAnchorSweep(t.services)]);
+    for (const counts of [runs[0], runs[2], runs[3]]) expect(counts).toMatchObject({ alarms: 0, failed: 0 });
+    await runAnchorSweep(t.services);
+    const seqs = (await anchorLines(tenantId)).map((a) => a.seq);
+    expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
+    expect(seqs.at(-1)).toBe(9);
+    expect(await verify(apiKey)).toMatchObject({ valid: true, anchor: { status: "matches" } });
   });
 
-  it("only the last part of a verification in parts is checked against the anchor", async () => {
+  it("checks each part of a verification in parts against the anchors in its range", async () => {
     const { tenantId, apiKey } = await t.createTenant();
     await append(tenantId, 5);
     await runAnchorSweep(t.services);
     const part1 = (await verify(apiKey, "?maxEntries=3")) as Verify & { next: { fromSeq: number; prevHash: string } };
-    expect(part1).toMatchObject({ valid: true, complete: false, anchor: { status: "not-checked" } });
+    expect(part1).toMatchObject({ valid: true, complete: false, anchor: { status: "matches", checked: 0 } });
     const part2 = await verify(apiKey, `?fromSeq=${part1.next.fromSeq}&prevHash=${part1.next.prevHash}`);
-    expect(part2).toMatchObject({ valid: true, complete: true, anchor: { status: "matches", seq: 6 } });
+    expect(part2).toMatchObject({ valid: true, complete: true, anchor: { status: "matches", checked: 1, latest: { seq: 6 } } });
+    // A part that starts past the end checks nothing, and says so.
+    const beyond = await verify(apiKey, `?fromSeq=50&prevHash=${"0".repeat(64)}`);
+    expect(beyond).toMatchObject({ entriesChecked: 0, anchor: { status: "not-checked" } });
   });
 });
 
@@ -117,10 +130,10 @@ describe("what the anchor catches that the chain alone does not", () => {
 
     const v = await verify(apiKey);
     expect(v.lastSeq).toBe(4); // the chain itself is consistent...
-    expect(v).toMatchObject({ valid: false, firstBroken: { seq: 5, reason: "truncated" }, anchor: { status: "broken", seq: 6 } });
+    expect(v).toMatchObject({ valid: false, firstBroken: { seq: 5, reason: "truncated" }, anchor: { status: "broken", latest: { seq: 6 } } });
 
     // ...and the next anchoring run refuses to anchor over it and raises the alarm.
-    const counts = await runAnchorSweep(t.services, { log: { info: () => undefined, warn: () => undefined, error: () => undefined } });
+    const counts = await runAnchorSweep(t.services, { log: quiet });
     expect(counts.alarms).toBeGreaterThanOrEqual(1);
     expect((await anchorLines(tenantId)).map((a) => a.seq)).toEqual([6]);
     const health = (await (await t.call("GET", "health")).json()) as { sweeps: Array<{ name: string; healthy: boolean; reason: string }> };
@@ -154,7 +167,39 @@ describe("what the anchor catches that the chain alone does not", () => {
     await t.services.containers.audit.items.upsert({ id: "head", tenantId, type: "audit-head", seq: all.length, hash: prev });
 
     const v = await verify(apiKey);
-    expect(v).toMatchObject({ valid: false, firstBroken: { seq: 5, reason: "anchor-mismatch" }, anchor: { status: "broken", seq: 5 } });
+    expect(v).toMatchObject({ valid: false, firstBroken: { seq: 5, reason: "anchor-mismatch" }, anchor: { status: "broken", latest: { seq: 5 } } });
+
+    // The chain keeps growing; the next anchoring run must not anchor the rewritten chain (it would then pass).
+    await append(tenantId, 2);
+    expect((await runAnchorSweep(t.services, { log: quiet })).alarms).toBeGreaterThanOrEqual(1);
+    expect((await anchorLines(tenantId)).map((a) => a.seq)).toEqual([5]);
+    expect((await verify(apiKey)).firstBroken).toMatchObject({ seq: 5, reason: "anchor-mismatch" });
+  });
+
+  it("newest entries cut and the chain regrown past the anchor before the next run", async () => {
+    const { tenantId, apiKey } = await t.createTenant();
+    await append(tenantId, 5);
+    await runAnchorSweep(t.services);
+    await truncateAndRewindHead(tenantId, 3);
+    await append(tenantId, 5); // normal traffic refills positions 4..8 with other entries
+    expect((await runAnchorSweep(t.services, { log: quiet })).alarms).toBeGreaterThanOrEqual(1);
+    expect((await anchorLines(tenantId)).map((a) => a.seq)).toEqual([6]);
+    expect(await verify(apiKey)).toMatchObject({ valid: false, firstBroken: { seq: 6, reason: "anchor-mismatch" } });
+  });
+
+  it("a forged anchor appended to match a rewritten chain does not hide the rewrite from older anchors", async () => {
+    const { tenantId, apiKey } = await t.createTenant();
+    await append(tenantId, 3);
+    await runAnchorSweep(t.services); // anchor at 4
+    await append(tenantId, 2);
+    await truncateAndRewindHead(tenantId, 2);
+    await append(tenantId, 1); // the chain now ends at 3 with a different entry 3
+    const forged = { v: 1 as const, tenantId, seq: 3, hash: (await t.services.audit.head(tenantId))!.hash, anchoredAt: t.clock.now().toISOString() };
+    expect(await t.services.anchors.append(forged, await t.services.anchors.read(tenantId))).toBe(true);
+    const v = await verify(apiKey);
+    expect(v.valid).toBe(false);
+    expect(v.firstBroken).toMatchObject({ seq: 3, reason: "anchor-mismatch" });
+    expect(v.firstBroken?.detail).toContain("went backwards");
   });
 
   it("a tenant's whole audit partition deleted", async () => {
@@ -164,7 +209,7 @@ describe("what the anchor catches that the chain alone does not", () => {
     for (const e of await entries(tenantId)) await t.services.containers.audit.item(e.id, tenantId).delete();
     await t.services.containers.audit.item("head", tenantId).delete();
 
-    expect(await verify(apiKey)).toMatchObject({ valid: false, firstBroken: { seq: 1, reason: "truncated" }, anchor: { status: "broken", seq: 3 } });
+    expect(await verify(apiKey)).toMatchObject({ valid: false, firstBroken: { seq: 1, reason: "truncated" }, anchor: { status: "broken", latest: { seq: 3 } } });
     const lines: string[] = [];
     const log = { info: () => undefined, warn: () => undefined, error: (m: string, f?: Record<string, unknown>) => lines.push(m + JSON.stringify(f)) };
     await runAnchorSweep(t.services, { log });

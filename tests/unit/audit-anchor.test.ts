@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { anchorBlobName, anchorLine, checkAnchor, decideAnchor, lastAnchor, type Anchor } from "../../shared/domain/audit-anchor";
+import { anchorBlobName, anchorLine, checkAnchors, decideAnchor, lastAnchor, parseAnchors, type Anchor } from "../../shared/domain/audit-anchor";
 
 const T = "tn-aaaaaaaaaaaaaaaa";
 const H = (c: string) => c.repeat(64);
@@ -43,30 +43,57 @@ describe("anchor blobs and lines", () => {
 
 describe("deciding whether to anchor", () => {
   it.each([
-    ["no chain, no anchor", undefined, undefined, { action: "skip", reason: "no-chain" }],
-    ["a first anchor", { seq: 1 }, undefined, { action: "append" }],
-    ["the chain moved", { seq: 9 }, anchor(4), { action: "append" }],
-    ["nothing new", { seq: 4 }, anchor(4), { action: "skip", reason: "already-anchored" }],
-    ["the chain is behind its anchor", { seq: 3 }, anchor(4), { action: "alarm", reason: "chain-behind-anchor" }],
-    ["the chain is gone but was anchored", undefined, anchor(4), { action: "alarm", reason: "chain-behind-anchor" }],
-  ] as const)("%s", (_name, head, latest, expected) => {
-    expect(decideAnchor(head, latest)).toEqual(expected);
+    ["no chain, no anchor", undefined, undefined, undefined, { action: "skip", reason: "no-chain" }],
+    ["a first anchor", { seq: 1 }, undefined, undefined, { action: "append" }],
+    ["the chain moved", { seq: 9 }, anchor(4), H("a"), { action: "append" }],
+    ["nothing new", { seq: 4 }, anchor(4), H("a"), { action: "skip", reason: "already-anchored" }],
+    ["the chain is behind its anchor", { seq: 3 }, anchor(4), undefined, { action: "alarm", reason: "chain-behind-anchor" }],
+    ["the chain is gone but was anchored", undefined, anchor(4), undefined, { action: "alarm", reason: "chain-behind-anchor" }],
+    ["the chain was cut and regrew past its anchor", { seq: 9 }, anchor(4), H("b"), { action: "alarm", reason: "anchored-entry-changed" }],
+    ["the anchored entry is missing", { seq: 9 }, anchor(4), undefined, { action: "alarm", reason: "anchored-entry-changed" }],
+    ["the chain was rewritten up to its head", { seq: 4 }, anchor(4), H("b"), { action: "alarm", reason: "anchored-entry-changed" }],
+  ] as const)("%s", (_name, head, latest, entryHash, expected) => {
+    expect(decideAnchor(head, latest, entryHash)).toEqual(expected);
   });
 });
 
-describe("checking a chain against its anchor", () => {
-  it("passes when the anchored entry is there with its hash and the chain reaches it", () => {
-    expect(checkAnchor(anchor(4), H("a"), 4)).toBeUndefined();
-    expect(checkAnchor(anchor(4), H("a"), 10)).toBeUndefined();
+describe("checking a chain against its anchors", () => {
+  const hashes = (m: Record<number, string>) => (seq: number) => m[seq];
+  const walk = (lastSeq: number, m: Record<number, string>, fromSeq = 1, reachedEnd = true) => ({ fromSeq, lastSeq, reachedEnd, hashAt: hashes(m) });
+
+  it("passes when every anchored entry in the range has its hash and the chain reaches the newest anchor", () => {
+    const r = checkAnchors([anchor(2, H("a")), anchor(4, H("b"))], walk(6, { 2: H("a"), 4: H("b") }));
+    expect(r).toMatchObject({ broken: undefined, checked: 2, latest: anchor(4, H("b")) });
   });
 
   it("reports removed newest entries as truncation at the first missing entry", () => {
-    expect(checkAnchor(anchor(6), undefined, 4)).toMatchObject({ reason: "truncated", seq: 5 });
-    expect(checkAnchor(anchor(6), undefined, 0)).toMatchObject({ reason: "truncated", seq: 1 });
+    expect(checkAnchors([anchor(6)], walk(4, {})).broken).toMatchObject({ reason: "truncated", seq: 5 });
+    expect(checkAnchors([anchor(6)], walk(0, {})).broken).toMatchObject({ reason: "truncated", seq: 1 });
   });
 
-  it("reports a rewritten chain at the anchored entry", () => {
-    expect(checkAnchor(anchor(4), H("b"), 4)).toMatchObject({ reason: "anchor-mismatch", seq: 4 });
-    expect(checkAnchor(anchor(4), undefined, 9)).toMatchObject({ reason: "anchor-mismatch", seq: 4 });
+  it("does not call a part that stops early truncated", () => {
+    expect(checkAnchors([anchor(6)], walk(4, {}, 1, false)).broken).toBeUndefined();
+  });
+
+  it("catches a rewrite before an older anchor even when the newest anchor was forged to match", () => {
+    const r = checkAnchors([anchor(2, H("a")), anchor(5, H("f"))], walk(5, { 2: H("x"), 5: H("f") }));
+    expect(r.broken).toMatchObject({ reason: "anchor-mismatch", seq: 2 });
+  });
+
+  it("reports an anchor log that goes backwards", () => {
+    const r = checkAnchors([anchor(5, H("a")), anchor(3, H("b"))], walk(5, { 3: H("b"), 5: H("a") }));
+    expect(r.broken).toMatchObject({ reason: "anchor-mismatch", seq: 3 });
+    expect(r.broken?.detail).toContain("went backwards");
+  });
+
+  it("checks only anchors in the range of a part, and reports the lowest break first", () => {
+    const anchors = [anchor(2, H("a")), anchor(7, H("b")), anchor(9, H("c"))];
+    expect(checkAnchors(anchors, walk(8, { 7: H("b") }, 5, false))).toMatchObject({ broken: undefined, checked: 1 });
+    expect(checkAnchors(anchors, walk(8, { 7: H("z") }, 5, true)).broken).toMatchObject({ reason: "anchor-mismatch", seq: 7 });
+  });
+
+  it("parses every line of a blob in order, skipping what is not an anchor of the tenant", () => {
+    const text = anchorLine(anchor(1)) + "junk\n" + anchorLine(anchor(2, H("a"), "tn-bbbbbbbbbbbbbbbb")) + anchorLine(anchor(3));
+    expect(parseAnchors(text, T).map((a) => a.seq)).toEqual([1, 3]);
   });
 });
