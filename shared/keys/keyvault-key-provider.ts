@@ -72,6 +72,7 @@ export class KeyVaultKeyProvider implements KeyProvider {
   /** tenant → current KEK version and when to ask again. */
   private readonly current = new Map<string, { version: string; until: number }>();
   private readonly lookups = new ExpiringMap<Buffer>(() => this.now());
+  private readonly generations = new Map<string, number>();
   /** Loads in flight, so concurrent callers share one round trip. */
   private readonly inflight = new Map<string, Promise<unknown>>();
 
@@ -110,12 +111,13 @@ export class KeyVaultKeyProvider implements KeyProvider {
     const cached = this.versionBytes.get(key);
     if (cached) return Buffer.from(cached);
     const bytes = await this.singleFlight(`version:${key}`, async () => {
+      const generation = this.generationOf(tenantId);
       const secret = await this.client.getSecret(kekName, { version }).catch((err: unknown) => {
         if (statusOf(err) === 404) throw new KeyNotFoundError(tenantId, `KEK version ${version}`);
         throw err;
       });
       const value = decodeKey(kekName, version, secret.value);
-      this.versionBytes.set(key, value, this.materialTtlMs);
+      if (this.generationOf(tenantId) === generation) this.versionBytes.set(key, value, this.materialTtlMs);
       return value;
     });
     return Buffer.from(bytes);
@@ -134,6 +136,7 @@ export class KeyVaultKeyProvider implements KeyProvider {
     const cached = this.lookups.get(tenantId);
     if (cached) return Buffer.from(cached);
     const bytes = await this.singleFlight(`lookup:${tenantId}`, async () => {
+      const generation = this.generationOf(tenantId);
       // The oldest enabled version wins. The lookup secret is never rotated, but two instances racing through
       // ensureTenantKeys could both create a version; picking the oldest makes every instance agree on one.
       const versions: { version: string; created: number }[] = [];
@@ -148,7 +151,7 @@ export class KeyVaultKeyProvider implements KeyProvider {
         throw err;
       });
       const value = decodeKey(name, oldest.version, secret.value);
-      this.lookups.set(tenantId, value, this.materialTtlMs);
+      if (this.generationOf(tenantId) === generation) this.lookups.set(tenantId, value, this.materialTtlMs);
       return value;
     });
     return Buffer.from(bytes);
@@ -172,11 +175,13 @@ export class KeyVaultKeyProvider implements KeyProvider {
 
   private async loadCurrentVersion(tenantId: string): Promise<string> {
     const name = secretName(tenantId, "kek");
+    const generation = this.generationOf(tenantId);
     let version: string | undefined;
     try {
       const secret = await this.client.getSecret(name);
       version = secret.properties.version;
-      if (version) this.versionBytes.set(`${name}/${version}`, decodeKey(name, version, secret.value), this.materialTtlMs);
+      const bytes = version ? decodeKey(name, version, secret.value) : undefined;
+      if (version && bytes && this.generationOf(tenantId) === generation) this.versionBytes.set(`${name}/${version}`, bytes, this.materialTtlMs);
     } catch (err) {
       const status = statusOf(err);
       if (status === 404) throw new KeyNotFoundError(tenantId, "current KEK");
@@ -186,7 +191,7 @@ export class KeyVaultKeyProvider implements KeyProvider {
       version = await this.newestEnabledVersion(tenantId, name);
     }
     if (!version) throw new KeyNotFoundError(tenantId, "current KEK");
-    this.rememberCurrent(tenantId, version);
+    if (this.generationOf(tenantId) === generation) this.rememberCurrent(tenantId, version);
     return version;
   }
 
@@ -242,7 +247,13 @@ export class KeyVaultKeyProvider implements KeyProvider {
     this.current.set(tenantId, { version, until: this.now() + this.ttlMs });
   }
 
+  /** Bumped when a tenant's keys are deleted, so a load that was under way then does not cache what it read. */
+  private generationOf(tenantId: string): number {
+    return this.generations.get(tenantId) ?? 0;
+  }
+
   private forget(tenantId: string): void {
+    this.generations.set(tenantId, this.generationOf(tenantId) + 1);
     this.current.delete(tenantId);
     this.lookups.delete(tenantId);
     const prefix = `${secretName(tenantId, "kek")}/`;

@@ -71,6 +71,8 @@ export interface KeyVaultFake {
   setEnabled(name: string, version: string, enabled: boolean): void;
   /** Makes the next `count` requests (of any kind, after authorization) fail with this status. */
   failNext(status: number, count?: number): void;
+  /** Holds the answers to authorized requests with this method and exact path until the returned function is called (to order races). */
+  hold(method: string, path: string): () => void;
 }
 
 const API_VERSION_PARAM = "api-version";
@@ -112,6 +114,7 @@ export async function startKeyVaultFake(options: KeyVaultFakeOptions = {}): Prom
   const deleted = new Map<string, FakeDeletedSecret>();
   const requests: FakeRequest[] = [];
   let failures: { status: number; remaining: number } | undefined;
+  const holds: Array<{ method: string; path: string; opened: Promise<void> }> = [];
   let baseUrl = "";
 
   const secretId = (name: string, version: string) => `${baseUrl}/secrets/${name}/${version}`;
@@ -277,13 +280,19 @@ export async function startKeyVaultFake(options: KeyVaultFakeOptions = {}): Prom
     const send = (status: number, payload: unknown, headers: Record<string, string> = {}) => {
       requests.push({ method, path, query, authorized, status });
       const text = payload === undefined ? "" : JSON.stringify(payload);
-      res.writeHead(status, {
-        "content-type": "application/json; charset=utf-8",
-        "content-length": Buffer.byteLength(text),
-        "x-ms-keyvault-service-version": "fake",
-        ...headers,
-      });
-      res.end(text);
+      const write = () => {
+        res.writeHead(status, {
+          "content-type": "application/json; charset=utf-8",
+          "content-length": Buffer.byteLength(text),
+          "x-ms-keyvault-service-version": "fake",
+          ...headers,
+        });
+        res.end(text);
+      };
+      // A held request is answered as it was when it arrived, but only once released.
+      const held = authorized ? holds.filter((h) => h.method === method && h.path === path) : [];
+      if (held.length === 0) write();
+      else void Promise.all(held.map((h) => h.opened)).then(write);
     };
     const sendError = (e: HttpError) =>
       send(e.status, { error: { code: e.code, message: e.message, ...(e.innerCode ? { innererror: { code: e.innerCode } } : {}) } });
@@ -321,6 +330,15 @@ export async function startKeyVaultFake(options: KeyVaultFakeOptions = {}): Prom
   return {
     url: baseUrl,
     stop: served.stop,
+    hold: (method, path) => {
+      let release = () => undefined as void;
+      const h = { method, path, opened: new Promise<void>((resolve) => (release = resolve)) };
+      holds.push(h);
+      return () => {
+        holds.splice(holds.indexOf(h), 1);
+        release();
+      };
+    },
     requests,
     count: (method, path) => requests.filter((r) => r.authorized && r.method === method && r.path === path).length,
     clearRequests: () => {

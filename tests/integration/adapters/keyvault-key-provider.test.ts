@@ -221,6 +221,23 @@ describe("KeyVaultKeyProvider against the Key Vault fake", () => {
     await expect(here.currentKek(tenant)).rejects.toBeInstanceOf(KeyNotFoundError);
   });
 
+  it("a key read that was under way when the keys were deleted is not cached", async () => {
+    const setup = provider();
+    await setup.ensureTenantKeys(tenant);
+    const { version } = await setup.currentKek(tenant);
+    const p = provider();
+    const path = `/secrets/tenant-${tenant}-kek/${version}`;
+    const release = fake.hold("GET", path);
+    const reading = p.kek(tenant, version);
+    // The vault has read the key (its answer is held back) before the keys are deleted.
+    while (fake.count("GET", path) === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    await p.deleteTenantKeys(tenant);
+    release();
+    await reading; // the caller that asked before the deletion gets its answer...
+    // ...but nothing read before the deletion is served after it.
+    await expect(p.kek(tenant, version)).rejects.toBeInstanceOf(KeyNotFoundError);
+  });
+
   it("rejects tenant ids that are not valid in secret names, without calling the vault", async () => {
     const p = provider();
     fake.clearRequests();
