@@ -39,6 +39,7 @@ export const SETTING = {
   adminApiKey: "ADMIN_API_KEY",
   appClientId: "AZURE_CLIENT_ID",
   maxUploadBytes: "MAX_UPLOAD_BYTES",
+  uploadIdleSeconds: "UPLOAD_IDLE_SECONDS",
   purgeGraceMinutes: "PURGE_GRACE_MINUTES",
   evidenceRetentionYears: "EVIDENCE_RETENTION_YEARS",
   suspendedTenantNoticeDays: "SUSPENDED_TENANT_NOTICE_DAYS",
@@ -64,6 +65,7 @@ export const rawSettingsSchema = z.object({
   [SETTING.adminApiKey]: z.string().min(32, "must be at least 32 characters"),
   [SETTING.appClientId]: z.uuid().optional(),
   [SETTING.maxUploadBytes]: positiveInt(2 * GiB),
+  [SETTING.uploadIdleSeconds]: positiveInt(60),
   [SETTING.purgeGraceMinutes]: positiveInt(60),
   [SETTING.evidenceRetentionYears]: positiveInt(5),
   [SETTING.suspendedTenantNoticeDays]: positiveInt(30),
@@ -94,6 +96,8 @@ export interface Settings {
     | { provider: "outbox"; sender: string };
   adminApiKey: string;
   maxUploadBytes: number;
+  /** An upload body that sends nothing for this long is ended with 408 and can be sent again. */
+  uploadIdleSeconds: number;
   purgeGraceMinutes: number;
   evidenceRetentionYears: number;
   suspendedTenantNoticeDays: number;
@@ -196,6 +200,7 @@ export function parseSettings(env: Record<string, string | undefined>): Settings
     email,
     adminApiKey: s[SETTING.adminApiKey],
     maxUploadBytes: s[SETTING.maxUploadBytes],
+    uploadIdleSeconds: s[SETTING.uploadIdleSeconds],
     purgeGraceMinutes: s[SETTING.purgeGraceMinutes],
     evidenceRetentionYears: s[SETTING.evidenceRetentionYears],
     suspendedTenantNoticeDays: s[SETTING.suspendedTenantNoticeDays],

@@ -81,8 +81,12 @@ export function assertTransition(from: UploadStatus, to: UploadStatus): void {
 
 export const isGone = (s: UploadStatus) => s === "deleting" || s === "deleted" || s === "expired";
 
-/** How long an interrupted content upload blocks a retry before another attempt may take over. */
-export const RECEIVING_LEASE_MS = 2 * 3600_000;
+/**
+ * How long a content upload whose instance died (no answer, no release) blocks a retry before another attempt may
+ * take over: the function timeout (host.json functionTimeout, 30 minutes), by which the host has ended the
+ * attempt, plus a margin. An attempt that ends normally, fails or stalls releases its claim at once.
+ */
+export const RECEIVING_LEASE_MS = 35 * 60_000;
 
 export type ContentAdmission =
   | { ok: true }
@@ -142,8 +146,18 @@ export function maskEmail(address: string): string {
   return `${address[0]}***@${address.slice(at + 1)}`;
 }
 
-/** A MIME type as declared for an upload: type/subtype with optional parameters. */
-export const MIME_TYPE = /^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}\/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}(\s*;\s*[a-z0-9!#$&^_.+-]+=("[^"]*"|[a-z0-9!#$&^_.+-]+))*$/i;
+/**
+ * A MIME type as declared for an upload: type/subtype with optional parameters. A quoted parameter value may hold
+ * only what an HTTP header may (RFC 9110 qdtext and quoted pairs: printable ASCII and tabs), since the type is sent
+ * back as the download's Content-Type.
+ */
+export const MIME_TYPE =
+  /^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}\/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}([ \t]*;[ \t]*[a-z0-9!#$&^_.+-]+=("(?:[\t\x20\x21\x23-\x5b\x5d-\x7e]|\\[\t\x20-\x7e])*"|[a-z0-9!#$&^_.+-]+))*$/i;
+
+/** A value that can be sent as an HTTP header value as it is: printable ASCII, inner spaces and tabs only. */
+export function isHeaderSafe(value: string): boolean {
+  return /^[\x21-\x7e](?:[\t\x20-\x7e]*[\x21-\x7e])?$/.test(value);
+}
 
 /** The essence of a content type (type/subtype, lower case), for comparing a PUT with what was declared. */
 export function mediaTypeEssence(value: string): string {

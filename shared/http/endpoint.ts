@@ -103,10 +103,22 @@ export function problemResponse(err: AppError, requestId: string): HttpResponseI
   };
 }
 
+/**
+ * Field names the caller chose are echoed only when they look like field names: a key such as an e-mail address is
+ * personal data and never comes back in an error.
+ */
+const SHOWABLE_NAME = /^[A-Za-z_][A-Za-z0-9_-]{0,40}$/;
+function showName(name: string): string {
+  return SHOWABLE_NAME.test(name) ? name : "(a name not shown)";
+}
+
 export function zodFieldErrors(error: z.ZodError, prefix = ""): FieldError[] {
   return error.issues.slice(0, 20).map((i) => ({
-    path: [prefix, ...i.path.map(String)].filter((s) => s !== "").join(".") || "(body)",
-    message: i.message,
+    path: [prefix, ...i.path.map((seg) => (typeof seg === "number" ? String(seg) : showName(String(seg))))].filter((s) => s !== "").join(".") || "(body)",
+    message:
+      i.code === "unrecognized_keys"
+        ? `unknown field${i.keys.length === 1 ? "" : "s"} ${i.keys.slice(0, 10).map((k) => `'${showName(k)}'`).join(", ")}: not accepted here`
+        : i.message,
   }));
 }
 
@@ -144,12 +156,28 @@ export async function readBodyText(request: HttpRequest, limit: number): Promise
 
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
-/** JSON escapes can spell strings that are not Unicode text (lone surrogates); nothing downstream can store them. */
-function wellFormed(value: unknown): boolean {
-  if (typeof value === "string") return !LONE_SURROGATE.test(value);
-  if (Array.isArray(value)) return value.every(wellFormed);
-  if (value !== null && typeof value === "object") return Object.entries(value).every(([k, v]) => !LONE_SURROGATE.test(k) && wellFormed(v));
-  return true;
+/** Deeper JSON than any of the API's shapes is refused (and never walked recursively, so it cannot exhaust the stack). */
+const MAX_JSON_DEPTH = 32;
+
+/**
+ * JSON escapes can spell strings that are not Unicode text (lone surrogates); nothing downstream can store them.
+ * Returns what is wrong with the parsed body, or undefined when it is fine.
+ */
+function jsonProblem(value: unknown): string | undefined {
+  const stack: Array<{ v: unknown; depth: number }> = [{ v: value, depth: 0 }];
+  while (stack.length > 0) {
+    const { v, depth } = stack.pop()!;
+    if (typeof v === "string") {
+      if (LONE_SURROGATE.test(v)) return "the body contains a string with an unpaired UTF-16 surrogate (\\ud800-\\udfff); send valid Unicode";
+    } else if (v !== null && typeof v === "object") {
+      if (depth >= MAX_JSON_DEPTH) return `the body nests objects or arrays more than ${MAX_JSON_DEPTH} levels deep`;
+      for (const [k, child] of Object.entries(v)) {
+        if (LONE_SURROGATE.test(k)) return "the body contains a key with an unpaired UTF-16 surrogate (\\ud800-\\udfff); send valid Unicode";
+        stack.push({ v: child, depth: depth + 1 });
+      }
+    }
+  }
+  return undefined;
 }
 
 async function parseJsonBody<B extends z.ZodType>(request: HttpRequest, schema: B): Promise<{ value: z.output<B>; text: string }> {
@@ -170,7 +198,8 @@ async function parseJsonBody<B extends z.ZodType>(request: HttpRequest, schema: 
   } catch {
     throw new AppError("invalid-json", "the body is not valid JSON");
   }
-  if (!wellFormed(raw)) throw new AppError("invalid-json", "the body contains a string with an unpaired UTF-16 surrogate (\\ud800-\\udfff); send valid Unicode");
+  const problem = jsonProblem(raw);
+  if (problem) throw new AppError("invalid-json", problem);
   const parsed = schema.safeParse(raw);
   if (!parsed.success) {
     throw new AppError("validation-failed", "the body does not match the expected shape; see errors", { errors: zodFieldErrors(parsed.error) });
@@ -181,7 +210,7 @@ async function parseJsonBody<B extends z.ZodType>(request: HttpRequest, schema: 
 function searchParamsObject(request: HttpRequest): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of request.query.entries()) {
-    if (k in out) throw new AppError("invalid-parameter", `query parameter '${k.slice(0, 40)}' is given more than once`);
+    if (k in out) throw new AppError("invalid-parameter", `query parameter '${showName(k)}' is given more than once`);
     out[k] = v;
   }
   return out;
@@ -193,8 +222,19 @@ async function authenticate<A extends AuthMode>(mode: A, request: HttpRequest, s
   return undefined as PrincipalFor<A>;
 }
 
+/** What the Fetch Headers class (and so the Functions library) accepts as a header value: bytes, no CR, LF or NUL. */
+const HEADER_VALUE = /^[^\r\n\0\u0100-\uffff]*$/;
+
 function toResponse(result: EndpointResult, requestId: string): HttpResponseInit {
   const headers: Record<string, string> = { ...baseHeaders(requestId), ...(result.headers ?? {}) };
+  const invalid = Object.keys(headers).find((k) => !HEADER_VALUE.test(headers[k]!));
+  if (invalid !== undefined) {
+    // A bug of ours, not the caller's: the library would fail after the handler returned, leaving a stream body
+    // open. Release it and answer with a problem instead.
+    const body = result.body as { destroy?: () => void } | undefined;
+    if (body && typeof body.destroy === "function") body.destroy();
+    throw new Error(`response header ${invalid} has a value that cannot be sent`);
+  }
   if (result.json !== undefined) {
     headers["content-type"] ??= "application/json; charset=utf-8";
     return { status: result.status, headers, body: JSON.stringify(result.json) };

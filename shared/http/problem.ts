@@ -14,6 +14,7 @@ export const PROBLEM_TYPES = {
   "not-found": { status: 404, title: "Not found" },
   "method-not-allowed": { status: 405, title: "Method not allowed" },
   conflict: { status: 409, title: "The request conflicts with the current state" },
+  "request-timeout": { status: 408, title: "The request body stopped arriving" },
   "idempotency-in-progress": { status: 409, title: "A request with this Idempotency-Key is still being processed" },
   "upload-expired": { status: 410, title: "The upload has expired and was deleted" },
   "upload-deleted": { status: 410, title: "The upload was deleted" },

@@ -223,7 +223,7 @@ export class AuditStore {
           { name: "@action", value: action },
           { name: "@target", value: targetId },
         ],
-      })
+      }, { partitionKey: tenantId })
       .fetchAll();
     return resources[0]?.seq;
   }

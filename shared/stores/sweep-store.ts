@@ -48,7 +48,7 @@ export class SweepStore {
       .query<Record<string, unknown>>({
         query: `SELECT TOP ${Math.floor(limit)} * FROM c WHERE c.tenantId = @tenantId AND c.type = 'sweep' AND IS_NULL(c.receiptsAt) ORDER BY c.startedAt ASC`,
         parameters: [{ name: "@tenantId", value: SYSTEM_TENANT }],
-      })
+      }, { partitionKey: SYSTEM_TENANT })
       .fetchAll();
     return resources.map((r) => parseStored(sweepDocSchema, this.container.id, r));
   }

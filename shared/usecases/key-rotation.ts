@@ -83,7 +83,7 @@ export async function rewrapBatch(s: Services, tenantId: string, batchSize = 100
   }
 
   const { resources } = await s.uploads.container.items
-    .query<Record<string, unknown>>(olderKeyQuery(tenantId, target.version, `TOP ${Math.floor(batchSize)} *`))
+    .query<Record<string, unknown>>(olderKeyQuery(tenantId, target.version, `TOP ${Math.floor(batchSize)} *`), { partitionKey: tenantId })
     .fetchAll();
   let rewrapped = 0;
   let contended = 0;
@@ -127,6 +127,6 @@ export async function runRewrapJob(s: Services, msg: RewrapMessage): Promise<Awa
 export async function kekStatus(s: Services, tenantId: string): Promise<{ currentVersion: string; uploadsOnOlderVersions: number }> {
   const tenant = await s.tenants.get(tenantId);
   if (!tenant) throw new AppError("not-found", "no tenant with this id");
-  const { resources } = await s.uploads.container.items.query<number>(olderKeyQuery(tenantId, tenant.kekVersion, "VALUE COUNT(1)")).fetchAll();
+  const { resources } = await s.uploads.container.items.query<number>(olderKeyQuery(tenantId, tenant.kekVersion, "VALUE COUNT(1)"), { partitionKey: tenantId }).fetchAll();
   return { currentVersion: tenant.kekVersion, uploadsOnOlderVersions: resources[0] ?? 0 };
 }

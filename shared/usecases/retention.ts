@@ -156,7 +156,7 @@ async function offboardTenant(s: Services, tenantId: string, sweepId: string, fa
       .query<{ id: string }>({
         query: "SELECT TOP 200 c.id FROM c WHERE c.tenantId = @tenantId AND c.type = 'upload' AND NOT (c.status IN ('deleted', 'expired'))",
         parameters: [{ name: "@tenantId", value: tenantId }],
-      })
+      }, { partitionKey: tenantId })
       .fetchAll();
     if (resources.length === 0) break;
     let progressed = false;
@@ -373,14 +373,14 @@ export async function tenantRetention(s: Services, tenantId: string, receiptLimi
     .query<{ expiresAt: string }>({
       query: "SELECT c.expiresAt FROM c WHERE c.tenantId = @tenantId AND c.type = 'upload' AND c.status IN ('awaiting-content', 'receiving', 'available')",
       parameters: [{ name: "@tenantId", value: tenantId }],
-    })
+    }, { partitionKey: tenantId })
     .fetchAll();
   const calendar = dueCalendar(active.map((a) => new Date(a.expiresAt)), now, 33);
   const { resources: receipts } = await s.containers.audit.items
     .query<Record<string, unknown>>({
       query: `SELECT TOP ${Math.floor(receiptLimit)} * FROM c WHERE c.tenantId = @tenantId AND c.type = 'audit-entry' AND c.action = 'retention.receipt' ORDER BY c.seq DESC`,
       parameters: [{ name: "@tenantId", value: tenantId }],
-    })
+    }, { partitionKey: tenantId })
     .fetchAll();
   const receiptSchema = z.object({
     seq: z.number(),

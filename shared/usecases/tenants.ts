@@ -24,6 +24,26 @@ import { withoutMeta } from "../stores/cosmos";
 import type { TenantDoc } from "../stores/tenant-store";
 
 
+/**
+ * A webhook must name a public host: no user name or password in the URL (it would be stored and shown), no IP
+ * literal and no local or single-label name (the service would be made to call into its own network).
+ */
+export function publicWebhookProblem(value: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return "must be a URL";
+  }
+  if (url.username !== "" || url.password !== "") return "must not contain a user name or password";
+  const host = url.hostname.toLowerCase().replace(/\.$/, "");
+  if (host.startsWith("[") || /^[0-9.]+$/.test(host) || /^0x/i.test(host)) return "must name a host, not an IP address";
+  if (!host.includes(".") || host === "localhost" || /\.(localhost|local|internal|lan|home\.arpa|intranet)$/.test(host)) {
+    return "must name a public host (not localhost, a single-label or a local name)";
+  }
+  return undefined;
+}
+
 export const createTenantInput = z.strictObject({
   name: singleLine(200).describe("The controller's name, as it should appear in notices"),
   contactEmail: z.email().max(254).describe("Where breach and data-subject request notices for this controller go (their DPO)"),
@@ -34,8 +54,9 @@ export const createTenantInput = z.strictObject({
   webhookUrl: z
     .url({ protocol: /^https$/ })
     .max(2048)
+    .refine((u) => publicWebhookProblem(u) === undefined, { error: (i) => publicWebhookProblem(String(i.input)) ?? "invalid webhook URL" })
     .optional()
-    .describe("HTTPS endpoint that receives event notifications"),
+    .describe("HTTPS endpoint that receives event notifications: a public host name, no credentials in the URL"),
 });
 export type CreateTenantInput = z.infer<typeof createTenantInput>;
 

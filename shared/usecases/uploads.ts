@@ -28,6 +28,7 @@ import {
   dataCategories,
   expiresAt,
   isGone,
+  isHeaderSafe,
   maskEmail,
   mediaTypeEssence,
   newUploadId,
@@ -207,21 +208,50 @@ export async function listUploads(s: Services, p: TenantPrincipal, opts: { statu
 }
 
 /** Counts bytes through the pipe and fails the stream when there are more or fewer than declared. */
+/**
+ * Passes the body on while checking its size against the declared one, and watches for a body that stops arriving:
+ * after `idleMs` without a byte it calls `onIdle` (which ends the request), so a stalled client cannot hold a
+ * connection, buffers and the upload's "receiving" claim.
+ */
 class ExactSize extends Transform {
   seen = 0;
-  constructor(private readonly expected: number) {
+  private idle: NodeJS.Timeout | undefined;
+  private onIdle: ((err: Error) => void) | undefined;
+  constructor(
+    private readonly expected: number,
+    private readonly idleMs: number,
+  ) {
     super();
+  }
+  /** Starts the idle watch. */
+  watch(onIdle: (err: Error) => void): void {
+    this.onIdle = onIdle;
+    this.arm();
+  }
+  private arm(): void {
+    clearTimeout(this.idle);
+    if (!this.onIdle) return;
+    const onIdle = this.onIdle;
+    this.idle = setTimeout(() => {
+      onIdle(new AppError("request-timeout", `no bytes arrived for ${Math.round(this.idleMs / 1000)} s, after ${this.seen} of the declared ${this.expected}; nothing was stored, send it again`));
+    }, this.idleMs);
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.seen += chunk.length;
     if (this.seen > this.expected) return cb(new AppError("payload-too-large", `the body is larger than the declared size of ${this.expected} bytes; nothing was stored`));
+    this.arm();
     cb(null, chunk);
   }
   override _flush(cb: TransformCallback): void {
+    clearTimeout(this.idle);
     if (this.seen < this.expected) {
       return cb(new AppError("malformed-request", `the body ended after ${this.seen} of the declared ${this.expected} bytes; nothing was stored, send it again`));
     }
     cb();
+  }
+  override _destroy(err: Error | null, cb: (error?: Error | null) => void): void {
+    clearTimeout(this.idle);
+    cb(err);
   }
 }
 
@@ -286,16 +316,21 @@ export async function putContent(s: Services, p: TenantPrincipal, uploadId: stri
 
   const blobName = `${blobPrefix(p.tenantId, uploadId)}${attemptId}`;
   const blob = s.blobs.getContainerClient(BLOB_CONTAINERS.payloads.name).getBlockBlobClient(blobName);
-  const size = new ExactSize(doc.declaredSize);
+  const size = new ExactSize(doc.declaredSize, s.settings.uploadIdleSeconds * 1000);
   const tap = new HeaderTap();
   let clientError: Error | undefined;
   let dataKey: Buffer;
   try {
     dataKey = await unwrapUploadKey(s, doc);
     const body = request.body ? Readable.fromWeb(request.body as unknown as WebReadableStream<Uint8Array>) : Readable.from([]);
-    body.once("error", (err) => (clientError = err));
-    // pipeline() carries an error at any stage (client gone, wrong size) to the stream the uploader reads.
+    body.once("error", (err) => (clientError ??= err));
+    // pipeline() carries an error at any stage (client gone, wrong size, stalled) to the stream the uploader reads.
     pipeline(body, size, createEncryptStream(dataKey, uploadAssociatedData(p.tenantId, uploadId)), tap, () => undefined);
+    // Ending the size check ends the pipeline at once; the body itself may take a while to let go of its source.
+    size.watch((err) => {
+      size.destroy(err);
+      body.destroy(err);
+    });
     // Blocks are staged as they arrive and committed only at the end: an interrupted upload leaves nothing visible.
     await blob.uploadStream(tap, UPLOAD_BUFFER_BYTES, UPLOAD_CONCURRENCY, {
       conditions: { ifNoneMatch: "*" },
@@ -308,6 +343,10 @@ export async function putContent(s: Services, p: TenantPrincipal, uploadId: stri
     }
   } catch (err) {
     await releaseClaim(s, p.tenantId, uploadId, attemptId);
+    if (err instanceof AppError && err.problem === "request-timeout") {
+      log.warn("upload.content-stalled", { uploadId, received: size.seen, declared: doc.declaredSize });
+      throw err;
+    }
     if (err instanceof AppError) throw err;
     if (clientError) {
       log.warn("upload.content-interrupted", { uploadId, received: size.seen, declared: doc.declaredSize });
@@ -380,6 +419,15 @@ export async function openContent(s: Services, p: TenantPrincipal, uploadId: str
   if (!admittedNow.ok) throw new AppError(admittedNow.problem, admittedNow.detail);
   const dataKey = await unwrapUploadKey(s, doc);
   const fileName = doc.personal ? openField(dataKey, doc.tenantId, doc.id, "fileName", doc.personal.fileName) : undefined;
+  // The response headers are settled before the download is counted, so they cannot fail after it. A stored type
+  // that is not a valid header value (from before types were checked for that) is sent as plain bytes.
+  const bytes = range.kind === "range" ? range.end - range.start + 1 : size;
+  const headers: Record<string, string> = {
+    "content-type": isHeaderSafe(doc.contentType) ? doc.contentType : "application/octet-stream",
+    "accept-ranges": "bytes",
+    "content-length": String(bytes),
+  };
+  if (fileName !== undefined) headers["content-disposition"] = contentDisposition(fileName);
 
   // Count the download (optimistic concurrency: with maxDownloads, parallel requests cannot exceed it).
   const counted = await s.uploads.update(
@@ -401,7 +449,6 @@ export async function openContent(s: Services, p: TenantPrincipal, uploadId: str
   doc = counted.before;
   const first = doc.downloads === 0;
   const content = doc.content!;
-  const bytes = range.kind === "range" ? range.end - range.start + 1 : size;
   await s.audit.append({
     tenantId: p.tenantId,
     actor: p.actor,
@@ -417,12 +464,6 @@ export async function openContent(s: Services, p: TenantPrincipal, uploadId: str
   const blob = s.blobs.getContainerClient(BLOB_CONTAINERS.payloads.name).getBlobClient(content.blobName);
   const associatedData = uploadAssociatedData(p.tenantId, uploadId);
   let body: Transform;
-  const headers: Record<string, string> = {
-    "content-type": doc.contentType,
-    "accept-ranges": "bytes",
-    "content-length": String(bytes),
-  };
-  if (fileName !== undefined) headers["content-disposition"] = contentDisposition(fileName);
 
   try {
     if (range.kind === "range") {

@@ -29,3 +29,24 @@ export function abortedUpload(url: string, init: { method?: string; headers?: Re
     pump();
   });
 }
+
+/**
+ * Starts an upload with node:http, sends `sendBytes` of body, then stops sending but keeps the connection open: a
+ * stalled client. Resolves with the service's answer (status and body), then closes the connection.
+ */
+export function stalledUpload(url: string, init: { headers: Record<string, string>; sendBytes: number }): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: "PUT", headers: init.headers });
+    req.on("error", reject);
+    req.on("response", (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () => {
+        resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString("utf8") });
+        req.destroy();
+      });
+    });
+    req.flushHeaders();
+    req.write(Buffer.alloc(init.sendBytes, 0x41));
+  });
+}

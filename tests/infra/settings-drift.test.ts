@@ -26,6 +26,7 @@ const NOT_SET_IN_AZURE: Record<string, string> = {
   SafeDataStorage: "local only: a connection string with a key; Azure uses the __blobServiceUri/__queueServiceUri settings",
   LOCAL_MASTER_KEY: "local key provider only; in Azure the keys live in Key Vault",
   MAX_UPLOAD_BYTES: "the code's default (2 GiB) applies; an operator may add it as an app setting to change it",
+  UPLOAD_IDLE_SECONDS: "the code's default (60 s) applies; an operator may override it as an app setting",
   PURGE_GRACE_MINUTES: "the code's default applies; an operator may override it as an app setting",
   EVIDENCE_RETENTION_YEARS: "the code's default applies; an operator may override it as an app setting",
   SUSPENDED_TENANT_NOTICE_DAYS: "the code's default applies; an operator may override it as an app setting",

@@ -100,6 +100,24 @@ describe("tenants (admin API)", () => {
     expect(paths).toEqual(expect.arrayContaining(["name", "contactEmail", "supervisoryAuthority.country"]));
     expect(JSON.stringify(body)).not.toContain("nope");
   });
+
+  it.each([
+    ["credentials in the URL", "https://user:secret@hooks.acme.example/x", "user name or password"],
+    ["an IPv4 literal", "https://10.0.0.5/x", "IP address"],
+    ["an IPv6 literal", "https://[::1]/x", "IP address"],
+    ["localhost", "https://localhost/x", "public host"],
+    ["a single-label name", "https://intranet/x", "public host"],
+    ["a local name", "https://printer.local/x", "public host"],
+    ["plain http", "http://hooks.acme.example/x", ""],
+  ])("refuses a webhook URL with %s", async (_name, webhookUrl, says) => {
+    const res = await t.admin("POST", "v1/admin/tenants", { name: "Hooked", contactEmail: "dpo@hooked.example", supervisoryAuthority: { country: "DK" }, webhookUrl });
+    expect(res.status).toBe(422);
+    const body = (await res.json()) as { errors: Array<{ path: string; message: string }> };
+    const err = body.errors.find((e) => e.path === "webhookUrl");
+    expect(err).toBeDefined();
+    if (says) expect(err!.message).toContain(says);
+    expect(JSON.stringify(body)).not.toContain("secret");
+  });
 });
 
 describe("idempotency", () => {

@@ -1,6 +1,21 @@
+import { readFileSync } from "node:fs";
+import path from "node:path";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { admitDownload, canTransition, contentDisposition, expiresAt, maskEmail, mediaTypeEssence, newUploadId, parseRange, UPLOAD_ID_PATTERN } from "../../shared/domain/uploads";
+import {
+  admitDownload,
+  canTransition,
+  contentDisposition,
+  expiresAt,
+  isHeaderSafe,
+  maskEmail,
+  mediaTypeEssence,
+  MIME_TYPE,
+  newUploadId,
+  parseRange,
+  RECEIVING_LEASE_MS,
+  UPLOAD_ID_PATTERN,
+} from "../../shared/domain/uploads";
 
 const DAY = 86_400_000;
 
@@ -81,5 +96,34 @@ describe("upload rules", () => {
     expect(maskEmail("anna@example.com")).toBe("a***@example.com");
     expect(maskEmail("broken")).toBe("***");
     expect(mediaTypeEssence("Application/PDF; charset=binary")).toBe("application/pdf");
+  });
+});
+
+describe("the receiving lease", () => {
+  it("outlasts the function timeout (so a live attempt is never taken over) by at most a small margin", () => {
+    const hostJson = JSON.parse(readFileSync(path.join(__dirname, "../../host.json"), "utf8")) as { functionTimeout: string };
+    const [h, m, s] = hostJson.functionTimeout.split(":").map(Number) as [number, number, number];
+    const timeoutMs = ((h * 60 + m) * 60 + s) * 1000;
+    expect(RECEIVING_LEASE_MS).toBeGreaterThan(timeoutMs);
+    expect(RECEIVING_LEASE_MS - timeoutMs).toBeLessThanOrEqual(10 * 60_000);
+  });
+});
+
+describe("content types and header values", () => {
+  it.each([
+    ["text/plain", true],
+    ['application/pdf; name="a b.pdf"', true],
+    ['text/plain; a="q\\"x"', true],
+    ['text/plain; a="x\r\nSet-Cookie: p=1"', false],
+    ['application/pdf; name="报告.pdf"', false],
+    ["text/plain;\na=b", false],
+  ])("MIME_TYPE accepts %j: %s", (value, ok) => {
+    expect(MIME_TYPE.test(value)).toBe(ok);
+    if (ok) expect(isHeaderSafe(value)).toBe(true);
+  });
+
+  it("isHeaderSafe refuses control characters, non-ASCII and surrounding whitespace", () => {
+    for (const bad of ["a\nb", "a\rb", "a\0b", "é", " a", "a ", ""]) expect(isHeaderSafe(bad)).toBe(false);
+    expect(isHeaderSafe("a\tb c")).toBe(true);
   });
 });

@@ -2,7 +2,7 @@
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BLOB_CONTAINERS } from "../../../shared/config/resources";
-import { abortedUpload } from "../../helpers/abort-upload";
+import { abortedUpload, stalledUpload } from "../../helpers/abort-upload";
 import { startTestApp, type TestApp } from "../../helpers/app";
 import { eventually } from "../../helpers/eventually";
 import { baseUpload, createUpload, download, putContent } from "../../helpers/uploads";
@@ -11,7 +11,7 @@ let t: TestApp;
 let key: string;
 let tenantId: string;
 beforeAll(async () => {
-  t = await startTestApp({ settings: { MAX_UPLOAD_BYTES: String(4 * 1024 * 1024) } });
+  t = await startTestApp({ settings: { MAX_UPLOAD_BYTES: String(4 * 1024 * 1024), UPLOAD_IDLE_SECONDS: "2" } });
   ({ apiKey: key, tenantId } = await t.createTenant());
 });
 afterAll(async () => {
@@ -45,6 +45,9 @@ describe("creating an upload with bad input", () => {
     ["a size above the maximum", { size: 4 * 1024 * 1024 + 1 }, "size"],
     ["a bad content type", { contentType: "pdf" }, "contentType"],
     ["a file name with a newline", { fileName: "a\nb.pdf" }, "fileName"],
+    ["a content type with a line break in a quoted parameter", { contentType: 'text/plain; a="x\r\nSet-Cookie: p=1"' }, "contentType"],
+    ["a content type with non-ASCII text in a parameter", { contentType: 'application/pdf; name="报告.pdf"' }, "contentType"],
+    ["a content type with a line break between parameters", { contentType: "text/plain;\na=b" }, "contentType"],
     ["an unknown field", { colour: "red" }, ""],
     ["maxDownloads of 0", { maxDownloads: 0 }, "maxDownloads"],
   ])("rejects %s with 422 naming the field", async (_name, change, path) => {
@@ -52,6 +55,24 @@ describe("creating an upload with bad input", () => {
     const body = await problem(res, 422, "validation-failed");
     if (path) expect(body.errors!.map((e) => e.path)).toContain(path);
     expect(JSON.stringify(body)).not.toContain("not-an-address");
+  });
+
+  it("does not echo field names that could be personal data", async () => {
+    const res = await t.call("POST", "v1/uploads", { key, json: { ...baseUpload, size: 1, "victim@example.com": 1, colour: "red" } });
+    const body = await problem(res, 422, "validation-failed");
+    const text = JSON.stringify(body);
+    expect(text).not.toContain("victim@example.com");
+    expect(text).toContain("colour");
+    const dup = await t.call("GET", "v1/uploads?victim%40example.com=1&victim%40example.com=2", { key });
+    expect(dup.status).toBe(400);
+    expect(await dup.text()).not.toContain("victim@example.com");
+  });
+
+  it("refuses JSON nested deeper than any request shape with 400, not a crash", async () => {
+    const deep = "[".repeat(5000) + "]".repeat(5000);
+    const res = await t.call("POST", "v1/uploads", { key, headers: { "content-type": "application/json" }, body: deep });
+    const body = await problem(res, 400, "invalid-json");
+    expect(JSON.stringify(body)).toContain("levels deep");
   });
 
   it("creates nothing when validation fails (property)", async () => {
@@ -141,6 +162,38 @@ describe("sending content with bad input", () => {
     expect((await putContent(t, key, id, content)).status).toBe(200);
     expect((await download(t, key, id)).body.equals(content)).toBe(true);
     expect(t.logs.some((l) => l.message.includes("upload.content-interrupted"))).toBe(true);
+  });
+});
+
+describe("stalled bodies and stored content types", () => {
+  it("ends a body that stops arriving with 408 after the idle time; nothing is kept and it can be sent again", async () => {
+    const size = 1024 * 1024;
+    const { id } = await createUpload(t, key, { size });
+    const res = await stalledUpload(`${t.api}/v1/uploads/${id}/content`, {
+      headers: { authorization: `Bearer ${key}`, "content-type": "application/pdf", "content-length": String(size) },
+      sendBytes: 64 * 1024,
+    });
+    expect(res.status).toBe(408);
+    expect(JSON.parse(res.body)).toMatchObject({ type: "urn:safedata:problem:request-timeout" });
+    expect((await t.services.uploads.get(tenantId, id))?.status).toBe("awaiting-content");
+    expect(await blobsOf(id)).toEqual([]);
+    const content = Buffer.alloc(size, 3);
+    expect((await putContent(t, key, id, content)).status).toBe(200);
+    expect((await download(t, key, id)).body.equals(content)).toBe(true);
+  });
+
+  it("serves content whose stored type is not a valid header value as application/octet-stream, counted once", async () => {
+    const { id } = await createUpload(t, key, { size: 5, maxDownloads: 1 });
+    expect((await putContent(t, key, id, Buffer.from("hello"))).status).toBe(200);
+    // A record from before content types were checked for header safety.
+    const item = t.services.uploads.container.item(id, tenantId);
+    const { resource } = await item.read<Record<string, unknown>>();
+    await item.replace({ ...resource!, contentType: 'application/pdf; name="x\r\ny"' });
+    const first = await download(t, key, id);
+    expect(first.res.status).toBe(200);
+    expect(first.res.headers.get("content-type")).toBe("application/octet-stream");
+    expect(first.body.toString()).toBe("hello");
+    expect((await t.services.uploads.get(tenantId, id))?.downloads).toBe(1);
   });
 });
 
