@@ -210,8 +210,9 @@ export async function listUploads(s: Services, p: TenantPrincipal, opts: { statu
 /** Counts bytes through the pipe and fails the stream when there are more or fewer than declared. */
 /**
  * Passes the body on while checking its size against the declared one, and watches for a body that stops arriving:
- * after `idleMs` without a byte it calls `onIdle` (which ends the request), so a stalled client cannot hold a
- * connection, buffers and the upload's "receiving" claim.
+ * when the next stage wants data and none has come from the client for `idleMs`, it calls `onIdle` (which ends the
+ * request), so a stalled client cannot hold a connection, buffers and the upload's "receiving" claim. Time spent
+ * while storage is slow to take what it was given (back-pressure) does not count.
  */
 class ExactSize extends Transform {
   seen = 0;
@@ -229,28 +230,38 @@ class ExactSize extends Transform {
     this.arm();
   }
   private arm(): void {
-    clearTimeout(this.idle);
-    if (!this.onIdle) return;
     const onIdle = this.onIdle;
+    if (!onIdle || this.idle) return;
     this.idle = setTimeout(() => {
       onIdle(new AppError("request-timeout", `no bytes arrived for ${Math.round(this.idleMs / 1000)} s, after ${this.seen} of the declared ${this.expected}; nothing was stored, send it again`));
     }, this.idleMs);
   }
+  private disarm(): void {
+    clearTimeout(this.idle);
+    this.idle = undefined;
+  }
+  /** The next stage wants data: from now on, waiting counts against the client. */
+  override _read(size: number): void {
+    this.arm();
+    super._read(size);
+  }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.disarm();
     this.seen += chunk.length;
     if (this.seen > this.expected) return cb(new AppError("payload-too-large", `the body is larger than the declared size of ${this.expected} bytes; nothing was stored`));
-    this.arm();
     cb(null, chunk);
   }
   override _flush(cb: TransformCallback): void {
-    clearTimeout(this.idle);
+    this.onIdle = undefined;
+    this.disarm();
     if (this.seen < this.expected) {
       return cb(new AppError("malformed-request", `the body ended after ${this.seen} of the declared ${this.expected} bytes; nothing was stored, send it again`));
     }
     cb();
   }
   override _destroy(err: Error | null, cb: (error?: Error | null) => void): void {
-    clearTimeout(this.idle);
+    this.onIdle = undefined;
+    this.disarm();
     cb(err);
   }
 }
