@@ -69,7 +69,8 @@ export interface VerifyResult {
   next?: { fromSeq: number; prevHash: string };
 }
 
-export const MAX_VERIFY_ENTRIES = 100_000;
+/** One call reads at most this many entries (bounds what one request costs the shared database; longer chains are verified in parts). */
+export const MAX_VERIFY_ENTRIES = 10_000;
 
 export interface VerifyOptions {
   /** Start at this entry, with the hash of the one before it (default: the genesis). */
