@@ -2,8 +2,8 @@
  * Starts bench/passthrough-server.ts in its own process, as runtime-process.ts starts the runtime, so that its CPU
  * and memory can be read from /proc apart from the benchmark's.
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import path from "node:path";
+import { spawnNode, waitUntil } from "./node-child";
 
 export interface PassthroughProcess {
   readonly pid: number;
@@ -16,43 +16,21 @@ export interface PassthroughProcess {
 }
 
 export async function startPassthrough(options: { root: string; storageConnectionString: string; timeoutMs?: number }): Promise<PassthroughProcess> {
-  const child: ChildProcess = spawn(process.execPath, [path.join(options.root, "dist/bench/passthrough-server.js")], {
+  const proc = spawnNode(path.join(options.root, "dist/bench/passthrough-server.js"), {
     cwd: options.root,
     env: { ...process.env, PASSTHROUGH_STORAGE: options.storageConnectionString },
-    stdio: ["ignore", "pipe", "pipe"],
   });
-  let output = "";
-  const keep = (d: Buffer) => {
-    output += d.toString();
-    if (output.length > 200_000) output = output.slice(-100_000);
-  };
-  child.stdout!.on("data", keep);
-  child.stderr!.on("data", keep);
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-
-  const until = Date.now() + (options.timeoutMs ?? 30_000);
-  let port: number | undefined;
-  while (port === undefined && child.exitCode === null && Date.now() < until) {
-    const m = /passthrough listening on (\d+)/.exec(output);
-    if (m) port = Number(m[1]);
-    else await new Promise((r) => setTimeout(r, 20));
+  const listening = () => /passthrough listening on (\d+)/.exec(proc.output());
+  await waitUntil(() => listening() !== null || proc.child.exitCode !== null, options.timeoutMs ?? 30_000);
+  const port = Number(listening()?.[1] ?? NaN);
+  if (Number.isNaN(port) || proc.child.pid === undefined) {
+    proc.child.kill("SIGKILL");
+    throw new Error(`the pass-through proxy did not start:\n${proc.output().slice(-4000)}`);
   }
-  if (port === undefined || child.pid === undefined) {
-    child.kill("SIGKILL");
-    throw new Error(`the pass-through proxy did not start:\n${output.slice(-4000)}`);
-  }
-  const pid = child.pid;
-
   return {
-    pid,
+    pid: proc.child.pid,
     url: `http://127.0.0.1:${port}`,
-    output: () => output,
-    stop: async () => {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill("SIGTERM");
-        const stopped = await Promise.race([exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 5_000).unref())]);
-        if (!stopped) child.kill("SIGKILL");
-      }
-    },
+    output: proc.output,
+    stop: () => proc.stop("SIGTERM", 5_000),
   };
 }

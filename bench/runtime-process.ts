@@ -3,12 +3,12 @@
  * settings file, so its memory and CPU can be read from /proc apart from the benchmark's. Embedded storage runs in
  * a child process of it (its memory does not count as the runtime's).
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { cosmosConnectionString, storageConnectionString } from "../dev/embedded-storage";
 import { freePort, processAlive } from "../dev/processes";
+import { spawnNode, waitUntil } from "./node-child";
 
 export interface RuntimeProcess {
   /** The runtime's process id (the local Functions host and the app). */
@@ -36,23 +36,15 @@ export interface StartOptions {
   timeoutMs?: number;
 }
 
-async function waitUntil(done: () => boolean, timeoutMs: number): Promise<boolean> {
-  const until = Date.now() + timeoutMs;
-  while (!done()) {
-    if (Date.now() > until) return false;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return true;
-}
-
 export async function startRuntime(options: StartOptions): Promise<RuntimeProcess> {
   const [port, blob, queue, cosmos] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
   const dir = mkdtempSync(path.join(os.tmpdir(), "safedata-bench-"));
   const settingsPath = path.join(dir, "local.settings.json");
   const storage = storageConnectionString("127.0.0.1", blob, queue);
   const cosmosCs = cosmosConnectionString("127.0.0.1", cosmos);
-  const child: ChildProcess = spawn(process.execPath, [...(options.nodeArgs ?? []), path.join(options.root, "dist/dev/start.js")], {
+  const proc = spawnNode(path.join(options.root, "dist/dev/start.js"), {
     cwd: options.root,
+    nodeArgs: options.nodeArgs,
     env: {
       ...process.env,
       PORT: String(port),
@@ -63,32 +55,23 @@ export async function startRuntime(options: StartOptions): Promise<RuntimeProces
       // Telemetry would add its own work (and exit delays) to what is measured.
       APPLICATIONINSIGHTS_CONNECTION_STRING: "",
     },
-    stdio: ["ignore", "pipe", "pipe"],
   });
-  // Keep the tail only: a long run logs every invocation.
-  let output = "";
-  const keep = (d: Buffer) => {
-    output += d.toString();
-    if (output.length > 200_000) output = output.slice(-100_000);
-  };
-  child.stdout!.on("data", keep);
-  child.stderr!.on("data", keep);
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const { child, output } = proc;
 
   const cleanUp = () => rmSync(dir, { recursive: true, force: true });
-  const ready = await waitUntil(() => output.includes("safedata is running") || child.exitCode !== null, options.timeoutMs ?? 60_000);
+  const ready = await waitUntil(() => output().includes("safedata is running") || child.exitCode !== null, options.timeoutMs ?? 60_000);
   if (!ready || child.exitCode !== null) {
     child.kill("SIGKILL");
     cleanUp();
-    throw new Error(`the runtime did not start:\n${output.slice(-4000)}`);
+    throw new Error(`the runtime did not start:\n${output().slice(-4000)}`);
   }
-  const storagePid = Number(/storage pid (\d+)/.exec(output)?.[1] ?? NaN);
+  const storagePid = Number(/storage pid (\d+)/.exec(output())?.[1] ?? NaN);
   const settings = JSON.parse(readFileSync(settingsPath, "utf8")) as { Values: Record<string, string> };
   const adminKey = settings.Values.ADMIN_API_KEY;
   if (!adminKey || Number.isNaN(storagePid) || child.pid === undefined) {
     child.kill("SIGKILL");
     cleanUp();
-    throw new Error(`the runtime started without an admin key or a storage pid:\n${output.slice(-4000)}`);
+    throw new Error(`the runtime started without an admin key or a storage pid:\n${output().slice(-4000)}`);
   }
   const pid = child.pid;
 
@@ -99,13 +82,10 @@ export async function startRuntime(options: StartOptions): Promise<RuntimeProces
     adminKey,
     storageConnectionString: storage,
     cosmosConnectionString: cosmosCs,
-    output: () => output,
+    output,
     stop: async () => {
-      if (child.exitCode === null) {
-        child.kill("SIGINT");
-        const stopped = await Promise.race([exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 20_000).unref())]);
-        if (!stopped) child.kill("SIGKILL");
-      }
+      // As Ctrl-C does.
+      await proc.stop("SIGINT", 20_000);
       if (!(await waitUntil(() => !processAlive(storagePid), 5_000))) process.kill(storagePid, "SIGKILL");
       cleanUp();
     },
