@@ -85,8 +85,6 @@ export interface AnchorCheckResult {
   broken?: AnchorBreak;
   /** Anchors compared with an entry in the range walked. */
   checked: number;
-  /** The newest anchor, whatever its seq. */
-  latest?: Anchor;
 }
 
 /**
@@ -132,5 +130,5 @@ export function checkAnchors(
     });
   }
   breaks.sort((x, y) => x.seq - y.seq);
-  return { broken: breaks[0], checked, latest: anchors.at(-1) };
+  return { broken: breaks[0], checked };
 }

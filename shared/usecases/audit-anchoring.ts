@@ -1,15 +1,14 @@
 /**
  * Audit anchoring and verification. Once an hour a timer writes every tenant's chain head to the WORM anchor
- * blobs (shared/stores/anchor-store.ts); verification checks the chain (shared/stores/audit-store.ts) and then
- * the chain against its latest anchor. The sweep visits every tenant each run, so a crash or a missed run is
+ * blobs (shared/stores/anchor-store.ts); verification checks the chain (shared/stores/audit-store.ts) and the
+ * chain against every anchor of the tenant. The sweep visits every tenant each run, so a crash or a missed run is
  * caught up by the next one, and writing an anchor twice is prevented by a conditional append.
  */
 import { checkAnchors, decideAnchor, type Anchor } from "../domain/audit-anchor";
-import type { Log } from "../observability";
+import { errorFields, type Log } from "../observability";
 import type { Services } from "../services";
 import { entryId, type VerifyOptions, type VerifyResult } from "../stores/audit-store";
 import { declareSweep } from "../sweeps";
-import { errorFields } from "../observability";
 
 export const ANCHOR_SWEEP = "audit-anchor";
 export const ANCHOR_INTERVAL_MINUTES = 60;
@@ -127,8 +126,9 @@ export async function verifyAudit(s: Services, tenantId: string, opts: Omit<Veri
   const wanted = new Set(anchors.map((a) => a.seq));
   const hashes = new Map<number, string>();
   const result = await s.audit.verify(tenantId, { ...opts, onVerified: (seq, hash) => wanted.has(seq) && hashes.set(seq, hash) });
-  const latestView = anchors.length > 0 ? { latest: { seq: anchors.at(-1)!.seq, anchoredAt: anchors.at(-1)!.anchoredAt } } : {};
-  if (anchors.length === 0) return { ...result, anchor: { status: "none", checked: 0 } };
+  const newest = anchors.at(-1);
+  if (!newest) return { ...result, anchor: { status: "none", checked: 0 } };
+  const latestView = { latest: { seq: newest.seq, anchoredAt: newest.anchoredAt } };
   // A later part that found no entry (fromSeq past the end) has nothing to hold against the anchors.
   if (!result.valid || (result.entriesChecked === 0 && result.fromSeq > 1)) return { ...result, anchor: { status: "not-checked", checked: 0, ...latestView } };
   const check = checkAnchors(anchors, {

@@ -63,7 +63,7 @@ describe("checking a chain against its anchors", () => {
 
   it("passes when every anchored entry in the range has its hash and the chain reaches the newest anchor", () => {
     const r = checkAnchors([anchor(2, H("a")), anchor(4, H("b"))], walk(6, { 2: H("a"), 4: H("b") }));
-    expect(r).toMatchObject({ broken: undefined, checked: 2, latest: anchor(4, H("b")) });
+    expect(r).toEqual({ broken: undefined, checked: 2 });
   });
 
   it("reports removed newest entries as truncation at the first missing entry", () => {
