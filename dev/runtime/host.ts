@@ -16,6 +16,7 @@ import { pipeline } from "node:stream/promises";
 import { BlobServiceClient } from "@azure/storage-blob";
 import { QueueServiceClient } from "@azure/storage-queue";
 import { azureCredential } from "../../shared/identity";
+import { scrub } from "../../shared/observability";
 import { installCoreApi, type CoreApi, type Registration } from "./core-api";
 import { resolveBindingExpression, type HostConfig } from "./host-config";
 import { createInvocation, triggerBinding, type FunctionLog, type InvocationRequest } from "./invoker";
@@ -110,8 +111,9 @@ export class LocalFunctionsHost {
     return `${this.baseUrl}/${this.options.config.routePrefix}`;
   }
 
+  /** Host lines can carry error messages from the library or the platform: e-mail-shaped text is scrubbed here too. */
   private log(level: string, message: string, extra: Partial<HostLogLine> = {}): void {
-    (this.options.log ?? defaultLog)({ time: new Date().toISOString(), level, source: "host", message, ...extra });
+    (this.options.log ?? defaultLog)({ time: new Date().toISOString(), level, source: "host", message: scrub(message), ...extra });
   }
 
   private readonly functionLog: FunctionLog = (e) => {
@@ -121,7 +123,7 @@ export class LocalFunctionsHost {
       source: e.category === "user" ? "function" : "host",
       functionName: e.functionName,
       invocationId: e.invocationId,
-      message: e.message,
+      message: scrub(e.message),
     });
   };
 
