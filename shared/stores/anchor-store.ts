@@ -17,7 +17,13 @@ export interface AnchorState {
   readonly lengths: ReadonlyMap<string, number>;
 }
 
+/** Parsed anchor blobs kept per instance, so verifying a long chain in parts does not download every blob each time. */
+const CACHED_BLOBS = 2000;
+
 export class AnchorStore {
+  /** blob name -> its length when parsed, and its anchors. Append blobs only grow, so a longer one is read from there. */
+  private readonly parsed = new Map<string, { length: number; anchors: Anchor[] }>();
+
   constructor(private readonly container: ContainerClient) {}
 
   /** A tenant's anchor blobs and their lengths, oldest month first. */
@@ -44,12 +50,28 @@ export class AnchorStore {
     return { anchor: undefined, lengths };
   }
 
-  /** Every anchor of a tenant, in the order written (months in order, lines in order). For verification. */
+  /**
+   * Every anchor of a tenant, in the order written (months in order, lines in order). For verification. Each blob
+   * is listed every time; only what was appended since this instance last read it is downloaded (every append is
+   * whole lines). A blob that got shorter (not possible under the retention policy) is read again in full.
+   */
   async all(tenantId: string): Promise<Anchor[]> {
     const out: Anchor[] = [];
     for (const [name, length] of await this.blobs(tenantId)) {
-      if (length === 0) continue;
-      out.push(...parseAnchors((await this.container.getBlobClient(name).downloadToBuffer(0, length)).toString("utf8"), tenantId));
+      let known = this.parsed.get(name);
+      if (!known || known.length > length) known = { length: 0, anchors: [] };
+      if (length > known.length) {
+        const added = await this.container.getBlobClient(name).downloadToBuffer(known.length, length - known.length);
+        known = { length, anchors: [...known.anchors, ...parseAnchors(added.toString("utf8"), tenantId)] };
+      }
+      this.parsed.delete(name);
+      this.parsed.set(name, known);
+      out.push(...known.anchors);
+    }
+    // Least recently used first: drop the oldest beyond the bound.
+    for (const name of this.parsed.keys()) {
+      if (this.parsed.size <= CACHED_BLOBS) break;
+      this.parsed.delete(name);
     }
     return out;
   }

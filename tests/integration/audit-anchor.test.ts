@@ -121,6 +121,27 @@ describe("anchoring the audit chain", () => {
   });
 });
 
+describe("reading anchors", () => {
+  it("reads only what was appended since the last read, and a blob that got shorter in full", async () => {
+    const { tenantId } = await t.createTenant();
+    await append(tenantId, 1);
+    await runAnchorSweep(t.services);
+    expect((await t.services.anchors.all(tenantId)).map((a) => a.seq)).toEqual([2]);
+    await append(tenantId, 2);
+    await runAnchorSweep(t.services);
+    expect((await t.services.anchors.all(tenantId)).map((a) => a.seq)).toEqual([2, 4]);
+
+    // Only possible where no retention policy protects the blob (locally): replaced by a shorter one.
+    const container = t.services.blobs.getContainerClient(BLOB_CONTAINERS.auditAnchors.name);
+    const name = anchorBlobName(tenantId, t.clock.now());
+    const first = (await container.getBlobClient(name).downloadToBuffer()).toString("utf8").split("\n")[0]! + "\n";
+    const replaced = container.getAppendBlobClient(name);
+    await replaced.create();
+    await replaced.appendBlock(first, Buffer.byteLength(first));
+    expect((await t.services.anchors.all(tenantId)).map((a) => a.seq)).toEqual([2]);
+  });
+});
+
 describe("what the anchor catches that the chain alone does not", () => {
   it("newest entries deleted and the head document rewound", async () => {
     const { tenantId, apiKey } = await t.createTenant();
