@@ -64,7 +64,13 @@ const verify = httpEndpoint({
   query: z.strictObject({
     fromSeq: z.coerce.number().int().min(1).optional().describe("Start at this entry (default 1)"),
     prevHash: z.string().regex(/^[0-9a-f]{64}$/, "must be 64 lower-case hex characters").optional().describe("Hash of the entry before fromSeq"),
-    maxEntries: z.coerce.number().int().min(1).max(MAX_VERIFY_ENTRIES).optional(),
+    maxEntries: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .transform((n) => Math.min(n, MAX_VERIFY_ENTRIES))
+      .optional()
+      .describe(`Entries to check in this call; more than ${MAX_VERIFY_ENTRIES} counts as ${MAX_VERIFY_ENTRIES}`),
   }),
   responses: {
     200: {

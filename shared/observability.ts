@@ -11,7 +11,11 @@ import type { Settings } from "./config/settings";
 export type LogValue = string | number | boolean | null | undefined;
 export type LogFields = Record<string, LogValue>;
 
-const EMAIL_LIKE = /[^\s@"'<>()[\],;:]+@[^\s@"'<>()[\],;:]+\.[^\s@"'<>()[\],;:]+/g;
+/**
+ * Anything shaped like an address: a local part, @, and a dotted domain. The parts are bounded (as addresses are:
+ * 64 characters before the @, labels of 63) so scanning a long line without separators stays linear.
+ */
+const EMAIL_LIKE = /[^\s@"'<>()[\],;:]{1,64}@[^\s@"'<>()[\],;:.]{1,63}(?:\.[^\s@"'<>()[\],;:.]{1,63}){1,10}/g;
 
 export function scrub(text: string): string {
   return text.replace(EMAIL_LIKE, "[redacted]");

@@ -100,7 +100,7 @@ export class KeyVaultKeyProvider implements KeyProvider {
       const bytes = this.versionBytes.get(`${kekName}/${cached.version}`);
       if (bytes) return { version: cached.version, key: Buffer.from(bytes) };
     }
-    const version = await this.singleFlight(`current:${tenantId}`, () => this.loadCurrentVersion(tenantId));
+    const version = await this.singleFlight(`current:${tenantId}:${this.generationOf(tenantId)}`, () => this.loadCurrentVersion(tenantId));
     return { version, key: await this.kek(tenantId, version) };
   }
 
@@ -110,7 +110,7 @@ export class KeyVaultKeyProvider implements KeyProvider {
     const key = `${kekName}/${version}`;
     const cached = this.versionBytes.get(key);
     if (cached) return Buffer.from(cached);
-    const bytes = await this.singleFlight(`version:${key}`, async () => {
+    const bytes = await this.singleFlight(`version:${key}:${this.generationOf(tenantId)}`, async () => {
       const generation = this.generationOf(tenantId);
       const secret = await this.client.getSecret(kekName, { version }).catch((err: unknown) => {
         if (statusOf(err) === 404) throw new KeyNotFoundError(tenantId, `KEK version ${version}`);
@@ -135,7 +135,7 @@ export class KeyVaultKeyProvider implements KeyProvider {
     const name = secretName(tenantId, "lookup");
     const cached = this.lookups.get(tenantId);
     if (cached) return Buffer.from(cached);
-    const bytes = await this.singleFlight(`lookup:${tenantId}`, async () => {
+    const bytes = await this.singleFlight(`lookup:${tenantId}:${this.generationOf(tenantId)}`, async () => {
       const generation = this.generationOf(tenantId);
       // The oldest enabled version wins. The lookup secret is never rotated, but two instances racing through
       // ensureTenantKeys could both create a version; picking the oldest makes every instance agree on one.

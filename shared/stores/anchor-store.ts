@@ -17,26 +17,39 @@ export interface AnchorState {
   readonly lengths: ReadonlyMap<string, number>;
 }
 
-/** Parsed anchor blobs kept per instance, so verifying a long chain in parts does not download every blob each time. */
-const CACHED_BLOBS = 2000;
+/**
+ * Parsed anchors kept per instance, so verifying a long chain in parts does not download every blob each time.
+ * Bounded by the number of anchors (about 180 bytes each in memory), not of blobs.
+ */
+const CACHED_ANCHORS = 100_000;
+
+interface ListedBlob {
+  readonly length: number;
+  /** Creation time: a blob deleted and made again under the same name is another blob. */
+  readonly created: number;
+}
 
 export class AnchorStore {
-  /** blob name -> its length when parsed, and its anchors. Append blobs only grow, so a longer one is read from there. */
-  private readonly parsed = new Map<string, { length: number; anchors: Anchor[] }>();
+  /** blob name -> what was parsed of it. Append blobs only grow, so a longer one is read on from there. */
+  private readonly parsed = new Map<string, ListedBlob & { anchors: Anchor[] }>();
+  private cachedAnchors = 0;
 
   constructor(private readonly container: ContainerClient) {}
 
-  /** A tenant's anchor blobs and their lengths, oldest month first. */
-  private async blobs(tenantId: string): Promise<Map<string, number>> {
-    const found: Array<[string, number]> = [];
-    for await (const b of this.container.listBlobsFlat({ prefix: `${tenantId}/` })) found.push([b.name, b.properties.contentLength ?? 0]);
+  /** A tenant's anchor blobs, oldest month first. */
+  private async blobs(tenantId: string): Promise<Map<string, ListedBlob>> {
+    const found: Array<[string, ListedBlob]> = [];
+    for await (const b of this.container.listBlobsFlat({ prefix: `${tenantId}/` })) {
+      found.push([b.name, { length: b.properties.contentLength ?? 0, created: b.properties.createdOn?.getTime() ?? 0 }]);
+    }
     // Month names sort chronologically.
     return new Map(found.sort(([a], [b]) => (a < b ? -1 : 1)));
   }
 
   /** The newest anchor of a tenant (the last line of its newest non-empty blob) and its blobs' lengths. */
   async read(tenantId: string): Promise<AnchorState> {
-    const lengths = await this.blobs(tenantId);
+    const listed = await this.blobs(tenantId);
+    const lengths = new Map([...listed].map(([name, b]) => [name, b.length] as const));
     for (const [name, length] of [...lengths].reverse()) {
       // A blob created by a run that crashed before appending is empty.
       if (length === 0) continue;
@@ -53,27 +66,35 @@ export class AnchorStore {
   /**
    * Every anchor of a tenant, in the order written (months in order, lines in order). For verification. Each blob
    * is listed every time; only what was appended since this instance last read it is downloaded (every append is
-   * whole lines). A blob that got shorter (not possible under the retention policy) is read again in full.
+   * whole lines). A blob that got shorter or was made again (neither is possible under the retention policy) is read
+   * again in full.
    */
   async all(tenantId: string): Promise<Anchor[]> {
     const out: Anchor[] = [];
-    for (const [name, length] of await this.blobs(tenantId)) {
+    for (const [name, blob] of await this.blobs(tenantId)) {
       let known = this.parsed.get(name);
-      if (!known || known.length > length) known = { length: 0, anchors: [] };
-      if (length > known.length) {
-        const added = await this.container.getBlobClient(name).downloadToBuffer(known.length, length - known.length);
-        known = { length, anchors: [...known.anchors, ...parseAnchors(added.toString("utf8"), tenantId)] };
+      if (!known || known.created !== blob.created || known.length > blob.length) known = { ...blob, length: 0, anchors: [] };
+      if (blob.length > known.length) {
+        const added = await this.container.getBlobClient(name).downloadToBuffer(known.length, blob.length - known.length);
+        known = { ...blob, anchors: [...known.anchors, ...parseAnchors(added.toString("utf8"), tenantId)] };
       }
-      this.parsed.delete(name);
-      this.parsed.set(name, known);
+      this.remember(name, known);
       out.push(...known.anchors);
     }
-    // Least recently used first: drop the oldest beyond the bound.
-    for (const name of this.parsed.keys()) {
-      if (this.parsed.size <= CACHED_BLOBS) break;
-      this.parsed.delete(name);
-    }
     return out;
+  }
+
+  /** Caches a parsed blob as the most recently used, dropping the least recently used beyond the bound. */
+  private remember(name: string, entry: ListedBlob & { anchors: Anchor[] }): void {
+    this.cachedAnchors -= this.parsed.get(name)?.anchors.length ?? 0;
+    this.parsed.delete(name);
+    this.parsed.set(name, entry);
+    this.cachedAnchors += entry.anchors.length;
+    for (const [oldest, e] of this.parsed) {
+      if (this.cachedAnchors <= CACHED_ANCHORS || oldest === name) break;
+      this.parsed.delete(oldest);
+      this.cachedAnchors -= e.anchors.length;
+    }
   }
 
   /**

@@ -4,6 +4,7 @@
  * address is an encrypted field under the tenant's key-encryption key.
  */
 import { randomBytes } from "node:crypto";
+import { isIP } from "node:net";
 import { z } from "zod";
 import { decryptField, encryptField, fieldAssociatedData } from "../crypto";
 import {
@@ -36,9 +37,12 @@ export function publicWebhookProblem(value: string): string | undefined {
     return "must be a URL";
   }
   if (url.username !== "" || url.password !== "") return "must not contain a user name or password";
+  // The URL parser has already turned every numeric spelling of an IPv4 address (decimal, octal, hex) into dotted form.
   const host = url.hostname.toLowerCase().replace(/\.$/, "");
-  if (host.startsWith("[") || /^[0-9.]+$/.test(host) || /^0x/i.test(host)) return "must name a host, not an IP address";
-  if (!host.includes(".") || host === "localhost" || /\.(localhost|local|internal|lan|home\.arpa|intranet)$/.test(host)) {
+  if (host.startsWith("[") || isIP(host) !== 0) return "must name a host, not an IP address";
+  const labels = host.split(".");
+  if (labels.some((l) => l === "")) return "must be a well-formed host name";
+  if (labels.length < 2 || host === "localhost" || /\.(localhost|local|internal|lan|home\.arpa|intranet)$/.test(host)) {
     return "must name a public host (not localhost, a single-label or a local name)";
   }
   return undefined;

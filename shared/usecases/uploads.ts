@@ -235,6 +235,8 @@ class ExactSize extends Transform {
     this.idle = setTimeout(() => {
       onIdle(new AppError("request-timeout", `no bytes arrived for ${Math.round(this.idleMs / 1000)} s, after ${this.seen} of the declared ${this.expected}; nothing was stored, send it again`));
     }, this.idleMs);
+    // The request holds the process open, not this timer.
+    this.idle.unref();
   }
   private disarm(): void {
     clearTimeout(this.idle);
@@ -331,16 +333,18 @@ export async function putContent(s: Services, p: TenantPrincipal, uploadId: stri
   const tap = new HeaderTap();
   let clientError: Error | undefined;
   let dataKey: Buffer;
+  let body: Readable | undefined;
   try {
     dataKey = await unwrapUploadKey(s, doc);
-    const body = request.body ? Readable.fromWeb(request.body as unknown as WebReadableStream<Uint8Array>) : Readable.from([]);
-    body.once("error", (err) => (clientError ??= err));
+    const input = request.body ? Readable.fromWeb(request.body as unknown as WebReadableStream<Uint8Array>) : Readable.from([]);
+    body = input;
+    input.once("error", (err) => (clientError ??= err));
     // pipeline() carries an error at any stage (client gone, wrong size, stalled) to the stream the uploader reads.
-    pipeline(body, size, createEncryptStream(dataKey, uploadAssociatedData(p.tenantId, uploadId)), tap, () => undefined);
+    pipeline(input, size, createEncryptStream(dataKey, uploadAssociatedData(p.tenantId, uploadId)), tap, () => undefined);
     // Ending the size check ends the pipeline at once; the body itself may take a while to let go of its source.
     size.watch((err) => {
       size.destroy(err);
-      body.destroy(err);
+      input.destroy(err);
     });
     // Blocks are staged as they arrive and committed only at the end: an interrupted upload leaves nothing visible.
     await blob.uploadStream(tap, UPLOAD_BUFFER_BYTES, UPLOAD_CONCURRENCY, {
@@ -353,6 +357,9 @@ export async function putContent(s: Services, p: TenantPrincipal, uploadId: stri
       throw new Error("ciphertext size does not match the plaintext size");
     }
   } catch (err) {
+    // Whatever failed (storage, the client, the size), nothing more is read: end the pipeline and its idle watch.
+    size.destroy();
+    body?.destroy();
     await releaseClaim(s, p.tenantId, uploadId, attemptId);
     if (err instanceof AppError && err.problem === "request-timeout") {
       log.warn("upload.content-stalled", { uploadId, received: size.seen, declared: doc.declaredSize });

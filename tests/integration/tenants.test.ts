@@ -109,6 +109,9 @@ describe("tenants (admin API)", () => {
     ["a single-label name", "https://intranet/x", "public host"],
     ["a local name", "https://printer.local/x", "public host"],
     ["plain http", "http://hooks.acme.example/x", ""],
+    ["a decimal IPv4 spelling", "https://2130706433/x", "IP address"],
+    ["an IPv4-mapped IPv6 literal", "https://[::ffff:7f00:1]/x", "IP address"],
+    ["an empty label", "https://hooks.acme.example../x", "well-formed"],
   ])("refuses a webhook URL with %s", async (_name, webhookUrl, says) => {
     const res = await t.admin("POST", "v1/admin/tenants", { name: "Hooked", contactEmail: "dpo@hooked.example", supervisoryAuthority: { country: "DK" }, webhookUrl });
     expect(res.status).toBe(422);
@@ -117,6 +120,13 @@ describe("tenants (admin API)", () => {
     expect(err).toBeDefined();
     if (says) expect(err!.message).toContain(says);
     expect(JSON.stringify(body)).not.toContain("secret");
+  });
+
+  it("accepts public webhook hosts, including ports, international names and names that start like hex", async () => {
+    for (const webhookUrl of ["https://0x.example/hook", "https://hooks.acme.example:8443/x", "https://bücher.example/x", "https://hooks.acme.example./x"]) {
+      const res = await t.admin("POST", "v1/admin/tenants", { name: "Hooked", contactEmail: "dpo@hooked.example", supervisoryAuthority: { country: "DK" }, webhookUrl });
+      expect(res.status, webhookUrl).toBe(201);
+    }
   });
 });
 
