@@ -299,29 +299,24 @@ export async function benchUploadPath(options: UploadPathOptions): Promise<Uploa
         result.cpu.rawUpload.push(r.cpu);
         log(`${tag} raw upload     ${mb(r.ms)} MB/s`);
       };
+      /** One timed download along a path, recorded under that path. */
+      const timedDownload = async (path: "service" | "raw" | "passthrough", label: string, work: () => Promise<{ ms: number; ttfbMs: number }>) => {
+        const r = await timed(work);
+        result.downloadMBps[path].push(mbPerSecond(options.sizeBytes, r.ms));
+        result.ttfbMs[path].push(r.ttfbMs);
+        result.cpu[`${path}Download`].push(r.cpu);
+        log(`${tag} ${label} ${mb(r.ms)} MB/s, first byte after ${r.ttfbMs.toFixed(1)} ms`);
+      };
       const downloadService = async () => {
         const sampler = new RssSampler(rt.pid).start();
-        const r = await timed(() => paths.serviceDownload(payload, uploadId));
-        memory.downloadMaxRss = Math.max(memory.downloadMaxRss, sampler.stop().max);
-        result.downloadMBps.service.push(mbPerSecond(options.sizeBytes, r.ms));
-        result.ttfbMs.service.push(r.ttfbMs);
-        result.cpu.serviceDownload.push(r.cpu);
-        log(`${tag} service download ${mb(r.ms)} MB/s, first byte after ${r.ttfbMs.toFixed(1)} ms`);
+        try {
+          await timedDownload("service", "service download", () => paths.serviceDownload(payload, uploadId));
+        } finally {
+          memory.downloadMaxRss = Math.max(memory.downloadMaxRss, sampler.stop().max);
+        }
       };
-      const downloadRaw = async () => {
-        const r = await timed(() => paths.rawDownload(payload, rawName));
-        result.downloadMBps.raw.push(mbPerSecond(options.sizeBytes, r.ms));
-        result.ttfbMs.raw.push(r.ttfbMs);
-        result.cpu.rawDownload.push(r.cpu);
-        log(`${tag} raw download     ${mb(r.ms)} MB/s, first byte after ${r.ttfbMs.toFixed(1)} ms`);
-      };
-      const downloadPassthrough = async () => {
-        const r = await timed(() => paths.passthroughDownload(payload, rawName));
-        result.downloadMBps.passthrough.push(mbPerSecond(options.sizeBytes, r.ms));
-        result.ttfbMs.passthrough.push(r.ttfbMs);
-        result.cpu.passthroughDownload.push(r.cpu);
-        log(`${tag} pass-through download ${mb(r.ms)} MB/s, first byte after ${r.ttfbMs.toFixed(1)} ms`);
-      };
+      const downloadRaw = () => timedDownload("raw", "raw download    ", () => paths.rawDownload(payload, rawName));
+      const downloadPassthrough = () => timedDownload("passthrough", "pass-through download", () => paths.passthroughDownload(payload, rawName));
 
       for (const step of serviceFirst ? [uploadService, uploadRaw] : [uploadRaw, uploadService]) await step();
       await paths.serviceDownload(small, warm.id);
