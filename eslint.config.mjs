@@ -25,4 +25,9 @@ export default tseslint.config(
     files: ["**/*.mjs", "**/*.cjs", "**/*.js"],
     ...tseslint.configs.disableTypeChecked,
   },
+  {
+    // Tool configuration in CommonJS (jest.config.js).
+    files: ["**/*.js", "**/*.cjs"],
+    languageOptions: { sourceType: "commonjs", globals: { module: "writable", require: "readonly", __dirname: "readonly" } },
+  },
 );

@@ -88,6 +88,8 @@ export class LocalFunctionsHost {
   // say) leaves unread bytes on its connection, which must never carry the next request.
   private readonly proxyAgent = new http.Agent({ keepAlive: false, maxSockets: 256 });
   private readonly inFlight = new Set<Promise<unknown>>();
+  /** Servers the library started (its HTTP stream proxy): bound to loopback, and closed with the host. */
+  private readonly libraryServers: http.Server[] = [];
   private baseUrl = "";
 
   private constructor(
@@ -136,7 +138,8 @@ export class LocalFunctionsHost {
     const registrations = this.api.registrations;
     if (registrations.length === 0) throw new Error("the entry point registered no functions");
 
-    const capabilities = await this.api.programmingModel.getCapabilities({});
+    const { result: capabilities, servers } = await capturingServers(() => this.api.programmingModel!.getCapabilities({}));
+    this.libraryServers.push(...servers);
     if (capabilities.HttpUri) this.proxyUri = new URL(capabilities.HttpUri);
 
     for (const reg of registrations) this.register(reg);
@@ -589,6 +592,39 @@ export class LocalFunctionsHost {
     server?.closeAllConnections();
     await closed;
     this.proxyAgent.destroy();
+    await Promise.all(
+      this.libraryServers.map((s) => {
+        s.closeAllConnections();
+        return new Promise<void>((resolve) => (s.listening ? s.close(() => resolve()) : resolve()));
+      }),
+    );
+  }
+}
+
+/**
+ * Runs `fn` while recording every HTTP server created, and binds them to 127.0.0.1. The library's stream proxy
+ * (`setupHttpProxy` in @azure/functions) listens on every interface and is never closed; on a developer's machine it
+ * must not be reachable from the network, and a host that stops must leave no server behind.
+ */
+async function capturingServers<T>(fn: () => Promise<T>): Promise<{ result: T; servers: http.Server[] }> {
+  const servers: http.Server[] = [];
+  const createServer = http.createServer;
+  http.createServer = ((...args: Parameters<typeof http.createServer>) => {
+    const server = createServer(...args);
+    servers.push(server);
+    const listen = server.listen.bind(server) as (...a: unknown[]) => http.Server;
+    // The library calls listen(callback) and listen(port, callback); give both the loopback host.
+    server.listen = ((...a: unknown[]) => {
+      if (typeof a[0] === "function") return listen(0, "127.0.0.1", a[0]);
+      if (typeof a[0] === "number" && (typeof a[1] === "function" || a[1] === undefined)) return listen(a[0], "127.0.0.1", a[1]);
+      return listen(...a);
+    }) as typeof server.listen;
+    return server;
+  }) as typeof http.createServer;
+  try {
+    return { result: await fn(), servers };
+  } finally {
+    http.createServer = createServer;
   }
 }
 

@@ -1,4 +1,4 @@
-import { expect } from "vitest";
+import { expect } from "@jest/globals";
 import { QUEUES } from "../../shared/config/resources";
 import type { TestApp } from "./app";
 import { eventually } from "./eventually";

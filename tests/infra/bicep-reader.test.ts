@@ -1,5 +1,5 @@
 /** The reader itself, on the Bicep shapes the other infra tests rely on (and the traps around them). */
-import { describe, expect, it } from "vitest";
+import { describe, expect, it } from "@jest/globals";
 import { BicepReadError, decoratorValue, get, interpolationParts, literal, parseBicep, parseValue, show, stripComments } from "./bicep-reader";
 
 describe("bicep-reader", () => {

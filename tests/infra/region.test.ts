@@ -1,7 +1,8 @@
 /**
  * Everything is deployed to one EU region chosen by the `location` parameter, and nothing is replicated outside it.
  */
-import { describe, expect, it } from "vitest";
+import { describe, it } from "@jest/globals";
+import { expect } from "../helpers/expect";
 import { decoratorValue, get, literal, show } from "./bicep-reader";
 import { EU_REGIONS, allFiles, everyResource, isRegistryModule, literalVars, main, moduleOf, modulePath, bicep, readRepoFile, rel } from "./infra";
 

@@ -3,7 +3,8 @@
  * the same name and partition key, with TTL where declared; local-only stand-ins do not; and the retention
  * backstops are what the README says they are.
  */
-import { describe, expect, it } from "vitest";
+import { describe, it } from "@jest/globals";
+import { expect } from "../helpers/expect";
 import {
   BLOB_CONTAINERS,
   COSMOS_CONTAINERS,

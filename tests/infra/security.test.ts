@@ -3,7 +3,8 @@
  * RBAC-only Key Vault with purge protection, no keys anywhere in the templates, and role assignments that are
  * idempotent and no wider than the app needs.
  */
-import { describe, expect, it } from "vitest";
+import { describe, it } from "@jest/globals";
+import { expect } from "../helpers/expect";
 import { get, literal, show, type BicepValue, type ResourceDecl } from "./bicep-reader";
 import { allFiles, everyResource, main, moduleOf, only, rel, resourcesOfType } from "./infra";
 

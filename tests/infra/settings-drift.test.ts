@@ -4,7 +4,8 @@
  * code without a decision about Azure, or an app setting nobody reads, fails a test that names it.
  */
 import { randomBytes } from "node:crypto";
-import { describe, expect, it } from "vitest";
+import { describe, it } from "@jest/globals";
+import { expect } from "../helpers/expect";
 import { SETTING, parseSettings } from "../../shared/config/settings";
 import { get, interpolationParts, literal, show, type BicepValue } from "./bicep-reader";
 import { evaluateString, literalVars, main, moduleOf, readRepoFile, resourcesOfType, only } from "./infra";

@@ -4,7 +4,8 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { describe, it } from "@jest/globals";
+import { expect } from "../helpers/expect";
 import { literal, show } from "./bicep-reader";
 import { REPO, allFiles, bicep, isRegistryModule, literalVars, main, moduleOf, modulePath, only, readRepoFile, rel, resourcesOfType } from "./infra";
 

@@ -3,7 +3,7 @@
  * Azurite, and verification that catches what the chain alone cannot (newest entries removed with the head
  * document rewound; a chain rewritten with recomputed hashes).
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
 import { BLOB_CONTAINERS } from "../../shared/config/resources";
 import { anchorBlobName } from "../../shared/domain/audit-anchor";
 import { GENESIS_HASH, sealEntry, type AuditEntry } from "../../shared/domain/audit-chain";

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
 import { hashEntry } from "../../shared/domain/audit-chain";
 import { entryId } from "../../shared/stores/audit-store";
 import { startTestApp, type TestApp } from "../helpers/app";

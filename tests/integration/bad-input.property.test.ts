@@ -4,7 +4,8 @@
  * problem+json with a stable type and a request id.
  */
 import fc from "fast-check";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, it } from "@jest/globals";
+import { expect } from "../helpers/expect";
 import { endpoints } from "../../shared/http/endpoint";
 import { startTestApp, type TestApp } from "../helpers/app";
 

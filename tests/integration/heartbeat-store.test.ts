@@ -1,5 +1,5 @@
 /** Sweep heartbeats in Cosmos: racing runs of one sweep record without overwriting each other with stale fields. */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
 import { startTestApp, type TestApp } from "../helpers/app";
 
 let t: TestApp;

@@ -1,5 +1,6 @@
 /** Conventions every route shares: problem+json errors, request ids, content types, unknown routes, health, OpenAPI. */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, it } from "@jest/globals";
+import { expect } from "../helpers/expect";
 import { endpoints } from "../../shared/http/endpoint";
 import { startTestApp, type TestApp } from "../helpers/app";
 

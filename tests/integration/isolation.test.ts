@@ -3,7 +3,8 @@
  * when a new route appears without one. Each case lets tenant B own something, then proves tenant A, with its
  * own valid key, can neither see nor touch it.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, it } from "@jest/globals";
+import { expect } from "../helpers/expect";
 import { endpoints } from "../../shared/http/endpoint";
 import { startTestApp, type TestApp } from "../helpers/app";
 import { createUpload, download, putContent, uploadWith } from "../helpers/uploads";

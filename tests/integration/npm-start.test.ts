@@ -6,7 +6,7 @@ import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
 import { storageConnectionString, cosmosConnectionString } from "../../dev/embedded-storage";
 import { eventually } from "../helpers/eventually";
 import { freePort, processAlive } from "../../dev/processes";

@@ -4,9 +4,10 @@
  */
 import { BlobServiceClient } from "@azure/storage-blob";
 import { QueueServiceClient } from "@azure/storage-queue";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
 import { startEmbeddedStorage, type EmbeddedStorage } from "../../dev/embedded-storage";
 import { parseHostJson } from "../../dev/runtime/host-config";
+import { installCoreApi } from "../../dev/runtime/core-api";
 import { LocalFunctionsHost, type HostLogLine } from "../../dev/runtime/host";
 import { abortedUpload } from "../helpers/abort-upload";
 import { eventually } from "../helpers/eventually";
@@ -50,6 +51,20 @@ beforeAll(async () => {
 afterAll(async () => {
   await host?.stop();
   await storage?.stop();
+});
+
+describe("local runtime: registrations under Jest", () => {
+  it("receives the app's own app.http/timer/storageQueue registrations, not the library's test mode", async () => {
+    // Jest resolves modules itself; jest.config.js maps @azure/functions-core to the runtime's stand-in. Were it not
+    // mapped, the library would print "Switching to test mode" and register nothing.
+    const core = (await import("@azure/functions-core" as string)) as { registrations?: unknown };
+    expect(core.registrations).toBe(installCoreApi().registrations);
+    expect(logs.some((l) => /test mode/i.test(l.message))).toBe(false);
+    const names = host.functions().map((f) => `${f.trigger}:${f.name}`);
+    expect(names).toEqual(expect.arrayContaining(["http:echo", "timer:tick", "queue:flaky"]));
+    const echo = host.functions().find((f) => f.name === "echo");
+    expect(echo).toMatchObject({ methods: ["POST", "PUT"], route: "/api/echo/{name}" });
+  });
 });
 
 describe("local runtime: HTTP", () => {

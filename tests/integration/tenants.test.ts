@@ -1,4 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, it } from "@jest/globals";
+import { expect } from "../helpers/expect";
 import { startTestApp, type TestApp } from "../helpers/app";
 
 let t: TestApp;

@@ -1,5 +1,5 @@
 import fc from "fast-check";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it } from "@jest/globals";
 import { canonicalJson, ChainVerifier, GENESIS_HASH, sealEntry, type AuditEntry } from "../../shared/domain/audit-chain";
 
 function chain(n: number, tenantId = "tn-aaaaaaaaaaaaaaaa"): AuditEntry[] {

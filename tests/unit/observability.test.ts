@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it } from "@jest/globals";
 import { createTelemetry, errorFields, invocationLog, noTelemetry, scrub } from "../../shared/observability";
 
 describe("observability", () => {

@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it } from "@jest/globals";
 import { dueCalendar, isDue, overdueBeyondGrace, receiptDigest, RETENTION_CLASSES, type RetentionClass } from "../../shared/domain/retention";
 import { sweepHealth, type SweepDefinition } from "../../shared/sweeps";
 import type { Heartbeat } from "../../shared/stores/heartbeat-store";

@@ -1,5 +1,5 @@
 import fc from "fast-check";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it } from "@jest/globals";
 import { bestMatch, compileRoute, matchRoute } from "../../dev/runtime/routing";
 import { parseSchedule } from "../../dev/runtime/schedule";
 import { decodeMessage } from "../../dev/runtime/queues";

@@ -1,5 +1,5 @@
 import fc from "fast-check";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it } from "@jest/globals";
 import { base32, hashApiKey, matchesHash, newApiKey, newTenantId, parseApiKey, secretsEqual, TENANT_ID_PATTERN, transitionTenant } from "../../shared/domain/tenant";
 
 describe("tenant ids and keys", () => {

@@ -1,5 +1,5 @@
 import type { TokenCredential } from "@azure/core-auth";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "@jest/globals";
 import type { EmailMessage } from "../../../shared/email/email-sender";
 import {
   AcsEmailSender,

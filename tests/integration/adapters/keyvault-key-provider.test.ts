@@ -1,5 +1,5 @@
 import type { TokenCredential } from "@azure/core-auth";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "@jest/globals";
 import { InvalidTenantIdError, KeyMaterialError, KeyNotFoundError, TenantKeysDeletedError } from "../../../shared/keys/key-provider";
 import { KEY_CONTENT_TYPE, KeyVaultKeyProvider } from "../../../shared/keys/keyvault-key-provider";
 import { startKeyVaultFake, type KeyVaultFake } from "../../fakes/keyvault-fake";

@@ -1,5 +1,5 @@
 import fc from "fast-check";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it } from "@jest/globals";
 import { KeyNotFoundError } from "../../../shared/keys/key-provider";
 import { InvalidTenantIdError, TenantKeysDeletedError } from "../../../shared/keys/key-provider";
 import { LocalKeyProvider } from "../../../shared/keys/local-key-provider";

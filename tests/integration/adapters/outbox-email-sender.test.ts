@@ -1,5 +1,5 @@
 import { BlobServiceClient, type ContainerClient } from "@azure/storage-blob";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
 import { LOCAL_ONLY_BLOB_CONTAINERS } from "../../../shared/config/resources";
 import type { EmailMessage } from "../../../shared/email/email-sender";
 import { InvalidEmailMessageError } from "../../../shared/email/email-sender";

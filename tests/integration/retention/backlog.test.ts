@@ -3,7 +3,7 @@
  * early. Records are written straight to Cosmos (creating 10,000 through the API would only test the API again);
  * one in ten has a payload blob, so blob deletion is exercised too.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
 import { BLOB_CONTAINERS } from "../../../shared/config/resources";
 import { seedUploadRecord, writeSeedUploads } from "../../../dev/seed-uploads";
 import type { UploadDoc } from "../../../shared/stores/upload-store";

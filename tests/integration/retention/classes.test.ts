@@ -1,5 +1,5 @@
 /** Retention classes beyond SafeData: a suspended tenant after its notice period, and idempotency records. */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
 import { TenantKeysDeletedError } from "../../../shared/keys/key-provider";
 import { startTestApp, type TestApp } from "../../helpers/app";
 import { eventually } from "../../helpers/eventually";

@@ -1,5 +1,6 @@
 /** The 32-day purge, run by the timer through the local runtime, with the clock moved instead of waited for. */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, it } from "@jest/globals";
+import { expect } from "../../helpers/expect";
 import { BLOB_CONTAINERS } from "../../../shared/config/resources";
 import { purgeBatch, type PurgeBatchMessage } from "../../../shared/usecases/retention";
 import { startTestApp, type TestApp } from "../../helpers/app";

@@ -1,6 +1,7 @@
 /** Every way to send an upload wrong gets a 4xx problem, and nothing half-written remains. */
 import fc from "fast-check";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, it } from "@jest/globals";
+import { expect } from "../../helpers/expect";
 import { BLOB_CONTAINERS } from "../../../shared/config/resources";
 import { abortedUpload, stalledUpload } from "../../helpers/abort-upload";
 import { startTestApp, type TestApp } from "../../helpers/app";

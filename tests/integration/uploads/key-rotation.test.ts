@@ -1,5 +1,5 @@
 /** KEK rotation: new uploads use the new key at once, old ones stay readable, the queue job re-wraps them. */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
 import { BLOB_CONTAINERS } from "../../../shared/config/resources";
 import { startTestApp, type TestApp } from "../../helpers/app";
 import { eventually } from "../../helpers/eventually";

@@ -1,5 +1,5 @@
 /** An upload's life: metadata, listing, download limits, expiry by the clock, deletion, audit, notification. */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
 import { BLOB_CONTAINERS, LOCAL_ONLY_BLOB_CONTAINERS } from "../../../shared/config/resources";
 import { startTestApp, type TestApp } from "../../helpers/app";
 import { eventually } from "../../helpers/eventually";

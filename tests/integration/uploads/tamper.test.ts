@@ -3,7 +3,8 @@
  * download with no plaintext of the damaged part sent: the client gets the verified segments before the damage,
  * then an aborted response.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, it } from "@jest/globals";
+import { expect } from "../../helpers/expect";
 import { BLOB_CONTAINERS } from "../../../shared/config/resources";
 import { HEADER_SIZE, TAG_SIZE } from "../../../shared/crypto";
 import { startTestApp, type TestApp } from "../../helpers/app";

@@ -6,7 +6,7 @@
 import { createCipheriv, createHmac, hkdfSync } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it } from "@jest/globals";
 import {
   createDecryptStream,
   decryptField,
