@@ -5,11 +5,14 @@
 //                            lifecycle backstop
 //   core/cosmos.bicep        Cosmos DB for NoSQL: database and containers partitioned by /tenantId
 //   core/key-vault.bicep     Key Vault (RBAC only) for tenants' key material and the admin API key
-//   core/communication.bicep Communication Services + Email with an Azure-managed domain, data kept in Europe
+//   core/identity.bicep      the app's user-assigned managed identity
+//   core/monitoring.bicep    Log Analytics workspace and Application Insights
+//   core/communication.bicep Communication Services + Email: Azure-managed domain, optional custom domain, data in Europe
 //   app/access.bicep         every role assignment, for the app identity and (optionally) the deploying user
 //   app/function-app.bicep   Flex Consumption plan and the function app with its app settings
 //
-// No resource hands out a key: storage, Cosmos DB and Application Insights have local (key) authentication turned off,
+// No resource hands out a key: storage, Cosmos DB, Application Insights, Log Analytics and Communication Services have
+// local (key) authentication turned off,
 // and the app reaches every service with its user-assigned managed identity.
 
 targetScope = 'subscription'
@@ -85,6 +88,13 @@ param maximumInstanceCount int = 100
 ])
 param instanceMemoryMB int = 2048
 
+@description('Custom e-mail sender domain for breach notices and other mail (e.g. notify.example.eu). Azure-managed domains are for testing and start with low send quotas; production needs a verified custom domain. Empty: only the Azure-managed domain. See README, Deploy, "A custom e-mail domain".')
+@maxLength(253)
+param emailCustomDomainName string = ''
+
+@description('Set to true once Azure has verified the DNS records of emailCustomDomainName: the domain is then linked and the app sends as DoNotReply@<that domain>. Until then it sends from the Azure-managed domain.')
+param emailCustomDomainVerified bool = false
+
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = {
   'azd-env-name': environmentName
@@ -94,48 +104,34 @@ var tags = {
 var adminApiKeySecretName = 'admin-api-key'
 var deploymentContainerName = 'app-package'
 
-resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+resource rg 'Microsoft.Resources/resourceGroups@2025-03-01' = {
   name: 'rg-${environmentName}'
   location: location
   tags: tags
 }
 
 // The function app's only identity. Every role below is granted to it; no service holds a key for it.
-module identity 'br/public:avm/res/managed-identity/user-assigned-identity:0.4.1' = {
+module identity 'core/identity.bicep' = {
   name: 'identity'
   scope: rg
   params: {
     name: 'id-api-${resourceToken}'
     location: location
     tags: tags
-    enableTelemetry: false
-  }
-}
-
-module logAnalytics 'br/public:avm/res/operational-insights/workspace:0.11.1' = {
-  name: 'log-analytics'
-  scope: rg
-  params: {
-    name: 'log-${resourceToken}'
-    location: location
-    tags: tags
-    dataRetention: 30
-    enableTelemetry: false
   }
 }
 
 // Telemetry carries ids and counts only (never personal data). Local auth off: ingestion needs an Entra token
 // (Monitoring Metrics Publisher, granted in app/access.bicep).
-module appInsights 'br/public:avm/res/insights/component:0.6.0' = {
-  name: 'app-insights'
+module monitoring 'core/monitoring.bicep' = {
+  name: 'monitoring'
   scope: rg
   params: {
-    name: 'appi-${resourceToken}'
+    workspaceName: 'log-${resourceToken}'
+    appInsightsName: 'appi-${resourceToken}'
     location: location
     tags: tags
-    workspaceResourceId: logAnalytics.outputs.resourceId
-    disableLocalAuth: true
-    enableTelemetry: false
+    retentionInDays: 30
   }
 }
 
@@ -183,6 +179,8 @@ module communication 'core/communication.bicep' = {
     communicationServiceName: 'acs-${resourceToken}'
     emailServiceName: 'ecs-${resourceToken}'
     tags: tags
+    customDomainName: emailCustomDomainName
+    customDomainVerified: emailCustomDomainVerified
   }
 }
 
@@ -195,7 +193,7 @@ module access 'app/access.bicep' = {
     storageAccountName: storage.outputs.name
     cosmosAccountName: cosmos.outputs.accountName
     keyVaultName: keyVault.outputs.name
-    appInsightsName: appInsights.outputs.name
+    appInsightsName: monitoring.outputs.appInsightsName
     communicationServiceName: communication.outputs.communicationServiceName
   }
 }
@@ -221,7 +219,7 @@ module api 'app/function-app.bicep' = {
     adminApiKeySecretName: adminApiKeySecretName
     acsEndpoint: communication.outputs.endpoint
     emailSenderAddress: communication.outputs.senderAddress
-    appInsightsConnectionString: appInsights.outputs.connectionString
+    appInsightsConnectionString: monitoring.outputs.connectionString
   }
   // Roles first, so the app's first start can already read its storage, vault and database.
   dependsOn: [
@@ -246,4 +244,5 @@ output AZURE_COSMOS_ACCOUNT_NAME string = cosmos.outputs.accountName
 output AZURE_COSMOS_ENDPOINT string = cosmos.outputs.endpoint
 output COSMOS_DATABASE_NAME string = cosmos.outputs.databaseName
 output AZURE_COMMUNICATION_SERVICE_NAME string = communication.outputs.communicationServiceName
+output AZURE_EMAIL_SERVICE_NAME string = communication.outputs.emailServiceName
 output EMAIL_SENDER_ADDRESS string = communication.outputs.senderAddress

@@ -51,7 +51,7 @@ var containers = [
 var serverless = capacityMode == 'serverless'
 var databaseOptions = serverless ? {} : { autoscaleSettings: { maxThroughput: autoscaleMaxThroughput } }
 
-resource account 'Microsoft.DocumentDB/databaseAccounts@2024-11-15' = {
+resource account 'Microsoft.DocumentDB/databaseAccounts@2025-04-15' = {
   name: name
   location: location
   tags: tags
@@ -91,7 +91,7 @@ resource account 'Microsoft.DocumentDB/databaseAccounts@2024-11-15' = {
   }
 }
 
-resource database 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases@2024-11-15' = {
+resource database 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases@2025-04-15' = {
   parent: account
   name: databaseName
   properties: {
@@ -104,7 +104,7 @@ resource database 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases@2024-11-15
 
 // Indexing: consistent, every path (the default). Queries filter on tenantId and a type or state field and sort
 // on one field (seq, createdAt, due dates), which single-path range indexes serve. "_etag" is never queried.
-resource sqlContainers 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2024-11-15' = [
+resource sqlContainers 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2025-04-15' = [
   for container in containers: {
     parent: database
     name: container.name

@@ -47,7 +47,7 @@ var queueNames = [
   'notifications-poison'
 ]
 
-resource account 'Microsoft.Storage/storageAccounts@2024-01-01' = {
+resource account 'Microsoft.Storage/storageAccounts@2025-01-01' = {
   name: name
   location: location
   tags: tags
@@ -80,7 +80,7 @@ resource account 'Microsoft.Storage/storageAccounts@2024-01-01' = {
 //   payloads in it stay ciphertext whose data keys the purge still destroys on schedule.
 // - The audit-anchors container's write-once policy (below) is container-level WORM, which needs neither blob
 //   versioning nor soft delete.
-resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2024-01-01' = {
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2025-01-01' = {
   parent: account
   name: 'default'
   properties: {
@@ -98,7 +98,7 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2024-01-01'
   }
 }
 
-resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2024-01-01' = {
+resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2025-01-01' = {
   parent: blobService
   name: deploymentContainerName
   properties: {
@@ -106,7 +106,7 @@ resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/con
   }
 }
 
-resource blobContainers 'Microsoft.Storage/storageAccounts/blobServices/containers@2024-01-01' = [
+resource blobContainers 'Microsoft.Storage/storageAccounts/blobServices/containers@2025-01-01' = [
   for containerName in blobContainerNames: {
     parent: blobService
     name: containerName
@@ -121,7 +121,7 @@ resource blobContainers 'Microsoft.Storage/storageAccounts/blobServices/containe
 // Cosmos DB write access who deletes the newest audit entries and rewinds the chain head is caught, because an
 // anchor here says entry N with hash H existed. The container itself is created by the loop above, like every
 // container in BLOB_CONTAINERS; this reference only names it as the parent of its retention policy.
-resource auditAnchorsContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2024-01-01' existing = {
+resource auditAnchorsContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2025-01-01' existing = {
   parent: blobService
   name: auditAnchorsContainerName
 }
@@ -144,7 +144,7 @@ resource auditAnchorsContainer 'Microsoft.Storage/storageAccounts/blobServices/c
 // `az storage container immutability-policy delete ... --container-name audit-anchors --if-match "$etag"`.
 // A locked policy only accepts "extend": a deployment that puts it again fails. After locking, the operator sets
 // auditAnchorsPolicyLocked to true in main.parameters.json, and later deployments leave the policy alone.
-resource auditAnchorsImmutability 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies@2024-01-01' = if (!auditAnchorsPolicyLocked) {
+resource auditAnchorsImmutability 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies@2025-01-01' = if (!auditAnchorsPolicyLocked) {
   parent: auditAnchorsContainer
   name: 'default'
   properties: {
@@ -157,12 +157,12 @@ resource auditAnchorsImmutability 'Microsoft.Storage/storageAccounts/blobService
   ]
 }
 
-resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2024-01-01' = {
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2025-01-01' = {
   parent: account
   name: 'default'
 }
 
-resource queues 'Microsoft.Storage/storageAccounts/queueServices/queues@2024-01-01' = [
+resource queues 'Microsoft.Storage/storageAccounts/queueServices/queues@2025-01-01' = [
   for queueName in queueNames: {
     parent: queueService
     name: queueName
@@ -173,7 +173,7 @@ resource queues 'Microsoft.Storage/storageAccounts/queueServices/queues@2024-01-
 // log); whatever it missed, Storage deletes one day later. Lifecycle management runs about once a day, so a
 // blob can outlive this by up to a day more; by then the purge has already destroyed its data key.
 // The rule is filtered to the payloads/ prefix and must stay so: it must never touch audit-anchors (WORM, above).
-resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2024-01-01' = {
+resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2025-01-01' = {
   parent: account
   name: 'default'
   properties: {

@@ -1,5 +1,6 @@
 /**
- * The function app's app settings (infra/app/function-app.bicep) against the settings the code reads
+ * The function app's app settings, as a deployment of the compiled template gives them to the app (every module
+ * output and runtime value filled in: ./compiled.ts), against the settings the code reads
  * (shared/config/settings.ts). Both lists are read from their sources, never copied here: a setting added to the
  * code without a decision about Azure, or an app setting nobody reads, fails a test that names it.
  */
@@ -7,8 +8,8 @@ import { randomBytes } from "node:crypto";
 import { describe, it } from "@jest/globals";
 import { expect } from "../helpers/expect";
 import { SETTING, parseSettings } from "../../shared/config/settings";
-import { get, interpolationParts, literal, show, type BicepValue } from "./bicep-reader";
-import { evaluateString, literalVars, main, moduleOf, readRepoFile, resourcesOfType, only } from "./infra";
+import { isObject, type Json } from "./arm";
+import { at, azdUp, ofType, only, readRepoFile, type Deployment } from "./compiled";
 
 const FUNCTION_APP = "infra/app/function-app.bicep";
 
@@ -33,53 +34,53 @@ const NOT_SET_IN_AZURE: Record<string, string> = {
   SUSPENDED_TENANT_NOTICE_DAYS: "the code's default applies; an operator may override it as an app setting",
 };
 
-/**
- * Plausible values for the function-app module's parameters, shaped like what Azure returns for them
- * (storage primaryEndpoints, Cosmos documentEndpoint, Key Vault vaultUri, ACS hostName, managed-domain sender).
- */
-const PLACEHOLDERS: Record<string, string> = {
-  identityClientId: "6f1a7b1e-2c3d-4e5f-8a9b-0c1d2e3f4a5b",
-  blobServiceUri: "https://stexample123.blob.core.windows.net/",
-  queueServiceUri: "https://stexample123.queue.core.windows.net/",
-  cosmosAccountEndpoint: "https://cosmos-example123.documents.azure.com:443/",
-  cosmosDatabaseName: "safedata",
-  keyVaultUri: "https://kv-example123.vault.azure.net/",
-  adminApiKeySecretName: "admin-api-key",
-  acsEndpoint: "https://acs-example123.europe.communication.azure.com",
-  emailSenderAddress: "DoNotReply@5e3c1f0a-7b2d-4c6e-9f8a-1b2c3d4e5f60.azurecomm.net",
-  appInsightsConnectionString:
-    "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=https://westeurope-5.in.applicationinsights.azure.com/",
-};
-
-const KEY_VAULT_REFERENCE = /^@Microsoft\.KeyVault\(SecretUri=https:\/\/[a-z0-9-]+\.vault\.azure\.net\/secrets\/([A-Za-z0-9-]+)\/\)$/;
+const KEY_VAULT_REFERENCE = /^@Microsoft\.KeyVault\(SecretUri=(https:\/\/[a-z0-9-]+\.vault\.azure\.net\/)secrets\/([A-Za-z0-9-]+)\/\)$/;
 
 const codeSettings = new Set<string>(Object.values(SETTING));
 
-function appSettings(): Record<string, BicepValue> {
-  const v = moduleOf("api").vars.get("appSettings");
-  if (v?.kind !== "object") throw new Error(`${FUNCTION_APP}: var appSettings must be an object literal`);
-  return { ...v.entries };
+/** The app settings resource's properties: exactly what the platform sets as environment variables. */
+function appSettingsOf(d: Deployment): Record<string, Json> {
+  const config = only(
+    ofType(d, "Microsoft.Web/sites/config").filter((r) => r.name.endsWith("/appsettings")),
+    "appsettings resource",
+  );
+  const props = config.body.properties;
+  if (!isObject(props)) throw new Error(`${FUNCTION_APP}: appsettings has no properties object`);
+  return props;
 }
 
-/** The app settings with the module's parameters replaced by placeholders: what the app sees before Key Vault references resolve. */
-function evaluatedAppSettings(): Record<string, string> {
+/** The app settings as strings, as the app reads them (every value must be a string). */
+function envOf(d: Deployment): Record<string, string> {
   const env: Record<string, string> = {};
-  for (const [name, value] of Object.entries(appSettings())) env[name] = evaluateString(value, PLACEHOLDERS, `${FUNCTION_APP} ${name}`);
+  for (const [name, value] of Object.entries(appSettingsOf(d))) {
+    if (typeof value !== "string") throw new Error(`app setting ${name} is ${JSON.stringify(value)}, not a string`);
+    env[name] = value;
+  }
   return env;
 }
 
 /** What the platform hands the app: every Key Vault reference replaced by a secret like the one the hook creates. */
-function resolvedEnv(): Record<string, string> {
-  const env = evaluatedAppSettings();
+function resolvedEnv(d: Deployment): Record<string, string> {
+  const env = envOf(d);
   for (const [name, value] of Object.entries(env)) {
     if (value.startsWith("@Microsoft.KeyVault(")) env[name] = randomBytes(32).toString("base64url");
   }
   return env;
 }
 
+const identityOf = (d: Deployment) => only(ofType(d, "Microsoft.ManagedIdentity/userAssignedIdentities"), "managed identity");
+
+/** A runtime property of a resource, as the model of Azure gives it (what `reference()` returns). */
+const runtime = (d: Deployment, type: string, property: string): string => {
+  const r = only(ofType(d, type), type);
+  const v = at(r.evaluate(`[reference('${r.id}', '${r.apiVersion}')]`), property);
+  if (typeof v !== "string") throw new Error(`${type} ${property} is not a string`);
+  return v;
+};
+
 describe("function app settings vs. shared/config/settings.ts", () => {
   it("sets nothing the code does not read, except the declared host-read settings", () => {
-    const unread = Object.keys(appSettings()).filter((name) => !codeSettings.has(name) && !(name in HOST_READ));
+    const unread = Object.keys(appSettingsOf(azdUp())).filter((name) => !codeSettings.has(name) && !(name in HOST_READ));
     expect(
       unread,
       `${FUNCTION_APP} sets settings that shared/config/settings.ts (SETTING) does not read: remove them, or add them to ` +
@@ -88,7 +89,7 @@ describe("function app settings vs. shared/config/settings.ts", () => {
   });
 
   it("decides for every setting the code reads: set in Azure, or declared as left unset with a reason", () => {
-    const set = new Set(Object.keys(appSettings()));
+    const set = new Set(Object.keys(appSettingsOf(azdUp())));
     const undecided = [...codeSettings].filter((name) => !set.has(name) && !(name in NOT_SET_IN_AZURE));
     expect(
       undecided,
@@ -98,7 +99,7 @@ describe("function app settings vs. shared/config/settings.ts", () => {
   });
 
   it("keeps the declared lists honest (no stale or contradictory entries)", () => {
-    const set = new Set(Object.keys(appSettings()));
+    const set = new Set(Object.keys(appSettingsOf(azdUp())));
     const staleUnset = Object.keys(NOT_SET_IN_AZURE).filter((n) => !codeSettings.has(n) || set.has(n));
     expect(staleUnset, "NOT_SET_IN_AZURE names settings the code no longer reads, or that the Bicep does set").toEqual([]);
     const staleHost = Object.keys(HOST_READ).filter((n) => codeSettings.has(n) || !set.has(n));
@@ -106,90 +107,100 @@ describe("function app settings vs. shared/config/settings.ts", () => {
   });
 
   it("never sets the local-only settings (connection strings with keys, the local master key)", () => {
-    const local = [SETTING.cosmosConnectionString, SETTING.storageConnectionString, SETTING.localMasterKey];
-    expect(Object.keys(appSettings()).filter((n) => (local as string[]).includes(n))).toEqual([]);
+    const local = [SETTING.cosmosConnectionString, SETTING.storageConnectionString, SETTING.localMasterKey] as string[];
+    expect(Object.keys(appSettingsOf(azdUp())).filter((n) => local.includes(n))).toEqual([]);
   });
 
-  it("holds no key, connection string with a key, or secret value", () => {
-    const leaks = Object.entries(appSettings())
-      .filter(([, v]) => /AccountKey=|SharedAccessKey|accesskey=|listKeys\(|listConnectionStrings\(|\.primaryKey|\.secondaryKey/i.test(show(v)))
-      .map(([n, v]) => `${n} = ${show(v)}`);
+  it("gives every setting a string value, none holding a key or a connection string with one", () => {
+    const env = envOf(azdUp());
+    const leaks = Object.entries(env)
+      .filter(([, v]) => /AccountKey=|SharedAccessKey|accesskey=|;Key=|\bsig=/i.test(v))
+      .map(([n, v]) => `${n} = ${v}`);
     expect(leaks, `${FUNCTION_APP} app settings must use identity-based connections only`).toEqual([]);
   });
 
-  it("is accepted by parseSettings in Azure mode: Key Vault keys, ACS e-mail, identity connections with the app's client id", () => {
-    const settings = parseSettings(resolvedEnv());
-    const clientId = PLACEHOLDERS.identityClientId;
-    expect(settings.keys).toEqual({ provider: "keyvault", vaultUri: PLACEHOLDERS.keyVaultUri, clientId });
-    expect(settings.email).toEqual({ provider: "acs", endpoint: PLACEHOLDERS.acsEndpoint, sender: PLACEHOLDERS.emailSenderAddress, clientId });
+  it("is accepted by parseSettings in Azure mode, with the endpoints and identity of the resources the deployment creates", () => {
+    const d = azdUp();
+    const settings = parseSettings(resolvedEnv(d));
+    const clientId = runtime(d, "Microsoft.ManagedIdentity/userAssignedIdentities", "clientId");
+    const vaultUri = runtime(d, "Microsoft.KeyVault/vaults", "vaultUri");
+    const acsHost = runtime(d, "Microsoft.Communication/communicationServices", "hostName");
+    const managedDomain = only(
+      ofType(d, "Microsoft.Communication/emailServices/domains").filter((r) => at(r.body, "properties.domainManagement") === "AzureManaged"),
+      "Azure-managed e-mail domain",
+    );
+    const senderDomain = at(managedDomain.evaluate(`[reference('${managedDomain.id}', '${managedDomain.apiVersion}')]`), "mailFromSenderDomain");
+    const database = only(ofType(d, "Microsoft.DocumentDB/databaseAccounts/sqlDatabases"), "Cosmos DB database");
+    const connectionString = runtime(d, "Microsoft.Insights/components", "ConnectionString");
+
+    expect(settings.keys).toEqual({ provider: "keyvault", vaultUri, clientId });
+    expect(settings.email).toEqual({ provider: "acs", endpoint: `https://${acsHost}`, sender: `DoNotReply@${String(senderDomain)}`, clientId });
     expect(settings.cosmos).toEqual({
       kind: "identity",
-      endpoint: PLACEHOLDERS.cosmosAccountEndpoint,
+      endpoint: runtime(d, "Microsoft.DocumentDB/databaseAccounts", "documentEndpoint"),
       clientId,
-      database: PLACEHOLDERS.cosmosDatabaseName,
+      database: database.name.split("/")[1],
     });
     expect(settings.storage).toEqual({
       kind: "identity",
-      blobServiceUri: PLACEHOLDERS.blobServiceUri,
-      queueServiceUri: PLACEHOLDERS.queueServiceUri,
+      blobServiceUri: runtime(d, "Microsoft.Storage/storageAccounts", "primaryEndpoints.blob"),
+      queueServiceUri: runtime(d, "Microsoft.Storage/storageAccounts", "primaryEndpoints.queue"),
       clientId,
     });
-    expect(settings.telemetry).toEqual({
-      connectionString: PLACEHOLDERS.appInsightsConnectionString,
-      authentication: `Authorization=AAD;ClientId=${clientId}`,
-      clientId,
-    });
+    expect(settings.telemetry).toEqual({ connectionString, authentication: `Authorization=AAD;ClientId=${clientId}`, clientId });
+  });
+
+  it("sends from the verified custom domain once it is verified, and from the Azure-managed one before", () => {
+    const domain = "notify.example.eu";
+    const unverified = azdUp({ emailCustomDomainName: domain });
+    expect(envOf(unverified)[SETTING.emailSender]).toMatch(/^DoNotReply@[0-9a-f-]{36}\.azurecomm\.net$/);
+    const verified = azdUp({ emailCustomDomainName: domain, emailCustomDomainVerified: true });
+    expect(envOf(verified)[SETTING.emailSender]).toBe(`DoNotReply@${domain}`);
+    expect(verified.outputs.EMAIL_SENDER_ADDRESS).toBe(`DoNotReply@${domain}`);
+    // Verified without a custom domain changes nothing.
+    expect(envOf(azdUp({ emailCustomDomainVerified: true }))[SETTING.emailSender]).toBe(envOf(azdUp())[SETTING.emailSender]);
   });
 
   it("gets the admin API key from Key Vault, through the app's identity, from the secret the post-provision hook creates", () => {
-    const value = evaluatedAppSettings()[SETTING.adminApiKey] ?? "";
+    const d = azdUp();
+    const value = envOf(d)[SETTING.adminApiKey] ?? "";
     const match = KEY_VAULT_REFERENCE.exec(value);
     expect(match, `${SETTING.adminApiKey} must be a versionless Key Vault reference, got ${value}`).not.toBeNull();
+    expect(match![1], "the reference points at the deployment's own vault").toBe(runtime(d, "Microsoft.KeyVault/vaults", "vaultUri"));
+    const secretName = match![2]!;
+    expect(d.outputs.ADMIN_API_KEY_SECRET_NAME, "main.bicep output ADMIN_API_KEY_SECRET_NAME").toBe(secretName);
+    expect(readRepoFile("infra/scripts/ensure-admin-key.mjs"), "the hook's default secret name").toContain(`|| "${secretName}"`);
 
-    const secretName = literalVars(main()).adminApiKeySecretName;
-    expect(secretName, "infra/main.bicep var adminApiKeySecretName").toBeDefined();
-    expect(show(main().modules.find((m) => m.symbol === "api")?.params.adminApiKeySecretName)).toBe("adminApiKeySecretName");
-    expect(show(main().outputs.get("ADMIN_API_KEY_SECRET_NAME")?.value)).toBe("adminApiKeySecretName");
-    const hook = readRepoFile("infra/scripts/ensure-admin-key.mjs");
-    expect(hook, "the hook's default secret name").toContain(`|| "${secretName}"`);
-
-    const site = only(resourcesOfType(moduleOf("api"), "Microsoft.Web/sites"), "function app");
-    expect(show(get(site.body, "properties.keyVaultReferenceIdentity")), "Key Vault references resolve with the user-assigned identity").toBe(
-      "identityId",
-    );
+    const site = only(ofType(d, "Microsoft.Web/sites"), "function app");
+    expect(at(site.body, "properties.keyVaultReferenceIdentity"), "Key Vault references resolve with the user-assigned identity").toBe(identityOf(d).id);
   });
 
-  it("names the app's own identity wherever a client id is set", () => {
-    const clientIdSettings = Object.entries(appSettings()).filter(([n]) => /__clientId$|^AZURE_CLIENT_ID$/.test(n));
+  it("names the app's own identity wherever a client id is set, and runs as that identity only", () => {
+    const d = azdUp();
+    const clientId = runtime(d, "Microsoft.ManagedIdentity/userAssignedIdentities", "clientId");
+    const clientIdSettings = Object.entries(envOf(d)).filter(([n]) => /__clientId$|^AZURE_CLIENT_ID$/.test(n));
     expect(clientIdSettings.length).toBeGreaterThanOrEqual(4);
-    for (const [name, value] of clientIdSettings) expect(show(value), name).toBe("identityClientId");
-    const auth = appSettings()[SETTING.appInsightsAuthentication];
-    expect(auth?.kind === "string" ? interpolationParts(auth.raw) : [], SETTING.appInsightsAuthentication).toEqual([
-      { text: "Authorization=AAD;ClientId=" },
-      { expr: "identityClientId" },
-    ]);
-    expect(show(main().modules.find((m) => m.symbol === "api")?.params.identityClientId)).toBe("identity.outputs.clientId");
-  });
+    for (const [name, value] of clientIdSettings) expect(value, name).toBe(clientId);
+    expect(envOf(d)[SETTING.appInsightsAuthentication]).toBe(`Authorization=AAD;ClientId=${clientId}`);
+    expect(d.outputs.AZURE_CLIENT_ID).toBe(clientId);
 
-  it("builds every app setting from the module's own parameters, all of which main.bicep passes", () => {
-    const api = moduleOf("api");
-    const passed = main().modules.find((m) => m.symbol === "api")?.params ?? {};
-    const names = Object.values(appSettings()).flatMap((v) =>
-      v.kind === "string" ? interpolationParts(v.raw).flatMap((p) => ("expr" in p ? [p.expr] : [])) : v.kind === "expr" ? [v.text] : [],
-    );
-    expect(names.filter((n) => !api.params.has(n)), `names in appSettings that are not parameters of ${FUNCTION_APP}`).toEqual([]);
-    expect(names.filter((n) => !(n in passed)), "parameters infra/main.bicep does not pass to module api").toEqual([]);
-    expect(names.filter((n) => !(n in PLACEHOLDERS)), "parameters this test has no placeholder for").toEqual([]);
+    const site = only(ofType(d, "Microsoft.Web/sites"), "function app");
+    expect(at(site.body, "identity.type")).toBe("UserAssigned");
+    expect(Object.keys(at(site.body, "identity.userAssignedIdentities") as object)).toEqual([identityOf(d).id]);
+    expect(at(site.body, "properties.functionAppConfig.deployment.storage.authentication.userAssignedIdentityResourceId")).toBe(identityOf(d).id);
   });
 
   it("uses identity-based credentials for every connection the host opens", () => {
+    const env = envOf(azdUp());
     for (const prefix of ["AzureWebJobsStorage", "SafeDataStorage", "CosmosDb"]) {
-      expect(literal(appSettings()[`${prefix}__credential`]), `${prefix}__credential`).toBe("managedidentity");
+      expect(env[`${prefix}__credential`], `${prefix}__credential`).toBe("managedidentity");
     }
   });
 
   it("refuses to start when a Key Vault reference (ADMIN_API_KEY) was not resolved by the platform", () => {
-    const env = { ...resolvedEnv(), [SETTING.adminApiKey]: "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/admin-api-key/)" };
-    expect(() => parseSettings(env)).toThrow(/ADMIN_API_KEY: is a Key Vault reference the platform could not resolve/);
+    const env = envOf(azdUp());
+    expect(() => parseSettings({ ...resolvedEnv(azdUp()), [SETTING.adminApiKey]: env[SETTING.adminApiKey] })).toThrow(
+      /ADMIN_API_KEY: is a Key Vault reference the platform could not resolve/,
+    );
   });
 });
