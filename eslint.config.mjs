@@ -1,6 +1,7 @@
 // @ts-check
 import js from "@eslint/js";
 import tseslint from "typescript-eslint";
+import layers from "./eslint.layers.cjs";
 
 export default tseslint.config(
   { ignores: ["dist/**", "node_modules/**", "coverage/**", ".local/**"] },
@@ -17,6 +18,8 @@ export default tseslint.config(
       eqeqeq: ["error", "smart"],
     },
   },
+  // The architecture's layers (README "Architecture").
+  ...layers,
   {
     files: ["dev/**", "bench/**", "tests/**", "infra/**"],
     rules: { "no-console": "off" },

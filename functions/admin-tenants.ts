@@ -1,10 +1,39 @@
 /** Operator API: tenants (data controllers) and their API keys. Authenticated with the admin key. */
 import { app } from "@azure/functions";
 import { z } from "zod";
-import { tenantIdSchema } from "../shared/domain/tenant";
+import { authorityCountries, publicWebhookProblem, tenantIdSchema } from "../shared/domain/tenant";
 import { httpEndpoint } from "../shared/http/endpoint";
-import { pageOf, pagingQuery } from "../shared/http/schemas";
-import { changeTenantStatus, createTenant, createTenantInput, getTenant, listTenants, rotateApiKey, tenantView } from "../shared/usecases/tenants";
+import { pageOf, pagingQuery, singleLine } from "../shared/http/schemas";
+import { changeTenantStatus, createTenant, getTenant, listTenants, rotateApiKey, type CreateTenantInput, type TenantView } from "../shared/usecases/tenants";
+
+const createTenantInput = z.strictObject({
+  name: singleLine(200).describe("The controller's name, as it should appear in notices"),
+  contactEmail: z.email().max(254).describe("Where breach and data-subject request notices for this controller go (their DPO)"),
+  supervisoryAuthority: z.strictObject({
+    country: z.enum(authorityCountries).describe("EU/EEA member state of the lead supervisory authority"),
+    name: singleLine(200).optional().describe("Override the authority's name, e.g. a German state authority"),
+  }),
+  webhookUrl: z
+    .url({ protocol: /^https$/ })
+    .max(2048)
+    .refine((u) => publicWebhookProblem(u) === undefined, { error: (i) => publicWebhookProblem(String(i.input)) ?? "invalid webhook URL" })
+    .optional()
+    .describe("HTTPS endpoint that receives event notifications: a public host name, no credentials in the URL"),
+}) satisfies z.ZodType<CreateTenantInput>;
+
+const tenantView = z.object({
+  id: z.string(),
+  name: z.string(),
+  status: z.enum(["active", "suspended"]),
+  offboardedAt: z.string().nullable().describe("When a suspended tenant's data was deleted after its notice period"),
+  supervisoryAuthority: z.object({ country: z.enum(authorityCountries), name: z.string() }),
+  webhookUrl: z.string().nullable(),
+  contactEmail: z.string().optional().describe("Only in single-tenant responses"),
+  apiKeyId: z.string().describe("Identifies the current API key in audit entries; not the key"),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+  suspendedAt: z.string().nullable(),
+}) satisfies z.ZodType<TenantView>;
 
 const tags = ["Admin: tenants"];
 const tenantParams = z.object({ tenantId: tenantIdSchema });
@@ -22,8 +51,8 @@ const create = httpEndpoint({
   body: createTenantInput,
   idempotency: { redact: redactKey },
   responses: { 201: { description: "Created", schema: z.object({ tenant: tenantView, apiKey: z.string().nullable() }) } },
-  handler: async ({ services, body, principal, requestId }) => {
-    const result = await createTenant(services, body, { actor: principal.actor, requestId });
+  handler: async ({ services, body, principal }) => {
+    const result = await createTenant(services, body, principal);
     return { status: 201, json: result, headers: { location: `/api/v1/admin/tenants/${result.tenant.id}` } };
   },
 });
@@ -38,10 +67,7 @@ const list = httpEndpoint({
   summary: "List tenants",
   query: pagingQuery,
   responses: { 200: { description: "A page of tenants", schema: pageOf(tenantView) } },
-  handler: async ({ services, query }) => {
-    const page = await listTenants(services, query.limit, query.cursor);
-    return { status: 200, json: { items: page.items, nextCursor: page.cursor } };
-  },
+  handler: async ({ services, query }) => ({ status: 200, json: await listTenants(services, query.limit, query.cursor) }),
 });
 app.http(list.name, list.options);
 
@@ -69,9 +95,9 @@ const rotate = httpEndpoint({
   params: tenantParams,
   idempotency: { redact: redactKey },
   responses: { 200: { description: "The new key", schema: z.object({ apiKey: z.string().nullable(), apiKeyId: z.string() }) } },
-  handler: async ({ services, params, principal, requestId }) => ({
+  handler: async ({ services, params, principal }) => ({
     status: 200,
-    json: await rotateApiKey(services, params.tenantId, { actor: principal.actor, requestId }),
+    json: await rotateApiKey(services, params.tenantId, principal),
   }),
 });
 app.http(rotate.name, rotate.options);
@@ -87,9 +113,9 @@ for (const action of ["suspend", "reactivate"] as const) {
     params: tenantParams,
     idempotency: {},
     responses: { 200: { description: "The tenant", schema: tenantView } },
-    handler: async ({ services, params, principal, requestId }) => ({
+    handler: async ({ services, params, principal }) => ({
       status: 200,
-      json: await changeTenantStatus(services, params.tenantId, action, { actor: principal.actor, requestId }),
+      json: await changeTenantStatus(services, params.tenantId, action, principal),
     }),
   });
   app.http(ep.name, ep.options);

@@ -3,12 +3,13 @@ import { app, type Timer } from "@azure/functions";
 import { z } from "zod";
 import { AUDIT_ACTIONS } from "../shared/domain/audit-chain";
 import { httpEndpoint } from "../shared/http/endpoint";
-import { AppError } from "../shared/http/problem";
+import { AppError } from "../shared/errors";
 import { isoDateTime, pageOf, pagingQuery } from "../shared/http/schemas";
 import { invocationLog } from "../shared/observability";
 import { services } from "../shared/services";
-import { MAX_VERIFY_ENTRIES } from "../shared/stores/audit-store";
-import { ANCHOR_SCHEDULE, runAnchorSweep, verifyAudit } from "../shared/usecases/audit-anchoring";
+
+import { ANCHOR_SCHEDULE, runAnchorSweep } from "../shared/usecases/audit-anchoring";
+import { listAuditEntries, MAX_VERIFY_ENTRIES, verifyAudit } from "../shared/usecases/audit-log";
 
 const tags = ["Audit"];
 
@@ -36,16 +37,15 @@ const list = httpEndpoint({
     to: isoDateTime.optional().describe("Entries before this time"),
   }),
   responses: { 200: { description: "A page of entries", schema: pageOf(auditEntry) } },
-  handler: async ({ services, principal, query }) => {
-    const from = query.from ? new Date(query.from) : undefined;
-    const to = query.to ? new Date(query.to) : undefined;
-    if (from && to && from > to) throw new AppError("invalid-parameter", "from must not be after to");
-    const page = await services.audit.list(principal.tenantId, { from, to, limit: query.limit, cursor: query.cursor });
-    return {
-      status: 200,
-      json: { items: page.items.map(({ tenantId: _t, ...e }) => e), nextCursor: page.cursor },
-    };
-  },
+  handler: async ({ services, principal, query }) => ({
+    status: 200,
+    json: await listAuditEntries(services, principal.tenantId, {
+      from: query.from ? new Date(query.from) : undefined,
+      to: query.to ? new Date(query.to) : undefined,
+      limit: query.limit,
+      cursor: query.cursor,
+    }),
+  }),
 });
 app.http(list.name, list.options);
 

@@ -6,7 +6,8 @@ import { SETTING } from "../shared/config/settings";
 import { tenantIdSchema } from "../shared/domain/tenant";
 import { httpEndpoint } from "../shared/http/endpoint";
 import { queueHandler } from "../shared/queue-handler";
-import { kekStatus, rewrapMessage, rotateTenantKek, runRewrapJob } from "../shared/usecases/key-rotation";
+import { kekStatus, rotateTenantKek, runRewrapJob } from "../shared/usecases/key-rotation";
+import { rewrapMessage } from "../shared/usecases/messages";
 
 const tags = ["Admin: keys"];
 const params = z.object({ tenantId: tenantIdSchema });
@@ -21,9 +22,9 @@ const rotate = httpEndpoint({
   params,
   idempotency: {},
   responses: { 202: { description: "Rotated; re-wrapping has started", schema: z.object({ previousVersion: z.string(), version: z.string() }) } },
-  handler: async ({ services, params, principal, requestId }) => ({
+  handler: async ({ services, params, principal }) => ({
     status: 202,
-    json: await rotateTenantKek(services, params.tenantId, { actor: principal.actor, requestId }),
+    json: await rotateTenantKek(services, params.tenantId, principal),
   }),
 });
 app.http(rotate.name, rotate.options);

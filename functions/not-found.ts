@@ -4,7 +4,8 @@
  */
 import { app } from "@azure/functions";
 import { endpoints, httpEndpoint } from "../shared/http/endpoint";
-import { AppError } from "../shared/http/problem";
+import { AppError } from "../shared/errors";
+import { HttpError } from "../shared/http/problem";
 
 function templateMatches(template: string, path: string): boolean {
   const t = template.split("/");
@@ -26,9 +27,8 @@ const notFound = httpEndpoint({
       .filter((e) => e.name !== "not-found" && templateMatches(e.route, path))
       .map((e) => e.method);
     if (allowed.length > 0) {
-      throw new AppError("method-not-allowed", `${request.method} is not supported here; use ${[...new Set(allowed)].join(", ")}`, {
-        headers: { allow: [...new Set(allowed)].join(", ") },
-      });
+      const allow = [...new Set(allowed)].join(", ");
+      throw new HttpError("method-not-allowed", `${request.method} is not supported here; use ${allow}`, { allow });
     }
     throw new AppError("not-found", "no such route; the API is described at /api/v1/openapi.json");
   },

@@ -4,7 +4,7 @@ import { QUEUES } from "../shared/config/resources";
 import { SETTING } from "../shared/config/settings";
 import { queueHandler } from "../shared/queue-handler";
 import { sendFirstDownloadNotice } from "../shared/usecases/notifications";
-import { notificationMessage } from "../shared/usecases/uploads";
+import { notificationMessage } from "../shared/usecases/messages";
 
 app.storageQueue("notifications", {
   queueName: QUEUES.notifications.name,

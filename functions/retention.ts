@@ -9,7 +9,20 @@ import { httpEndpoint } from "../shared/http/endpoint";
 import { invocationLog } from "../shared/observability";
 import { queueHandler } from "../shared/queue-handler";
 import { services } from "../shared/services";
-import { purgeBatch, purgeBatchMessage, RETENTION_SCHEDULE, retentionView, runRetentionSweep, tenantRetention } from "../shared/usecases/retention";
+import { z } from "zod";
+import { purgeBatchMessage } from "../shared/usecases/messages";
+import { purgeBatch, RETENTION_SCHEDULE, runRetentionSweep, tenantRetention, type RetentionView } from "../shared/usecases/retention";
+
+const retentionView = z.object({
+  policies: z.array(z.object({ class: z.string(), description: z.string(), keptFor: z.string(), action: z.string() })),
+  uploads: z.object({
+    overdue: z.number().describe("Past their expiry and about to be purged by the next sweep"),
+    dueByDay: z.array(z.object({ date: z.string(), count: z.number() })).describe("Uploads expiring on each of the next 33 days (UTC)"),
+  }),
+  receipts: z.array(
+    z.object({ sweepId: z.string(), at: z.string(), count: z.number(), idsHash: z.string(), auditSeq: z.number(), ids: z.array(z.string()) }),
+  ),
+}) satisfies z.ZodType<RetentionView>;
 
 app.timer("retention-sweep", {
   schedule: RETENTION_SCHEDULE,

@@ -1,15 +1,97 @@
 /** SafeData transfers: encrypted uploads with a 32-day life, streamed in and out. */
-import { app } from "@azure/functions";
+import { Readable } from "node:stream";
+import type { ReadableStream as WebReadableStream } from "node:stream/web";
+import { app, type HttpRequest } from "@azure/functions";
 import { z } from "zod";
-import { UPLOAD_STATUSES, uploadIdSchema } from "../shared/domain/uploads";
+import { dataCategories, MAX_LIFE_DAYS, MIME_TYPE, UPLOAD_STATUSES, uploadIdSchema } from "../shared/domain/uploads";
+import { AppError } from "../shared/errors";
+import { contentDisposition, isHeaderSafe } from "../shared/http/content-headers";
 import { httpEndpoint } from "../shared/http/endpoint";
-import { pageOf, pagingQuery } from "../shared/http/schemas";
-import { deleteUpload } from "../shared/usecases/upload-deletion";
-import { createUpload, createUploadInput, getUpload, listUploads, openContent, putContent, uploadSummary, uploadView } from "../shared/usecases/uploads";
-import { AppError } from "../shared/http/problem";
+import { pageOf, pagingQuery, singleLine } from "../shared/http/schemas";
+import { deleteUploadOnRequest } from "../shared/usecases/upload-deletion";
+import {
+  createUpload,
+  getUpload,
+  listUploads,
+  openContent,
+  putContent,
+  type CreateUploadInput,
+  type IncomingContent,
+  type OpenedContent,
+  type UploadSummary,
+  type UploadView,
+} from "../shared/usecases/uploads";
 
 const tags = ["Uploads"];
 const idParams = z.object({ id: uploadIdSchema });
+const email = z.email().max(254);
+
+const createUploadInput = z.strictObject({
+  senderReference: singleLine(200).describe("The tenant's own reference for the sender (e.g. a user id)"),
+  recipients: z.array(email).min(1).max(50).describe("E-mail addresses of the people the content is for"),
+  dataSubjects: z.array(email).min(1).max(1000).describe("E-mail addresses of the people the content is about"),
+  categories: z
+    .array(z.enum(dataCategories))
+    .min(1)
+    .max(dataCategories.length)
+    .refine((a) => new Set(a).size === a.length, "must not repeat a category")
+    .describe("Kinds of personal data in the content"),
+  fileName: singleLine(255),
+  contentType: z.string().max(255).regex(MIME_TYPE, "must be a media type like application/pdf"),
+  size: z.number().int().nonnegative().describe("Exact size of the content in bytes"),
+  maxDownloads: z.number().int().min(1).max(10_000).optional(),
+  expiresInDays: z.number().int().min(1).max(MAX_LIFE_DAYS).optional().describe(`At most ${MAX_LIFE_DAYS} (the default)`),
+  notifyOnFirstDownload: email.optional().describe("Address to tell when the content is first downloaded"),
+}) satisfies z.ZodType<CreateUploadInput>;
+
+const uploadView = z.object({
+  id: z.string(),
+  status: z.enum(UPLOAD_STATUSES),
+  createdAt: z.string(),
+  expiresAt: z.string(),
+  categories: z.array(z.string()),
+  contentType: z.string(),
+  size: z.number(),
+  maxDownloads: z.number().nullable(),
+  downloads: z.number(),
+  firstDownloadAt: z.string().nullable(),
+  contentStoredAt: z.string().nullable(),
+  recipients: z.object({ count: z.number(), masked: z.array(z.string()).optional() }),
+  dataSubjects: z.object({ count: z.number() }),
+  fileName: z.string().optional().describe("Absent once deleted"),
+  senderReference: z.string().optional().describe("Absent once deleted"),
+  contentUrl: z.string(),
+  deletion: z.object({ reason: z.string(), at: z.string(), completed: z.boolean() }).optional(),
+}) satisfies z.ZodType<UploadView>;
+
+const uploadSummary = uploadView.omit({ fileName: true, senderReference: true, recipients: true }).extend({
+  recipients: z.object({ count: z.number() }),
+}) satisfies z.ZodType<UploadSummary>;
+
+/** The request's body and the headers that describe it. Content-Length must be decimal digits (RFC 9110 §8.6). */
+function incomingContent(request: HttpRequest): IncomingContent {
+  const length = request.headers.get("content-length");
+  if (length !== null && !/^\d{1,16}$/.test(length)) throw new AppError("malformed-request", "Content-Length is not a number");
+  return {
+    contentType: request.headers.get("content-type"),
+    contentLength: length === null ? null : Number(length),
+    body: request.body ? Readable.fromWeb(request.body as unknown as WebReadableStream<Uint8Array>) : Readable.from([]),
+  };
+}
+
+/** Status and headers of a download (RFC 9110 §14.4 Content-Range, RFC 6266 Content-Disposition). */
+function downloadResponse(content: OpenedContent): { status: number; headers: Record<string, string>; body: Readable } {
+  const bytes = content.range ? content.range.end - content.range.start + 1 : content.size;
+  const headers: Record<string, string> = {
+    // A stored type that is not a valid header value (from before types were checked for that) is sent as plain bytes.
+    "content-type": isHeaderSafe(content.contentType) ? content.contentType : "application/octet-stream",
+    "accept-ranges": "bytes",
+    "content-length": String(bytes),
+  };
+  if (content.fileName !== undefined) headers["content-disposition"] = contentDisposition(content.fileName);
+  if (content.range) headers["content-range"] = `bytes ${content.range.start}-${content.range.end}/${content.size}`;
+  return { status: content.partial ? 206 : 200, headers, body: content.body };
+}
 
 const create = httpEndpoint({
   name: "uploads-create",
@@ -32,8 +114,8 @@ const create = httpEndpoint({
       }),
     },
   },
-  handler: async ({ services, principal, body, requestId }) => {
-    const created = await createUpload(services, principal, body, requestId);
+  handler: async ({ services, principal, body }) => {
+    const created = await createUpload(services, principal, body);
     return { status: 201, json: created, headers: { location: `/api/v1/uploads/${created.id}` } };
   },
 });
@@ -55,9 +137,9 @@ const putBody = httpEndpoint({
     409: { description: "Content was already sent, or is being sent" },
     410: { description: "Expired or deleted" },
   },
-  handler: async ({ services, principal, params, request, requestId, log }) => ({
+  handler: async ({ services, principal, params, request, log }) => ({
     status: 200,
-    json: await putContent(services, principal, params.id, request, requestId, log),
+    json: await putContent(services, principal, params.id, incomingContent(request), log),
   }),
 });
 app.http(putBody.name, putBody.options);
@@ -91,10 +173,8 @@ const download = httpEndpoint({
     410: { description: "Expired, deleted, or download limit reached" },
     416: { description: "Malformed or unsatisfiable Range" },
   },
-  handler: async ({ services, principal, params, request, requestId, log }) => {
-    const content = await openContent(services, principal, params.id, request.headers.get("range"), requestId, log);
-    return { status: content.status, headers: content.headers, body: content.body };
-  },
+  handler: async ({ services, principal, params, request, log }) =>
+    downloadResponse(await openContent(services, principal, params.id, request.headers.get("range"), log)),
 });
 app.http(download.name, download.options);
 
@@ -126,10 +206,8 @@ const remove = httpEndpoint({
     204: { description: "Deleted: its key is destroyed (also when it already was; the rest of the deletion may finish moments later)" },
     409: { description: "The upload kept changing under the request; nothing was deleted yet" },
   },
-  handler: async ({ services, principal, params, requestId }) => {
-    const outcome = await deleteUpload(services, principal.tenantId, params.id, "sender-request", { actor: principal.actor, requestId });
-    if (outcome === "not-found") throw new AppError("not-found", "no upload with this id");
-    if (outcome === "busy") throw new AppError("conflict", "the upload is being changed by other requests; nothing was deleted yet, retry");
+  handler: async ({ services, principal, params }) => {
+    await deleteUploadOnRequest(services, principal, params.id);
     return { status: 204 };
   },
 });

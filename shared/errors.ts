@@ -1,13 +1,69 @@
-/** The HTTP status an Azure SDK error carries (Cosmos puts it in `code`, the core REST pipeline in `statusCode`). */
-export function statusOf(err: unknown): number | undefined {
-  if (typeof err === "object" && err !== null) {
-    const e = err as { code?: unknown; statusCode?: unknown };
-    if (typeof e.statusCode === "number") return e.statusCode;
-    if (typeof e.code === "number") return e.code;
-  }
-  return undefined;
+/**
+ * The application's error vocabulary, for every layer: a use case, a store or a rule that refuses something throws
+ * an `AppError` naming one of these kinds, with a detail a caller can act on. Nothing here knows about HTTP;
+ * shared/http/problem.ts maps each kind to an RFC 9457 problem type and status, in one place, and queue and timer
+ * code reads the kind to decide what to do.
+ *
+ * Details never carry personal data, secrets or stack traces (they are shown to callers and written to logs).
+ */
+
+export const ERROR_KINDS = [
+  /** The request cannot be understood as sent (a body of the wrong length, a broken header). */
+  "malformed-request",
+  "invalid-json",
+  /** A query parameter, cursor or header value is not acceptable. */
+  "invalid-parameter",
+  "unauthenticated",
+  "forbidden",
+  "tenant-suspended",
+  "not-found",
+  "method-not-allowed",
+  /** The request conflicts with the record's current state (already sent, being changed, offboarded...). */
+  "conflict",
+  /** A request body stopped arriving. */
+  "request-timeout",
+  "idempotency-in-progress",
+  "upload-expired",
+  "upload-deleted",
+  "download-limit-reached",
+  "payload-too-large",
+  "unsupported-media-type",
+  "range-not-satisfiable",
+  "validation-failed",
+  "idempotency-key-reused",
+  "internal-error",
+  /** Stored data failed an authentication check (tampering, truncation, a missing blob). */
+  "integrity-error",
+  "unavailable",
+] as const;
+
+export type ErrorKind = (typeof ERROR_KINDS)[number];
+
+export interface FieldError {
+  /** Dotted path into the request, e.g. "recipients.0". Never the offending value. */
+  path: string;
+  message: string;
 }
 
-export const isNotFound = (err: unknown) => statusOf(err) === 404;
-export const isConflict = (err: unknown) => statusOf(err) === 409;
-export const isPreconditionFailed = (err: unknown) => statusOf(err) === 412;
+export interface AppErrorExtra {
+  /** Which fields are wrong (validation). */
+  errors?: FieldError[];
+  /** The size of the content a range was asked of (range-not-satisfiable), so the caller can ask again. */
+  contentSize?: number;
+  /** When trying again may succeed, in seconds. */
+  retryAfterSeconds?: number;
+}
+
+/** The one error type for anything a caller should be told. */
+export class AppError extends Error {
+  constructor(
+    readonly kind: ErrorKind,
+    readonly detail: string,
+    readonly extra: AppErrorExtra = {},
+  ) {
+    super(detail);
+    this.name = "AppError";
+  }
+}
+
+export const isAppError = (err: unknown, kind?: ErrorKind): err is AppError => err instanceof AppError && (kind === undefined || err.kind === kind);

@@ -1,47 +1,61 @@
 /**
- * The composition root for outside systems. Functions ask for `services()`; the first call builds every client
- * from settings (no I/O happens until a client is used). Tests and the local runtime install their own with
+ * The composition root for outside systems. Functions ask for `services()`; the first call builds every store and
+ * adapter from settings (no I/O happens until one is used). Tests and the local runtime install their own with
  * `useServices()`, built the same way but with a clock they control.
+ *
+ * Only stores and adapters leave this file: the SDK clients they are built on stay inside, so the application core
+ * can reach storage only through named store methods.
  */
-import type { CosmosClient, Database } from "@azure/cosmos";
 import type { BlobServiceClient } from "@azure/storage-blob";
-import type { QueueServiceClient } from "@azure/storage-queue";
 import type { Settings } from "./config/settings";
 import { systemClock, type Clock } from "./domain/clock";
 import type { EmailSender } from "./email/email-sender";
 import type { KeyProvider } from "./keys/key-provider";
 import { createTelemetry, type Telemetry } from "./observability";
-import { BLOB_CONTAINERS } from "./config/resources";
+import { BLOB_CONTAINERS, QUEUES } from "./config/resources";
 import { AnchorStore } from "./stores/anchor-store";
 import { AuditStore } from "./stores/audit-store";
-import { containersOf, createCosmosClient, type Containers } from "./stores/cosmos";
+import { containersOf, createCosmosClient } from "./stores/cosmos";
 import { HeartbeatStore } from "./stores/heartbeat-store";
 import { IdempotencyStore } from "./stores/idempotency-store";
+import { PayloadStore } from "./stores/payload-store";
 import { createBlobServiceClient, createQueueServiceClient, QueueSender } from "./stores/storage";
+import { SweepStore } from "./stores/sweep-store";
 import { TenantStore } from "./stores/tenant-store";
 import { UploadStore } from "./stores/upload-store";
+
+/** A reachability check of one store, for health. */
+export interface StoreProbe {
+  readonly name: string;
+  /** The outside system behind it. */
+  readonly system: "cosmos" | "blob" | "queue";
+  probe(): Promise<void>;
+}
 
 export interface Services {
   readonly settings: Settings;
   readonly clock: Clock;
-  readonly cosmos: CosmosClient;
-  readonly database: Database;
-  readonly containers: Containers;
-  readonly blobs: BlobServiceClient;
-  readonly queueService: QueueServiceClient;
-  readonly queues: QueueSender;
   readonly keys: KeyProvider;
   readonly email: EmailSender;
   readonly telemetry: Telemetry;
+  readonly queues: QueueSender;
   readonly tenants: TenantStore;
   readonly audit: AuditStore;
   /** The audit chain heads anchored outside the database (WORM blobs in Azure). */
   readonly anchors: AnchorStore;
   readonly idempotency: IdempotencyStore;
   readonly heartbeats: HeartbeatStore;
+  /** Retention sweep runs and their batches. */
+  readonly sweeps: SweepStore;
   readonly uploads: UploadStore;
+  /** Encrypted SafeData content. */
+  readonly payloads: PayloadStore;
+  /** One reachability check per store. */
+  readonly probes: readonly StoreProbe[];
   /** When these services were built: health gives a new instance time for its sweeps' first runs. */
   readonly startedAt: Date;
+  /** Closes the connections the stores hold (tests and the local runtime; Azure ends the process instead). */
+  dispose(): void;
 }
 
 export interface ServiceOverrides {
@@ -55,30 +69,46 @@ export type AdapterFactory = (settings: Settings, blobs: BlobServiceClient) => {
 export function createServices(settings: Settings, adapters: AdapterFactory, overrides: ServiceOverrides = {}): Services {
   const clock = overrides.clock ?? systemClock;
   const cosmos = createCosmosClient(settings.cosmos);
-  const database = cosmos.database(settings.cosmos.database);
-  const containers = containersOf(database);
+  const containers = containersOf(cosmos.database(settings.cosmos.database));
   const blobs = createBlobServiceClient(settings.storage);
-  const queueService = createQueueServiceClient(settings.storage);
+  const queues = new QueueSender(createQueueServiceClient(settings.storage));
   const { keys, email } = adapters(settings, blobs);
+  const tenants = new TenantStore(containers.tenants);
+  const audit = new AuditStore(containers.audit, clock);
+  const anchors = new AnchorStore(blobs.getContainerClient(BLOB_CONTAINERS.auditAnchors.name));
+  const idempotency = new IdempotencyStore(containers.idempotency, clock);
+  const heartbeats = new HeartbeatStore(containers.operations);
+  const sweeps = new SweepStore(containers.operations);
+  const uploads = new UploadStore(containers.uploads);
+  const payloads = new PayloadStore(blobs.getContainerClient(BLOB_CONTAINERS.payloads.name));
+  const probes: StoreProbe[] = [
+    { name: "tenants", system: "cosmos", probe: () => tenants.probe() },
+    { name: "uploads", system: "cosmos", probe: () => uploads.probe() },
+    { name: "audit", system: "cosmos", probe: () => audit.probe() },
+    { name: "idempotency", system: "cosmos", probe: () => idempotency.probe() },
+    { name: "operations", system: "cosmos", probe: () => heartbeats.probe() },
+    { name: "payloads", system: "blob", probe: () => payloads.probe() },
+    { name: "anchors", system: "blob", probe: () => anchors.probe() },
+    ...Object.values(QUEUES).map((q): StoreProbe => ({ name: `queue:${q.name}`, system: "queue", probe: () => queues.probe(q.name) })),
+  ];
   return {
     settings,
     clock,
-    cosmos,
-    database,
-    containers,
-    blobs,
-    queueService,
-    queues: new QueueSender(queueService),
     keys,
     email,
     telemetry: overrides.telemetry ?? createTelemetry(settings.telemetry),
-    tenants: new TenantStore(containers.tenants),
-    audit: new AuditStore(containers.audit, clock),
-    anchors: new AnchorStore(blobs.getContainerClient(BLOB_CONTAINERS.auditAnchors.name)),
-    idempotency: new IdempotencyStore(containers.idempotency, clock),
-    heartbeats: new HeartbeatStore(containers.operations),
-    uploads: new UploadStore(containers.uploads),
+    queues,
+    tenants,
+    audit,
+    anchors,
+    idempotency,
+    heartbeats,
+    sweeps,
+    uploads,
+    payloads,
+    probes,
     startedAt: clock.now(),
+    dispose: () => cosmos.dispose(),
   };
 }
 

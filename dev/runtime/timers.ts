@@ -7,7 +7,7 @@
  */
 import type { ContainerClient } from "@azure/storage-blob";
 import { z } from "zod";
-import { isNotFound } from "../../shared/errors";
+import { isNotFound } from "../../shared/stores/sdk-errors";
 import { parseSchedule, type Schedule } from "./schedule";
 
 const statusSchema = z.object({ Last: z.string(), Next: z.string(), LastUpdated: z.string() });

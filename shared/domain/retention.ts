@@ -3,6 +3,7 @@
  * the retention sweep (shared/usecases/retention.ts) applies every class that has records in this service.
  * A new kind of record joins by adding its class here and a handler there, never a new sweep.
  */
+import { isLive, type UploadStatus } from "./uploads";
 
 const DAY_MS = 86_400_000;
 
@@ -91,6 +92,20 @@ export type RetentionClassName = keyof typeof RETENTION_CLASSES;
 export function isDue(cls: RetentionClass, record: Record<string, string | null | undefined>, settings: RetentionSettings, now: Date): boolean {
   const due = cls.dueAt(record, settings);
   return due !== null && due.getTime() <= now.getTime();
+}
+
+/**
+ * The 32-day rule as the purge applies it: an upload is due when it is live and its retention class says its time
+ * is up, or when a deletion was started and left unfinished (its worker's lease has run out). The upload store's
+ * catch-up query selects candidates with the same conditions; this decides.
+ */
+export function uploadPurgeDue(
+  u: { status: UploadStatus; expiresAt: string; deletion: { leaseUntil: string | null } | null },
+  settings: RetentionSettings,
+  now: Date,
+): boolean {
+  if (u.status === "deleting") return u.deletion?.leaseUntil == null || Date.parse(u.deletion.leaseUntil) <= now.getTime();
+  return isLive(u.status) && isDue(RETENTION_CLASSES.safedata, { expiresAt: u.expiresAt }, settings, now);
 }
 
 /** The purge sweep's health rule: nothing may be overdue by more than the grace period. */

@@ -120,3 +120,28 @@ export function transitionTenant(current: TenantStatus, action: "suspend" | "rea
   }
   return current === "suspended" ? { ok: true, status: "active" } : { ok: false, reason: "the tenant is already active" };
 }
+
+/**
+ * A webhook must name a public host: no user name or password in the URL (it would be stored and shown), no IP
+ * literal and no local or single-label name (the service would be made to call into its own network). Returns what
+ * is wrong, or undefined.
+ */
+export function publicWebhookProblem(value: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return "must be a URL";
+  }
+  if (url.username !== "" || url.password !== "") return "must not contain a user name or password";
+  // The WHATWG URL parser turns every numeric spelling of an IPv4 address (decimal, octal, hex) into dotted form,
+  // and keeps IPv6 literals in brackets.
+  const host = url.hostname.toLowerCase().replace(/\.$/, "");
+  if (host.startsWith("[") || /^\d{1,3}(\.\d{1,3}){3}$/.test(host)) return "must name a host, not an IP address";
+  const labels = host.split(".");
+  if (labels.some((l) => l === "")) return "must be a well-formed host name";
+  if (labels.length < 2 || host === "localhost" || /\.(localhost|local|internal|lan|home\.arpa|intranet)$/.test(host)) {
+    return "must name a public host (not localhost, a single-label or a local name)";
+  }
+  return undefined;
+}

@@ -79,7 +79,14 @@ export function assertTransition(from: UploadStatus, to: UploadStatus): void {
   if (from !== to && !canTransition(from, to)) throw new Error(`an upload cannot go from ${from} to ${to}`);
 }
 
-export const isGone = (s: UploadStatus) => s === "deleting" || s === "deleted" || s === "expired";
+/** An upload whose life is running: its key exists and its content may be stored or sent. */
+export const LIVE_UPLOAD_STATUSES = ["awaiting-content", "receiving", "available"] as const satisfies readonly UploadStatus[];
+/** An upload whose deletion is complete: only its tombstone remains. */
+export const FINAL_UPLOAD_STATUSES = ["deleted", "expired"] as const satisfies readonly UploadStatus[];
+
+export const isLive = (s: UploadStatus) => (LIVE_UPLOAD_STATUSES as readonly UploadStatus[]).includes(s);
+export const isFinal = (s: UploadStatus) => (FINAL_UPLOAD_STATUSES as readonly UploadStatus[]).includes(s);
+export const isGone = (s: UploadStatus) => !isLive(s);
 
 /**
  * How long a content upload whose instance died (no answer, no release) blocks a retry before another attempt may
@@ -132,13 +139,6 @@ export function parseRange(header: string | null, size: number): RangeRequest {
   return { kind: "range", start, end };
 }
 
-/** `attachment` with an RFC 6266 / 8187 filename: ASCII fallback plus the exact UTF-8 name. */
-export function contentDisposition(fileName: string): string {
-  const fallback = fileName.replace(/[^\x20-\x7e]|["\\]/g, "_");
-  const encoded = encodeURIComponent(fileName).replace(/['()*]/g, (c) => "%" + c.charCodeAt(0).toString(16).toUpperCase());
-  return `attachment; filename="${fallback}"; filename*=UTF-8''${encoded}`;
-}
-
 /** a***@example.com: enough to recognise an address, not to read it. */
 export function maskEmail(address: string): string {
   const at = address.lastIndexOf("@");
@@ -153,11 +153,6 @@ export function maskEmail(address: string): string {
  */
 export const MIME_TYPE =
   /^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}\/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}([ \t]*;[ \t]*[a-z0-9!#$&^_.+-]+=("(?:[\t\x20\x21\x23-\x5b\x5d-\x7e]|\\[\t\x20-\x7e])*"|[a-z0-9!#$&^_.+-]+))*$/i;
-
-/** A value that can be sent as an HTTP header value as it is: printable ASCII, inner spaces and tabs only. */
-export function isHeaderSafe(value: string): boolean {
-  return /^[\x21-\x7e](?:[\t\x20-\x7e]*[\x21-\x7e])?$/.test(value);
-}
 
 /** The essence of a content type (type/subtype, lower case), for comparing a PUT with what was declared. */
 export function mediaTypeEssence(value: string): string {

@@ -14,7 +14,7 @@ import { createHash } from "node:crypto";
 import type { TokenCredential } from "@azure/core-auth";
 import { EmailClient, type EmailClientOptions, type EmailSendResult as AcsSendResult } from "@azure/communication-email";
 import type { Settings } from "../config/settings";
-import { statusOf } from "../errors";
+import { statusOf } from "../stores/sdk-errors";
 import { azureCredential } from "../identity";
 import type { EmailMessage, EmailSendResult, EmailSender } from "./email-sender";
 import { isEmailAddress, validateEmailMessage } from "./email-sender";

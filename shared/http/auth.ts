@@ -6,7 +6,8 @@
 import type { HttpRequest } from "@azure/functions";
 import { matchesHash, parseApiKey, secretsEqual } from "../domain/tenant";
 import type { Services } from "../services";
-import { AppError } from "./problem";
+import { AppError } from "../errors";
+import { HttpError } from "./problem";
 
 export interface TenantPrincipal {
   readonly kind: "tenant";
@@ -16,11 +17,14 @@ export interface TenantPrincipal {
   readonly kekVersion: string;
   /** How the audit log names this caller. */
   readonly actor: string;
+  /** The request being served (every audit entry it causes names it). */
+  readonly requestId: string;
 }
 
 export interface AdminPrincipal {
   readonly kind: "admin";
   readonly actor: "admin";
+  readonly requestId: string;
 }
 
 export type AuthMode = "tenant" | "admin" | "none";
@@ -31,25 +35,19 @@ const BEARER = /^Bearer ([\x21-\x7e]{1,512})$/;
 function bearer(request: HttpRequest): string {
   const header = request.headers.get("authorization");
   if (header === null || header.trim() === "") {
-    throw new AppError("unauthenticated", "send an API key as 'Authorization: Bearer <key>'", {
-      headers: { "www-authenticate": 'Bearer realm="safedata"' },
-    });
+    throw new HttpError("unauthenticated", "send an API key as 'Authorization: Bearer <key>'", { "www-authenticate": 'Bearer realm="safedata"' });
   }
   const m = BEARER.exec(header.trim());
   if (!m) {
-    throw new AppError("unauthenticated", "the Authorization header must be 'Bearer <key>'", {
-      headers: { "www-authenticate": 'Bearer realm="safedata", error="invalid_request"' },
-    });
+    throw new HttpError("unauthenticated", "the Authorization header must be 'Bearer <key>'", { "www-authenticate": 'Bearer realm="safedata", error="invalid_request"' });
   }
   return m[1]!;
 }
 
 const invalidKey = () =>
-  new AppError("unauthenticated", "the API key is not valid", {
-    headers: { "www-authenticate": 'Bearer realm="safedata", error="invalid_token"' },
-  });
+  new HttpError("unauthenticated", "the API key is not valid", { "www-authenticate": 'Bearer realm="safedata", error="invalid_token"' });
 
-export async function authenticateTenant(request: HttpRequest, services: Services): Promise<TenantPrincipal> {
+export async function authenticateTenant(request: HttpRequest, services: Services, requestId: string): Promise<TenantPrincipal> {
   const key = bearer(request);
   const parsed = parseApiKey(key);
   if (!parsed) throw invalidKey();
@@ -61,15 +59,13 @@ export async function authenticateTenant(request: HttpRequest, services: Service
   if (tenant.status !== "active") {
     throw new AppError("tenant-suspended", "this tenant is suspended; contact the service operator");
   }
-  return { kind: "tenant", tenantId: tenant.tenantId, keyId: tenant.apiKey.id, kekVersion: tenant.kekVersion, actor: `key:${tenant.apiKey.id}` };
+  return { kind: "tenant", tenantId: tenant.tenantId, keyId: tenant.apiKey.id, kekVersion: tenant.kekVersion, actor: `key:${tenant.apiKey.id}`, requestId };
 }
 
-export function authenticateAdmin(request: HttpRequest, services: Services): AdminPrincipal {
+export function authenticateAdmin(request: HttpRequest, services: Services, requestId: string): AdminPrincipal {
   const key = bearer(request);
   if (!secretsEqual(key, services.settings.adminApiKey)) {
-    throw new AppError("unauthenticated", "the admin key is not valid", {
-      headers: { "www-authenticate": 'Bearer realm="safedata-admin", error="invalid_token"' },
-    });
+    throw new HttpError("unauthenticated", "the admin key is not valid", { "www-authenticate": 'Bearer realm="safedata-admin", error="invalid_token"' });
   }
-  return { kind: "admin", actor: "admin" };
+  return { kind: "admin", actor: "admin", requestId };
 }

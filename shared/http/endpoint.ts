@@ -14,7 +14,8 @@ import { errorFields, invocationLog, type Log } from "../observability";
 import { services as getServices, type Services } from "../services";
 import { idempotencyKeySchema, requestFingerprint, type StoredResponse } from "../stores/idempotency-store";
 import { authenticateAdmin, authenticateTenant, type AuthMode, type PrincipalFor } from "./auth";
-import { AppError, problemBody, type FieldError } from "./problem";
+import { AppError, type FieldError } from "../errors";
+import { problemBody, problemHeaders, statusOfProblem } from "./problem";
 
 export type HttpMethod = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
 
@@ -97,9 +98,9 @@ const baseHeaders = (requestId: string): Record<string, string> => ({
 
 export function problemResponse(err: AppError, requestId: string): HttpResponseInit {
   return {
-    status: err.status,
-    headers: { ...baseHeaders(requestId), "content-type": "application/problem+json", ...(err.extra.headers ?? {}) },
-    body: JSON.stringify(problemBody(err.problem, err.detail, requestId, err.extra.errors)),
+    status: statusOfProblem(err.kind),
+    headers: { ...baseHeaders(requestId), "content-type": "application/problem+json", ...problemHeaders(err) },
+    body: JSON.stringify(problemBody(err.kind, err.detail, requestId, err.extra.errors)),
   };
 }
 
@@ -216,9 +217,9 @@ function searchParamsObject(request: HttpRequest): Record<string, string> {
   return out;
 }
 
-async function authenticate<A extends AuthMode>(mode: A, request: HttpRequest, services: Services): Promise<PrincipalFor<A>> {
-  if (mode === "tenant") return (await authenticateTenant(request, services)) as PrincipalFor<A>;
-  if (mode === "admin") return authenticateAdmin(request, services) as PrincipalFor<A>;
+async function authenticate<A extends AuthMode>(mode: A, request: HttpRequest, services: Services, requestId: string): Promise<PrincipalFor<A>> {
+  if (mode === "tenant") return (await authenticateTenant(request, services, requestId)) as PrincipalFor<A>;
+  if (mode === "admin") return authenticateAdmin(request, services, requestId) as PrincipalFor<A>;
   return undefined as PrincipalFor<A>;
 }
 
@@ -257,7 +258,7 @@ export function httpEndpoint<A extends AuthMode, P extends AnyObject | undefined
     const log = invocationLog(context);
     try {
       const services = getServices();
-      const principal = await authenticate(spec.auth, request, services);
+      const principal = await authenticate(spec.auth, request, services, requestId);
 
       let params = undefined as Infer<P>;
       if (spec.params) {
@@ -312,7 +313,7 @@ export function httpEndpoint<A extends AuthMode, P extends AnyObject | undefined
       return toResponse(await spec.handler(input), requestId);
     } catch (err) {
       if (err instanceof AppError) {
-        if (err.status >= 500) log.error("request.failed", { requestId, function: spec.name, problem: err.problem });
+        if (statusOfProblem(err.kind) >= 500) log.error("request.failed", { requestId, function: spec.name, problem: err.kind });
         return problemResponse(err, requestId);
       }
       log.error("request.error", { requestId, function: spec.name, ...errorFields(err) });

@@ -1,8 +1,8 @@
 /**
- * RFC 9457 problem details. Every error the API returns is one of these types; the `type` URIs are stable
- * and listed in README.md (API conventions). Details say what is wrong in words a caller can act on and never contain
- * personal data, secrets or stack traces.
+ * RFC 9457 problem details: how each application error kind (shared/errors.ts) is answered over HTTP. The `type`
+ * URIs are stable and listed in README.md (API conventions). This is the only place that knows the statuses.
  */
+import { AppError, type AppErrorExtra, type ErrorKind, type FieldError } from "../errors";
 
 export const PROBLEM_TYPES = {
   "malformed-request": { status: 400, title: "The request is malformed" },
@@ -27,9 +27,9 @@ export const PROBLEM_TYPES = {
   "internal-error": { status: 500, title: "Internal error" },
   "integrity-error": { status: 500, title: "Stored data failed its integrity check" },
   unavailable: { status: 503, title: "A dependency is unavailable" },
-} as const;
+} as const satisfies Record<ErrorKind, { status: number; title: string }>;
 
-export type ProblemType = keyof typeof PROBLEM_TYPES;
+export type ProblemType = ErrorKind;
 
 export const PROBLEM_URI_PREFIX = "urn:safedata:problem:";
 
@@ -37,11 +37,7 @@ export function problemUri(type: ProblemType): string {
   return PROBLEM_URI_PREFIX + type;
 }
 
-export interface FieldError {
-  /** Dotted path into the request, e.g. "recipients.0". Never the offending value. */
-  path: string;
-  message: string;
-}
+export const statusOfProblem = (kind: ErrorKind): number => PROBLEM_TYPES[kind].status;
 
 export interface ProblemBody {
   type: string;
@@ -53,18 +49,28 @@ export interface ProblemBody {
   errors?: FieldError[];
 }
 
-/** The one error type the code throws for anything a caller should see. Mapped to problem+json in one place. */
-export class AppError extends Error {
-  readonly status: number;
+/**
+ * An error only the HTTP layer raises, with response headers that belong to it (`WWW-Authenticate` on 401, `Allow`
+ * on 405).
+ */
+export class HttpError extends AppError {
   constructor(
-    readonly problem: ProblemType,
-    readonly detail: string,
-    readonly extra: { errors?: FieldError[]; headers?: Record<string, string> } = {},
+    kind: ErrorKind,
+    detail: string,
+    readonly headers: Record<string, string>,
+    extra: AppErrorExtra = {},
   ) {
-    super(detail);
-    this.name = "AppError";
-    this.status = PROBLEM_TYPES[problem].status;
+    super(kind, detail, extra);
+    this.name = "HttpError";
   }
+}
+
+/** The headers an error's answer carries beyond the usual ones (RFC 9110 §14.4: a 416 names the content's size). */
+export function problemHeaders(err: AppError): Record<string, string> {
+  const headers: Record<string, string> = err instanceof HttpError ? { ...err.headers } : {};
+  if (err.kind === "range-not-satisfiable" && err.extra.contentSize !== undefined) headers["content-range"] = `bytes */${err.extra.contentSize}`;
+  if (err.extra.retryAfterSeconds !== undefined) headers["retry-after"] = String(err.extra.retryAfterSeconds);
+  return headers;
 }
 
 export function problemBody(problem: ProblemType, detail: string, requestId?: string, errors?: FieldError[]): ProblemBody {

@@ -16,7 +16,7 @@ import { randomBytes } from "node:crypto";
 import type { TokenCredential } from "@azure/core-auth";
 import { SecretClient, type SecretClientOptions } from "@azure/keyvault-secrets";
 import type { Settings } from "../config/settings";
-import { statusOf } from "../errors";
+import { statusOf } from "../stores/sdk-errors";
 import { azureCredential } from "../identity";
 import {
   KEY_BYTES,

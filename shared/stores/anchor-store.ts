@@ -6,7 +6,7 @@
  */
 import type { ContainerClient } from "@azure/storage-blob";
 import { anchorBlobName, anchorLine, lastAnchor, parseAnchors, type Anchor } from "../domain/audit-anchor";
-import { statusOf } from "../errors";
+import { statusOf } from "./sdk-errors";
 
 /** Enough of a blob's end to hold its last line (a line is about 170 bytes). */
 const TAIL_BYTES = 4096;
@@ -113,5 +113,10 @@ export class AnchorStore {
       if (statusOf(err) === 412) return false;
       throw err;
     }
+  }
+
+  /** Reachability, for health: reads the container's properties. */
+  async probe(): Promise<void> {
+    await this.container.getProperties();
   }
 }

@@ -17,7 +17,7 @@ import {
   type ChainBreak,
 } from "../domain/audit-chain";
 import type { Clock } from "../domain/clock";
-import { isConflict, isPreconditionFailed, queryPage, readItem, type Page } from "./cosmos";
+import { isConflict, isPreconditionFailed, queryAll, queryPage, readItem, type Page } from "./cosmos";
 
 const HEAD_ID = "head";
 
@@ -211,6 +211,23 @@ export class AuditStore {
       return seq;
     }
     return undefined;
+  }
+
+  /** The tenant's newest `limit` entries of one action, newest first (e.g. its deletion receipts). */
+  async latestOfAction(tenantId: string, action: AuditAction, limit: number): Promise<AuditEntry[]> {
+    const rows = await queryAll(this.container, storedEntrySchema, {
+      query: `SELECT TOP ${Math.floor(limit)} * FROM c WHERE c.tenantId = @tenantId AND c.type = 'audit-entry' AND c.action = @action ORDER BY c.seq DESC`,
+      parameters: [
+        { name: "@tenantId", value: tenantId },
+        { name: "@action", value: action },
+      ],
+    }, tenantId);
+    return rows.map(stripStored);
+  }
+
+  /** Reachability, for health: reads the container's definition. */
+  async probe(): Promise<void> {
+    await this.container.read();
   }
 
   /** The sequence number of an existing entry for this action on this target, if any (makes retried steps append once). */

@@ -4,13 +4,13 @@
  * tenant in its text (the local Cosmos server ignores the partitionKey query option); the only cross-partition
  * queries are the operators' tenant list and the timer sweeps, which no tenant request reaches.
  */
-import { CosmosClient, type Container, type Database, type SqlQuerySpec } from "@azure/cosmos";
+import { CosmosClient, type Container, type Database, type SqlParameter, type SqlQuerySpec } from "@azure/cosmos";
 import type { z } from "zod";
 import { COSMOS_CONTAINERS } from "../config/resources";
 import type { Settings } from "../config/settings";
 import { azureCredential } from "../identity";
-import { isNotFound, statusOf } from "../errors";
-import { AppError } from "../http/problem";
+import { isNotFound, statusOf } from "./sdk-errors";
+import { AppError } from "../errors";
 
 export type ContainerKey = keyof typeof COSMOS_CONTAINERS;
 export type Containers = Record<ContainerKey, Container>;
@@ -48,7 +48,7 @@ export async function provisionCosmos(client: CosmosClient, databaseName: string
   return database;
 }
 
-export { isConflict, isNotFound, isPreconditionFailed, statusOf } from "../errors";
+export { isConflict, isNotFound, isPreconditionFailed, statusOf } from "./sdk-errors";
 
 /** A stored document failed its schema: data was changed outside the code, or the code is older than the data. */
 export class CorruptDocumentError extends Error {
@@ -117,6 +117,37 @@ export function decodeCursor(cursor: string | undefined): string | undefined {
   return text.slice(CURSOR_PREFIX.length);
 }
 
+const TENANT_FILTER = /c\.tenantId\s*=\s*@tenantId/;
+
+function assertTenantScoped(query: SqlQuerySpec): void {
+  if (!TENANT_FILTER.test(query.query)) throw new Error("tenant-scoped queries must filter on c.tenantId = @tenantId");
+}
+
+/**
+ * Every row of a tenant-scoped query, each checked with `schema`. The query text must filter on c.tenantId itself
+ * (the local Cosmos server ignores the partition key option). For queries whose result is bounded (TOP, COUNT).
+ */
+export async function queryAll<T>(container: Container, schema: z.ZodType<T>, query: SqlQuerySpec, tenantId: string): Promise<T[]> {
+  assertTenantScoped(query);
+  const { resources } = await container.items.query<unknown>(query, { partitionKey: tenantId }).fetchAll();
+  return resources.map((d) => parseStored(schema, container.id, d));
+}
+
+/**
+ * Every row of a query over all tenants, each checked with `schema`. Only catch-up sweeps use these, through store
+ * methods named `...AcrossTenants`; no path that serves a tenant's request calls one.
+ */
+export async function crossPartition<T>(container: Container, schema: z.ZodType<T>, query: SqlQuerySpec): Promise<T[]> {
+  const { resources } = await container.items.query<unknown>(query).fetchAll();
+  return resources.map((d) => parseStored(schema, container.id, d));
+}
+
+/** `IN (...)` over constant values as query parameters: `names` goes into the text, `parameters` beside it. */
+export function inList(prefix: string, values: readonly string[]): { names: string; parameters: SqlParameter[] } {
+  const parameters = values.map((value, i) => ({ name: `@${prefix}${i}`, value }));
+  return { names: parameters.map((p) => p.name).join(", "), parameters };
+}
+
 /** One page of a tenant-scoped query. The query text must filter on c.tenantId itself. */
 export async function queryPage<T>(
   container: Container,
@@ -126,9 +157,7 @@ export async function queryPage<T>(
   limit: number,
   cursor: string | undefined,
 ): Promise<Page<T>> {
-  if (!/c\.tenantId\s*=\s*@tenantId/.test(query.query)) {
-    throw new Error("tenant-scoped queries must filter on c.tenantId = @tenantId");
-  }
+  assertTenantScoped(query);
   return fetchPage(container, schema, query, { partitionKey: tenantId }, limit, cursor);
 }
 

@@ -84,4 +84,9 @@ export class HeartbeatStore {
       }
     }
   }
+
+  /** Reachability, for health: reads the container's definition. */
+  async probe(): Promise<void> {
+    await this.container.read();
+  }
 }

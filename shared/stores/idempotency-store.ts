@@ -8,8 +8,8 @@ import type { Container } from "@azure/cosmos";
 import { z } from "zod";
 import type { Clock } from "../domain/clock";
 import { IDEMPOTENCY_RECORD_LIFE_MS } from "../domain/retention";
-import { AppError } from "../http/problem";
-import { isConflict, isNotFound, isPreconditionFailed, readItem } from "./cosmos";
+import { AppError } from "../errors";
+import { crossPartition, isConflict, isNotFound, isPreconditionFailed, readItem } from "./cosmos";
 
 /** Cosmos TTL, a backstop only: the retention sweep deletes the records (see RETENTION_CLASSES). */
 export const IDEMPOTENCY_TTL_SECONDS = IDEMPOTENCY_RECORD_LIFE_MS / 1000;
@@ -72,9 +72,7 @@ export class IdempotencyStore {
         if (existing.state === "done" && existing.response) return { kind: "replay", response: existing.response };
         const age = this.clock.now().getTime() - Date.parse(existing.createdAt);
         if (age < ABANDONED_AFTER_MS) {
-          throw new AppError("idempotency-in-progress", "a request with this Idempotency-Key is still in progress; retry shortly", {
-            headers: { "retry-after": "1" },
-          });
+          throw new AppError("idempotency-in-progress", "a request with this Idempotency-Key is still in progress; retry shortly", { retryAfterSeconds: 1 });
         }
         // Abandoned by a crashed request: take it over, unless another retry does so first.
         try {
@@ -95,9 +93,29 @@ export class IdempotencyStore {
         throw err;
       }
     }
-    throw new AppError("idempotency-in-progress", "concurrent requests with this Idempotency-Key; retry shortly", {
-      headers: { "retry-after": "1" },
+    throw new AppError("idempotency-in-progress", "concurrent requests with this Idempotency-Key; retry shortly", { retryAfterSeconds: 1 });
+  }
+
+  /**
+   * Across all tenants (and the operators' scope), for the retention sweep only: records created at or before
+   * `cutoff`, oldest first, at most `limit`.
+   */
+  findCreatedBeforeAcrossTenants(cutoff: Date, limit: number): Promise<Array<{ tenantId: string; id: string; createdAt: string }>> {
+    return crossPartition(this.container, z.object({ tenantId: z.string(), id: z.string(), createdAt: z.iso.datetime() }), {
+      query: `SELECT TOP ${Math.floor(limit)} c.tenantId, c.id, c.createdAt FROM c WHERE c.type = 'idempotency' AND c.createdAt <= @cutoff ORDER BY c.createdAt ASC`,
+      parameters: [{ name: "@cutoff", value: cutoff.toISOString() }],
     });
+  }
+
+  /** Deletes one record; false when it was already gone. */
+  async delete(scope: string, id: string): Promise<boolean> {
+    try {
+      await this.container.item(id, scope).delete();
+      return true;
+    } catch (err) {
+      if (isNotFound(err)) return false;
+      throw err;
+    }
   }
 
   private pending(id: string, scope: string, requestHash: string): IdempotencyRecord & { ttl: number } {
@@ -127,5 +145,10 @@ export class IdempotencyStore {
         }
       },
     };
+  }
+
+  /** Reachability, for health: reads the container's definition. */
+  async probe(): Promise<void> {
+    await this.container.read();
   }
 }

@@ -26,13 +26,24 @@ export function createQueueServiceClient(cfg: StorageConnection): QueueServiceCl
 export class QueueSender {
   constructor(private readonly service: QueueServiceClient) {}
 
-  queue(name: string): QueueClient {
+  private queue(name: string): QueueClient {
     return this.service.getQueueClient(name);
   }
 
+  /** Validates `message` with its consumer's schema and queues it, visible after `visibilityTimeoutSeconds`. */
   async send<T>(queueName: string, schema: z.ZodType<T>, message: T, options: { visibilityTimeoutSeconds?: number } = {}): Promise<void> {
     const checked = schema.parse(message);
     const text = Buffer.from(JSON.stringify(checked), "utf8").toString("base64");
     await this.queue(queueName).sendMessage(text, { visibilityTimeout: options.visibilityTimeoutSeconds });
+  }
+
+  /** The queue service's approximate count of messages in the queue, visible or not. */
+  async approximateCount(queueName: string): Promise<number> {
+    return (await this.queue(queueName).getProperties()).approximateMessagesCount ?? 0;
+  }
+
+  /** Reachability, for health: reads a queue's properties. */
+  async probe(queueName: string): Promise<void> {
+    await this.queue(queueName).getProperties();
   }
 }

@@ -6,7 +6,7 @@
 import type { Container } from "@azure/cosmos";
 import { z } from "zod";
 import { SYSTEM_TENANT } from "../config/resources";
-import { parseStored } from "./cosmos";
+import { isNotFound, parseStored, queryAll } from "./cosmos";
 
 export const sweepDocSchema = z.object({
   id: z.string(),
@@ -32,25 +32,32 @@ export class SweepStore {
     await this.container.items.create({ ...doc, id: docId(doc.sweepId), tenantId: SYSTEM_TENANT, type: "sweep", done: {}, receiptsAt: null });
   }
 
-  /** Records one finished batch; returns the sweep as it now stands. */
-  async recordBatch(sweepId: string, batch: number, outcome: { purged: number; skipped: number; busy: number }): Promise<SweepDoc> {
-    const { resource } = await this.container.item(docId(sweepId), SYSTEM_TENANT).patch<Record<string, unknown>>([{ op: "set", path: `/done/b${batch}`, value: outcome }]);
-    return parseStored(sweepDocSchema, this.container.id, resource);
+  /** Records one finished batch; returns the sweep as it now stands, or undefined when there is no such sweep. */
+  async recordBatch(sweepId: string, batch: number, outcome: { purged: number; skipped: number; busy: number }): Promise<SweepDoc | undefined> {
+    try {
+      const { resource } = await this.container.item(docId(sweepId), SYSTEM_TENANT).patch<Record<string, unknown>>([{ op: "set", path: `/done/b${batch}`, value: outcome }]);
+      return parseStored(sweepDocSchema, this.container.id, resource);
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
   }
 
+  /** Marks the sweep's receipts as written (nothing happens when there is no such sweep). */
   async markReceipts(sweepId: string, at: Date): Promise<void> {
-    await this.container.item(docId(sweepId), SYSTEM_TENANT).patch([{ op: "set", path: "/receiptsAt", value: at.toISOString() }]);
+    try {
+      await this.container.item(docId(sweepId), SYSTEM_TENANT).patch([{ op: "set", path: "/receiptsAt", value: at.toISOString() }]);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
   }
 
   /** Sweeps whose receipts are not written yet, oldest first (the catch-up for crashed or stuck sweeps). */
-  async withoutReceipts(limit: number): Promise<SweepDoc[]> {
-    const { resources } = await this.container.items
-      .query<Record<string, unknown>>({
-        query: `SELECT TOP ${Math.floor(limit)} * FROM c WHERE c.tenantId = @tenantId AND c.type = 'sweep' AND IS_NULL(c.receiptsAt) ORDER BY c.startedAt ASC`,
-        parameters: [{ name: "@tenantId", value: SYSTEM_TENANT }],
-      }, { partitionKey: SYSTEM_TENANT })
-      .fetchAll();
-    return resources.map((r) => parseStored(sweepDocSchema, this.container.id, r));
+  withoutReceipts(limit: number): Promise<SweepDoc[]> {
+    return queryAll(this.container, sweepDocSchema, {
+      query: `SELECT TOP ${Math.floor(limit)} * FROM c WHERE c.tenantId = @tenantId AND c.type = 'sweep' AND IS_NULL(c.receiptsAt) ORDER BY c.startedAt ASC`,
+      parameters: [{ name: "@tenantId", value: SYSTEM_TENANT }],
+    }, SYSTEM_TENANT);
   }
 }
 

@@ -2,8 +2,8 @@
 import type { Container } from "@azure/cosmos";
 import { z } from "zod";
 import { authorityCountries } from "../domain/tenant";
-import { fetchPage, isConflict, isPreconditionFailed, readItem, type Page } from "./cosmos";
-import { AppError } from "../http/problem";
+import { crossPartition, fetchPage, isConflict, isPreconditionFailed, readItem, type Page } from "./cosmos";
+import { AppError } from "../errors";
 
 export const tenantDocSchema = z.object({
   id: z.string(),
@@ -39,19 +39,23 @@ export class TenantStore {
 
   async create(doc: TenantDoc): Promise<void> {
     try {
-      await this.container.items.create(doc);
+      await this.container.items.create(tenantDocSchema.parse(doc));
     } catch (err) {
       if (isConflict(err)) throw new AppError("conflict", "a tenant with this id already exists");
       throw err;
     }
   }
 
-  /** Replaces the document if nobody changed it since `etag`; a lost race is a 409 the caller may retry. */
-  async replace(doc: TenantDoc, etag: string): Promise<void> {
+  /**
+   * Replaces the document if nobody changed it since `etag`. Returns false, writing nothing, when another writer
+   * got there first (the caller reads again and decides).
+   */
+  async replace(doc: TenantDoc, etag: string): Promise<boolean> {
     try {
-      await this.container.item(doc.id, doc.tenantId).replace(doc, { accessCondition: { type: "IfMatch", condition: etag } });
+      await this.container.item(doc.id, doc.tenantId).replace(tenantDocSchema.parse(doc), { accessCondition: { type: "IfMatch", condition: etag } });
+      return true;
     } catch (err) {
-      if (isPreconditionFailed(err)) throw new AppError("conflict", "the tenant was changed by another request; retry");
+      if (isPreconditionFailed(err)) return false;
       throw err;
     }
   }
@@ -59,6 +63,21 @@ export class TenantStore {
   /** Operators list all tenants (a cross-partition query, admin-only), ordered by creation time so pages are stable. */
   list(limit: number, cursor: string | undefined): Promise<Page<TenantDoc>> {
     return fetchPage(this.container, tenantDocSchema, { query: "SELECT * FROM c WHERE c.type = 'tenant' ORDER BY c.createdAt ASC" }, {}, limit, cursor);
+  }
+
+  /**
+   * Across all tenants, for the retention sweep only: suspended tenants not yet offboarded, with when they were
+   * suspended (the sweep applies the notice period).
+   */
+  findSuspendedAcrossTenants(): Promise<Array<{ tenantId: string; suspendedAt: string | null }>> {
+    return crossPartition(this.container, z.object({ tenantId: z.string(), suspendedAt: z.iso.datetime().nullable() }), {
+      query: "SELECT c.tenantId, c.suspendedAt FROM c WHERE c.type = 'tenant' AND c.status = 'suspended' AND (NOT IS_DEFINED(c.offboardedAt) OR IS_NULL(c.offboardedAt))",
+    });
+  }
+
+  /** Reachability, for health: reads the container's definition. */
+  async probe(): Promise<void> {
+    await this.container.read();
   }
 
   /** Every tenant's id, a page at a time (timer sweeps that visit each tenant). Offboarded tenants are included. */

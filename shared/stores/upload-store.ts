@@ -4,11 +4,11 @@
  * shredding) makes the payload and those fields unreadable everywhere at once. A deleted upload keeps a tombstone:
  * ids, sizes, times and the reason, nothing personal.
  */
-import type { Container } from "@azure/cosmos";
+import type { Container, SqlParameter } from "@azure/cosmos";
 import { z } from "zod";
-import { assertTransition, dataCategories, UPLOAD_STATUSES } from "../domain/uploads";
-import { AppError } from "../http/problem";
-import { isConflict, isPreconditionFailed, queryPage, readItem, type Page } from "./cosmos";
+import { assertTransition, dataCategories, FINAL_UPLOAD_STATUSES, LIVE_UPLOAD_STATUSES, UPLOAD_STATUSES, type UploadStatus } from "../domain/uploads";
+import { AppError } from "../errors";
+import { crossPartition, inList, isConflict, isPreconditionFailed, queryAll, queryPage, readItem, type Page } from "./cosmos";
 
 export const DELETION_REASONS = ["sender-request", "expired", "subject-request", "tenant-offboarded"] as const;
 export type DeletionReason = (typeof DELETION_REASONS)[number];
@@ -83,12 +83,28 @@ export type UpdateResult =
   | { updated: true; before: StoredUpload; after: StoredUpload }
   | { updated: false; reason: "not-found" | "unchanged" | "contended"; current?: StoredUpload };
 
-export function blobPrefix(tenantId: string, uploadId: string): string {
-  return `${tenantId}/${uploadId}/`;
+
+/** What the purge needs to decide whether an upload is due (shared/domain/retention.ts `uploadPurgeDue`). */
+export interface PurgeCandidate {
+  tenantId: string;
+  id: string;
+  status: UploadStatus;
+  expiresAt: string;
+  deletion: { leaseUntil: string | null } | null;
 }
 
+const purgeCandidateSchema = z.object({
+  tenantId: z.string(),
+  id: z.string(),
+  status: z.enum(UPLOAD_STATUSES),
+  expiresAt: iso,
+  deletion: z.object({ leaseUntil: iso.nullable() }).nullable(),
+});
+
+const idRow = z.object({ tenantId: z.string(), id: z.string() });
+
 export class UploadStore {
-  constructor(readonly container: Container) {}
+  constructor(private readonly container: Container) {}
 
   get(tenantId: string, uploadId: string): Promise<StoredUpload | undefined> {
     return readItem(this.container, uploadDocSchema, uploadId, tenantId);
@@ -141,9 +157,10 @@ export class UploadStore {
     return { updated: false, reason: "contended", current: doc };
   }
 
-  list(tenantId: string, opts: { status?: UploadDoc["status"]; limit: number; cursor?: string }): Promise<Page<UploadDoc>> {
+  /** A page of the tenant's uploads, newest first, optionally of one status. */
+  list(tenantId: string, opts: { status?: UploadStatus; limit: number; cursor?: string }): Promise<Page<UploadDoc>> {
     const filters = ["c.tenantId = @tenantId", "c.type = 'upload'"];
-    const parameters: Array<{ name: string; value: string }> = [{ name: "@tenantId", value: tenantId }];
+    const parameters: SqlParameter[] = [{ name: "@tenantId", value: tenantId }];
     if (opts.status) {
       filters.push("c.status = @status");
       parameters.push({ name: "@status", value: opts.status });
@@ -156,6 +173,95 @@ export class UploadStore {
       opts.limit,
       opts.cursor,
     );
+  }
+
+  /** Ids of the tenant's uploads whose deletion is not complete (live or deleting), at most `limit`. */
+  async unfinishedIds(tenantId: string, limit: number): Promise<string[]> {
+    const final = inList("final", FINAL_UPLOAD_STATUSES);
+    const rows = await queryAll(this.container, z.object({ id: z.string() }), {
+      query: `SELECT TOP ${Math.floor(limit)} c.id FROM c WHERE c.tenantId = @tenantId AND c.type = 'upload' AND NOT (c.status IN (${final.names}))`,
+      parameters: [{ name: "@tenantId", value: tenantId }, ...final.parameters],
+    }, tenantId);
+    return rows.map((r) => r.id);
+  }
+
+  /** When each of the tenant's live uploads expires (for the retention calendar). */
+  async liveExpiries(tenantId: string): Promise<Date[]> {
+    const live = inList("live", LIVE_UPLOAD_STATUSES);
+    const rows = await queryAll(this.container, z.object({ expiresAt: iso }), {
+      query: `SELECT c.expiresAt FROM c WHERE c.tenantId = @tenantId AND c.type = 'upload' AND c.status IN (${live.names})`,
+      parameters: [{ name: "@tenantId", value: tenantId }, ...live.parameters],
+    }, tenantId);
+    return rows.map((r) => new Date(r.expiresAt));
+  }
+
+  /**
+   * Up to `limit` of the tenant's uploads whose data key is wrapped with another KEK version than `version`
+   * (the key re-wrap job's work list).
+   */
+  async withOtherKekVersion(tenantId: string, version: string, limit: number): Promise<StoredUpload[]> {
+    const rows = await queryAll(this.container, uploadDocSchema.extend({ _etag: z.string() }), {
+      query: `SELECT TOP ${Math.floor(limit)} * FROM c WHERE c.tenantId = @tenantId AND c.type = 'upload' AND NOT IS_NULL(c.dataKey) AND c.dataKey.kekVersion != @version`,
+      parameters: [
+        { name: "@tenantId", value: tenantId },
+        { name: "@version", value: version },
+      ],
+    }, tenantId);
+    return rows;
+  }
+
+  /** How many of the tenant's uploads have a data key wrapped with another KEK version than `version`. */
+  async countWithOtherKekVersion(tenantId: string, version: string): Promise<number> {
+    const [n] = await queryAll(this.container, z.number().int(), {
+      query: "SELECT VALUE COUNT(1) FROM c WHERE c.tenantId = @tenantId AND c.type = 'upload' AND NOT IS_NULL(c.dataKey) AND c.dataKey.kekVersion != @version",
+      parameters: [
+        { name: "@tenantId", value: tenantId },
+        { name: "@version", value: version },
+      ],
+    }, tenantId);
+    return n ?? 0;
+  }
+
+  /**
+   * Across all tenants, for the retention sweep only (never a tenant's request): live uploads whose expiry is at
+   * or before `now`, and deletions whose worker's lease ran out, oldest expiry first, at most `limit`. The purge
+   * decides each with `uploadPurgeDue`; these are the same conditions, written so the database can select them.
+   */
+  async findPurgeCandidatesAcrossTenants(now: Date, limit: number): Promise<PurgeCandidate[]> {
+    const live = inList("live", LIVE_UPLOAD_STATUSES);
+    return crossPartition(this.container, purgeCandidateSchema, {
+      query:
+        `SELECT TOP ${Math.floor(limit)} c.tenantId, c.id, c.status, c.expiresAt, c.deletion FROM c WHERE c.type = 'upload' AND ` +
+        `((c.status IN (${live.names}) AND c.expiresAt <= @now) OR ` +
+        `(c.status = 'deleting' AND (IS_NULL(c.deletion.leaseUntil) OR c.deletion.leaseUntil <= @now))) ORDER BY c.expiresAt ASC`,
+      parameters: [{ name: "@now", value: now.toISOString() }, ...live.parameters],
+    });
+  }
+
+  /** Across all tenants, for the retention sweep only: uploads whose deletion by sweep `sweepId` is complete. */
+  findDeletedBySweepAcrossTenants(sweepId: string): Promise<Array<{ tenantId: string; id: string; reason: DeletionReason }>> {
+    return crossPartition(this.container, z.object({ tenantId: z.string(), id: z.string(), reason: z.enum(DELETION_REASONS) }), {
+      query: "SELECT c.tenantId, c.id, c.deletion.reason AS reason FROM c WHERE c.type = 'upload' AND c.deletion.sweepId = @sweep AND NOT IS_NULL(c.deletion.completedAt)",
+      parameters: [{ name: "@sweep", value: sweepId }],
+    });
+  }
+
+  /**
+   * Across all tenants, for the retention sweep only: available uploads downloaded at or before `downloadedBefore`
+   * whose sender asked to be told and was not (a notice whose queue message was lost), at most `limit`.
+   */
+  findUnsentFirstDownloadNoticesAcrossTenants(downloadedBefore: Date, limit: number): Promise<Array<{ tenantId: string; id: string }>> {
+    return crossPartition(this.container, idRow, {
+      query:
+        `SELECT TOP ${Math.floor(limit)} c.tenantId, c.id FROM c WHERE c.type = 'upload' AND c.status = 'available' AND c.notifyOnFirstDownload = true ` +
+        "AND NOT IS_NULL(c.firstDownloadAt) AND c.firstDownloadAt <= @settled AND IS_NULL(c.senderNotifiedAt)",
+      parameters: [{ name: "@settled", value: downloadedBefore.toISOString() }],
+    });
+  }
+
+  /** Reachability, for health: reads the container's definition. */
+  async probe(): Promise<void> {
+    await this.container.read();
   }
 }
 

@@ -1,13 +1,12 @@
 /**
- * Audit anchoring and verification. Once an hour a timer writes every tenant's chain head to the WORM anchor
- * blobs (shared/stores/anchor-store.ts); verification checks the chain (shared/stores/audit-store.ts) and the
- * chain against every anchor of the tenant. The sweep visits every tenant each run, so a crash or a missed run is
- * caught up by the next one, and writing an anchor twice is prevented by a conditional append.
+ * Audit anchoring. Once an hour a timer writes every tenant's chain head to the WORM anchor blobs
+ * (shared/stores/anchor-store.ts); verification (audit-log.ts) checks the chain against them. The sweep visits every
+ * tenant each run, so a crash or a missed run is caught up by the next one, and writing an anchor twice is prevented
+ * by a conditional append.
  */
-import { checkAnchors, decideAnchor, type Anchor } from "../domain/audit-anchor";
+import { decideAnchor, type Anchor } from "../domain/audit-anchor";
 import { errorFields, type Log } from "../observability";
 import type { Services } from "../services";
-import { entryId, type VerifyOptions, type VerifyResult } from "../stores/audit-store";
 import { declareSweep } from "../sweeps";
 
 export const ANCHOR_SWEEP = "audit-anchor";
@@ -101,47 +100,4 @@ export async function runAnchorSweep(s: Services, opts: { pastDue?: boolean; log
     await s.heartbeats.finished(ANCHOR_SWEEP, s.clock.now(), "failed", { ...counts }, null).catch(() => undefined);
     throw err;
   }
-}
-
-export interface AnchorCheck {
-  /**
-   * matches: every anchor naming an entry in the range checked agrees with it (and, when the part reached the end of
-   * the chain, the chain reaches the newest anchor); broken: one does not (see firstBroken); none: the tenant has no
-   * anchor yet (a chain younger than the first hourly run); not-checked: the chain part is broken already, or the
-   * part checked no entry.
-   */
-  status: "matches" | "broken" | "none" | "not-checked";
-  /** Anchors compared with an entry in this part. */
-  checked: number;
-  /** The newest anchor. */
-  latest?: { seq: number; anchoredAt: string };
-}
-
-/**
- * Verifies (a part of) a tenant's chain, and the part against every anchor written for the tenant. The anchors are
- * read before the chain is walked, so an anchor written during a long walk cannot look like a removed entry.
- */
-export async function verifyAudit(s: Services, tenantId: string, opts: Omit<VerifyOptions, "onVerified">): Promise<VerifyResult & { anchor: AnchorCheck }> {
-  const anchors = await s.anchors.all(tenantId);
-  const wanted = new Set(anchors.map((a) => a.seq));
-  const hashes = new Map<number, string>();
-  const result = await s.audit.verify(tenantId, { ...opts, onVerified: (seq, hash) => wanted.has(seq) && hashes.set(seq, hash) });
-  const newest = anchors.at(-1);
-  if (!newest) return { ...result, anchor: { status: "none", checked: 0 } };
-  const latestView = { latest: { seq: newest.seq, anchoredAt: newest.anchoredAt } };
-  // A later part that found no entry (fromSeq past the end) has nothing to hold against the anchors.
-  if (!result.valid || (result.entriesChecked === 0 && result.fromSeq > 1)) return { ...result, anchor: { status: "not-checked", checked: 0, ...latestView } };
-  const check = checkAnchors(anchors, {
-    fromSeq: result.fromSeq,
-    lastSeq: result.lastSeq,
-    reachedEnd: result.next === undefined,
-    hashAt: (seq) => hashes.get(seq),
-  });
-  if (!check.broken) return { ...result, anchor: { status: "matches", checked: check.checked, ...latestView } };
-  return {
-    ...result,
-    valid: false,
-    firstBroken: { ...check.broken, entryId: entryId(check.broken.seq) },
-    anchor: { status: "broken", checked: check.checked, ...latestView },
-  };
 }

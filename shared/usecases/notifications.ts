@@ -1,7 +1,8 @@
 /** E-mail notices the service sends on a tenant's behalf. Each is sent at most once (stable message ids). */
 import type { Services } from "../services";
 import { withoutMeta } from "../stores/cosmos";
-import type { NotificationMessage } from "./uploads";
+import { recordAuditOnce } from "./audit-trail";
+import type { NotificationMessage } from "./messages";
 import { openField, unwrapUploadKey } from "./upload-keys";
 
 export async function sendFirstDownloadNotice(s: Services, msg: NotificationMessage): Promise<"sent" | "skipped"> {
@@ -22,14 +23,13 @@ export async function sendFirstDownloadNotice(s: Services, msg: NotificationMess
   await s.uploads.update(doc.tenantId, doc.id, (fresh) =>
     fresh.senderNotifiedAt ? undefined : { ...withoutMeta(fresh), senderNotifiedAt: s.clock.now().toISOString() },
   );
-  const seq = await s.audit.appendOnce(
-    {
-      tenantId: doc.tenantId,
-      actor: "system:notifications",
-      action: "upload.first-download-notified",
-      target: { type: "upload", id: doc.id },
-      details: { recipients: 1 },
-    },
+  const seq = await recordAuditOnce(
+    s,
+    doc.tenantId,
+    { actor: "system:notifications" },
+    "upload.first-download-notified",
+    { type: "upload", id: doc.id },
+    { recipients: 1 },
     `upload.first-download-notified:${doc.id}`,
   );
   // Another worker is recording the same notice: fail so the queue retries, and the retry finds it recorded.

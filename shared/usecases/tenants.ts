@@ -1,14 +1,12 @@
 /**
- * Tenant administration: what an operator can do to a tenant, each step recorded in that tenant's audit log.
- * API keys are shown once, when created or rotated, and stored only as a hash. The controller's contact
- * address is an encrypted field under the tenant's key-encryption key.
+ * Tenant administration: what an operator can do to a tenant (a data controller), each step recorded in that
+ * tenant's audit log. API keys are shown once, when created or rotated, and stored only as a hash. The controller's
+ * contact address is an encrypted field under the tenant's key-encryption key.
  */
 import { randomBytes } from "node:crypto";
-import { isIP } from "node:net";
-import { z } from "zod";
 import { decryptField, encryptField, fieldAssociatedData } from "../crypto";
+import { RETENTION_CLASSES } from "../domain/retention";
 import {
-  authorityCountries,
   authorityFor,
   hashApiKey,
   newApiKey,
@@ -16,73 +14,39 @@ import {
   newTenantId,
   transitionTenant,
   type AuthorityCountry,
+  type TenantStatus,
 } from "../domain/tenant";
-import { RETENTION_CLASSES } from "../domain/retention";
-import { AppError } from "../http/problem";
-import { singleLine } from "../http/schemas";
+import { AppError } from "../errors";
 import type { Services } from "../services";
 import { withoutMeta } from "../stores/cosmos";
-import type { TenantDoc } from "../stores/tenant-store";
+import type { StoredTenant, TenantDoc } from "../stores/tenant-store";
+import { recordAudit, type Actor } from "./audit-trail";
 
-
-/**
- * A webhook must name a public host: no user name or password in the URL (it would be stored and shown), no IP
- * literal and no local or single-label name (the service would be made to call into its own network).
- */
-export function publicWebhookProblem(value: string): string | undefined {
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    return "must be a URL";
-  }
-  if (url.username !== "" || url.password !== "") return "must not contain a user name or password";
-  // The URL parser has already turned every numeric spelling of an IPv4 address (decimal, octal, hex) into dotted form.
-  const host = url.hostname.toLowerCase().replace(/\.$/, "");
-  if (host.startsWith("[") || isIP(host) !== 0) return "must name a host, not an IP address";
-  const labels = host.split(".");
-  if (labels.some((l) => l === "")) return "must be a well-formed host name";
-  if (labels.length < 2 || host === "localhost" || /\.(localhost|local|internal|lan|home\.arpa|intranet)$/.test(host)) {
-    return "must name a public host (not localhost, a single-label or a local name)";
-  }
-  return undefined;
+export interface CreateTenantInput {
+  name: string;
+  contactEmail: string;
+  supervisoryAuthority: { country: AuthorityCountry; name?: string };
+  /** Checked by the HTTP layer with `publicWebhookProblem` (shared/domain/tenant.ts). */
+  webhookUrl?: string;
 }
 
-export const createTenantInput = z.strictObject({
-  name: singleLine(200).describe("The controller's name, as it should appear in notices"),
-  contactEmail: z.email().max(254).describe("Where breach and data-subject request notices for this controller go (their DPO)"),
-  supervisoryAuthority: z.strictObject({
-    country: z.enum(authorityCountries).describe("EU/EEA member state of the lead supervisory authority"),
-    name: singleLine(200).optional().describe("Override the authority's name, e.g. a German state authority"),
-  }),
-  webhookUrl: z
-    .url({ protocol: /^https$/ })
-    .max(2048)
-    .refine((u) => publicWebhookProblem(u) === undefined, { error: (i) => publicWebhookProblem(String(i.input)) ?? "invalid webhook URL" })
-    .optional()
-    .describe("HTTPS endpoint that receives event notifications: a public host name, no credentials in the URL"),
-});
-export type CreateTenantInput = z.infer<typeof createTenantInput>;
-
-export const tenantView = z.object({
-  id: z.string(),
-  name: z.string(),
-  status: z.enum(["active", "suspended"]),
-  offboardedAt: z.string().nullable().describe("When a suspended tenant's data was deleted after its notice period"),
-  supervisoryAuthority: z.object({ country: z.enum(authorityCountries), name: z.string() }),
-  webhookUrl: z.string().nullable(),
-  contactEmail: z.string().optional().describe("Only in single-tenant responses"),
-  apiKeyId: z.string().describe("Identifies the current API key in audit entries; not the key"),
-  createdAt: z.string(),
-  updatedAt: z.string(),
-  suspendedAt: z.string().nullable(),
-});
-export type TenantView = z.infer<typeof tenantView>;
-
-export interface Actor {
-  actor: string;
-  requestId: string;
+export interface TenantView {
+  id: string;
+  name: string;
+  status: TenantStatus;
+  offboardedAt: string | null;
+  supervisoryAuthority: { country: AuthorityCountry; name: string };
+  webhookUrl: string | null;
+  /** Only in single-tenant responses. */
+  contactEmail?: string;
+  apiKeyId: string;
+  createdAt: string;
+  updatedAt: string;
+  suspendedAt: string | null;
 }
+
+/** Operator actions are made by a request. */
+export type OperatorActor = Actor & { requestId: string };
 
 export interface TenantKeyGenerator {
   tenantId(): string;
@@ -95,6 +59,8 @@ export const randomKeys: TenantKeyGenerator = {
   keyId: () => newKeyId(randomBytes),
   apiKey: (tenantId) => newApiKey(tenantId, randomBytes),
 };
+
+const onTenant = (tenantId: string) => ({ type: "tenant" as const, id: tenantId });
 
 function view(doc: TenantDoc, contactEmail?: string): TenantView {
   return {
@@ -112,12 +78,8 @@ function view(doc: TenantDoc, contactEmail?: string): TenantView {
   };
 }
 
-export async function createTenant(
-  s: Services,
-  input: CreateTenantInput,
-  by: Actor,
-  keys: TenantKeyGenerator = randomKeys,
-): Promise<{ tenant: TenantView; apiKey: string }> {
+/** Creates the tenant, its keys in the key provider, and its first API key (returned once). */
+export async function createTenant(s: Services, input: CreateTenantInput, by: OperatorActor, keys: TenantKeyGenerator = randomKeys): Promise<{ tenant: TenantView; apiKey: string }> {
   const tenantId = keys.tenantId();
   await s.keys.ensureTenantKeys(tenantId);
   const kek = await s.keys.currentKek(tenantId);
@@ -132,7 +94,7 @@ export async function createTenant(
       kekVersion: kek.version,
       value: encryptField(kek.key, input.contactEmail, fieldAssociatedData(tenantId, tenantId, "contactEmail")),
     },
-    supervisoryAuthority: authorityFor(input.supervisoryAuthority.country as AuthorityCountry, input.supervisoryAuthority.name),
+    supervisoryAuthority: authorityFor(input.supervisoryAuthority.country, input.supervisoryAuthority.name),
     webhookUrl: input.webhookUrl ?? null,
     status: "active",
     kekVersion: kek.version,
@@ -143,18 +105,11 @@ export async function createTenant(
     offboardedAt: null,
   };
   await s.tenants.create(doc);
-  await s.audit.append({
-    tenantId,
-    actor: by.actor,
-    action: "tenant.created",
-    target: { type: "tenant", id: tenantId },
-    requestId: by.requestId,
-    details: { apiKeyId: doc.apiKey.id, kekVersion: kek.version },
-  });
+  await recordAudit(s, tenantId, by, "tenant.created", onTenant(tenantId), { apiKeyId: doc.apiKey.id, kekVersion: kek.version });
   return { tenant: view(doc), apiKey };
 }
 
-async function mustGet(s: Services, tenantId: string) {
+async function mustGet(s: Services, tenantId: string): Promise<StoredTenant> {
   const doc = await s.tenants.get(tenantId);
   if (!doc) throw new AppError("not-found", "no tenant with this id");
   return doc;
@@ -172,30 +127,29 @@ export async function getTenant(s: Services, tenantId: string): Promise<TenantVi
   return view(doc, await tenantContactEmail(s, doc));
 }
 
-export async function listTenants(s: Services, limit: number, cursor?: string): Promise<{ items: TenantView[]; cursor?: string }> {
+export async function listTenants(s: Services, limit: number, cursor?: string): Promise<{ items: TenantView[]; nextCursor?: string }> {
   const page = await s.tenants.list(limit, cursor);
-  return { items: page.items.map((d) => view(d)), cursor: page.cursor };
+  return { items: page.items.map((d) => view(d)), nextCursor: page.cursor };
 }
 
-/** Issues a new API key; the old one stops working at once. */
-export async function rotateApiKey(s: Services, tenantId: string, by: Actor, keys: TenantKeyGenerator = randomKeys): Promise<{ apiKey: string; apiKeyId: string }> {
+const changedMeanwhile = () => new AppError("conflict", "the tenant was changed by another request; retry");
+
+/** Issues a new API key; the old one stops working at once. Errors: not-found, conflict (changed meanwhile). */
+export async function rotateApiKey(s: Services, tenantId: string, by: OperatorActor, keys: TenantKeyGenerator = randomKeys): Promise<{ apiKey: string; apiKeyId: string }> {
   const doc = await mustGet(s, tenantId);
   const apiKey = keys.apiKey(tenantId);
   const now = s.clock.now().toISOString();
   const next: TenantDoc = { ...withoutMeta(doc), apiKey: { id: keys.keyId(), hash: hashApiKey(apiKey), createdAt: now }, updatedAt: now };
-  await s.tenants.replace(next, doc._etag);
-  await s.audit.append({
-    tenantId,
-    actor: by.actor,
-    action: "tenant.api-key-rotated",
-    target: { type: "tenant", id: tenantId },
-    requestId: by.requestId,
-    details: { previousApiKeyId: doc.apiKey.id, apiKeyId: next.apiKey.id },
-  });
+  if (!(await s.tenants.replace(next, doc._etag))) throw changedMeanwhile();
+  await recordAudit(s, tenantId, by, "tenant.api-key-rotated", onTenant(tenantId), { previousApiKeyId: doc.apiKey.id, apiKeyId: next.apiKey.id });
   return { apiKey, apiKeyId: next.apiKey.id };
 }
 
-export async function changeTenantStatus(s: Services, tenantId: string, action: "suspend" | "reactivate", by: Actor): Promise<TenantView> {
+/**
+ * Suspends or reactivates a tenant. A suspended tenant whose notice period has ended is being offboarded and cannot
+ * come back. Errors: not-found, conflict.
+ */
+export async function changeTenantStatus(s: Services, tenantId: string, action: "suspend" | "reactivate", by: OperatorActor): Promise<TenantView> {
   const doc = await mustGet(s, tenantId);
   if (doc.offboardedAt) throw new AppError("conflict", "the tenant was offboarded after its notice period; its data is gone");
   const offboardingFrom = doc.suspendedAt ? RETENTION_CLASSES["suspended-tenant"].dueAt({ suspendedAt: doc.suspendedAt }, s.settings) : null;
@@ -206,13 +160,7 @@ export async function changeTenantStatus(s: Services, tenantId: string, action: 
   if (!t.ok) throw new AppError("conflict", t.reason);
   const now = s.clock.now().toISOString();
   const next: TenantDoc = { ...withoutMeta(doc), status: t.status, suspendedAt: t.status === "suspended" ? now : null, updatedAt: now };
-  await s.tenants.replace(next, doc._etag);
-  await s.audit.append({
-    tenantId,
-    actor: by.actor,
-    action: action === "suspend" ? "tenant.suspended" : "tenant.reactivated",
-    target: { type: "tenant", id: tenantId },
-    requestId: by.requestId,
-  });
+  if (!(await s.tenants.replace(next, doc._etag))) throw changedMeanwhile();
+  await recordAudit(s, tenantId, by, action === "suspend" ? "tenant.suspended" : "tenant.reactivated", onTenant(tenantId));
   return view(next);
 }

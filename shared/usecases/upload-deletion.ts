@@ -11,12 +11,13 @@
  *
  * A worker holds a short lease on a record it is finishing, so two sweeps never work on the same item at once.
  */
-import { BLOB_CONTAINERS } from "../config/resources";
 import type { AuditAction } from "../domain/audit-chain";
+import { assertTransition, isFinal } from "../domain/uploads";
+import { AppError } from "../errors";
 import type { Services } from "../services";
-import { assertTransition } from "../domain/uploads";
 import { withoutMeta } from "../stores/cosmos";
-import { blobPrefix, type DeletionReason, type StoredUpload, type UploadDoc } from "../stores/upload-store";
+import type { DeletionReason, StoredUpload, UploadDoc } from "../stores/upload-store";
+import { recordAudit, type Actor, type TenantCaller } from "./audit-trail";
 
 const LEASE_MS = 5 * 60_000;
 
@@ -40,12 +41,12 @@ export async function deleteUpload(
   tenantId: string,
   uploadId: string,
   reason: DeletionReason,
-  by: { actor: string; requestId: string | null; sweepId?: string },
+  by: Actor & { sweepId?: string },
   faults: DeletionFaults = {},
 ): Promise<DeletionOutcome> {
   let doc = await s.uploads.get(tenantId, uploadId);
   if (!doc) return "not-found";
-  if (doc.status === "deleted" || doc.status === "expired") return "already-deleted";
+  if (isFinal(doc.status)) return "already-deleted";
 
   // Step 1 (or take over an unfinished deletion, which an earlier attempt may have taken past step 3).
   let resumed: boolean;
@@ -61,30 +62,24 @@ export async function deleteUpload(
     }
     const fresh = await s.uploads.get(tenantId, uploadId);
     if (!fresh) return "not-found";
-    if (fresh.status === "deleted" || fresh.status === "expired") return "already-deleted";
+    if (isFinal(fresh.status)) return "already-deleted";
     doc = fresh;
   }
   faults.after?.("shred");
   const deletion = doc.deletion!;
 
   // Step 2: every blob under the upload's prefix, including those of interrupted content attempts.
-  const container = s.blobs.getContainerClient(BLOB_CONTAINERS.payloads.name);
-  for await (const blob of container.listBlobsFlat({ prefix: blobPrefix(tenantId, uploadId) })) {
-    await container.getBlobClient(blob.name).deleteIfExists({ deleteSnapshots: "include" });
-  }
+  await s.payloads.deleteAll(tenantId, uploadId);
   faults.after?.("blobs");
 
   // Step 3. Only a resumed deletion can have an entry already (written just before a crash): look for it then.
   const action = auditActionFor(deletion.reason);
   let seq = deletion.auditSeq ?? (resumed ? await s.audit.findByTarget(tenantId, action, uploadId) : undefined);
   if (seq === undefined || seq === null) {
-    const entry = await s.audit.append({
-      tenantId,
-      actor: deletion.by,
-      action,
-      target: { type: "upload", id: uploadId },
-      requestId: deletion.requestId ?? undefined,
-      details: { reason: deletion.reason, bytes: doc.declaredSize, keyDestroyedAt: deletion.keyDestroyedAt },
+    const entry = await recordAudit(s, tenantId, { actor: deletion.by, requestId: deletion.requestId }, action, { type: "upload", id: uploadId }, {
+      reason: deletion.reason,
+      bytes: doc.declaredSize,
+      keyDestroyedAt: deletion.keyDestroyedAt,
     });
     seq = entry.seq;
   }
@@ -107,7 +102,7 @@ export async function deleteUpload(
  * The record as step 1 leaves it, or undefined when another worker holds a live lease. A deletion already under way
  * keeps its original reason and time.
  */
-function claimDeletion(doc: StoredUpload, reason: DeletionReason, by: { actor: string; requestId: string | null; sweepId?: string }, now: Date): UploadDoc | undefined {
+function claimDeletion(doc: StoredUpload, reason: DeletionReason, by: Actor & { sweepId?: string }, now: Date): UploadDoc | undefined {
   const leaseUntil = new Date(now.getTime() + LEASE_MS).toISOString();
   if (doc.status === "deleting" && doc.deletion) {
     if (doc.deletion.leaseUntil && Date.parse(doc.deletion.leaseUntil) > now.getTime()) return undefined;
@@ -128,7 +123,7 @@ function claimDeletion(doc: StoredUpload, reason: DeletionReason, by: { actor: s
       reason,
       requestedAt: now.toISOString(),
       by: by.actor,
-      requestId: by.requestId,
+      requestId: by.requestId ?? null,
       keyDestroyedAt: now.toISOString(),
       blobsDeletedAt: null,
       auditSeq: null,
@@ -137,4 +132,14 @@ function claimDeletion(doc: StoredUpload, reason: DeletionReason, by: { actor: s
       sweepId: by.sweepId ?? null,
     },
   };
+}
+
+/**
+ * DELETE on the tenant's request: destroys the key at once (the rest may finish moments later, by this request or
+ * the next sweep). Errors: not-found; conflict when the record kept changing and nothing was deleted yet.
+ */
+export async function deleteUploadOnRequest(s: Services, caller: TenantCaller, uploadId: string): Promise<void> {
+  const outcome = await deleteUpload(s, caller.tenantId, uploadId, "sender-request", caller);
+  if (outcome === "not-found") throw new AppError("not-found", "no upload with this id");
+  if (outcome === "busy") throw new AppError("conflict", "the upload is being changed by other requests; nothing was deleted yet, retry");
 }

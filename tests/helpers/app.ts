@@ -13,13 +13,27 @@ import { adaptersFromSettings } from "../../shared/adapters";
 import { parseSettings } from "../../shared/config/settings";
 import { ManualClock } from "../../shared/domain/clock";
 import { createServices, useServices, type ServiceOverrides, type Services } from "../../shared/services";
+import { containersOf, createCosmosClient, type Containers } from "../../shared/stores/cosmos";
+import { BlobServiceClient } from "@azure/storage-blob";
+import { QueueServiceClient } from "@azure/storage-queue";
 
 export const ADMIN_KEY = "test-admin-key-" + "x".repeat(40);
+
+/**
+ * The test's own clients of the same embedded storage, to look at or damage what the service stored (the service's
+ * own stores expose named methods only).
+ */
+export interface RawStorage {
+  containers: Containers;
+  blobs: BlobServiceClient;
+  queues: QueueServiceClient;
+}
 
 export interface TestApp {
   host: LocalFunctionsHost;
   api: string;
   services: Services;
+  raw: RawStorage;
   clock: ManualClock;
   storage: EmbeddedStorage;
   logs: HostLogLine[];
@@ -76,6 +90,13 @@ export async function startTestApp(options: StartOptions = {}): Promise<TestApp>
     },
   });
 
+  const rawCosmos = createCosmosClient(settings.cosmos);
+  const raw: RawStorage = {
+    containers: containersOf(rawCosmos.database(settings.cosmos.database)),
+    blobs: BlobServiceClient.fromConnectionString(storage.storageConnectionString),
+    queues: QueueServiceClient.fromConnectionString(storage.storageConnectionString),
+  };
+
   const api = host.apiUrl;
   const call: TestApp["call"] = (method, route, init = {}) => {
     const headers: Record<string, string> = { ...(init.headers ?? {}) };
@@ -106,6 +127,7 @@ export async function startTestApp(options: StartOptions = {}): Promise<TestApp>
     host,
     api,
     services,
+    raw,
     clock,
     storage,
     logs,
@@ -115,7 +137,8 @@ export async function startTestApp(options: StartOptions = {}): Promise<TestApp>
     createTenant,
     stop: async () => {
       await host.stop();
-      services.cosmos.dispose();
+      services.dispose();
+      rawCosmos.dispose();
       await storage.stop();
     },
   };

@@ -8,8 +8,8 @@ export async function drainPurge(t: TestApp, timeoutMs = 60_000): Promise<void> 
   t.host.pokeQueues();
   await eventually(
     async () => {
-      expect((await t.services.queueService.getQueueClient(QUEUES.purge.name).getProperties()).approximateMessagesCount).toBe(0);
-      const { resources } = await t.services.containers.operations.items
+      expect((await t.raw.queues.getQueueClient(QUEUES.purge.name).getProperties()).approximateMessagesCount).toBe(0);
+      const { resources } = await t.raw.containers.operations.items
         .query({ query: "SELECT VALUE COUNT(1) FROM c WHERE c.type = 'sweep' AND IS_NULL(c.receiptsAt)" })
         .fetchAll();
       expect(resources[0]).toBe(0);

@@ -40,7 +40,7 @@ async function append(tenantId: string, n: number): Promise<void> {
 }
 
 async function anchorLines(tenantId: string): Promise<Array<{ seq: number; hash: string }>> {
-  const blob = t.services.blobs.getContainerClient(BLOB_CONTAINERS.auditAnchors.name).getBlobClient(anchorBlobName(tenantId, t.clock.now()));
+  const blob = t.raw.blobs.getContainerClient(BLOB_CONTAINERS.auditAnchors.name).getBlobClient(anchorBlobName(tenantId, t.clock.now()));
   if (!(await blob.exists())) return [];
   const text = (await blob.downloadToBuffer()).toString("utf8");
   return text
@@ -50,7 +50,7 @@ async function anchorLines(tenantId: string): Promise<Array<{ seq: number; hash:
 }
 
 async function entries(tenantId: string): Promise<Array<AuditEntry & { id: string }>> {
-  const { resources } = await t.services.containers.audit.items
+  const { resources } = await t.raw.containers.audit.items
     .query<AuditEntry & { id: string }>({
       query: "SELECT * FROM c WHERE c.tenantId = @t AND c.type = 'audit-entry' ORDER BY c.seq ASC",
       parameters: [{ name: "@t", value: tenantId }],
@@ -64,9 +64,9 @@ const quiet = { info: () => undefined, warn: () => undefined, error: () => undef
 /** What someone with database write access does to hide the newest entries: delete them and rewind the head. */
 async function truncateAndRewindHead(tenantId: string, keep: number): Promise<void> {
   const all = await entries(tenantId);
-  for (const e of all.filter((x) => x.seq > keep)) await t.services.containers.audit.item(e.id, tenantId).delete();
+  for (const e of all.filter((x) => x.seq > keep)) await t.raw.containers.audit.item(e.id, tenantId).delete();
   const last = all.find((x) => x.seq === keep)!;
-  await t.services.containers.audit.items.upsert({ id: "head", tenantId, type: "audit-head", seq: keep, hash: last.hash });
+  await t.raw.containers.audit.items.upsert({ id: "head", tenantId, type: "audit-head", seq: keep, hash: last.hash });
 }
 
 describe("anchoring the audit chain", () => {
@@ -132,7 +132,7 @@ describe("reading anchors", () => {
     expect((await t.services.anchors.all(tenantId)).map((a) => a.seq)).toEqual([2, 4]);
 
     // Only possible where no retention policy protects the blob (locally): replaced by a shorter one.
-    const container = t.services.blobs.getContainerClient(BLOB_CONTAINERS.auditAnchors.name);
+    const container = t.raw.blobs.getContainerClient(BLOB_CONTAINERS.auditAnchors.name);
     const name = anchorBlobName(tenantId, t.clock.now());
     const first = (await container.getBlobClient(name).downloadToBuffer()).toString("utf8").split("\n")[0]! + "\n";
     const replaced = container.getAppendBlobClient(name);
@@ -183,9 +183,9 @@ describe("what the anchor catches that the chain alone does not", () => {
       };
       const sealed = sealEntry(clean);
       prev = sealed.hash;
-      await t.services.containers.audit.items.upsert({ ...sealed, id: entryId(sealed.seq), type: "audit-entry" });
+      await t.raw.containers.audit.items.upsert({ ...sealed, id: entryId(sealed.seq), type: "audit-entry" });
     }
-    await t.services.containers.audit.items.upsert({ id: "head", tenantId, type: "audit-head", seq: all.length, hash: prev });
+    await t.raw.containers.audit.items.upsert({ id: "head", tenantId, type: "audit-head", seq: all.length, hash: prev });
 
     const v = await verify(apiKey);
     expect(v).toMatchObject({ valid: false, firstBroken: { seq: 5, reason: "anchor-mismatch" }, anchor: { status: "broken", latest: { seq: 5 } } });
@@ -227,8 +227,8 @@ describe("what the anchor catches that the chain alone does not", () => {
     const { tenantId, apiKey } = await t.createTenant();
     await append(tenantId, 2);
     await runAnchorSweep(t.services);
-    for (const e of await entries(tenantId)) await t.services.containers.audit.item(e.id, tenantId).delete();
-    await t.services.containers.audit.item("head", tenantId).delete();
+    for (const e of await entries(tenantId)) await t.raw.containers.audit.item(e.id, tenantId).delete();
+    await t.raw.containers.audit.item("head", tenantId).delete();
 
     expect(await verify(apiKey)).toMatchObject({ valid: false, firstBroken: { seq: 1, reason: "truncated" }, anchor: { status: "broken", latest: { seq: 3 } } });
     const lines: string[] = [];

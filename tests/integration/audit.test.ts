@@ -47,7 +47,7 @@ describe("audit log", () => {
   it("reports the first broken entry when an entry is edited directly in Cosmos", async () => {
     const { tenantId, apiKey } = await t.createTenant();
     await appendMany(tenantId, 6, false);
-    const item = t.services.containers.audit.item(entryId(4), tenantId);
+    const item = t.raw.containers.audit.item(entryId(4), tenantId);
     const { resource } = await item.read<Record<string, unknown>>();
     await item.replace({ ...resource!, details: { bytes: 9999 } });
     const v = await verify(apiKey);
@@ -74,19 +74,19 @@ describe("audit log", () => {
   it("detects a deleted entry in the middle and at the end", async () => {
     const { tenantId, apiKey } = await t.createTenant();
     await appendMany(tenantId, 4, false);
-    await t.services.containers.audit.item(entryId(3), tenantId).delete();
+    await t.raw.containers.audit.item(entryId(3), tenantId).delete();
     expect((await verify(apiKey)).firstBroken).toMatchObject({ seq: 3, reason: "missing-entries" });
 
     const other = await t.createTenant();
     await appendMany(other.tenantId, 3, false);
-    await t.services.containers.audit.item(entryId(4), other.tenantId).delete();
+    await t.raw.containers.audit.item(entryId(4), other.tenantId).delete();
     expect((await verify(other.apiKey)).firstBroken).toMatchObject({ seq: 4, reason: "truncated" });
   });
 
   it("detects a rewritten entry even when its hash is recomputed (the next link breaks)", async () => {
     const { tenantId, apiKey } = await t.createTenant();
     await appendMany(tenantId, 3, false);
-    const item = t.services.containers.audit.item(entryId(2), tenantId);
+    const item = t.raw.containers.audit.item(entryId(2), tenantId);
     const { resource } = await item.read<Record<string, unknown>>();
     const forged = { ...resource!, actor: "admin" } as Record<string, unknown>;
     forged.hash = hashEntry(forged as never);
@@ -134,7 +134,7 @@ describe("audit log", () => {
   it("keeps personal data out of entries", async () => {
     const res = await t.admin("POST", "v1/admin/tenants", { name: "Private Co", contactEmail: "secret.person@private.example", supervisoryAuthority: { country: "NL" } });
     const { tenant } = (await res.json()) as { tenant: { id: string } };
-    const { resources } = await t.services.containers.audit.items
+    const { resources } = await t.raw.containers.audit.items
       .query({ query: "SELECT * FROM c WHERE c.tenantId = @t", parameters: [{ name: "@t", value: tenant.id }] })
       .fetchAll();
     expect(JSON.stringify(resources)).not.toContain("secret.person");

@@ -6,9 +6,7 @@ import { expect } from "../helpers/expect";
 import {
   admitDownload,
   canTransition,
-  contentDisposition,
   expiresAt,
-  isHeaderSafe,
   maskEmail,
   mediaTypeEssence,
   MIME_TYPE,
@@ -17,6 +15,7 @@ import {
   RECEIVING_LEASE_MS,
   UPLOAD_ID_PATTERN,
 } from "../../shared/domain/uploads";
+import { contentDisposition, isHeaderSafe } from "../../shared/http/content-headers";
 
 const DAY = 86_400_000;
 

@@ -34,8 +34,8 @@ describe("a large backlog", () => {
       expired.push(seedUploadRecord(tenant.tenantId, new Date(now.getTime() - (33 + (i % 28)) * DAY - i * 1000), 32, i % 10 === 0));
     }
     for (let i = 0; i < 250; i++) notYet.push(seedUploadRecord(tenants[i % 5]!.tenantId, new Date(now.getTime() - 31 * DAY), 32, false));
-    const payloads = t.services.blobs.getContainerClient(BLOB_CONTAINERS.payloads.name);
-    await writeSeedUploads(t.services.containers.uploads, payloads, [...expired, ...notYet]);
+    const payloads = t.raw.blobs.getContainerClient(BLOB_CONTAINERS.payloads.name);
+    await writeSeedUploads(t.raw.containers.uploads, payloads, [...expired, ...notYet]);
 
     let sweeps = 0;
     for (;;) {
@@ -48,7 +48,7 @@ describe("a large backlog", () => {
     expect(sweeps).toBeGreaterThanOrEqual(4);
 
     const count = async (where: string) =>
-      (await t.services.containers.uploads.items.query({ query: `SELECT VALUE COUNT(1) FROM c WHERE c.type = 'upload' AND ${where}` }).fetchAll()).resources[0];
+      (await t.raw.containers.uploads.items.query({ query: `SELECT VALUE COUNT(1) FROM c WHERE c.type = 'upload' AND ${where}` }).fetchAll()).resources[0];
     expect(await count("c.status = 'expired'")).toBe(10_000);
     expect(await count("c.status = 'available'")).toBe(250);
     for (const d of notYet.slice(0, 20)) expect((await t.services.uploads.get(d.tenantId, d.id))?.dataKey).not.toBeNull();
@@ -58,11 +58,11 @@ describe("a large backlog", () => {
 
     // Each tenant: one purge entry per upload, receipts covering exactly its 2,000 ids, and an intact chain.
     for (const tenant of tenants) {
-      const { resources: purgedEntries } = await t.services.containers.audit.items
+      const { resources: purgedEntries } = await t.raw.containers.audit.items
         .query({ query: "SELECT VALUE COUNT(1) FROM c WHERE c.tenantId = @t AND c.action = 'upload.purged'", parameters: [{ name: "@t", value: tenant.tenantId }] })
         .fetchAll();
       expect(purgedEntries[0]).toBe(2000);
-      const { resources: receipts } = await t.services.containers.audit.items
+      const { resources: receipts } = await t.raw.containers.audit.items
         .query({ query: "SELECT * FROM c WHERE c.tenantId = @t AND c.action = 'retention.receipt'", parameters: [{ name: "@t", value: tenant.tenantId }] })
         .fetchAll();
       expect(receipts.reduce((n: number, r: { details: { count: number } }) => n + r.details.count, 0)).toBe(2000);

@@ -43,7 +43,7 @@ describe("a suspended tenant after its notice period", () => {
     await expect(t.services.keys.ensureTenantKeys(tenantId)).rejects.toBeInstanceOf(TenantKeysDeletedError);
     expect((await t.admin("POST", `v1/admin/tenants/${tenantId}/reactivate`)).status).toBe(409);
 
-    const { resources } = await t.services.containers.audit.items
+    const { resources } = await t.raw.containers.audit.items
       .query({ query: "SELECT * FROM c WHERE c.tenantId = @t AND c.type = 'audit-entry'", parameters: [{ name: "@t", value: tenantId }] })
       .fetchAll();
     const actions = resources.map((r: { action: string }) => r.action);
@@ -67,7 +67,7 @@ describe("idempotency records", () => {
       json: { senderReference: "x", recipients: ["a@b.example"], dataSubjects: ["c@d.example"], categories: ["contact"], fileName: "f", contentType: "text/plain", size: 1 },
     });
     const count = async () =>
-      (await t.services.containers.idempotency.items.query({ query: "SELECT * FROM c WHERE c.tenantId = @t", parameters: [{ name: "@t", value: tenantId }] }).fetchAll()).resources.length;
+      (await t.raw.containers.idempotency.items.query({ query: "SELECT * FROM c WHERE c.tenantId = @t", parameters: [{ name: "@t", value: tenantId }] }).fetchAll()).resources.length;
     expect(await count()).toBe(1);
     const start = t.clock.now().getTime();
     t.clock.set(start + 23 * 3_600_000);
@@ -93,7 +93,7 @@ describe("first-download notices whose message was lost", () => {
     await sweep(t);
     await sweep(t);
     await eventually(async () => expect((await t.services.uploads.get(tenantId, id))?.senderNotifiedAt).not.toBeNull());
-    const outbox = t.services.blobs.getContainerClient("email-outbox");
+    const outbox = t.raw.blobs.getContainerClient("email-outbox");
     let mails = 0;
     for await (const b of outbox.listBlobsFlat()) if (b.name.endsWith(`first-download-${id}.json`)) mails++;
     expect(mails).toBe(1);

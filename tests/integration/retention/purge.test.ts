@@ -2,7 +2,8 @@
 import { afterAll, beforeAll, describe, it } from "@jest/globals";
 import { expect } from "../../helpers/expect";
 import { BLOB_CONTAINERS } from "../../../shared/config/resources";
-import { purgeBatch, type PurgeBatchMessage } from "../../../shared/usecases/retention";
+import { type PurgeBatchMessage } from "../../../shared/usecases/messages";
+import { purgeBatch } from "../../../shared/usecases/retention";
 import { startTestApp, type TestApp } from "../../helpers/app";
 import { sweep } from "../../helpers/sweep";
 import { createUpload, download, uploadWith } from "../../helpers/uploads";
@@ -46,7 +47,7 @@ describe("the 32-day purge", () => {
     const doc = await t.services.uploads.get(tenantId, id);
     expect(doc).toMatchObject({ status: "expired", dataKey: null, personal: null, content: { blobName } });
     expect(doc!.deletion).toMatchObject({ reason: "expired" });
-    expect(await t.services.blobs.getContainerClient(BLOB_CONTAINERS.payloads.name).getBlobClient(blobName).exists()).toBe(false);
+    expect(await t.raw.blobs.getContainerClient(BLOB_CONTAINERS.payloads.name).getBlobClient(blobName).exists()).toBe(false);
     const res = await download(t, apiKey, id);
     expect(res.res.status).toBe(410);
     expect(JSON.parse(res.body.toString()).type).toBe("urn:safedata:problem:upload-expired");

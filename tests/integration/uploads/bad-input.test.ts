@@ -28,7 +28,7 @@ async function problem(res: Response, status: number, type: string) {
 
 async function blobsOf(id: string): Promise<string[]> {
   const out: string[] = [];
-  for await (const b of t.services.blobs.getContainerClient(BLOB_CONTAINERS.payloads.name).listBlobsFlat({ prefix: `${tenantId}/${id}/` })) out.push(b.name);
+  for await (const b of t.raw.blobs.getContainerClient(BLOB_CONTAINERS.payloads.name).listBlobsFlat({ prefix: `${tenantId}/${id}/` })) out.push(b.name);
   return out;
 }
 
@@ -187,7 +187,7 @@ describe("stalled bodies and stored content types", () => {
     const { id } = await createUpload(t, key, { size: 5, maxDownloads: 1 });
     expect((await putContent(t, key, id, Buffer.from("hello"))).status).toBe(200);
     // A record from before content types were checked for header safety.
-    const item = t.services.uploads.container.item(id, tenantId);
+    const item = t.raw.containers.uploads.item(id, tenantId);
     const { resource } = await item.read<Record<string, unknown>>();
     await item.replace({ ...resource!, contentType: 'application/pdf; name="x\r\ny"' });
     const first = await download(t, key, id);

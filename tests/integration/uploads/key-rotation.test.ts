@@ -22,7 +22,7 @@ describe("key-encryption key rotation", () => {
     for (const u of old) {
       const doc = await t.services.uploads.get(tenantId, u.id);
       expect(doc!.dataKey!.kekVersion).toBe("1");
-      const props = await t.services.blobs.getContainerClient(BLOB_CONTAINERS.payloads.name).getBlobClient(doc!.content!.blobName).getProperties();
+      const props = await t.raw.blobs.getContainerClient(BLOB_CONTAINERS.payloads.name).getBlobClient(doc!.content!.blobName).getProperties();
       etags.set(u.id, props.etag!);
     }
 
@@ -42,7 +42,7 @@ describe("key-encryption key rotation", () => {
     for (const u of old) {
       const doc = await t.services.uploads.get(tenantId, u.id);
       expect(doc!.dataKey!.kekVersion).toBe("2");
-      const props = await t.services.blobs.getContainerClient(BLOB_CONTAINERS.payloads.name).getBlobClient(doc!.content!.blobName).getProperties();
+      const props = await t.raw.blobs.getContainerClient(BLOB_CONTAINERS.payloads.name).getBlobClient(doc!.content!.blobName).getProperties();
       expect(props.etag).toBe(etags.get(u.id));
       expect((await download(t, apiKey, u.id)).body.equals(u.content)).toBe(true);
     }

@@ -146,7 +146,7 @@ describe("deletion", () => {
     expect(doc).toMatchObject({ status: "deleted", dataKey: null, personal: null, lookups: { subjects: [], recipients: [] } });
     expect(doc!.deletion).toMatchObject({ reason: "sender-request", requestId: "delete-req-1" });
     expect(doc!.deletion!.completedAt).not.toBeNull();
-    expect(await t.services.blobs.getContainerClient(BLOB_CONTAINERS.payloads.name).getBlobClient(blobName).exists()).toBe(false);
+    expect(await t.raw.blobs.getContainerClient(BLOB_CONTAINERS.payloads.name).getBlobClient(blobName).exists()).toBe(false);
 
     const got = await download(t, key, id);
     expect(got.res.status).toBe(410);
@@ -189,7 +189,7 @@ describe("first-download notification", () => {
     await download(t, key, id);
     await download(t, key, id);
     t.host.pokeQueues();
-    const outbox = t.services.blobs.getContainerClient(LOCAL_ONLY_BLOB_CONTAINERS.outbox.name);
+    const outbox = t.raw.blobs.getContainerClient(LOCAL_ONLY_BLOB_CONTAINERS.outbox.name);
     const mails: Array<{ to: string[]; subject: string; text: string }> = [];
     await eventually(async () => {
       mails.length = 0;

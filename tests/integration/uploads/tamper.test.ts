@@ -25,8 +25,8 @@ const SEALED = SEG + TAG_SIZE;
 const SIZE = 4 * SEG + 1000; // five segments, the last one short
 
 async function blobOf(id: string) {
-  const doc = await t.services.uploads.get((await t.services.uploads.container.items.query({ query: "SELECT c.tenantId FROM c WHERE c.id = @id", parameters: [{ name: "@id", value: id }] }).fetchAll()).resources[0].tenantId, id);
-  return t.services.blobs.getContainerClient(BLOB_CONTAINERS.payloads.name).getBlockBlobClient(doc!.content!.blobName);
+  const doc = await t.services.uploads.get((await t.raw.containers.uploads.items.query({ query: "SELECT c.tenantId FROM c WHERE c.id = @id", parameters: [{ name: "@id", value: id }] }).fetchAll()).resources[0].tenantId, id);
+  return t.raw.blobs.getContainerClient(BLOB_CONTAINERS.payloads.name).getBlockBlobClient(doc!.content!.blobName);
 }
 
 async function rewrite(id: string, change: (b: Buffer) => Buffer): Promise<void> {

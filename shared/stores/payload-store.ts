@@ -1,0 +1,288 @@
+/**
+ * Encrypted payloads in Blob Storage (container "payloads"). Every blob of an upload lives under
+ * `<tenantId>/<uploadId>/`, one per content attempt, and holds the streamed AEAD format of docs/encryption-format.md:
+ * a 48-byte header, then 64 KiB segments each sealed with AES-256-GCM, bound to the tenant and upload as associated
+ * data. Plaintext never reaches storage and is never held whole in memory: it is encrypted as it arrives and
+ * decrypted as it leaves, and no byte leaves before its segment's tag checked out.
+ */
+import { pipeline, Readable, Transform, type TransformCallback } from "node:stream";
+import type { ContainerClient } from "@azure/storage-blob";
+import {
+  HEADER_SIZE,
+  ciphertextSize,
+  createDecryptStream,
+  createEncryptStream,
+  createRangeDecryptStream,
+  planRange,
+  uploadAssociatedData,
+} from "../crypto";
+import { AppError, type ErrorKind } from "../errors";
+import { isNotFound } from "./sdk-errors";
+
+/** Where an upload's blobs live; every blob under it belongs to that upload. */
+export function blobPrefix(tenantId: string, uploadId: string): string {
+  return `${tenantId}/${uploadId}/`;
+}
+
+/** What the upload record keeps about its stored content. */
+export interface StoredPayload {
+  blobName: string;
+  /** The stream header, base64 (public: format, salt, nonce prefix), so range reads need not fetch it. */
+  header: string;
+  ciphertextSize: number;
+}
+
+/**
+ * The body a client sent could not be stored: too long, too short, cut off or stalled. Nothing was kept. `received`
+ * counts the plaintext bytes that had arrived (for the log).
+ */
+export class PayloadBodyError extends AppError {
+  constructor(
+    kind: Extract<ErrorKind, "payload-too-large" | "malformed-request" | "request-timeout">,
+    detail: string,
+    readonly received: number,
+  ) {
+    super(kind, detail);
+    this.name = "PayloadBodyError";
+  }
+}
+
+/** The record names content whose blob is not in storage (deleted outside the service, or never committed). */
+export class PayloadMissingError extends Error {
+  constructor() {
+    super("the stored content is missing");
+    this.name = "PayloadMissingError";
+  }
+}
+
+// 4 MiB blocks: half the memory of 8 MiB at the same measured throughput (bench/RESULTS.md), still well above the
+// 256 KiB Azure needs for high-throughput block blobs, and 512 blocks for the largest (2 GiB) upload.
+const UPLOAD_BUFFER_BYTES = 4 * 1024 * 1024;
+const UPLOAD_CONCURRENCY = 4;
+
+/**
+ * Passes the body on while checking its size against the declared one, and watches for a body that stops arriving:
+ * when the next stage wants data and none has come from the client for `idleMs`, it calls `onIdle` (which ends the
+ * request), so a stalled client cannot hold a connection, buffers and the upload's "receiving" claim. Time spent
+ * while storage is slow to take what it was given (back-pressure) does not count.
+ */
+class ExactSize extends Transform {
+  seen = 0;
+  private idle: NodeJS.Timeout | undefined;
+  private onIdle: ((err: Error) => void) | undefined;
+  constructor(
+    private readonly expected: number,
+    private readonly idleMs: number,
+  ) {
+    super();
+  }
+  /** Starts the idle watch. */
+  watch(onIdle: (err: Error) => void): void {
+    this.onIdle = onIdle;
+    this.arm();
+  }
+  private arm(): void {
+    const onIdle = this.onIdle;
+    if (!onIdle || this.idle) return;
+    this.idle = setTimeout(() => {
+      onIdle(
+        new PayloadBodyError(
+          "request-timeout",
+          `no bytes arrived for ${Math.round(this.idleMs / 1000)} s, after ${this.seen} of the declared ${this.expected}; nothing was stored, send it again`,
+          this.seen,
+        ),
+      );
+    }, this.idleMs);
+    // The request holds the process open, not this timer.
+    this.idle.unref();
+  }
+  private disarm(): void {
+    clearTimeout(this.idle);
+    this.idle = undefined;
+  }
+  /** The next stage wants data: from now on, waiting counts against the client. */
+  override _read(size: number): void {
+    this.arm();
+    super._read(size);
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.disarm();
+    this.seen += chunk.length;
+    if (this.seen > this.expected) {
+      return cb(new PayloadBodyError("payload-too-large", `the body is larger than the declared size of ${this.expected} bytes; nothing was stored`, this.seen));
+    }
+    cb(null, chunk);
+  }
+  override _flush(cb: TransformCallback): void {
+    this.onIdle = undefined;
+    this.disarm();
+    if (this.seen < this.expected) return cb(this.short());
+    cb();
+  }
+  override _destroy(err: Error | null, cb: (error?: Error | null) => void): void {
+    this.onIdle = undefined;
+    this.disarm();
+    cb(err);
+  }
+  short(): PayloadBodyError {
+    return new PayloadBodyError("malformed-request", `the body ended after ${this.seen} of the declared ${this.expected} bytes; nothing was stored, send it again`, this.seen);
+  }
+}
+
+/** Keeps the first HEADER_SIZE bytes the encryptor writes (the stream header), passing everything on. */
+class HeaderTap extends Transform {
+  private parts: Buffer[] = [];
+  private have = 0;
+  total = 0;
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    if (this.have < HEADER_SIZE) {
+      const take = chunk.subarray(0, HEADER_SIZE - this.have);
+      this.parts.push(Buffer.from(take));
+      this.have += take.length;
+    }
+    this.total += chunk.length;
+    cb(null, chunk);
+  }
+  header(): Buffer {
+    return Buffer.concat(this.parts);
+  }
+}
+
+export interface PayloadTarget {
+  tenantId: string;
+  uploadId: string;
+  /** One blob per content attempt, so a retry never overwrites or mixes with an interrupted attempt. */
+  attemptId: string;
+}
+
+export interface PayloadRef {
+  tenantId: string;
+  uploadId: string;
+  blobName: string;
+  /** StoredPayload.header */
+  header: string;
+  /** The plaintext size in bytes. */
+  size: number;
+}
+
+export class PayloadStore {
+  constructor(private readonly container: ContainerClient) {}
+
+  /**
+   * Encrypts `body`, which must be exactly `size` bytes, into a new blob for this attempt. Blocks are staged as they
+   * arrive and committed only at the end, so an interrupted write leaves no blob (Azure discards uncommitted blocks).
+   * Throws PayloadBodyError when the body is too long, too short, cut off, or stops arriving for `idleMs`.
+   */
+  async write(target: PayloadTarget, dataKey: Buffer, body: Readable, opts: { size: number; idleMs: number }): Promise<StoredPayload> {
+    const blobName = `${blobPrefix(target.tenantId, target.uploadId)}${target.attemptId}`;
+    const blob = this.container.getBlockBlobClient(blobName);
+    const size = new ExactSize(opts.size, opts.idleMs);
+    const tap = new HeaderTap();
+    let clientError: Error | undefined;
+    body.once("error", (err) => (clientError ??= err));
+    try {
+      // pipeline() carries an error at any stage (client gone, wrong size, stalled) to the stream the uploader reads.
+      pipeline(body, size, createEncryptStream(dataKey, uploadAssociatedData(target.tenantId, target.uploadId)), tap, () => undefined);
+      // Ending the size check ends the pipeline at once; the body itself may take a while to let go of its source.
+      size.watch((err) => {
+        size.destroy(err);
+        body.destroy(err);
+      });
+      await blob.uploadStream(tap, UPLOAD_BUFFER_BYTES, UPLOAD_CONCURRENCY, {
+        conditions: { ifNoneMatch: "*" },
+        blobHTTPHeaders: { blobContentType: "application/octet-stream" },
+        metadata: { format: "sds1", upload: target.uploadId },
+      });
+      if (tap.total !== ciphertextSize(opts.size)) {
+        await blob.deleteIfExists();
+        throw new Error("ciphertext size does not match the plaintext size");
+      }
+    } catch (err) {
+      // Whatever failed (storage, the client, the size), nothing more is read: end the pipeline and its idle watch.
+      size.destroy();
+      body.destroy();
+      if (err instanceof PayloadBodyError) throw err;
+      if (clientError) throw size.short();
+      throw err;
+    }
+    return { blobName, header: tap.header().toString("base64"), ciphertextSize: tap.total };
+  }
+
+  /**
+   * The plaintext of a stored payload, whole or bytes `range.start`..`range.end` (inclusive), decrypted as it is
+   * read. Resolves once the first authenticated bytes are ready (or the content is empty), so a missing blob
+   * (PayloadMissingError) or damage at the start (IntegrityError from shared/crypto) is known before anything is
+   * sent; damage further on fails the returned stream before any unauthenticated byte leaves it.
+   */
+  async open(ref: PayloadRef, dataKey: Buffer, range?: { start: number; end: number }): Promise<Readable> {
+    const blob = this.container.getBlobClient(ref.blobName);
+    const associatedData = uploadAssociatedData(ref.tenantId, ref.uploadId);
+    let body: Transform;
+    try {
+      if (range) {
+        const plan = planRange(ref.size, range.start, range.end);
+        const res = await blob.download(plan.ciphertextStart, plan.ciphertextEndInclusive - plan.ciphertextStart + 1, { maxRetryRequests: 3 });
+        body = createRangeDecryptStream({
+          dataKey,
+          associatedData,
+          header: Buffer.from(ref.header, "base64"),
+          firstSegment: plan.firstSegment,
+          totalPlaintextSize: ref.size,
+          skip: plan.skip,
+          length: plan.length,
+        });
+        pipeline(res.readableStreamBody!, body, () => undefined);
+      } else {
+        const res = await blob.download(0, undefined, { maxRetryRequests: 3 });
+        body = createDecryptStream(dataKey, associatedData);
+        pipeline(res.readableStreamBody!, body, () => undefined);
+      }
+    } catch (err) {
+      if (isNotFound(err)) throw new PayloadMissingError();
+      throw err;
+    }
+    return afterFirstChunk(body);
+  }
+
+  /** Deletes every blob of the upload (all attempts, with their snapshots); returns how many there were. */
+  async deleteAll(tenantId: string, uploadId: string): Promise<number> {
+    let n = 0;
+    for await (const blob of this.container.listBlobsFlat({ prefix: blobPrefix(tenantId, uploadId) })) {
+      await this.container.getBlobClient(blob.name).deleteIfExists({ deleteSnapshots: "include" });
+      n++;
+    }
+    return n;
+  }
+
+  /** Reachability, for health: reads the container's properties. */
+  async probe(): Promise<void> {
+    await this.container.getProperties();
+  }
+}
+
+/**
+ * Waits until the stream has produced its first (verified) chunk, or ended, before handing it on: damage at the start
+ * of the content then fails the open instead of a response already under way. Later damage fails the stream.
+ */
+async function afterFirstChunk(stream: Readable): Promise<Readable> {
+  const it = stream[Symbol.asyncIterator]();
+  let first: IteratorResult<unknown>;
+  try {
+    first = await it.next();
+  } catch (err) {
+    stream.destroy();
+    throw err;
+  }
+  return Readable.from(
+    (async function* () {
+      try {
+        if (!first.done) yield first.value as Buffer;
+        for (let r = await it.next(); !r.done; r = await it.next()) yield r.value as Buffer;
+      } finally {
+        // A reader that goes away ends this generator early: release the decryptor and the blob download with it.
+        stream.destroy();
+      }
+    })(),
+    { objectMode: false, highWaterMark: 1 },
+  );
+}

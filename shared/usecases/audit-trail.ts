@@ -1,0 +1,52 @@
+/**
+ * Who acts, and the one way a use case records what it did in the tenant's audit log (the hash chain of
+ * shared/stores/audit-store.ts). Entries hold ids, counts and hashes, never personal data, so the log survives
+ * erasure (GDPR Art. 5(2) accountability; the data-processing agreement's logging of change and access).
+ */
+import type { AuditAction, AuditEntry } from "../domain/audit-chain";
+import type { Services } from "../services";
+
+/** Who did something: an API key (`key:<id>`), the operator (`admin`) or a timer or queue step (`system:<name>`). */
+export interface Actor {
+  readonly actor: string;
+  /** The request that caused it; absent for timers and queue steps. */
+  readonly requestId?: string | null;
+}
+
+/** A tenant's API caller as authenticated (shared/http/auth.ts), with the request it is making. */
+export interface TenantCaller extends Actor {
+  readonly tenantId: string;
+  /** The tenant's current KEK version, as read when the request was authenticated. */
+  readonly kekVersion: string;
+  readonly requestId: string;
+}
+
+export type AuditTarget = { type: "upload" | "tenant" | "sweep"; id: string };
+
+/** Appends one entry to `tenantId`'s chain and returns it (with its sequence number). */
+export function recordAudit(
+  s: Pick<Services, "audit">,
+  tenantId: string,
+  by: Actor,
+  action: AuditAction,
+  target: AuditTarget,
+  details?: AuditEntry["details"],
+): Promise<AuditEntry> {
+  return s.audit.append({ tenantId, actor: by.actor, action, target, requestId: by.requestId ?? undefined, details });
+}
+
+/**
+ * Appends the entry once per `onceKey`, however many workers or retries try (receipts, notices). Returns its
+ * sequence number, or undefined while another writer holds the claim (try again later).
+ */
+export function recordAuditOnce(
+  s: Pick<Services, "audit">,
+  tenantId: string,
+  by: Actor,
+  action: AuditAction,
+  target: AuditTarget,
+  details: AuditEntry["details"],
+  onceKey: string,
+): Promise<number | undefined> {
+  return s.audit.appendOnce({ tenantId, actor: by.actor, action, target, requestId: by.requestId ?? undefined, details }, onceKey);
+}

@@ -1,0 +1,37 @@
+/**
+ * The queue messages use cases send and queue-triggered functions receive: one zod schema each, checked before a
+ * message is sent and again when it is received (a message that fails goes to the poison queue, never vanishes).
+ * Messages carry ids only; a worker re-reads the stored state before it acts.
+ */
+import { z } from "zod";
+
+/** Retention classes the purge applies today (shared/domain/retention.ts). */
+export const ACTIVE_RETENTION_CLASSES = ["safedata", "suspended-tenant", "idempotency-record"] as const;
+export type ActiveRetentionClass = (typeof ACTIVE_RETENTION_CLASSES)[number];
+
+/** queue purge-batches: up to 100 items the retention sweep found due. */
+export const purgeBatchMessage = z.object({
+  sweepId: z.string().min(1).max(100),
+  batch: z.number().int().nonnegative(),
+  class: z.enum(ACTIVE_RETENTION_CLASSES),
+  items: z.array(z.object({ tenantId: z.string().max(100), id: z.string().max(200) })).min(1).max(100),
+});
+export type PurgeBatchMessage = z.infer<typeof purgeBatchMessage>;
+
+/** queue key-rewrap: a tenant whose data keys should move to its current KEK version. */
+export const rewrapMessage = z.object({
+  tenantId: z.string(),
+  /** The version the rotation that queued this made current (for the log; the job follows the tenant document). */
+  version: z.string().optional(),
+  /** The delayed last look after the job ran out of work. */
+  final: z.boolean().optional(),
+});
+export type RewrapMessage = z.infer<typeof rewrapMessage>;
+
+/** queue notifications: an e-mail notice to send once. */
+export const notificationMessage = z.object({
+  kind: z.literal("first-download"),
+  tenantId: z.string(),
+  uploadId: z.string(),
+});
+export type NotificationMessage = z.infer<typeof notificationMessage>;
