@@ -60,7 +60,7 @@ export function runtimeProperties(r: ModelledResource): JsonObject {
     }
     case "microsoft.communication/emailservices/domains": {
       const domain = r.properties.domainManagement === "AzureManaged" ? `${uuidFrom(r.id)}.azurecomm.net` : name;
-      return { mailFromSenderDomain: domain, fromSenderDomain: domain, dataLocation: "Europe" };
+      return { mailFromSenderDomain: domain, fromSenderDomain: domain };
     }
     case "microsoft.insights/components": {
       const key = uuidFrom(`${r.id}#ikey`);

@@ -442,17 +442,21 @@ function deployTemplate(template: Template, name: string, id: string, given: Rea
       instances.push(undefined);
     }
     for (const index of instances) {
+      // Evaluates in this instance's copy context (and only in it: a resource evaluated on demand from inside
+      // another one's loop must not see that loop's index), restoring whatever context was current.
       const within = <T>(fn: () => T): T => {
-        const saved = currentCopy;
-        if (copyName !== undefined && index !== undefined) {
-          copyIndexes.set(copyName, index);
-          currentCopy = copyName;
-        }
+        const savedCopy = currentCopy;
+        const savedIndex = copyName !== undefined ? copyIndexes.get(copyName) : undefined;
+        currentCopy = copyName;
+        if (copyName !== undefined && index !== undefined) copyIndexes.set(copyName, index);
         try {
           return fn();
         } finally {
-          currentCopy = saved;
-          if (copyName !== undefined) copyIndexes.delete(copyName);
+          currentCopy = savedCopy;
+          if (copyName !== undefined) {
+            if (savedIndex === undefined) copyIndexes.delete(copyName);
+            else copyIndexes.set(copyName, savedIndex);
+          }
         }
       };
       const evaluate = (value: Json): Json => within(() => evaluateValue(value));
