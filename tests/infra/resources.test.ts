@@ -175,3 +175,33 @@ describe("audit anchors: write-once evidence outside Cosmos DB", () => {
     }
   });
 });
+
+describe("custom e-mail domain", () => {
+  const DOMAINS = "Microsoft.Communication/emailServices/domains";
+  const linked = (d: Deployment): Json => at(only(ofType(d, "Microsoft.Communication/communicationServices"), "acs").body, "properties.linkedDomains");
+  const domainIds = (d: Deployment, management: string): string[] =>
+    ofType(d, DOMAINS)
+      .filter((r) => at(r.body, "properties.domainManagement") === management)
+      .map((r) => r.id);
+
+  it("is not created by default: only the Azure-managed domain exists and is linked", () => {
+    const d = azdUp();
+    expect(domainIds(d, "CustomerManaged")).toEqual([]);
+    expect(linked(d)).toEqual(domainIds(d, "AzureManaged"));
+  });
+
+  it("is created with its DoNotReply sender but not linked while unverified (Azure links verified domains only)", () => {
+    const d = azdUp({ emailCustomDomainName: "notify.example.eu" });
+    const custom = only(ofType(d, DOMAINS).filter((r) => at(r.body, "properties.domainManagement") === "CustomerManaged"), "custom domain");
+    expect(custom.name.split("/").pop()).toBe("notify.example.eu");
+    const sender = only(ofType(d, `${DOMAINS}/senderUsernames`), "sender username");
+    expect(sender.name.startsWith(`${custom.name}/`)).toBe(true);
+    expect(at(sender.body, "properties.username")).toBe("DoNotReply");
+    expect(linked(d)).toEqual(domainIds(d, "AzureManaged"));
+  });
+
+  it("is linked beside the managed domain once verified", () => {
+    const d = azdUp({ emailCustomDomainName: "notify.example.eu", emailCustomDomainVerified: true });
+    expect(linked(d)).toEqual([...domainIds(d, "AzureManaged"), ...domainIds(d, "CustomerManaged")]);
+  });
+});
