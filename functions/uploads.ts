@@ -7,6 +7,7 @@ import { dataCategories, MAX_LIFE_DAYS, MIME_TYPE, UPLOAD_STATUSES, uploadIdSche
 import { AppError } from "../shared/errors";
 import { contentDisposition, isHeaderSafe } from "../shared/http/content-headers";
 import { httpEndpoint } from "../shared/http/endpoint";
+import { HttpError } from "../shared/http/problem";
 import { pageOf, pagingQuery, singleLine } from "../shared/http/schemas";
 import { deleteUploadOnRequest } from "../shared/usecases/upload-deletion";
 import {
@@ -173,8 +174,11 @@ const download = httpEndpoint({
     410: { description: "Expired, deleted, or download limit reached" },
     416: { description: "Malformed or unsatisfiable Range" },
   },
-  handler: async ({ services, principal, params, request, log }) =>
-    downloadResponse(await openContent(services, principal, params.id, request.headers.get("range"), log)),
+  handler: async ({ services, principal, params, request, isHead, log }) => {
+    // A HEAD must never count as a download; until it is answered as a metadata read, it is refused.
+    if (isHead) throw new HttpError("method-not-allowed", "HEAD is not supported on content yet; use GET", { allow: "GET" });
+    return downloadResponse(await openContent(services, principal, params.id, request.headers.get("range"), log));
+  },
 });
 app.http(download.name, download.options);
 

@@ -17,7 +17,7 @@ import { authenticateAdmin, authenticateTenant, type AuthMode, type PrincipalFor
 import { AppError, type FieldError } from "../errors";
 import { problemBody, problemHeaders, statusOfProblem } from "./problem";
 
-export type HttpMethod = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
+export type HttpMethod = "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE";
 
 export interface ResponseSpec {
   description: string;
@@ -32,6 +32,11 @@ type Infer<T> = T extends z.ZodType ? z.output<T> : undefined;
 
 export interface EndpointInput<A extends AuthMode, P, Q, B> {
   request: HttpRequest;
+  /**
+   * A HEAD request on a GET route (RFC 9110 §9.3.2): the handler runs as for GET and the wrapper sends its status
+   * and headers without the body. A handler whose GET has side effects (a counted download) checks this.
+   */
+  isHead: boolean;
   context: InvocationContext;
   services: Services;
   requestId: string;
@@ -243,6 +248,18 @@ function toResponse(result: EndpointResult, requestId: string): HttpResponseInit
   return { status: result.status, headers, body: result.body };
 }
 
+/**
+ * The answer to a HEAD: the GET's status and headers, no body (RFC 9110 §9.3.2). A JSON body's length is kept as
+ * Content-Length; a streamed body is released unread.
+ */
+function withoutBody(response: HttpResponseInit): HttpResponseInit {
+  const headers = { ...(response.headers as Record<string, string>) };
+  const body = response.body as unknown;
+  if (typeof body === "string") headers["content-length"] ??= String(Buffer.byteLength(body));
+  else if (body && typeof (body as { destroy?: unknown }).destroy === "function") (body as { destroy(): void }).destroy();
+  return { status: response.status, headers };
+}
+
 function fromStored(stored: StoredResponse, requestId: string): HttpResponseInit {
   return toResponse({ status: stored.status, json: stored.body, headers: { ...stored.headers, "idempotent-replayed": "true" } }, requestId);
 }
@@ -284,7 +301,8 @@ export function httpEndpoint<A extends AuthMode, P extends AnyObject | undefined
         bodyText = parsed.text;
       }
 
-      const input: EndpointInput<A, P, Q, B> = { request, context, services, requestId, principal, params, query, body, log };
+      const isHead = request.method === "HEAD";
+      const input: EndpointInput<A, P, Q, B> = { request, isHead, context, services, requestId, principal, params, query, body, log };
 
       const keyHeader = request.headers.get("idempotency-key");
       if (spec.idempotency && keyHeader !== null) {
@@ -310,7 +328,8 @@ export function httpEndpoint<A extends AuthMode, P extends AnyObject | undefined
         return toResponse(result, requestId);
       }
 
-      return toResponse(await spec.handler(input), requestId);
+      const response = toResponse(await spec.handler(input), requestId);
+      return isHead ? withoutBody(response) : response;
     } catch (err) {
       if (err instanceof AppError) {
         if (statusOfProblem(err.kind) >= 500) log.error("request.failed", { requestId, function: spec.name, problem: err.kind });
@@ -321,5 +340,7 @@ export function httpEndpoint<A extends AuthMode, P extends AnyObject | undefined
     }
   };
 
-  return { name: spec.name, options: { methods: [spec.method], route: spec.route, authLevel: "anonymous", handler } };
+  // Every GET route answers HEAD too (RFC 9110 §9.1: a server that supports GET must support HEAD).
+  const methods: HttpMethod[] = spec.method === "GET" ? ["GET", "HEAD"] : [spec.method];
+  return { name: spec.name, options: { methods, route: spec.route, authLevel: "anonymous", handler } };
 }
