@@ -178,7 +178,7 @@ describe("audit anchors: write-once evidence outside Cosmos DB", () => {
 
 describe("custom e-mail domain", () => {
   const DOMAINS = "Microsoft.Communication/emailServices/domains";
-  const linked = (d: Deployment): Json => at(only(ofType(d, "Microsoft.Communication/communicationServices"), "acs").body, "properties.linkedDomains");
+  const linked = (d: Deployment): Json | undefined => at(only(ofType(d, "Microsoft.Communication/communicationServices"), "acs").body, "properties.linkedDomains");
   const domainIds = (d: Deployment, management: string): string[] =>
     ofType(d, DOMAINS)
       .filter((r) => at(r.body, "properties.domainManagement") === management)
