@@ -22,6 +22,8 @@ export type IntegrityFailure =
  */
 export class IntegrityError extends Error {
   override readonly name = "IntegrityError";
+  /** Which record failed, as ids only (added by the code that knows them, for the incident log). */
+  context: IntegrityContext = {};
 
   constructor(
     readonly failure: IntegrityFailure,
@@ -30,5 +32,23 @@ export class IntegrityError extends Error {
     message: string,
   ) {
     super(message);
+  }
+}
+
+export interface IntegrityContext {
+  tenantId?: string;
+  /** e.g. "upload:up-…", "tenant:tn-…" */
+  target?: string;
+  /** The encrypted field, for field failures. */
+  field?: string;
+}
+
+/** Runs `fn`; an IntegrityError it throws leaves with `context` attached (ids only), anything else unchanged. */
+export async function inIntegrityContext<T>(context: IntegrityContext, fn: () => Promise<T> | T): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof IntegrityError) err.context = { ...context, ...err.context };
+    throw err;
   }
 }

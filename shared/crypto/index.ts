@@ -1,5 +1,5 @@
 /** The crypto building blocks: streaming payload encryption, data-key wrapping, field encryption, lookup hashes. */
-export { IntegrityError, type IntegrityFailure } from "./errors";
+export { IntegrityError, inIntegrityContext, type IntegrityContext, type IntegrityFailure } from "./errors";
 export {
   encodeAssociatedData,
   fieldAssociatedData,

@@ -14,6 +14,7 @@ import { errorFields, invocationLog, type Log } from "../observability";
 import { services as getServices, type Services } from "../services";
 import { idempotencyKeySchema, requestFingerprint, type StoredResponse } from "../stores/idempotency-store";
 import { authenticateAdmin, authenticateTenant, type AuthMode, type PrincipalFor } from "./auth";
+import { IntegrityError } from "../crypto";
 import { AppError, type FieldError } from "../errors";
 import { problemBody, problemHeaders, statusOfProblem } from "./problem";
 
@@ -334,6 +335,11 @@ export function httpEndpoint<A extends AuthMode, P extends AnyObject | undefined
       if (err instanceof AppError) {
         if (statusOfProblem(err.kind) >= 500) log.error("request.failed", { requestId, function: spec.name, problem: err.kind });
         return problemResponse(err, requestId);
+      }
+      if (err instanceof IntegrityError) {
+        // Tampered or damaged ciphertext anywhere (a stream, a wrapped key, an encrypted field): one answer, one log line.
+        log.error("integrity.failure", { requestId, function: spec.name, failure: err.failure, segment: err.segmentIndex, ...err.context });
+        return problemResponse(new AppError("integrity-error", "stored data failed its integrity check; nothing was sent and the incident was logged"), requestId);
       }
       log.error("request.error", { requestId, function: spec.name, ...errorFields(err) });
       return problemResponse(new AppError("internal-error", `the request could not be completed; quote request id ${requestId} when reporting it`), requestId);
