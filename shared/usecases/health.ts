@@ -1,6 +1,7 @@
 /**
  * Health: can the service reach every store, and are its timer sweeps keeping up (each sweep is declared in
  * shared/sweeps.ts with its interval and rule)? Probes answer up or down with a latency, never error text.
+ * The full report is for operators (admin key); anyone else gets `publicHealth`: the status and the time.
  */
 import { errorFields, type Log } from "../observability";
 import type { Services, StoreProbe } from "../services";
@@ -82,4 +83,9 @@ export async function healthReport(s: Services, log: Log): Promise<HealthReport>
   );
   const healthy = stores.every((c) => c.status === "up") && sweeps.every((w) => w.healthy);
   return { status: healthy ? "healthy" : "unhealthy", time: now.toISOString(), checks, stores, sweeps };
+}
+
+/** What an anonymous caller may know: healthy or not, and when that was decided. */
+export function publicHealth(report: HealthReport): Pick<HealthReport, "status" | "time"> {
+  return { status: report.status, time: report.time };
 }

@@ -157,7 +157,7 @@ describe("what the anchor catches that the chain alone does not", () => {
     const counts = await runAnchorSweep(t.services, { log: quiet });
     expect(counts.alarms).toBeGreaterThanOrEqual(1);
     expect((await anchorLines(tenantId)).map((a) => a.seq)).toEqual([6]);
-    const health = (await (await t.call("GET", "health")).json()) as { sweeps: Array<{ name: string; healthy: boolean; reason: string }> };
+    const health = (await (await t.admin("GET", "health")).json()) as { sweeps: Array<{ name: string; healthy: boolean; reason: string }> };
     expect(health.sweeps.find((s) => s.name === "audit-anchor")).toMatchObject({ healthy: false });
   });
 

@@ -107,7 +107,7 @@ describe("request ids", () => {
 
 describe("health", () => {
   it("reports storage reachable", async () => {
-    const res = await t.call("GET", "health");
+    const res = await t.admin("GET", "health");
     const body = (await res.json()) as { status: string; checks: Record<string, { status: string }>; sweeps: unknown[] };
     expect(body.checks).toMatchObject({ cosmos: { status: "up" }, blob: { status: "up" }, queue: { status: "up" } });
     expect(res.status).toBe(body.status === "healthy" ? 200 : 503);

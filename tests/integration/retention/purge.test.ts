@@ -115,7 +115,7 @@ describe("sweep health", () => {
   it("turns unhealthy when sweeps stop and healthy again after a catch-up", async () => {
     const start = t.clock.now().getTime();
     await sweep(t);
-    const health = async () => (await (await t.call("GET", "health")).json()) as { status: string; sweeps: Array<{ name: string; healthy: boolean; reason: string }> };
+    const health = async () => (await (await t.admin("GET", "health")).json()) as { status: string; sweeps: Array<{ name: string; healthy: boolean; reason: string }> };
     expect((await health()).sweeps.find((s) => s.name === "retention")).toMatchObject({ healthy: true });
     t.clock.set(start + 31 * 60_000);
     const stale = await health();
