@@ -78,9 +78,10 @@ const get = httpEndpoint({
   auth: "admin",
   tags,
   summary: "Get a tenant, including its contact address",
+  description: "Reading the decrypted contact address is recorded in the tenant's audit log (tenant.read), as access to master data.",
   params: tenantParams,
   responses: { 200: { description: "The tenant", schema: tenantView } },
-  handler: async ({ services, params }) => ({ status: 200, json: await getTenant(services, params.tenantId) }),
+  handler: async ({ services, params, principal }) => ({ status: 200, json: await getTenant(services, params.tenantId, principal) }),
 });
 app.http(get.name, get.options);
 

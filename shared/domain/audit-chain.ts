@@ -14,6 +14,8 @@ export const AUDIT_ACTIONS = [
   "tenant.suspended",
   "tenant.reactivated",
   "tenant.offboarded",
+  /** The tenant's decrypted master data (its contact address) was shown to an operator. */
+  "tenant.read",
   "upload.created",
   "upload.content-stored",
   "upload.downloaded",

@@ -122,9 +122,16 @@ export async function tenantContactEmail(s: Services, doc: TenantDoc): Promise<s
   return decryptField(kek, doc.contactEmail.value, fieldAssociatedData(doc.tenantId, doc.tenantId, "contactEmail"));
 }
 
-export async function getTenant(s: Services, tenantId: string): Promise<TenantView> {
+/**
+ * One tenant with its decrypted contact address. Reading master data is audited (the data-processing agreement,
+ * Appendix C.h): when the address is decrypted, one `tenant.read` entry naming the tenant and the field is written
+ * to its chain before the answer leaves. Errors: not-found; integrity-error when the stored field was tampered with.
+ */
+export async function getTenant(s: Services, tenantId: string, by: OperatorActor): Promise<TenantView> {
   const doc = await mustGet(s, tenantId);
-  return view(doc, await tenantContactEmail(s, doc));
+  const contactEmail = await tenantContactEmail(s, doc);
+  if (contactEmail !== undefined) await recordAudit(s, tenantId, by, "tenant.read", onTenant(tenantId), { fields: ["contactEmail"] });
+  return view(doc, contactEmail);
 }
 
 export async function listTenants(s: Services, limit: number, cursor?: string): Promise<{ items: TenantView[]; nextCursor?: string }> {

@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, it } from "@jest/globals";
 import { expect } from "../helpers/expect";
 import { startTestApp, type TestApp } from "../helpers/app";
@@ -35,7 +36,30 @@ describe("tenants (admin API)", () => {
     const audit = await t.call("GET", "v1/audit", { key: body.apiKey });
     expect(audit.status).toBe(200);
     const entries = ((await audit.json()) as { items: Array<{ action: string }> }).items;
-    expect(entries.map((e) => e.action)).toEqual(["tenant.created"]);
+    expect(entries.map((e) => e.action)).toEqual(["tenant.created", "tenant.read"]);
+  });
+
+  it("audits every read of the decrypted contact address (the DPA's Appendix C.h: access to master data is logged)", async () => {
+    const { tenantId, apiKey } = await t.createTenant();
+    type Entry = { action: string; actor: string; requestId: string | null; target: { type: string; id: string } | null; details: Record<string, unknown> };
+    const log = async () => ((await (await t.call("GET", "v1/audit?limit=200", { key: apiKey })).json()) as { items: Entry[] }).items;
+
+    const requestId = randomUUID();
+    const got = await t.admin("GET", `v1/admin/tenants/${tenantId}`, undefined, { "x-request-id": requestId });
+    expect(got.status).toBe(200);
+    const reads = (await log()).filter((e) => e.action === "tenant.read");
+    expect(reads).toHaveLength(1);
+    expect(reads[0]).toMatchObject({ actor: "admin", requestId, target: { type: "tenant", id: tenantId }, details: { fields: ["contactEmail"] } });
+    expect(JSON.stringify(reads[0])).not.toContain("@");
+
+    // A HEAD runs the same read (and decrypts), so it is audited too; list pages carry no contact address and are not.
+    expect((await t.admin("HEAD", `v1/admin/tenants/${tenantId}`)).status).toBe(200);
+    expect((await t.admin("GET", "v1/admin/tenants?limit=200")).status).toBe(200);
+    expect((await log()).filter((e) => e.action === "tenant.read")).toHaveLength(2);
+    // Writes answer without the contact address, so they decrypt nothing and add no read entry.
+    expect((await t.admin("POST", `v1/admin/tenants/${tenantId}/suspend`)).status).toBe(200);
+    expect((await t.admin("POST", `v1/admin/tenants/${tenantId}/reactivate`)).status).toBe(200);
+    expect((await log()).filter((e) => e.action === "tenant.read")).toHaveLength(2);
   });
 
   it("lists tenants in pages without contact addresses", async () => {
