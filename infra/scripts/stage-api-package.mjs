@@ -4,6 +4,7 @@
 //
 //   host.json, package.json, package-lock.json   the Functions host and npm metadata
 //   dist/functions, dist/shared                  the compiled code ("main" is dist/functions/index.js)
+//   templates                                    the e-mail templates (read at run time from the package root)
 //   node_modules                                 production dependencies only (npm ci --omit=dev)
 //   .funcignore                                  ignores nothing the app needs, node_modules included
 //
@@ -33,6 +34,9 @@ rmSync(out, { recursive: true, force: true });
 mkdirSync(out, { recursive: true });
 
 for (const file of ["host.json", "package.json", "package-lock.json"]) cpSync(join(root, file), join(out, file));
+// Files the app reads at run time, relative to the package root (shared/email/templates.ts bundledTemplatesDir).
+const runtimeFolders = ["templates"];
+for (const folder of runtimeFolders) cpSync(join(root, folder), join(out, folder), { recursive: true });
 for (const folder of compiledFolders) {
   const from = join(root, "dist", folder);
   if (!existsSync(from)) throw new Error(`missing compiled output ${from}: did "npm run build" change its outDir?`);

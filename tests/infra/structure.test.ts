@@ -164,6 +164,13 @@ describe("azd wiring", () => {
     );
   });
 
+  it("stages the files the app reads at run time from the package root (the e-mail templates)", () => {
+    const script = readRepoFile("infra/scripts/stage-api-package.mjs");
+    const copied = /const runtimeFolders = \[([^\]]*)\]/.exec(script)?.[1] ?? "";
+    expect(copied, "infra/scripts/stage-api-package.mjs runtimeFolders must include the templates").toContain('"templates"');
+    expect(existsSync(join(REPO, "templates", "email"))).toBe(true);
+  });
+
   it("deploys the app package from a private container of the app's storage account, created before the app", () => {
     const d = azdUp();
     const url = String(at(only(ofType(d, "Microsoft.Web/sites"), "app").body, "properties.functionAppConfig.deployment.storage.value"));
