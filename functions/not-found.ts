@@ -7,6 +7,9 @@ import { endpoints, httpEndpoint } from "../shared/http/endpoint";
 import { AppError } from "../shared/errors";
 import { HttpError } from "../shared/http/problem";
 
+/** The order methods are listed in Allow; HEAD wherever GET is (RFC 9110 §9.1: a server that has GET supports HEAD). */
+const METHOD_ORDER = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"];
+
 function templateMatches(template: string, path: string): boolean {
   const t = template.split("/");
   const p = path.replace(/^\/+|\/+$/g, "").split("/");
@@ -25,9 +28,9 @@ const notFound = httpEndpoint({
     const path = request.params.path ?? "";
     const allowed = endpoints()
       .filter((e) => e.name !== "not-found" && templateMatches(e.route, path))
-      .map((e) => e.method);
+      .flatMap((e) => (e.method === "GET" ? ["GET", "HEAD"] : [e.method]));
     if (allowed.length > 0) {
-      const allow = [...new Set(allowed)].join(", ");
+      const allow = [...new Set(allowed)].sort((a, b) => METHOD_ORDER.indexOf(a) - METHOD_ORDER.indexOf(b)).join(", ");
       throw new HttpError("method-not-allowed", `${request.method} is not supported here; use ${allow}`, { allow });
     }
     throw new AppError("not-found", "no such route; the API is described at /api/v1/openapi.json");

@@ -30,7 +30,12 @@ export interface AdminPrincipal {
 export type AuthMode = "tenant" | "admin" | "none";
 export type PrincipalFor<A extends AuthMode> = A extends "tenant" ? TenantPrincipal : A extends "admin" ? AdminPrincipal : undefined;
 
-const BEARER = /^Bearer ([\x21-\x7e]{1,512})$/;
+/**
+ * `credentials = auth-scheme [ 1*SP ( token68 / #auth-param ) ]` (RFC 9110 §11.4): the scheme is case-insensitive
+ * (§11.1) and RFC 6750 §2.1 separates it from the token by one or more spaces (not tabs). The key itself is visible
+ * ASCII; which keys exist is decided by comparing hashes, not by this pattern.
+ */
+const BEARER = /^Bearer +([\x21-\x7e]{1,512})$/i;
 
 function bearer(request: HttpRequest): string {
   const header = request.headers.get("authorization");

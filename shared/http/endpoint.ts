@@ -9,6 +9,7 @@
  */
 import type { HttpFunctionOptions, HttpRequest, HttpResponseInit, InvocationContext } from "@azure/functions";
 import { randomUUID } from "node:crypto";
+import { parse as parseContentType } from "content-type";
 import { z } from "zod";
 import { errorFields, invocationLog, type Log } from "../observability";
 import { services as getServices, type Services } from "../services";
@@ -129,11 +130,22 @@ export function zodFieldErrors(error: z.ZodError, prefix = ""): FieldError[] {
   }));
 }
 
+/**
+ * `application/json` or an `application/<name>+json` type; a charset parameter, if any, must name UTF-8 (RFC 8259
+ * §8.1). Type, subtype and parameter names are case-insensitive and parameter values may be quoted strings
+ * (RFC 9110 §8.3.1, §5.6.6), so the header is parsed with jshttp's `content-type`, not matched as one spelling.
+ */
 function isJsonContentType(value: string | null): boolean {
   if (value === null) return false;
-  const [type, ...parameters] = value.split(";").map((s) => s.trim().toLowerCase());
-  if (type !== "application/json" && !/^application\/[a-z0-9.+-]+\+json$/.test(type ?? "")) return false;
-  return parameters.every((p) => !p.startsWith("charset=") || p === "charset=utf-8" || p === 'charset="utf-8"');
+  let parsed: ReturnType<typeof parseContentType>;
+  try {
+    parsed = parseContentType(value);
+  } catch {
+    return false;
+  }
+  if (parsed.type !== "application/json" && !/^application\/[a-z0-9.+-]+\+json$/.test(parsed.type)) return false;
+  const charset = parsed.parameters.charset;
+  return charset === undefined || charset.toLowerCase() === "utf-8";
 }
 
 /** Reads at most `limit` bytes of the body; past that, stops reading and answers 413. */
@@ -223,6 +235,20 @@ function searchParamsObject(request: HttpRequest): Record<string, string> {
   return out;
 }
 
+/** An RFC 8941 §3.3.3 sf-string: DQUOTE *( unescaped / "\\" ( DQUOTE / "\\" ) ) DQUOTE. */
+const SF_STRING = /^"((?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])*)"$/;
+
+/**
+ * The key an Idempotency-Key header names. The header's specification (draft-ietf-httpapi-idempotency-key-header §2)
+ * makes it a structured-field string, `"8e03978e-..."`; many clients send the bare value. Both name the same key, so
+ * the quotes and escapes of the string form are removed. A value that opens a quote without a valid string is refused.
+ */
+export function idempotencyKeyOf(header: string): string | undefined {
+  if (!header.startsWith('"')) return header;
+  const m = SF_STRING.exec(header);
+  return m ? m[1]!.replace(/\\(["\\])/g, "$1") : undefined;
+}
+
 async function authenticate<A extends AuthMode>(mode: A, request: HttpRequest, services: Services, requestId: string): Promise<PrincipalFor<A>> {
   if (mode === "tenant") return (await authenticateTenant(request, services, requestId)) as PrincipalFor<A>;
   if (mode === "admin") return authenticateAdmin(request, services, requestId) as PrincipalFor<A>;
@@ -272,6 +298,12 @@ export function httpEndpoint<A extends AuthMode, P extends AnyObject | undefined
   registry.push(spec as AnyEndpointSpec);
 
   const handler = async (request: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> => {
+    const response = await answer(request, context);
+    // A HEAD gets exactly what its GET would, errors included, without the body (RFC 9110 §9.3.2).
+    return request.method === "HEAD" ? withoutBody(response) : response;
+  };
+
+  const answer = async (request: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> => {
     const requestId = pickRequestId(request.headers.get("x-request-id"));
     const log = invocationLog(context);
     try {
@@ -307,8 +339,8 @@ export function httpEndpoint<A extends AuthMode, P extends AnyObject | undefined
 
       const keyHeader = request.headers.get("idempotency-key");
       if (spec.idempotency && keyHeader !== null) {
-        const key = idempotencyKeySchema.safeParse(keyHeader);
-        if (!key.success) throw new AppError("invalid-parameter", "the Idempotency-Key header must be 1-255 visible ASCII characters");
+        const key = idempotencyKeySchema.safeParse(idempotencyKeyOf(keyHeader));
+        if (!key.success) throw new AppError("invalid-parameter", "the Idempotency-Key header must be 1-255 visible ASCII characters, bare or as a quoted string");
         const scope = principal && "tenantId" in principal ? principal.tenantId : "_admin";
         const fingerprint = requestFingerprint(spec.method, spec.route + JSON.stringify(params ?? {}), bodyText);
         const reservation = await services.idempotency.reserve(scope, key.data, fingerprint);
@@ -329,8 +361,7 @@ export function httpEndpoint<A extends AuthMode, P extends AnyObject | undefined
         return toResponse(result, requestId);
       }
 
-      const response = toResponse(await spec.handler(input), requestId);
-      return isHead ? withoutBody(response) : response;
+      return toResponse(await spec.handler(input), requestId);
     } catch (err) {
       if (err instanceof AppError) {
         if (statusOfProblem(err.kind) >= 500) log.error("request.failed", { requestId, function: spec.name, problem: err.kind });

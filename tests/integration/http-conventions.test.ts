@@ -35,7 +35,7 @@ describe("errors", () => {
   it("answers a known path with the wrong method with 405 and Allow", async () => {
     const res = await t.call("DELETE", "v1/audit/verify", { key });
     await expectProblem(res, 405, "method-not-allowed");
-    expect(res.headers.get("allow")).toBe("GET");
+    expect(res.headers.get("allow")).toBe("GET, HEAD");
   });
 
   it("distinguishes missing, malformed and wrong credentials, with WWW-Authenticate", async () => {
