@@ -43,6 +43,8 @@ export const SETTING = {
   purgeGraceMinutes: "PURGE_GRACE_MINUTES",
   evidenceRetentionYears: "EVIDENCE_RETENTION_YEARS",
   suspendedTenantNoticeDays: "SUSPENDED_TENANT_NOTICE_DAYS",
+  allowLoopbackWebhooks: "ALLOW_LOOPBACK_WEBHOOKS",
+  localClockControl: "LOCAL_CLOCK_CONTROL",
   appInsightsConnectionString: "APPLICATIONINSIGHTS_CONNECTION_STRING",
   appInsightsAuthentication: "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
 } as const;
@@ -69,6 +71,8 @@ export const rawSettingsSchema = z.object({
   [SETTING.purgeGraceMinutes]: positiveInt(60),
   [SETTING.evidenceRetentionYears]: positiveInt(5),
   [SETTING.suspendedTenantNoticeDays]: positiveInt(30),
+  [SETTING.allowLoopbackWebhooks]: z.enum(["true", "false"]).default("false"),
+  [SETTING.localClockControl]: z.enum(["true", "false"]).default("false"),
   [SETTING.appInsightsConnectionString]: z.string().min(1).optional(),
   [SETTING.appInsightsAuthentication]: z.string().min(1).optional(),
 });
@@ -101,6 +105,13 @@ export interface Settings {
   purgeGraceMinutes: number;
   evidenceRetentionYears: number;
   suspendedTenantNoticeDays: number;
+  /**
+   * Local only: webhook endpoints may be http:// URLs on the loopback interface (a test receiver). Refused unless
+   * keys and e-mail are local; never set by the Bicep.
+   */
+  allowLoopbackWebhooks: boolean;
+  /** Local only: the admin API can move the service's clock forward (GET/POST /api/v1/admin/clock). Same guard. */
+  localClockControl: boolean;
   telemetry?: { connectionString: string; authentication?: string; clientId?: string };
 }
 
@@ -192,6 +203,18 @@ export function parseSettings(env: Record<string, string | undefined>): Settings
         }
       : { provider: "outbox", sender: s[SETTING.emailSender] ?? "DoNotReply@safedata.local" };
 
+  // Settings that weaken the service for local trials are refused anywhere keys or e-mail are real.
+  const allowLoopbackWebhooks = s[SETTING.allowLoopbackWebhooks] === "true";
+  const localClockControl = s[SETTING.localClockControl] === "true";
+  for (const [setting, on] of [
+    [SETTING.allowLoopbackWebhooks, allowLoopbackWebhooks],
+    [SETTING.localClockControl, localClockControl],
+  ] as const) {
+    if (on && (keys.provider !== "local" || email.provider !== "outbox")) {
+      throw new SettingsError(setting, `may be true only locally, with ${SETTING.keyProvider}=local and ${SETTING.emailProvider}=outbox`);
+    }
+  }
+
   const appInsights = s[SETTING.appInsightsConnectionString];
   return {
     cosmos,
@@ -204,6 +227,8 @@ export function parseSettings(env: Record<string, string | undefined>): Settings
     purgeGraceMinutes: s[SETTING.purgeGraceMinutes],
     evidenceRetentionYears: s[SETTING.evidenceRetentionYears],
     suspendedTenantNoticeDays: s[SETTING.suspendedTenantNoticeDays],
+    allowLoopbackWebhooks,
+    localClockControl,
     telemetry: appInsights
       ? { connectionString: appInsights, authentication: s[SETTING.appInsightsAuthentication], clientId: s[SETTING.appClientId] }
       : undefined,

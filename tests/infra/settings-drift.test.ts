@@ -32,6 +32,8 @@ const NOT_SET_IN_AZURE: Record<string, string> = {
   PURGE_GRACE_MINUTES: "the code's default applies; an operator may override it as an app setting",
   EVIDENCE_RETENTION_YEARS: "the code's default applies; an operator may override it as an app setting",
   SUSPENDED_TENANT_NOTICE_DAYS: "the code's default applies; an operator may override it as an app setting",
+  ALLOW_LOOPBACK_WEBHOOKS: "local trials only (a webhook receiver on 127.0.0.1); refused at start-up with real keys or e-mail",
+  LOCAL_CLOCK_CONTROL: "local trials only (a movable clock); refused at start-up with real keys or e-mail",
 };
 
 const KEY_VAULT_REFERENCE = /^@Microsoft\.KeyVault\(SecretUri=(https:\/\/[a-z0-9-]+\.vault\.azure\.net\/)secrets\/([A-Za-z0-9-]+)\/\)$/;
@@ -106,8 +108,14 @@ describe("function app settings vs. shared/config/settings.ts", () => {
     expect(staleHost, "HOST_READ names settings the code reads itself, or that the Bicep no longer sets").toEqual([]);
   });
 
-  it("never sets the local-only settings (connection strings with keys, the local master key)", () => {
-    const local = [SETTING.cosmosConnectionString, SETTING.storageConnectionString, SETTING.localMasterKey] as string[];
+  it("never sets the local-only settings (connection strings with keys, the local master key, loopback webhooks, the movable clock)", () => {
+    const local = [
+      SETTING.cosmosConnectionString,
+      SETTING.storageConnectionString,
+      SETTING.localMasterKey,
+      SETTING.allowLoopbackWebhooks,
+      SETTING.localClockControl,
+    ] as string[];
     expect(Object.keys(appSettingsOf(azdUp())).filter((n) => local.includes(n))).toEqual([]);
   });
 

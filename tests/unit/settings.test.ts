@@ -19,6 +19,9 @@ describe("settings", () => {
     expect(s.purgeGraceMinutes).toBe(60);
     expect(s.keys.provider).toBe("local");
     expect(s.telemetry).toBeUndefined();
+    expect(s.allowLoopbackWebhooks).toBe(false);
+    expect(s.localClockControl).toBe(false);
+    expect(parseSettings({ ...local, ALLOW_LOOPBACK_WEBHOOKS: "true", LOCAL_CLOCK_CONTROL: "true" })).toMatchObject({ allowLoopbackWebhooks: true, localClockControl: true });
   });
 
   it.each([
@@ -33,6 +36,9 @@ describe("settings", () => {
     [{ SafeDataStorage: undefined }, /SafeDataStorage__blobServiceUri: is required/],
     [{ EMAIL_PROVIDER: "acs" }, /ACS_ENDPOINT: is required when EMAIL_PROVIDER=acs/],
     [{ ADMIN_API_KEY: "@Microsoft.KeyVault(SecretUri=https://v.vault.azure.net/secrets/a/)" }, /could not resolve/],
+    [{ ALLOW_LOOPBACK_WEBHOOKS: "yes" }, /ALLOW_LOOPBACK_WEBHOOKS: /],
+    [{ ALLOW_LOOPBACK_WEBHOOKS: "true", KEY_PROVIDER: "keyvault", KEY_VAULT_URI: "https://v.vault.azure.net/" }, /ALLOW_LOOPBACK_WEBHOOKS: may be true only locally/],
+    [{ LOCAL_CLOCK_CONTROL: "true", EMAIL_PROVIDER: "acs", ACS_ENDPOINT: "https://x.communication.azure.com", EMAIL_SENDER_ADDRESS: "a@b.example" }, /LOCAL_CLOCK_CONTROL: may be true only locally/],
   ])("stops with one line naming the setting: %j", (change, message) => {
     const env: Record<string, string | undefined> = { ...local, ...change };
     expect(() => parseSettings(env)).toThrow(message);
