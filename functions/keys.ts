@@ -47,7 +47,7 @@ app.storageQueue("key-rewrap", {
   connection: SETTING.storageConnectionString,
   handler: queueHandler(QUEUES.rewrap.name, rewrapMessage, async (msg, { services, log }) => {
     // One batch per message keeps each run short; the next message continues where this one stopped.
-    const r = await runRewrapJob(services, msg);
-    log.info("key.rewrap-batch", { tenantId: msg.tenantId, rewrapped: r.rewrapped, remaining: r.remaining, version: r.version, final: msg.final ?? false });
+    const r = await runRewrapJob(services, msg, log);
+    log.info("key.rewrap-batch", { tenantId: msg.tenantId, rewrapped: r.rewrapped, damaged: r.damaged, remaining: r.remaining, version: r.version, final: msg.final ?? false });
   }),
 });

@@ -6,11 +6,15 @@
  * payload. When it runs out of work it checks once more a little later, for uploads created during the rotation.
  */
 import { QUEUES } from "../config/resources";
-import { decryptField, encryptField, fieldAssociatedData } from "../crypto";
+import { encryptField, fieldAssociatedData, IntegrityError } from "../crypto";
 import { AppError } from "../errors";
+import type { Log } from "../observability";
 import type { Services } from "../services";
 import { withoutMeta } from "../stores/cosmos";
+import type { UploadDoc } from "../stores/upload-store";
 import { recordAudit, type Actor } from "./audit-trail";
+import { integrityLogFields } from "./integrity";
+import { tenantContactEmail } from "./tenants";
 import { rewrapMessage, type RewrapMessage } from "./messages";
 import { rewrapUploadKey } from "./upload-keys";
 
@@ -37,18 +41,37 @@ export async function rotateTenantKek(s: Services, tenantId: string, by: Actor):
   return { previousVersion, version: next.version };
 }
 
-/** Re-wraps up to `batchSize` data keys onto the tenant's current KEK version. `remaining` says whether to run again. */
-export async function rewrapBatch(s: Services, tenantId: string, batchSize = 100): Promise<{ rewrapped: number; remaining: boolean; version: string | null }> {
+/**
+ * Re-wraps up to `batchSize` data keys onto the tenant's current KEK version. `remaining` says whether to run again.
+ * A wrapped key or contact address that fails authentication is not re-wrapped (it cannot be): the record stays on
+ * its version, `integrity.failure` is logged with its ids, and the rest of the batch goes on (`damaged` counts them).
+ */
+export async function rewrapBatch(
+  s: Services,
+  tenantId: string,
+  batchSize = 100,
+  log?: Log,
+): Promise<{ rewrapped: number; damaged: number; remaining: boolean; version: string | null }> {
   const tenant = await s.tenants.get(tenantId);
   // An offboarded tenant has no keys and no uploads left to re-wrap.
-  if (!tenant || tenant.offboardedAt) return { rewrapped: 0, remaining: false, version: null };
+  if (!tenant || tenant.offboardedAt) return { rewrapped: 0, damaged: 0, remaining: false, version: null };
   const target = { version: tenant.kekVersion, key: await s.keys.kek(tenantId, tenant.kekVersion) };
+  let damaged = 0;
+  const skipDamaged = (err: unknown) => {
+    if (!(err instanceof IntegrityError)) throw err;
+    damaged++;
+    log?.error("integrity.failure", { job: "key-rewrap", ...integrityLogFields(err) });
+  };
 
   if (tenant.contactEmail && tenant.contactEmail.kekVersion !== target.version) {
-    const aad = fieldAssociatedData(tenantId, tenantId, "contactEmail");
-    const plain = decryptField(await s.keys.kek(tenantId, tenant.contactEmail.kekVersion), tenant.contactEmail.value, aad);
-    // Changed meanwhile (the write returns false): the next batch tries again.
-    await s.tenants.replace({ ...withoutMeta(tenant), contactEmail: { kekVersion: target.version, value: encryptField(target.key, plain, aad) } }, tenant._etag);
+    try {
+      const plain = (await tenantContactEmail(s, tenant))!;
+      const aad = fieldAssociatedData(tenantId, tenantId, "contactEmail");
+      // Changed meanwhile (the write returns false): the next batch tries again.
+      await s.tenants.replace({ ...withoutMeta(tenant), contactEmail: { kekVersion: target.version, value: encryptField(target.key, plain, aad) } }, tenant._etag);
+    } catch (err) {
+      skipDamaged(err);
+    }
   }
 
   const resources = await s.uploads.withOtherKekVersion(tenantId, target.version, batchSize);
@@ -58,7 +81,13 @@ export async function rewrapBatch(s: Services, tenantId: string, batchSize = 100
     if (!doc.dataKey) continue;
     // The data key never changes, so its new wrapping does not either; a record changed meanwhile (a download
     // counted, a deletion) is read again, and one that keeps changing is left for the next batch, not dropped.
-    const dataKey = await rewrapUploadKey(s, doc, target);
+    let dataKey: UploadDoc["dataKey"];
+    try {
+      dataKey = await rewrapUploadKey(s, doc, target);
+    } catch (err) {
+      skipDamaged(err);
+      continue;
+    }
     const r = await s.uploads.update(
       tenantId,
       doc.id,
@@ -71,12 +100,14 @@ export async function rewrapBatch(s: Services, tenantId: string, batchSize = 100
   if (rewrapped > 0) {
     await recordAudit(s, tenantId, { actor: "system:key-rewrap" }, "key.rewrapped", { type: "tenant", id: tenantId }, { uploads: rewrapped, version: target.version });
   }
-  return { rewrapped, remaining: resources.length >= batchSize || contended > 0, version: target.version };
+  // A full batch of nothing but damaged keys would come back forever: stop; the delayed last look logs them again.
+  const remaining = (resources.length >= batchSize && rewrapped + contended > 0) || contended > 0;
+  return { rewrapped, damaged, remaining, version: target.version };
 }
 
 /** One queue message's work: a batch, then the next message (now, or the delayed last look). */
-export async function runRewrapJob(s: Services, msg: RewrapMessage): Promise<Awaited<ReturnType<typeof rewrapBatch>>> {
-  const r = await rewrapBatch(s, msg.tenantId);
+export async function runRewrapJob(s: Services, msg: RewrapMessage, log?: Log): Promise<Awaited<ReturnType<typeof rewrapBatch>>> {
+  const r = await rewrapBatch(s, msg.tenantId, undefined, log);
   if (r.remaining) await s.queues.send(QUEUES.rewrap.name, rewrapMessage, { tenantId: msg.tenantId, version: msg.version });
   else if (!msg.final && r.version) {
     await s.queues.send(QUEUES.rewrap.name, rewrapMessage, { tenantId: msg.tenantId, version: msg.version, final: true }, { visibilityTimeoutSeconds: REWRAP_FINAL_CHECK_SECONDS });

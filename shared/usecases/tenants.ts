@@ -21,6 +21,7 @@ import type { Services } from "../services";
 import { withoutMeta } from "../stores/cosmos";
 import type { StoredTenant, TenantDoc } from "../stores/tenant-store";
 import { recordAudit, type Actor } from "./audit-trail";
+import { tenantRecord, withIntegrityContext } from "./integrity";
 
 export interface CreateTenantInput {
   name: string;
@@ -115,11 +116,15 @@ async function mustGet(s: Services, tenantId: string): Promise<StoredTenant> {
   return doc;
 }
 
-/** The controller's contact address, decrypted (absent once the tenant was offboarded). For notices; never logged. */
+/**
+ * The controller's contact address, decrypted (absent once the tenant was offboarded). For notices; never logged.
+ * Errors: IntegrityError naming the tenant and the field when the stored value was tampered with.
+ */
 export async function tenantContactEmail(s: Services, doc: TenantDoc): Promise<string | undefined> {
   if (!doc.contactEmail) return undefined;
-  const kek = await s.keys.kek(doc.tenantId, doc.contactEmail.kekVersion);
-  return decryptField(kek, doc.contactEmail.value, fieldAssociatedData(doc.tenantId, doc.tenantId, "contactEmail"));
+  const { kekVersion, value } = doc.contactEmail;
+  const kek = await s.keys.kek(doc.tenantId, kekVersion);
+  return withIntegrityContext(tenantRecord(doc.tenantId, "contactEmail"), () => decryptField(kek, value, fieldAssociatedData(doc.tenantId, doc.tenantId, "contactEmail")));
 }
 
 /**

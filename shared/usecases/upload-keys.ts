@@ -1,7 +1,8 @@
 /**
  * An upload's data key: generated at creation, stored only wrapped by the tenant's current KEK (with the KEK
  * version recorded), unwrapped when the payload or a personal field is needed. Personal fields of the record are
- * encrypted with the data key, so shredding the key erases them too.
+ * encrypted with the data key, so shredding the key erases them too. A key or field that fails authentication
+ * throws IntegrityError naming the tenant, the upload and the field (integrity.ts).
  */
 import {
   decryptField,
@@ -14,6 +15,7 @@ import {
 } from "../crypto";
 import type { Services } from "../services";
 import type { UploadDoc } from "../stores/upload-store";
+import { uploadRecord, withIntegrityContext } from "./integrity";
 
 export type PersonalField = "senderReference" | "fileName" | "recipients" | "subjects" | "notifyEmail";
 
@@ -37,10 +39,12 @@ export class KeyShreddedError extends Error {
   }
 }
 
+/** The upload's data key. Errors: KeyShreddedError; IntegrityError (with the upload's ids) when the wrapped key is damaged. */
 export async function unwrapUploadKey(s: Services, doc: Pick<UploadDoc, "tenantId" | "id" | "dataKey">): Promise<Buffer> {
   if (!doc.dataKey) throw new KeyShreddedError();
-  const kek = await s.keys.kek(doc.tenantId, doc.dataKey.kekVersion);
-  return unwrapDataKey(kek, doc.dataKey.wrapped, wrappedKeyAssociatedData(doc.tenantId, doc.id, doc.dataKey.kekVersion));
+  const { wrapped, kekVersion } = doc.dataKey;
+  const kek = await s.keys.kek(doc.tenantId, kekVersion);
+  return withIntegrityContext(uploadRecord(doc.tenantId, doc.id), () => unwrapDataKey(kek, wrapped, wrappedKeyAssociatedData(doc.tenantId, doc.id, kekVersion)));
 }
 
 /** Re-wraps a data key under another KEK version; the payload is not touched. */
@@ -53,6 +57,7 @@ export function sealField(dataKey: Buffer, tenantId: string, uploadId: string, f
   return encryptField(dataKey, value, fieldAssociatedData(tenantId, uploadId, field));
 }
 
+/** A personal field, decrypted. Errors: IntegrityError (with the upload's ids and the field) when it was tampered with. */
 export function openField(dataKey: Buffer, tenantId: string, uploadId: string, field: PersonalField, sealed: string): string {
-  return decryptField(dataKey, sealed, fieldAssociatedData(tenantId, uploadId, field));
+  return withIntegrityContext(uploadRecord(tenantId, uploadId, field), () => decryptField(dataKey, sealed, fieldAssociatedData(tenantId, uploadId, field)));
 }
