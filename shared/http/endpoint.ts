@@ -13,11 +13,12 @@ import { parse as parseContentType } from "content-type";
 import { z } from "zod";
 import { errorFields, invocationLog, type Log } from "../observability";
 import { services as getServices, type Services } from "../services";
-import { idempotencyKeySchema, requestFingerprint, type StoredResponse } from "../stores/idempotency-store";
+import { idempotencyKeySchema, type StoredResponse } from "../stores/idempotency-store";
 import { authenticateAdmin, authenticateTenant, type AuthMode, type PrincipalFor } from "./auth";
 import { IntegrityError } from "../crypto";
 import { AppError, type FieldError } from "../errors";
 import { problemBody, problemHeaders, statusOfProblem } from "./problem";
+import { scopeKey, scopeLabel, type KeyScope } from "./scope-keys";
 
 export type HttpMethod = "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE";
 
@@ -91,10 +92,16 @@ export function endpoints(): readonly AnyEndpointSpec[] {
 }
 
 export const MAX_JSON_BODY_BYTES = 256 * 1024;
-const REQUEST_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
+/** A UUID in its canonical text form (RFC 9562 §4): 8-4-4-4-12 hexadecimal digits, either case. */
+const UUID_TEXT = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
+/**
+ * The request's id: the caller's `X-Request-Id` when it is a UUID (in lower case, as RFC 9562 §4 writes them),
+ * otherwise a new random UUID. Request ids go into audit entries, which are never erased, so no free text a caller
+ * chose (a name, a reference) may become one.
+ */
 export function pickRequestId(header: string | null): string {
-  return header !== null && REQUEST_ID.test(header) ? header : randomUUID();
+  return header !== null && UUID_TEXT.test(header) ? header.toLowerCase() : randomUUID();
 }
 
 const baseHeaders = (requestId: string): Record<string, string> => ({
@@ -249,6 +256,12 @@ export function idempotencyKeyOf(header: string): string | undefined {
   return m ? m[1]!.replace(/\\(["\\])/g, "$1") : undefined;
 }
 
+/** The key scope of an authenticated caller: its tenant, or the operators' for the admin key and anonymous routes. */
+function scopeOf(principal: unknown): KeyScope {
+  const p = principal as { kind?: string; tenantId?: string } | undefined;
+  return p?.kind === "tenant" && typeof p.tenantId === "string" ? { kind: "tenant", tenantId: p.tenantId } : { kind: "operators" };
+}
+
 async function authenticate<A extends AuthMode>(mode: A, request: HttpRequest, services: Services, requestId: string): Promise<PrincipalFor<A>> {
   if (mode === "tenant") return (await authenticateTenant(request, services, requestId)) as PrincipalFor<A>;
   if (mode === "admin") return authenticateAdmin(request, services, requestId) as PrincipalFor<A>;
@@ -341,9 +354,13 @@ export function httpEndpoint<A extends AuthMode, P extends AnyObject | undefined
       if (spec.idempotency && keyHeader !== null) {
         const key = idempotencyKeySchema.safeParse(idempotencyKeyOf(keyHeader));
         if (!key.success) throw new AppError("invalid-parameter", "the Idempotency-Key header must be 1-255 visible ASCII characters, bare or as a quoted string");
-        const scope = principal && "tenantId" in principal ? principal.tenantId : "_admin";
-        const fingerprint = requestFingerprint(spec.method, spec.route + JSON.stringify(params ?? {}), bodyText);
-        const reservation = await services.idempotency.reserve(scope, key.data, fingerprint);
+        const scope = scopeOf(principal);
+        const secret = await scopeKey(services, scope, "idempotency");
+        const reservation = await services.idempotency.reserve(scopeLabel(scope), secret, key.data, {
+          method: spec.method,
+          route: spec.route + JSON.stringify(params ?? {}),
+          body: bodyText,
+        });
         if (reservation.kind === "replay") return fromStored(reservation.response, requestId);
         let result: EndpointResult;
         try {

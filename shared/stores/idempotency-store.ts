@@ -2,14 +2,22 @@
  * Idempotency-Key support for POSTs: the first request with a key stores its result; a retry with the same key
  * and the same request gets that result again instead of a second upload, tenant or breach. Records expire after
  * 24 hours (Cosmos TTL in Azure; the local Cosmos server ignores TTL, which only means they linger locally).
+ *
+ * Nothing in a record can be linked to what the caller sent without the scope's secret (see shared/http/scope-keys.ts):
+ * - `id` = HMAC-SHA256(secret, "record-id" ‖ 0x00 ‖ key), hex: the caller's key is not stored;
+ * - `requestHash` = HMAC-SHA256(secret, "request" ‖ 0x00 ‖ method ‖ LF ‖ route ‖ LF ‖ body), hex: equal requests of two
+ *   tenants give different values, and a guessed body cannot be checked against it;
+ * - `response` (what a replay returns, which can hold what the caller sent) is an encrypted field (field-crypto.ts)
+ *   under HMAC-SHA256(secret, "response-key"), bound to the scope and the record id.
  */
-import { createHash } from "node:crypto";
+import { createHmac } from "node:crypto";
 import type { Container } from "@azure/cosmos";
 import { z } from "zod";
+import { decryptField, encryptField, fieldAssociatedData } from "../crypto";
 import type { Clock } from "../domain/clock";
 import { IDEMPOTENCY_RECORD_LIFE_MS } from "../domain/retention";
 import { AppError } from "../errors";
-import { crossPartition, isConflict, isNotFound, isPreconditionFailed, readItem } from "./cosmos";
+import { crossPartition, isConflict, isNotFound, isPreconditionFailed, parseStored, readItem } from "./cosmos";
 
 /** Cosmos TTL, a backstop only: the retention sweep deletes the records (see RETENTION_CLASSES). */
 export const IDEMPOTENCY_TTL_SECONDS = IDEMPOTENCY_RECORD_LIFE_MS / 1000;
@@ -26,14 +34,17 @@ export const storedResponseSchema = z.object({
 });
 export type StoredResponse = z.infer<typeof storedResponseSchema>;
 
+const HEX_SHA256 = /^[0-9a-f]{64}$/;
+
 const recordSchema = z.object({
-  id: z.string(),
+  id: z.string().regex(HEX_SHA256),
   tenantId: z.string(),
   type: z.literal("idempotency"),
   state: z.enum(["pending", "done"]),
-  requestHash: z.string(),
+  requestHash: z.string().regex(HEX_SHA256),
   createdAt: z.iso.datetime(),
-  response: storedResponseSchema.nullable(),
+  /** The stored answer, encrypted (see the module comment); null while the first request runs. */
+  response: z.string().nullable(),
 });
 type IdempotencyRecord = z.infer<typeof recordSchema>;
 
@@ -43,9 +54,19 @@ export const idempotencyKeySchema = z
   .max(255)
   .regex(/^[\x21-\x7e]+$/, "must be 1-255 visible ASCII characters");
 
-export function requestFingerprint(method: string, route: string, body: string): string {
-  return createHash("sha256").update(`${method}\n${route}\n`).update(body).digest("hex");
+/** What identifies a request for idempotency: its method, its route with parameters, and its body as sent. */
+export interface IdempotentRequest {
+  readonly method: string;
+  readonly route: string;
+  readonly body: string;
 }
+
+/** 32 bytes: HMAC-SHA256 under the scope's secret of a label, a NUL and the parts joined by LF. */
+function keyed(secret: Buffer, label: string, ...parts: string[]): Buffer {
+  return createHmac("sha256", secret).update(`${label}\0`).update(parts.join("\n")).digest();
+}
+
+const RESPONSE_FIELD = "idempotency.response";
 
 export type Reservation =
   | { kind: "new"; complete(response: StoredResponse): Promise<void>; abandon(): Promise<void> }
@@ -57,9 +78,14 @@ export class IdempotencyStore {
     private readonly clock: Clock,
   ) {}
 
-  /** `scope` is the tenant id, or "_admin" for operator calls: keys never collide across callers. */
-  async reserve(scope: string, key: string, requestHash: string): Promise<Reservation> {
-    const id = createHash("sha256").update(`${scope}\n${key}`).digest("hex");
+  /**
+   * `scope` is the tenant id, or "_admin" for operator calls, so keys never collide across callers; `secret` is the
+   * scope's own 32-byte key (shared/http/scope-keys.ts). Throws IntegrityError when a stored answer fails to decrypt.
+   */
+  async reserve(scope: string, secret: Buffer, key: string, request: IdempotentRequest): Promise<Reservation> {
+    const id = keyed(secret, "record-id", key).toString("hex");
+    const requestHash = keyed(secret, "request", request.method, request.route, request.body).toString("hex");
+    const sealing = new ResponseSealing(keyed(secret, "response-key"), scope, id);
     for (let attempt = 0; attempt < 3; attempt++) {
       const existing = await readItem(this.container, recordSchema, id, scope);
       if (existing) {
@@ -69,7 +95,7 @@ export class IdempotencyStore {
             "this Idempotency-Key was already used with a different request; use a new key for a new request",
           );
         }
-        if (existing.state === "done" && existing.response) return { kind: "replay", response: existing.response };
+        if (existing.state === "done" && existing.response) return { kind: "replay", response: sealing.open(existing.response) };
         const age = this.clock.now().getTime() - Date.parse(existing.createdAt);
         if (age < ABANDONED_AFTER_MS) {
           throw new AppError("idempotency-in-progress", "a request with this Idempotency-Key is still in progress; retry shortly", { retryAfterSeconds: 1 });
@@ -79,7 +105,7 @@ export class IdempotencyStore {
           await this.container.item(id, scope).replace(this.pending(id, scope, requestHash), {
             accessCondition: { type: "IfMatch", condition: existing._etag },
           });
-          return this.reservation(id, scope, requestHash);
+          return this.reservation(id, scope, requestHash, sealing);
         } catch (err) {
           if (isPreconditionFailed(err)) continue;
           throw err;
@@ -87,7 +113,7 @@ export class IdempotencyStore {
       }
       try {
         await this.container.items.create(this.pending(id, scope, requestHash));
-        return this.reservation(id, scope, requestHash);
+        return this.reservation(id, scope, requestHash, sealing);
       } catch (err) {
         if (isConflict(err)) continue;
         throw err;
@@ -131,11 +157,11 @@ export class IdempotencyStore {
     };
   }
 
-  private reservation(id: string, scope: string, requestHash: string): Reservation {
+  private reservation(id: string, scope: string, requestHash: string, sealing: ResponseSealing): Reservation {
     return {
       kind: "new",
       complete: async (response) => {
-        await this.container.items.upsert({ ...this.pending(id, scope, requestHash), state: "done", response });
+        await this.container.items.upsert({ ...this.pending(id, scope, requestHash), state: "done", response: sealing.seal(response) });
       },
       abandon: async () => {
         try {
@@ -150,5 +176,27 @@ export class IdempotencyStore {
   /** Reachability, for health: reads the container's definition. */
   async probe(): Promise<void> {
     await this.container.read();
+  }
+}
+
+/** Encrypts and decrypts one record's stored answer, bound to its scope and record id. */
+class ResponseSealing {
+  constructor(
+    private readonly key: Buffer,
+    private readonly scope: string,
+    private readonly id: string,
+  ) {}
+
+  private get associatedData(): Buffer {
+    return fieldAssociatedData(this.scope, this.id, RESPONSE_FIELD);
+  }
+
+  seal(response: StoredResponse): string {
+    return encryptField(this.key, JSON.stringify(storedResponseSchema.parse(response)), this.associatedData);
+  }
+
+  open(sealed: string): StoredResponse {
+    const json = decryptField(this.key, sealed, this.associatedData);
+    return parseStored(storedResponseSchema, "idempotency", JSON.parse(json));
   }
 }

@@ -80,9 +80,9 @@ describe("errors", () => {
 });
 
 describe("request ids", () => {
-  it("echoes a valid x-request-id and replaces an invalid one", async () => {
-    const ok = await t.call("GET", "v1/audit", { key, headers: { "x-request-id": "client-req-123" } });
-    expect(ok.headers.get("x-request-id")).toBe("client-req-123");
+  it("echoes a UUID x-request-id and replaces anything else", async () => {
+    const ok = await t.call("GET", "v1/audit", { key, headers: { "x-request-id": "6f1c2a4e-8b0d-4f3a-9e21-5d7c3b9a0e12" } });
+    expect(ok.headers.get("x-request-id")).toBe("6f1c2a4e-8b0d-4f3a-9e21-5d7c3b9a0e12");
     const bad = await t.call("GET", "v1/audit", { key, headers: { "x-request-id": "<script>" } });
     expect(bad.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/);
     const none = await t.call("GET", "health");
@@ -91,11 +91,11 @@ describe("request ids", () => {
 
   it("records the request id in the audit entry it causes", async () => {
     const res = await t.admin("POST", "v1/admin/tenants", { name: "Traced", contactEmail: "dpo@traced.example", supervisoryAuthority: { country: "DE" } }, {
-      "x-request-id": "trace-me-1",
+      "x-request-id": "d2b0c7e4-1a3f-4e6b-8c9d-0f1e2a3b4c5d",
     });
     const { apiKey } = (await res.json()) as { apiKey: string };
     const audit = (await (await t.call("GET", "v1/audit", { key: apiKey })).json()) as { items: Array<{ requestId: string }> };
-    expect(audit.items[0]!.requestId).toBe("trace-me-1");
+    expect(audit.items[0]!.requestId).toBe("d2b0c7e4-1a3f-4e6b-8c9d-0f1e2a3b4c5d");
   });
 
   it("marks responses as not cacheable", async () => {

@@ -130,3 +130,30 @@ describe("Idempotency-Key", () => {
     expect((await t.admin("POST", "v1/admin/tenants", body, { "idempotency-key": '"unterminated' })).status).toBe(400);
   });
 });
+
+describe("X-Request-Id", () => {
+  it("is taken from the caller only when it is a UUID, so no free text reaches the audit log", async () => {
+    const uuid = "0b5e1f5c-3d8a-4c1e-9f3a-7c2d1e0a9b84";
+    const ok = await t.call("GET", "v1/audit", { key: tenant.apiKey, headers: { "x-request-id": uuid } });
+    expect(ok.headers.get("x-request-id")).toBe(uuid);
+    const upper = await t.call("GET", "v1/audit", { key: tenant.apiKey, headers: { "x-request-id": uuid.toUpperCase() } });
+    expect(upper.headers.get("x-request-id")).toBe(uuid);
+    for (const text of ["Jane-Doe-test-result", "client-req-123", `${uuid}x`, `{${uuid}}`, "urn:uuid:" + uuid]) {
+      const res = await t.call("GET", "v1/audit", { key: tenant.apiKey, headers: { "x-request-id": text } });
+      const id = res.headers.get("x-request-id")!;
+      expect(id, text).not.toBe(text);
+      expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+    }
+  });
+
+  it("never puts the caller's free text into an audit entry", async () => {
+    const res = await t.admin("POST", "v1/admin/tenants", { name: "Traced", contactEmail: "dpo@traced.example", supervisoryAuthority: { country: "DE" } }, {
+      "x-request-id": "Jane.Doe-HIV-test",
+    });
+    expect(res.status).toBe(201);
+    const { apiKey } = (await res.json()) as { apiKey: string };
+    const audit = (await (await t.call("GET", "v1/audit", { key: apiKey })).json()) as { items: Array<{ requestId: string }> };
+    expect(audit.items[0]!.requestId).toBe(res.headers.get("x-request-id"));
+    expect(JSON.stringify(audit)).not.toContain("Jane");
+  });
+});

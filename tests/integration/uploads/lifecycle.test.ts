@@ -139,12 +139,12 @@ describe("deletion", () => {
     const { id } = await uploadWith(t, key, 2000);
     const before = await t.services.uploads.get(tenantId, id);
     const blobName = before!.content!.blobName;
-    const del = await t.call("DELETE", `v1/uploads/${id}`, { key, headers: { "x-request-id": "delete-req-1" } });
+    const del = await t.call("DELETE", `v1/uploads/${id}`, { key, headers: { "x-request-id": "0d7e1e6a-5b2c-4f0e-9a1d-3c4b5a6f7e80" } });
     expect(del.status).toBe(204);
 
     const doc = await t.services.uploads.get(tenantId, id);
     expect(doc).toMatchObject({ status: "deleted", dataKey: null, personal: null, lookups: { subjects: [], recipients: [] } });
-    expect(doc!.deletion).toMatchObject({ reason: "sender-request", requestId: "delete-req-1" });
+    expect(doc!.deletion).toMatchObject({ reason: "sender-request", requestId: "0d7e1e6a-5b2c-4f0e-9a1d-3c4b5a6f7e80" });
     expect(doc!.deletion!.completedAt).not.toBeNull();
     expect(await t.raw.blobs.getContainerClient(BLOB_CONTAINERS.payloads.name).getBlobClient(blobName).exists()).toBe(false);
 
@@ -170,13 +170,13 @@ describe("deletion", () => {
 describe("audit", () => {
   it("records creation, content, every download with bytes and request id, and deletion", async () => {
     const { id } = await uploadWith(t, key, 3000);
-    await download(t, key, id, { "x-request-id": "dl-1" });
-    await download(t, key, id, { "x-request-id": "dl-2", range: "bytes=100-199" });
+    await download(t, key, id, { "x-request-id": "0d7e1e6a-5b2c-4f0e-9a1d-3c4b5a6f7e81" });
+    await download(t, key, id, { "x-request-id": "0d7e1e6a-5b2c-4f0e-9a1d-3c4b5a6f7e82", range: "bytes=100-199" });
     await t.call("DELETE", `v1/uploads/${id}`, { key });
     const entries = await auditFor(id);
     expect(entries.map((e) => e.action)).toEqual(["upload.created", "upload.content-stored", "upload.downloaded", "upload.downloaded", "upload.deleted"]);
-    expect(entries[2]).toMatchObject({ requestId: "dl-1", details: { bytes: 3000 } });
-    expect(entries[3]).toMatchObject({ requestId: "dl-2", details: { bytes: 100, range: "100-199" } });
+    expect(entries[2]).toMatchObject({ requestId: "0d7e1e6a-5b2c-4f0e-9a1d-3c4b5a6f7e81", details: { bytes: 3000 } });
+    expect(entries[3]).toMatchObject({ requestId: "0d7e1e6a-5b2c-4f0e-9a1d-3c4b5a6f7e82", details: { bytes: 100, range: "100-199" } });
     expect(JSON.stringify(entries)).not.toMatch(/@/);
     const verify = (await (await t.call("GET", "v1/audit/verify", { key })).json()) as { valid: boolean };
     expect(verify.valid).toBe(true);
