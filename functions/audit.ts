@@ -4,7 +4,7 @@ import { z } from "zod";
 import { AUDIT_ACTIONS } from "../shared/domain/audit-chain";
 import { httpEndpoint } from "../shared/http/endpoint";
 import { AppError } from "../shared/errors";
-import { isoDateTime, pageOf, pagingQuery } from "../shared/http/schemas";
+import { isoDateTime, pageOf, pagingQuery, queryInteger } from "../shared/http/schemas";
 import { invocationLog } from "../shared/observability";
 import { services } from "../shared/services";
 
@@ -62,12 +62,9 @@ const verify = httpEndpoint({
     "Each part is also checked against the chain heads anchored hourly outside the database, in append-only storage: every anchored " +
     "entry in the part must have the anchored hash, and the part that reaches the end must reach the newest anchor.",
   query: z.strictObject({
-    fromSeq: z.coerce.number().int().min(1).optional().describe("Start at this entry (default 1)"),
+    fromSeq: queryInteger(1).optional().describe("Start at this entry (default 1)"),
     prevHash: z.string().regex(/^[0-9a-f]{64}$/, "must be 64 lower-case hex characters").optional().describe("Hash of the entry before fromSeq"),
-    maxEntries: z.coerce
-      .number()
-      .int()
-      .min(1)
+    maxEntries: queryInteger(1)
       .transform((n) => Math.min(n, MAX_VERIFY_ENTRIES))
       .optional()
       .describe(`Entries to check in this call; more than ${MAX_VERIFY_ENTRIES} counts as ${MAX_VERIFY_ENTRIES}`),

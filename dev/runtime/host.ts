@@ -399,11 +399,12 @@ export class LocalFunctionsHost {
   }
 
   private async invokeHttp(entry: HttpEntry, params: Record<string, string>, req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const headers: Record<string, string> = {};
+    // Names a client chose ("__proto__", "constructor") are plain keys here: null-prototype objects, filled once per name.
+    const headers: Record<string, string> = Object.create(null) as Record<string, string>;
     for (const [k, v] of Object.entries(req.headersDistinct)) if (v) headers[k] = v.join(", ");
     const url = new URL(req.url ?? "/", this.baseUrl);
-    const query: Record<string, string> = {};
-    for (const [k, v] of url.searchParams) query[k] = v;
+    const query: Record<string, string> = Object.create(null) as Record<string, string>;
+    for (const [k, v] of url.searchParams) query[k] ??= v;
     const triggerMetadata: InvocationRequest["triggerMetadata"] = {
       Headers: { json: JSON.stringify(headers) },
       Query: { json: JSON.stringify(query) },

@@ -206,6 +206,47 @@ function jsonProblem(value: unknown): string | undefined {
   return undefined;
 }
 
+/**
+ * A key that appears twice in one JSON object, at any depth. RFC 8259 §4 leaves what such an object means undefined
+ * (JSON.parse keeps the last; a tenant's gateway may keep the first and check something else than we store) and
+ * I-JSON (RFC 7493 §2.3) forbids it, so it is refused. Keys are compared after unescaping ("n\u0061me" is "name").
+ * `text` must already be valid JSON (JSON.parse accepted it): this scan only tells keys from values.
+ */
+export function duplicateKeyProblem(text: string): string | undefined {
+  /** Per open container: the keys seen (objects) or null (arrays). */
+  const open: Array<Set<string> | null> = [];
+  let keyNext = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"') {
+      let end = i + 1;
+      while (text[end] !== '"') end += text[end] === "\\" ? 2 : 1;
+      const keys = open[open.length - 1];
+      if (keyNext && keys) {
+        const key = JSON.parse(text.slice(i, end + 1)) as string;
+        if (keys.has(key)) {
+          return `the body has the key '${showName(key)}' twice in one object; send each key once (RFC 8259 §4, RFC 7493 §2.3)`;
+        }
+        keys.add(key);
+        keyNext = false;
+      }
+      i = end;
+    } else if (c === "{") {
+      open.push(new Set());
+      keyNext = true;
+    } else if (c === "[") {
+      open.push(null);
+      keyNext = false;
+    } else if (c === "}" || c === "]") {
+      open.pop();
+      keyNext = false;
+    } else if (c === ",") {
+      keyNext = open[open.length - 1] !== null && open.length > 0;
+    }
+  }
+  return undefined;
+}
+
 async function parseJsonBody<B extends z.ZodType>(request: HttpRequest, schema: B): Promise<{ value: z.output<B>; text: string }> {
   if (!isJsonContentType(request.headers.get("content-type"))) {
     throw new AppError("unsupported-media-type", "send the body as JSON with 'Content-Type: application/json'");
@@ -224,7 +265,7 @@ async function parseJsonBody<B extends z.ZodType>(request: HttpRequest, schema: 
   } catch {
     throw new AppError("invalid-json", "the body is not valid JSON");
   }
-  const problem = jsonProblem(raw);
+  const problem = jsonProblem(raw) ?? duplicateKeyProblem(text);
   if (problem) throw new AppError("invalid-json", problem);
   const parsed = schema.safeParse(raw);
   if (!parsed.success) {
@@ -233,13 +274,19 @@ async function parseJsonBody<B extends z.ZodType>(request: HttpRequest, schema: 
   return { value: parsed.data, text };
 }
 
+/**
+ * The query as one value per name. A name given twice is refused (which one would count is not defined anywhere).
+ * Names are kept in a Map, so `constructor`, `toString` or `__proto__` are names like any other: never mistaken for
+ * a repeat because a plain object already has them, and never able to change an object's prototype.
+ */
 function searchParamsObject(request: HttpRequest): Record<string, string> {
-  const out: Record<string, string> = {};
+  const seen = new Map<string, string>();
   for (const [k, v] of request.query.entries()) {
-    if (k in out) throw new AppError("invalid-parameter", `query parameter '${showName(k)}' is given more than once`);
-    out[k] = v;
+    if (seen.has(k)) throw new AppError("invalid-parameter", `query parameter '${showName(k)}' is given more than once`);
+    seen.set(k, v);
   }
-  return out;
+  // fromEntries defines own properties (even for "__proto__"), which the strict query schemas then see as unknown.
+  return Object.fromEntries(seen) as Record<string, string>;
 }
 
 /** An RFC 8941 §3.3.3 sf-string: DQUOTE *( unescaped / "\\" ( DQUOTE / "\\" ) ) DQUOTE. */

@@ -1,8 +1,30 @@
 /** Schemas several endpoints share: paging, problem bodies. */
 import { z } from "zod";
 
+/** Decimal digits only: no sign, no spaces, no "0x", exponent, fraction or "_" (which Number() would all accept). */
+const DECIMAL_DIGITS = /^[0-9]{1,15}$/;
+
+/**
+ * A whole-number query parameter between `min` and `max`, written in decimal digits only (leading zeros allowed).
+ * Anything else a number parser would take (`0x10`, `1e1`, ` 5`, `+5`, `5.0`, an empty value) is refused.
+ * The OpenAPI document shows it as an integer with its bounds.
+ */
+export const queryInteger = (min: number, max: number = Number.MAX_SAFE_INTEGER) =>
+  z
+    .string()
+    .regex(DECIMAL_DIGITS, "must be a whole number in decimal digits")
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max))
+    .meta({ type: "integer", minimum: min, ...(max < Number.MAX_SAFE_INTEGER ? { maximum: max } : {}) });
+
+/** queryInteger with a value for when the parameter is absent (shown as the default in the OpenAPI document). */
+export const queryIntegerOr = (fallback: number, min: number, max?: number) =>
+  queryInteger(min, max)
+    .default(fallback)
+    .meta({ type: "integer", minimum: min, ...(max !== undefined ? { maximum: max } : {}), default: fallback });
+
 export const pagingQuery = z.strictObject({
-  limit: z.coerce.number().int().min(1).max(200).default(50).describe("Items per page (1-200, default 50)"),
+  limit: queryIntegerOr(50, 1, 200).describe("Items per page (1-200, default 50)"),
   cursor: z
     .string()
     .max(4096)
