@@ -6,7 +6,7 @@
  *   functions/         thin triggers: use cases, domain, http, config; never a store or an SDK client directly
  *   shared/domain/     pure rules: no I/O, no Azure, nothing from the other layers
  *   shared/usecases/   the application core: domain, crypto, store and adapter methods; no Azure SDK, no HTTP, no SQL
- *   shared/stores/ (and keys/, email/)  adapters to outside systems: no Functions types, no HTTP, no use cases
+ *   shared/stores/ (and keys/, email/, webhooks/)  adapters to outside systems: no Functions types, no HTTP, no use cases
  *   shared/http/       auth, validation, problem+json, OpenAPI: no use cases
  * and nothing deployed (functions/, shared/) imports the local runtime in dev/.
  */
@@ -61,7 +61,7 @@ module.exports = [
     },
   },
   {
-    files: ["shared/stores/**/*.ts", "shared/keys/**/*.ts", "shared/email/**/*.ts"],
+    files: ["shared/stores/**/*.ts", "shared/keys/**/*.ts", "shared/email/**/*.ts", "shared/webhooks/**/*.ts"],
     rules: restrict([NO_DEV, NO_FUNCTIONS, NO_HTTP, NO_USECASES]),
   },
   {

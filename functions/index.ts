@@ -15,6 +15,7 @@ import "./uploads";
 import "./notifications";
 import "./keys";
 import "./retention";
+import "./webhooks";
 import "./not-found";
 
 // Streamed request and response bodies: uploads of gigabytes never sit in memory.

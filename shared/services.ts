@@ -23,6 +23,8 @@ import { createBlobServiceClient, createQueueServiceClient, QueueSender } from "
 import { SweepStore } from "./stores/sweep-store";
 import { TenantStore } from "./stores/tenant-store";
 import { UploadStore } from "./stores/upload-store";
+import { WebhookStore } from "./stores/webhook-store";
+import { HttpWebhookSender, type WebhookSender } from "./webhooks/http-sender";
 
 /** A reachability check of one store, for health. */
 export interface StoreProbe {
@@ -50,6 +52,10 @@ export interface Services {
   readonly uploads: UploadStore;
   /** Encrypted SafeData content. */
   readonly payloads: PayloadStore;
+  /** Tenants' webhook endpoints and deliveries. */
+  readonly webhooks: WebhookStore;
+  /** Sends one signed webhook request. */
+  readonly webhookSender: WebhookSender;
   /** One reachability check per store. */
   readonly probes: readonly StoreProbe[];
   /** When these services were built: health gives a new instance time for its sweeps' first runs. */
@@ -61,6 +67,7 @@ export interface Services {
 export interface ServiceOverrides {
   clock?: Clock;
   telemetry?: Telemetry;
+  webhookSender?: WebhookSender;
 }
 
 /** Builds the key provider and the e-mail sender; see shared/adapters.ts for the settings-driven choice. */
@@ -81,12 +88,14 @@ export function createServices(settings: Settings, adapters: AdapterFactory, ove
   const sweeps = new SweepStore(containers.operations);
   const uploads = new UploadStore(containers.uploads);
   const payloads = new PayloadStore(blobs.getContainerClient(BLOB_CONTAINERS.payloads.name));
+  const webhooks = new WebhookStore(containers.webhooks);
   const probes: StoreProbe[] = [
     { name: "tenants", system: "cosmos", probe: () => tenants.probe() },
     { name: "uploads", system: "cosmos", probe: () => uploads.probe() },
     { name: "audit", system: "cosmos", probe: () => audit.probe() },
     { name: "idempotency", system: "cosmos", probe: () => idempotency.probe() },
     { name: "operations", system: "cosmos", probe: () => heartbeats.probe() },
+    { name: "webhooks", system: "cosmos", probe: () => webhooks.probe() },
     { name: "payloads", system: "blob", probe: () => payloads.probe() },
     { name: "anchors", system: "blob", probe: () => anchors.probe() },
     ...Object.values(QUEUES).map((q): StoreProbe => ({ name: `queue:${q.name}`, system: "queue", probe: () => queues.probe(q.name) })),
@@ -106,6 +115,8 @@ export function createServices(settings: Settings, adapters: AdapterFactory, ove
     sweeps,
     uploads,
     payloads,
+    webhooks,
+    webhookSender: overrides.webhookSender ?? new HttpWebhookSender({ allowLoopback: settings.allowLoopbackWebhooks }),
     probes,
     startedAt: clock.now(),
     dispose: () => cosmos.dispose(),

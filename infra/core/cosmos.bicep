@@ -46,6 +46,10 @@ var containers = [
     name: 'operations'
     defaultTtl: null
   }
+  {
+    name: 'webhooks'
+    defaultTtl: null
+  }
 ]
 
 var serverless = capacityMode == 'serverless'

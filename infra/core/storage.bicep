@@ -45,6 +45,8 @@ var queueNames = [
   'key-rewrap-poison'
   'notifications'
   'notifications-poison'
+  'webhook-deliveries'
+  'webhook-deliveries-poison'
 ]
 
 resource account 'Microsoft.Storage/storageAccounts@2025-01-01' = {

@@ -27,6 +27,11 @@ export const COSMOS_CONTAINERS = {
     partitionKey: "/tenantId",
     purpose: "timer heartbeats, sweep leases and per-tenant job state (tenantId '_system' for service-wide records)",
   },
+  webhooks: {
+    name: "webhooks",
+    partitionKey: "/tenantId",
+    purpose: "each tenant's webhook endpoint (URL, encrypted signing secrets) and its deliveries with every attempt",
+  },
 } as const satisfies Record<string, CosmosContainerSpec>;
 
 export const BLOB_CONTAINERS = {
@@ -42,6 +47,7 @@ export const QUEUES = {
   purge: { name: "purge-batches", purpose: "pages of expired records the purge timer fans out to workers" },
   rewrap: { name: "key-rewrap", purpose: "per-tenant jobs moving wrapped data keys to the newest key-encryption key" },
   notifications: { name: "notifications", purpose: "e-mails to send (first-download notices), one message each, sent idempotently" },
+  webhooks: { name: "webhook-deliveries", purpose: "webhook deliveries to attempt, one message per attempt, retried with back-off for 24 hours" },
 } as const satisfies Record<string, { name: string; purpose: string }>;
 
 /** Resources the local runtime creates that do not exist in Azure (local stand-ins for outside services). */

@@ -25,6 +25,10 @@ export const AUDIT_ACTIONS = [
   "key.rotated",
   "key.rewrapped",
   "retention.receipt",
+  "webhook.endpoint-set",
+  "webhook.secret-rotated",
+  "webhook.endpoint-deleted",
+  "webhook.delivery-failed",
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 

@@ -35,3 +35,11 @@ export const notificationMessage = z.object({
   uploadId: z.string(),
 });
 export type NotificationMessage = z.infer<typeof notificationMessage>;
+
+/** queue webhook-deliveries: attempt `attempt` (1-based) of one webhook delivery. */
+export const webhookAttemptMessage = z.object({
+  tenantId: z.string().max(100),
+  deliveryId: z.string().max(100),
+  attempt: z.number().int().min(1).max(1000),
+});
+export type WebhookAttemptMessage = z.infer<typeof webhookAttemptMessage>;
