@@ -10,6 +10,12 @@
  * everywhere within that time, not at the next restart. Which version is current is re-read after a shorter TTL, so
  * a rotation elsewhere is seen soon. Callers get copies, so zeroing a returned key does not damage the cache.
  *
+ * The current version only moves forward here. Version ids are random and creation times have one-second
+ * resolution, so answers cannot be ordered after the fact: instead, rotations of one tenant on this instance run
+ * one at a time (each new version is then the newest this instance made), and a read of the current version that
+ * was under way when a rotation finished is not remembered (it may describe the vault from before the rotation).
+ * Across instances the tenant document orders rotations (shared/domain/kek-versions.ts).
+ *
  * The identity needs get, list, set and delete on secrets (RBAC: "Key Vault Secrets Officer" on the vault).
  */
 import { randomBytes } from "node:crypto";
@@ -73,6 +79,10 @@ export class KeyVaultKeyProvider implements KeyProvider {
   private readonly current = new Map<string, { version: string; until: number }>();
   private readonly lookups = new ExpiringMap<Buffer>(() => this.now());
   private readonly generations = new Map<string, number>();
+  /** Bumped when a rotation here makes a version current: reads of the current version begun before are stale. */
+  private readonly currentEpochs = new Map<string, number>();
+  /** The rotation of each tenant running on this instance (the next one waits for it). */
+  private readonly rotations = new Map<string, Promise<unknown>>();
   /** Loads in flight, so concurrent callers share one round trip. */
   private readonly inflight = new Map<string, Promise<unknown>>();
 
@@ -124,11 +134,26 @@ export class KeyVaultKeyProvider implements KeyProvider {
   }
 
   async rotateKek(tenantId: string): Promise<KekVersion> {
-    // Only a tenant that has keys can rotate; this also keeps rotation from creating the first version.
-    await this.currentKek(tenantId);
-    const created = await this.create(tenantId, "kek");
-    this.rememberCurrent(tenantId, created.version);
-    return { version: created.version, key: Buffer.from(created.key) };
+    assertKeyTenantId(tenantId);
+    // One rotation of a tenant at a time on this instance: answers arriving out of order cannot then make an older
+    // version current after a newer one.
+    const before = this.rotations.get(tenantId) ?? Promise.resolve();
+    const run = before
+      .catch(() => undefined)
+      .then(async () => {
+        // Only a tenant that has keys can rotate; this also keeps rotation from creating the first version.
+        await this.currentKek(tenantId);
+        const created = await this.create(tenantId, "kek");
+        this.currentEpochs.set(tenantId, this.currentEpochOf(tenantId) + 1);
+        this.rememberCurrent(tenantId, created.version);
+        return { version: created.version, key: Buffer.from(created.key) };
+      });
+    this.rotations.set(tenantId, run);
+    try {
+      return await run;
+    } finally {
+      if (this.rotations.get(tenantId) === run) this.rotations.delete(tenantId);
+    }
   }
 
   async lookupSecret(tenantId: string): Promise<Buffer> {
@@ -176,6 +201,7 @@ export class KeyVaultKeyProvider implements KeyProvider {
   private async loadCurrentVersion(tenantId: string): Promise<string> {
     const name = secretName(tenantId, "kek");
     const generation = this.generationOf(tenantId);
+    const epoch = this.currentEpochOf(tenantId);
     let version: string | undefined;
     try {
       const secret = await this.client.getSecret(name);
@@ -191,6 +217,8 @@ export class KeyVaultKeyProvider implements KeyProvider {
       version = await this.newestEnabledVersion(tenantId, name);
     }
     if (!version) throw new KeyNotFoundError(tenantId, "current KEK");
+    // A rotation here finished while this read was under way: what it read may be older; keep the rotation's.
+    if (this.currentEpochOf(tenantId) !== epoch) return this.current.get(tenantId)?.version ?? version;
     if (this.generationOf(tenantId) === generation) this.rememberCurrent(tenantId, version);
     return version;
   }
@@ -245,6 +273,10 @@ export class KeyVaultKeyProvider implements KeyProvider {
 
   private rememberCurrent(tenantId: string, version: string): void {
     this.current.set(tenantId, { version, until: this.now() + this.ttlMs });
+  }
+
+  private currentEpochOf(tenantId: string): number {
+    return this.currentEpochs.get(tenantId) ?? 0;
   }
 
   /** Bumped when a tenant's keys are deleted, so a load that was under way then does not cache what it read. */

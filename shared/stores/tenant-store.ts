@@ -17,6 +17,13 @@ export const tenantDocSchema = z.object({
    * rotation at once (a tenant document is read on every request; Key Vault's "current" is cached per instance).
    */
   kekVersion: z.string(),
+  /**
+   * Every KEK version the tenant has had, oldest first, ending with `kekVersion` (shared/domain/kek-versions.ts):
+   * the order versions are compared by, since their ids are opaque. Absent on tenants created before it was kept.
+   */
+  kekVersions: z.array(z.string()).min(1).optional(),
+  /** Held by the one rotation of this tenant's KEK that may run now, so rotations never interleave. */
+  kekRotation: z.object({ id: z.string(), until: z.iso.datetime() }).nullable().default(null),
   supervisoryAuthority: z.object({ country: z.enum(authorityCountries), name: z.string() }),
   webhookUrl: z.string().nullable(),
   status: z.enum(["active", "suspended"]),

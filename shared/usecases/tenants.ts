@@ -99,6 +99,8 @@ export async function createTenant(s: Services, input: CreateTenantInput, by: Op
     webhookUrl: input.webhookUrl ?? null,
     status: "active",
     kekVersion: kek.version,
+    kekVersions: [kek.version],
+    kekRotation: null,
     apiKey: { id: keys.keyId(), hash: hashApiKey(apiKey), createdAt: now },
     createdAt: now,
     updatedAt: now,

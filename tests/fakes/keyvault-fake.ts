@@ -71,8 +71,11 @@ export interface KeyVaultFake {
   setEnabled(name: string, version: string, enabled: boolean): void;
   /** Makes the next `count` requests (of any kind, after authorization) fail with this status. */
   failNext(status: number, count?: number): void;
-  /** Holds the answers to authorized requests with this method and exact path until the returned function is called (to order races). */
-  hold(method: string, path: string): () => void;
+  /**
+   * Holds the answers to authorized requests with this method and exact path until the returned function is called
+   * (to order races). With `requests`, only that many requests are caught; later ones are answered at once.
+   */
+  hold(method: string, path: string, options?: { requests?: number }): () => void;
 }
 
 const API_VERSION_PARAM = "api-version";
@@ -114,7 +117,7 @@ export async function startKeyVaultFake(options: KeyVaultFakeOptions = {}): Prom
   const deleted = new Map<string, FakeDeletedSecret>();
   const requests: FakeRequest[] = [];
   let failures: { status: number; remaining: number } | undefined;
-  const holds: Array<{ method: string; path: string; opened: Promise<void> }> = [];
+  const holds: Array<{ method: string; path: string; opened: Promise<void>; left: number }> = [];
   let baseUrl = "";
 
   const secretId = (name: string, version: string) => `${baseUrl}/secrets/${name}/${version}`;
@@ -290,7 +293,8 @@ export async function startKeyVaultFake(options: KeyVaultFakeOptions = {}): Prom
         res.end(text);
       };
       // A held request is answered as it was when it arrived, but only once released.
-      const held = authorized ? holds.filter((h) => h.method === method && h.path === path) : [];
+      const held = authorized ? holds.filter((h) => h.method === method && h.path === path && h.left > 0) : [];
+      for (const h of held) h.left--;
       if (held.length === 0) write();
       else void Promise.all(held.map((h) => h.opened)).then(write);
     };
@@ -330,9 +334,9 @@ export async function startKeyVaultFake(options: KeyVaultFakeOptions = {}): Prom
   return {
     url: baseUrl,
     stop: served.stop,
-    hold: (method, path) => {
+    hold: (method, path, options = {}) => {
       let release = () => undefined as void;
-      const h = { method, path, opened: new Promise<void>((resolve) => (release = resolve)) };
+      const h = { method, path, opened: new Promise<void>((resolve) => (release = resolve)), left: options.requests ?? Infinity };
       holds.push(h);
       return () => {
         holds.splice(holds.indexOf(h), 1);

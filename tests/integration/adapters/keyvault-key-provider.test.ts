@@ -102,6 +102,40 @@ describe("KeyVaultKeyProvider against the Key Vault fake", () => {
     expect((await a.currentKek(tenant)).version).toBe(v2.version);
   });
 
+  it("parallel rotations leave the newest version current, even when the vault answers them out of order", async () => {
+    const p = provider(60_000);
+    await p.ensureTenantKeys(tenant);
+    const name = `tenant-${tenant}-kek`;
+    // The first rotation's version is created first, but its answer arrives after the others'.
+    const release = fake.hold("PUT", `/secrets/${name}`, { requests: 1 });
+    const first = p.rotateKek(tenant);
+    while (fake.count("PUT", `/secrets/${name}`) === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    const others = Array.from({ length: 7 }, () => p.rotateKek(tenant));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    release();
+    const rotated = await Promise.all([first, ...others]);
+
+    const vault = fake.versions(name).map((v) => v.version);
+    expect(vault).toHaveLength(9);
+    expect(new Set(rotated.map((r) => r.version)).size).toBe(8);
+    // Current is the vault's newest, on this instance (cached) and on a fresh one.
+    expect((await p.currentKek(tenant)).version).toBe(vault.at(-1));
+    expect((await provider().currentKek(tenant)).version).toBe(vault.at(-1));
+    // Each rotation's answer is the newest version at the time it returned: in the vault's order.
+    expect(rotated.map((r) => vault.indexOf(r.version)).sort((a, b) => a - b)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+  });
+
+  it("two instances rotating at once: after the current-version TTL both see the vault's newest", async () => {
+    const a = provider(60_000);
+    const b = provider(60_000);
+    await a.ensureTenantKeys(tenant);
+    await Promise.all([...Array.from({ length: 4 }, () => a.rotateKek(tenant)), ...Array.from({ length: 4 }, () => b.rotateKek(tenant))]);
+    const newest = fake.versions(`tenant-${tenant}-kek`).at(-1)!.version;
+    clock.advance(61_000);
+    expect((await a.currentKek(tenant)).version).toBe(newest);
+    expect((await b.currentKek(tenant)).version).toBe(newest);
+  });
+
   it("rotating a tenant without keys is KeyNotFoundError and creates nothing", async () => {
     await expect(provider().rotateKek(tenant)).rejects.toBeInstanceOf(KeyNotFoundError);
     expect(fake.versions(`tenant-${tenant}-kek`)).toHaveLength(0);

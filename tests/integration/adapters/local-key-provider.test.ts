@@ -68,6 +68,14 @@ describe("LocalKeyProvider", () => {
     expect((await q.rotateKek("tn-one")).key.equals(v2.key)).toBe(true);
   });
 
+  it("parallel rotations count up without gaps or repeats, and the newest is current", async () => {
+    const p = new LocalKeyProvider(master);
+    await p.ensureTenantKeys("tn-one");
+    const rotated = await Promise.all(Array.from({ length: 8 }, () => p.rotateKek("tn-one")));
+    expect(rotated.map((r) => Number(r.version)).sort((a, b) => a - b)).toEqual([2, 3, 4, 5, 6, 7, 8, 9]);
+    expect((await p.currentKek("tn-one")).version).toBe("9");
+  });
+
   it("unknown versions and tenants without keys are KeyNotFoundError", async () => {
     const p = new LocalKeyProvider(master);
     await expect(p.currentKek("tn-one")).rejects.toBeInstanceOf(KeyNotFoundError);
