@@ -16,6 +16,7 @@ import "./notifications";
 import "./keys";
 import "./retention";
 import "./webhooks";
+import "./deadlines";
 import "./not-found";
 
 // Streamed request and response bodies: uploads of gigabytes never sit in memory.

@@ -15,6 +15,7 @@ import { createTelemetry, type Telemetry } from "./observability";
 import { BLOB_CONTAINERS, QUEUES } from "./config/resources";
 import { AnchorStore } from "./stores/anchor-store";
 import { AuditStore } from "./stores/audit-store";
+import { DeadlineStore } from "./stores/deadline-store";
 import { containersOf, createCosmosClient } from "./stores/cosmos";
 import { HeartbeatStore } from "./stores/heartbeat-store";
 import { IdempotencyStore } from "./stores/idempotency-store";
@@ -49,6 +50,8 @@ export interface Services {
   readonly heartbeats: HeartbeatStore;
   /** Retention sweep runs and their batches. */
   readonly sweeps: SweepStore;
+  /** Deadline milestones (reminders, escalations, overdue marks) and their notices. */
+  readonly deadlines: DeadlineStore;
   readonly uploads: UploadStore;
   /** Encrypted SafeData content. */
   readonly payloads: PayloadStore;
@@ -86,6 +89,7 @@ export function createServices(settings: Settings, adapters: AdapterFactory, ove
   const idempotency = new IdempotencyStore(containers.idempotency, clock);
   const heartbeats = new HeartbeatStore(containers.operations);
   const sweeps = new SweepStore(containers.operations);
+  const deadlines = new DeadlineStore(containers.operations);
   const uploads = new UploadStore(containers.uploads);
   const payloads = new PayloadStore(blobs.getContainerClient(BLOB_CONTAINERS.payloads.name));
   const webhooks = new WebhookStore(containers.webhooks);
@@ -113,6 +117,7 @@ export function createServices(settings: Settings, adapters: AdapterFactory, ove
     idempotency,
     heartbeats,
     sweeps,
+    deadlines,
     uploads,
     payloads,
     webhooks,

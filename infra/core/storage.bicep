@@ -47,6 +47,8 @@ var queueNames = [
   'notifications-poison'
   'webhook-deliveries'
   'webhook-deliveries-poison'
+  'deadline-notices'
+  'deadline-notices-poison'
 ]
 
 resource account 'Microsoft.Storage/storageAccounts@2025-01-01' = {

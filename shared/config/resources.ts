@@ -47,6 +47,7 @@ export const QUEUES = {
   purge: { name: "purge-batches", purpose: "pages of expired records the purge timer fans out to workers" },
   rewrap: { name: "key-rewrap", purpose: "per-tenant jobs moving wrapped data keys to the newest key-encryption key" },
   notifications: { name: "notifications", purpose: "e-mails to send (first-download notices), one message each, sent idempotently" },
+  deadlines: { name: "deadline-notices", purpose: "deadline milestones (reminders, escalations, overdue marks) whose notice is to be sent, one message each" },
   webhooks: { name: "webhook-deliveries", purpose: "webhook deliveries to attempt, one message per attempt, retried with back-off for 24 hours" },
 } as const satisfies Record<string, { name: string; purpose: string }>;
 

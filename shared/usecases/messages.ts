@@ -43,3 +43,10 @@ export const webhookAttemptMessage = z.object({
   attempt: z.number().int().min(1).max(1000),
 });
 export type WebhookAttemptMessage = z.infer<typeof webhookAttemptMessage>;
+
+/** queue deadline-notices: one milestone whose notice is to be sent (the worker re-reads it). */
+export const deadlineNoticeMessage = z.object({
+  tenantId: z.string().max(100),
+  milestoneId: z.string().max(100),
+});
+export type DeadlineNoticeMessage = z.infer<typeof deadlineNoticeMessage>;
