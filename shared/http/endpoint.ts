@@ -18,6 +18,7 @@ import { authenticateAdmin, authenticateTenant, type AuthMode, type PrincipalFor
 import { IntegrityError } from "../crypto";
 import { AppError, type FieldError } from "../errors";
 import { problemBody, problemHeaders, statusOfProblem } from "./problem";
+import { openCursor, sealCursor, type CursorBinding } from "./cursors";
 import { scopeKey, scopeLabel, type KeyScope } from "./scope-keys";
 
 export type HttpMethod = "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE";
@@ -303,6 +304,44 @@ export function idempotencyKeyOf(header: string): string | undefined {
   return m ? m[1]!.replace(/\\(["\\])/g, "$1") : undefined;
 }
 
+/**
+ * Cursors of a paged operation (one whose query has `cursor`): the caller's cursor is opened before the handler sees
+ * the query, and the `nextCursor` of the JSON the handler returns is sealed (cursors.ts), bound to the caller's scope,
+ * the operation and the query's other parameters (not `limit`: the page size may change between pages).
+ */
+class Paging {
+  private key: Buffer | undefined;
+  private readonly binding: CursorBinding;
+
+  constructor(
+    endpoint: string,
+    private readonly services: Services,
+    private readonly scope: KeyScope,
+    private readonly query: Record<string, unknown>,
+  ) {
+    const { cursor: _cursor, limit: _limit, ...filters } = query;
+    this.binding = { endpoint, filters };
+  }
+
+  private async cursorKey(): Promise<Buffer> {
+    this.key ??= await scopeKey(this.services, this.scope, "cursor");
+    return this.key;
+  }
+
+  /** The query with the store's own cursor in place of the caller's. Throws invalid-parameter for a cursor not ours. */
+  async openQuery(): Promise<Record<string, unknown>> {
+    const cursor = this.query.cursor;
+    if (typeof cursor !== "string") return this.query;
+    return { ...this.query, cursor: openCursor(await this.cursorKey(), this.binding, cursor) };
+  }
+
+  async sealResult(result: EndpointResult): Promise<EndpointResult> {
+    const json = result.json as { nextCursor?: unknown } | undefined;
+    if (!json || typeof json !== "object" || typeof json.nextCursor !== "string") return result;
+    return { ...result, json: { ...json, nextCursor: sealCursor(await this.cursorKey(), this.binding, json.nextCursor) } };
+  }
+}
+
 /** The key scope of an authenticated caller: its tenant, or the operators' for the admin key and anonymous routes. */
 function scopeOf(principal: unknown): KeyScope {
   const p = principal as { kind?: string; tenantId?: string } | undefined;
@@ -386,6 +425,8 @@ export function httpEndpoint<A extends AuthMode, P extends AnyObject | undefined
         }
         query = r.data as Infer<Q>;
       }
+      const paging = spec.query && "cursor" in spec.query.shape ? new Paging(spec.name, services, scopeOf(principal), query as Record<string, unknown>) : undefined;
+      if (paging) query = (await paging.openQuery()) as Infer<Q>;
       let body = undefined as Infer<B>;
       let bodyText = "";
       if (spec.body) {
@@ -425,7 +466,8 @@ export function httpEndpoint<A extends AuthMode, P extends AnyObject | undefined
         return toResponse(result, requestId);
       }
 
-      return toResponse(await spec.handler(input), requestId);
+      const result = await spec.handler(input);
+      return toResponse(paging ? await paging.sealResult(result) : result, requestId);
     } catch (err) {
       if (err instanceof AppError) {
         if (statusOfProblem(err.kind) >= 500) log.error("request.failed", { requestId, function: spec.name, problem: err.kind });

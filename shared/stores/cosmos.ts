@@ -101,20 +101,24 @@ export interface Page<T> {
   cursor?: string;
 }
 
-const CURSOR_PREFIX = "sdc1:";
+/**
+ * A store cursor is the Cosmos continuation token itself. It reaches callers only sealed by the HTTP layer
+ * (shared/http/cursors.ts), which verifies every cursor that comes back before it gets here; this check is the last
+ * line before the SDK puts it in a request header: printable ASCII only, bounded, so no byte can make the client
+ * library fail before it sends anything.
+ */
+const CONTINUATION = /^[\x20-\x7e]{1,16384}$/;
 
-/** Cursors wrap Cosmos continuation tokens with a marker, so a made-up cursor is refused instead of reinterpreted. */
+/** The cursor for the page after this one (undefined on the last page). */
 export function encodeCursor(token: string | undefined): string | undefined {
-  return token ? Buffer.from(CURSOR_PREFIX + token, "utf8").toString("base64url") : undefined;
+  return token ? token : undefined;
 }
 
+/** The continuation token of a store cursor. Throws AppError invalid-parameter for anything that cannot be one. */
 export function decodeCursor(cursor: string | undefined): string | undefined {
   if (cursor === undefined) return undefined;
-  const text = Buffer.from(cursor, "base64url").toString("utf8");
-  if (!text.startsWith(CURSOR_PREFIX) || text.length === CURSOR_PREFIX.length) {
-    throw new AppError("invalid-parameter", "cursor is not a cursor this list returned");
-  }
-  return text.slice(CURSOR_PREFIX.length);
+  if (!CONTINUATION.test(cursor)) throw new AppError("invalid-parameter", "cursor is not a cursor this list returned");
+  return cursor;
 }
 
 const TENANT_FILTER = /c\.tenantId\s*=\s*@tenantId/;
