@@ -18,6 +18,7 @@ import "./retention";
 import "./webhooks";
 import "./deadlines";
 import "./not-found";
+import { registerClockControl } from "./admin-clock";
 
 // Streamed request and response bodies: uploads of gigabytes never sit in memory.
 app.setup({ enableHttpStream: true });
@@ -25,3 +26,6 @@ app.setup({ enableHttpStream: true });
 // Settings are checked at start-up: a missing or invalid one stops the app with one line naming it.
 const settings = parseSettings(process.env);
 configureServices(() => createServices(settings, adaptersFromSettings));
+
+// Local trials only (settings refuse it with real keys or e-mail): the movable clock's admin routes.
+if (settings.localClockControl) registerClockControl();

@@ -8,7 +8,7 @@
  */
 import type { BlobServiceClient } from "@azure/storage-blob";
 import type { Settings } from "./config/settings";
-import { systemClock, type Clock } from "./domain/clock";
+import { OffsetClock, systemClock, type Clock } from "./domain/clock";
 import type { EmailSender } from "./email/email-sender";
 import type { KeyProvider } from "./keys/key-provider";
 import { createTelemetry, type Telemetry } from "./observability";
@@ -77,7 +77,8 @@ export interface ServiceOverrides {
 export type AdapterFactory = (settings: Settings, blobs: BlobServiceClient) => { keys: KeyProvider; email: EmailSender };
 
 export function createServices(settings: Settings, adapters: AdapterFactory, overrides: ServiceOverrides = {}): Services {
-  const clock = overrides.clock ?? systemClock;
+  // With LOCAL_CLOCK_CONTROL (local trials only) the clock is real time plus an offset the admin API moves forward.
+  const clock = overrides.clock ?? (settings.localClockControl ? new OffsetClock() : systemClock);
   const cosmos = createCosmosClient(settings.cosmos);
   const containers = containersOf(cosmos.database(settings.cosmos.database));
   const blobs = createBlobServiceClient(settings.storage);

@@ -11,7 +11,7 @@ import { readHostJson } from "../../dev/runtime/host-config";
 import { provisionLocal } from "../../dev/provision";
 import { adaptersFromSettings } from "../../shared/adapters";
 import { parseSettings } from "../../shared/config/settings";
-import { ManualClock } from "../../shared/domain/clock";
+import { ManualClock, type Clock } from "../../shared/domain/clock";
 import { createServices, useServices, type ServiceOverrides, type Services } from "../../shared/services";
 import { containersOf, createCosmosClient, type Containers } from "../../shared/stores/cosmos";
 import { BlobServiceClient } from "@azure/storage-blob";
@@ -47,6 +47,8 @@ export interface TestApp {
 
 export interface StartOptions {
   clock?: ManualClock;
+  /** The services' clock when a test needs another kind (the OffsetClock of LOCAL_CLOCK_CONTROL); `t.clock` is then unused. */
+  serviceClock?: Clock;
   settings?: Record<string, string>;
   timers?: boolean;
   queues?: boolean;
@@ -72,7 +74,7 @@ export async function startTestApp(options: StartOptions = {}): Promise<TestApp>
   const settings = parseSettings(env);
   await provisionLocal(settings);
   const clock = options.clock ?? new ManualClock();
-  const services = createServices(settings, adaptersFromSettings, { clock, ...options.overrides });
+  const services = createServices(settings, adaptersFromSettings, { clock: options.serviceClock ?? clock, ...options.overrides });
   useServices(services);
 
   const logs: HostLogLine[] = [];
