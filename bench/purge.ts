@@ -59,7 +59,7 @@ export async function benchPurge(opts: { root: string; items: number; log: (line
     const started = Date.now();
     let sweeps = 0;
     while ((await remaining()) > 0) {
-      await json(await fetch(`${rt.apiUrl.replace(/\/api$/, "")}/admin/functions/retention-sweep?wait=true`, { method: "POST", body: "{}" }));
+      await json(await fetch(`${rt.apiUrl.replace(/\/api$/, "")}/admin/functions/retention-sweep?wait=true`, { method: "POST", body: "{}", headers: { "x-functions-key": rt.masterKey } }));
       sweeps++;
       while ((await openSweeps()) > 0) await new Promise((r) => setTimeout(r, 100));
       if (sweeps > 20) throw new Error("the purge did not finish in 20 sweeps");

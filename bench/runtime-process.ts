@@ -18,6 +18,8 @@ export interface RuntimeProcess {
   /** e.g. http://127.0.0.1:PORT/api */
   readonly apiUrl: string;
   readonly adminKey: string;
+  /** The local host's master key, for its admin endpoints (`x-functions-key`). */
+  readonly masterKey: string;
   /** Connection string of the same embedded Azurite the service uses. */
   readonly storageConnectionString: string;
   /** Connection string of the same embedded Cosmos server the service uses. */
@@ -66,9 +68,10 @@ export async function startRuntime(options: StartOptions): Promise<RuntimeProces
     throw new Error(`the runtime did not start:\n${output().slice(-4000)}`);
   }
   const storagePid = Number(/storage pid (\d+)/.exec(output())?.[1] ?? NaN);
-  const settings = JSON.parse(readFileSync(settingsPath, "utf8")) as { Values: Record<string, string> };
+  const settings = JSON.parse(readFileSync(settingsPath, "utf8")) as { Values: Record<string, string>; Host?: { MasterKey?: string } };
   const adminKey = settings.Values.ADMIN_API_KEY;
-  if (!adminKey || Number.isNaN(storagePid) || child.pid === undefined) {
+  const masterKey = settings.Host?.MasterKey;
+  if (!adminKey || !masterKey || Number.isNaN(storagePid) || child.pid === undefined) {
     child.kill("SIGKILL");
     cleanUp();
     throw new Error(`the runtime started without an admin key or a storage pid:\n${output().slice(-4000)}`);
@@ -80,6 +83,7 @@ export async function startRuntime(options: StartOptions): Promise<RuntimeProces
     storagePid,
     apiUrl: `http://127.0.0.1:${port}/api`,
     adminKey,
+    masterKey,
     storageConnectionString: storage,
     cosmosConnectionString: cosmosCs,
     output,

@@ -96,6 +96,7 @@ async function main(): Promise<void> {
     config: readHostJson(path.join(root, "host.json")),
     env: process.env,
     port,
+    masterKey: local.Host?.MasterKey,
   }).catch((err: Error & { code?: string }) =>
     fail(err.code === "EADDRINUSE" ? `port ${port} is in use; set PORT or Host.LocalHttpPort in local.settings.json` : err.message),
   );
@@ -140,7 +141,9 @@ async function main(): Promise<void> {
   out.push("");
   out.push("Timers (NCRONTAB, UTC):");
   if (timers.length === 0) out.push("  (none yet)");
-  for (const f of timers) out.push(`  ${f.name.padEnd(24)} ${f.schedule?.padEnd(16)} next run ${f.nextRun}   run now: curl -X POST '${host.url}/admin/functions/${f.name}?wait=true'`);
+  // The host's admin endpoints need its master key, as in Azure: every command below carries it.
+  const hostKey = `-H 'x-functions-key: ${host.masterKey}'`;
+  for (const f of timers) out.push(`  ${f.name.padEnd(24)} ${f.schedule?.padEnd(16)} next run ${f.nextRun}   run now: curl -X POST ${hostKey} '${host.url}/admin/functions/${f.name}?wait=true'`);
   const queues = fns.filter((x) => x.trigger === "queue");
   out.push("");
   out.push("Queue triggers:");
@@ -148,6 +151,8 @@ async function main(): Promise<void> {
   for (const f of queues) out.push(`  ${f.name.padEnd(24)} queue ${f.queueName} (poison: ${f.queueName}-poison)`);
   out.push("");
   out.push(`Admin key:   ADMIN_API_KEY in ${settingsPath}`);
+  out.push(`Host admin:  the runtime's master key is Host.MasterKey in ${settingsPath}; send it as x-functions-key, e.g.`);
+  out.push(`  curl ${hostKey} ${host.url}/admin/functions`);
   if (demo) {
     out.push(`Demo tenant: ${demo.tenantId}, API key in ${path.join(localDir, "demo-tenant.json")}`);
     out.push(`  try: curl -H "Authorization: Bearer ${demo.apiKey}" ${host.apiUrl}/v1/audit`);

@@ -77,7 +77,14 @@ export function readHostJson(path: string): HostConfig {
 const localSettingsSchema = z.object({
   IsEncrypted: z.boolean().optional(),
   Values: z.record(z.string(), z.string()).default({}),
-  Host: z.object({ LocalHttpPort: z.number().int().optional() }).partial().optional(),
+  Host: z
+    .object({
+      LocalHttpPort: z.number().int().optional(),
+      /** The local host's master key: the admin endpoints (`/admin/...`) require it in `x-functions-key`. */
+      MasterKey: z.string().optional(),
+    })
+    .partial()
+    .optional(),
 });
 export type LocalSettings = z.infer<typeof localSettingsSchema>;
 

@@ -8,8 +8,10 @@
  * - Timers on their NCRONTAB schedules, with past-due detection (see timers.ts).
  * - Queue triggers polling the local queue service, with retries and poison queues (see queues.ts).
  * - Host admin endpoints like the real host's: `GET /admin/functions`, `POST /admin/functions/<name>` with
- *   `{"input": "..."}` runs any non-HTTP function at once (202; add `?wait=true` to wait for the outcome).
+ *   `{"input": "..."}` runs any non-HTTP function at once (202; add `?wait=true` to wait for the outcome). Like the
+ *   real host's, they need the host's master key in the `x-functions-key` header (401 without it).
  */
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { pipeline } from "node:stream/promises";
@@ -44,6 +46,11 @@ export interface LocalHostOptions {
   hostId?: string;
   enableTimers?: boolean;
   enableQueues?: boolean;
+  /**
+   * The key the admin endpoints (`/admin/...`) require in `x-functions-key`, as the real host's master key. When
+   * absent a random one is made (read it from `masterKey`), so the admin endpoints are never open.
+   */
+  masterKey?: string;
   log?: (line: HostLogLine) => void;
 }
 
@@ -91,11 +98,15 @@ export class LocalFunctionsHost {
   /** Servers the library started (its HTTP stream proxy): bound to loopback, and closed with the host. */
   private readonly libraryServers: http.Server[] = [];
   private baseUrl = "";
+  private readonly adminKey: string;
 
   private constructor(
     private readonly api: CoreApi,
     private readonly options: LocalHostOptions,
-  ) {}
+  ) {
+    if (options.masterKey !== undefined && options.masterKey.length < 16) throw new Error("the host master key must be at least 16 characters");
+    this.adminKey = options.masterKey ?? randomBytes(32).toString("base64url");
+  }
 
   static async start(options: LocalHostOptions): Promise<LocalFunctionsHost> {
     const api = installCoreApi();
@@ -106,6 +117,19 @@ export class LocalFunctionsHost {
 
   get url(): string {
     return this.baseUrl;
+  }
+
+  /** The key the admin endpoints require in `x-functions-key`. */
+  get masterKey(): string {
+    return this.adminKey;
+  }
+
+  /** Whether the request carries the master key in `x-functions-key` (compared in constant time). */
+  private hasMasterKey(req: IncomingMessage): boolean {
+    const sent = req.headers["x-functions-key"];
+    if (typeof sent !== "string") return false;
+    const digest = (v: string) => createHash("sha256").update(v, "utf8").digest();
+    return timingSafeEqual(digest(sent), digest(this.adminKey));
   }
 
   /** `${url}/${routePrefix}`, e.g. http://127.0.0.1:7071/api */
@@ -548,6 +572,11 @@ export class LocalFunctionsHost {
       res.setHeader("content-type", "application/json; charset=utf-8");
       res.end(JSON.stringify(body, null, 2));
     };
+    if (!this.hasMasterKey(req)) {
+      // As the real host: every admin endpoint needs the master key; nothing is read or run without it.
+      res.setHeader("connection", "close");
+      return send(401, { error: "send the host's master key in the x-functions-key header (npm start prints how)" });
+    }
     if (req.method === "GET" && path === "/admin/host/status") return send(200, { state: "Running", functions: this.registrationsByName.size });
     if (req.method === "GET" && path === "/admin/functions") return send(200, this.functions());
     const m = /^\/admin\/functions\/([^/]+)$/.exec(path);

@@ -62,6 +62,20 @@ describe("npm start", () => {
     expect((await fetch(`${api}/health`)).status).toBe(200);
   });
 
+  it("generates the host's master key into local.settings.json and guards the admin endpoints with it", async () => {
+    const settings = JSON.parse(readFileSync(path.join(dir, "local.settings.json"), "utf8")) as { Host: { MasterKey: string } };
+    const key = settings.Host.MasterKey;
+    expect(key).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    const host = api.replace(/\/api$/, "");
+    expect((await fetch(`${host}/admin/functions`)).status).toBe(401);
+    expect((await fetch(`${host}/admin/functions/audit-anchor?wait=true`, { method: "POST" })).status).toBe(401);
+    const listed = await fetch(`${host}/admin/functions`, { headers: { "x-functions-key": key } });
+    expect(listed.status).toBe(200);
+    // The banner shows a command that works as printed.
+    expect(output).toContain(`curl -H 'x-functions-key: ${key}' ${host}/admin/functions`);
+    expect(output).toMatch(/run now: curl -X POST -H 'x-functions-key: [A-Za-z0-9_-]{43}' 'http:\/\/127\.0\.0\.1:\d+\/admin\/functions\/[a-z-]+\?wait=true'/);
+  });
+
   it("stops cleanly on Ctrl-C with no process left behind", async () => {
     const storagePid = Number(/storage pid (\d+)/.exec(output)?.[1] ?? NaN);
     const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));

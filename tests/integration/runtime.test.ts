@@ -48,6 +48,8 @@ beforeAll(async () => {
   });
 });
 
+const adminKey = () => ({ "x-functions-key": host.masterKey });
+
 afterAll(async () => {
   await host?.stop();
   await storage?.stop();
@@ -128,7 +130,7 @@ describe("local runtime: timers", () => {
 
   it("runs a timer at once through the admin endpoint and records its schedule status", async () => {
     const before = calls.timer.length;
-    const res = await fetch(`${host.url}/admin/functions/tick?wait=true`, { method: "POST", body: "{}" });
+    const res = await fetch(`${host.url}/admin/functions/tick?wait=true`, { method: "POST", body: "{}", headers: adminKey() });
     expect(await res.json()).toMatchObject({ status: "Succeeded" });
     expect(calls.timer.length).toBe(before + 1);
     const last = calls.timer.at(-1)!;
@@ -140,8 +142,29 @@ describe("local runtime: timers", () => {
   });
 
   it("answers 202 for an asynchronous admin run and 404 for unknown functions", async () => {
-    expect((await fetch(`${host.url}/admin/functions/tick`, { method: "POST" })).status).toBe(202);
-    expect((await fetch(`${host.url}/admin/functions/nope`, { method: "POST" })).status).toBe(404);
+    expect((await fetch(`${host.url}/admin/functions/tick`, { method: "POST", headers: adminKey() })).status).toBe(202);
+    expect((await fetch(`${host.url}/admin/functions/nope`, { method: "POST", headers: adminKey() })).status).toBe(404);
+  });
+
+  it("requires the host's master key on every admin endpoint, as x-functions-key, like the real host", async () => {
+    const before = calls.timer.length;
+    const attempts: Array<[string, string, Record<string, string>]> = [
+      ["POST", "/admin/functions/tick?wait=true", {}],
+      ["POST", "/admin/functions/tick", { "x-functions-key": "wrong" }],
+      ["POST", "/admin/functions/tick", { "x-functions-key": host.masterKey.slice(0, -1) }],
+      ["POST", "/admin/functions/tick", { authorization: `Bearer ${host.masterKey}` }],
+      ["POST", `/admin/functions/tick?code=${host.masterKey}`, {}],
+      ["GET", "/admin/functions", {}],
+      ["GET", "/admin/host/status", {}],
+      ["POST", "/admin/functions/nope", {}],
+    ];
+    for (const [method, path, headers] of attempts) {
+      const res = await fetch(`${host.url}${path}`, { method, headers });
+      expect(res.status).toBe(401);
+    }
+    expect(calls.timer.length).toBe(before);
+    expect((await fetch(`${host.url}/admin/functions`, { headers: adminKey() })).status).toBe(200);
+    expect((await fetch(`${host.url}/admin/host/status`, { headers: adminKey() })).status).toBe(200);
   });
 });
 
