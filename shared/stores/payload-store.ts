@@ -17,7 +17,7 @@ import {
   uploadAssociatedData,
 } from "../crypto";
 import { AppError, type ErrorKind } from "../errors";
-import { isNotFound } from "./sdk-errors";
+import { isConflict, isNotFound, isPreconditionFailed } from "./sdk-errors";
 
 /** Where an upload's blobs live; every blob under it belongs to that upload. */
 export function blobPrefix(tenantId: string, uploadId: string): string {
@@ -57,8 +57,14 @@ export class PayloadMissingError extends Error {
 
 // 4 MiB blocks: half the memory of 8 MiB at the same measured throughput (bench/RESULTS.md), still well above the
 // 256 KiB Azure needs for high-throughput block blobs, and 512 blocks for the largest (2 GiB) upload.
-const UPLOAD_BUFFER_BYTES = 4 * 1024 * 1024;
-const UPLOAD_CONCURRENCY = 4;
+const BLOCK_BYTES = 4 * 1024 * 1024;
+/** Blocks being staged at once; reading the body waits while this many are in flight (back-pressure). */
+const STAGE_CONCURRENCY = 4;
+
+/** Block ids must all have the same length within a blob (Put Block); base64 of a fixed-width counter. */
+function blockId(n: number): string {
+  return Buffer.from(`block-${String(n).padStart(6, "0")}`).toString("base64");
+}
 
 /**
  * Passes the body on while checking its size against the declared one, and watches for a body that stops arriving:
@@ -155,6 +161,10 @@ export interface PayloadTarget {
   attemptId: string;
 }
 
+function attemptBlobName(target: PayloadTarget): string {
+  return `${blobPrefix(target.tenantId, target.uploadId)}${target.attemptId}`;
+}
+
 export interface PayloadRef {
   tenantId: string;
   uploadId: string;
@@ -170,42 +180,83 @@ export class PayloadStore {
 
   /**
    * Encrypts `body`, which must be exactly `size` bytes, into a new blob for this attempt. Blocks are staged as they
-   * arrive and committed only at the end, so an interrupted write leaves no blob (Azure discards uncommitted blocks).
-   * Throws PayloadBodyError when the body is too long, too short, cut off, or stops arriving for `idleMs`.
+   * arrive and committed only at the end, so an interrupted write leaves no committed blob. Throws PayloadBodyError
+   * when the body is too long, too short, cut off, or stops arriving for `idleMs`. When it throws, every block request
+   * it started has settled (none can land later), but the staged blocks are still there: the caller discards the
+   * attempt with `discard` (they are ciphertext of personal data, and Azure keeps uncommitted blocks for 7 days).
    */
   async write(target: PayloadTarget, dataKey: Buffer, body: Readable, opts: { size: number; idleMs: number }): Promise<StoredPayload> {
-    const blobName = `${blobPrefix(target.tenantId, target.uploadId)}${target.attemptId}`;
-    const blob = this.container.getBlockBlobClient(blobName);
+    const blob = this.container.getBlockBlobClient(attemptBlobName(target));
     const size = new ExactSize(opts.size, opts.idleMs);
     const tap = new HeaderTap();
     let clientError: Error | undefined;
     body.once("error", (err) => (clientError ??= err));
+    const staging = new Set<Promise<void>>();
+    let stageError: unknown;
+    const blockIds: string[] = [];
+    const stage = async (block: Buffer): Promise<void> => {
+      const id = blockId(blockIds.length);
+      blockIds.push(id);
+      const request: Promise<void> = blob
+        .stageBlock(id, block, block.length)
+        .then(
+          () => undefined,
+          (err: unknown) => void (stageError ??= err),
+        )
+        .finally(() => staging.delete(request));
+      staging.add(request);
+      while (staging.size >= STAGE_CONCURRENCY && stageError === undefined) await Promise.race(staging);
+      if (stageError !== undefined) throw stageError;
+    };
     try {
-      // pipeline() carries an error at any stage (client gone, wrong size, stalled) to the stream the uploader reads.
+      // pipeline() carries an error at any stage (client gone, wrong size, stalled) to the stream read below.
       pipeline(body, size, createEncryptStream(dataKey, uploadAssociatedData(target.tenantId, target.uploadId)), tap, () => undefined);
       // Ending the size check ends the pipeline at once; the body itself may take a while to let go of its source.
       size.watch((err) => {
         size.destroy(err);
         body.destroy(err);
       });
-      await blob.uploadStream(tap, UPLOAD_BUFFER_BYTES, UPLOAD_CONCURRENCY, {
+      let pending: Buffer[] = [];
+      let pendingBytes = 0;
+      for await (const chunk of tap as AsyncIterable<Buffer>) {
+        pending.push(chunk);
+        pendingBytes += chunk.length;
+        if (pendingBytes >= BLOCK_BYTES) {
+          const all = Buffer.concat(pending, pendingBytes);
+          for (let at = 0; at + BLOCK_BYTES <= all.length; at += BLOCK_BYTES) await stage(all.subarray(at, at + BLOCK_BYTES));
+          const rest = all.subarray(all.length - (all.length % BLOCK_BYTES));
+          pending = rest.length > 0 ? [rest] : [];
+          pendingBytes = rest.length;
+        }
+      }
+      if (pendingBytes > 0) await stage(Buffer.concat(pending, pendingBytes));
+      await Promise.all(staging);
+      if (stageError !== undefined) throw stageError;
+      if (tap.total !== ciphertextSize(opts.size)) throw new Error("ciphertext size does not match the plaintext size");
+      await blob.commitBlockList(blockIds, {
         conditions: { ifNoneMatch: "*" },
         blobHTTPHeaders: { blobContentType: "application/octet-stream" },
         metadata: { format: "sds1", upload: target.uploadId },
       });
-      if (tap.total !== ciphertextSize(opts.size)) {
-        await blob.deleteIfExists();
-        throw new Error("ciphertext size does not match the plaintext size");
-      }
     } catch (err) {
-      // Whatever failed (storage, the client, the size), nothing more is read: end the pipeline and its idle watch.
+      // Whatever failed (storage, the client, the size), nothing more is read: end the pipeline and its idle watch,
+      // and let every block request under way settle, so none lands after the caller discarded the attempt.
       size.destroy();
       body.destroy();
+      await Promise.allSettled([...staging]);
       if (err instanceof PayloadBodyError) throw err;
       if (clientError) throw size.short();
       throw err;
     }
-    return { blobName, header: tap.header().toString("base64"), ciphertextSize: tap.total };
+    return { blobName: blob.name, header: tap.header().toString("base64"), ciphertextSize: tap.total };
+  }
+
+  /**
+   * Removes whatever a content attempt left in storage: its committed blob, or the blocks it staged without
+   * committing. Idempotent; safe while nothing of the attempt exists.
+   */
+  async discard(target: PayloadTarget): Promise<void> {
+    await this.discardBlob(attemptBlobName(target));
   }
 
   /**
@@ -244,14 +295,35 @@ export class PayloadStore {
     return afterFirstChunk(body);
   }
 
-  /** Deletes every blob of the upload (all attempts, with their snapshots); returns how many there were. */
+  /**
+   * Deletes every blob of the upload, all attempts with their snapshots, and the blocks of attempts that staged
+   * some but never committed them (an instance that died mid-upload); returns how many blob names there were.
+   */
   async deleteAll(tenantId: string, uploadId: string): Promise<number> {
     let n = 0;
-    for await (const blob of this.container.listBlobsFlat({ prefix: blobPrefix(tenantId, uploadId) })) {
-      await this.container.getBlobClient(blob.name).deleteIfExists({ deleteSnapshots: "include" });
+    for await (const blob of this.container.listBlobsFlat({ prefix: blobPrefix(tenantId, uploadId), includeUncommitedBlobs: true })) {
+      await this.discardBlob(blob.name);
       n++;
     }
     return n;
+  }
+
+  /**
+   * Deletes a blob and its uncommitted blocks. Deleting a committed blob discards its uncommitted blocks with it. A
+   * name that holds uncommitted blocks only is not a blob to Delete Blob on Azure (404; Azurite deletes it anyway):
+   * committing an empty block list first makes it an empty blob and discards every uncommitted block (Put Block List),
+   * and that empty blob is then deleted.
+   */
+  private async discardBlob(name: string): Promise<void> {
+    const blob = this.container.getBlockBlobClient(name);
+    if ((await blob.deleteIfExists({ deleteSnapshots: "include" })).succeeded) return;
+    try {
+      await blob.commitBlockList([], { conditions: { ifNoneMatch: "*" } });
+    } catch (err) {
+      // Committed by someone else in between: it is a blob now, deleted below like any other.
+      if (!isConflict(err) && !isPreconditionFailed(err)) throw err;
+    }
+    await blob.deleteIfExists({ deleteSnapshots: "include" });
   }
 
   /** Reachability, for health: reads the container's properties. */

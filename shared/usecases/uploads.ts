@@ -252,16 +252,19 @@ export async function putContent(s: Services, caller: TenantCaller, uploadId: st
   );
   if (!claim.updated) throw new AppError("conflict", "the content is being sent by another request");
 
+  const target = { tenantId, uploadId, attemptId };
   let dataKey: Buffer;
   let stored;
   try {
     dataKey = await unwrapUploadKey(s, doc);
-    stored = await s.payloads.write({ tenantId, uploadId, attemptId }, dataKey, content.body, {
+    stored = await s.payloads.write(target, dataKey, content.body, {
       size: doc.declaredSize,
       idleMs: s.settings.uploadIdleSeconds * 1000,
     });
   } catch (err) {
     content.body.destroy();
+    // The blocks this attempt staged are ciphertext of personal data: they go before the upload may be sent again.
+    await discardAttempt(s, target, log);
     await releaseClaim(s, tenantId, uploadId, attemptId);
     if (err instanceof PayloadBodyError && err.kind !== "payload-too-large") {
       log.warn(err.kind === "request-timeout" ? "upload.content-stalled" : "upload.content-interrupted", { uploadId, received: err.received, declared: doc.declaredSize });
@@ -276,13 +279,26 @@ export async function putContent(s: Services, caller: TenantCaller, uploadId: st
       : undefined,
   );
   if (!done.updated) {
-    // Deleted, or taken over, while we were storing: our blob must not outlive the record's say-so.
-    await s.payloads.deleteAll(tenantId, uploadId);
+    // Deleted, or taken over, while we were storing: our blob must not outlive the record's say-so. Only ours: an
+    // attempt that took over owns its own blob.
+    await discardAttempt(s, target, log);
     throw new AppError("conflict", "the upload changed while the content was being stored; nothing was kept");
   }
   await recordAudit(s, tenantId, caller, "upload.content-stored", { type: "upload", id: uploadId }, { bytes: doc.declaredSize, storedBytes: stored.ciphertextSize });
   s.telemetry.metric("upload.stored-bytes", doc.declaredSize);
   return viewOf(done.after, dataKey);
+}
+
+/**
+ * Removes what a content attempt left in storage (its blob or its staged blocks). A failure is logged, not thrown:
+ * DELETE and the purge remove every block under the upload, and Azure drops uncommitted blocks after 7 days.
+ */
+async function discardAttempt(s: Services, target: { tenantId: string; uploadId: string; attemptId: string }, log: Log): Promise<void> {
+  try {
+    await s.payloads.discard(target);
+  } catch (err) {
+    log.warn("upload.attempt-not-discarded", { tenantId: target.tenantId, uploadId: target.uploadId, errorName: (err as Error).name });
+  }
 }
 
 /** Puts an upload whose content attempt failed back to awaiting-content, if the attempt is still the current one. */
