@@ -3,12 +3,12 @@ import { Readable } from "node:stream";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import { app, type HttpRequest } from "@azure/functions";
 import { z } from "zod";
-import { dataCategories, MAX_LIFE_DAYS, MIME_TYPE, UPLOAD_STATUSES, uploadIdSchema } from "../shared/domain/uploads";
+import { dataCategories, hasControlOrFormat, MAX_LIFE_DAYS, MIME_TYPE, UPLOAD_STATUSES, uploadIdSchema } from "../shared/domain/uploads";
 import { AppError } from "../shared/errors";
 import { contentDisposition, isHeaderSafe } from "../shared/http/content-headers";
 import { httpEndpoint } from "../shared/http/endpoint";
 import { HttpError } from "../shared/http/problem";
-import { pageOf, pagingQuery, singleLine } from "../shared/http/schemas";
+import { pageOf, pagingQuery } from "../shared/http/schemas";
 import { deleteUploadOnRequest } from "../shared/usecases/upload-deletion";
 import {
   createUpload,
@@ -27,8 +27,20 @@ const tags = ["Uploads"];
 const idParams = z.object({ id: uploadIdSchema });
 const email = z.email().max(254);
 
+/**
+ * Free text an upload stores: one line, trimmed, with no Unicode control (Cc) or format (Cf) character anywhere (the
+ * check sees the text before trimming, which would drop a leading byte-order mark silently).
+ */
+const uploadText = (max: number) =>
+  z
+    .string()
+    .refine((v) => !hasControlOrFormat(v), "must not contain control or format characters (Unicode categories Cc and Cf, e.g. U+202E)")
+    .trim()
+    .min(1)
+    .max(max);
+
 const createUploadInput = z.strictObject({
-  senderReference: singleLine(200).describe("The tenant's own reference for the sender (e.g. a user id)"),
+  senderReference: uploadText(200).describe("The tenant's own reference for the sender (e.g. a user id)"),
   recipients: z.array(email).min(1).max(50).describe("E-mail addresses of the people the content is for"),
   dataSubjects: z.array(email).min(1).max(1000).describe("E-mail addresses of the people the content is about"),
   categories: z
@@ -37,8 +49,12 @@ const createUploadInput = z.strictObject({
     .max(dataCategories.length)
     .refine((a) => new Set(a).size === a.length, "must not repeat a category")
     .describe("Kinds of personal data in the content"),
-  fileName: singleLine(255),
-  contentType: z.string().max(255).regex(MIME_TYPE, "must be a media type like application/pdf"),
+  fileName: uploadText(255).describe("Shown to recipients as the download's file name; no control or format characters (Unicode Cc, Cf)"),
+  contentType: z
+    .string()
+    .max(255)
+    .regex(MIME_TYPE, "must be a media type like application/pdf")
+    .describe("Sent back as the download's Content-Type. Kept in plain text: the essence and a well-known charset; the rest (e.g. name=) only encrypted"),
   size: z.number().int().nonnegative().describe("Exact size of the content in bytes"),
   maxDownloads: z.number().int().min(1).max(10_000).optional(),
   expiresInDays: z.number().int().min(1).max(MAX_LIFE_DAYS).optional().describe(`At most ${MAX_LIFE_DAYS} (the default)`),

@@ -3,6 +3,7 @@
  * moves through, download admission, HTTP Range parsing and the Content-Disposition header.
  */
 import { randomBytes } from "node:crypto";
+import { parse as parseContentType } from "content-type";
 import { z } from "zod";
 import { base32 } from "./tenant";
 
@@ -157,4 +158,45 @@ export const MIME_TYPE =
 /** The essence of a content type (type/subtype, lower case), for comparing a PUT with what was declared. */
 export function mediaTypeEssence(value: string): string {
   return value.split(";")[0]!.trim().toLowerCase();
+}
+
+/**
+ * Character encodings a declared type's `charset` may name and still be kept in plain text: the IANA names (RFC 2978
+ * registry) in common use. Anything else a client writes there may be free text, so it is kept only encrypted.
+ */
+export const PLAIN_CHARSETS: ReadonlySet<string> = new Set([
+  "utf-8", "utf-16", "utf-16be", "utf-16le", "utf-32", "us-ascii",
+  "iso-8859-1", "iso-8859-2", "iso-8859-3", "iso-8859-4", "iso-8859-5", "iso-8859-6", "iso-8859-7", "iso-8859-8",
+  "iso-8859-9", "iso-8859-10", "iso-8859-13", "iso-8859-14", "iso-8859-15", "iso-8859-16",
+  "windows-1250", "windows-1251", "windows-1252", "windows-1253", "windows-1254", "windows-1255", "windows-1256",
+  "windows-1257", "windows-1258", "koi8-r", "koi8-u", "shift_jis", "euc-jp", "iso-2022-jp", "euc-kr", "gb2312", "gbk",
+  "gb18030", "big5", "binary",
+]);
+
+/**
+ * What of a declared Content-Type may be kept in plain text (the record, listings, the tombstone): the essence and,
+ * when it names an encoding on PLAIN_CHARSETS, the `charset` (both lower case). Every other parameter (`name=` can
+ * hold a person's name) is dropped here; the whole declared type is kept only as an encrypted field. Parameters are
+ * read with jshttp's content-type (RFC 9110 §8.3.1 syntax, quoted strings included).
+ */
+export function plainContentType(declared: string): string {
+  const essence = mediaTypeEssence(declared);
+  let charset: string | undefined;
+  try {
+    charset = parseContentType(declared).parameters.charset?.toLowerCase();
+  } catch {
+    charset = undefined;
+  }
+  return charset !== undefined && PLAIN_CHARSETS.has(charset) ? `${essence}; charset=${charset}` : essence;
+}
+
+/**
+ * Unicode control (Cc: C0, DEL, C1) and format (Cf: bidirectional overrides and isolates such as U+202E, zero-width
+ * characters, the byte-order mark, ...) characters: they do not show as text and can make a name read as something it
+ * is not ("report\u202Etxt.exe" shows as "reportexe.txt"). Free text an upload stores may hold none.
+ */
+const CONTROL_OR_FORMAT = /[\p{Cc}\p{Cf}]/u;
+
+export function hasControlOrFormat(text: string): boolean {
+  return CONTROL_OR_FORMAT.test(text);
 }

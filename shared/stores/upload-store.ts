@@ -26,6 +26,10 @@ export const uploadDocSchema = z.object({
   expiresAt: iso,
   createdBy: z.string(),
   categories: z.array(z.enum(dataCategories)),
+  /**
+   * The declared Content-Type's essence and allow-listed charset only (plainContentType); the whole declared type is
+   * `personal.contentType`. Records from before that may hold the whole type here until they are deleted.
+   */
   contentType: z.string(),
   declaredSize: z.number().int().nonnegative(),
   maxDownloads: z.number().int().positive().nullable(),
@@ -41,6 +45,8 @@ export const uploadDocSchema = z.object({
       recipients: encrypted,
       subjects: encrypted,
       notifyEmail: encrypted.nullable(),
+      /** The Content-Type as declared, parameters and all; absent on records from before it was encrypted. */
+      contentType: encrypted.optional(),
     })
     .nullable(),
   /** HMAC lookups of normalised addresses, to find a data subject's uploads; cleared on deletion. */

@@ -12,7 +12,7 @@
  * A worker holds a short lease on a record it is finishing, so two sweeps never work on the same item at once.
  */
 import type { AuditAction } from "../domain/audit-chain";
-import { assertTransition, isFinal } from "../domain/uploads";
+import { assertTransition, isFinal, plainContentType } from "../domain/uploads";
 import { AppError } from "../errors";
 import type { Services } from "../services";
 import { withoutMeta } from "../stores/cosmos";
@@ -25,7 +25,7 @@ const LEASE_MS = 5 * 60_000;
  * "in-progress": the key is destroyed and the rest is being (or will be) finished by whoever holds the record's
  * lease, or by the next sweep. "busy": the record kept changing under us and nothing was done; try again.
  */
-export type DeletionOutcome = "deleted" | "already-deleted" | "not-found" | "in-progress" | "busy";
+export type DeletionOutcome = "deleted" | "already-deleted" | "not-found" | "in-progress" | "busy" | "not-due";
 
 export interface DeletionFaults {
   /** Test hook: throw after the named step, to prove a later attempt finishes the job exactly once. */
@@ -43,6 +43,8 @@ export async function deleteUpload(
   reason: DeletionReason,
   by: Actor & { sweepId?: string },
   faults: DeletionFaults = {},
+  /** "not-due" unless the record, as read for the write that starts (or takes over) the deletion, passes this. */
+  onlyIf?: (doc: StoredUpload) => boolean,
 ): Promise<DeletionOutcome> {
   let doc = await s.uploads.get(tenantId, uploadId);
   if (!doc) return "not-found";
@@ -52,6 +54,7 @@ export async function deleteUpload(
   let resumed: boolean;
   for (let attempt = 0; ; attempt++) {
     if (attempt > 10) return doc.status === "deleting" ? "in-progress" : "busy";
+    if (onlyIf && !onlyIf(doc)) return "not-due";
     const next = claimDeletion(doc, reason, by, s.clock.now());
     if (!next) return "in-progress"; // another worker holds a live lease; the key is already destroyed
     const etag = await s.uploads.replaceIfUnchanged(next, doc._etag);
@@ -116,6 +119,8 @@ function claimDeletion(doc: StoredUpload, reason: DeletionReason, by: Actor & { 
     status: "deleting",
     dataKey: null,
     personal: null,
+    // A record from before the declared type was encrypted may hold all of it here; the tombstone keeps the plain part.
+    contentType: plainContentType(doc.contentType),
     lookups: { subjects: [], recipients: [] },
     receiving: null,
     updatedAt: now.toISOString(),

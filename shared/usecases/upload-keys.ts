@@ -17,7 +17,7 @@ import type { Services } from "../services";
 import type { UploadDoc } from "../stores/upload-store";
 import { uploadRecord, withIntegrityContext } from "./integrity";
 
-export type PersonalField = "senderReference" | "fileName" | "recipients" | "subjects" | "notifyEmail";
+export type PersonalField = "senderReference" | "fileName" | "recipients" | "subjects" | "notifyEmail" | "contentType";
 
 /** A fresh data key, wrapped with the tenant's current KEK version (from the tenant document). */
 export async function newWrappedDataKey(

@@ -17,6 +17,7 @@ import {
   mediaTypeEssence,
   newUploadId,
   parseRange,
+  plainContentType,
   type DataCategory,
   type UploadStatus,
 } from "../domain/uploads";
@@ -89,7 +90,8 @@ function summary(doc: UploadDoc): UploadSummary {
     createdAt: doc.createdAt,
     expiresAt: doc.expiresAt,
     categories: doc.categories,
-    contentType: doc.contentType,
+    // Records from before the declared type was encrypted may hold all of it: list the plain part only.
+    contentType: plainContentType(doc.contentType),
     size: doc.declaredSize,
     maxDownloads: doc.maxDownloads,
     downloads: doc.downloads,
@@ -137,7 +139,7 @@ export async function createUpload(s: Services, caller: TenantCaller, input: Cre
     expiresAt: expiresAt(now, input.expiresInDays).toISOString(),
     createdBy: caller.actor,
     categories: input.categories,
-    contentType: input.contentType,
+    contentType: plainContentType(input.contentType),
     declaredSize: input.size,
     maxDownloads: input.maxDownloads ?? null,
     downloads: 0,
@@ -150,6 +152,7 @@ export async function createUpload(s: Services, caller: TenantCaller, input: Cre
       recipients: seal("recipients", JSON.stringify(input.recipients)),
       subjects: seal("subjects", JSON.stringify(input.dataSubjects)),
       notifyEmail: input.notifyOnFirstDownload ? seal("notifyEmail", input.notifyOnFirstDownload) : null,
+      contentType: seal("contentType", input.contentType),
     },
     lookups: { subjects: lookupsOf(input.dataSubjects), recipients: lookupsOf(input.recipients) },
     dataKey: wrapped,
@@ -171,7 +174,8 @@ export async function createUpload(s: Services, caller: TenantCaller, input: Cre
     id: uploadId,
     status: doc.status,
     expiresAt: doc.expiresAt,
-    upload: { method: "PUT", url: contentUrl(uploadId), contentType: input.contentType, size: input.size },
+    // The plain type is all a PUT must repeat (its essence is compared), and this answer is kept for replays.
+    upload: { method: "PUT", url: contentUrl(uploadId), contentType: doc.contentType, size: input.size },
   };
 }
 
@@ -189,10 +193,17 @@ function viewOf(doc: UploadDoc, dataKey: Buffer | undefined): UploadView {
   const recipients = JSON.parse(open("recipients", doc.personal.recipients)) as string[];
   return {
     ...base,
+    contentType: declaredContentType(doc, dataKey),
     recipients: { count: recipients.length, masked: recipients.map(maskEmail) },
     fileName: open("fileName", doc.personal.fileName),
     senderReference: open("senderReference", doc.personal.senderReference),
   };
+}
+
+/** The Content-Type as declared (decrypted), or the stored one of a record from before it was encrypted. */
+function declaredContentType(doc: UploadDoc, dataKey: Buffer): string {
+  const sealed = doc.personal?.contentType;
+  return sealed ? openField(dataKey, doc.tenantId, doc.id, "contentType", sealed) : doc.contentType;
 }
 
 /** A page of the tenant's uploads, newest first. */
@@ -233,7 +244,7 @@ export async function putContent(s: Services, caller: TenantCaller, uploadId: st
     throw new AppError("conflict", "the content is being sent by another request");
   }
   if (content.contentType === null || mediaTypeEssence(content.contentType) !== mediaTypeEssence(doc.contentType)) {
-    throw new AppError("unsupported-media-type", `send the content with 'Content-Type: ${doc.contentType}', as declared when the upload was created`);
+    throw new AppError("unsupported-media-type", `send the content with the media type '${mediaTypeEssence(doc.contentType)}', as declared when the upload was created`);
   }
   const n = content.contentLength;
   if (n !== null) {
@@ -414,7 +425,7 @@ export async function openContent(s: Services, caller: TenantCaller, uploadId: s
     partial: range.kind === "range",
     ...(range.kind === "range" ? { range: { start: range.start, end: range.end } } : {}),
     size,
-    contentType: doc.contentType,
+    contentType: declaredContentType(doc, dataKey),
     ...(fileName !== undefined ? { fileName } : {}),
     body,
   };

@@ -12,6 +12,9 @@ import {
   MIME_TYPE,
   newUploadId,
   parseRange,
+  PLAIN_CHARSETS,
+  plainContentType,
+  hasControlOrFormat,
   RECEIVING_LEASE_MS,
   UPLOAD_ID_PATTERN,
 } from "../../shared/domain/uploads";
@@ -120,6 +123,35 @@ describe("content types and header values", () => {
   ])("MIME_TYPE accepts %j: %s", (value, ok) => {
     expect(MIME_TYPE.test(value)).toBe(ok);
     if (ok) expect(isHeaderSafe(value)).toBe(true);
+  });
+
+  it.each([
+    ["application/pdf", "application/pdf"],
+    ['application/pdf; name="Carla Jensen.pdf"', "application/pdf"],
+    ["Text/Plain; Charset=UTF-8", "text/plain; charset=utf-8"],
+    ['text/plain; name="x;y"; charset="iso-8859-1"', "text/plain; charset=iso-8859-1"],
+    ['text/plain; charset="Carla Jensen"', "text/plain"],
+    ["text/csv; header=present; charset=us-ascii", "text/csv; charset=us-ascii"],
+    ['application/pdf; name="x\r\ny"', "application/pdf"],
+  ])("plainContentType keeps of %j only %j", (declared, plain) => {
+    expect(plainContentType(declared)).toBe(plain);
+  });
+
+  it("plainContentType never keeps a parameter other than an allow-listed charset (property)", () => {
+    fc.assert(
+      fc.property(fc.string({ unit: "grapheme-ascii", maxLength: 40 }), fc.constantFrom("name", "filename", "x-person", "charset"), (value, param) => {
+        const plain = plainContentType(`application/pdf; ${param}="${value.replace(/["\\]/g, "")}"`);
+        const kept = plain.split(";")[1]?.trim();
+        if (kept !== undefined) expect(PLAIN_CHARSETS.has(kept.replace(/^charset=/, ""))).toBe(true);
+      }),
+    );
+  });
+
+  it("hasControlOrFormat finds Unicode Cc and Cf characters and nothing else", () => {
+    for (const bad of ["\u202E", "\u200B", "\u200D", "\uFEFF", "\u0000", "\u001F", "\u007F", "\u0085", "\u009F", "\u2066", "\u00AD", "\u{E0001}"]) {
+      expect(hasControlOrFormat(`a${bad}b`), JSON.stringify(bad)).toBe(true);
+    }
+    for (const good of ["løn 2026 – Carl.pdf", "報告書.pdf", "नमस्ते", "e\u0301", "a b", "😀.png"]) expect(hasControlOrFormat(good), good).toBe(false);
   });
 
   it("isHeaderSafe refuses control characters, non-ASCII and surrounding whitespace", () => {
