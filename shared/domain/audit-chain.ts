@@ -18,7 +18,15 @@ export const AUDIT_ACTIONS = [
   "tenant.read",
   "upload.created",
   "upload.content-stored",
+  /** A stored content attempt was thrown away before the upload recorded it (the upload changed meanwhile). */
+  "upload.content-discarded",
+  /** Written before the first byte of a download; `upload.download-ended` follows with the bytes sent. */
+  "upload.download-started",
+  "upload.download-ended",
+  /** Written by earlier versions: one entry per download, before its first byte, with the bytes asked for. */
   "upload.downloaded",
+  /** An upload's decrypted personal fields were shown (metadata, a PUT's answer, a HEAD on content). */
+  "upload.read",
   "upload.deleted",
   "upload.purged",
   "upload.first-download-notified",
