@@ -35,8 +35,10 @@ app.storageQueue("purge-batch", {
   queueName: QUEUES.purge.name,
   connection: SETTING.storageConnectionString,
   handler: queueHandler(QUEUES.purge.name, purgeBatchMessage, async (msg, { services, log }) => {
-    const counts = await purgeBatch(services, msg);
-    log.info("retention.batch", { sweepId: msg.sweepId, batch: msg.batch, class: msg.class, items: msg.items.length, ...counts });
+    const r = await purgeBatch(services, msg);
+    // A message naming no batch the sweep recorded (forged, or from a sweep already closed) does nothing.
+    if (r.ignored === "unknown-batch") log.warn("retention.batch-unknown", { sweepId: msg.sweepId, batch: msg.batch, class: msg.class });
+    log.info("retention.batch", { sweepId: msg.sweepId, batch: msg.batch, class: msg.class, ...r });
   }),
 });
 

@@ -133,6 +133,22 @@ export class IdempotencyStore {
     });
   }
 
+  /**
+   * For the retention sweep: deletes one record if it was created at or before `cutoff`, as read now (a record taken
+   * over or written again since is younger and kept). False when it is gone, younger, or changed meanwhile.
+   */
+  async deleteIfCreatedBefore(scope: string, id: string, cutoff: Date): Promise<boolean> {
+    const existing = await readItem(this.container, recordSchema, id, scope);
+    if (!existing || Date.parse(existing.createdAt) > cutoff.getTime()) return false;
+    try {
+      await this.container.item(id, scope).delete({ accessCondition: { type: "IfMatch", condition: existing._etag } });
+      return true;
+    } catch (err) {
+      if (isNotFound(err) || isPreconditionFailed(err)) return false;
+      throw err;
+    }
+  }
+
   /** Deletes one record; false when it was already gone. */
   async delete(scope: string, id: string): Promise<boolean> {
     try {

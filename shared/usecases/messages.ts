@@ -9,12 +9,16 @@ import { z } from "zod";
 export const ACTIVE_RETENTION_CLASSES = ["safedata", "suspended-tenant", "idempotency-record"] as const;
 export type ActiveRetentionClass = (typeof ACTIVE_RETENTION_CLASSES)[number];
 
-/** queue purge-batches: up to 100 items the retention sweep found due. */
+/**
+ * queue purge-batches: one batch of items the retention sweep found due, named by the sweep's record of it
+ * (shared/stores/sweep-store.ts). The items are not in the message: the worker reads them from that record and
+ * re-reads each item before it acts, so a message can only point at work the sweep recorded. (Messages queued by
+ * earlier versions also listed the items; those are ignored.)
+ */
 export const purgeBatchMessage = z.object({
   sweepId: z.string().min(1).max(100),
   batch: z.number().int().nonnegative(),
   class: z.enum(ACTIVE_RETENTION_CLASSES),
-  items: z.array(z.object({ tenantId: z.string().max(100), id: z.string().max(200) })).min(1).max(100),
 });
 export type PurgeBatchMessage = z.infer<typeof purgeBatchMessage>;
 

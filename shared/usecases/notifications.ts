@@ -1,14 +1,22 @@
 /** E-mail notices the service sends on a tenant's behalf. Each is sent at most once (stable message ids). */
+import { isLive } from "../domain/uploads";
 import type { Services } from "../services";
 import { withoutMeta } from "../stores/cosmos";
 import { recordAuditOnce } from "./audit-trail";
 import type { NotificationMessage } from "./messages";
 import { openField, unwrapUploadKey } from "./upload-keys";
 
+/**
+ * Sends the sender's first-download notice for the upload the message names, once, and only if the stored upload
+ * says it is due: its sender asked to be told, it was downloaded (firstDownloadAt), it still exists, and nobody was
+ * told yet. The message itself is only a pointer: a forged or repeated one sends nothing that is not due.
+ */
 export async function sendFirstDownloadNotice(s: Services, msg: NotificationMessage): Promise<"sent" | "skipped"> {
   const doc = await s.uploads.get(msg.tenantId, msg.uploadId);
-  // Nothing to do: unknown, already told, or deleted (the address was shredded with the upload).
-  if (!doc || !doc.notifyOnFirstDownload || doc.senderNotifiedAt || !doc.personal?.notifyEmail || !doc.dataKey) return "skipped";
+  // Nothing to do: unknown, not asked for, never downloaded, already told, or deleted (the address was shredded
+  // with the upload).
+  if (!doc || !doc.notifyOnFirstDownload || doc.firstDownloadAt === null || doc.senderNotifiedAt) return "skipped";
+  if (!isLive(doc.status) || !doc.personal?.notifyEmail || !doc.dataKey) return "skipped";
   const dataKey = await unwrapUploadKey(s, doc);
   const to = openField(dataKey, doc.tenantId, doc.id, "notifyEmail", doc.personal.notifyEmail);
   const tenant = await s.tenants.get(doc.tenantId);

@@ -1,5 +1,7 @@
 import { expect } from "@jest/globals";
 import { QUEUES } from "../../shared/config/resources";
+import type { ActiveRetentionClass, PurgeBatchMessage } from "../../shared/usecases/messages";
+import { BATCH_CLAIM_MS } from "../../shared/usecases/retention";
 import type { TestApp } from "./app";
 import { eventually } from "./eventually";
 
@@ -23,4 +25,22 @@ export async function drainPurge(t: TestApp, timeoutMs = 60_000): Promise<void> 
 export async function sweep(t: TestApp): Promise<void> {
   await t.host.invoke("retention-sweep");
   await drainPurge(t);
+}
+
+/**
+ * Records a sweep with one batch of `items`, as the retention timer does before it queues a message, and returns the
+ * message naming it (for tests that run a batch themselves, e.g. to kill it half-way).
+ */
+export async function recordedBatch(
+  t: TestApp,
+  sweepId: string,
+  cls: ActiveRetentionClass,
+  items: Array<{ tenantId: string; id: string }>,
+): Promise<PurgeBatchMessage> {
+  const started = t.clock.now();
+  await t.services.sweeps.create(
+    { sweepId, startedAt: started.toISOString(), pastDue: false, items: items.length, claimUntil: new Date(started.getTime() + BATCH_CLAIM_MS).toISOString() },
+    [{ class: cls, items }],
+  );
+  return { sweepId, batch: 0, class: cls };
 }
