@@ -8,6 +8,7 @@ import { AppError } from "../shared/errors";
 import { contentDisposition, isHeaderSafe } from "../shared/http/content-headers";
 import { httpEndpoint } from "../shared/http/endpoint";
 import { HttpError } from "../shared/http/problem";
+import { pacedBody } from "../shared/http/streamed-response";
 import { pageOf, pagingQuery } from "../shared/http/schemas";
 import { deleteUploadOnRequest } from "../shared/usecases/upload-deletion";
 import {
@@ -97,7 +98,7 @@ function incomingContent(request: HttpRequest): IncomingContent {
 }
 
 /** Status and headers of a download (RFC 9110 §14.4 Content-Range, RFC 6266 Content-Disposition). */
-function downloadResponse(content: OpenedContent): { status: number; headers: Record<string, string>; body: Readable } {
+function downloadResponse(content: OpenedContent, invocationId: string): { status: number; headers: Record<string, string>; body: Readable } {
   const bytes = content.range ? content.range.end - content.range.start + 1 : content.size;
   const headers: Record<string, string> = {
     // A stored type that is not a valid header value (from before types were checked for that) is sent as plain bytes.
@@ -107,7 +108,8 @@ function downloadResponse(content: OpenedContent): { status: number; headers: Re
   };
   if (content.fileName !== undefined) headers["content-disposition"] = contentDisposition(content.fileName);
   if (content.range) headers["content-range"] = `bytes ${content.range.start}-${content.range.end}/${content.size}`;
-  return { status: content.partial ? 206 : 200, headers, body: content.body };
+  // Taken from the decryptor only as fast as the client takes it, and ended when the client goes away.
+  return { status: content.partial ? 206 : 200, headers, body: pacedBody(content.body, invocationId) };
 }
 
 const create = httpEndpoint({
@@ -190,10 +192,10 @@ const download = httpEndpoint({
     410: { description: "Expired, deleted, or download limit reached" },
     416: { description: "Malformed or unsatisfiable Range" },
   },
-  handler: async ({ services, principal, params, request, isHead, log }) => {
+  handler: async ({ services, principal, params, request, isHead, context, log }) => {
     // A HEAD must never count as a download; until it is answered as a metadata read, it is refused.
     if (isHead) throw new HttpError("method-not-allowed", "HEAD is not supported on content yet; use GET", { allow: "GET" });
-    return downloadResponse(await openContent(services, principal, params.id, request.headers.get("range"), log));
+    return downloadResponse(await openContent(services, principal, params.id, request.headers.get("range"), log), context.invocationId);
   },
 });
 app.http(download.name, download.options);
@@ -226,8 +228,8 @@ const remove = httpEndpoint({
     204: { description: "Deleted: its key is destroyed (also when it already was; the rest of the deletion may finish moments later)" },
     409: { description: "The upload kept changing under the request; nothing was deleted yet" },
   },
-  handler: async ({ services, principal, params }) => {
-    await deleteUploadOnRequest(services, principal, params.id);
+  handler: async ({ services, principal, params, log }) => {
+    await deleteUploadOnRequest(services, principal, params.id, log);
     return { status: 204 };
   },
 });

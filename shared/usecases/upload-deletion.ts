@@ -12,8 +12,9 @@
  * A worker holds a short lease on a record it is finishing, so two sweeps never work on the same item at once.
  */
 import type { AuditAction } from "../domain/audit-chain";
-import { assertTransition, isFinal, plainContentType } from "../domain/uploads";
+import { assertTransition, isFinal, isLive, plainContentType } from "../domain/uploads";
 import { AppError } from "../errors";
+import type { Log } from "../observability";
 import type { Services } from "../services";
 import { withoutMeta } from "../stores/cosmos";
 import type { DeletionReason, StoredUpload, UploadDoc } from "../stores/upload-store";
@@ -141,10 +142,28 @@ function claimDeletion(doc: StoredUpload, reason: DeletionReason, by: Actor & { 
 
 /**
  * DELETE on the tenant's request: destroys the key at once (the rest may finish moments later, by this request or
- * the next sweep). Errors: not-found; conflict when the record kept changing and nothing was deleted yet.
+ * the next sweep). Once the key is destroyed the deletion has taken effect, so a failure in a later step (storage
+ * unreachable while removing the blobs) does not turn the answer into an error: it is logged, this request's lease is
+ * given back so the next retention sweep finishes the deletion at once, and the request succeeds. Errors: not-found;
+ * conflict when the record kept changing and nothing was deleted yet.
  */
-export async function deleteUploadOnRequest(s: Services, caller: TenantCaller, uploadId: string): Promise<void> {
-  const outcome = await deleteUpload(s, caller.tenantId, uploadId, "sender-request", caller);
+export async function deleteUploadOnRequest(s: Services, caller: TenantCaller, uploadId: string, log: Log): Promise<void> {
+  let outcome: DeletionOutcome;
+  try {
+    outcome = await deleteUpload(s, caller.tenantId, uploadId, "sender-request", caller);
+  } catch (err) {
+    const doc = await s.uploads.get(caller.tenantId, uploadId).catch(() => undefined);
+    if (!doc || isLive(doc.status)) throw err;
+    log.warn("upload.deletion-unfinished", { tenantId: caller.tenantId, uploadId, requestId: caller.requestId, errorName: (err as Error).name });
+    await s.uploads
+      .update(caller.tenantId, uploadId, (d) =>
+        d.status === "deleting" && d.deletion?.requestId === caller.requestId && d.deletion.leaseUntil !== null
+          ? { ...withoutMeta(d), deletion: { ...d.deletion, leaseUntil: s.clock.now().toISOString() } }
+          : undefined,
+      )
+      .catch(() => undefined);
+    return;
+  }
   if (outcome === "not-found") throw new AppError("not-found", "no upload with this id");
   if (outcome === "busy") throw new AppError("conflict", "the upload is being changed by other requests; nothing was deleted yet, retry");
 }

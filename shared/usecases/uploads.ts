@@ -6,7 +6,7 @@
  * shared/stores/payload-store.ts; the record from shared/stores/upload-store.ts.
  */
 import { randomBytes } from "node:crypto";
-import type { Readable } from "node:stream";
+import { Readable } from "node:stream";
 import { IntegrityError, lookupHash, normaliseEmail } from "../crypto";
 import {
   RECEIVING_LEASE_MS,
@@ -283,19 +283,42 @@ export async function putContent(s: Services, caller: TenantCaller, uploadId: st
     throw err;
   }
 
-  const storedAt = s.clock.now().toISOString();
-  const done = await s.uploads.update(tenantId, uploadId, (d) =>
-    d.status === "receiving" && d.receiving?.attemptId === attemptId
-      ? { ...withoutMeta(d), status: "available", receiving: null, content: { ...stored, storedAt }, updatedAt: storedAt }
-      : undefined,
-  );
-  if (!done.updated) {
-    // Deleted, or taken over, while we were storing: our blob must not outlive the record's say-so. Only ours: an
-    // attempt that took over owns its own blob.
+  // The audit entry comes before the record says "available", the step after which the content counts as sent: if
+  // it cannot be written, the attempt is thrown away and the upload can be sent again, so no content is ever
+  // available that the log does not show.
+  const auditTarget = { type: "upload" as const, id: uploadId };
+  try {
+    await recordAudit(s, tenantId, caller, "upload.content-stored", auditTarget, { bytes: doc.declaredSize, storedBytes: stored.ciphertextSize });
+  } catch (err) {
     await discardAttempt(s, target, log);
+    await releaseClaim(s, tenantId, uploadId, attemptId);
+    throw err;
+  }
+  const storedAt = s.clock.now().toISOString();
+  let done: Awaited<ReturnType<typeof s.uploads.update>> | undefined;
+  let failure: unknown;
+  try {
+    done = await s.uploads.update(tenantId, uploadId, (d) =>
+      d.status === "receiving" && d.receiving?.attemptId === attemptId
+        ? { ...withoutMeta(d), status: "available", receiving: null, content: { ...stored, storedAt }, updatedAt: storedAt }
+        : undefined,
+    );
+  } catch (err) {
+    failure = err;
+  }
+  if (!done?.updated) {
+    // Deleted, or taken over, while we were storing (or the record could not be written): our blob must not outlive
+    // the record's say-so. Only ours: an attempt that took over owns its own blob. The log says it was thrown away.
+    await discardAttempt(s, target, log);
+    await recordAudit(s, tenantId, caller, "upload.content-discarded", auditTarget, { bytes: doc.declaredSize }).catch((err: unknown) =>
+      log.error("upload.audit-failed", { tenantId, uploadId, action: "upload.content-discarded", errorName: (err as Error).name }),
+    );
+    if (failure !== undefined) {
+      await releaseClaim(s, tenantId, uploadId, attemptId).catch(() => undefined);
+      throw failure;
+    }
     throw new AppError("conflict", "the upload changed while the content was being stored; nothing was kept");
   }
-  await recordAudit(s, tenantId, caller, "upload.content-stored", { type: "upload", id: uploadId }, { bytes: doc.declaredSize, storedBytes: stored.ciphertextSize });
   s.telemetry.metric("upload.stored-bytes", doc.declaredSize);
   return viewOf(done.after, dataKey);
 }
@@ -339,14 +362,20 @@ export interface OpenedContent {
 
 /**
  * Opens the content for download, whole or one byte range (`rangeHeader`: RFC 9110 §14.2 `bytes=` syntax, or null).
- * The download is counted and written to the audit log before the first byte leaves; bytes leave only after their
- * segment's authentication tag checked out; damage mid-way fails the stream and is logged. Errors: not-found,
- * upload-expired, upload-deleted, download-limit-reached, conflict (no content yet, or contended),
- * range-not-satisfiable (with the content's size), integrity-error.
+ *
+ * The order is what makes the count and the audit log true: (1) the first authenticated bytes are made ready (a
+ * missing blob or damage at the start fails here, and nothing is counted or logged as a download); (2) the download
+ * is counted, under optimistic concurrency so parallel requests cannot exceed maxDownloads; (3) the personal fields
+ * the headers need are decrypted and `upload.download-started` is written, before the first byte; if either fails
+ * the count is given back. The body then writes `upload.download-ended` with the bytes it sent and whether it
+ * completed; if it ends before its first byte left, the count is given back too. The first-download notice is
+ * queued when the first byte leaves; if it cannot be queued, the download goes on and the retention sweep queues
+ * the notice later. Errors: not-found, upload-expired, upload-deleted, download-limit-reached, conflict (no content
+ * yet, or contended), range-not-satisfiable (with the content's size), integrity-error.
  */
 export async function openContent(s: Services, caller: TenantCaller, uploadId: string, rangeHeader: string | null, log: Log): Promise<OpenedContent> {
-  const { tenantId, requestId } = caller;
-  let doc = await mustGet(s, tenantId, uploadId);
+  const { tenantId } = caller;
+  const doc = await mustGet(s, tenantId, uploadId);
   const size = doc.declaredSize;
   const range = parseRange(rangeHeader, size);
   const admit = (d: StoredUpload) => {
@@ -361,72 +390,180 @@ export async function openContent(s: Services, caller: TenantCaller, uploadId: s
       { contentSize: size },
     );
   }
+  const span = range.kind === "range" ? { start: range.start, end: range.end } : undefined;
+  const bytes = span ? span.end - span.start + 1 : size;
 
-  // Everything that can fail for reasons other than the caller (the key service) comes before the download is
-  // counted, so such a failure never uses up a download or audits bytes that were never sent.
+  // (1) The first authenticated bytes.
   const dataKey = await unwrapUploadKey(s, doc);
-  const fileName = doc.personal ? openField(dataKey, doc.tenantId, doc.id, "fileName", doc.personal.fileName) : undefined;
-  const bytes = range.kind === "range" ? range.end - range.start + 1 : size;
+  const payload = await openPayload(s, caller, doc, dataKey, span, log);
 
-  // Count the download (optimistic concurrency: with maxDownloads, parallel requests cannot exceed it).
-  const counted = await s.uploads.update(
-    tenantId,
-    uploadId,
-    (d) => {
-      admit(d);
-      const now = s.clock.now().toISOString();
-      return { ...withoutMeta(d), downloads: d.downloads + 1, firstDownloadAt: d.firstDownloadAt ?? now, updatedAt: now };
-    },
-    { current: doc, attempts: 20 },
-  );
+  // (2) Count it.
+  let counted: Awaited<ReturnType<typeof s.uploads.update>>;
+  try {
+    counted = await s.uploads.update(
+      tenantId,
+      uploadId,
+      (d) => {
+        admit(d);
+        const now = s.clock.now().toISOString();
+        return { ...withoutMeta(d), downloads: d.downloads + 1, firstDownloadAt: d.firstDownloadAt ?? now, updatedAt: now };
+      },
+      { current: doc, attempts: 20 },
+    );
+  } catch (err) {
+    payload.destroy();
+    throw err;
+  }
   if (!counted.updated) {
+    payload.destroy();
     if (counted.reason === "not-found") throw new AppError("not-found", "no upload with this id");
     throw new AppError("conflict", "too many concurrent downloads of this upload; retry");
   }
-  // The record as it was when this download was counted.
-  doc = counted.before;
-  const first = doc.downloads === 0;
-  const content = doc.content!;
-  await recordAudit(s, tenantId, caller, "upload.downloaded", { type: "upload", id: uploadId }, {
-    bytes,
-    ...(range.kind === "range" ? { range: `${range.start}-${range.end}` } : {}),
-    download: doc.downloads + 1,
-  });
-  if (first && doc.notifyOnFirstDownload) {
-    await s.queues.send(QUEUES.notifications.name, notificationMessage, { kind: "first-download", tenantId, uploadId });
+  const download = counted.before.downloads + 1;
+  const count: CountedDownload = { tenantId, uploadId, firstDownloadAt: counted.before.firstDownloadAt === null ? counted.after.firstDownloadAt : null };
+
+  // (3) What the headers need, and the entry saying the download begins.
+  let fileName: string | undefined;
+  let contentType: string;
+  try {
+    fileName = doc.personal ? openField(dataKey, tenantId, uploadId, "fileName", doc.personal.fileName) : undefined;
+    contentType = declaredContentType(doc, dataKey);
+    await recordAudit(s, tenantId, caller, "upload.download-started", { type: "upload", id: uploadId }, {
+      bytes,
+      ...(span ? { range: `${span.start}-${span.end}` } : {}),
+      download,
+    });
+  } catch (err) {
+    payload.destroy();
+    await releaseCount(s, count, log);
+    throw err;
   }
 
-  let body: Readable;
+  const notify = download === 1 && doc.notifyOnFirstDownload;
+  return {
+    partial: span !== undefined,
+    ...(span ? { range: span } : {}),
+    size,
+    contentType,
+    ...(fileName !== undefined ? { fileName } : {}),
+    body: accountedBody(s, caller, payload, { count, notify, log }),
+  };
+}
+
+/**
+ * The payload's first authenticated bytes, ready (PayloadStore.open). A missing blob or damage at the start is an
+ * integrity-error, logged with the ids; nothing was counted.
+ */
+async function openPayload(s: Services, caller: TenantCaller, doc: StoredUpload, dataKey: Buffer, span: { start: number; end: number } | undefined, log: Log): Promise<Readable> {
+  const { tenantId, requestId } = caller;
+  const content = doc.content!;
   try {
-    body = await s.payloads.open(
-      { tenantId, uploadId, blobName: content.blobName, header: content.header, size },
-      dataKey,
-      range.kind === "range" ? { start: range.start, end: range.end } : undefined,
-    );
+    return await s.payloads.open({ tenantId, uploadId: doc.id, blobName: content.blobName, header: content.header, size: doc.declaredSize }, dataKey, span);
   } catch (err) {
     if (err instanceof PayloadMissingError) {
-      log.error("upload.content-missing", { tenantId, uploadId });
-      throw new AppError("integrity-error", "the stored content of this upload is missing; the incident was logged");
+      log.error("upload.content-missing", { tenantId, uploadId: doc.id, requestId });
+      throw new AppError("integrity-error", "the stored content of this upload is missing; nothing was sent and the incident was logged");
     }
     if (err instanceof IntegrityError) {
-      log.error("upload.integrity-failure", { tenantId, uploadId, requestId, failure: err.failure, segment: err.segmentIndex });
+      log.error("upload.integrity-failure", { tenantId, uploadId: doc.id, requestId, failure: err.failure, segment: err.segmentIndex });
       throw new AppError("integrity-error", "the stored content failed its integrity check; nothing was sent and the incident was logged");
     }
     throw err;
   }
-  body.on("error", (err) => {
-    if (err instanceof IntegrityError) {
-      log.error("upload.integrity-failure", { tenantId, uploadId, requestId, failure: err.failure, segment: err.segmentIndex });
-    } else {
-      log.warn("upload.download-interrupted", { tenantId, uploadId, requestId, errorName: err.name });
+}
+
+/** A download's count, and the first-download time it set (null when it was not the first). */
+interface CountedDownload {
+  tenantId: string;
+  uploadId: string;
+  firstDownloadAt: string | null;
+}
+
+/** Gives back a download's count (it failed before its first byte): one fewer, and no first-download time it set. */
+async function releaseCount(s: Services, count: CountedDownload, log: Log): Promise<void> {
+  try {
+    await s.uploads.update(count.tenantId, count.uploadId, (d) => {
+      if (d.downloads === 0) return undefined;
+      const downloads = d.downloads - 1;
+      const firstDownloadAt = downloads === 0 && d.firstDownloadAt === count.firstDownloadAt ? null : d.firstDownloadAt;
+      return { ...withoutMeta(d), downloads, firstDownloadAt, updatedAt: s.clock.now().toISOString() };
+    });
+  } catch (err) {
+    log.error("upload.download-count-not-released", { tenantId: count.tenantId, uploadId: count.uploadId, errorName: (err as Error).name });
+  }
+}
+
+/**
+ * The download's body: the payload's plaintext, with the accounting around it. Writes `upload.download-ended`
+ * (`bytes` sent, `completed`, and when not completed the `reason`): a completed download's entry before the stream
+ * ends (so the response is not finished before its entry), a broken-off one's when the stream closes. A body closed
+ * before its first byte gives the count back. The first-download notice is queued as the first byte leaves.
+ */
+function accountedBody(
+  s: Services,
+  caller: TenantCaller,
+  payload: Readable,
+  opts: { count: CountedDownload; notify: boolean; log: Log },
+): Readable {
+  const { tenantId, uploadId } = opts.count;
+  const { requestId } = caller;
+  const log = opts.log;
+  const state = { sent: 0, ended: false, reason: "closed-by-client" };
+  const ended = (completed: boolean) =>
+    recordAudit(s, tenantId, caller, "upload.download-ended", { type: "upload", id: uploadId }, {
+      bytes: state.sent,
+      completed,
+      ...(completed ? {} : { reason: state.reason }),
+    }).catch((err: unknown) => log.error("upload.audit-failed", { tenantId, uploadId, requestId, action: "upload.download-ended", errorName: (err as Error).name }));
+
+  const source = payload[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  /** The next chunk of plaintext; a failure here is the payload's (damage found further in, storage gone). */
+  const next = async (): Promise<IteratorResult<Buffer>> => {
+    try {
+      return await source.next();
+    } catch (err) {
+      if (err instanceof IntegrityError) {
+        state.reason = "integrity-error";
+        log.error("upload.integrity-failure", { tenantId, uploadId, requestId, failure: err.failure, segment: err.segmentIndex });
+      } else {
+        state.reason = "storage-error";
+        log.warn("upload.download-interrupted", { tenantId, uploadId, requestId, errorName: (err as Error).name });
+      }
+      throw err;
     }
-  });
-  return {
-    partial: range.kind === "range",
-    ...(range.kind === "range" ? { range: { start: range.start, end: range.end } } : {}),
-    size,
-    contentType: declaredContentType(doc, dataKey),
-    ...(fileName !== undefined ? { fileName } : {}),
-    body,
   };
+
+  async function* chunks(): AsyncGenerator<Buffer> {
+    try {
+      for (let r = await next(); !r.done; r = await next()) {
+        if (state.sent === 0 && opts.notify) await queueNotice(s, tenantId, uploadId, log);
+        state.sent += r.value.length;
+        // What is thrown here comes from the reader: the client went away.
+        yield r.value;
+      }
+    } finally {
+      payload.destroy();
+    }
+    state.ended = true;
+    await ended(true);
+  }
+
+  const body = Readable.from(chunks(), { objectMode: false, highWaterMark: 1 });
+  body.once("close", () => {
+    if (state.ended) return;
+    state.ended = true;
+    payload.destroy();
+    void ended(false);
+    if (state.sent === 0) void releaseCount(s, opts.count, log);
+  });
+  return body;
+}
+
+/** Queues the first-download notice; a failure is logged, not thrown (the retention sweep re-queues lost notices). */
+async function queueNotice(s: Services, tenantId: string, uploadId: string, log: Log): Promise<void> {
+  try {
+    await s.queues.send(QUEUES.notifications.name, notificationMessage, { kind: "first-download", tenantId, uploadId });
+  } catch (err) {
+    log.warn("upload.first-download-notice-not-queued", { tenantId, uploadId, errorName: (err as Error).name });
+  }
 }

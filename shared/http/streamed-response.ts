@@ -1,0 +1,96 @@
+/**
+ * Back-pressure for streamed response bodies.
+ *
+ * With `enableHttpStream`, @azure/functions 4.x writes a handler's response body into the Node response of its HTTP
+ * proxy without looking at `write()`'s answer (Azure/azure-functions-nodejs-library#294): a body is read as fast as it
+ * can be produced and buffered in the worker, however slowly the client reads, and a client that goes away is never
+ * noticed. For a download that means the whole decrypted content can sit in memory, checks made while it streams come
+ * too late, and "the bytes sent" cannot be known.
+ *
+ * This module finds the Node response the library answers an invocation with (Node's `http.server.request.start`
+ * diagnostics channel names each request's response; the library's proxy requests carry the invocation id in
+ * `x-ms-invocation-id`) and paces a body by it: the next chunk is taken from the body only while the response holds
+ * less than `PACED_HIGH_WATER_BYTES` unsent, and the body is ended as soon as the response closes before it finished
+ * (the client went away). Without such a response (another runtime, no streaming) a body passes through unpaced.
+ */
+import { subscribe } from "node:diagnostics_channel";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { Readable } from "node:stream";
+
+/** At most this much of a paced body waits in the worker for the connection to take it (plus one chunk). */
+export const PACED_HIGH_WATER_BYTES = 256 * 1024;
+
+const INVOCATION_HEADER = "x-ms-invocation-id";
+
+/** Responses being written, by the invocation they answer; an entry leaves when its response closes. */
+const responses = new Map<string, ServerResponse>();
+
+subscribe("http.server.request.start", (message) => {
+  const { request, response } = message as { request: IncomingMessage; response: ServerResponse };
+  const id = request.headers[INVOCATION_HEADER];
+  if (typeof id !== "string" || id === "") return;
+  responses.set(id, response);
+  response.once("close", () => {
+    if (responses.get(id) === response) responses.delete(id);
+  });
+});
+
+/** The client went away before the whole body was sent. */
+export class ResponseClosedError extends Error {
+  constructor() {
+    super("the response was closed before the body was sent");
+    this.name = "ResponseClosedError";
+  }
+}
+
+/** Resolves when `response` holds less than the high-water mark unsent; rejects when it closed first. */
+function room(response: ServerResponse): Promise<void> {
+  if (response.destroyed || response.writableFinished) return Promise.reject(new ResponseClosedError());
+  if (response.writableLength < PACED_HIGH_WATER_BYTES) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const done = () => {
+      response.off("drain", onDrain);
+      response.off("close", onClose);
+    };
+    const onDrain = () => {
+      done();
+      resolve();
+    };
+    const onClose = () => {
+      done();
+      reject(new ResponseClosedError());
+    };
+    response.on("drain", onDrain);
+    response.on("close", onClose);
+  });
+}
+
+/**
+ * `body`, taken chunk by chunk only as fast as the response of invocation `invocationId` sends it. When that response
+ * closes early, `body` is destroyed (its own clean-up runs) and the returned stream ends with ResponseClosedError.
+ */
+export function pacedBody(body: Readable, invocationId: string): Readable {
+  const response = responses.get(invocationId);
+  if (!response) return body;
+  const onClose = () => {
+    if (!response.writableFinished) body.destroy(new ResponseClosedError());
+  };
+  response.once("close", onClose);
+  const it = body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  return Readable.from(
+    (async function* () {
+      try {
+        for (;;) {
+          await room(response);
+          const next = await it.next();
+          if (next.done) return;
+          yield next.value;
+        }
+      } finally {
+        response.off("close", onClose);
+        if (!body.destroyed) body.destroy();
+      }
+    })(),
+    { objectMode: false, highWaterMark: 1 },
+  );
+}
