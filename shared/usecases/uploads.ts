@@ -179,10 +179,31 @@ export async function createUpload(s: Services, caller: TenantCaller, input: Cre
   };
 }
 
-/** One upload's metadata. Errors: not-found (also for another tenant's id). */
+/**
+ * One upload's metadata; while its key exists, with its personal fields decrypted, which is a read of personal data
+ * and written to the audit log first (`upload.read`). Errors: not-found (also for another tenant's id).
+ */
 export async function getUpload(s: Services, caller: TenantCaller, uploadId: string): Promise<UploadView> {
   const doc = await mustGet(s, caller.tenantId, uploadId);
-  return viewOf(doc, doc.personal && doc.dataKey ? await unwrapUploadKey(s, doc) : undefined);
+  const view = viewOf(doc, doc.personal && doc.dataKey ? await unwrapUploadKey(s, doc) : undefined);
+  await auditRead(s, caller, doc, view, "metadata");
+  return view;
+}
+
+/** The personal fields a view of `doc` shows (decrypted), by the names the audit log gives them; none without them. */
+function fieldsShown(doc: UploadDoc, view: UploadView): string[] {
+  if (view.fileName === undefined) return [];
+  return ["senderReference", "fileName", "recipients", ...(doc.personal?.contentType ? ["contentType"] : [])];
+}
+
+/**
+ * Writes the one `upload.read` entry of a request that shows decrypted personal fields (none when the view shows
+ * none). `via` says which request did: "metadata" (GET or HEAD), "content-stored" (a PUT's answer), "head-content".
+ */
+async function auditRead(s: Services, caller: TenantCaller, doc: UploadDoc, view: UploadView, via: string): Promise<void> {
+  const fields = fieldsShown(doc, view);
+  if (fields.length === 0) return;
+  await recordAudit(s, caller.tenantId, caller, "upload.read", { type: "upload", id: doc.id }, { fields, via });
 }
 
 /** The metadata a tenant sees: counts and masked addresses; the personal fields only while the key exists. */
@@ -320,7 +341,15 @@ export async function putContent(s: Services, caller: TenantCaller, uploadId: st
     throw new AppError("conflict", "the upload changed while the content was being stored; nothing was kept");
   }
   s.telemetry.metric("upload.stored-bytes", doc.declaredSize);
-  return viewOf(done.after, dataKey);
+  const view = viewOf(done.after, dataKey);
+  try {
+    await auditRead(s, caller, done.after, view, "content-stored");
+  } catch (err) {
+    // The content is stored (that is what the request was for); only the personal fields cannot be shown unlogged.
+    log.error("upload.audit-failed", { tenantId, uploadId, action: "upload.read", errorName: (err as Error).name });
+    return viewOf(done.after, undefined);
+  }
+  return view;
 }
 
 /**

@@ -17,8 +17,8 @@ export async function createUpload(t: TestApp, key: string, overrides: Record<st
   return { id: body.id, expiresAt: body.expiresAt, url: body.upload.url };
 }
 
-export async function putContent(t: TestApp, key: string, id: string, content: Buffer, contentType = "application/pdf"): Promise<Response> {
-  return t.call("PUT", `v1/uploads/${id}/content`, { key, body: content, headers: { "content-type": contentType } });
+export async function putContent(t: TestApp, key: string, id: string, content: Buffer, contentType = "application/pdf", headers: Record<string, string> = {}): Promise<Response> {
+  return t.call("PUT", `v1/uploads/${id}/content`, { key, body: content, headers: { ...headers, "content-type": contentType } });
 }
 
 /** Creates an upload with `size` random bytes of content; returns its id and the bytes. */
