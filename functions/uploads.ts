@@ -7,7 +7,6 @@ import { dataCategories, hasControlOrFormat, MAX_LIFE_DAYS, MIME_TYPE, UPLOAD_ST
 import { AppError } from "../shared/errors";
 import { contentDisposition, isHeaderSafe } from "../shared/http/content-headers";
 import { httpEndpoint } from "../shared/http/endpoint";
-import { HttpError } from "../shared/http/problem";
 import { pacedBody } from "../shared/http/streamed-response";
 import { pageOf, pagingQuery } from "../shared/http/schemas";
 import { deleteUploadOnRequest } from "../shared/usecases/upload-deletion";
@@ -97,19 +96,25 @@ function incomingContent(request: HttpRequest): IncomingContent {
   };
 }
 
-/** Status and headers of a download (RFC 9110 §14.4 Content-Range, RFC 6266 Content-Disposition). */
-function downloadResponse(content: OpenedContent, invocationId: string): { status: number; headers: Record<string, string>; body: Readable } {
+/**
+ * Status and headers of a download or a HEAD on content (RFC 9110 §14.4 Content-Range, §8.8.3 ETag, RFC 6266
+ * Content-Disposition); 304 Not Modified carries the ETag only (§15.4.5).
+ */
+function downloadResponse(content: OpenedContent, invocationId: string): { status: number; headers: Record<string, string>; body?: Readable } {
+  if (content.kind === "not-modified") return { status: 304, headers: { etag: content.etag } };
   const bytes = content.range ? content.range.end - content.range.start + 1 : content.size;
   const headers: Record<string, string> = {
     // A stored type that is not a valid header value (from before types were checked for that) is sent as plain bytes.
     "content-type": isHeaderSafe(content.contentType) ? content.contentType : "application/octet-stream",
     "accept-ranges": "bytes",
     "content-length": String(bytes),
+    etag: content.etag,
   };
   if (content.fileName !== undefined) headers["content-disposition"] = contentDisposition(content.fileName);
   if (content.range) headers["content-range"] = `bytes ${content.range.start}-${content.range.end}/${content.size}`;
+  const status = content.partial ? 206 : 200;
   // Taken from the decryptor only as fast as the client takes it, and ended when the client goes away.
-  return { status: content.partial ? 206 : 200, headers, body: pacedBody(content.body, invocationId) };
+  return content.body ? { status, headers, body: pacedBody(content.body, invocationId) } : { status, headers };
 }
 
 const create = httpEndpoint({
@@ -193,9 +198,19 @@ const download = httpEndpoint({
     416: { description: "Malformed or unsatisfiable Range" },
   },
   handler: async ({ services, principal, params, request, isHead, context, log }) => {
-    // A HEAD must never count as a download; until it is answered as a metadata read, it is refused.
-    if (isHead) throw new HttpError("method-not-allowed", "HEAD is not supported on content yet; use GET", { allow: "GET" });
-    return downloadResponse(await openContent(services, principal, params.id, request.headers.get("range"), log), context.invocationId);
+    const opened = await openContent(
+      services,
+      principal,
+      params.id,
+      {
+        method: isHead ? "HEAD" : "GET",
+        range: request.headers.get("range"),
+        ifRange: request.headers.get("if-range"),
+        ifNoneMatch: request.headers.get("if-none-match"),
+      },
+      log,
+    );
+    return downloadResponse(opened, context.invocationId);
   },
 });
 app.http(download.name, download.options);

@@ -1,9 +1,11 @@
 /**
  * SafeData uploads: pure rules. Ids, the data-category vocabulary, the 32-day life, the state machine an upload
- * moves through, download admission, HTTP Range parsing and the Content-Disposition header.
+ * moves through, download admission, and reading a download's Range and conditional headers against the content.
  */
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { parse as parseContentType } from "content-type";
+import fresh from "fresh";
+import parseRangeHeader from "range-parser";
 import { z } from "zod";
 import { base32 } from "./tenant";
 
@@ -118,26 +120,76 @@ export function admitDownload(u: { status: UploadStatus; expiresAt: string; down
 
 export type RangeRequest = { kind: "none" } | { kind: "range"; start: number; end: number } | { kind: "unsatisfiable" } | { kind: "malformed" };
 
+/** RFC 9110 §5.6.2 token: what a range unit is made of. */
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/** §14.1.2: int-range (`first-pos "-" [ last-pos ]`) or suffix-range (`"-" suffix-length`), positions in DIGITs. */
+const BYTE_RANGE_SPEC = /^(?:\d+-\d*|-\d+)$/;
+
 /**
- * Parses a Range header against a payload of `size` bytes. One byte range (`bytes=a-b`, `bytes=a-`, `bytes=-n`)
- * is served; several ranges, other units and syntax errors are refused.
+ * Reads a Range header (RFC 9110 §14.2) against a payload of `size` bytes:
+ * - no header, a range unit other than `bytes` (§14.2: a server MUST ignore a unit it does not understand), or
+ *   several ranges (§14.2 lets a server ignore the header; one range per request keeps every download one stream of
+ *   verified segments): `none`, the whole content;
+ * - `bytes=a-b`, `bytes=a-`, `bytes=-n`, the unit in any case (§14.1: case-insensitive), empty list elements and the
+ *   spaces around them allowed (§5.6.1): `range`, or `unsatisfiable` when no byte of it exists (§15.5.17);
+ * - anything else with the `bytes` unit, or no unit at all: `malformed` (§14.2 lets a server reject an invalid one).
+ * Each range-spec is checked against §14.1.2's grammar first (jshttp's range-parser, which does the arithmetic,
+ * reads "1x" as 1), and a suffix longer than the content is shortened to it first (§14.1.3: it selects the whole
+ * content; range-parser 1.2 would call it unsatisfiable).
  */
 export function parseRange(header: string | null, size: number): RangeRequest {
   if (header === null) return { kind: "none" };
-  const m = /^bytes=(\d{0,16})-(\d{0,16})$/.exec(header.trim());
-  if (!m) return { kind: "malformed" };
-  const [, a, b] = m;
-  if (a === "" && b === "") return { kind: "malformed" };
-  if (a === "") {
-    const n = Number(b);
-    if (n === 0 || size === 0) return { kind: "unsatisfiable" };
-    return { kind: "range", start: Math.max(0, size - n), end: size - 1 };
-  }
-  const start = Number(a);
-  const end = b === "" ? size - 1 : Math.min(Number(b), size - 1);
-  if (b !== "" && Number(b) < start) return { kind: "malformed" };
-  if (start >= size) return { kind: "unsatisfiable" };
-  return { kind: "range", start, end };
+  const value = header.trim();
+  const eq = value.indexOf("=");
+  if (eq === -1 || !TOKEN.test(value.slice(0, eq))) return { kind: "malformed" };
+  if (value.slice(0, eq).toLowerCase() !== "bytes") return { kind: "none" };
+  const specs = value
+    .slice(eq + 1)
+    .split(",")
+    .map((spec) => spec.trim())
+    .filter((spec) => spec !== "");
+  if (specs.length > 1) return { kind: "none" };
+  const spec = specs[0];
+  if (spec === undefined || !BYTE_RANGE_SPEC.test(spec)) return { kind: "malformed" };
+  const [first, last] = spec.split("-") as [string, string];
+  // §14.1.2: a last-pos below the first-pos makes the range-spec invalid (not merely unsatisfiable).
+  if (first !== "" && last !== "" && Number(last) < Number(first)) return { kind: "malformed" };
+  // §14.1.3: a suffix longer than the content selects all of it (range-parser 1.2 calls that unsatisfiable).
+  const suffix = first === "" ? Number(last) : undefined;
+  const ranges = parseRangeHeader(size, suffix !== undefined && suffix > size && size > 0 ? `bytes=-${size}` : `bytes=${spec}`);
+  if (ranges === -2) return { kind: "malformed" };
+  if (ranges === -1 || ranges.length !== 1) return { kind: "unsatisfiable" };
+  return { kind: "range", start: ranges[0]!.start, end: ranges[0]!.end };
+}
+
+/**
+ * The strong entity tag of stored content (RFC 9110 §8.8.3). Stored content never changes (it is sent once, then
+ * only deleted), so a tag derived from the stored attempt, its blob name and its stream header (random salt and
+ * nonce prefix), identifies these exact bytes. A hash, so it shows no id and nothing personal.
+ */
+export function contentEtag(content: { blobName: string; header: string }): string {
+  return `"${createHash("sha256").update(`sds1\n${content.blobName}\n${content.header}`).digest("base64url").slice(0, 32)}"`;
+}
+
+/**
+ * If-Range (RFC 9110 §13.1.5): may the Range be honoured? Without the header, yes. With an entity tag, only when it
+ * matches `etag` by strong comparison (§8.8.3.2: a weak tag never does). With a date: no, since the content is served
+ * without Last-Modified and a date can then match nothing; the Range is ignored and the whole content sent.
+ */
+export function ifRangeAllows(ifRange: string | null, etag: string): boolean {
+  if (ifRange === null) return true;
+  return ifRange.trim() === etag;
+}
+
+/**
+ * If-None-Match (RFC 9110 §13.1.2) on a GET or HEAD: true when the condition is false, i.e. the answer is 304 Not
+ * Modified. `*` or a listed tag matching `etag` by weak comparison. Evaluated with jshttp's fresh, given only this
+ * header (so its Cache-Control handling and If-Modified-Since, which §13.1.3 ignores beside If-None-Match, play no
+ * part).
+ */
+export function notModified(ifNoneMatch: string | null, etag: string): boolean {
+  if (ifNoneMatch === null || ifNoneMatch.trim() === "") return false;
+  return fresh({ "if-none-match": ifNoneMatch.trim() }, { etag });
 }
 
 /** a***@example.com: enough to recognise an address, not to read it. */

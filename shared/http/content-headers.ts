@@ -1,10 +1,16 @@
 /** Response header values built from stored data (RFC 9110, RFC 6266). */
+import contentDispositionHeader from "content-disposition";
 
-/** `attachment` with an RFC 6266 / 8187 filename: ASCII fallback plus the exact UTF-8 name. */
+/**
+ * `attachment` with the file name (RFC 6266 §4.3), written by jshttp's content-disposition: a quoted `filename` that
+ * every client reads, and, when the name is not plain ASCII, `filename*` with the exact name in UTF-8 (RFC 8187).
+ * The quoted fallback is the name in printable ASCII with every other character, quotes and backslashes as `_`,
+ * since clients differ in how they read non-ASCII and escapes in a quoted string. A name with a path keeps its last
+ * segment (the library's rule; a download is a file, not a place in a tree).
+ */
 export function contentDisposition(fileName: string): string {
   const fallback = fileName.replace(/[^\x20-\x7e]|["\\]/g, "_");
-  const encoded = encodeURIComponent(fileName).replace(/['()*]/g, (c) => "%" + c.charCodeAt(0).toString(16).toUpperCase());
-  return `attachment; filename="${fallback}"; filename*=UTF-8''${encoded}`;
+  return contentDispositionHeader(fileName, { type: "attachment", fallback });
 }
 
 /** A value that can be sent as an HTTP header value as it is: printable ASCII, inner spaces and tabs only. */

@@ -16,6 +16,9 @@ import {
   maskEmail,
   mediaTypeEssence,
   newUploadId,
+  contentEtag,
+  ifRangeAllows,
+  notModified,
   parseRange,
   plainContentType,
   type DataCategory,
@@ -373,45 +376,71 @@ async function releaseClaim(s: Services, tenantId: string, uploadId: string, att
   );
 }
 
-/** A download as it is about to be sent. */
-export interface OpenedContent {
-  /** A byte range was asked for and is sent (206), rather than the whole content (200). */
-  partial: boolean;
-  /** The bytes sent, inclusive, when partial. */
-  range?: { start: number; end: number };
-  /** The whole content's size in bytes. */
-  size: number;
-  /** As declared when the upload was created. */
-  contentType: string;
-  /** Absent once the upload's personal fields are gone. */
-  fileName?: string;
-  /** Plaintext, authenticated segment by segment; it fails rather than let an unauthenticated byte through. */
-  body: Readable;
+/** What a GET or HEAD on content asked for beyond the upload: its Range and conditional headers, as sent. */
+export interface ContentRequest {
+  /** HEAD: the headers a GET would get, no body, no download. */
+  method: "GET" | "HEAD";
+  range: string | null;
+  ifRange: string | null;
+  ifNoneMatch: string | null;
 }
 
+/** The answer to a GET or HEAD on content. */
+export type OpenedContent =
+  | {
+      kind: "not-modified";
+      /** The content's strong entity tag (contentEtag). */
+      etag: string;
+    }
+  | {
+      kind: "content";
+      /** A byte range was asked for and is sent (206), rather than the whole content (200). */
+      partial: boolean;
+      /** The bytes sent, inclusive, when partial. */
+      range?: { start: number; end: number };
+      /** The whole content's size in bytes. */
+      size: number;
+      /** As declared when the upload was created. */
+      contentType: string;
+      /** Absent once the upload's personal fields are gone. */
+      fileName?: string;
+      etag: string;
+      /**
+       * Plaintext, authenticated segment by segment; it fails rather than let an unauthenticated byte through.
+       * Absent for HEAD.
+       */
+      body?: Readable;
+    };
+
 /**
- * Opens the content for download, whole or one byte range (`rangeHeader`: RFC 9110 §14.2 `bytes=` syntax, or null).
+ * Answers a GET or HEAD on the content: whole or one byte range (RFC 9110 §14.2, read by parseRange), under the
+ * conditions of If-None-Match (304 when the content's ETag matches: not a download) and If-Range (the range only
+ * while the ETag matches). The preconditions count only where the request could otherwise succeed (§13.2.1), so
+ * admission comes first. A HEAD answers the headers a GET would; it decrypts the file name and type for them, which
+ * is a metadata read (`upload.read`, via "head-content"), and never counts as a download.
  *
- * The order is what makes the count and the audit log true: (1) the first authenticated bytes are made ready (a
- * missing blob or damage at the start fails here, and nothing is counted or logged as a download); (2) the download
- * is counted, under optimistic concurrency so parallel requests cannot exceed maxDownloads; (3) the personal fields
- * the headers need are decrypted and `upload.download-started` is written, before the first byte; if either fails
- * the count is given back. The body then writes `upload.download-ended` with the bytes it sent and whether it
- * completed; if it ends before its first byte left, the count is given back too. The first-download notice is
- * queued when the first byte leaves; if it cannot be queued, the download goes on and the retention sweep queues
- * the notice later. Errors: not-found, upload-expired, upload-deleted, download-limit-reached, conflict (no content
- * yet, or contended), range-not-satisfiable (with the content's size), integrity-error.
+ * For a GET, the order is what makes the count and the audit log true: (1) the first authenticated bytes are made
+ * ready (a missing blob or damage at the start fails here, and nothing is counted or logged as a download); (2) the
+ * download is counted, under optimistic concurrency so parallel requests cannot exceed maxDownloads; (3) the personal
+ * fields the headers need are decrypted and `upload.download-started` is written, before the first byte; if either
+ * fails the count is given back. The body then writes `upload.download-ended` with the bytes it sent and whether it
+ * completed; if it ends before its first byte left, the count is given back too. The first-download notice is queued
+ * when the first byte leaves; if it cannot be queued, the download goes on and the retention sweep queues the notice
+ * later. Errors: not-found, upload-expired, upload-deleted, download-limit-reached, conflict (no content yet, or
+ * contended), range-not-satisfiable (with the content's size), integrity-error.
  */
-export async function openContent(s: Services, caller: TenantCaller, uploadId: string, rangeHeader: string | null, log: Log): Promise<OpenedContent> {
+export async function openContent(s: Services, caller: TenantCaller, uploadId: string, request: ContentRequest, log: Log): Promise<OpenedContent> {
   const { tenantId } = caller;
   const doc = await mustGet(s, tenantId, uploadId);
   const size = doc.declaredSize;
-  const range = parseRange(rangeHeader, size);
   const admit = (d: StoredUpload) => {
     const admitted = admitDownload({ ...d, deletionReason: d.deletion?.reason }, s.clock.now());
     if (!admitted.ok) throw new AppError(admitted.problem, admitted.detail);
   };
   admit(doc);
+  const etag = contentEtag(doc.content!);
+  if (notModified(request.ifNoneMatch, etag)) return { kind: "not-modified", etag };
+  const range = ifRangeAllows(request.ifRange, etag) ? parseRange(request.range, size) : ({ kind: "none" } as const);
   if (range.kind === "malformed" || range.kind === "unsatisfiable") {
     throw new AppError(
       "range-not-satisfiable",
@@ -421,6 +450,20 @@ export async function openContent(s: Services, caller: TenantCaller, uploadId: s
   }
   const span = range.kind === "range" ? { start: range.start, end: range.end } : undefined;
   const bytes = span ? span.end - span.start + 1 : size;
+  const shape = { kind: "content" as const, partial: span !== undefined, ...(span ? { range: span } : {}), size, etag };
+
+  if (request.method === "HEAD") {
+    const dataKey = await unwrapUploadKey(s, doc);
+    const fileName = doc.personal ? openField(dataKey, tenantId, uploadId, "fileName", doc.personal.fileName) : undefined;
+    const contentType = declaredContentType(doc, dataKey);
+    if (fileName !== undefined) {
+      await recordAudit(s, tenantId, caller, "upload.read", { type: "upload", id: uploadId }, {
+        fields: ["fileName", ...(doc.personal?.contentType ? ["contentType"] : [])],
+        via: "head-content",
+      });
+    }
+    return { ...shape, contentType, ...(fileName !== undefined ? { fileName } : {}) };
+  }
 
   // (1) The first authenticated bytes.
   const dataKey = await unwrapUploadKey(s, doc);
@@ -470,9 +513,7 @@ export async function openContent(s: Services, caller: TenantCaller, uploadId: s
 
   const notify = download === 1 && doc.notifyOnFirstDownload;
   return {
-    partial: span !== undefined,
-    ...(span ? { range: span } : {}),
-    size,
+    ...shape,
     contentType,
     ...(fileName !== undefined ? { fileName } : {}),
     body: accountedBody(s, caller, payload, { count, notify, log }),

@@ -18,6 +18,7 @@ import {
   RECEIVING_LEASE_MS,
   UPLOAD_ID_PATTERN,
 } from "../../shared/domain/uploads";
+import { parse as parseContentDisposition } from "content-disposition";
 import { contentDisposition, isHeaderSafe } from "../../shared/http/content-headers";
 
 const DAY = 86_400_000;
@@ -67,7 +68,32 @@ describe("upload rules", () => {
     expect(parseRange("bytes=100-", 100)).toEqual({ kind: "unsatisfiable" });
     expect(parseRange("bytes=-0", 100)).toEqual({ kind: "unsatisfiable" });
     expect(parseRange("bytes=0-0", 0)).toEqual({ kind: "unsatisfiable" });
-    for (const bad of ["bytes=9-1", "bytes=0-1,5-6", "bits=0-1", "bytes=-", "bytes=a-b", "", "bytes= 1-2"]) expect(parseRange(bad, 100).kind, bad).toBe("malformed");
+    expect(parseRange("Bytes=0-9", 100)).toEqual({ kind: "range", start: 0, end: 9 });
+    expect(parseRange("bytes= 1-2", 100)).toEqual({ kind: "range", start: 1, end: 2 });
+    expect(parseRange("bytes=1-2,", 100)).toEqual({ kind: "range", start: 1, end: 2 });
+    for (const ignored of ["bytes=0-1,5-6", "bits=0-1", "items=x", "bytes=0-1,junk"]) expect(parseRange(ignored, 100).kind, ignored).toBe("none");
+    for (const bad of ["bytes=9-1", "bytes=-", "bytes=a-b", "", "bytes", "=0-1", "bytes=1x-2", "bytes=+1-2", "bytes=0x1-2", "b ytes=0-1"]) {
+      expect(parseRange(bad, 100).kind, bad).toBe("malformed");
+    }
+  });
+
+  it("reads every well-formed single byte range as RFC 9110 §14.1.2-3 defines it (property)", () => {
+    const unit = fc.constantFrom("bytes", "Bytes", "BYTES", "bYtEs");
+    fc.assert(
+      fc.property(fc.nat(5000), unit, fc.nat(6000), fc.option(fc.nat(6000)), (size, u, first, last) => {
+        const r = parseRange(`${u}=${first}-${last ?? ""}`, size);
+        if (last !== null && last < first) return expect(r.kind).toBe("malformed");
+        if (first >= size) return expect(r.kind).toBe("unsatisfiable");
+        expect(r).toEqual({ kind: "range", start: first, end: Math.min(last ?? size - 1, size - 1) });
+      }),
+    );
+    fc.assert(
+      fc.property(fc.nat(5000), unit, fc.nat(6000), (size, u, suffix) => {
+        const r = parseRange(`${u}=-${suffix}`, size);
+        if (suffix === 0 || size === 0) return expect(r.kind).toBe("unsatisfiable");
+        expect(r).toEqual({ kind: "range", start: Math.max(0, size - suffix), end: size - 1 });
+      }),
+    );
   });
 
   it("range parsing never returns a range outside the content (property)", () => {
@@ -85,12 +111,15 @@ describe("upload rules", () => {
 
   it("writes Content-Disposition with an ASCII fallback and the exact UTF-8 name", () => {
     expect(contentDisposition('løn "2026".pdf')).toBe(`attachment; filename="l_n _2026_.pdf"; filename*=UTF-8''l%C3%B8n%20%222026%22.pdf`);
+    expect(contentDisposition("report.pdf")).toBe('attachment; filename="report.pdf"');
+    expect(contentDisposition("2026/report.pdf")).toBe('attachment; filename="report.pdf"');
     fc.assert(
-      fc.property(fc.string({ unit: "grapheme", minLength: 1, maxLength: 40 }), (name) => {
+      fc.property(fc.string({ unit: "grapheme", minLength: 1, maxLength: 40 }).filter((n) => !/[/\\]/.test(n)), (name) => {
         const header = contentDisposition(name);
         expect(header).not.toMatch(/[\r\n]/);
         expect(/^[\x20-\x7e]*$/.test(header)).toBe(true);
-        expect(decodeURIComponent(header.split("UTF-8''")[1]!)).toBe(name);
+        // Read back as a client does (filename* first): the exact name.
+        expect(parseContentDisposition(header).parameters.filename).toBe(name);
       }),
     );
   });

@@ -177,15 +177,17 @@ describe("audit", () => {
     expect(entries.map((e) => e.action)).toEqual([
       "upload.created",
       "upload.content-stored",
+      // The PUT answered with the decrypted view.
+      "upload.read",
       "upload.download-started",
       "upload.download-ended",
       "upload.download-started",
       "upload.download-ended",
       "upload.deleted",
     ]);
-    expect(entries[2]).toMatchObject({ requestId: "0d7e1e6a-5b2c-4f0e-9a1d-3c4b5a6f7e81", details: { bytes: 3000 } });
-    expect(entries[3]).toMatchObject({ requestId: "0d7e1e6a-5b2c-4f0e-9a1d-3c4b5a6f7e81", details: { bytes: 3000, completed: true } });
-    expect(entries[4]).toMatchObject({ requestId: "0d7e1e6a-5b2c-4f0e-9a1d-3c4b5a6f7e82", details: { bytes: 100, range: "100-199" } });
+    expect(entries[3]).toMatchObject({ requestId: "0d7e1e6a-5b2c-4f0e-9a1d-3c4b5a6f7e81", details: { bytes: 3000 } });
+    expect(entries[4]).toMatchObject({ requestId: "0d7e1e6a-5b2c-4f0e-9a1d-3c4b5a6f7e81", details: { bytes: 3000, completed: true } });
+    expect(entries[5]).toMatchObject({ requestId: "0d7e1e6a-5b2c-4f0e-9a1d-3c4b5a6f7e82", details: { bytes: 100, range: "100-199" } });
     expect(JSON.stringify(entries)).not.toMatch(/@/);
     const verify = (await (await t.call("GET", "v1/audit/verify", { key })).json()) as { valid: boolean };
     expect(verify.valid).toBe(true);

@@ -50,7 +50,7 @@ describe("range requests", () => {
     expect(body.equals(content.subarray(start, end + 1))).toBe(true);
   });
 
-  it.each(["bytes=5-1", "items=0-5", "bytes=0-5,10-20", "bytes=-", "bytes=abc-def", "bytes 0-5"])("answers 416 to the malformed range %s", async (range) => {
+  it.each(["bytes=5-1", "bytes=-", "bytes=abc-def", "bytes 0-5"])("answers 416 to the malformed range %s", async (range) => {
     const { res } = await download(t, key, id, { range });
     expect(res.status).toBe(416);
     expect(res.headers.get("content-range")).toBe(`bytes */${size}`);
