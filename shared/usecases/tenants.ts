@@ -22,6 +22,7 @@ import { withoutMeta } from "../stores/cosmos";
 import type { StoredTenant, TenantDoc } from "../stores/tenant-store";
 import { recordAudit, type Actor } from "./audit-trail";
 import { tenantRecord, withIntegrityContext } from "./integrity";
+import { storedStateChanged } from "./running-downloads";
 
 export interface CreateTenantInput {
   name: string;
@@ -175,6 +176,8 @@ export async function changeTenantStatus(s: Services, tenantId: string, action: 
   const now = s.clock.now().toISOString();
   const next: TenantDoc = { ...withoutMeta(doc), status: t.status, suspendedAt: t.status === "suspended" ? now : null, updatedAt: now };
   if (!(await s.tenants.replace(next, doc._etag))) throw changedMeanwhile();
+  // The tenant's downloads running on this instance look again before their next chunk (a suspension stops them).
+  storedStateChanged(tenantId);
   await recordAudit(s, tenantId, by, action === "suspend" ? "tenant.suspended" : "tenant.reactivated", onTenant(tenantId));
   return view(next);
 }

@@ -19,6 +19,7 @@ import type { Services } from "../services";
 import { withoutMeta } from "../stores/cosmos";
 import type { DeletionReason, StoredUpload, UploadDoc } from "../stores/upload-store";
 import { recordAudit, type Actor, type TenantCaller } from "./audit-trail";
+import { storedStateChanged } from "./running-downloads";
 
 const LEASE_MS = 5 * 60_000;
 
@@ -69,6 +70,8 @@ export async function deleteUpload(
     if (isFinal(fresh.status)) return "already-deleted";
     doc = fresh;
   }
+  // Downloads of it running on this instance stop before their next chunk (others see it within a second).
+  storedStateChanged(tenantId, uploadId);
   faults.after?.("shred");
   const deletion = doc.deletion!;
 

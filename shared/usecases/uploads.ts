@@ -33,6 +33,7 @@ import type { StoredUpload, UploadDoc } from "../stores/upload-store";
 import { recordAudit, type TenantCaller } from "./audit-trail";
 import { notificationMessage } from "./messages";
 import { QUEUES } from "../config/resources";
+import { DownloadStoppedError, guardDownload, type DownloadGuard } from "./running-downloads";
 import { newWrappedDataKey, openField, sealField, unwrapUploadKey, type PersonalField } from "./upload-keys";
 
 /** What a tenant declares when it creates an upload (validated by the HTTP layer against its schema). */
@@ -512,11 +513,12 @@ export async function openContent(s: Services, caller: TenantCaller, uploadId: s
   }
 
   const notify = download === 1 && doc.notifyOnFirstDownload;
+  const guard = guardDownload(s, { tenantId, uploadId, expiresAt: counted.after.expiresAt, kekVersion: doc.dataKey!.kekVersion });
   return {
     ...shape,
     contentType,
     ...(fileName !== undefined ? { fileName } : {}),
-    body: accountedBody(s, caller, payload, { count, notify, log }),
+    body: accountedBody(s, caller, payload, { count, notify, guard, log }),
   };
 }
 
@@ -573,7 +575,7 @@ function accountedBody(
   s: Services,
   caller: TenantCaller,
   payload: Readable,
-  opts: { count: CountedDownload; notify: boolean; log: Log },
+  opts: { count: CountedDownload; notify: boolean; guard: DownloadGuard; log: Log },
 ): Readable {
   const { tenantId, uploadId } = opts.count;
   const { requestId } = caller;
@@ -603,9 +605,23 @@ function accountedBody(
     }
   };
 
+  /** Access is checked again while the download runs (running-downloads.ts): what may not be sent is not. */
+  const allowed = async (bytes: number): Promise<void> => {
+    try {
+      await opts.guard.beforeSending(bytes);
+    } catch (err) {
+      if (err instanceof DownloadStoppedError) {
+        state.reason = err.reason;
+        log.warn("upload.download-stopped", { tenantId, uploadId, requestId, reason: err.reason, bytes: state.sent });
+      }
+      throw err;
+    }
+  };
+
   async function* chunks(): AsyncGenerator<Buffer> {
     try {
       for (let r = await next(); !r.done; r = await next()) {
+        await allowed(r.value.length);
         if (state.sent === 0 && opts.notify) await queueNotice(s, tenantId, uploadId, log);
         state.sent += r.value.length;
         // What is thrown here comes from the reader: the client went away.
@@ -613,6 +629,7 @@ function accountedBody(
       }
     } finally {
       payload.destroy();
+      opts.guard.close();
     }
     state.ended = true;
     await ended(true);
@@ -620,6 +637,7 @@ function accountedBody(
 
   const body = Readable.from(chunks(), { objectMode: false, highWaterMark: 1 });
   body.once("close", () => {
+    opts.guard.close();
     if (state.ended) return;
     state.ended = true;
     payload.destroy();
