@@ -6,9 +6,10 @@ import { z } from "zod";
 import { dataCategories, hasControlOrFormat, MAX_LIFE_DAYS, MIME_TYPE, UPLOAD_STATUSES, uploadIdSchema } from "../shared/domain/uploads";
 import { AppError } from "../shared/errors";
 import { contentDisposition, isHeaderSafe } from "../shared/http/content-headers";
-import { httpEndpoint } from "../shared/http/endpoint";
+import { httpEndpoint, type ResponseSpec } from "../shared/http/endpoint";
+import { PROBLEM_TYPES, problemUri, type ProblemType } from "../shared/http/problem";
 import { pacedBody } from "../shared/http/streamed-response";
-import { pageOf, pagingQuery } from "../shared/http/schemas";
+import { pageOf, pagingQuery, problemSchema } from "../shared/http/schemas";
 import { deleteUploadOnRequest } from "../shared/usecases/upload-deletion";
 import {
   createUpload,
@@ -85,6 +86,40 @@ const uploadSummary = uploadView.omit({ fileName: true, senderReference: true, r
   recipients: z.object({ count: z.number() }),
 }) satisfies z.ZodType<UploadSummary>;
 
+/**
+ * A problem answer as the OpenAPI document declares it: RFC 9457 problem+json, the description naming every problem
+ * type the route answers with this status (the types and their statuses: shared/http/problem.ts).
+ */
+function problems(types: ProblemType[], headers?: ResponseSpec["headers"]): ResponseSpec {
+  return {
+    description: types.map((t) => `${problemUri(t)}: ${PROBLEM_TYPES[t].title}`).join("; "),
+    contentType: "application/problem+json",
+    schema: problemSchema,
+    ...(headers ? { headers } : {}),
+  };
+}
+
+/** What every upload route can answer besides its own outcomes: a repeated query key, a bad or suspended key, a bug. */
+const everyRoute = {
+  400: problems(["invalid-parameter"]),
+  401: problems(["unauthenticated"], { "WWW-Authenticate": { description: "Bearer, with the error when a key was sent" } }),
+  403: problems(["tenant-suspended"]),
+  500: problems(["internal-error"]),
+} satisfies Record<number, ResponseSpec>;
+
+/** ...and those naming one upload: unknown ids, and stored data that fails its integrity check. */
+const oneUpload = {
+  ...everyRoute,
+  404: problems(["not-found"]),
+  500: problems(["internal-error", "integrity-error"]),
+} satisfies Record<number, ResponseSpec>;
+
+const contentHeaders = {
+  ETag: { description: "Strong entity tag of the stored content (it never changes)" },
+  "Content-Disposition": { description: "attachment; filename (ASCII) and filename* (UTF-8), while the file name exists" },
+  "Accept-Ranges": { description: "bytes" },
+};
+
 /** The request's body and the headers that describe it. Content-Length must be decimal digits (RFC 9110 §8.6). */
 function incomingContent(request: HttpRequest): IncomingContent {
   const length = request.headers.get("content-length");
@@ -128,6 +163,13 @@ const create = httpEndpoint({
   body: createUploadInput,
   idempotency: {},
   responses: {
+    ...everyRoute,
+    400: problems(["invalid-json", "invalid-parameter"]),
+    408: problems(["request-timeout"]),
+    409: problems(["idempotency-in-progress", "conflict"]),
+    413: problems(["payload-too-large"]),
+    415: problems(["unsupported-media-type"]),
+    422: problems(["validation-failed", "idempotency-key-reused"]),
     201: {
       description: "Created",
       schema: z.object({
@@ -157,9 +199,14 @@ const putBody = httpEndpoint({
   params: idParams,
   rawBody: { contentTypes: ["application/octet-stream", "*/*"], description: "The content, as declared" },
   responses: {
+    ...oneUpload,
     200: { description: "Stored", schema: uploadView },
-    409: { description: "Content was already sent, or is being sent" },
-    410: { description: "Expired or deleted" },
+    400: problems(["malformed-request", "invalid-parameter"]),
+    408: problems(["request-timeout"]),
+    409: problems(["conflict"]),
+    410: problems(["upload-expired", "upload-deleted"]),
+    413: problems(["payload-too-large"]),
+    415: problems(["unsupported-media-type"]),
   },
   handler: async ({ services, principal, params, request, log }) => ({
     status: 200,
@@ -176,7 +223,7 @@ const get = httpEndpoint({
   tags,
   summary: "An upload's metadata (never its content; addresses masked)",
   params: idParams,
-  responses: { 200: { description: "The upload", schema: uploadView } },
+  responses: { ...oneUpload, 200: { description: "The upload", schema: uploadView } },
   handler: async ({ services, principal, params }) => ({ status: 200, json: await getUpload(services, principal, params.id) }),
 });
 app.http(get.name, get.options);
@@ -192,10 +239,23 @@ const download = httpEndpoint({
     "Every request counts toward maxDownloads, including range requests, and is recorded in the audit log. If stored data fails its integrity check the response is aborted; no unverified byte is sent.",
   params: idParams,
   responses: {
-    200: { description: "The content", contentType: "application/octet-stream", schema: z.string().meta({ format: "binary" }) },
-    206: { description: "The requested range", contentType: "application/octet-stream", schema: z.string().meta({ format: "binary" }) },
-    410: { description: "Expired, deleted, or download limit reached" },
-    416: { description: "Malformed or unsatisfiable Range" },
+    ...oneUpload,
+    200: {
+      description: "The content (also when the Range was ignored: another unit, several ranges, or If-Range not matching)",
+      contentType: "application/octet-stream",
+      schema: z.string().meta({ format: "binary" }),
+      headers: contentHeaders,
+    },
+    206: {
+      description: "The one byte range asked for",
+      contentType: "application/octet-stream",
+      schema: z.string().meta({ format: "binary" }),
+      headers: { ...contentHeaders, "Content-Range": { description: "bytes <first>-<last>/<size>" } },
+    },
+    304: { description: "Not Modified: If-None-Match matched the ETag. Not a download", headers: { ETag: contentHeaders.ETag } },
+    409: problems(["conflict"]),
+    410: problems(["upload-expired", "upload-deleted", "download-limit-reached"]),
+    416: problems(["range-not-satisfiable"], { "Content-Range": { description: "bytes */<size>" } }),
   },
   handler: async ({ services, principal, params, request, isHead, context, log }) => {
     const opened = await openContent(
@@ -223,7 +283,7 @@ const list = httpEndpoint({
   tags,
   summary: "List the tenant's uploads, newest first",
   query: pagingQuery.extend({ status: z.enum(UPLOAD_STATUSES).optional() }),
-  responses: { 200: { description: "A page of uploads", schema: pageOf(uploadSummary) } },
+  responses: { ...everyRoute, 200: { description: "A page of uploads", schema: pageOf(uploadSummary) } },
   handler: async ({ services, principal, query }) => ({
     status: 200,
     json: await listUploads(services, principal, { status: query.status, limit: query.limit, cursor: query.cursor }),
@@ -240,8 +300,10 @@ const remove = httpEndpoint({
   summary: "Delete an upload now: destroy its key, then its content; a tombstone remains",
   params: idParams,
   responses: {
+    ...everyRoute,
+    404: problems(["not-found"]),
     204: { description: "Deleted: its key is destroyed (also when it already was; the rest of the deletion may finish moments later)" },
-    409: { description: "The upload kept changing under the request; nothing was deleted yet" },
+    409: problems(["conflict"]),
   },
   handler: async ({ services, principal, params, log }) => {
     await deleteUploadOnRequest(services, principal, params.id, log);
