@@ -8,7 +8,7 @@ import type { Container, SqlParameter } from "@azure/cosmos";
 import { z } from "zod";
 import { assertTransition, dataCategories, FINAL_UPLOAD_STATUSES, LIVE_UPLOAD_STATUSES, UPLOAD_STATUSES, type UploadStatus } from "../domain/uploads";
 import { AppError } from "../errors";
-import { crossPartition, inList, isConflict, isPreconditionFailed, queryAll, queryPage, readItem, type Page } from "./cosmos";
+import { crossPartition, inList, isConflict, isNotFound, isPreconditionFailed, queryAll, queryPage, readItem, type Page } from "./cosmos";
 
 export const DELETION_REASONS = ["sender-request", "expired", "subject-request", "tenant-offboarded"] as const;
 export type DeletionReason = (typeof DELETION_REASONS)[number];
@@ -116,11 +116,28 @@ export class UploadStore {
     return readItem(this.container, uploadDocSchema, uploadId, tenantId);
   }
 
-  async create(doc: UploadDoc): Promise<void> {
+  /** Creates the record; returns its etag. */
+  async create(doc: UploadDoc): Promise<string> {
     try {
-      await this.container.items.create(uploadDocSchema.parse(doc));
+      const { etag } = await this.container.items.create(uploadDocSchema.parse(doc));
+      return etag;
     } catch (err) {
       if (isConflict(err)) throw new AppError("conflict", "an upload with this id already exists");
+      throw err;
+    }
+  }
+
+  /**
+   * Removes a record whose creation could not be completed (its id was never given to anyone), only while it is
+   * exactly as created (`etag`). Not a deletion: an upload anyone could know of is deleted with a tombstone.
+   * Returns false when it changed or is gone.
+   */
+  async removeUnannounced(tenantId: string, uploadId: string, etag: string): Promise<boolean> {
+    try {
+      await this.container.item(uploadId, tenantId).delete({ accessCondition: { type: "IfMatch", condition: etag } });
+      return true;
+    } catch (err) {
+      if (isPreconditionFailed(err) || isNotFound(err)) return false;
       throw err;
     }
   }

@@ -166,14 +166,20 @@ export async function createUpload(s: Services, caller: TenantCaller, input: Cre
     senderNotifiedAt: null,
     deletion: null,
   };
-  await s.uploads.create(doc);
-  await recordAudit(s, tenantId, caller, "upload.created", { type: "upload", id: uploadId }, {
-    size: input.size,
-    categories: input.categories,
-    recipients: input.recipients.length,
-    dataSubjects: input.dataSubjects.length,
-    kekVersion: wrapped.kekVersion,
-  });
+  const etag = await s.uploads.create(doc);
+  try {
+    await recordAudit(s, tenantId, caller, "upload.created", { type: "upload", id: uploadId }, {
+      size: input.size,
+      categories: input.categories,
+      recipients: input.recipients.length,
+      dataSubjects: input.dataSubjects.length,
+      kekVersion: wrapped.kekVersion,
+    });
+  } catch (err) {
+    // No upload the log does not show: the record goes (nobody was given its id), so a retry leaves only one.
+    await s.uploads.removeUnannounced(tenantId, uploadId, etag).catch(() => false);
+    throw err;
+  }
   return {
     id: uploadId,
     status: doc.status,

@@ -13,7 +13,7 @@ import { HEADER_SIZE } from "../../../shared/crypto";
 import { startTestApp, type TestApp } from "../../helpers/app";
 import { eventually } from "../../helpers/eventually";
 import { sweep } from "../../helpers/sweep";
-import { createUpload, download, putContent, uploadWith } from "../../helpers/uploads";
+import { baseUpload, createUpload, download, putContent, uploadWith } from "../../helpers/uploads";
 
 let t: TestApp;
 let key: string;
@@ -156,6 +156,20 @@ describe("the audit log of a download", () => {
 });
 
 describe("the same kind elsewhere", () => {
+  it("POST: when the creation cannot be logged, no upload is left behind (a retry would make a second one)", async () => {
+    const other = await t.createTenant();
+    const head = t.raw.containers.audit.item("head", other.tenantId);
+    const { resource } = await head.read<Record<string, unknown>>();
+    await head.replace({ ...resource!, seq: "broken" });
+    try {
+      const res = await t.call("POST", "v1/uploads", { key: other.apiKey, json: { ...baseUpload, size: 1 } });
+      expect(res.status).toBe(500);
+    } finally {
+      await head.replace(resource!);
+    }
+    expect((await t.services.uploads.list(other.tenantId, { limit: 10 })).items).toEqual([]);
+  });
+
   it("PUT content: when the audit entry cannot be written, the upload is not left available with content nobody logged", async () => {
     const other = await t.createTenant();
     const { id } = await createUpload(t, other.apiKey, { size: 5 });
