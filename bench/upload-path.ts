@@ -93,10 +93,10 @@ export interface RunMemory {
 
 /** The service's block size and concurrency for uploadStream, read from its source so the baseline cannot drift. */
 export function serviceUploadSettings(root: string): { bufferBytes: number; concurrency: number } {
-  const source = readFileSync(path.join(root, "shared/usecases/uploads.ts"), "utf8");
+  const source = readFileSync(path.join(root, "shared/stores/payload-store.ts"), "utf8");
   const constant = (name: string): number => {
     const m = new RegExp(`const ${name}\\s*=\\s*([0-9_\\s*]+);`).exec(source);
-    if (!m) throw new Error(`shared/usecases/uploads.ts no longer defines ${name} as a product of integers; update the benchmark`);
+    if (!m) throw new Error(`shared/stores/payload-store.ts no longer defines ${name} as a product of integers; update the benchmark`);
     return m[1]!
       .split("*")
       .map((f) => Number(f.replace(/[_\s]/g, "")))

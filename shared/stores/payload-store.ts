@@ -57,9 +57,9 @@ export class PayloadMissingError extends Error {
 
 // 4 MiB blocks: half the memory of 8 MiB at the same measured throughput (bench/RESULTS.md), still well above the
 // 256 KiB Azure needs for high-throughput block blobs, and 512 blocks for the largest (2 GiB) upload.
-const BLOCK_BYTES = 4 * 1024 * 1024;
+const UPLOAD_BUFFER_BYTES = 4 * 1024 * 1024;
 /** Blocks being staged at once; reading the body waits while this many are in flight (back-pressure). */
-const STAGE_CONCURRENCY = 4;
+const UPLOAD_CONCURRENCY = 4;
 
 /** Block ids must all have the same length within a blob (Put Block); base64 of a fixed-width counter. */
 function blockId(n: number): string {
@@ -205,7 +205,7 @@ export class PayloadStore {
         )
         .finally(() => staging.delete(request));
       staging.add(request);
-      while (staging.size >= STAGE_CONCURRENCY && stageError === undefined) await Promise.race(staging);
+      while (staging.size >= UPLOAD_CONCURRENCY && stageError === undefined) await Promise.race(staging);
       if (stageError !== undefined) throw stageError;
     };
     try {
@@ -221,10 +221,10 @@ export class PayloadStore {
       for await (const chunk of tap as AsyncIterable<Buffer>) {
         pending.push(chunk);
         pendingBytes += chunk.length;
-        if (pendingBytes >= BLOCK_BYTES) {
+        if (pendingBytes >= UPLOAD_BUFFER_BYTES) {
           const all = Buffer.concat(pending, pendingBytes);
-          for (let at = 0; at + BLOCK_BYTES <= all.length; at += BLOCK_BYTES) await stage(all.subarray(at, at + BLOCK_BYTES));
-          const rest = all.subarray(all.length - (all.length % BLOCK_BYTES));
+          for (let at = 0; at + UPLOAD_BUFFER_BYTES <= all.length; at += UPLOAD_BUFFER_BYTES) await stage(all.subarray(at, at + UPLOAD_BUFFER_BYTES));
+          const rest = all.subarray(all.length - (all.length % UPLOAD_BUFFER_BYTES));
           pending = rest.length > 0 ? [rest] : [];
           pendingBytes = rest.length;
         }
