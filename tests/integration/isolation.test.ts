@@ -103,13 +103,64 @@ export const ISOLATION_CASES: Record<string, IsolationCase> = {
       expect(after.entriesChecked).toBe(before.entriesChecked);
     },
   },
+  // Webhooks: each tenant has one endpoint, found by its own key only.
+  "webhook-put": {
+    async check(t, a, b) {
+      await bWebhook(t, b);
+      expect((await t.call("PUT", "v1/webhook", { key: a.apiKey, json: { url: "http://127.0.0.1:9/a" } })).status).toBeLessThan(300);
+      expect((await t.services.webhooks.getEndpoint(b.tenantId))?.url).toBe("http://127.0.0.1:9/b");
+      await t.call("DELETE", "v1/webhook", { key: a.apiKey });
+    },
+  },
+  "webhook-get": {
+    async check(t, a, b) {
+      await bWebhook(t, b);
+      await expectNotFound(await t.call("GET", "v1/webhook", { key: a.apiKey }));
+    },
+  },
+  "webhook-delete": {
+    async check(t, a, b) {
+      await bWebhook(t, b);
+      await expectNotFound(await t.call("DELETE", "v1/webhook", { key: a.apiKey }));
+      expect(await t.services.webhooks.getEndpoint(b.tenantId)).toBeDefined();
+    },
+  },
+  "webhook-rotate-secret": {
+    async check(t, a, b) {
+      await bWebhook(t, b);
+      const before = (await t.services.webhooks.getEndpoint(b.tenantId))!.secrets.map((x) => x.id);
+      await expectNotFound(await t.call("POST", "v1/webhook/rotate-secret", { key: a.apiKey }));
+      expect((await t.services.webhooks.getEndpoint(b.tenantId))!.secrets.map((x) => x.id)).toEqual(before);
+    },
+  },
+  "webhook-test": {
+    async check(t, a, b) {
+      await bWebhook(t, b);
+      await expectNotFound(await t.call("POST", "v1/webhook/test", { key: a.apiKey }));
+      expect((await t.services.webhooks.deliveryStats(b.tenantId)).pending).toBe(0);
+    },
+  },
+  "webhook-deliveries": {
+    async check(t, a, b) {
+      await bWebhook(t, b);
+      const { deliveryId } = await json<{ deliveryId: string }>(await t.call("POST", "v1/webhook/test", { key: b.apiKey }));
+      const list = await json<{ items: Array<{ id: string }> }>(await t.call("GET", "v1/webhook/deliveries?limit=200", { key: a.apiKey }));
+      expect(list.items.map((d) => d.id)).not.toContain(deliveryId);
+    },
+  },
 };
+
+/** B's webhook endpoint (a loopback URL nothing listens on; ALLOW_LOOPBACK_WEBHOOKS is on in this file). */
+async function bWebhook(t: TestApp, b: Tenant): Promise<void> {
+  const res = await t.call("PUT", "v1/webhook", { key: b.apiKey, json: { url: "http://127.0.0.1:9/b" } });
+  expect(res.status).toBeLessThan(300);
+}
 
 let t: TestApp;
 let a: Tenant;
 let b: Tenant;
 beforeAll(async () => {
-  t = await startTestApp();
+  t = await startTestApp({ settings: { ALLOW_LOOPBACK_WEBHOOKS: "true" } });
   a = await t.createTenant("Tenant A");
   b = await t.createTenant("Tenant B");
 });
