@@ -97,6 +97,8 @@ async function main(): Promise<void> {
     env: process.env,
     port,
     masterKey: local.Host?.MasterKey,
+    // The app's idle limit for request bodies (UPLOAD_IDLE_SECONDS) is the host's for clients that stop reading too.
+    idleTimeoutMs: settings.uploadIdleSeconds * 1000,
   }).catch((err: Error & { code?: string }) =>
     fail(err.code === "EADDRINUSE" ? `port ${port} is in use; set PORT or Host.LocalHttpPort in local.settings.json` : err.message),
   );

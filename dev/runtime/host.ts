@@ -10,6 +10,10 @@
  * - Host admin endpoints like the real host's: `GET /admin/functions`, `POST /admin/functions/<name>` with
  *   `{"input": "..."}` runs any non-HTTP function at once (202; add `?wait=true` to wait for the outcome). Like the
  *   real host's, they need the host's master key in the `x-functions-key` header (401 without it).
+ * - Limits like Azure's front end: a request whose function has not begun its answer within `requestTimeoutMs`
+ *   (230 s, as in Azure) gets 504; a client that sends no byte of its body, or accepts no byte of the response, for
+ *   the idle limit is disconnected (the app answers a stalled JSON or upload body with 408 itself, first). Requests
+ *   reach the worker's stream proxy over connections of their own, with no pool that stalled requests could fill.
  */
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
@@ -46,6 +50,14 @@ export interface LocalHostOptions {
   hostId?: string;
   enableTimers?: boolean;
   enableQueues?: boolean;
+  /** How long a function may take to begin its answer before its caller gets 504. Default 230 s, as Azure's front end. */
+  requestTimeoutMs?: number;
+  /**
+   * How long a client may go without accepting any of a response that is waiting for it, before it is disconnected.
+   * A request body that stalls is cut off after twice as long (the app answers a stalled body with 408 itself, so this
+   * is the backstop). Default 60 s; npm start uses UPLOAD_IDLE_SECONDS, the app's own idle limit.
+   */
+  idleTimeoutMs?: number;
   /**
    * The key the admin endpoints (`/admin/...`) require in `x-functions-key`, as the real host's master key. When
    * absent a random one is made (read it from `masterKey`), so the admin endpoints are never open.
@@ -71,6 +83,25 @@ interface HttpEntry {
   triggerName: string;
 }
 
+/** Azure's front end gives an HTTP function 230 s to respond (the load balancer's idle timeout). */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 230_000;
+export const DEFAULT_IDLE_TIMEOUT_MS = 60_000;
+/** The admin endpoints take `{"input": "..."}`: a body larger than this is refused. */
+const MAX_ADMIN_BODY_BYTES = 64 * 1024;
+
+/** One request being served, and the progress its client last made (see LocalFunctionsHost.checkClients). */
+interface ClientWatch {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly startedAt: number;
+  bytesIn: number;
+  inAt: number;
+  out: string;
+  outAt: number;
+  /** Ends the work behind the request (the proxied call to the worker) when the host gives up on it. */
+  abort?: () => void;
+}
+
 const HOP_BY_HOP = new Set([
   "connection",
   "keep-alive",
@@ -92,8 +123,13 @@ export class LocalFunctionsHost {
   private readonly registrationsByName = new Map<string, Registration>();
   private proxyUri: URL | undefined;
   // One connection per proxied request: a function that answers before reading the whole request body (a 413,
-  // say) leaves unread bytes on its connection, which must never carry the next request.
-  private readonly proxyAgent = new http.Agent({ keepAlive: false, maxSockets: 256 });
+  // say) leaves unread bytes on its connection, which must never carry the next request. No pool limit: a fixed
+  // maxSockets would let stalled requests make every other request (health, other tenants) wait for a free
+  // connection. (Finite, though: with an infinite maxSockets Node sends "Connection: close", and the proxy then closes
+  // at once after an early answer such as a 413, resetting the connection before the answer is read.)
+  private readonly proxyAgent = new http.Agent({ keepAlive: false, maxSockets: Number.MAX_SAFE_INTEGER });
+  private readonly watches = new Set<ClientWatch>();
+  private watchTimer: NodeJS.Timeout | undefined;
   private readonly inFlight = new Set<Promise<unknown>>();
   /** Servers the library started (its HTTP stream proxy): bound to loopback, and closed with the host. */
   private readonly libraryServers: http.Server[] = [];
@@ -368,6 +404,90 @@ export class LocalFunctionsHost {
     return out;
   }
 
+  private get requestTimeoutMs(): number {
+    return this.options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+  }
+
+  private get idleTimeoutMs(): number {
+    return this.options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+  }
+
+  /** Follows a request until its exchange is over, so checkClients can end it when it stalls or takes too long. */
+  private watch(req: IncomingMessage, res: ServerResponse): ClientWatch {
+    const now = Date.now();
+    const w: ClientWatch = { req, res, startedAt: now, bytesIn: req.socket.bytesRead, inAt: now, out: "", outAt: now };
+    this.watches.add(w);
+    res.once("close", () => this.watches.delete(w));
+    if (!this.watchTimer) {
+      const period = Math.max(50, Math.min(1000, Math.floor(Math.min(this.idleTimeoutMs, this.requestTimeoutMs) / 4)));
+      this.watchTimer = setInterval(() => this.checkClients(), period);
+      this.watchTimer.unref();
+    }
+    return w;
+  }
+
+  /**
+   * Ends what must not wait any longer: a request whose function has not begun its answer within the request timeout
+   * (504), a client that sends nothing of a body it has not finished while the host is ready to read it (twice the idle
+   * limit: the app answers 408 first), and a client that accepts nothing of a response waiting for it (the idle limit).
+   */
+  private checkClients(): void {
+    const now = Date.now();
+    for (const w of this.watches) {
+      const { req, res } = w;
+      const socket = req.socket;
+      if (socket.destroyed) {
+        this.watches.delete(w);
+        continue;
+      }
+      if (!res.headersSent && now - w.startedAt >= this.requestTimeoutMs) {
+        this.answerTimeout(w);
+        continue;
+      }
+      // Waiting for the client's body: it is not complete, and nothing (a busy function) holds it back.
+      if (!req.complete && !req.isPaused() && socket.bytesRead === w.bytesIn) {
+        if (now - w.inAt >= 2 * this.idleTimeoutMs) {
+          this.log("warning", `${req.method} ${pathOnly(req.url)}: the client sent no byte of its body for ${2 * this.idleTimeoutMs} ms; disconnected`);
+          this.disconnect(w);
+          continue;
+        }
+      } else {
+        w.bytesIn = socket.bytesRead;
+        w.inAt = now;
+      }
+      // Waiting for the client to read: bytes are queued for it and none has left since last time.
+      const queued = socket.writableLength + res.writableLength;
+      const out = `${socket.bytesWritten}/${socket.writableLength}/${res.writableLength}`;
+      if (res.headersSent && queued > 0 && out === w.out) {
+        if (now - w.outAt >= this.idleTimeoutMs) {
+          this.log("warning", `${req.method} ${pathOnly(req.url)}: the client read nothing of the response for ${this.idleTimeoutMs} ms; disconnected`);
+          this.disconnect(w);
+        }
+      } else {
+        w.out = out;
+        w.outAt = now;
+      }
+    }
+  }
+
+  private answerTimeout(w: ClientWatch): void {
+    this.watches.delete(w);
+    const seconds = Math.round(this.requestTimeoutMs / 1000);
+    this.log("warning", `${w.req.method} ${pathOnly(w.req.url)}: no answer began within ${seconds} s; answered 504`);
+    w.res.statusCode = 504;
+    w.res.setHeader("content-type", "text/plain; charset=utf-8");
+    w.res.setHeader("connection", "close");
+    w.res.end(`The function did not begin its answer within ${seconds} s (the host's request timeout, as Azure's front end has).\n`);
+    w.abort?.();
+  }
+
+  private disconnect(w: ClientWatch): void {
+    this.watches.delete(w);
+    w.abort?.();
+    w.res.destroy();
+    w.req.socket.destroy();
+  }
+
   private listen(): Promise<void> {
     const server = http.createServer({ requestTimeout: 0 }, (req, res) => {
       this.onRequest(req, res).catch((err: Error) => {
@@ -394,6 +514,7 @@ export class LocalFunctionsHost {
   }
 
   private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const watch = this.watch(req, res);
     const rawPath = (req.url ?? "/").split("?")[0]!;
     if (rawPath === "/admin" || rawPath.startsWith("/admin/")) return this.onAdmin(req, res, rawPath);
     const prefix = this.options.config.routePrefix;
@@ -419,10 +540,10 @@ export class LocalFunctionsHost {
       path,
     );
     if (!found) return hostNotFound(res);
-    await this.track(this.invokeHttp(found.entry, found.params, req, res));
+    await this.track(this.invokeHttp(found.entry, found.params, req, res, watch));
   }
 
-  private async invokeHttp(entry: HttpEntry, params: Record<string, string>, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  private async invokeHttp(entry: HttpEntry, params: Record<string, string>, req: IncomingMessage, res: ServerResponse, watch: ClientWatch): Promise<void> {
     // Names a client chose ("__proto__", "constructor") are plain keys here: null-prototype objects, filled once per name.
     const headers: Record<string, string> = Object.create(null) as Record<string, string>;
     for (const [k, v] of Object.entries(req.headersDistinct)) if (v) headers[k] = v.join(", ");
@@ -444,6 +565,7 @@ export class LocalFunctionsHost {
         this.options.config.functionTimeoutMs,
       );
       const proxied = this.forwardToProxy(invocation.invocationId, req, res);
+      watch.abort = () => proxied.abort();
       try {
         await invocation.run();
       } catch (err) {
@@ -458,7 +580,8 @@ export class LocalFunctionsHost {
         if (!started && !res.headersSent) {
           res.statusCode = 500;
           res.end();
-        } else {
+        } else if (!res.writableEnded) {
+          // (A response the host ended itself, a 504, is left to finish.)
           res.destroy();
         }
         return;
@@ -491,6 +614,8 @@ export class LocalFunctionsHost {
       return undefined;
     });
     const rpc = (response?.returnValue as { http?: { statusCode?: string; headers?: Record<string, string>; body?: { bytes?: Uint8Array; string?: string } } } | undefined)?.http;
+    // The host answered already (504 after the request timeout).
+    if (res.headersSent) return;
     if (!rpc) {
       res.statusCode = 500;
       res.end();
@@ -527,6 +652,13 @@ export class LocalFunctionsHost {
     });
     const done = new Promise<void>((resolve) => {
       proxyReq.on("response", (proxyRes) => {
+        if (res.headersSent) {
+          // The host answered already (504 after the request timeout): this late answer goes nowhere.
+          proxyRes.resume();
+          proxyReq.destroy();
+          resolve();
+          return;
+        }
         res.statusCode = proxyRes.statusCode ?? 500;
         for (const [k, v] of Object.entries(proxyRes.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) res.setHeader(k, v);
         pipeline(proxyRes, res).then(
@@ -546,7 +678,7 @@ export class LocalFunctionsHost {
         if (!res.headersSent) {
           res.statusCode = 502;
           res.end();
-        } else res.destroy();
+        } else if (!res.writableEnded) res.destroy();
         resolve();
       });
     });
@@ -564,6 +696,7 @@ export class LocalFunctionsHost {
 
   private async onAdmin(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
     const send = (status: number, body?: unknown): void => {
+      if (res.headersSent) return; // answered already (504 after the request timeout)
       res.statusCode = status;
       if (body === undefined) {
         res.end();
@@ -585,7 +718,15 @@ export class LocalFunctionsHost {
       const reg = this.registrationsByName.get(name.toLowerCase());
       if (!reg) return send(404, { error: `no function named ${name}` });
       const chunks: Buffer[] = [];
-      for await (const c of req) chunks.push(c as Buffer);
+      let size = 0;
+      for await (const c of req) {
+        size += (c as Buffer).length;
+        if (size > MAX_ADMIN_BODY_BYTES) {
+          res.setHeader("connection", "close");
+          return send(413, { error: `the body may be at most ${MAX_ADMIN_BODY_BYTES} bytes` });
+        }
+        chunks.push(c as Buffer);
+      }
       let input: string | undefined;
       if (chunks.length > 0) {
         try {
@@ -613,6 +754,7 @@ export class LocalFunctionsHost {
   }
 
   async stop(graceMs = 10_000): Promise<void> {
+    clearInterval(this.watchTimer);
     const server = this.server;
     const closed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
     for (const t of this.timers.values()) await t.stop();
@@ -656,6 +798,11 @@ async function capturingServers<T>(fn: () => Promise<T>): Promise<{ result: T; s
   } finally {
     http.createServer = createServer;
   }
+}
+
+/** The path of a request URL without its query (which can carry anything), for log lines. */
+function pathOnly(url: string | undefined): string {
+  return (url ?? "/").split("?")[0]!.slice(0, 200);
 }
 
 function hostNotFound(res: ServerResponse): void {

@@ -156,8 +156,30 @@ function isJsonContentType(value: string | null): boolean {
   return charset === undefined || charset.toLowerCase() === "utf-8";
 }
 
-/** Reads at most `limit` bytes of the body; past that, stops reading and answers 413. */
-export async function readBodyText(request: HttpRequest, limit: number): Promise<string> {
+/**
+ * The next chunk of a body, or a 408 `request-timeout` when none comes for `idleMs` (the caller has stopped sending:
+ * its request must not hold an invocation, a connection and memory for as long as it likes). The read is cancelled.
+ */
+async function readWithin<T>(reader: ReadableStreamDefaultReader<T>, idleMs: number): Promise<Awaited<ReturnType<ReadableStreamDefaultReader<T>["read"]>>> {
+  let timer: NodeJS.Timeout | undefined;
+  const idle = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      reader.cancel().catch(() => undefined);
+      reject(new AppError("request-timeout", `the body stopped arriving: no bytes came for ${Math.round(idleMs / 1000)} s; nothing was stored, send it again`));
+    }, idleMs);
+  });
+  try {
+    return await Promise.race([reader.read(), idle]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Reads at most `limit` bytes of the body; past that, stops reading and answers 413. A body that sends nothing for
+ * `idleMs` (UPLOAD_IDLE_SECONDS, the limit content uploads have) is answered 408.
+ */
+export async function readBodyText(request: HttpRequest, limit: number, idleMs: number): Promise<string> {
   const declared = request.headers.get("content-length");
   if (declared !== null && /^\d+$/.test(declared) && Number(declared) > limit) {
     throw new AppError("payload-too-large", `the JSON body may be at most ${limit} bytes`);
@@ -167,7 +189,7 @@ export async function readBodyText(request: HttpRequest, limit: number): Promise
   const chunks: Buffer[] = [];
   let total = 0;
   for (;;) {
-    const { done, value } = await reader.read();
+    const { done, value } = await readWithin(reader, idleMs);
     if (done) break;
     total += value.byteLength;
     if (total > limit) {
@@ -248,13 +270,13 @@ export function duplicateKeyProblem(text: string): string | undefined {
   return undefined;
 }
 
-async function parseJsonBody<B extends z.ZodType>(request: HttpRequest, schema: B): Promise<{ value: z.output<B>; text: string }> {
+async function parseJsonBody<B extends z.ZodType>(request: HttpRequest, schema: B, idleMs: number): Promise<{ value: z.output<B>; text: string }> {
   if (!isJsonContentType(request.headers.get("content-type"))) {
     throw new AppError("unsupported-media-type", "send the body as JSON with 'Content-Type: application/json'");
   }
   let text: string;
   try {
-    text = await readBodyText(request, MAX_JSON_BODY_BYTES);
+    text = await readBodyText(request, MAX_JSON_BODY_BYTES, idleMs);
   } catch (err) {
     if (err instanceof AppError) throw err;
     throw new AppError("invalid-json", "the body is not valid UTF-8");
@@ -430,7 +452,7 @@ export function httpEndpoint<A extends AuthMode, P extends AnyObject | undefined
       let body = undefined as Infer<B>;
       let bodyText = "";
       if (spec.body) {
-        const parsed = await parseJsonBody(request, spec.body);
+        const parsed = await parseJsonBody(request, spec.body, services.settings.uploadIdleSeconds * 1000);
         body = parsed.value as Infer<B>;
         bodyText = parsed.text;
       }

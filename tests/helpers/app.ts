@@ -84,6 +84,8 @@ export async function startTestApp(options: StartOptions = {}): Promise<TestApp>
     config: { ...config, queues: { ...config.queues, maxPollingIntervalMs: 200, visibilityTimeoutMs: 0 } },
     env,
     port: 0,
+    // As npm start: the host's idle limit for clients is the app's own (UPLOAD_IDLE_SECONDS).
+    idleTimeoutMs: settings.uploadIdleSeconds * 1000,
     enableTimers: options.timers ?? false,
     enableQueues: options.queues ?? true,
     log: (l) => {
