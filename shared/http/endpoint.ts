@@ -19,6 +19,7 @@ import { IntegrityError } from "../crypto";
 import { AppError, type FieldError } from "../errors";
 import { problemBody, problemHeaders, statusOfProblem } from "./problem";
 import { openCursor, sealCursor, type CursorBinding } from "./cursors";
+import { proxyResponseOf } from "./streamed-response";
 import { scopeKey, scopeLabel, type KeyScope } from "./scope-keys";
 
 export type HttpMethod = "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE";
@@ -408,6 +409,38 @@ function withoutBody(response: HttpResponseInit): HttpResponseInit {
   return { status: response.status, headers };
 }
 
+/**
+ * Ends a streamed answer whose client has stopped reading: bytes wait in the response for it and none has left for
+ * `idleMs` (UPLOAD_IDLE_SECONDS, the limit request bodies have). The response is destroyed, which ends the body it
+ * was being paced by (streamed-response.ts) and so the work and the memory behind it. Without the library's proxy
+ * response (not streaming) there is nothing to watch.
+ */
+function watchStalledReader(invocationId: string, idleMs: number, onStall: () => void): void {
+  const response = proxyResponseOf(invocationId);
+  if (!response) return;
+  let progress = "";
+  let since = Date.now();
+  const timer = setInterval(
+    () => {
+      if (response.destroyed || response.writableFinished) return clearInterval(timer);
+      const socket = response.socket;
+      const waiting = response.writableLength + (socket?.writableLength ?? 0) > 0;
+      const now = `${socket?.bytesWritten ?? 0}/${socket?.writableLength ?? 0}/${response.writableLength}`;
+      if (!waiting || now !== progress) {
+        progress = now;
+        since = Date.now();
+      } else if (Date.now() - since >= idleMs) {
+        clearInterval(timer);
+        onStall();
+        response.destroy();
+      }
+    },
+    Math.max(50, Math.min(1000, Math.floor(idleMs / 4))),
+  );
+  timer.unref();
+  response.once("close", () => clearInterval(timer));
+}
+
 function fromStored(stored: StoredResponse, requestId: string): HttpResponseInit {
   return toResponse({ status: stored.status, json: stored.body, headers: { ...stored.headers, "idempotent-replayed": "true" } }, requestId);
 }
@@ -489,7 +522,14 @@ export function httpEndpoint<A extends AuthMode, P extends AnyObject | undefined
       }
 
       const result = await spec.handler(input);
-      return toResponse(paging ? await paging.sealResult(result) : result, requestId);
+      const response = toResponse(paging ? await paging.sealResult(result) : result, requestId);
+      if (response.body !== undefined && typeof response.body !== "string") {
+        const idleMs = services.settings.uploadIdleSeconds * 1000;
+        watchStalledReader(context.invocationId, idleMs, () =>
+          log.warn("response.stalled", { requestId, function: spec.name, idleSeconds: services.settings.uploadIdleSeconds }),
+        );
+      }
+      return response;
     } catch (err) {
       if (err instanceof AppError) {
         if (statusOfProblem(err.kind) >= 500) log.error("request.failed", { requestId, function: spec.name, problem: err.kind });

@@ -35,6 +35,11 @@ subscribe("http.server.request.start", (message) => {
   });
 });
 
+/** The Node response the library answers invocation `invocationId` with, while it is open (undefined elsewhere). */
+export function proxyResponseOf(invocationId: string): ServerResponse | undefined {
+  return responses.get(invocationId);
+}
+
 /** The client went away before the whole body was sent. */
 export class ResponseClosedError extends Error {
   constructor() {

@@ -53,6 +53,8 @@ export interface StartOptions {
   timers?: boolean;
   queues?: boolean;
   overrides?: Omit<ServiceOverrides, "clock">;
+  /** The local host's idle limit for clients; default: the app's own (UPLOAD_IDLE_SECONDS), as under npm start. */
+  hostIdleTimeoutMs?: number;
 }
 
 export async function startTestApp(options: StartOptions = {}): Promise<TestApp> {
@@ -85,7 +87,7 @@ export async function startTestApp(options: StartOptions = {}): Promise<TestApp>
     env,
     port: 0,
     // As npm start: the host's idle limit for clients is the app's own (UPLOAD_IDLE_SECONDS).
-    idleTimeoutMs: settings.uploadIdleSeconds * 1000,
+    idleTimeoutMs: options.hostIdleTimeoutMs ?? settings.uploadIdleSeconds * 1000,
     enableTimers: options.timers ?? false,
     enableQueues: options.queues ?? true,
     log: (l) => {
