@@ -58,7 +58,7 @@ export class PayloadMissingError extends Error {
 // 4 MiB blocks: half the memory of 8 MiB at the same measured throughput (bench/RESULTS.md), still well above the
 // 256 KiB Azure needs for high-throughput block blobs, and 512 blocks for the largest (2 GiB) upload.
 const UPLOAD_BUFFER_BYTES = 4 * 1024 * 1024;
-/** Blocks being staged at once; reading the body waits while this many are in flight (back-pressure). */
+/** Block buffers per upload: one filling, the others being staged; reading the body waits while all are (back-pressure). */
 const UPLOAD_CONCURRENCY = 4;
 
 /** Block ids must all have the same length within a blob (Put Block); base64 of a fixed-width counter. */
@@ -194,18 +194,26 @@ export class PayloadStore {
     const staging = new Set<Promise<void>>();
     let stageError: unknown;
     const blockIds: string[] = [];
-    const stage = async (block: Buffer): Promise<void> => {
+    // UPLOAD_CONCURRENCY buffers of UPLOAD_BUFFER_BYTES, reused: one fills while the others are being staged (as
+    // uploadStream shares them), so memory stays the same whatever the upload's size.
+    const spare: Buffer[] = [];
+    const take = () => spare.pop() ?? Buffer.allocUnsafe(UPLOAD_BUFFER_BYTES);
+    /** Stages the first `length` bytes of `buffer`, which is not touched again until its request settled. */
+    const stage = async (buffer: Buffer, length: number): Promise<void> => {
       const id = blockId(blockIds.length);
       blockIds.push(id);
       const request: Promise<void> = blob
-        .stageBlock(id, block, block.length)
+        .stageBlock(id, buffer.subarray(0, length), length)
         .then(
           () => undefined,
           (err: unknown) => void (stageError ??= err),
         )
-        .finally(() => staging.delete(request));
+        .finally(() => {
+          staging.delete(request);
+          spare.push(buffer);
+        });
       staging.add(request);
-      while (staging.size >= UPLOAD_CONCURRENCY && stageError === undefined) await Promise.race(staging);
+      while (staging.size >= UPLOAD_CONCURRENCY - 1 && stageError === undefined) await Promise.race(staging);
       if (stageError !== undefined) throw stageError;
     };
     try {
@@ -216,20 +224,22 @@ export class PayloadStore {
         size.destroy(err);
         body.destroy(err);
       });
-      let pending: Buffer[] = [];
-      let pendingBytes = 0;
+      let block = take();
+      let filled = 0;
       for await (const chunk of tap as AsyncIterable<Buffer>) {
-        pending.push(chunk);
-        pendingBytes += chunk.length;
-        if (pendingBytes >= UPLOAD_BUFFER_BYTES) {
-          const all = Buffer.concat(pending, pendingBytes);
-          for (let at = 0; at + UPLOAD_BUFFER_BYTES <= all.length; at += UPLOAD_BUFFER_BYTES) await stage(all.subarray(at, at + UPLOAD_BUFFER_BYTES));
-          const rest = all.subarray(all.length - (all.length % UPLOAD_BUFFER_BYTES));
-          pending = rest.length > 0 ? [rest] : [];
-          pendingBytes = rest.length;
+        for (let at = 0; at < chunk.length; ) {
+          const n = Math.min(chunk.length - at, UPLOAD_BUFFER_BYTES - filled);
+          chunk.copy(block, filled, at, at + n);
+          filled += n;
+          at += n;
+          if (filled === UPLOAD_BUFFER_BYTES) {
+            await stage(block, filled);
+            block = take();
+            filled = 0;
+          }
         }
       }
-      if (pendingBytes > 0) await stage(Buffer.concat(pending, pendingBytes));
+      if (filled > 0) await stage(block, filled);
       await Promise.all(staging);
       if (stageError !== undefined) throw stageError;
       if (tap.total !== ciphertextSize(opts.size)) throw new Error("ciphertext size does not match the plaintext size");
