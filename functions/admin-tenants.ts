@@ -1,10 +1,29 @@
 /** Operator API: tenants (data controllers) and their API keys. Authenticated with the admin key. */
 import { app } from "@azure/functions";
 import { z } from "zod";
-import { authorityCountries, publicWebhookProblem, tenantIdSchema } from "../shared/domain/tenant";
+import { LANGUAGES } from "../shared/domain/language";
+import { authorityCountries, DEFAULT_TIME_ZONE, publicWebhookProblem, tenantIdSchema } from "../shared/domain/tenant";
+import { isTimeZone } from "../shared/domain/time";
 import { httpEndpoint } from "../shared/http/endpoint";
 import { pageOf, pagingQuery, singleLine } from "../shared/http/schemas";
-import { changeTenantStatus, createTenant, getTenant, listTenants, rotateApiKey, type CreateTenantInput, type TenantView } from "../shared/usecases/tenants";
+import {
+  changeTenantStatus,
+  createTenant,
+  getTenant,
+  listTenants,
+  rotateApiKey,
+  updateTenant,
+  type CreateTenantInput,
+  type TenantChanges,
+  type TenantView,
+} from "../shared/usecases/tenants";
+
+const language = z.enum(LANGUAGES).describe("The language of the tenant's notices and pages: en or da");
+const timeZone = z
+  .string()
+  .max(64)
+  .refine(isTimeZone, "must be an IANA time zone like Europe/Copenhagen")
+  .describe("IANA time zone: deadlines that are dates end at the end of that day there, and dates are shown in it");
 
 const createTenantInput = z.strictObject({
   name: singleLine(200).describe("The controller's name, as it should appear in notices"),
@@ -18,7 +37,12 @@ const createTenantInput = z.strictObject({
     .max(2048)
     .refine((u) => publicWebhookProblem(u) === undefined, { error: (i) => publicWebhookProblem(String(i.input)) ?? "invalid webhook URL" })
     .optional()
-    .describe("HTTPS endpoint that receives event notifications: a public host name, no credentials in the URL"),
+    .describe(
+      "The tenant's first webhook endpoint (HTTPS, a public host name, no credentials); its signing secret is in the answer, once. " +
+        "The tenant manages it afterwards at /api/v1/webhook",
+    ),
+  language: language.optional().describe("Default en"),
+  timeZone: timeZone.optional().describe(`Default ${DEFAULT_TIME_ZONE}`),
 }) satisfies z.ZodType<CreateTenantInput>;
 
 const tenantView = z.object({
@@ -27,7 +51,9 @@ const tenantView = z.object({
   status: z.enum(["active", "suspended"]),
   offboardedAt: z.string().nullable().describe("When a suspended tenant's data was deleted after its notice period"),
   supervisoryAuthority: z.object({ country: z.enum(authorityCountries), name: z.string() }),
-  webhookUrl: z.string().nullable(),
+  language: z.enum(LANGUAGES),
+  timeZone: z.string(),
+  webhookUrl: z.string().nullable().describe("The tenant's webhook endpoint, if it has one"),
   contactEmail: z.string().optional().describe("Only in single-tenant responses"),
   apiKeyId: z.string().describe("Identifies the current API key in audit entries; not the key"),
   createdAt: z.string(),
@@ -37,8 +63,10 @@ const tenantView = z.object({
 
 const tags = ["Admin: tenants"];
 const tenantParams = z.object({ tenantId: tenantIdSchema });
-const apiKeyNote = "The API key is shown only in this response; it is stored as a hash. A replay of this request with the same Idempotency-Key returns apiKey: null.";
-const redactKey = (json: unknown) => ({ ...(json as object), apiKey: null });
+const apiKeyNote =
+  "The API key (and the webhook signing secret, when a webhookUrl was given) is shown only in this response; it is stored as a hash (encrypted). " +
+  "A replay of this request with the same Idempotency-Key returns apiKey: null and webhookSecret: null.";
+const redactKey = (json: unknown) => ({ ...(json as object), apiKey: null, ...((json as { webhookSecret?: unknown }).webhookSecret !== undefined ? { webhookSecret: null } : {}) });
 
 const create = httpEndpoint({
   name: "admin-tenants-create",
@@ -50,7 +78,9 @@ const create = httpEndpoint({
   description: apiKeyNote,
   body: createTenantInput,
   idempotency: { redact: redactKey },
-  responses: { 201: { description: "Created", schema: z.object({ tenant: tenantView, apiKey: z.string().nullable() }) } },
+  responses: {
+    201: { description: "Created", schema: z.object({ tenant: tenantView, apiKey: z.string().nullable(), webhookSecret: z.string().nullable() }) },
+  },
   handler: async ({ services, body, principal }) => {
     const result = await createTenant(services, body, principal);
     return { status: 201, json: result, headers: { location: `/api/v1/admin/tenants/${result.tenant.id}` } };
@@ -84,6 +114,22 @@ const get = httpEndpoint({
   handler: async ({ services, params, principal }) => ({ status: 200, json: await getTenant(services, params.tenantId, principal) }),
 });
 app.http(get.name, get.options);
+
+const patch = httpEndpoint({
+  name: "admin-tenants-update",
+  method: "PATCH",
+  route: "v1/admin/tenants/{tenantId}",
+  auth: "admin",
+  tags,
+  summary: "Change a tenant's name, language or time zone (audited)",
+  params: tenantParams,
+  body: z
+    .strictObject({ name: singleLine(200).optional(), language: language.optional(), timeZone: timeZone.optional() })
+    .refine((b) => Object.values(b).some((v) => v !== undefined), "give at least one of name, language and timeZone") satisfies z.ZodType<TenantChanges>,
+  responses: { 200: { description: "The tenant", schema: tenantView } },
+  handler: async ({ services, params, body, principal }) => ({ status: 200, json: await updateTenant(services, params.tenantId, body, principal) }),
+});
+app.http(patch.name, patch.options);
 
 const rotate = httpEndpoint({
   name: "admin-tenants-rotate-key",

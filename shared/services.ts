@@ -10,6 +10,7 @@ import type { BlobServiceClient } from "@azure/storage-blob";
 import type { Settings } from "./config/settings";
 import { OffsetClock, systemClock, type Clock } from "./domain/clock";
 import type { EmailSender } from "./email/email-sender";
+import { bundledTemplatesDir, EmailTemplates } from "./email/templates";
 import type { KeyProvider } from "./keys/key-provider";
 import { createTelemetry, type Telemetry } from "./observability";
 import { BLOB_CONTAINERS, QUEUES } from "./config/resources";
@@ -40,6 +41,8 @@ export interface Services {
   readonly clock: Clock;
   readonly keys: KeyProvider;
   readonly email: EmailSender;
+  /** Every message to a person or tenant is rendered from these (templates/email/, checked at start). */
+  readonly templates: EmailTemplates;
   readonly telemetry: Telemetry;
   readonly queues: QueueSender;
   readonly tenants: TenantStore;
@@ -110,6 +113,7 @@ export function createServices(settings: Settings, adapters: AdapterFactory, ove
     clock,
     keys,
     email,
+    templates: new EmailTemplates(bundledTemplatesDir()),
     telemetry: overrides.telemetry ?? createTelemetry(settings.telemetry),
     queues,
     tenants,

@@ -13,6 +13,7 @@ export const AUDIT_ACTIONS = [
   "tenant.api-key-rotated",
   "tenant.suspended",
   "tenant.reactivated",
+  "tenant.updated",
   "tenant.offboarded",
   /** The tenant's decrypted master data (its contact address) was shown to an operator. */
   "tenant.read",

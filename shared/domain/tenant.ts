@@ -113,6 +113,9 @@ export function authorityFor(country: AuthorityCountry, nameOverride?: string): 
 
 export type TenantStatus = "active" | "suspended";
 
+/** A tenant's time zone unless it chose another: Copenhagen (the product's home; the authorised data location is Amsterdam, the same zone). */
+export const DEFAULT_TIME_ZONE = "Europe/Copenhagen";
+
 /** Operator actions on a tenant's status; returns the new status or why the action is refused. */
 export function transitionTenant(current: TenantStatus, action: "suspend" | "reactivate"): { ok: true; status: TenantStatus } | { ok: false; reason: string } {
   if (action === "suspend") {

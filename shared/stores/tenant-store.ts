@@ -1,7 +1,9 @@
 /** Tenant documents in Cosmos (container "tenants", one partition per tenant, document id = tenant id). */
 import type { Container } from "@azure/cosmos";
 import { z } from "zod";
-import { authorityCountries } from "../domain/tenant";
+import { DEFAULT_LANGUAGE, LANGUAGES } from "../domain/language";
+import { authorityCountries, DEFAULT_TIME_ZONE } from "../domain/tenant";
+import { isTimeZone } from "../domain/time";
 import { crossPartition, fetchPage, isConflict, isPreconditionFailed, readItem, type Page } from "./cosmos";
 import { AppError } from "../errors";
 
@@ -25,7 +27,12 @@ export const tenantDocSchema = z.object({
   /** Held by the one rotation of this tenant's KEK that may run now, so rotations never interleave. */
   kekRotation: z.object({ id: z.string(), until: z.iso.datetime() }).nullable().default(null),
   supervisoryAuthority: z.object({ country: z.enum(authorityCountries), name: z.string() }),
-  webhookUrl: z.string().nullable(),
+  /** The language the tenant's notices and pages are written in. */
+  language: z.enum(LANGUAGES).default(DEFAULT_LANGUAGE),
+  /** An IANA time zone: deadlines that are dates end at the end of that day there; dates are shown in it. */
+  timeZone: z.string().refine(isTimeZone, "must be an IANA time zone").default(DEFAULT_TIME_ZONE),
+  /** Unused since webhook endpoints live in the webhook store (shared/stores/webhook-store.ts); kept readable for older documents. */
+  webhookUrl: z.string().nullable().optional(),
   status: z.enum(["active", "suspended"]),
   apiKey: z.object({ id: z.string(), hash: z.string().regex(/^[0-9a-f]{64}$/), createdAt: z.iso.datetime() }),
   createdAt: z.iso.datetime(),

@@ -24,6 +24,7 @@ import { integrityLogFields } from "./integrity";
 import { tenantContactEmail } from "./tenants";
 import { rewrapMessage, type RewrapMessage } from "./messages";
 import { rewrapUploadKey } from "./upload-keys";
+import { resealWebhookSecrets } from "./webhooks";
 
 /** How long after running out of work the job looks once more (longer than a request that read the old version). */
 export const REWRAP_FINAL_CHECK_SECONDS = 300;
@@ -133,8 +134,14 @@ export async function rewrapBatch(
     }
   }
 
-  const resources = await s.uploads.withOtherKekVersion(tenantId, target.version, batchSize);
   const history = kekHistory(tenant);
+  try {
+    await resealWebhookSecrets(s, tenantId, target, (v) => compareKek(history, v, target.version) === "older");
+  } catch (err) {
+    skipDamaged(err);
+  }
+
+  const resources = await s.uploads.withOtherKekVersion(tenantId, target.version, batchSize);
   // Versions this batch's tenant read does not know: older than its history, or made current since (then newer).
   let fresher: string[] | undefined;
   let rewrapped = 0;

@@ -1,4 +1,10 @@
-/** E-mail notices the service sends on a tenant's behalf. Each is sent at most once (stable message ids). */
+/**
+ * E-mail notices the service sends on a tenant's behalf, from the templates in templates/email/ in the tenant's
+ * language, with dates in its time zone. Each is sent at most once (stable message ids).
+ */
+import { DEFAULT_LANGUAGE } from "../domain/language";
+import { DEFAULT_TIME_ZONE } from "../domain/tenant";
+import { formatInstant } from "../domain/time";
 import { isLive } from "../domain/uploads";
 import type { Services } from "../services";
 import { withoutMeta } from "../stores/cosmos";
@@ -20,14 +26,15 @@ export async function sendFirstDownloadNotice(s: Services, msg: NotificationMess
   const dataKey = await unwrapUploadKey(s, doc);
   const to = openField(dataKey, doc.tenantId, doc.id, "notifyEmail", doc.personal.notifyEmail);
   const tenant = await s.tenants.get(doc.tenantId);
-  await s.email.send({
-    messageId: `first-download-${doc.id}`,
-    to: [to],
-    subject: "Your upload was downloaded",
-    text:
-      `The upload ${doc.id} sent through ${tenant?.name ?? "safedata"} was downloaded for the first time at ${doc.firstDownloadAt ?? "an unknown time"} (UTC).\n` +
-      `It will be deleted automatically at ${doc.expiresAt} (UTC).\n\nThis message was sent by safedata on behalf of ${tenant?.name ?? "the sender's organisation"}.`,
+  const language = tenant?.language ?? DEFAULT_LANGUAGE;
+  const timeZone = tenant?.timeZone ?? DEFAULT_TIME_ZONE;
+  const message = s.templates.render("first-download", language, {
+    uploadId: doc.id,
+    controllerName: tenant?.name ?? "safedata",
+    downloadedAt: formatInstant(new Date(doc.firstDownloadAt), language, timeZone),
+    expiresAt: formatInstant(new Date(doc.expiresAt), language, timeZone),
   });
+  await s.email.send({ messageId: `first-download-${doc.id}`, to: [to], ...message });
   await s.uploads.update(doc.tenantId, doc.id, (fresh) =>
     fresh.senderNotifiedAt ? undefined : { ...withoutMeta(fresh), senderNotifiedAt: s.clock.now().toISOString() },
   );

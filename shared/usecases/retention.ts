@@ -177,6 +177,8 @@ async function offboardTenant(s: Services, tenantId: string, sweepId: string, fa
   );
   if (seq === undefined) return "busy";
   const now = s.clock.now().toISOString();
+  // Its webhook endpoint (URL and signing secrets) goes with its contact details.
+  await s.webhooks.deleteEndpoint(tenantId);
   const written = await s.tenants.replace({ ...withoutMeta(tenant), contactEmail: null, webhookUrl: null, offboardedAt: now, updatedAt: now }, tenant._etag);
   return written ? "purged" : "busy";
 }

@@ -5,6 +5,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { decryptField, encryptField, fieldAssociatedData } from "../crypto";
+import type { Language } from "../domain/language";
 import { RETENTION_CLASSES } from "../domain/retention";
 import {
   authorityFor,
@@ -13,9 +14,11 @@ import {
   newKeyId,
   newTenantId,
   transitionTenant,
+  DEFAULT_TIME_ZONE,
   type AuthorityCountry,
   type TenantStatus,
 } from "../domain/tenant";
+import { isTimeZone } from "../domain/time";
 import { AppError } from "../errors";
 import type { Services } from "../services";
 import { withoutMeta } from "../stores/cosmos";
@@ -23,13 +26,25 @@ import type { StoredTenant, TenantDoc } from "../stores/tenant-store";
 import { recordAudit, type Actor } from "./audit-trail";
 import { tenantRecord, withIntegrityContext } from "./integrity";
 import { storedStateChanged } from "./running-downloads";
+import { checkWebhookUrl, createWebhookEndpoint } from "./webhooks";
 
 export interface CreateTenantInput {
   name: string;
   contactEmail: string;
   supervisoryAuthority: { country: AuthorityCountry; name?: string };
-  /** Checked by the HTTP layer with `publicWebhookProblem` (shared/domain/tenant.ts). */
+  /** The tenant's first webhook endpoint (checked again with `webhookUrlProblem`, shared/domain/webhooks.ts). */
   webhookUrl?: string;
+  /** Default "en". */
+  language?: Language;
+  /** An IANA time zone; default Europe/Copenhagen. */
+  timeZone?: string;
+}
+
+/** What an operator may change on a tenant (PATCH). */
+export interface TenantChanges {
+  name?: string;
+  language?: Language;
+  timeZone?: string;
 }
 
 export interface TenantView {
@@ -38,6 +53,8 @@ export interface TenantView {
   status: TenantStatus;
   offboardedAt: string | null;
   supervisoryAuthority: { country: AuthorityCountry; name: string };
+  language: Language;
+  timeZone: string;
   webhookUrl: string | null;
   /** Only in single-tenant responses. */
   contactEmail?: string;
@@ -64,13 +81,15 @@ export const randomKeys: TenantKeyGenerator = {
 
 const onTenant = (tenantId: string) => ({ type: "tenant" as const, id: tenantId });
 
-function view(doc: TenantDoc, contactEmail?: string): TenantView {
+function view(doc: TenantDoc, webhookUrl: string | null, contactEmail?: string): TenantView {
   return {
     id: doc.tenantId,
     name: doc.name,
     status: doc.status,
     supervisoryAuthority: doc.supervisoryAuthority,
-    webhookUrl: doc.webhookUrl,
+    language: doc.language,
+    timeZone: doc.timeZone,
+    webhookUrl,
     ...(contactEmail !== undefined ? { contactEmail } : {}),
     apiKeyId: doc.apiKey.id,
     createdAt: doc.createdAt,
@@ -80,8 +99,26 @@ function view(doc: TenantDoc, contactEmail?: string): TenantView {
   };
 }
 
-/** Creates the tenant, its keys in the key provider, and its first API key (returned once). */
-export async function createTenant(s: Services, input: CreateTenantInput, by: OperatorActor, keys: TenantKeyGenerator = randomKeys): Promise<{ tenant: TenantView; apiKey: string }> {
+const webhookUrlOf = async (s: Services, tenantId: string) => (await s.webhooks.getEndpoint(tenantId))?.url ?? null;
+
+function checkTimeZone(timeZone: string | undefined): void {
+  if (timeZone !== undefined && !isTimeZone(timeZone)) {
+    throw new AppError("validation-failed", "timeZone must be an IANA time zone like Europe/Copenhagen", { errors: [{ path: "timeZone", message: "must be an IANA time zone" }] });
+  }
+}
+
+/**
+ * Creates the tenant, its keys in the key provider, its first API key and, when a webhook URL is given, its first
+ * webhook endpoint; the API key and the endpoint's signing secret are returned this once. Errors: validation-failed.
+ */
+export async function createTenant(
+  s: Services,
+  input: CreateTenantInput,
+  by: OperatorActor,
+  keys: TenantKeyGenerator = randomKeys,
+): Promise<{ tenant: TenantView; apiKey: string; webhookSecret: string | null }> {
+  checkTimeZone(input.timeZone);
+  if (input.webhookUrl !== undefined) checkWebhookUrl(s, input.webhookUrl, "webhookUrl");
   const tenantId = keys.tenantId();
   await s.keys.ensureTenantKeys(tenantId);
   const kek = await s.keys.currentKek(tenantId);
@@ -97,7 +134,8 @@ export async function createTenant(s: Services, input: CreateTenantInput, by: Op
       value: encryptField(kek.key, input.contactEmail, fieldAssociatedData(tenantId, tenantId, "contactEmail")),
     },
     supervisoryAuthority: authorityFor(input.supervisoryAuthority.country, input.supervisoryAuthority.name),
-    webhookUrl: input.webhookUrl ?? null,
+    language: input.language ?? "en",
+    timeZone: input.timeZone ?? DEFAULT_TIME_ZONE,
     status: "active",
     kekVersion: kek.version,
     kekVersions: [kek.version],
@@ -109,8 +147,9 @@ export async function createTenant(s: Services, input: CreateTenantInput, by: Op
     offboardedAt: null,
   };
   await s.tenants.create(doc);
-  await recordAudit(s, tenantId, by, "tenant.created", onTenant(tenantId), { apiKeyId: doc.apiKey.id, kekVersion: kek.version });
-  return { tenant: view(doc), apiKey };
+  await recordAudit(s, tenantId, by, "tenant.created", onTenant(tenantId), { apiKeyId: doc.apiKey.id, kekVersion: kek.version, language: doc.language });
+  const webhook = input.webhookUrl !== undefined ? await createWebhookEndpoint(s, { tenantId, kekVersion: kek.version, ...by }, input.webhookUrl) : null;
+  return { tenant: view(doc, webhook?.url ?? null), apiKey, webhookSecret: webhook?.secret ?? null };
 }
 
 async function mustGet(s: Services, tenantId: string): Promise<StoredTenant> {
@@ -139,12 +178,29 @@ export async function getTenant(s: Services, tenantId: string, by: OperatorActor
   const doc = await mustGet(s, tenantId);
   const contactEmail = await tenantContactEmail(s, doc);
   if (contactEmail !== undefined) await recordAudit(s, tenantId, by, "tenant.read", onTenant(tenantId), { fields: ["contactEmail"] });
-  return view(doc, contactEmail);
+  return view(doc, await webhookUrlOf(s, tenantId), contactEmail);
 }
 
 export async function listTenants(s: Services, limit: number, cursor?: string): Promise<{ items: TenantView[]; nextCursor?: string }> {
   const page = await s.tenants.list(limit, cursor);
-  return { items: page.items.map((d) => view(d)), nextCursor: page.cursor };
+  const items = await Promise.all(page.items.map(async (d) => view(d, await webhookUrlOf(s, d.tenantId))));
+  return { items, nextCursor: page.cursor };
+}
+
+/**
+ * Changes a tenant's name, language or time zone (PATCH), audited with the names of the fields changed (never their
+ * values). Errors: not-found, validation-failed (time zone), conflict (changed meanwhile, or offboarded).
+ */
+export async function updateTenant(s: Services, tenantId: string, changes: TenantChanges, by: OperatorActor): Promise<TenantView> {
+  checkTimeZone(changes.timeZone);
+  const doc = await mustGet(s, tenantId);
+  if (doc.offboardedAt) throw new AppError("conflict", "the tenant was offboarded after its notice period; its data is gone");
+  const fields = (Object.keys(changes) as Array<keyof TenantChanges>).filter((k) => changes[k] !== undefined && changes[k] !== doc[k]);
+  if (fields.length === 0) return view(doc, await webhookUrlOf(s, tenantId));
+  const next: TenantDoc = { ...withoutMeta(doc), ...Object.fromEntries(fields.map((k) => [k, changes[k]])), updatedAt: s.clock.now().toISOString() };
+  if (!(await s.tenants.replace(next, doc._etag))) throw changedMeanwhile();
+  await recordAudit(s, tenantId, by, "tenant.updated", onTenant(tenantId), { fields: fields.sort() });
+  return view(next, await webhookUrlOf(s, tenantId));
 }
 
 const changedMeanwhile = () => new AppError("conflict", "the tenant was changed by another request; retry");
@@ -179,5 +235,5 @@ export async function changeTenantStatus(s: Services, tenantId: string, action: 
   // The tenant's downloads running on this instance look again before their next chunk (a suspension stops them).
   storedStateChanged(tenantId);
   await recordAudit(s, tenantId, by, action === "suspend" ? "tenant.suspended" : "tenant.reactivated", onTenant(tenantId));
-  return view(next);
+  return view(next, await webhookUrlOf(s, tenantId));
 }

@@ -68,9 +68,32 @@ async function openSecret(s: Services, tenantId: string, secret: WebhookSecret):
   });
 }
 
-function checkUrl(s: Services, url: string): void {
+/** Throws validation-failed (naming `path`) unless `url` may be a webhook endpoint here. */
+export function checkWebhookUrl(s: Services, url: string, path = "url"): void {
   const problem = webhookUrlProblem(url, { allowLoopback: s.settings.allowLoopbackWebhooks });
-  if (problem) throw new AppError("validation-failed", `url ${problem}`, { errors: [{ path: "url", message: problem }] });
+  if (problem) throw new AppError("validation-failed", `${path} ${problem}`, { errors: [{ path, message: problem }] });
+}
+
+/**
+ * Creates the tenant's first endpoint with a new signing secret (returned, to be shown once). For the operator's
+ * tenant creation and the tenant's own first PUT. Errors: conflict when an endpoint exists already.
+ */
+export async function createWebhookEndpoint(s: Services, by: Actor & { tenantId: string; kekVersion: string }, url: string): Promise<{ url: string; secret: string }> {
+  checkWebhookUrl(s, url);
+  const now = s.clock.now().toISOString();
+  const made = newSecret();
+  const doc: WebhookEndpointDoc = {
+    id: "endpoint",
+    tenantId: by.tenantId,
+    type: "webhook-endpoint",
+    url,
+    secrets: [{ id: made.id, sealed: await sealSecret(s, by.tenantId, by.kekVersion, made.id, made.secret), createdAt: now, retiresAt: null }],
+    createdAt: now,
+    updatedAt: now,
+  };
+  if (!(await s.webhooks.saveEndpoint(doc, undefined))) throw new AppError("conflict", "the webhook endpoint was changed by another request; retry");
+  await recordAudit(s, by.tenantId, by, "webhook.endpoint-set", onWebhook(by.tenantId), { created: true, secretId: made.id });
+  return { url, secret: made.secret };
 }
 
 /**
@@ -78,29 +101,34 @@ function checkUrl(s: Services, url: string): void {
  * URL later keeps the secrets (rotate them separately). Errors: validation-failed (the URL), conflict (raced).
  */
 export async function setWebhookEndpoint(s: Services, caller: TenantCaller, url: string): Promise<{ url: string; secret: string | null }> {
-  checkUrl(s, url);
-  const now = s.clock.now().toISOString();
+  checkWebhookUrl(s, url);
   const existing = await s.webhooks.getEndpoint(caller.tenantId);
-  let secret: string | null = null;
-  let doc: WebhookEndpointDoc;
-  if (existing) {
-    doc = { ...withoutMeta(existing), url, updatedAt: now };
-  } else {
-    const made = newSecret();
-    secret = made.secret;
-    doc = {
-      id: "endpoint",
-      tenantId: caller.tenantId,
-      type: "webhook-endpoint",
-      url,
-      secrets: [{ id: made.id, sealed: await sealSecret(s, caller.tenantId, caller.kekVersion, made.id, made.secret), createdAt: now, retiresAt: null }],
-      createdAt: now,
-      updatedAt: now,
-    };
+  if (!existing) return createWebhookEndpoint(s, caller, url);
+  const doc: WebhookEndpointDoc = { ...withoutMeta(existing), url, updatedAt: s.clock.now().toISOString() };
+  if (!(await s.webhooks.saveEndpoint(doc, existing._etag))) throw new AppError("conflict", "the webhook endpoint was changed by another request; retry");
+  await recordAudit(s, caller.tenantId, caller, "webhook.endpoint-set", onWebhook(caller.tenantId), { created: false, secretId: doc.secrets.at(-1)!.id });
+  return { url, secret: null };
+}
+
+/**
+ * The key re-wrap job's share (key-rotation.ts): re-seals the endpoint's signing secrets that `isOlder` says are
+ * sealed under an older KEK version with `target`. A secret that fails authentication is not re-sealed (IntegrityError,
+ * with the ids). A write that lost to a concurrent change is left for the next batch. Returns how many were re-sealed.
+ */
+export async function resealWebhookSecrets(s: Services, tenantId: string, target: { version: string; key: Buffer }, isOlder: (version: string) => boolean): Promise<number> {
+  const endpoint = await s.webhooks.getEndpoint(tenantId);
+  const stale = endpoint?.secrets.filter((sec) => sec.sealed.kekVersion !== target.version && isOlder(sec.sealed.kekVersion)) ?? [];
+  if (!endpoint || stale.length === 0) return 0;
+  const secrets: WebhookSecret[] = [];
+  for (const sec of endpoint.secrets) {
+    if (!stale.includes(sec)) {
+      secrets.push(sec);
+      continue;
+    }
+    const plain = await openSecret(s, tenantId, sec);
+    secrets.push({ ...sec, sealed: { kekVersion: target.version, value: encryptField(target.key, plain, fieldAssociatedData(tenantId, sec.id, "webhookSecret")) } });
   }
-  if (!(await s.webhooks.saveEndpoint(doc, existing?._etag))) throw new AppError("conflict", "the webhook endpoint was changed by another request; retry");
-  await recordAudit(s, caller.tenantId, caller, "webhook.endpoint-set", onWebhook(caller.tenantId), { created: existing === undefined, secretId: doc.secrets.at(-1)!.id });
-  return { url, secret };
+  return (await s.webhooks.saveEndpoint({ ...withoutMeta(endpoint), secrets }, endpoint._etag)) ? stale.length : 0;
 }
 
 async function mustGetEndpoint(s: Services, tenantId: string): Promise<StoredWebhookEndpoint> {

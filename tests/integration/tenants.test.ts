@@ -36,7 +36,7 @@ describe("tenants (admin API)", () => {
     const audit = await t.call("GET", "v1/audit", { key: body.apiKey });
     expect(audit.status).toBe(200);
     const entries = ((await audit.json()) as { items: Array<{ action: string }> }).items;
-    expect(entries.map((e) => e.action)).toEqual(["tenant.created", "tenant.read"]);
+    expect(entries.map((e) => e.action)).toEqual(["tenant.created", "webhook.endpoint-set", "tenant.read"]);
   });
 
   it("audits every read of the decrypted contact address (the DPA's Appendix C.h: access to master data is logged)", async () => {

@@ -12,6 +12,7 @@ import { attemptDelivery, requeueOverdueDeliveries } from "../../shared/usecases
 import { serveFake } from "../fakes/serve";
 import { startTestApp, type TestApp } from "../helpers/app";
 import { eventually } from "../helpers/eventually";
+import { sweep } from "../helpers/sweep";
 import { expect } from "../helpers/expect";
 
 interface Received {
@@ -211,6 +212,30 @@ describe("secret rotation", () => {
     const replay = await t.call("POST", "v1/webhook/rotate-secret", { key: apiKey, headers: { "idempotency-key": "rot-1" } });
     expect(((await first.json()) as { secret: string | null }).secret).toMatch(/^whsec_/);
     expect(((await replay.json()) as { secret: string | null }).secret).toBeNull();
+  });
+});
+
+describe("the endpoint over the tenant's life", () => {
+  it("has its signing secrets re-sealed when the tenant's key-encryption key rotates, and they still sign the same", async () => {
+    const { tenantId, apiKey, secret } = await tenantWithEndpoint();
+    const before = (await t.services.webhooks.getEndpoint(tenantId))!.secrets[0]!.sealed;
+    const rotated = (await (await t.admin("POST", `v1/admin/tenants/${tenantId}/kek/rotate`)).json()) as { version: string };
+    t.host.pokeQueues();
+    await eventually(async () => expect((await t.services.webhooks.getEndpoint(tenantId))!.secrets[0]!.sealed.kekVersion).toBe(rotated.version));
+    expect((await t.services.webhooks.getEndpoint(tenantId))!.secrets[0]!.sealed.value).not.toBe(before.value);
+    await t.call("POST", "v1/webhook/test", { key: apiKey });
+    await eventually(() => expect(forTenant(tenantId)).toHaveLength(1));
+    const got = forTenant(tenantId)[0]!;
+    expect(() => new Webhook(secret).verify(got.body, got.headers)).not.toThrow();
+  });
+
+  it("is removed when the tenant is offboarded", async () => {
+    const { tenantId } = await tenantWithEndpoint();
+    expect((await t.admin("POST", `v1/admin/tenants/${tenantId}/suspend`)).status).toBe(200);
+    t.clock.advance({ days: 31 });
+    await sweep(t);
+    await eventually(async () => expect((await t.services.tenants.get(tenantId))?.offboardedAt).not.toBeNull());
+    expect(await t.services.webhooks.getEndpoint(tenantId)).toBeUndefined();
   });
 });
 
