@@ -13,7 +13,9 @@ import { base32 } from "../shared/domain/tenant";
 import { services } from "../shared/services";
 import { createTenant } from "../shared/usecases/tenants";
 import { LOCAL_ONLY_BLOB_CONTAINERS } from "../shared/config/resources";
+import { OutboxEmailSender } from "../shared/email/outbox-email-sender";
 import { ensureLocalSettings, portOf } from "./local-settings";
+import { emlWriter, LOCAL_OUTBOX_DIR } from "./outbox-eml";
 import { provisionLocal } from "./provision";
 import { LocalFunctionsHost } from "./runtime/host";
 import { readHostJson } from "./runtime/host-config";
@@ -104,6 +106,11 @@ async function main(): Promise<void> {
   );
   running.host = host;
 
+  // Every e-mail the outbox receives is also an .eml file a mail client opens (local only: addresses in clear).
+  const outboxDir = path.resolve(path.dirname(settingsPath), process.env[LOCAL_OUTBOX_DIR] ?? path.join(".local", "outbox"));
+  const email = services().email;
+  if (email instanceof OutboxEmailSender) email.onStored(emlWriter(outboxDir));
+
   // Demo tenant (local only).
   const masterKey = settings.keys.provider === "local" ? settings.keys.masterKey : undefined;
   let demo: { tenantId: string; apiKey: string } | undefined;
@@ -160,7 +167,10 @@ async function main(): Promise<void> {
     out.push(`  try: curl -H "Authorization: Bearer ${demo.apiKey}" ${host.apiUrl}/v1/audit`);
   }
   out.push(`OpenAPI:     ${host.apiUrl}/v1/openapi.json     Health: ${host.apiUrl}/health`);
-  out.push(`E-mails:     written to blob container '${LOCAL_ONLY_BLOB_CONTAINERS.outbox.name}' in the embedded Azurite (nothing is sent)`);
+  if (email instanceof OutboxEmailSender) {
+    out.push(`E-mails:     nothing is sent; each is written as an .eml file to ${outboxDir} (open it in any mail client)`);
+    out.push(`             and to blob container '${LOCAL_ONLY_BLOB_CONTAINERS.outbox.name}'. These files hold addresses and codes in clear: local use only.`);
+  }
   out.push(`Data:        in memory (Azurite and the local Cosmos server, storage pid ${storage.pid}); it does not survive a restart.`);
   out.push("Press Ctrl-C to stop.");
   console.log(out.join("\n"));

@@ -28,6 +28,9 @@ export interface OutboxEmailSenderOptions {
   readonly clock?: { now(): Date };
 }
 
+/** Told of every message the outbox stores, once (the local runtime writes each as an .eml file a mail client opens). */
+export type OutboxListener = (record: OutboxRecord) => Promise<unknown> | unknown;
+
 const POINTER_PREFIX = "by-message-id/";
 const STORED_NAME = /^\d{4}-\d{2}-\d{2}\/[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.json$/;
 
@@ -37,6 +40,7 @@ function isAlreadyExists(err: unknown): boolean {
 
 export class OutboxEmailSender implements EmailSender {
   private readonly clock: { now(): Date };
+  private readonly listeners: OutboxListener[] = [];
 
   constructor(
     private readonly container: ContainerClient,
@@ -45,6 +49,11 @@ export class OutboxEmailSender implements EmailSender {
   ) {
     if (!isEmailAddress(senderAddress)) throw new RangeError("OutboxEmailSender: the sender must be an e-mail address");
     this.clock = options.clock ?? { now: () => new Date() };
+  }
+
+  /** Adds a listener told of each message stored from now on (a failing listener never fails a send). */
+  onStored(listener: OutboxListener): void {
+    this.listeners.push(listener);
   }
 
   async send(message: EmailMessage): Promise<EmailSendResult> {
@@ -69,6 +78,14 @@ export class OutboxEmailSender implements EmailSender {
     } catch (err) {
       // Written by an earlier attempt: that one counts, this one is a no-op.
       if (!isAlreadyExists(err)) throw err;
+      return { providerMessageId: blobName };
+    }
+    for (const listener of this.listeners) {
+      try {
+        await listener(record);
+      } catch (err) {
+        console.warn(`outbox listener failed for message ${message.messageId}: ${(err as Error).name}`);
+      }
     }
     return { providerMessageId: blobName };
   }

@@ -7,6 +7,8 @@ import { randomBytes } from "node:crypto";
 import path from "node:path";
 import { startEmbeddedStorage, type EmbeddedStorage } from "../../dev/embedded-storage";
 import { LocalFunctionsHost, type HostLogLine } from "../../dev/runtime/host";
+import { emlWriter, LOCAL_OUTBOX_DIR } from "../../dev/outbox-eml";
+import { OutboxEmailSender } from "../../shared/email/outbox-email-sender";
 import { readHostJson } from "../../dev/runtime/host-config";
 import { provisionLocal } from "../../dev/provision";
 import { adaptersFromSettings } from "../../shared/adapters";
@@ -78,6 +80,8 @@ export async function startTestApp(options: StartOptions = {}): Promise<TestApp>
   const clock = options.clock ?? new ManualClock();
   const services = createServices(settings, adaptersFromSettings, { clock: options.serviceClock ?? clock, ...options.overrides });
   useServices(services);
+  // As npm start does, when the test names a folder: every e-mail the outbox stores is also an .eml file there.
+  if (env[LOCAL_OUTBOX_DIR] && services.email instanceof OutboxEmailSender) services.email.onStored(emlWriter(env[LOCAL_OUTBOX_DIR]));
 
   const logs: HostLogLine[] = [];
   const config = readHostJson(path.join(__dirname, "../../host.json"));

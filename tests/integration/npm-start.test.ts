@@ -52,6 +52,8 @@ describe("npm start", () => {
     expect(output).toContain("Queue triggers");
     expect(output).toContain("Demo tenant:");
     expect(output).toContain("does not survive a restart");
+    expect(output).toMatch(/each is written as an \.eml file to \S+outbox/);
+    expect(output).toContain("local use only");
   });
 
   it("serves a first authenticated request with the demo key", async () => {
