@@ -284,6 +284,11 @@ export async function putContent(s: Services, caller: TenantCaller, uploadId: st
     if (n < doc.declaredSize) throw new AppError("malformed-request", `Content-Length ${n} is smaller than the declared size of ${doc.declaredSize} bytes`);
   }
 
+  // What can fail for reasons other than the client comes before anything is claimed or stored: a damaged wrapped
+  // key or personal field (IntegrityError) ends the request here, with nothing kept and nothing logged as stored.
+  const dataKey = await unwrapUploadKey(s, doc);
+  viewOf(doc, dataKey);
+
   // Claim the upload for this attempt; a concurrent PUT loses the etag race and gets 409.
   const attemptId = randomBytes(8).toString("hex");
   const claim = await s.uploads.update(
@@ -295,10 +300,8 @@ export async function putContent(s: Services, caller: TenantCaller, uploadId: st
   if (!claim.updated) throw new AppError("conflict", "the content is being sent by another request");
 
   const target = { tenantId, uploadId, attemptId };
-  let dataKey: Buffer;
   let stored;
   try {
-    dataKey = await unwrapUploadKey(s, doc);
     stored = await s.payloads.write(target, dataKey, content.body, {
       size: doc.declaredSize,
       idleMs: s.settings.uploadIdleSeconds * 1000,

@@ -101,6 +101,20 @@ describe("a tampered encrypted field of an upload", () => {
     expect((await t.services.uploads.get(tenantId, id))!.downloads).toBe(0);
   });
 
+  it("a PUT of content with a field tampered: integrity-error before anything is stored, claimed or logged as stored", async () => {
+    const { tenantId, apiKey } = await t.createTenant();
+    const { id } = await createUpload(t, apiKey, { size: 10 });
+    await changeUpload(tenantId, id, (d) => ({ ...d, personal: { ...d.personal!, recipients: flipField(d.personal!.recipients) } }));
+    await expectIntegrityError(await putContent(t, apiKey, id, Buffer.alloc(10)), "PUT content with recipients tampered");
+    const after = (await t.services.uploads.get(tenantId, id))!;
+    expect(after).toMatchObject({ status: "awaiting-content", content: null, receiving: null });
+    const blobs: string[] = [];
+    for await (const b of t.raw.blobs.getContainerClient("payloads").listBlobsFlat({ prefix: `${tenantId}/${id}/`, includeUncommitedBlobs: true })) blobs.push(b.name);
+    expect(blobs).toEqual([]);
+    const actions = ((await (await t.call("GET", "v1/audit?limit=200", { key: apiKey })).json()) as { items: Array<{ action: string }> }).items.map((e) => e.action);
+    expect(actions).not.toContain("upload.content-stored");
+  });
+
   it("notifyEmail, read by the notifications queue worker: the worker's log names the upload and the field", async () => {
     const { tenantId, apiKey } = await t.createTenant();
     const { id } = await uploadWith(t, apiKey, 100, { notifyOnFirstDownload: "sender@tenant.example" });
