@@ -50,6 +50,11 @@ var containers = [
     name: 'webhooks'
     defaultTtl: null
   }
+  {
+    // TTL on, per item: only the withdrawal links' rate counters carry a "ttl" (a backstop; everything else stays).
+    name: 'consents'
+    defaultTtl: -1
+  }
 ]
 
 var serverless = capacityMode == 'serverless'

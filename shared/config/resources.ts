@@ -32,6 +32,12 @@ export const COSMOS_CONTAINERS = {
     partitionKey: "/tenantId",
     purpose: "each tenant's webhook endpoint (URL, encrypted signing secrets) and its deliveries with every attempt",
   },
+  consents: {
+    name: "consents",
+    partitionKey: "/tenantId",
+    defaultTtl: -1,
+    purpose: "consent purposes, notice versions, subjects (keyed hash, wrapped data key), append-only consent events, evidence clocks, withdrawal-link secrets, markers and rate counters (these expire)",
+  },
 } as const satisfies Record<string, CosmosContainerSpec>;
 
 export const BLOB_CONTAINERS = {

@@ -43,6 +43,8 @@ export const SETTING = {
   purgeGraceMinutes: "PURGE_GRACE_MINUTES",
   evidenceRetentionYears: "EVIDENCE_RETENTION_YEARS",
   suspendedTenantNoticeDays: "SUSPENDED_TENANT_NOTICE_DAYS",
+  consentLinkDays: "CONSENT_LINK_DAYS",
+  consentEvidenceYears: "CONSENT_EVIDENCE_YEARS",
   allowLoopbackWebhooks: "ALLOW_LOOPBACK_WEBHOOKS",
   localClockControl: "LOCAL_CLOCK_CONTROL",
   appInsightsConnectionString: "APPLICATIONINSIGHTS_CONNECTION_STRING",
@@ -71,6 +73,8 @@ export const rawSettingsSchema = z.object({
   [SETTING.purgeGraceMinutes]: positiveInt(60),
   [SETTING.evidenceRetentionYears]: positiveInt(5),
   [SETTING.suspendedTenantNoticeDays]: positiveInt(30),
+  [SETTING.consentLinkDays]: z.coerce.number().int().min(1).max(3650).default(365),
+  [SETTING.consentEvidenceYears]: z.coerce.number().int().min(1).max(30).default(3),
   [SETTING.allowLoopbackWebhooks]: z.enum(["true", "false"]).default("false"),
   [SETTING.localClockControl]: z.enum(["true", "false"]).default("false"),
   [SETTING.appInsightsConnectionString]: z.string().min(1).optional(),
@@ -105,6 +109,10 @@ export interface Settings {
   purgeGraceMinutes: number;
   evidenceRetentionYears: number;
   suspendedTenantNoticeDays: number;
+  /** How long a consent withdrawal link works after it is issued (and a rotated link secret keeps verifying). */
+  consentLinkDays: number;
+  /** How long consent evidence is kept after the consent ended (EDPB 05/2020 para. 107; the Danish limitation period is 3 years). */
+  consentEvidenceYears: number;
   /**
    * Local only: webhook endpoints may be http:// URLs on the loopback interface (a test receiver). Refused unless
    * keys and e-mail are local; never set by the Bicep.
@@ -227,6 +235,8 @@ export function parseSettings(env: Record<string, string | undefined>): Settings
     purgeGraceMinutes: s[SETTING.purgeGraceMinutes],
     evidenceRetentionYears: s[SETTING.evidenceRetentionYears],
     suspendedTenantNoticeDays: s[SETTING.suspendedTenantNoticeDays],
+    consentLinkDays: s[SETTING.consentLinkDays],
+    consentEvidenceYears: s[SETTING.consentEvidenceYears],
     allowLoopbackWebhooks,
     localClockControl,
     telemetry: appInsights

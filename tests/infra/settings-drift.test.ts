@@ -32,6 +32,8 @@ const NOT_SET_IN_AZURE: Record<string, string> = {
   PURGE_GRACE_MINUTES: "the code's default applies; an operator may override it as an app setting",
   EVIDENCE_RETENTION_YEARS: "the code's default applies; an operator may override it as an app setting",
   SUSPENDED_TENANT_NOTICE_DAYS: "the code's default applies; an operator may override it as an app setting",
+  CONSENT_LINK_DAYS: "the code's default (365 days) applies; an operator may override it as an app setting",
+  CONSENT_EVIDENCE_YEARS: "the code's default (3 years) applies; an operator may override it as an app setting",
   ALLOW_LOOPBACK_WEBHOOKS: "local trials only (a webhook receiver on 127.0.0.1); refused at start-up with real keys or e-mail",
   LOCAL_CLOCK_CONTROL: "local trials only (a movable clock); refused at start-up with real keys or e-mail",
 };
