@@ -95,6 +95,10 @@ param emailCustomDomainName string = ''
 @description('Set to true once Azure has verified the DNS records of emailCustomDomainName: the domain is then linked and the app sends as DoNotReply@<that domain>. Until then it sends from the Azure-managed domain.')
 param emailCustomDomainVerified bool = false
 
+@description('Where the service e-mails the operator about breaches and deadlines (OPERATOR_CONTACT_EMAIL). Empty: only tenants are told.')
+@maxLength(254)
+param operatorContactEmail string = ''
+
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = {
   'azd-env-name': environmentName
@@ -219,6 +223,7 @@ module api 'app/function-app.bicep' = {
     adminApiKeySecretName: adminApiKeySecretName
     acsEndpoint: communication.outputs.endpoint
     emailSenderAddress: communication.outputs.senderAddress
+    operatorContactEmail: operatorContactEmail
     appInsightsConnectionString: monitoring.outputs.connectionString
   }
   // Roles first, so the app's first start can already read its storage, vault and database.

@@ -38,6 +38,9 @@ param adminApiKeySecretName string
 param acsEndpoint string
 param emailSenderAddress string
 
+@description('The operator\'s contact for breach and deadline alerts; may be empty.')
+param operatorContactEmail string
+
 @description('Application Insights connection string (an ingestion address, not a credential: local auth is off).')
 param appInsightsConnectionString string
 
@@ -67,6 +70,8 @@ var appSettings = {
   EMAIL_PROVIDER: 'acs'
   ACS_ENDPOINT: acsEndpoint
   EMAIL_SENDER_ADDRESS: emailSenderAddress
+  // Breach and deadline alerts for the operator (empty: only tenants are told).
+  OPERATOR_CONTACT_EMAIL: operatorContactEmail
 
   // Resolved by the platform with the user-assigned identity (keyVaultReferenceIdentity below). Versionless, so a
   // rotated key is picked up on the next restart (or within a day).

@@ -51,6 +51,14 @@ var containers = [
     defaultTtl: null
   }
   {
+    name: 'subject-requests'
+    defaultTtl: null
+  }
+  {
+    name: 'breaches'
+    defaultTtl: null
+  }
+  {
     // TTL on, per item: only the withdrawal links' rate counters carry a "ttl" (a backstop; everything else stays).
     name: 'consents'
     defaultTtl: -1

@@ -49,6 +49,10 @@ var queueNames = [
   'webhook-deliveries-poison'
   'deadline-notices'
   'deadline-notices-poison'
+  'subject-request-steps'
+  'subject-request-steps-poison'
+  'breach-jobs'
+  'breach-jobs-poison'
 ]
 
 resource account 'Microsoft.Storage/storageAccounts@2025-01-01' = {

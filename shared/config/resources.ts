@@ -38,6 +38,16 @@ export const COSMOS_CONTAINERS = {
     defaultTtl: -1,
     purpose: "consent purposes, notice versions, subjects (keyed hash, wrapped data key), append-only consent events, evidence clocks, withdrawal-link secrets, markers and rate counters (these expire)",
   },
+  subjectRequests: {
+    name: "subject-requests",
+    partitionKey: "/tenantId",
+    purpose: "data-subject requests (access, erasure, ...): their state, deadlines, verification and steps",
+  },
+  breaches: {
+    name: "breaches",
+    partitionKey: "/tenantId",
+    purpose: "personal-data breaches: the operator's register (tenantId '_system') and each affected tenant's view, clocks and decisions",
+  },
 } as const satisfies Record<string, CosmosContainerSpec>;
 
 export const BLOB_CONTAINERS = {
@@ -54,6 +64,8 @@ export const QUEUES = {
   rewrap: { name: "key-rewrap", purpose: "per-tenant jobs moving wrapped data keys to the newest key-encryption key" },
   notifications: { name: "notifications", purpose: "e-mails to send (first-download notices), one message each, sent idempotently" },
   deadlines: { name: "deadline-notices", purpose: "deadline milestones (reminders, escalations, overdue marks) whose notice is to be sent, one message each" },
+  subjectRequests: { name: "subject-request-steps", purpose: "the steps of data-subject requests (verification e-mails, the work of each type), one message per step" },
+  breaches: { name: "breach-jobs", purpose: "breach work: controller notices, scope resolution, notices to persons in batches" },
   webhooks: { name: "webhook-deliveries", purpose: "webhook deliveries to attempt, one message per attempt, retried with back-off for 24 hours" },
 } as const satisfies Record<string, { name: string; purpose: string }>;
 

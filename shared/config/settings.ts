@@ -45,6 +45,14 @@ export const SETTING = {
   suspendedTenantNoticeDays: "SUSPENDED_TENANT_NOTICE_DAYS",
   consentLinkDays: "CONSENT_LINK_DAYS",
   consentEvidenceYears: "CONSENT_EVIDENCE_YEARS",
+  dsrCodeTtlMinutes: "DSR_CODE_TTL_MINUTES",
+  dsrVerifyDays: "DSR_VERIFY_DAYS",
+  dsrExportDays: "DSR_EXPORT_DAYS",
+  breachControllerNoticeHours: "BREACH_CONTROLLER_NOTICE_HOURS",
+  breachNoticeMaxHours: "BREACH_NOTICE_MAX_HOURS",
+  operatorContactEmail: "OPERATOR_CONTACT_EMAIL",
+  emailSendsPerMinute: "EMAIL_SENDS_PER_MINUTE",
+  emailSendsPerHour: "EMAIL_SENDS_PER_HOUR",
   allowLoopbackWebhooks: "ALLOW_LOOPBACK_WEBHOOKS",
   localClockControl: "LOCAL_CLOCK_CONTROL",
   appInsightsConnectionString: "APPLICATIONINSIGHTS_CONNECTION_STRING",
@@ -75,6 +83,14 @@ export const rawSettingsSchema = z.object({
   [SETTING.suspendedTenantNoticeDays]: positiveInt(30),
   [SETTING.consentLinkDays]: z.coerce.number().int().min(1).max(3650).default(365),
   [SETTING.consentEvidenceYears]: z.coerce.number().int().min(1).max(30).default(3),
+  [SETTING.dsrCodeTtlMinutes]: positiveInt(60),
+  [SETTING.dsrVerifyDays]: positiveInt(14),
+  [SETTING.dsrExportDays]: positiveInt(7),
+  [SETTING.breachControllerNoticeHours]: positiveInt(24),
+  [SETTING.breachNoticeMaxHours]: positiveInt(72),
+  [SETTING.operatorContactEmail]: z.email().max(254).optional(),
+  [SETTING.emailSendsPerMinute]: positiveInt(30),
+  [SETTING.emailSendsPerHour]: positiveInt(100),
   [SETTING.allowLoopbackWebhooks]: z.enum(["true", "false"]).default("false"),
   [SETTING.localClockControl]: z.enum(["true", "false"]).default("false"),
   [SETTING.appInsightsConnectionString]: z.string().min(1).optional(),
@@ -113,6 +129,21 @@ export interface Settings {
   consentLinkDays: number;
   /** How long consent evidence is kept after the consent ended (EDPB 05/2020 para. 107; the Danish limitation period is 3 years). */
   consentEvidenceYears: number;
+  /** A data subject's one-time verification code is valid this long (minutes). */
+  dsrCodeTtlMinutes: number;
+  /** An unverified data-subject request closes as closed-unverified after this many days. */
+  dsrVerifyDays: number;
+  /** An access or portability package can be downloaded for this many days, then it is purged. */
+  dsrExportDays: number;
+  /** The processor's own target for telling a controller of a breach, in hours after awareness (the agreement's limit is 72). */
+  breachControllerNoticeHours: number;
+  /** Notices to persons must be out within this many hours ("without undue delay"); a later estimate raises an alert. */
+  breachNoticeMaxHours: number;
+  /** The operator's contact for breach and deadline alerts (optional; without it only tenants are told). */
+  operatorContactEmail?: string;
+  /** The e-mail service's send limits (ACS starts new resources low); fan-outs stay under both. */
+  emailSendsPerMinute: number;
+  emailSendsPerHour: number;
   /**
    * Local only: webhook endpoints may be http:// URLs on the loopback interface (a test receiver). Refused unless
    * keys and e-mail are local; never set by the Bicep.
@@ -237,6 +268,14 @@ export function parseSettings(env: Record<string, string | undefined>): Settings
     suspendedTenantNoticeDays: s[SETTING.suspendedTenantNoticeDays],
     consentLinkDays: s[SETTING.consentLinkDays],
     consentEvidenceYears: s[SETTING.consentEvidenceYears],
+    dsrCodeTtlMinutes: s[SETTING.dsrCodeTtlMinutes],
+    dsrVerifyDays: s[SETTING.dsrVerifyDays],
+    dsrExportDays: s[SETTING.dsrExportDays],
+    breachControllerNoticeHours: s[SETTING.breachControllerNoticeHours],
+    breachNoticeMaxHours: s[SETTING.breachNoticeMaxHours],
+    operatorContactEmail: s[SETTING.operatorContactEmail],
+    emailSendsPerMinute: s[SETTING.emailSendsPerMinute],
+    emailSendsPerHour: s[SETTING.emailSendsPerHour],
     allowLoopbackWebhooks,
     localClockControl,
     telemetry: appInsights

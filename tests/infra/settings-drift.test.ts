@@ -34,6 +34,13 @@ const NOT_SET_IN_AZURE: Record<string, string> = {
   SUSPENDED_TENANT_NOTICE_DAYS: "the code's default applies; an operator may override it as an app setting",
   CONSENT_LINK_DAYS: "the code's default (365 days) applies; an operator may override it as an app setting",
   CONSENT_EVIDENCE_YEARS: "the code's default (3 years) applies; an operator may override it as an app setting",
+  DSR_CODE_TTL_MINUTES: "the code's default (60) applies; an operator may override it as an app setting",
+  DSR_VERIFY_DAYS: "the code's default (14) applies; an operator may override it as an app setting",
+  DSR_EXPORT_DAYS: "the code's default (7) applies; an operator may override it as an app setting",
+  BREACH_CONTROLLER_NOTICE_HOURS: "the code's default (24) applies; an operator may override it as an app setting",
+  BREACH_NOTICE_MAX_HOURS: "the code's default (72) applies; an operator may override it as an app setting",
+  EMAIL_SENDS_PER_MINUTE: "the code's default (30, a new ACS resource's quota) applies; raise it with the quota",
+  EMAIL_SENDS_PER_HOUR: "the code's default (100, a new ACS resource's quota) applies; raise it with the quota",
   ALLOW_LOOPBACK_WEBHOOKS: "local trials only (a webhook receiver on 127.0.0.1); refused at start-up with real keys or e-mail",
   LOCAL_CLOCK_CONTROL: "local trials only (a movable clock); refused at start-up with real keys or e-mail",
 };
