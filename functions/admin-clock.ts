@@ -5,7 +5,7 @@
  */
 import { app } from "@azure/functions";
 import { z } from "zod";
-import { httpEndpoint } from "../shared/http/endpoint";
+import { httpEndpoint, problems } from "../shared/http/endpoint";
 import { isoDateTime } from "../shared/http/schemas";
 import { moveClock, readClock } from "../shared/usecases/clock";
 
@@ -20,7 +20,7 @@ export function registerClockControl(): void {
     auth: "admin",
     tags,
     summary: "The service's clock (local trials only)",
-    responses: { 200: { description: "Now", schema: clockView } },
+    responses: { 200: { description: "Now", schema: clockView }, 404: problems(["not-found"]) },
     handler: async ({ services }) => ({ status: 200, json: readClock(services) }),
   });
   app.http(get.name, get.options);
@@ -41,8 +41,11 @@ export function registerClockControl(): void {
     }),
     responses: {
       200: { description: "Moved", schema: clockView },
-      400: { description: "urn:safedata:problem:malformed-request: both or neither of advanceSeconds and set" },
-      409: { description: "urn:safedata:problem:conflict: set is earlier than now" },
+      // The service's clock is not a movable one (as if the route did not exist).
+      404: problems(["not-found"]),
+      // Both or neither of advanceSeconds and set, or more than ten years at once; set earlier than now.
+      400: problems(["malformed-request"]),
+      409: problems(["conflict"]),
     },
     handler: async ({ services, body, log }) => ({ status: 200, json: moveClock(services, body, log) }),
   });

@@ -4,7 +4,7 @@ import { z } from "zod";
 import { LANGUAGES } from "../shared/domain/language";
 import { authorityCountries, DEFAULT_TIME_ZONE, publicWebhookProblem, tenantIdSchema } from "../shared/domain/tenant";
 import { isTimeZone } from "../shared/domain/time";
-import { httpEndpoint } from "../shared/http/endpoint";
+import { httpEndpoint, problems } from "../shared/http/endpoint";
 import { pageOf, pagingQuery, singleLine } from "../shared/http/schemas";
 import {
   changeTenantStatus,
@@ -80,6 +80,7 @@ const create = httpEndpoint({
   idempotency: { redact: redactKey },
   responses: {
     201: { description: "Created", schema: z.object({ tenant: tenantView, apiKey: z.string().nullable(), webhookSecret: z.string().nullable() }) },
+    409: problems(["conflict"]),
   },
   handler: async ({ services, body, principal }) => {
     const result = await createTenant(services, body, principal);
@@ -110,7 +111,8 @@ const get = httpEndpoint({
   summary: "Get a tenant, including its contact address",
   description: "Reading the decrypted contact address is recorded in the tenant's audit log (tenant.read), as access to master data.",
   params: tenantParams,
-  responses: { 200: { description: "The tenant", schema: tenantView } },
+  // integrity-error: the stored contact address fails its check when decrypted.
+  responses: { 200: { description: "The tenant", schema: tenantView }, 500: problems(["integrity-error"]) },
   handler: async ({ services, params, principal }) => ({ status: 200, json: await getTenant(services, params.tenantId, principal) }),
 });
 app.http(get.name, get.options);
@@ -126,7 +128,7 @@ const patch = httpEndpoint({
   body: z
     .strictObject({ name: singleLine(200).optional(), language: language.optional(), timeZone: timeZone.optional() })
     .refine((b) => Object.values(b).some((v) => v !== undefined), "give at least one of name, language and timeZone") satisfies z.ZodType<TenantChanges>,
-  responses: { 200: { description: "The tenant", schema: tenantView } },
+  responses: { 200: { description: "The tenant", schema: tenantView }, 409: problems(["conflict"]) },
   handler: async ({ services, params, body, principal }) => ({ status: 200, json: await updateTenant(services, params.tenantId, body, principal) }),
 });
 app.http(patch.name, patch.options);
@@ -141,7 +143,7 @@ const rotate = httpEndpoint({
   description: apiKeyNote,
   params: tenantParams,
   idempotency: { redact: redactKey },
-  responses: { 200: { description: "The new key", schema: z.object({ apiKey: z.string().nullable(), apiKeyId: z.string() }) } },
+  responses: { 200: { description: "The new key", schema: z.object({ apiKey: z.string().nullable(), apiKeyId: z.string() }) }, 409: problems(["conflict"]) },
   handler: async ({ services, params, principal }) => ({
     status: 200,
     json: await rotateApiKey(services, params.tenantId, principal),
@@ -159,7 +161,7 @@ for (const action of ["suspend", "reactivate"] as const) {
     summary: action === "suspend" ? "Suspend a tenant: its API key stops working; its data stays until retention removes it" : "Reactivate a suspended tenant",
     params: tenantParams,
     idempotency: {},
-    responses: { 200: { description: "The tenant", schema: tenantView } },
+    responses: { 200: { description: "The tenant", schema: tenantView }, 409: problems(["conflict"]) },
     handler: async ({ services, params, principal }) => ({
       status: 200,
       json: await changeTenantStatus(services, params.tenantId, action, principal),

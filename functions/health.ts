@@ -7,7 +7,7 @@
 import { app } from "@azure/functions";
 import { z } from "zod";
 import { authenticateAdmin } from "../shared/http/auth";
-import { httpEndpoint } from "../shared/http/endpoint";
+import { httpEndpoint, problems } from "../shared/http/endpoint";
 import { healthReport, publicHealth, type HealthReport } from "../shared/usecases/health";
 
 const check = z.object({ status: z.enum(["up", "down"]), latencyMs: z.number() });
@@ -47,7 +47,9 @@ const health = httpEndpoint({
     "store and the state of every timer sweep (counts, overdue items, alarms). Any other key is refused (401).",
   responses: {
     200: { description: "Healthy", schema: healthSchema },
-    503: { description: "Something is down or a sweep is behind", schema: healthSchema },
+    // An answer, not an error: a store did not answer its probe in time, or a sweep is behind.
+    503: { description: "Unhealthy: something is down or a sweep is behind", schema: healthSchema },
+    401: problems(["unauthenticated"], { "WWW-Authenticate": { description: "Bearer: credentials were sent and are not the admin key", required: true } }),
   },
   handler: async ({ services, log, request, requestId }) => {
     // Credentials are optional here, but a caller that sends some must send the admin key (never a silent downgrade).

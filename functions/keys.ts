@@ -4,7 +4,7 @@ import { z } from "zod";
 import { QUEUES } from "../shared/config/resources";
 import { SETTING } from "../shared/config/settings";
 import { tenantIdSchema } from "../shared/domain/tenant";
-import { httpEndpoint } from "../shared/http/endpoint";
+import { httpEndpoint, problems } from "../shared/http/endpoint";
 import { queueHandler } from "../shared/queue-handler";
 import { kekStatus, rotateTenantKek, runRewrapJob } from "../shared/usecases/key-rotation";
 import { rewrapMessage } from "../shared/usecases/messages";
@@ -21,7 +21,11 @@ const rotate = httpEndpoint({
   summary: "Rotate the tenant's key-encryption key; a background job re-wraps existing data keys",
   params,
   idempotency: {},
-  responses: { 202: { description: "Rotated; re-wrapping has started", schema: z.object({ previousVersion: z.string(), version: z.string() }) } },
+  responses: {
+    202: { description: "Rotated; re-wrapping has started", schema: z.object({ previousVersion: z.string(), version: z.string() }) },
+    // Offboarded, another rotation still running after a wait, or this one outlived its lease.
+    409: problems(["conflict"]),
+  },
   handler: async ({ services, params, principal }) => ({
     status: 202,
     json: await rotateTenantKek(services, params.tenantId, principal),

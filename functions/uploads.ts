@@ -6,10 +6,9 @@ import { z } from "zod";
 import { dataCategories, hasControlOrFormat, MAX_LIFE_DAYS, MIME_TYPE, UPLOAD_STATUSES, uploadIdSchema } from "../shared/domain/uploads";
 import { AppError } from "../shared/errors";
 import { contentDisposition, isHeaderSafe } from "../shared/http/content-headers";
-import { httpEndpoint, type ResponseSpec } from "../shared/http/endpoint";
-import { PROBLEM_TYPES, problemUri, type ProblemType } from "../shared/http/problem";
+import { httpEndpoint, problems, type RequestHeaderSpec, type ResponseSpec } from "../shared/http/endpoint";
 import { pacedBody } from "../shared/http/streamed-response";
-import { pageOf, pagingQuery, problemSchema } from "../shared/http/schemas";
+import { pageOf, pagingQuery } from "../shared/http/schemas";
 import { deleteUploadOnRequest } from "../shared/usecases/upload-deletion";
 import {
   createUpload,
@@ -86,23 +85,10 @@ const uploadSummary = uploadView.omit({ fileName: true, senderReference: true, r
   recipients: z.object({ count: z.number() }),
 }) satisfies z.ZodType<UploadSummary>;
 
-/**
- * A problem answer as the OpenAPI document declares it: RFC 9457 problem+json, the description naming every problem
- * type the route answers with this status (the types and their statuses: shared/http/problem.ts).
- */
-function problems(types: ProblemType[], headers?: ResponseSpec["headers"]): ResponseSpec {
-  return {
-    description: types.map((t) => `${problemUri(t)}: ${PROBLEM_TYPES[t].title}`).join("; "),
-    contentType: "application/problem+json",
-    schema: problemSchema,
-    ...(headers ? { headers } : {}),
-  };
-}
-
 /** What every upload route can answer besides its own outcomes: a repeated query key, a bad or suspended key, a bug. */
 const everyRoute = {
   400: problems(["invalid-parameter"]),
-  401: problems(["unauthenticated"], { "WWW-Authenticate": { description: "Bearer, with the error when a key was sent" } }),
+  401: problems(["unauthenticated"], { "WWW-Authenticate": { description: "Bearer, with the error when a key was sent", required: true } }),
   403: problems(["tenant-suspended"]),
   500: problems(["internal-error"]),
 } satisfies Record<number, ResponseSpec>;
@@ -115,10 +101,25 @@ const oneUpload = {
 } satisfies Record<number, ResponseSpec>;
 
 const contentHeaders = {
-  ETag: { description: "Strong entity tag of the stored content (it never changes)" },
+  ETag: { description: "Strong entity tag of the stored content (it never changes)", required: true },
   "Content-Disposition": { description: "attachment; filename (ASCII) and filename* (UTF-8), while the file name exists" },
-  "Accept-Ranges": { description: "bytes" },
+  "Accept-Ranges": { description: "bytes", required: true },
 };
+
+/** The request headers a download reads (RFC 9110 §14.2 Range, §13.1.5 If-Range, §13.1.2 If-None-Match). */
+const downloadRequestHeaders = {
+  Range: {
+    description: "One range of bytes (the unit in any case): bytes=a-b, bytes=a- or bytes=-n. Another unit, or several ranges, is ignored (200)",
+    schema: z.string(),
+    examples: ["bytes=0-1023", "bytes=1024-", "bytes=-512", "Bytes=0-0"],
+  },
+  "If-Range": {
+    description: "The content's ETag: the Range applies only if it matches (strong comparison); anything else means the whole content",
+    schema: z.string(),
+    examples: ['"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"', 'W/"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"'],
+  },
+  "If-None-Match": { description: "ETags (or *): when one matches, 304 Not Modified, which is not a download", schema: z.string(), examples: ["*"] },
+} satisfies Record<string, RequestHeaderSpec>;
 
 /** The request's body and the headers that describe it. Content-Length must be decimal digits (RFC 9110 §8.6). */
 function incomingContent(request: HttpRequest): IncomingContent {
@@ -238,6 +239,7 @@ const download = httpEndpoint({
   description:
     "Every request counts toward maxDownloads, including range requests, and is recorded in the audit log. If stored data fails its integrity check the response is aborted; no unverified byte is sent.",
   params: idParams,
+  requestHeaders: downloadRequestHeaders,
   responses: {
     ...oneUpload,
     200: {
@@ -250,12 +252,12 @@ const download = httpEndpoint({
       description: "The one byte range asked for",
       contentType: "application/octet-stream",
       schema: z.string().meta({ format: "binary" }),
-      headers: { ...contentHeaders, "Content-Range": { description: "bytes <first>-<last>/<size>" } },
+      headers: { ...contentHeaders, "Content-Range": { description: "bytes <first>-<last>/<size>", required: true } },
     },
     304: { description: "Not Modified: If-None-Match matched the ETag. Not a download", headers: { ETag: contentHeaders.ETag } },
     409: problems(["conflict"]),
     410: problems(["upload-expired", "upload-deleted", "download-limit-reached"]),
-    416: problems(["range-not-satisfiable"], { "Content-Range": { description: "bytes */<size>" } }),
+    416: problems(["range-not-satisfiable"], { "Content-Range": { description: "bytes */<size>", required: true } }),
   },
   handler: async ({ services, principal, params, request, isHead, context, log }) => {
     const opened = await openContent(

@@ -7,7 +7,7 @@ import { z } from "zod";
 import { QUEUES } from "../shared/config/resources";
 import { SETTING } from "../shared/config/settings";
 import { WEBHOOK_EVENT_TYPES } from "../shared/domain/webhooks";
-import { httpEndpoint } from "../shared/http/endpoint";
+import { httpEndpoint, problems } from "../shared/http/endpoint";
 import { pageOf, pagingQuery } from "../shared/http/schemas";
 import { invocationLog } from "../shared/observability";
 import { queueHandler } from "../shared/queue-handler";
@@ -81,6 +81,8 @@ const put = httpEndpoint({
   responses: {
     201: { description: "Created, with the signing secret", schema: z.object({ url: z.string(), secret: z.string() }) },
     200: { description: "URL changed; the secrets stay (rotate them separately)", schema: z.object({ url: z.string(), secret: z.null() }) },
+    // Changed by another request meanwhile.
+    409: problems(["conflict"]),
   },
   handler: async ({ services, principal, body }) => {
     const r = await setWebhookEndpoint(services, principal, body.url);
@@ -96,7 +98,7 @@ const get = httpEndpoint({
   auth: "tenant",
   tags,
   summary: "The webhook endpoint, its secrets' ids and dates, and delivery statistics",
-  responses: { 200: { description: "The endpoint", schema: webhookView } },
+  responses: { 200: { description: "The endpoint", schema: webhookView }, 404: problems(["not-found"]) },
   handler: async ({ services, principal }) => ({ status: 200, json: await getWebhook(services, principal) }),
 });
 app.http(get.name, get.options);
@@ -108,7 +110,7 @@ const remove = httpEndpoint({
   auth: "tenant",
   tags,
   summary: "Remove the webhook endpoint (pending deliveries fail)",
-  responses: { 204: { description: "Removed" } },
+  responses: { 204: { description: "Removed" }, 404: problems(["not-found"]) },
   handler: async ({ services, principal }) => {
     await deleteWebhook(services, principal);
     return { status: 204 };
@@ -130,6 +132,8 @@ const rotate = httpEndpoint({
       description: "The new secret",
       schema: z.object({ secret: z.string().nullable(), secretId: z.string(), previousRetiresAt: z.string() }),
     },
+    404: problems(["not-found"]),
+    409: problems(["conflict"]),
   },
   handler: async ({ services, principal }) => ({ status: 200, json: await rotateWebhookSecret(services, principal) }),
 });
@@ -143,7 +147,7 @@ const test = httpEndpoint({
   tags,
   summary: "Send a webhook.test event to the endpoint",
   idempotency: {},
-  responses: { 202: { description: "Queued; see GET /api/v1/webhook/deliveries for the outcome", schema: z.object({ deliveryId: z.string() }) } },
+  responses: { 202: { description: "Queued; see GET /api/v1/webhook/deliveries for the outcome", schema: z.object({ deliveryId: z.string() }) }, 404: problems(["not-found"]) },
   handler: async ({ services, principal }) => ({ status: 202, json: await sendTestEvent(services, principal) }),
 });
 app.http(test.name, test.options);

@@ -17,19 +17,58 @@ import { idempotencyKeySchema, type StoredResponse } from "../stores/idempotency
 import { authenticateAdmin, authenticateTenant, type AuthMode, type PrincipalFor } from "./auth";
 import { IntegrityError } from "../crypto";
 import { AppError, type FieldError } from "../errors";
-import { problemBody, problemHeaders, statusOfProblem } from "./problem";
+import { PROBLEM_TYPES, problemBody, problemHeaders, problemUri, statusOfProblem, type ProblemType } from "./problem";
 import { openCursor, sealCursor, type CursorBinding } from "./cursors";
 import { proxyResponseOf } from "./streamed-response";
 import { scopeKey, scopeLabel, type KeyScope } from "./scope-keys";
 
 export type HttpMethod = "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE";
 
+/** A response header as the OpenAPI document declares it; `required` when every answer with this status carries it. */
+export interface ResponseHeaderSpec {
+  description: string;
+  required?: boolean;
+}
+
 export interface ResponseSpec {
   description: string;
   schema?: z.ZodType;
   /** Defaults to application/json when a schema is given. */
   contentType?: string;
-  headers?: Record<string, { description: string }>;
+  headers?: Record<string, ResponseHeaderSpec>;
+  /**
+   * The problem types answered with this status (shared/http/problem.ts): the answer is RFC 9457 problem+json and its
+   * `type` is one of these. The OpenAPI document lists them machine-readably (`x-problem-types`, and an enum on the
+   * problem's `type`). Build such a response with `problems()`.
+   */
+  problems?: readonly ProblemType[];
+}
+
+/**
+ * A request header an operation reads (beyond Authorization, Content-Type and the ones every route or every POST
+ * reads, which openapi.ts declares itself: X-Request-Id, Idempotency-Key). For the OpenAPI document only: the handler
+ * parses the header itself, as the RFCs say (a value it cannot use is ignored or refused there, never here).
+ */
+export interface RequestHeaderSpec {
+  description: string;
+  /** A string schema of the values the handler acts on (others may be ignored, as the description says). */
+  schema: z.ZodType<string>;
+  /** Sample values, for readers and for tests that build requests from the document. */
+  examples?: string[];
+}
+
+/**
+ * A problem answer as the OpenAPI document declares it: problem+json whose `type` is one of `types`, all with the
+ * status problem.ts gives them (a mix of statuses is a mistake and throws).
+ */
+export function problems(types: readonly ProblemType[], headers?: Record<string, ResponseHeaderSpec>): ResponseSpec {
+  const statuses = new Set(types.map(statusOfProblem));
+  if (statuses.size !== 1) throw new Error(`problem types of one response must share a status: ${types.join(", ")}`);
+  return {
+    description: types.map((t) => `${problemUri(t)}: ${PROBLEM_TYPES[t].title}`).join("; "),
+    problems: types,
+    ...(headers ? { headers } : {}),
+  };
 }
 
 type AnyObject = z.ZodObject<z.ZodRawShape>;
@@ -77,7 +116,14 @@ export interface EndpointSpec<A extends AuthMode, P extends AnyObject | undefine
   body?: B;
   /** A raw body the handler streams itself (content types it accepts, for the OpenAPI document). */
   rawBody?: { contentTypes: string[]; description: string };
+  /**
+   * What this operation answers besides what the wrapper itself can (openapi.ts adds those: 400 for a repeated query
+   * key, 401/403 of its auth, 404 for a malformed path parameter, the JSON body's 400/408/413/415/422, the
+   * idempotency 400/409/422, 500): its outcomes and every problem its use case can raise, each with `problems()`.
+   */
   responses: Record<number, ResponseSpec>;
+  /** Request headers the handler reads (Range, If-None-Match, ...), declared in the OpenAPI document. */
+  requestHeaders?: Record<string, RequestHeaderSpec>;
   /** POSTs: honour Idempotency-Key; `redact` removes secrets from what is stored for replays. */
   idempotency?: { redact?: (json: unknown) => unknown };
   handler: (input: EndpointInput<A, P, Q, B>) => Promise<EndpointResult>;

@@ -1,7 +1,7 @@
 /**
  * The OpenAPI document declares every status the upload routes can answer, each problem status with the problem
- * types it carries named in its description. Checked both ways: the document lists what the routes are known to
- * return, and statuses provoked here from the content route are all in it.
+ * types it carries listed in `x-problem-types` (and named in its description). Checked both ways: the document lists
+ * what the routes are known to return, and statuses provoked here from the content route are all in it.
  */
 import { afterAll, beforeAll, describe, it } from "@jest/globals";
 import { expect } from "../../helpers/expect";
@@ -10,7 +10,7 @@ import { createUpload, download, uploadWith } from "../../helpers/uploads";
 
 let t: TestApp;
 let key: string;
-type Response_ = { description: string; content?: Record<string, unknown>; headers?: Record<string, unknown> };
+type Response_ = { description: string; content?: Record<string, unknown>; headers?: Record<string, { required?: boolean }>; "x-problem-types"?: string[] };
 type Operation = { operationId: string; responses: Record<string, Response_> };
 let operations: Map<string, Operation>;
 beforeAll(async () => {
@@ -70,13 +70,19 @@ describe("the upload routes' declared responses", () => {
     for (const [status, types] of Object.entries(EXPECTED[operationId]!)) {
       const declared = op!.responses[status];
       expect(declared, `${operationId} ${status}`).toBeDefined();
-      for (const type of types) expect(declared!.description, `${operationId} ${status}`).toContain(`urn:safedata:problem:${type}`);
+      for (const type of types) {
+        expect(declared!["x-problem-types"], `${operationId} ${status}`).toContain(`urn:safedata:problem:${type}`);
+        expect(declared!.description, `${operationId} ${status}`).toContain(`urn:safedata:problem:${type}`);
+      }
       if (types.length > 0) expect(Object.keys(declared!.content ?? {}), `${operationId} ${status}`).toEqual(["application/problem+json"]);
+      else expect(declared!["x-problem-types"], `${operationId} ${status}`).toBeUndefined();
     }
   });
 
   it("declares the headers that carry meaning: Content-Range on 206 and 416, ETag on 200, 206 and 304", () => {
     const op = operations.get("uploads-get-content")!;
+    expect(op.responses["206"]!.headers!["Content-Range"]!.required, "206 always has Content-Range").toBe(true);
+    expect(op.responses["416"]!.headers!["Content-Range"]!.required, "416 always has Content-Range").toBe(true);
     expect(Object.keys(op.responses["206"]!.headers ?? {})).toEqual(expect.arrayContaining(["Content-Range", "ETag"]));
     expect(Object.keys(op.responses["416"]!.headers ?? {})).toContain("Content-Range");
     expect(Object.keys(op.responses["304"]!.headers ?? {})).toContain("ETag");
