@@ -6,9 +6,10 @@
 
 /**
  * reminder: the deadline is near; escalation: it is nearer, tell more people; overdue: it has passed (a reason for
- * the delay becomes mandatory where the law asks for one, e.g. GDPR Art. 33(1)).
+ * the delay becomes mandatory where the law asks for one, e.g. GDPR Art. 33(1)). Clocks measured in hours (a breach's
+ * 72) mark fixed distances instead: reminder-24h, reminder-12h and reminder-2h before the deadline, then overdue.
  */
-export const DEADLINE_STAGES = ["reminder", "escalation", "overdue"] as const;
+export const DEADLINE_STAGES = ["reminder", "escalation", "overdue", "reminder-24h", "reminder-12h", "reminder-2h"] as const;
 export type DeadlineStage = (typeof DEADLINE_STAGES)[number];
 
 /** A milestone's life: scheduled -> queued -> done, or cancelled while not yet done. */
