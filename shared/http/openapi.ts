@@ -6,8 +6,9 @@
  * and what the endpoint wrapper itself answers for such a spec (`wrapperProblems`). A problem status names its
  * problem types machine-readably: `x-problem-types` on the response (the `urn:safedata:problem:<kind>` URIs) and an
  * enum on the problem body's `type`. Every GET has its HEAD (RFC 9110 §9.3.2: same statuses and headers, no body).
- * What no operation matches is declared once, in `components.responses`: `RouteNotFound` (404) for an unknown path
- * and `MethodNotAllowed` (405, with `Allow`) for a known path with another method.
+ * What no operation matches is declared once, in `components.responses`: `RouteNotFound` (404) for an unknown path,
+ * `MethodNotAllowed` (405, with `Allow`) for a known path with another method, and for either
+ * `RepeatedQueryParameter` (400), as every request's query is read before anything else.
  */
 import { OpenAPIRegistry, OpenApiGeneratorV31, type ResponseConfig, type RouteConfig } from "@asteasolutions/zod-to-openapi";
 import { z } from "zod";
@@ -146,10 +147,16 @@ function unmatchedResponses(registry: OpenAPIRegistry): void {
   };
   schemaComponent("RouteNotFoundProblem", problemBodySchema(["not-found"], 404));
   schemaComponent("MethodNotAllowedProblem", problemBodySchema(["method-not-allowed"], 405));
+  schemaComponent("RepeatedQueryParameterProblem", problemBodySchema(["invalid-parameter"], 400));
   registry.registerComponent("responses", "RouteNotFound", {
     description: `${problemUri("not-found")}: no operation has this path`,
     content: { "application/problem+json": { schema: { $ref: "#/components/schemas/RouteNotFoundProblem" } } },
     [PROBLEM_TYPES_EXTENSION]: [problemUri("not-found")],
+  });
+  registry.registerComponent("responses", "RepeatedQueryParameter", {
+    description: `${problemUri("invalid-parameter")}: a query parameter is given twice (checked before the path is looked up)`,
+    content: { "application/problem+json": { schema: { $ref: "#/components/schemas/RepeatedQueryParameterProblem" } } },
+    [PROBLEM_TYPES_EXTENSION]: [problemUri("invalid-parameter")],
   });
   registry.registerComponent("responses", "MethodNotAllowed", {
     description: `${problemUri("method-not-allowed")}: the path has operations, none with this method (HEAD is allowed wherever GET is)`,
@@ -232,7 +239,8 @@ export function openApiDocument(info: { version: string; serverUrl?: string }): 
         "GDPR data-processor backend: encrypted transfers with a 32-day life, deadlines kept by timers, a tamper-evident audit log. " +
         "Every error is RFC 9457 application/problem+json; every response carries x-request-id. Each operation declares every status it " +
         `can answer; a problem status lists its problem type URIs in ${PROBLEM_TYPES_EXTENSION}. A path no operation has answers ` +
-        "components.responses.RouteNotFound; a method a path does not have, components.responses.MethodNotAllowed.",
+        "components.responses.RouteNotFound; a method a path does not have, components.responses.MethodNotAllowed; either, with a " +
+        "query parameter given twice, components.responses.RepeatedQueryParameter.",
     },
     ...(info.serverUrl ? { servers: [{ url: info.serverUrl }] } : {}),
   });

@@ -5,7 +5,7 @@
  * declared required headers are there. A 5xx passes only when the operation declares it as an outcome, not as a
  * problem (health's 503 "unhealthy" is an answer; a 500 internal-error is a bug even though it is declared).
  * A request no operation matches is checked against components.responses: MethodNotAllowed (405) when its path has
- * operations with other methods, RouteNotFound (404) otherwise.
+ * operations with other methods, RouteNotFound (404) otherwise, or RepeatedQueryParameter (400) for either.
  */
 
 export type JsonSchema = {
@@ -76,30 +76,41 @@ export function operationsOf(doc: OpenApiDocument): OperationRef[] {
   return Object.entries(doc.paths).flatMap(([path, item]) => METHODS.filter((m) => item[m]).map((method) => ({ path, method, op: item[method]! })));
 }
 
-/** The match score of a template against a path's segments, as the host ranks routes; undefined when it does not match. */
-function score(template: string, segments: string[]): number | undefined {
+/**
+ * The match score of a template against a path's segments, as the host ranks routes (dev/runtime/routing.ts): per
+ * segment 3 for a literal, 2 for a parameter, compared segment by segment; undefined when it does not match.
+ */
+function score(template: string, segments: string[]): number[] | undefined {
   const parts = template.split("/").filter((s) => s !== "");
   if (parts.length !== segments.length) return undefined;
-  let total = 0;
+  const out: number[] = [];
   for (let i = 0; i < parts.length; i++) {
     const part = parts[i]!;
     if (/^\{[^}]+\}$/.test(part)) {
       if (segments[i] === "") return undefined;
-      total += 2;
-    } else if (part.toLowerCase() === segments[i]!.toLowerCase()) total += 3;
+      out.push(2);
+    } else if (part.toLowerCase() === segments[i]!.toLowerCase()) out.push(3);
     else return undefined;
   }
-  return total;
+  return out;
 }
 
-/** The path's segments as the host routes them: decoded first, so an encoded "/" (%2F) separates segments too. */
+const better = (a: number[], b: number[]) => {
+  for (let i = 0; i < Math.max(a.length, b.length); i++) if ((a[i] ?? -1) !== (b[i] ?? -1)) return (a[i] ?? -1) > (b[i] ?? -1);
+  return false;
+};
+
+/**
+ * The path's segments as the host routes them: decoded first, so an encoded "/" (%2F) separates segments too; empty
+ * segments inside the path count (`a//b` has three), only the slashes at its ends are dropped.
+ */
 function segmentsOf(pathname: string): string[] {
   return pathname
     .split("/")
     .map((s) => decodeURIComponent(s))
     .join("/")
-    .split("/")
-    .filter((s) => s !== "");
+    .replace(/^\/+|\/+$/g, "")
+    .split("/");
 }
 
 /** The operation `method` `pathname` reaches, or what answers it when none does. */
@@ -108,13 +119,13 @@ export type Target = { kind: "operation"; ref: OperationRef } | { kind: "unmatch
 export function targetOf(doc: OpenApiDocument, method: string, pathname: string): Target {
   const segments = segmentsOf(pathname);
   const m = method.toLowerCase();
-  let best: { ref: OperationRef; score: number } | undefined;
+  let best: { ref: OperationRef; score: number[] } | undefined;
   const allow = new Set<Method>();
   for (const ref of operationsOf(doc)) {
     const s = score(ref.path, segments);
     if (s === undefined) continue;
     allow.add(ref.method);
-    if (ref.method === m && (!best || s > best.score)) best = { ref, score: s };
+    if (ref.method === m && (!best || better(s, best.score))) best = { ref, score: s };
   }
   if (best) return { kind: "operation", ref: best.ref };
   const responses = doc.components?.responses ?? {};
@@ -131,7 +142,15 @@ export interface Exchange {
   body: string;
 }
 
-const isProblem = (r: DeclaredResponse) => Array.isArray(r["x-problem-types"]);
+/** Whether a declared response is a problem (problem+json with declared types), not an answer of another kind. */
+export const isProblem = (r: DeclaredResponse) => Array.isArray(r["x-problem-types"]);
+
+/** The response the document declares for the status of `ex` where it was sent, if any. */
+export function declaredFor(doc: OpenApiDocument, ex: Pick<Exchange, "method" | "url" | "status">): DeclaredResponse | undefined {
+  const target = targetOf(doc, ex.method, ex.url.pathname);
+  if (target.kind === "operation") return target.ref.op.responses[String(ex.status)] ?? target.ref.op.responses.default;
+  return ex.status === target.status ? target.response : ex.status === 400 ? doc.components?.responses?.RepeatedQueryParameter : undefined;
+}
 
 /** What in `ex` breaks the document's contract; empty when nothing does. */
 export function contractViolations(doc: OpenApiDocument, ex: Exchange): string[] {
@@ -141,12 +160,8 @@ export function contractViolations(doc: OpenApiDocument, ex: Exchange): string[]
   const fail = (what: string) => out.push(`${label}: ${what}; body ${ex.body.slice(0, 300)}`);
 
   if (!ex.headers.get("x-request-id")) fail("no x-request-id");
-  let declared: DeclaredResponse | undefined;
-  if (target.kind === "operation") declared = target.ref.op.responses[String(ex.status)] ?? target.ref.op.responses.default;
-  else {
-    if (target.response === undefined) fail(`components.responses has no declaration for ${target.status}`);
-    declared = ex.status === target.status ? target.response : undefined;
-  }
+  if (target.kind === "unmatched" && target.response === undefined) fail(`components.responses has no declaration for ${target.status}`);
+  const declared = declaredFor(doc, ex);
   if (declared === undefined) {
     fail("status not declared");
     return out;

@@ -107,12 +107,14 @@ describe("answers the document declares now", () => {
     }
   });
 
-  it("other methods and unknown paths: components.responses MethodNotAllowed (with Allow) and RouteNotFound", async () => {
+  it("other methods and unknown paths: components.responses MethodNotAllowed (with Allow), RouteNotFound, RepeatedQueryParameter", async () => {
     for (const [method, route, status] of [
       ["OPTIONS", "v1/retention", 405],
       ["DELETE", "v1/audit", 405],
       ["HEAD", "v1/webhook/test", 405],
       ["GET", "v1/nothing/here", 404],
+      ["GET", "v1/nothing/here?a=1&a=2", 400],
+      ["OPTIONS", "v1/retention?a=1&a=2", 400],
     ] as const) {
       const r = await check(method, route, { key: tenant.apiKey });
       expect(r.status, `${method} ${route}`).toBe(status);
