@@ -4,6 +4,7 @@ import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import { app, type HttpRequest } from "@azure/functions";
 import { z } from "zod";
 import { dataCategories, hasControlOrFormat, MAX_LIFE_DAYS, MIME_TYPE, UPLOAD_STATUSES, uploadIdSchema } from "../shared/domain/uploads";
+import { purposeKeySchema } from "../shared/domain/consent";
 import { AppError } from "../shared/errors";
 import { contentDisposition, isHeaderSafe } from "../shared/http/content-headers";
 import { httpEndpoint, problems, type RequestHeaderSpec, type ResponseSpec } from "../shared/http/endpoint";
@@ -59,6 +60,9 @@ const createUploadInput = z.strictObject({
   maxDownloads: z.number().int().min(1).max(10_000).optional(),
   expiresInDays: z.number().int().min(1).max(MAX_LIFE_DAYS).optional().describe(`At most ${MAX_LIFE_DAYS} (the default)`),
   notifyOnFirstDownload: email.optional().describe("Address to tell when the content is first downloaded"),
+  consentPurpose: purposeKeySchema
+    .optional()
+    .describe("A consent purpose this upload rests on: refused (403 consent-not-granted) unless every data subject's latest decision for it is granted"),
 }) satisfies z.ZodType<CreateUploadInput>;
 
 const uploadView = z.object({
@@ -168,6 +172,8 @@ const create = httpEndpoint({
     400: problems(["invalid-json", "invalid-parameter"]),
     408: problems(["request-timeout"]),
     409: problems(["idempotency-in-progress", "conflict"]),
+    // A consentPurpose whose consent is not in force for every data subject.
+    403: problems(["tenant-suspended", "consent-not-granted"]),
     413: problems(["payload-too-large"]),
     415: problems(["unsupported-media-type"]),
     422: problems(["validation-failed", "idempotency-key-reused"]),

@@ -16,6 +16,8 @@ export const ERROR_KINDS = [
   "unauthenticated",
   "forbidden",
   "tenant-suspended",
+  /** Processing that rests on consent was asked for a data subject whose latest decision for the purpose is not `granted`. */
+  "consent-not-granted",
   "not-found",
   "method-not-allowed",
   /** The request conflicts with the record's current state (already sent, being changed, offboarded...). */
@@ -31,6 +33,8 @@ export const ERROR_KINDS = [
   "range-not-satisfiable",
   "validation-failed",
   "idempotency-key-reused",
+  /** Too many requests for one thing (a withdrawal link) in a window; `retryAfterSeconds` says when to try again. */
+  "too-many-requests",
   "internal-error",
   /** Stored data failed an authentication check (tampering, truncation, a missing blob). */
   "integrity-error",

@@ -11,11 +11,13 @@ import type { Settings } from "./config/settings";
 import { OffsetClock, systemClock, type Clock } from "./domain/clock";
 import type { EmailSender } from "./email/email-sender";
 import { bundledTemplatesDir, EmailTemplates } from "./email/templates";
+import { bundledPagesDir, PageTemplates } from "./email/page-templates";
 import type { KeyProvider } from "./keys/key-provider";
 import { createTelemetry, type Telemetry } from "./observability";
 import { BLOB_CONTAINERS, QUEUES } from "./config/resources";
 import { AnchorStore } from "./stores/anchor-store";
 import { AuditStore } from "./stores/audit-store";
+import { ConsentStore } from "./stores/consent-store";
 import { DeadlineStore } from "./stores/deadline-store";
 import { containersOf, createCosmosClient } from "./stores/cosmos";
 import { HeartbeatStore } from "./stores/heartbeat-store";
@@ -43,6 +45,8 @@ export interface Services {
   readonly email: EmailSender;
   /** Every message to a person or tenant is rendered from these (templates/email/, checked at start). */
   readonly templates: EmailTemplates;
+  /** The HTML pages shown to people and printed for tenants (templates/pages/, checked at start). */
+  readonly pages: PageTemplates;
   readonly telemetry: Telemetry;
   readonly queues: QueueSender;
   readonly tenants: TenantStore;
@@ -60,6 +64,8 @@ export interface Services {
   readonly payloads: PayloadStore;
   /** Tenants' webhook endpoints and deliveries. */
   readonly webhooks: WebhookStore;
+  /** Consent purposes, notices, subjects, events and withdrawal links. */
+  readonly consents: ConsentStore;
   /** Sends one signed webhook request. */
   readonly webhookSender: WebhookSender;
   /** One reachability check per store. */
@@ -97,6 +103,8 @@ export function createServices(settings: Settings, adapters: AdapterFactory, ove
   const uploads = new UploadStore(containers.uploads);
   const payloads = new PayloadStore(blobs.getContainerClient(BLOB_CONTAINERS.payloads.name));
   const webhooks = new WebhookStore(containers.webhooks);
+  const consents = new ConsentStore(containers.consents);
+  const templatesDir = bundledTemplatesDir();
   const probes: StoreProbe[] = [
     { name: "tenants", system: "cosmos", probe: () => tenants.probe() },
     { name: "uploads", system: "cosmos", probe: () => uploads.probe() },
@@ -104,6 +112,7 @@ export function createServices(settings: Settings, adapters: AdapterFactory, ove
     { name: "idempotency", system: "cosmos", probe: () => idempotency.probe() },
     { name: "operations", system: "cosmos", probe: () => heartbeats.probe() },
     { name: "webhooks", system: "cosmos", probe: () => webhooks.probe() },
+    { name: "consents", system: "cosmos", probe: () => consents.probe() },
     { name: "payloads", system: "blob", probe: () => payloads.probe() },
     { name: "anchors", system: "blob", probe: () => anchors.probe() },
     ...Object.values(QUEUES).map((q): StoreProbe => ({ name: `queue:${q.name}`, system: "queue", probe: () => queues.probe(q.name) })),
@@ -113,7 +122,8 @@ export function createServices(settings: Settings, adapters: AdapterFactory, ove
     clock,
     keys,
     email,
-    templates: new EmailTemplates(bundledTemplatesDir()),
+    templates: new EmailTemplates(templatesDir),
+    pages: new PageTemplates(bundledPagesDir(templatesDir)),
     telemetry: overrides.telemetry ?? createTelemetry(settings.telemetry),
     queues,
     tenants,
@@ -126,6 +136,7 @@ export function createServices(settings: Settings, adapters: AdapterFactory, ove
     uploads,
     payloads,
     webhooks,
+    consents,
     webhookSender: overrides.webhookSender ?? new HttpWebhookSender({ allowLoopback: settings.allowLoopbackWebhooks }),
     probes,
     startedAt: clock.now(),

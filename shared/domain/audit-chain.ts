@@ -38,6 +38,18 @@ export const AUDIT_ACTIONS = [
   "webhook.secret-rotated",
   "webhook.endpoint-deleted",
   "webhook.delivery-failed",
+  /** Consent records: a purpose and its notice versions (never edited), each consent event (with its keyed digest). */
+  "consent.purpose-created",
+  "consent.notice-added",
+  "consent.recorded",
+  /** A subject's consent history was looked up, or its proof issued (with the decrypted evidence fields it showed). */
+  "consent.searched",
+  "consent.proof-issued",
+  "consent.link-issued",
+  "consent.link-secret-rotated",
+  "consent.settings-updated",
+  /** A subject's consent history for a purpose was erased at the end of its evidence period. */
+  "consent.evidence-erased",
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 

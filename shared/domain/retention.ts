@@ -3,6 +3,7 @@
  * the retention sweep (shared/usecases/retention.ts) applies every class that has records in this service.
  * A new kind of record joins by adding its class here and a handler there, never a new sweep.
  */
+import { evidenceUntil } from "./consent";
 import { isLive, type UploadStatus } from "./uploads";
 
 const DAY_MS = 86_400_000;
@@ -13,6 +14,8 @@ export const IDEMPOTENCY_RECORD_LIFE_MS = DAY_MS;
 export interface RetentionSettings {
   evidenceRetentionYears: number;
   suspendedTenantNoticeDays: number;
+  /** CONSENT_EVIDENCE_YEARS; 3 (the Danish general limitation period) when not given. */
+  consentEvidenceYears?: number;
 }
 
 export type RetentionAction =
@@ -63,6 +66,14 @@ export const RETENTION_CLASSES = {
     keptFor: "24 hours",
     action: "delete-record",
     dueAt: (r) => (r.createdAt ? new Date(Date.parse(r.createdAt) + IDEMPOTENCY_RECORD_LIFE_MS) : null),
+  },
+  "consent-evidence": {
+    name: "consent-evidence",
+    description:
+      "Consent records: a data subject's events for a purpose (the proof of consent), and with the last of them the subject's data key and encrypted address",
+    keptFor: "while the consent is in force, then CONSENT_EVIDENCE_YEARS (default 3) after it ended (EDPB Guidelines 05/2020 para. 107)",
+    action: "delete-record",
+    dueAt: (r, s) => (r.endedAt ? evidenceUntil(r.endedAt, s.consentEvidenceYears ?? 3) : null),
   },
   "dsr-export": {
     name: "dsr-export",

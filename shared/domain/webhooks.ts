@@ -7,7 +7,11 @@
 import { publicWebhookProblem } from "./tenant";
 
 /** Event types a tenant's endpoint can receive. Payloads carry ids and event types, never personal data. */
-export const WEBHOOK_EVENT_TYPES = ["webhook.test"] as const;
+export const WEBHOOK_EVENT_TYPES = [
+  "webhook.test",
+  /** A person withdrew consent through a withdrawal link: `data` names the subject id, the purpose (or `all`), the link and the events. */
+  "consent.withdrawn",
+] as const;
 export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number];
 
 /** After a rotation the old secret still signs (beside the new one) for this long, so receivers can switch over. */

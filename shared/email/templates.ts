@@ -53,7 +53,7 @@ const PART_LINE = /^--- (subject|text|html) ---$/;
 const FILE_NAME = /^([a-z0-9][a-z0-9-]*)\.([a-z]{2})\.mustache$/;
 
 /** Mustache's token tuple: [type, value, start, end, children?, ...]. */
-type Token = [string, string, number, number, Token[]?, ...unknown[]];
+export type Token = [string, string, number, number, Token[]?, ...unknown[]];
 
 interface ParsedTemplate {
   readonly source: Record<Part, string>;
@@ -86,7 +86,7 @@ function parseFile(file: string, content: string): Record<Part, string> {
 }
 
 /** Refuses what would let a template print unescaped data, pull in other files or change its own syntax. */
-function checkTokens(file: string, tokens: Token[]): void {
+export function checkTokens(file: string, tokens: Token[]): void {
   for (const t of tokens) {
     const [type, value] = t;
     if (type === "&" || type === "{") throw new TemplateError(`${file}: unescaped output ({{{${value}}}} or {{&${value}}}) is not allowed`);
@@ -103,7 +103,7 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 }
 
 /** Throws unless `v` is plain data all the way down. */
-function checkPlain(v: unknown, where: string): void {
+export function checkPlain(v: unknown, where: string): void {
   if (v === null || typeof v === "string" || typeof v === "boolean") return;
   if (typeof v === "number") {
     if (!Number.isFinite(v)) throw new TemplateError(`view value at ${where} is not a finite number`);
@@ -139,7 +139,7 @@ function lookup(stack: unknown[], name: string): { found: boolean; value: unknow
 }
 
 /** Every placeholder and section the rendering will visit must be in the view. */
-function checkNames(file: string, tokens: Token[], stack: unknown[]): void {
+export function checkNames(file: string, tokens: Token[], stack: unknown[]): void {
   for (const t of tokens) {
     const [type, name] = t;
     if (type !== "name" && type !== "#" && type !== "^") continue;

@@ -156,6 +156,14 @@ export class AuditStore {
     return (await readItem(this.container, z.object({ hash: z.string() }), entryId(seq), tenantId))?.hash;
   }
 
+  /** Entry `seq` as stored (checked against the entry schema), or undefined if there is no such entry. */
+  async entry(tenantId: string, seq: number): Promise<AuditEntry | undefined> {
+    const doc = await readItem(this.container, storedEntrySchema, entryId(seq), tenantId);
+    if (!doc) return undefined;
+    const { _etag: _ignored, ...stored } = doc;
+    return stripStored(stored);
+  }
+
   async list(tenantId: string, opts: { from?: Date; to?: Date; limit: number; cursor?: string }): Promise<Page<AuditEntry>> {
     const filters = ["c.tenantId = @tenantId", "c.type = 'audit-entry'"];
     const parameters: Array<{ name: string; value: string }> = [{ name: "@tenantId", value: tenantId }];

@@ -25,6 +25,7 @@ import { tenantContactEmail } from "./tenants";
 import { rewrapMessage, type RewrapMessage } from "./messages";
 import { rewrapUploadKey } from "./upload-keys";
 import { resealWebhookSecrets } from "./webhooks";
+import { resealConsentLinkSecrets, rewrapSubjectKeys } from "./consent-keys";
 
 /** How long after running out of work the job looks once more (longer than a request that read the old version). */
 export const REWRAP_FINAL_CHECK_SECONDS = 300;
@@ -140,6 +141,11 @@ export async function rewrapBatch(
   } catch (err) {
     skipDamaged(err);
   }
+  try {
+    await resealConsentLinkSecrets(s, tenantId, target, (v) => compareKek(history, v, target.version) === "older");
+  } catch (err) {
+    skipDamaged(err);
+  }
 
   const resources = await s.uploads.withOtherKekVersion(tenantId, target.version, batchSize);
   // Versions this batch's tenant read does not know: older than its history, or made current since (then newer).
@@ -171,12 +177,29 @@ export async function rewrapBatch(
     if (r.updated) rewrapped++;
     else if (r.reason === "contended") contended++;
   }
-  if (rewrapped > 0) {
-    await recordAudit(s, tenantId, { actor: "system:key-rewrap" }, "key.rewrapped", { type: "tenant", id: tenantId }, { uploads: rewrapped, version: target.version });
+  // Consent subjects' data keys, the same way (only ever forward).
+  const subjects = await rewrapSubjectKeys(
+    s,
+    tenantId,
+    target,
+    async (from) => {
+      if (history.indexOf(from) < 0) fresher ??= kekHistory((await s.tenants.get(tenantId)) ?? tenant);
+      return compareKek(history, from, target.version, fresher?.includes(from) ?? false) === "older";
+    },
+    skipDamaged,
+    batchSize,
+  );
+  if (rewrapped + subjects.rewrapped > 0) {
+    await recordAudit(s, tenantId, { actor: "system:key-rewrap" }, "key.rewrapped", { type: "tenant", id: tenantId }, {
+      uploads: rewrapped,
+      consentSubjects: subjects.rewrapped,
+      version: target.version,
+    });
   }
   // A full batch of nothing but damaged keys would come back forever: stop; the delayed last look logs them again.
-  const remaining = (resources.length >= batchSize && rewrapped + contended > 0) || contended > 0;
-  return { rewrapped, damaged, remaining, version: target.version };
+  const remaining =
+    (resources.length >= batchSize && rewrapped + contended > 0) || contended > 0 || (subjects.full && subjects.rewrapped + subjects.contended > 0) || subjects.contended > 0;
+  return { rewrapped: rewrapped + subjects.rewrapped, damaged, remaining, version: target.version };
 }
 
 /** One queue message's work: a batch, then the next message (now, or the delayed last look). */

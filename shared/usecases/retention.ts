@@ -43,6 +43,7 @@ import { declareSweep } from "../sweeps";
 import { recordAuditOnce, type Actor } from "./audit-trail";
 import { ACTIVE_RETENTION_CLASSES, notificationMessage, purgeBatchMessage, type ActiveRetentionClass, type PurgeBatchMessage } from "./messages";
 import { deleteUpload, type DeletionFaults } from "./upload-deletion";
+import { erasedBySweep, findDueConsentItems, purgeConsentItem } from "./consent-retention";
 
 export const RETENTION_SWEEP = "retention";
 export const RETENTION_INTERVAL_MINUTES = 15;
@@ -136,6 +137,13 @@ const HANDLERS: Record<ActiveRetentionClass, ClassHandler> = {
       const cutoff = new Date(s.clock.now().getTime() - IDEMPOTENCY_RECORD_LIFE_MS);
       return (await s.idempotency.deleteIfCreatedBefore(item.tenantId, item.id, cutoff)) ? "purged" : "skipped";
     },
+  },
+
+  "consent-evidence": {
+    // Histories whose evidence period is over (and recordings or removals a crash left unfinished, an hour on):
+    // consent-retention.ts, which decides each item again from the events themselves.
+    findDue: (s, now, limit) => findDueConsentItems(s, now, limit),
+    purge: (s, item, sweepId) => purgeConsentItem(s, item, sweepId, BY),
   },
 };
 
@@ -373,6 +381,29 @@ export async function writeReceipts(s: Services, sweepId: string): Promise<numbe
         idsTruncated: ids.length > MAX_IDS_IN_RECEIPT,
       },
       `retention.receipt:${sweepId}`,
+    );
+    if (seq === undefined) pending = true;
+    else written++;
+  }
+  for (const [tenantId, erased] of await erasedBySweep(s, sweepId)) {
+    const ids = [...erased.eventIds].sort();
+    const digest = receiptDigest(ids, sha256);
+    const seq = await recordAuditOnce(
+      s,
+      tenantId,
+      BY,
+      "retention.receipt",
+      { type: "sweep", id: `${sweepId}:consent-evidence` },
+      {
+        class: "consent-evidence",
+        count: digest.count,
+        histories: erased.histories,
+        idsHash: digest.idsHash,
+        idsHashAlgorithm: "sha256 over the sorted consent event ids joined by newlines",
+        ids: ids.slice(0, MAX_IDS_IN_RECEIPT),
+        idsTruncated: ids.length > MAX_IDS_IN_RECEIPT,
+      },
+      `retention.receipt:consent-evidence:${sweepId}`,
     );
     if (seq === undefined) pending = true;
     else written++;

@@ -32,6 +32,7 @@ import { PayloadBodyError, PayloadMissingError } from "../stores/payload-store";
 import type { StoredUpload, UploadDoc } from "../stores/upload-store";
 import { recordAudit, type TenantCaller } from "./audit-trail";
 import { notificationMessage } from "./messages";
+import { requireConsent } from "./consents";
 import { QUEUES } from "../config/resources";
 import { DownloadStoppedError, guardDownload, type DownloadGuard } from "./running-downloads";
 import { newWrappedDataKey, openField, sealField, unwrapUploadKey, type PersonalField } from "./upload-keys";
@@ -50,6 +51,8 @@ export interface CreateUploadInput {
   /** At most MAX_LIFE_DAYS (32, the default). */
   expiresInDays?: number;
   notifyOnFirstDownload?: string;
+  /** A consent purpose the upload rests on: every data subject's latest decision for it must be `granted`. */
+  consentPurpose?: string;
 }
 
 export interface CreatedUpload {
@@ -118,7 +121,9 @@ async function mustGet(s: Services, tenantId: string, uploadId: string): Promise
 /**
  * Declares an upload: a fresh data key wrapped by the tenant's current KEK; the personal fields encrypted with it;
  * the data subjects and recipients findable only by keyed hash. Errors: validation-failed when `size` exceeds the
- * service's limit (MAX_UPLOAD_BYTES).
+ * service's limit (MAX_UPLOAD_BYTES) or `consentPurpose` names no purpose; consent-not-granted when a data subject's
+ * latest decision for `consentPurpose` is not `granted` (GDPR Art. 6(1)(a), 7(3): no processing on a consent
+ * withdrawn, refused or never given).
  */
 export async function createUpload(s: Services, caller: TenantCaller, input: CreateUploadInput): Promise<CreatedUpload> {
   if (input.size > s.settings.maxUploadBytes) {
@@ -127,6 +132,7 @@ export async function createUpload(s: Services, caller: TenantCaller, input: Cre
     });
   }
   const { tenantId } = caller;
+  if (input.consentPurpose !== undefined) await requireConsent(s, tenantId, input.consentPurpose, input.dataSubjects, "consentPurpose");
   const uploadId = newUploadId();
   const now = s.clock.now();
   const { dataKey, wrapped } = await newWrappedDataKey(s, tenantId, uploadId, caller.kekVersion);
@@ -174,6 +180,7 @@ export async function createUpload(s: Services, caller: TenantCaller, input: Cre
       recipients: input.recipients.length,
       dataSubjects: input.dataSubjects.length,
       kekVersion: wrapped.kekVersion,
+      ...(input.consentPurpose !== undefined ? { consentPurpose: input.consentPurpose } : {}),
     });
   } catch (err) {
     // No upload the log does not show: the record goes (nobody was given its id), so a retry leaves only one.

@@ -148,7 +148,140 @@ export const ISOLATION_CASES: Record<string, IsolationCase> = {
       expect(list.items.map((d) => d.id)).not.toContain(deliveryId);
     },
   },
+  // Consent records: purposes, subjects, events, links and settings are each tenant's own; the same purpose key or
+  // address at another tenant names nothing of theirs.
+  "consent-purposes-create": {
+    async check(t, a, b) {
+      // A may use a key B uses: it makes A's own purpose and leaves B's as it was.
+      expect((await t.call("POST", "v1/purposes", { key: b.apiKey, json: { key: "iso-same-key", description: "B's", legalBasis: "consent" } })).status).toBe(201);
+      expect((await t.call("POST", "v1/purposes", { key: a.apiKey, json: { key: "iso-same-key", description: "A's own", legalBasis: "consent" } })).status).toBe(201);
+      expect(await json<{ description: string }>(await t.call("GET", "v1/purposes/iso-same-key", { key: b.apiKey }))).toMatchObject({ description: "B's" });
+    },
+  },
+  "consent-purposes-list": {
+    async check(t, a, b) {
+      const { purpose } = await bConsent(t, b);
+      const list = await json<{ items: Array<{ key: string; description: string }> }>(await t.call("GET", "v1/purposes", { key: a.apiKey }));
+      expect(list.items.filter((p) => p.key === purpose && p.description === "B's purpose")).toEqual([]);
+    },
+  },
+  "consent-purposes-get": {
+    async check(t, a, b) {
+      await bConsent(t, b);
+      await expectNotFound(await t.call("GET", "v1/purposes/iso-b-only", { key: a.apiKey }));
+    },
+  },
+  "consent-notices-create": {
+    async check(t, a, b) {
+      await bConsent(t, b);
+      await expectNotFound(await t.call("POST", "v1/purposes/iso-b-only/notices", { key: a.apiKey, json: { language: "en", text: "A's text" } }));
+      const got = await json<{ notices: unknown[] }>(await t.call("GET", "v1/purposes/iso-b-only", { key: b.apiKey }));
+      expect(got.notices).toHaveLength(1);
+    },
+  },
+  "consent-summary": {
+    async check(t, a, b) {
+      await bConsent(t, b);
+      await expectNotFound(await t.call("GET", "v1/purposes/iso-b-only/consents/summary", { key: a.apiKey }));
+    },
+  },
+  "consents-record": {
+    async check(t, a, b) {
+      const { email } = await bConsent(t, b);
+      const res = await t.call("POST", "v1/consents", { key: a.apiKey, json: { email, purpose: "iso-b-only", noticeVersion: 1, decision: "denied", method: "click", requestOrigin: "banner" } });
+      expect(res.status).toBe(422);
+      expect(await bDecision(t, b, email)).toBe("granted");
+    },
+  },
+  "consents-withdraw": {
+    async check(t, a, b) {
+      const { email } = await bConsent(t, b);
+      await ensurePurpose(t, a, "iso-a-only");
+      expect((await t.call("POST", "v1/consents/withdraw", { key: a.apiKey, json: { email, purpose: "all" } })).status).toBe(201);
+      expect(await bDecision(t, b, email)).toBe("granted");
+    },
+  },
+  "consents-search": {
+    async check(t, a, b) {
+      const { email } = await bConsent(t, b);
+      expect(await json(await t.call("POST", "v1/consents/search", { key: a.apiKey, json: { email } }))).toEqual({ subjectId: null, states: [], history: [] });
+    },
+  },
+  "consents-get": {
+    async check(t, a, b) {
+      const { eventId } = await bConsent(t, b);
+      await expectNotFound(await t.call("GET", `v1/consents/${eventId}`, { key: a.apiKey }));
+    },
+  },
+  "consents-proof": {
+    async check(t, a, b) {
+      const { email } = await bConsent(t, b);
+      expect((await t.call("POST", "v1/consents/proof", { key: a.apiKey, json: { email, purpose: "iso-b-only" } })).status).toBe(422);
+      await ensurePurpose(t, a, "iso-a-only");
+      await expectNotFound(await t.call("POST", "v1/consents/proof", { key: a.apiKey, json: { email, purpose: "iso-a-only" } }));
+    },
+  },
+  "consent-settings-get": {
+    async check(t, a, b) {
+      await t.call("PUT", "v1/consents/settings", { key: b.apiKey, json: { storeFullIp: true } });
+      expect(await json(await t.call("GET", "v1/consents/settings", { key: a.apiKey }))).toMatchObject({ storeFullIp: false });
+      await t.call("PUT", "v1/consents/settings", { key: b.apiKey, json: { storeFullIp: false } });
+    },
+  },
+  "consent-settings-put": {
+    async check(t, a, b) {
+      expect((await t.call("PUT", "v1/consents/settings", { key: a.apiKey, json: { storeFullIp: true } })).status).toBe(200);
+      expect(await json(await t.call("GET", "v1/consents/settings", { key: b.apiKey }))).toMatchObject({ storeFullIp: false });
+      await t.call("PUT", "v1/consents/settings", { key: a.apiKey, json: { storeFullIp: false } });
+    },
+  },
+  "consent-links-create": {
+    async check(t, a, b) {
+      const { email } = await bConsent(t, b);
+      // A has no record of B's subject, and B's purpose is not A's.
+      expect((await t.call("POST", "v1/consents/withdrawal-links", { key: a.apiKey, json: { email, purpose: "all" } })).status).toBe(422);
+      expect((await t.call("POST", "v1/consents/withdrawal-links", { key: a.apiKey, json: { email, purpose: "iso-b-only" } })).status).toBe(422);
+      // A link A made for its own subject names A's subject, and works on nothing of B's.
+      await ensurePurpose(t, a, "iso-a-only");
+      await t.call("POST", "v1/consents", { key: a.apiKey, json: { email, purpose: "iso-a-only", noticeVersion: 1, decision: "granted", method: "click", requestOrigin: "banner" } });
+      const link = await json<{ path: string }>(await t.call("POST", "v1/consents/withdrawal-links", { key: a.apiKey, json: { email, purpose: "all" } }));
+      expect((await t.call("POST", link.path.replace(/^\/api\//, ""))).status).toBe(200);
+      expect(await bDecision(t, b, email)).toBe("granted");
+    },
+  },
+  "consent-links-rotate-secret": {
+    async check(t, a, b) {
+      const { email } = await bConsent(t, b);
+      const link = await json<{ path: string }>(await t.call("POST", "v1/consents/withdrawal-links", { key: b.apiKey, json: { email, purpose: "iso-b-only" } }));
+      for (let i = 0; i < 2; i++) expect((await t.call("POST", "v1/consents/withdrawal-links/rotate-secret", { key: a.apiKey })).status).toBe(200);
+      // B's link is still signed with B's current secret: B's page still offers to withdraw.
+      const page = await t.call("GET", link.path.replace(/^\/api\//, ""));
+      expect(page.status).toBe(200);
+      expect(await page.text()).toContain("<form");
+    },
+  },
 };
+
+/** A purpose of `tenant` with one notice, if it has none of that key yet. */
+async function ensurePurpose(t: TestApp, tenant: Tenant, key: string): Promise<void> {
+  const res = await t.call("POST", "v1/purposes", { key: tenant.apiKey, json: { key, description: key === "iso-b-only" ? "B's purpose" : "A's purpose", legalBasis: "consent" } });
+  if (res.status === 201) await t.call("POST", `v1/purposes/${key}/notices`, { key: tenant.apiKey, json: { language: "en", text: `${key} v1` } });
+}
+
+let consentN = 0;
+/** B's purpose (iso-b-only, one notice) and a new subject of B's with consent granted for it. */
+async function bConsent(t: TestApp, b: Tenant): Promise<{ purpose: string; email: string; eventId: string }> {
+  await ensurePurpose(t, b, "iso-b-only");
+  const email = `iso-subject-${++consentN}@subject.example`;
+  const res = await t.call("POST", "v1/consents", { key: b.apiKey, json: { email, purpose: "iso-b-only", noticeVersion: 1, decision: "granted", method: "click", requestOrigin: "banner" } });
+  expect(res.status).toBe(201);
+  return { purpose: "iso-b-only", email, eventId: (await json<{ id: string }>(res)).id };
+}
+
+async function bDecision(t: TestApp, b: Tenant, email: string): Promise<string | undefined> {
+  const s = await json<{ states: Array<{ purpose: string; decision: string }> }>(await t.call("POST", "v1/consents/search", { key: b.apiKey, json: { email } }));
+  return s.states.find((x) => x.purpose === "iso-b-only")?.decision;
+}
 
 /** B's webhook endpoint (a loopback URL nothing listens on; ALLOW_LOOPBACK_WEBHOOKS is on in this file). */
 async function bWebhook(t: TestApp, b: Tenant): Promise<void> {

@@ -1,0 +1,167 @@
+/**
+ * The retention of consent records (class `consent-evidence`, shared/domain/retention.ts): a subject's history for
+ * a purpose is kept while the consent is in force and then CONSENT_EVIDENCE_YEARS after it ended (EDPB 05/2020
+ * para. 107), then erased with a receipt. The retention sweep (retention.ts) finds three kinds of item, each decided
+ * again by the worker from what is stored:
+ *
+ * - `clock:<subject>:<purpose>`: a history whose evidence clock says it is due. The worker reads the events, and
+ *   erases only if the events themselves say so (evidenceClock): it holds the clock under a five-minute lease (naming
+ *   the events), deletes the events, writes `consent.evidence-erased` once, and leaves the clock as a tombstone that
+ *   names its sweep and the erased ids (for the sweep's receipt). When that was the subject's last history, the
+ *   subject goes too: its data key and encrypted address (crypto-shredding), its link markers and counters.
+ * - `ce-…` (an event id): an event whose recording died before its audit entry was noted on it, an hour on. If the
+ *   entry exists, the event is finished (its position noted); if not, the event was never part of the record and goes.
+ * - `subject:<lookup>`: a subject left unconfirmed (its request died before its first event) or left half-removed,
+ *   an hour on: removed if it has no events and no live history, otherwise settled.
+ *
+ * Removing a subject races with a request recording a new event for it; the protocol: the remover marks the subject
+ * `erasing` (etag), checks it has no events, and deletes it only if the document is still exactly as it marked it. A
+ * recorder creates its event first and then reads the subject again: if it is marked, it clears the mark (which makes
+ * the removal's conditional delete fail); if it is gone, it deletes its own event and starts again with a new subject.
+ */
+import { createHash } from "node:crypto";
+import { evidenceClock } from "../domain/consent";
+import type { Services } from "../services";
+import { withoutMeta } from "../stores/cosmos";
+import { recordAuditOnce, type Actor } from "./audit-trail";
+import { factOf, refreshClock } from "./consents";
+
+/** How long a worker holds a history it erases. */
+const ERASURE_LEASE_MS = 5 * 60_000;
+/** How long a recording or a removal may take before the sweep finishes or undoes what it left. */
+export const CONSENT_SETTLE_MS = 60 * 60_000;
+
+export type ConsentPurgeOutcome = "purged" | "skipped" | "busy";
+
+export interface DueConsentItem {
+  tenantId: string;
+  id: string;
+  dueAt: string;
+}
+
+/** Due items of the class across all tenants, oldest first, at most `limit` (for the sweep only). */
+export async function findDueConsentItems(s: Services, now: Date, limit: number): Promise<DueConsentItem[]> {
+  const settled = new Date(now.getTime() - CONSENT_SETTLE_MS);
+  const [clocks, events, subjects] = await Promise.all([
+    s.consents.findDueClocksAcrossTenants(now, limit),
+    s.consents.findUnfinishedEventsAcrossTenants(settled, limit),
+    s.consents.findUnsettledSubjectsAcrossTenants(settled, limit),
+  ]);
+  const due = (iso: string) => new Date(Date.parse(iso) + CONSENT_SETTLE_MS).toISOString();
+  return [
+    ...clocks.map((c) => ({ tenantId: c.tenantId, id: c.id, dueAt: c.evidenceUntil })),
+    ...events.map((e) => ({ tenantId: e.tenantId, id: e.id, dueAt: due(e.recordedAt) })),
+    ...subjects.map((x) => ({ tenantId: x.tenantId, id: x.id, dueAt: due(x.since) })),
+  ]
+    .sort((a, b) => a.dueAt.localeCompare(b.dueAt))
+    .slice(0, limit);
+}
+
+/** The worker's share for one item: re-read, decide, act. */
+export async function purgeConsentItem(s: Services, item: { tenantId: string; id: string }, sweepId: string, by: Actor): Promise<ConsentPurgeOutcome> {
+  if (item.id.startsWith("clock:")) return eraseHistory(s, item.tenantId, item.id, sweepId, by);
+  if (item.id.startsWith("ce-")) return finishOrDropEvent(s, item.tenantId, item.id);
+  if (item.id.startsWith("subject:")) return (await settleSubject(s, item.tenantId, item.id)) ? "purged" : "skipped";
+  return "skipped";
+}
+
+const sha256 = (text: string) => createHash("sha256").update(text).digest("hex");
+
+async function eraseHistory(s: Services, tenantId: string, id: string, sweepId: string, by: Actor): Promise<ConsentPurgeOutcome> {
+  const clock = await s.consents.getClockById(tenantId, id);
+  if (!clock || clock.erasure?.erasedAt) return "skipped";
+  const now = s.clock.now();
+  if (clock.erasure && Date.parse(clock.erasure.leaseUntil) > now.getTime() && clock.erasure.sweepId !== sweepId) return "busy";
+  const events = await s.consents.eventsOfSubject(tenantId, clock.subjectId, clock.purposeKey);
+  const ev = evidenceClock(events.map(factOf), s.settings.consentEvidenceYears);
+  // Due only if the events say so: in force, or a period not over (a new event since the clock was computed).
+  if (events.length > 0 && (ev.evidenceUntil === null || Date.parse(ev.evidenceUntil) > now.getTime())) {
+    await refreshClock(s, tenantId, clock.subjectId, clock.purposeKey);
+    return "skipped";
+  }
+  // An erasure an earlier run began keeps the ids it had already deleted.
+  const eventIds = [...new Set([...(clock.erasure?.eventIds ?? []), ...events.map((e) => e.id)])].sort();
+  const lease = { ...withoutMeta(clock), erasure: { sweepId, leaseUntil: new Date(now.getTime() + ERASURE_LEASE_MS).toISOString(), erasedAt: null, eventIds } };
+  if (!(await s.consents.saveClock(lease, clock._etag))) return "busy";
+  const leased = await s.consents.getClockById(tenantId, id);
+  for (const e of events) await s.consents.deleteEvent(tenantId, e.id);
+  const seq = await recordAuditOnce(
+    s,
+    tenantId,
+    { ...by, requestId: null },
+    "consent.evidence-erased",
+    { type: "consent-subject", id: clock.subjectId },
+    {
+      purposeKey: clock.purposeKey,
+      events: eventIds.length,
+      eventIdsHash: sha256(eventIds.join("\n")),
+      eventIdsHashAlgorithm: "sha256 over the sorted event ids joined by newlines",
+      evidenceUntil: clock.evidenceUntil,
+      sweepId,
+    },
+    `consent.evidence-erased:${tenantId}:${id}:${clock.evidenceUntil ?? ""}`,
+  );
+  if (seq === undefined) return "busy";
+  // A new event recorded meanwhile has made the clock live again: the erased events are gone all the same.
+  if (leased && leased.erasure?.sweepId === sweepId) {
+    await s.consents.saveClock({ ...withoutMeta(leased), erasure: { ...leased.erasure, erasedAt: s.clock.now().toISOString() } }, leased._etag);
+  }
+  if ((await s.consents.liveClocksOfSubject(tenantId, clock.subjectId)).length === 0) {
+    const subject = await s.consents.getSubjectById(tenantId, clock.subjectId);
+    if (subject) await settleSubject(s, tenantId, subject.id);
+  }
+  return "purged";
+}
+
+/** An event the log may not show: finish it when its entry exists, otherwise remove it (it never was recorded). */
+async function finishOrDropEvent(s: Services, tenantId: string, eventId: string): Promise<ConsentPurgeOutcome> {
+  const event = await s.consents.getEvent(tenantId, eventId);
+  if (!event || event.audit) return "skipped";
+  if (s.clock.now().getTime() - Date.parse(event.recordedAt) < CONSENT_SETTLE_MS) return "skipped";
+  const seq = await s.audit.findByTarget(tenantId, "consent.recorded", eventId);
+  const hash = seq !== undefined ? await s.audit.entryHash(tenantId, seq) : undefined;
+  if (seq !== undefined && hash) {
+    await s.consents.setEventAudit(tenantId, eventId, { seq, hash });
+    await refreshClock(s, tenantId, event.subjectId, event.purposeKey);
+    return "skipped";
+  }
+  await s.consents.deleteEvent(tenantId, eventId);
+  await refreshClock(s, tenantId, event.subjectId, event.purposeKey);
+  return "purged";
+}
+
+/**
+ * Removes a subject that has no events and no live history (its data key, encrypted address, link markers and
+ * counters), by the protocol in the module comment; otherwise clears its marks. Returns whether it was removed.
+ */
+async function settleSubject(s: Services, tenantId: string, docId: string): Promise<boolean> {
+  const subject = await s.consents.getSubjectDoc(tenantId, docId);
+  if (!subject) return false;
+  const now = s.clock.now().toISOString();
+  const marked = { ...withoutMeta(subject), erasing: { since: subject.erasing?.since ?? now } };
+  if (!(await s.consents.replaceSubject(marked, subject._etag))) return false;
+  const current = await s.consents.getSubjectDoc(tenantId, docId);
+  if (!current || !current.erasing) return false;
+  const events = await s.consents.eventsOfSubject(tenantId, subject.subjectId);
+  const clocks = await s.consents.liveClocksOfSubject(tenantId, subject.subjectId);
+  if (events.length > 0 || clocks.length > 0) {
+    // It still has a history: it stays, confirmed.
+    await s.consents.replaceSubject({ ...withoutMeta(current), erasing: null, unconfirmedSince: null }, current._etag);
+    return false;
+  }
+  if (!(await s.consents.deleteSubject(tenantId, docId, current._etag))) return false;
+  await s.consents.deleteLinkRecordsOfSubject(tenantId, subject.subjectId);
+  return true;
+}
+
+/** What a sweep's receipt says about the consent histories it erased, per tenant. */
+export async function erasedBySweep(s: Services, sweepId: string): Promise<Map<string, { histories: number; eventIds: string[] }>> {
+  const out = new Map<string, { histories: number; eventIds: string[] }>();
+  for (const row of await s.consents.findErasedBySweepAcrossTenants(sweepId)) {
+    const t = out.get(row.tenantId) ?? { histories: 0, eventIds: [] };
+    t.histories++;
+    t.eventIds.push(...row.eventIds);
+    out.set(row.tenantId, t);
+  }
+  return out;
+}

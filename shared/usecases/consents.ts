@@ -1,0 +1,682 @@
+/**
+ * Consent records (GDPR Art. 7): the purposes a tenant asks consent for, the notice versions it showed, and the
+ * append-only events of what each person decided, with the current state a projection of those events
+ * (shared/domain/consent.ts). Proof documents: consent-proof.ts; withdrawal links: consent-links.ts; retention:
+ * consent-retention.ts.
+ *
+ * Recording an event, in order (each step safe to repeat, a crash at any point finished or undone by the retention
+ * sweep's catch-up):
+ * 1. the subject is found by the keyed hash of the normalised e-mail, or created with a fresh data key (and marked
+ *    unconfirmed until its first event is recorded);
+ * 2. the event is created: non-personal fields in clear (the IP only truncated), personal ones encrypted with the
+ *    subject's data key, and its keyed digest;
+ * 3. the subject is read again: if it is being removed, the removal is cancelled; if it is gone, the event goes and
+ *    the recording starts again (so no event is left encrypted under a destroyed key);
+ * 4. the subject's evidence clock for the purpose is recomputed from its events (optimistic concurrency);
+ * 5. the audit entry `consent.recorded` (once per event) carries the digest; an event whose entry cannot be written
+ *    is removed, so no event exists that the log does not show, and the entry's position is noted on the event.
+ */
+import { createHash } from "node:crypto";
+import { lookupHash, normaliseEmail } from "../crypto";
+import {
+  ALL_PURPOSES,
+  checkConsent,
+  consentDigest,
+  DIGEST_SCHEME,
+  decisionOrder,
+  eventDigestKey,
+  evidenceClock,
+  givenAtProblem,
+  newConsentEventId,
+  newConsentSubjectId,
+  parseIp,
+  projectStates,
+  DECISIONS,
+  type ConsentCheck,
+  type Decision,
+  type DecisionFact,
+  type DigestContent,
+  type LegalBasis,
+  type Method,
+  type RequestOrigin,
+} from "../domain/consent";
+import { AppError } from "../errors";
+import type { Services } from "../services";
+import { clockId, type EventDoc, type NoticeDoc, type PurposeDoc, type SubjectDoc } from "../stores/consent-store";
+import { withoutMeta } from "../stores/cosmos";
+import { recordAudit, recordAuditOnce, type Actor, type TenantCaller } from "./audit-trail";
+import { newSubjectKey, sealConsentField, unwrapSubjectKey } from "./consent-keys";
+
+/** At most this many purposes per tenant (a withdrawal of `all` records one event per purpose). */
+export const MAX_PURPOSES = 200;
+
+// --- views ---------------------------------------------------------------------------------------------------------
+
+export interface NoticeView {
+  version: number;
+  language: string;
+  text: string | null;
+  url: string | null;
+  sha256: string;
+  createdAt: string;
+}
+
+export interface PurposeView {
+  key: string;
+  description: string;
+  legalBasis: LegalBasis;
+  createdAt: string;
+  notices: NoticeView[];
+}
+
+/** An event as the API shows it: nothing personal (the IP truncated; user agent and page URL only in a proof). */
+export interface ConsentEventView {
+  id: string;
+  subjectId: string;
+  purpose: string;
+  noticeVersion: number | null;
+  decision: Decision;
+  method: Method;
+  requestOrigin: RequestOrigin;
+  propertyId: string | null;
+  language: string | null;
+  givenAt: string;
+  recordedAt: string;
+  ipAddress: string | null;
+  gpc: boolean | null;
+  recordedBy: string;
+  linkId: string | null;
+  digest: string;
+  audit: { seq: number; hash: string };
+}
+
+export interface PurposeStateView {
+  purpose: string;
+  decision: Decision;
+  since: string;
+  eventId: string;
+  noticeVersion: number | null;
+  events: number;
+}
+
+const noticeView = (n: NoticeDoc): NoticeView => ({ version: n.version, language: n.language, text: n.text, url: n.url, sha256: n.sha256, createdAt: n.createdAt });
+
+export function eventView(e: EventDoc & { audit: NonNullable<EventDoc["audit"]> }): ConsentEventView {
+  return {
+    id: e.id,
+    subjectId: e.subjectId,
+    purpose: e.purposeKey,
+    noticeVersion: e.noticeVersion,
+    decision: e.decision,
+    method: e.method,
+    requestOrigin: e.requestOrigin,
+    propertyId: e.propertyId,
+    language: e.language,
+    givenAt: e.givenAt,
+    recordedAt: e.recordedAt,
+    ipAddress: e.ipTruncated,
+    gpc: e.gpc,
+    recordedBy: e.actor,
+    linkId: e.linkId,
+    digest: e.digest,
+    audit: e.audit,
+  };
+}
+
+/** Events that are part of the record: those whose audit entry is written. */
+export function recorded(events: readonly EventDoc[]): Array<EventDoc & { audit: NonNullable<EventDoc["audit"]> }> {
+  return events.filter((e): e is EventDoc & { audit: NonNullable<EventDoc["audit"]> } => e.audit !== null);
+}
+
+export const factOf = (e: EventDoc): DecisionFact => ({
+  id: e.id,
+  purposeKey: e.purposeKey,
+  decision: e.decision,
+  givenAt: e.givenAt,
+  recordedAt: e.recordedAt,
+  noticeVersion: e.noticeVersion,
+  seq: e.audit?.seq ?? null,
+});
+
+const unknownPurpose = (path = "purpose") => new AppError("validation-failed", `${path} names no purpose of this tenant`, { errors: [{ path, message: "no purpose with this key" }] });
+
+// --- purposes and notices ------------------------------------------------------------------------------------------
+
+/** Creates a purpose. Errors: conflict (the key exists, or the tenant has MAX_PURPOSES). */
+export async function createPurpose(s: Services, caller: TenantCaller, input: { key: string; description: string; legalBasis: LegalBasis }): Promise<PurposeView> {
+  const { tenantId } = caller;
+  if ((await s.consents.listPurposes(tenantId, MAX_PURPOSES)).length >= MAX_PURPOSES) {
+    throw new AppError("conflict", `a tenant may have at most ${MAX_PURPOSES} purposes`);
+  }
+  const now = s.clock.now().toISOString();
+  const doc: PurposeDoc = {
+    id: `purpose:${input.key}`,
+    tenantId,
+    type: "consent-purpose",
+    key: input.key,
+    description: input.description,
+    legalBasis: input.legalBasis,
+    createdAt: now,
+    createdBy: caller.actor,
+    lastNoticeVersion: 0,
+  };
+  if (!(await s.consents.createPurpose(doc))) throw new AppError("conflict", `a purpose with the key '${input.key}' exists already; purposes are never changed`);
+  await recordAudit(s, tenantId, caller, "consent.purpose-created", { type: "consent-purpose", id: input.key }, { legalBasis: input.legalBasis });
+  return { key: doc.key, description: doc.description, legalBasis: doc.legalBasis, createdAt: doc.createdAt, notices: [] };
+}
+
+async function mustGetPurpose(s: Services, tenantId: string, key: string): Promise<PurposeDoc> {
+  const doc = await s.consents.getPurpose(tenantId, key);
+  // Another tenant's purpose is not found either: every read names the caller's tenant.
+  if (!doc) throw new AppError("not-found", "no purpose with this key");
+  return doc;
+}
+
+/** One purpose with its notice versions, oldest first. Errors: not-found. */
+export async function getPurpose(s: Services, caller: TenantCaller, key: string): Promise<PurposeView> {
+  const doc = await mustGetPurpose(s, caller.tenantId, key);
+  const notices = await s.consents.listNotices(caller.tenantId, key);
+  return { key: doc.key, description: doc.description, legalBasis: doc.legalBasis, createdAt: doc.createdAt, notices: notices.map(noticeView) };
+}
+
+/** The tenant's purposes, by key (without their notices). */
+export async function listPurposes(s: Services, caller: TenantCaller): Promise<{ items: Array<Omit<PurposeView, "notices"> & { lastNoticeVersion: number }> }> {
+  const docs = await s.consents.listPurposes(caller.tenantId, MAX_PURPOSES);
+  return { items: docs.map((d) => ({ key: d.key, description: d.description, legalBasis: d.legalBasis, createdAt: d.createdAt, lastNoticeVersion: d.lastNoticeVersion })) };
+}
+
+export type NoticeInput = { language: string; text: string } | { language: string; url: string; sha256: string };
+
+/**
+ * Adds a notice version to a purpose: the next number, never given twice (a version lost to a crash leaves a gap),
+ * never edited. With the text, its SHA-256 is computed; with a URL, the SHA-256 of the rendered text is as given.
+ * Errors: not-found (the purpose), conflict (raced too often).
+ */
+export async function addNotice(s: Services, caller: TenantCaller, key: string, input: NoticeInput): Promise<NoticeView> {
+  const { tenantId } = caller;
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const purpose = await s.consents.getPurpose(tenantId, key);
+    if (!purpose) throw new AppError("not-found", "no purpose with this key");
+    const version = purpose.lastNoticeVersion + 1;
+    // The number is claimed first, so two requests never get the same one.
+    if (!(await s.consents.replacePurpose({ ...withoutMeta(purpose), lastNoticeVersion: version }, purpose._etag))) continue;
+    const doc: NoticeDoc = {
+      id: `notice:${key}:${version}`,
+      tenantId,
+      type: "consent-notice",
+      purposeKey: key,
+      version,
+      language: input.language,
+      text: "text" in input ? input.text : null,
+      url: "url" in input ? input.url : null,
+      sha256: "text" in input ? createHash("sha256").update(input.text, "utf8").digest("hex") : input.sha256.toLowerCase(),
+      createdAt: s.clock.now().toISOString(),
+      createdBy: caller.actor,
+    };
+    if (!(await s.consents.createNotice(doc))) continue;
+    await recordAudit(s, tenantId, caller, "consent.notice-added", { type: "consent-purpose", id: key }, { version, sha256: doc.sha256, language: doc.language, byUrl: doc.url !== null });
+    return noticeView(doc);
+  }
+  throw new AppError("conflict", "the purpose is being changed by other requests; retry");
+}
+
+// --- settings ------------------------------------------------------------------------------------------------------
+
+export interface ConsentSettingsView {
+  storeFullIp: boolean;
+  updatedAt: string | null;
+}
+
+export async function getConsentSettings(s: Services, caller: TenantCaller): Promise<ConsentSettingsView> {
+  const doc = await s.consents.getSettings(caller.tenantId);
+  return { storeFullIp: doc?.storeFullIp ?? false, updatedAt: doc?.updatedAt ?? null };
+}
+
+/**
+ * Whether the full IP address of new events is kept (encrypted with the subject's key) beside the truncated one.
+ * Off unless the tenant opts in. Audited. Errors: conflict (raced too often).
+ */
+export async function setConsentSettings(s: Services, caller: TenantCaller, input: { storeFullIp: boolean }): Promise<ConsentSettingsView> {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const current = await s.consents.getSettings(caller.tenantId);
+    const updatedAt = s.clock.now().toISOString();
+    if (await s.consents.saveSettings({ tenantId: caller.tenantId, storeFullIp: input.storeFullIp, updatedAt, updatedBy: caller.actor }, current?._etag)) {
+      await recordAudit(s, caller.tenantId, caller, "consent.settings-updated", { type: "tenant", id: caller.tenantId }, {
+        storeFullIp: input.storeFullIp,
+        previous: current?.storeFullIp ?? false,
+      });
+      return { storeFullIp: input.storeFullIp, updatedAt };
+    }
+  }
+  throw new AppError("conflict", "the settings are being changed by another request; retry");
+}
+
+// --- subjects --------------------------------------------------------------------------------------------------------
+
+/** A subject as a recording needs it: its document and its data key. */
+export interface SubjectContext {
+  subject: SubjectDoc;
+  dataKey: Buffer;
+  lookupSecret: Buffer;
+}
+
+/** The keyed hash a subject is found by: HMAC-SHA256 of the normalised address under the tenant's lookup secret. */
+export async function subjectLookup(s: Services, tenantId: string, email: string): Promise<{ lookup: string; lookupSecret: Buffer }> {
+  const lookupSecret = await s.keys.lookupSecret(tenantId);
+  return { lookup: lookupHash(lookupSecret, normaliseEmail(email)), lookupSecret };
+}
+
+/** The subject with this address, if the tenant has recorded consent for it. */
+export async function findSubject(s: Services, tenantId: string, email: string): Promise<SubjectDoc | undefined> {
+  const { lookup } = await subjectLookup(s, tenantId, email);
+  return s.consents.getSubjectByLookup(tenantId, lookup);
+}
+
+/**
+ * The subject with this address, created (with its own data key, wrapped by the caller's KEK version) when the tenant
+ * has none yet. A subject being removed by the retention sweep is kept: the removal is cancelled.
+ */
+async function subjectFor(s: Services, tenantId: string, email: string, kekVersion: string): Promise<SubjectContext> {
+  const { lookup, lookupSecret } = await subjectLookup(s, tenantId, email);
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const found = await s.consents.getSubjectByLookup(tenantId, lookup);
+    if (found) {
+      if (found.erasing && !(await s.consents.replaceSubject({ ...withoutMeta(found), erasing: null }, found._etag))) continue;
+      return { subject: { ...withoutMeta(found), erasing: null }, dataKey: await unwrapSubjectKey(s, found), lookupSecret };
+    }
+    const subjectId = newConsentSubjectId();
+    const { dataKey, wrapped } = await newSubjectKey(s, tenantId, subjectId, kekVersion);
+    const now = s.clock.now().toISOString();
+    const doc: SubjectDoc = {
+      id: `subject:${lookup}`,
+      tenantId,
+      type: "consent-subject",
+      subjectId,
+      lookup,
+      dataKey: wrapped,
+      email: sealConsentField(dataKey, tenantId, subjectId, "email", normaliseEmail(email)),
+      createdAt: now,
+      unconfirmedSince: now,
+      erasing: null,
+    };
+    if (await s.consents.createSubject(doc)) return { subject: doc, dataKey, lookupSecret };
+  }
+  throw new AppError("conflict", "the data subject's record is being changed by other requests; retry");
+}
+
+// --- recording events ------------------------------------------------------------------------------------------------
+
+/** One decision as it is to be recorded (validated: purpose and notice exist, IP parses, givenAt allowed). */
+export interface EventFacts {
+  purposeKey: string;
+  noticeVersion: number | null;
+  noticeSha256: string | null;
+  decision: Decision;
+  method: Method;
+  requestOrigin: RequestOrigin;
+  propertyId: string | null;
+  language: string | null;
+  givenAt: string;
+  ipAddress: string | null;
+  userAgent: string | null;
+  pageUrl: string | null;
+  gpc: boolean | null;
+}
+
+/** Who records an event, and through which link, if any. */
+export interface Recorder extends Actor {
+  readonly linkId: string | null;
+}
+
+/** Thrown inside a recording whose subject was removed between its steps: the recording starts again. */
+class SubjectGone extends Error {}
+
+/**
+ * Recomputes the evidence clock of one subject and purpose from its events (all of them, audited or not: a missing
+ * entry only delays an erasure, never hastens it). Reads the clock before the events and writes it conditionally,
+ * so the last write to succeed saw every event created before it. A history with no events left is due at once (the
+ * sweep then removes what is left of it).
+ */
+export async function refreshClock(s: Services, tenantId: string, subjectId: string, purposeKey: string): Promise<void> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const clock = await s.consents.getClock(tenantId, subjectId, purposeKey);
+    const events = await s.consents.eventsOfSubject(tenantId, subjectId, purposeKey);
+    if (events.length === 0 && (!clock || clock.erasure?.erasedAt)) return;
+    const facts = events.map(factOf);
+    const latest = projectStates(facts)[0];
+    const now = s.clock.now().toISOString();
+    const ev = evidenceClock(facts, s.settings.consentEvidenceYears);
+    const doc = {
+      id: clockId(subjectId, purposeKey),
+      tenantId,
+      type: "consent-clock" as const,
+      subjectId,
+      purposeKey,
+      latest: latest ? { decision: latest.decision, noticeVersion: latest.noticeVersion } : null,
+      events: events.length,
+      evidenceUntil: events.length === 0 ? now : ev.evidenceUntil,
+      computedAt: now,
+      // An erasure under way keeps its lease (its worker re-checks the events); a tombstone becomes a live history again.
+      erasure: clock?.erasure && clock.erasure.erasedAt === null ? clock.erasure : null,
+    };
+    if (await s.consents.saveClock(doc, clock?._etag)) return;
+  }
+  throw new AppError("conflict", "the consent history is being changed by other requests; retry");
+}
+
+/**
+ * Appends one event for a subject (the module comment's steps 2-5). `eventId` fixes the id (a withdrawal link's
+ * events, so a retried use writes each once); otherwise a new one. Returns the recorded event.
+ */
+async function appendEvent(s: Services, tenantId: string, ctx: SubjectContext, facts: EventFacts, by: Recorder, eventId: string): Promise<EventDoc & { audit: NonNullable<EventDoc["audit"]> }> {
+  const { subject, dataKey } = ctx;
+  const now = s.clock.now().toISOString();
+  const storeFullIp = (await s.consents.getSettings(tenantId))?.storeFullIp ?? false;
+  const ip = facts.ipAddress !== null ? parseIp(facts.ipAddress) : undefined;
+  const seal = (field: "ipAddress" | "userAgent" | "pageUrl", value: string | null | undefined) =>
+    value === null || value === undefined ? null : sealConsentField(dataKey, tenantId, eventId, field, value);
+  const content: DigestContent = {
+    scheme: DIGEST_SCHEME,
+    tenantId,
+    eventId,
+    subjectId: subject.subjectId,
+    subjectHash: subject.lookup,
+    purposeKey: facts.purposeKey,
+    noticeVersion: facts.noticeVersion,
+    noticeSha256: facts.noticeSha256,
+    decision: facts.decision,
+    method: facts.method,
+    requestOrigin: facts.requestOrigin,
+    propertyId: facts.propertyId,
+    language: facts.language,
+    givenAt: facts.givenAt,
+    recordedAt: now,
+    ipTruncated: ip?.truncated ?? null,
+    gpc: facts.gpc,
+  };
+  const fresh: EventDoc = {
+    id: eventId,
+    tenantId,
+    type: "consent-event",
+    subjectId: subject.subjectId,
+    subjectHash: subject.lookup,
+    purposeKey: facts.purposeKey,
+    noticeVersion: facts.noticeVersion,
+    noticeSha256: facts.noticeSha256,
+    decision: facts.decision,
+    method: facts.method,
+    requestOrigin: facts.requestOrigin,
+    propertyId: facts.propertyId,
+    language: facts.language,
+    givenAt: facts.givenAt,
+    recordedAt: now,
+    ipTruncated: ip?.truncated ?? null,
+    gpc: facts.gpc,
+    personal: { ipAddress: storeFullIp ? seal("ipAddress", ip?.full) : null, userAgent: seal("userAgent", facts.userAgent), pageUrl: seal("pageUrl", facts.pageUrl) },
+    actor: by.actor,
+    requestId: by.requestId ?? null,
+    linkId: by.linkId,
+    digest: consentDigest(eventDigestKey(ctx.lookupSecret, tenantId, eventId), content),
+    audit: null,
+  };
+  const created = await s.consents.createEvent(fresh);
+  // A fixed id that exists already: an earlier attempt of the same withdrawal, which this one finishes.
+  const event = created ? fresh : await s.consents.getEvent(tenantId, eventId);
+  if (!event || event.subjectId !== subject.subjectId) throw new AppError("conflict", "the event is being recorded by another request; retry");
+  if (event.audit) return { ...event, audit: event.audit };
+
+  // The subject must still exist, and not be on its way out (see consent-retention.ts, the subject's removal).
+  const again = await s.consents.getSubjectDoc(tenantId, subject.id);
+  if (!again || again.subjectId !== subject.subjectId) {
+    await s.consents.deleteEvent(tenantId, eventId);
+    throw new SubjectGone();
+  }
+  if (again.erasing && !(await s.consents.replaceSubject({ ...withoutMeta(again), erasing: null }, again._etag))) {
+    const third = await s.consents.getSubjectDoc(tenantId, subject.id);
+    if (!third || third.subjectId !== subject.subjectId) {
+      await s.consents.deleteEvent(tenantId, eventId);
+      throw new SubjectGone();
+    }
+  }
+
+  await refreshClock(s, tenantId, subject.subjectId, facts.purposeKey);
+  let seq: number | undefined;
+  try {
+    seq = await recordAuditOnce(
+      s,
+      tenantId,
+      by,
+      "consent.recorded",
+      { type: "consent-event", id: eventId },
+      {
+        subjectId: subject.subjectId,
+        purposeKey: facts.purposeKey,
+        noticeVersion: facts.noticeVersion,
+        decision: facts.decision,
+        method: facts.method,
+        digest: event.digest,
+        digestScheme: DIGEST_SCHEME,
+        ...(by.linkId ? { linkId: by.linkId } : {}),
+      },
+      `consent.recorded:${tenantId}:${eventId}`,
+    );
+  } catch (err) {
+    // No event the log does not show: this attempt's event goes (a retried link keeps its own for the next try).
+    if (created) {
+      await s.consents.deleteEvent(tenantId, eventId).catch(() => false);
+      await refreshClock(s, tenantId, subject.subjectId, facts.purposeKey).catch(() => undefined);
+    }
+    throw err;
+  }
+  if (seq === undefined) throw new AppError("conflict", "the event is being recorded by another request; retry");
+  const hash = await s.audit.entryHash(tenantId, seq);
+  if (!hash) throw new Error(`audit entry ${seq} of tenant ${tenantId} is missing right after it was written`);
+  await s.consents.setEventAudit(tenantId, eventId, { seq, hash });
+  if (subject.unconfirmedSince) {
+    const stored = await s.consents.getSubjectDoc(tenantId, subject.id);
+    // Best effort: a subject left unconfirmed is settled by the retention sweep, which finds its events.
+    if (stored?.unconfirmedSince) await s.consents.replaceSubject({ ...withoutMeta(stored), unconfirmedSince: null }, stored._etag);
+  }
+  return { ...event, audit: { seq, hash } };
+}
+
+/**
+ * Records events for the subject with this address, one per `facts` (creating the subject if needed). `eventIds`
+ * fixes their ids (withdrawal links); otherwise new ones. A subject removed meanwhile makes the recording start again.
+ */
+export async function recordEvents(
+  s: Services,
+  tenantId: string,
+  subject: { email: string } | { known: SubjectContext },
+  list: EventFacts[],
+  by: Recorder & { kekVersion: string },
+  eventIds?: string[],
+): Promise<Array<EventDoc & { audit: NonNullable<EventDoc["audit"]> }>> {
+  for (let attempt = 0; ; attempt++) {
+    const ctx = "known" in subject ? subject.known : await subjectFor(s, tenantId, subject.email, by.kekVersion);
+    try {
+      const out = [];
+      for (const [i, facts] of list.entries()) out.push(await appendEvent(s, tenantId, ctx, facts, by, eventIds?.[i] ?? newConsentEventId()));
+      return out;
+    } catch (err) {
+      if (!(err instanceof SubjectGone) || attempt >= 2 || "known" in subject) {
+        if (err instanceof SubjectGone) throw new AppError("conflict", "the data subject's record was being removed; retry");
+        throw err;
+      }
+    }
+  }
+}
+
+// --- the API's recordings ------------------------------------------------------------------------------------------
+
+export interface RecordConsentInput {
+  email: string;
+  purpose: string;
+  noticeVersion?: number;
+  decision: Decision;
+  method: Method;
+  givenAt?: string;
+  requestOrigin: RequestOrigin;
+  propertyId?: string;
+  pageUrl?: string;
+  language?: string;
+  ipAddress?: string;
+  userAgent?: string;
+  gpc?: boolean;
+}
+
+const invalid = (path: string, message: string) => new AppError("validation-failed", `${path} ${message}`, { errors: [{ path, message }] });
+
+/** Checks what the schema cannot: givenAt against the clock, the IP, the purpose and its notice. Returns the facts. */
+async function factsOf(s: Services, tenantId: string, input: Omit<RecordConsentInput, "email" | "purpose">, purpose: PurposeDoc, opts: { noticeRequired: boolean }): Promise<EventFacts> {
+  const now = s.clock.now();
+  const givenAt = input.givenAt ? new Date(input.givenAt) : now;
+  const problem = givenAtProblem(givenAt, now);
+  if (problem) throw invalid("givenAt", problem);
+  if (input.ipAddress !== undefined && !parseIp(input.ipAddress)) throw invalid("ipAddress", "must be an IPv4 address in dotted decimal or an IPv6 address");
+  if (input.method === "gpc" && input.decision === "granted") throw invalid("method", "gpc (Global Privacy Control) is an objection signal; it cannot grant consent");
+  let notice: NoticeDoc | undefined;
+  if (input.noticeVersion !== undefined) {
+    notice = await s.consents.getNotice(tenantId, purpose.key, input.noticeVersion);
+    if (!notice) throw invalid("noticeVersion", `names no notice version of the purpose '${purpose.key}'`);
+  } else if (opts.noticeRequired) {
+    throw invalid("noticeVersion", `is required when the decision is ${input.decision}: it names the notice the person was shown`);
+  } else if (purpose.lastNoticeVersion > 0) {
+    // A withdrawal refers to whatever was consented to: the notice in force when it was made, if any.
+    notice = (await s.consents.listNotices(tenantId, purpose.key)).at(-1);
+  }
+  return {
+    purposeKey: purpose.key,
+    noticeVersion: notice?.version ?? null,
+    noticeSha256: notice?.sha256 ?? null,
+    decision: input.decision,
+    method: input.method,
+    requestOrigin: input.requestOrigin,
+    propertyId: input.propertyId ?? null,
+    language: input.language ?? null,
+    givenAt: givenAt.toISOString(),
+    ipAddress: input.ipAddress ?? null,
+    userAgent: input.userAgent ?? null,
+    pageUrl: input.pageUrl ?? null,
+    gpc: input.gpc ?? null,
+  };
+}
+
+async function purposeOrInvalid(s: Services, tenantId: string, key: string): Promise<PurposeDoc> {
+  const purpose = await s.consents.getPurpose(tenantId, key);
+  if (!purpose) throw unknownPurpose();
+  return purpose;
+}
+
+/**
+ * POST /consents: records one decision. Errors: validation-failed (unknown purpose or notice version, givenAt too
+ * far ahead, an IP that is not one, gpc granting), conflict.
+ */
+export async function recordConsent(s: Services, caller: TenantCaller, input: RecordConsentInput): Promise<ConsentEventView> {
+  const purpose = await purposeOrInvalid(s, caller.tenantId, input.purpose);
+  const facts = await factsOf(s, caller.tenantId, input, purpose, { noticeRequired: input.decision !== "withdrawn" });
+  const [event] = await recordEvents(s, caller.tenantId, { email: input.email }, [facts], { ...caller, linkId: null });
+  return eventView(event!);
+}
+
+export type WithdrawInput = Omit<RecordConsentInput, "decision" | "noticeVersion" | "method" | "requestOrigin"> & {
+  method?: Method;
+  requestOrigin?: RequestOrigin;
+};
+
+/**
+ * POST /consents/withdraw: withdraws one purpose or `all` (every purpose of the tenant) for the subject, in one call.
+ * A withdrawal of a purpose never consented to is recorded too: the person's wish is the record. Errors:
+ * validation-failed (unknown purpose, givenAt, IP), conflict.
+ */
+export async function withdrawConsent(s: Services, caller: TenantCaller, input: WithdrawInput): Promise<{ subjectId: string; eventIds: string[] }> {
+  const purposes = input.purpose === ALL_PURPOSES ? await s.consents.listPurposes(caller.tenantId, MAX_PURPOSES) : [await purposeOrInvalid(s, caller.tenantId, input.purpose)];
+  if (purposes.length === 0) throw invalid("purpose", "is 'all' but the tenant has no purposes yet");
+  const base = { ...input, decision: "withdrawn" as const, method: input.method ?? "api", requestOrigin: input.requestOrigin ?? "api" };
+  const list: EventFacts[] = [];
+  for (const p of purposes) list.push(await factsOf(s, caller.tenantId, base, p, { noticeRequired: false }));
+  const events = await recordEvents(s, caller.tenantId, { email: input.email }, list, { ...caller, linkId: null });
+  return { subjectId: events[0]!.subjectId, eventIds: events.map((e) => e.id) };
+}
+
+// --- reading ---------------------------------------------------------------------------------------------------------
+
+/**
+ * POST /consents/search: the subject's current state per purpose and its full history, oldest first (nothing
+ * decrypted). A lookup of a known subject is written to the audit log (`consent.searched`).
+ */
+export async function searchConsents(
+  s: Services,
+  caller: TenantCaller,
+  email: string,
+): Promise<{ subjectId: string | null; states: PurposeStateView[]; history: ConsentEventView[] }> {
+  const subject = await findSubject(s, caller.tenantId, email);
+  if (!subject) return { subjectId: null, states: [], history: [] };
+  const events = recorded(await s.consents.eventsOfSubject(caller.tenantId, subject.subjectId));
+  const history = [...events].sort((a, b) => decisionOrder(factOf(a), factOf(b)));
+  await recordAudit(s, caller.tenantId, caller, "consent.searched", { type: "consent-subject", id: subject.subjectId }, { events: history.length });
+  return {
+    subjectId: subject.subjectId,
+    states: projectStates(history.map(factOf)).map((st) => ({ purpose: st.purposeKey, decision: st.decision, since: st.since, eventId: st.eventId, noticeVersion: st.noticeVersion, events: st.events })),
+    history: history.map(eventView),
+  };
+}
+
+/** GET /consents/{id}: one recorded event (nothing decrypted). Errors: not-found (also another tenant's id). */
+export async function getConsentEvent(s: Services, caller: TenantCaller, eventId: string): Promise<ConsentEventView> {
+  const e = await s.consents.getEvent(caller.tenantId, eventId);
+  if (!e || !e.audit) throw new AppError("not-found", "no consent event with this id");
+  return eventView({ ...e, audit: e.audit });
+}
+
+export interface ConsentSummary {
+  purpose: string;
+  /** Recorded events per notice version (null: withdrawals made before the purpose had a notice) and decision. */
+  events: Array<{ noticeVersion: number | null } & Record<Decision, number>>;
+  /**
+   * Subjects whose latest decision was made under each notice version, per decision. Read from the evidence clocks,
+   * which follow the events within moments of each recording.
+   */
+  current: Array<{ noticeVersion: number | null } & Record<Decision, number>>;
+}
+
+/** GET /purposes/{key}/consents/summary: counts per notice version and decision. Errors: not-found. */
+export async function consentSummary(s: Services, caller: TenantCaller, key: string): Promise<ConsentSummary> {
+  const { tenantId } = caller;
+  await mustGetPurpose(s, tenantId, key);
+  const versions: Array<number | null> = [null, ...(await s.consents.listNotices(tenantId, key)).map((n) => n.version)];
+  const row = async (count: (v: number | null, d: Decision) => Promise<number>, v: number | null) => {
+    const [granted, denied, withdrawn] = await Promise.all(DECISIONS.map((d) => count(v, d)));
+    return { noticeVersion: v, granted: granted!, denied: denied!, withdrawn: withdrawn! };
+  };
+  const nonEmpty = (r: { granted: number; denied: number; withdrawn: number; noticeVersion: number | null }) => r.noticeVersion !== null || r.granted + r.denied + r.withdrawn > 0;
+  const events = await Promise.all(versions.map((v) => row((vv, d) => s.consents.countEvents(tenantId, key, vv, d), v)));
+  const current = await Promise.all(versions.map((v) => row((vv, d) => s.consents.countCurrent(tenantId, key, vv, d), v)));
+  return { purpose: key, events: events.filter(nonEmpty), current: current.filter(nonEmpty) };
+}
+
+// --- processing that rests on consent ------------------------------------------------------------------------------
+
+/**
+ * Refuses processing on consent unless every one of `emails` has `granted` as its latest decision for `purposeKey`.
+ * Errors: validation-failed (no such purpose, naming `path`); consent-not-granted, naming the purpose and how many
+ * subjects are in which state, never an address.
+ */
+export async function requireConsent(s: Services, tenantId: string, purposeKey: string, emails: readonly string[], path: string): Promise<void> {
+  if (!(await s.consents.getPurpose(tenantId, purposeKey))) throw unknownPurpose(path);
+  const lookupSecret = await s.keys.lookupSecret(tenantId);
+  const lookups = [...new Set(emails.map((e) => lookupHash(lookupSecret, normaliseEmail(e))))];
+  const states = new Map<ConsentCheck, number>();
+  for (const lookup of lookups) {
+    const subject = await s.consents.getSubjectByLookup(tenantId, lookup);
+    const state = subject ? checkConsent(recorded(await s.consents.eventsOfSubject(tenantId, subject.subjectId, purposeKey)).map(factOf), purposeKey) : "no-record";
+    states.set(state, (states.get(state) ?? 0) + 1);
+  }
+  const refused = lookups.length - (states.get("granted") ?? 0);
+  if (refused === 0) return;
+  const parts = (["withdrawn", "denied", "no-record"] as const).filter((st) => states.has(st)).map((st) => `${states.get(st)} ${st}`);
+  throw new AppError(
+    "consent-not-granted",
+    `consent for the purpose '${purposeKey}' is not in force for ${refused} of ${lookups.length} data subject${lookups.length === 1 ? "" : "s"} (${parts.join(", ")}); record their consent first or do not name the purpose`,
+  );
+}
