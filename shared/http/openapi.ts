@@ -29,6 +29,7 @@ interface Declared {
   problems?: Set<ProblemType>;
 }
 
+const retryAfter = { "Retry-After": { description: "Seconds to wait before sending the request again (idempotency-in-progress)" } };
 const wwwAuthenticate = { "WWW-Authenticate": { description: "Bearer, with error=invalid_request or invalid_token when a credential was sent", required: true } };
 
 /**
@@ -55,6 +56,7 @@ export function wrapperProblems(spec: AnyEndpointSpec): Map<number, { types: Pro
     const entry = out.get(status) ?? { types: [] };
     entry.types.push(t);
     if (t === "unauthenticated") entry.headers = wwwAuthenticate;
+    if (t === "idempotency-in-progress") entry.headers = retryAfter;
     out.set(status, entry);
   }
   return out;
