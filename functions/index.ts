@@ -17,6 +17,7 @@ import "./keys";
 import "./retention";
 import "./webhooks";
 import "./deadlines";
+import "./breaches";
 import "./consents";
 import "./not-found";
 import { registerClockControl } from "./admin-clock";

@@ -20,6 +20,8 @@ export const ERROR_KINDS = [
   "consent-not-granted",
   "not-found",
   "method-not-allowed",
+  /** None of the media types the caller accepts can be given (Accept, RFC 9110 §12.5.1, §15.5.7). */
+  "not-acceptable",
   /** The request conflicts with the record's current state (already sent, being changed, offboarded...). */
   "conflict",
   /** A request body stopped arriving. */
@@ -28,6 +30,10 @@ export const ERROR_KINDS = [
   "upload-expired",
   "upload-deleted",
   "download-limit-reached",
+  /** If-Match names a version that is no longer the current one (RFC 9110 §13.1.1, §15.5.13). */
+  "precondition-failed",
+  /** A change that must name the version it changes came without If-Match (RFC 6585 §3). */
+  "precondition-required",
   "payload-too-large",
   "unsupported-media-type",
   "range-not-satisfiable",

@@ -18,6 +18,7 @@ import { BLOB_CONTAINERS, QUEUES } from "./config/resources";
 import { AnchorStore } from "./stores/anchor-store";
 import { AuditStore } from "./stores/audit-store";
 import { ConsentStore } from "./stores/consent-store";
+import { BreachStore } from "./stores/breach-store";
 import { DeadlineStore } from "./stores/deadline-store";
 import { containersOf, createCosmosClient } from "./stores/cosmos";
 import { HeartbeatStore } from "./stores/heartbeat-store";
@@ -64,6 +65,8 @@ export interface Services {
   readonly payloads: PayloadStore;
   /** Tenants' webhook endpoints and deliveries. */
   readonly webhooks: WebhookStore;
+  /** The breach register (the operator's) and each affected tenant's part. */
+  readonly breaches: BreachStore;
   /** Consent purposes, notices, subjects, events and withdrawal links. */
   readonly consents: ConsentStore;
   /** Sends one signed webhook request. */
@@ -103,6 +106,7 @@ export function createServices(settings: Settings, adapters: AdapterFactory, ove
   const uploads = new UploadStore(containers.uploads);
   const payloads = new PayloadStore(blobs.getContainerClient(BLOB_CONTAINERS.payloads.name));
   const webhooks = new WebhookStore(containers.webhooks);
+  const breaches = new BreachStore(containers.breaches);
   const consents = new ConsentStore(containers.consents);
   const templatesDir = bundledTemplatesDir();
   const probes: StoreProbe[] = [
@@ -112,6 +116,7 @@ export function createServices(settings: Settings, adapters: AdapterFactory, ove
     { name: "idempotency", system: "cosmos", probe: () => idempotency.probe() },
     { name: "operations", system: "cosmos", probe: () => heartbeats.probe() },
     { name: "webhooks", system: "cosmos", probe: () => webhooks.probe() },
+    { name: "breaches", system: "cosmos", probe: () => breaches.probe() },
     { name: "consents", system: "cosmos", probe: () => consents.probe() },
     { name: "payloads", system: "blob", probe: () => payloads.probe() },
     { name: "anchors", system: "blob", probe: () => anchors.probe() },
@@ -136,6 +141,7 @@ export function createServices(settings: Settings, adapters: AdapterFactory, ove
     uploads,
     payloads,
     webhooks,
+    breaches,
     consents,
     webhookSender: overrides.webhookSender ?? new HttpWebhookSender({ allowLoopback: settings.allowLoopbackWebhooks }),
     probes,

@@ -50,6 +50,23 @@ export const AUDIT_ACTIONS = [
   "consent.settings-updated",
   /** A subject's consent history for a purpose was erased at the end of its evidence period. */
   "consent.evidence-erased",
+  /**
+   * Personal-data breaches, in each affected tenant's own chain (never naming other tenants): its part registered,
+   * a new version of it (phased information, Art. 33(4)), withdrawn from it; the controller notice sent and first
+   * delivered; the tenant's acknowledgement, decision and authority notification (or its reason not to notify); a
+   * deadline notice; a read of the authority report (it shows the decrypted contact address).
+   */
+  "breach.registered",
+  "breach.updated",
+  "breach.withdrawn",
+  "breach.notice-sent",
+  "breach.controller-notified",
+  "breach.acknowledged",
+  "breach.decision-recorded",
+  "breach.authority-notified",
+  "breach.authority-not-notified",
+  "breach.deadline-notice",
+  "breach.report-read",
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 

@@ -510,35 +510,75 @@ export const scopeEntrySchema = z
 export type ScopeEntryInput = z.input<typeof scopeEntrySchema>;
 export type ScopeEntry = z.output<typeof scopeEntrySchema>;
 
-/** The fields of a breach the operator writes; every version holds all of them. */
-export const breachFieldsSchema = z.strictObject({
+/** The fields of a breach as the operator writes them (no defaults: a patch names only what it changes). */
+const fieldShapes = {
   /** When the processor became aware (the clocks start here). */
   awareAt: iso,
-  occurredFrom: iso.nullable().default(null),
-  occurredTo: iso.nullable().default(null),
+  occurredFrom: iso.nullable(),
+  occurredTo: iso.nullable(),
   nature: natureSchema,
   malicious: z.boolean(),
   description: breachText,
   cause: breachText,
-  consequences: breachText.nullable().default(null),
-  likelyConsequences: breachText.nullable().default(null),
-  measuresTaken: breachText.nullable().default(null),
-  measuresProposed: breachText.nullable().default(null),
-  measuresBefore: breachText.nullable().default(null),
-  measuresLimiting: breachText.nullable().default(null),
-  followUp: z.strictObject({ missing: breachText, expectedBy: iso.nullable().default(null) }).nullable().default(null),
-  exposure: exposureSchema.nullable().default(null),
-  measuresRemovedHighRisk: breachText.nullable().default(null),
-  disproportionateEffort: breachText.nullable().default(null),
-  severityOverrides: severityOverridesSchema.default({}),
-  proposalPolicy: proposalPolicySchema.nullable().default(null),
+  consequences: breachText.nullable(),
+  likelyConsequences: breachText.nullable(),
+  measuresTaken: breachText.nullable(),
+  measuresProposed: breachText.nullable(),
+  measuresBefore: breachText.nullable(),
+  measuresLimiting: breachText.nullable(),
+  followUp: z.strictObject({ missing: breachText, expectedBy: iso.nullable().default(null) }).nullable(),
+  exposure: exposureSchema.nullable(),
+  measuresRemovedHighRisk: breachText.nullable(),
+  disproportionateEffort: breachText.nullable(),
+  severityOverrides: severityOverridesSchema,
+  proposalPolicy: proposalPolicySchema.nullable(),
   /** Required when the controller notice cannot be on target any more (Art. 33(2) "without undue delay"). */
-  controllerNoticeDelayReason: reasonText.nullable().default(null),
-  scope: z
-    .array(scopeEntrySchema)
-    .max(MAX_SCOPE_TENANTS)
-    .refine((s) => new Set(s.map((e) => e.tenantId)).size === s.length, "each tenant at most once"),
+  controllerNoticeDelayReason: reasonText.nullable(),
+};
+
+const scopeSchema = z
+  .array(scopeEntrySchema)
+  .max(MAX_SCOPE_TENANTS)
+  .refine((s) => new Set(s.map((e) => e.tenantId)).size === s.length, "each tenant at most once");
+
+/** The fields of a breach; every version holds all of them. What is not given is null (not known yet). */
+export const breachFieldsSchema = z.strictObject({
+  awareAt: fieldShapes.awareAt,
+  occurredFrom: fieldShapes.occurredFrom.default(null),
+  occurredTo: fieldShapes.occurredTo.default(null),
+  nature: fieldShapes.nature,
+  malicious: fieldShapes.malicious,
+  description: fieldShapes.description,
+  cause: fieldShapes.cause,
+  consequences: fieldShapes.consequences.default(null),
+  likelyConsequences: fieldShapes.likelyConsequences.default(null),
+  measuresTaken: fieldShapes.measuresTaken.default(null),
+  measuresProposed: fieldShapes.measuresProposed.default(null),
+  measuresBefore: fieldShapes.measuresBefore.default(null),
+  measuresLimiting: fieldShapes.measuresLimiting.default(null),
+  followUp: fieldShapes.followUp.default(null),
+  exposure: fieldShapes.exposure.default(null),
+  measuresRemovedHighRisk: fieldShapes.measuresRemovedHighRisk.default(null),
+  disproportionateEffort: fieldShapes.disproportionateEffort.default(null),
+  severityOverrides: fieldShapes.severityOverrides.default({}),
+  proposalPolicy: fieldShapes.proposalPolicy.default(null),
+  controllerNoticeDelayReason: fieldShapes.controllerNoticeDelayReason.default(null),
+  scope: scopeSchema,
 });
+
+/**
+ * A change to a breach (PATCH): the fields given replace the current version's (null clears an optional one);
+ * `scope` entries replace or add the named tenants' entries, `removeFromScope` takes tenants out (each is told).
+ */
+export const breachPatchSchema = z
+  .strictObject({
+    ...Object.fromEntries(Object.entries(fieldShapes).map(([k, v]) => [k, v.optional()])),
+    scope: scopeSchema.optional(),
+    removeFromScope: z.array(tenantIdSchema).max(MAX_SCOPE_TENANTS).optional(),
+  })
+  .refine((p) => Object.values(p).some((v) => v !== undefined), "name at least one field to change") as unknown as z.ZodType<BreachPatch>;
+export type BreachPatch = Partial<Omit<z.output<typeof breachFieldsSchema>, "scope">> & { scope?: ScopeEntry[]; removeFromScope?: string[] };
+
 export type BreachFieldsInput = z.input<typeof breachFieldsSchema>;
 export type BreachFields = z.output<typeof breachFieldsSchema>;
 
@@ -724,3 +764,56 @@ export const authorityNotificationSchema = z.strictObject({
 export type AuthorityNotificationInput = z.output<typeof authorityNotificationSchema>;
 
 export const noAuthorityNotificationSchema = z.strictObject({ reason: reasonText });
+
+// ---------------------------------------------------------------------------------------------------------------
+// Stored and shown shapes of an assessment
+
+export const factorSchema = z.object({
+  value: z.number(),
+  justification: z.string(),
+  override: z.object({ computedValue: z.number(), computedJustification: z.string(), reason: z.string() }).nullable(),
+});
+
+export const severityAssessmentSchema = z.object({
+  formula: z.string(),
+  score: z.number(),
+  band: z.enum(SEVERITY_BANDS),
+  meaning: z.string(),
+  factors: z.object({
+    dataProcessingContext: factorSchema,
+    easeOfIdentification: factorSchema,
+    confidentiality: factorSchema,
+    integrity: factorSchema,
+    availability: factorSchema,
+    malicious: factorSchema,
+  }),
+  circumstances: z.number(),
+});
+
+export const proposalSchema = z.object({
+  notifyAuthority: z.object({ proposed: z.boolean(), reason: z.string() }),
+  notifyPersons: z.object({ proposed: z.boolean(), highRisk: z.boolean(), reason: z.string() }),
+  exemptions: z.array(z.object({ exemption: z.enum(EXEMPTIONS), article: z.string(), reason: z.string() })),
+});
+
+/** What the scope of one tenant came to when the version was written (the uploads read, the numbers known). */
+export const resolvedScopeSchema = z.object({
+  categories: z.array(z.enum(dataCategories)),
+  personCategories: z.array(z.enum(PERSON_CATEGORIES)),
+  approximatePersons: z.number().int().nonnegative().nullable(),
+  approximateRecords: z.number().int().nonnegative().nullable(),
+  /** With an upload scope: how many of the ids name an upload of the tenant (live or deleted). */
+  uploadsFound: z.number().int().nonnegative().nullable(),
+});
+export type ResolvedScope = z.infer<typeof resolvedScopeSchema>;
+
+/**
+ * What one tenant sees of a version: the fields every affected tenant shares and its own scope entry with what it
+ * came to (never another tenant's, never the register's proposal policy).
+ */
+export const tenantContentSchema = breachFieldsSchema.omit({ scope: true, proposalPolicy: true }).extend({
+  scope: scopeEntrySchema,
+  resolved: resolvedScopeSchema,
+});
+export type TenantContent = z.infer<typeof tenantContentSchema>;
+

@@ -9,6 +9,10 @@ import { publicWebhookProblem } from "./tenant";
 /** Event types a tenant's endpoint can receive. Payloads carry ids and event types, never personal data. */
 export const WEBHOOK_EVENT_TYPES = [
   "webhook.test",
+  /** A breach affecting the tenant was registered: `data` names the breach id and the tenant's version; read it with GET /api/v1/breaches/{id}. */
+  "breach.notified",
+  /** A new version of the tenant's part of a breach (phased information, GDPR Art. 33(4)), or its withdrawal. */
+  "breach.updated",
   /** A person withdrew consent through a withdrawal link: `data` names the subject id, the purpose (or `all`), the link and the events. */
   "consent.withdrawn",
 ] as const;

@@ -8,6 +8,7 @@ import { decideAnchor, type Anchor } from "../domain/audit-anchor";
 import { errorFields, type Log } from "../observability";
 import type { Services } from "../services";
 import { declareSweep } from "../sweeps";
+import { openAnchorAlarmDraft, type AnchorAlarm } from "./breaches";
 
 export const ANCHOR_SWEEP = "audit-anchor";
 export const ANCHOR_INTERVAL_MINUTES = 60;
@@ -39,6 +40,16 @@ export interface AnchorCounts {
 
 type TenantOutcome = "anchored" | "unchanged" | "alarm" | "failed";
 
+/**
+ * An alarm opens a draft integrity breach for the operator to confirm or dismiss (once per alarm: the same broken
+ * state found again by later runs names the same draft). A draft that cannot be written now is written by the next
+ * run, which finds the same alarm; the anchoring itself goes on.
+ */
+async function raiseAlarm(s: Services, alarm: AnchorAlarm, log?: Log): Promise<"alarm"> {
+  await openAnchorAlarmDraft(s, alarm).catch((err: unknown) => log?.warn("audit.anchor-alarm-draft-failed", { tenantId: alarm.tenantId, ...errorFields(err) }));
+  return "alarm";
+}
+
 async function anchorTenant(s: Services, tenantId: string, now: Date, log?: Log): Promise<TenantOutcome> {
   for (let attempt = 0; attempt < 5; attempt++) {
     // Anchors first, then the head: the head only moves forward, so it is never behind an anchor read before it.
@@ -48,13 +59,17 @@ async function anchorTenant(s: Services, tenantId: string, now: Date, log?: Log)
     if (head && (await s.audit.entryHash(tenantId, head.seq)) !== head.hash) {
       // The head document names an entry that is not there or has another hash: never anchor that.
       log?.error("audit.anchor-alarm", { tenantId, reason: "head-disagrees-with-entry", seq: head.seq });
-      return "alarm";
+      return raiseAlarm(s, { tenantId, reason: "head-disagrees-with-entry", anchoredSeq: latest?.seq ?? null, anchoredAt: latest?.anchoredAt ?? null, headSeq: head.seq, evidence: head.hash, detectedAt: now }, log);
     }
     const anchoredEntryHash = latest && head && latest.seq <= head.seq ? await s.audit.entryHash(tenantId, latest.seq) : undefined;
     const decision = decideAnchor(head, latest, anchoredEntryHash);
     if (decision.action === "alarm") {
       log?.error("audit.anchor-alarm", { tenantId, reason: decision.reason, anchoredSeq: latest?.seq ?? null, headSeq: head?.seq ?? 0 });
-      return "alarm";
+      return raiseAlarm(
+        s,
+        { tenantId, reason: decision.reason, anchoredSeq: latest?.seq ?? null, anchoredAt: latest?.anchoredAt ?? null, headSeq: head?.seq ?? 0, evidence: latest?.hash ?? "", detectedAt: now },
+        log,
+      );
     }
     if (decision.action === "skip") return "unchanged";
     const anchor: Anchor = { v: 1, tenantId, seq: head!.seq, hash: head!.hash, anchoredAt: now.toISOString() };

@@ -54,3 +54,15 @@ export const deadlineNoticeMessage = z.object({
   milestoneId: z.string().max(100),
 });
 export type DeadlineNoticeMessage = z.infer<typeof deadlineNoticeMessage>;
+
+/**
+ * queue breach-jobs: bring one tenant's part of a breach up to the register's current version and deliver its
+ * controller notice (e-mail and webhook). The worker re-reads the register and the part; a duplicated or forged
+ * message finds nothing to do.
+ */
+export const breachJobMessage = z.object({
+  kind: z.literal("sync-tenant"),
+  breachId: z.string().max(100),
+  tenantId: z.string().max(100),
+});
+export type BreachJobMessage = z.infer<typeof breachJobMessage>;

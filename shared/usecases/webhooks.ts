@@ -236,6 +236,47 @@ export async function sendTestEvent(s: Services, caller: TenantCaller): Promise<
 
 export type AttemptOutcome = "delivered" | "retry-queued" | "failed" | "skipped";
 
+/** A delivery that was delivered (its endpoint answered 2xx), as a capability that emitted it learns of it. */
+export interface DeliveredEvent {
+  tenantId: string;
+  deliveryId: string;
+  eventType: WebhookEventType;
+  /** When the 2xx answer came (service clock). */
+  deliveredAt: string;
+  /** The event's `data` (ids only), as sent. */
+  data: Record<string, unknown>;
+}
+export type DeliveredListener = (s: Services, event: DeliveredEvent, log?: Log) => Promise<void>;
+
+const deliveredListeners = new Map<WebhookEventType, DeliveredListener[]>();
+
+/**
+ * Tells a capability when a delivery of one of its event types is delivered, without polling (a breach's controller
+ * notice counts as given when the first of its e-mail and its webhook arrives). Listeners run after the delivery is
+ * recorded as delivered; one that fails is logged and does not undo that, so a listener's capability must also be
+ * able to find out later (it can read the delivery by its id).
+ */
+export function onWebhookDelivered(eventType: WebhookEventType, listener: DeliveredListener): void {
+  deliveredListeners.set(eventType, [...(deliveredListeners.get(eventType) ?? []), listener]);
+}
+
+async function tellDelivered(s: Services, doc: WebhookDeliveryDoc, log?: Log): Promise<void> {
+  const listeners = deliveredListeners.get(doc.eventType) ?? [];
+  if (listeners.length === 0 || !doc.deliveredAt) return;
+  let data: Record<string, unknown>;
+  try {
+    data = (JSON.parse(doc.body) as { data?: Record<string, unknown> }).data ?? {};
+  } catch {
+    // The body is ours; unreadable means there is nothing to tell.
+    return;
+  }
+  for (const listener of listeners) {
+    await listener(s, { tenantId: doc.tenantId, deliveryId: doc.id, eventType: doc.eventType, deliveredAt: doc.deliveredAt, data }, log).catch((err: unknown) =>
+      log?.warn("webhook.delivered-listener-failed", { tenantId: doc.tenantId, deliveryId: doc.id, eventType: doc.eventType, error: err instanceof Error ? err.name : "unknown" }),
+    );
+  }
+}
+
 /**
  * One queue message's work: attempt `msg.attempt` of a delivery. Acts only when the stored delivery says this
  * attempt is the next one and is due, and no other worker holds it: a duplicated, stale or forged message does
@@ -271,7 +312,8 @@ export async function attemptDelivery(s: Services, msg: WebhookAttemptMessage, l
   const attempt = { n: msg.attempt, at: after.toISOString(), status: result.status, ...(result.failure ? { failure: result.failure } : {}), durationMs: result.durationMs };
   const attempts = [...claimed.attempts, attempt];
   if (isDelivered(result.status)) {
-    await finish(s, { ...claimed, attempts, status: "delivered", deliveredAt: after.toISOString(), nextAttemptAt: null, lease: null }, etag);
+    const delivered: WebhookDeliveryDoc = { ...claimed, attempts, status: "delivered", deliveredAt: after.toISOString(), nextAttemptAt: null, lease: null };
+    if (await finish(s, delivered, etag)) await tellDelivered(s, delivered, log);
     return "delivered";
   }
   log?.warn("webhook.attempt-failed", { tenantId: msg.tenantId, deliveryId: doc.id, attempt: msg.attempt, status: result.status, failure: result.failure ?? null });
@@ -287,10 +329,13 @@ export async function attemptDelivery(s: Services, msg: WebhookAttemptMessage, l
   return "retry-queued";
 }
 
-/** Writes the delivery's new state under the attempt's lease; a failed delivery is also recorded in the audit log. */
-async function finish(s: Services, doc: WebhookDeliveryDoc, etag: string, auditAs?: Actor): Promise<void> {
+/**
+ * Writes the delivery's new state under the attempt's lease; a failed delivery is also recorded in the audit log.
+ * Returns whether the write went through.
+ */
+async function finish(s: Services, doc: WebhookDeliveryDoc, etag: string, auditAs?: Actor): Promise<boolean> {
   // The lease is ours until it runs out; a write that lost anyway leaves the attempt to the sweep's catch-up.
-  if (!(await s.webhooks.replaceDelivery(doc, etag))) return;
+  if (!(await s.webhooks.replaceDelivery(doc, etag))) return false;
   if (auditAs && doc.status === "failed") {
     await recordAudit(s, doc.tenantId, auditAs, "webhook.delivery-failed", { type: "webhook-delivery", id: doc.id }, {
       eventType: doc.eventType,
@@ -298,6 +343,7 @@ async function finish(s: Services, doc: WebhookDeliveryDoc, etag: string, auditA
       reason: doc.failure,
     });
   }
+  return true;
 }
 
 export const WEBHOOK_SWEEP = "webhooks";

@@ -1,0 +1,488 @@
+/**
+ * Personal-data breaches. The operator's register (admin key) under /api/v1/admin/breaches: register, change in
+ * versions (If-Match), read, confirm or dismiss an alarm's draft. Each affected tenant's side (its key) under
+ * /api/v1/breaches: its own part only, its acknowledgement, decision, authority notification and report. A queue
+ * worker brings each tenant's part up to date and delivers its notice; a timer finishes what was left.
+ */
+import { app, type Timer } from "@azure/functions";
+import Negotiator from "negotiator";
+import { z } from "zod";
+import { QUEUES } from "../shared/config/resources";
+import { SETTING } from "../shared/config/settings";
+import {
+  AUTHORITY_METHODS,
+  authorityNotificationSchema,
+  breachFieldsSchema,
+  breachIdSchema,
+  breachPatchSchema,
+  decisionSchema,
+  EXEMPTIONS,
+  noAuthorityNotificationSchema,
+  proposalSchema,
+  reasonText,
+  SEVERITY_BANDS,
+  severityAssessmentSchema,
+  tenantContentSchema,
+  resolvedScopeSchema,
+} from "../shared/domain/breaches";
+import { WEBHOOK_EVENT_TYPES } from "../shared/domain/webhooks";
+import { httpEndpoint, problems, type EndpointResult } from "../shared/http/endpoint";
+import { parseIfMatch } from "../shared/http/preconditions";
+import { isoDateTime, pageOf, pagingQuery } from "../shared/http/schemas";
+import { AppError } from "../shared/errors";
+import { invocationLog } from "../shared/observability";
+import { queueHandler } from "../shared/queue-handler";
+import { services } from "../shared/services";
+import { BREACH_SWEEP_SCHEDULE, runBreachSweep, syncTenantPart } from "../shared/usecases/breach-notices";
+import { authorityReport, authorityReportHtml } from "../shared/usecases/breach-report";
+import {
+  acknowledgeBreach,
+  confirmDraft,
+  createBreach,
+  decideBreach,
+  dismissDraft,
+  getBreachForOperator,
+  getBreachVersion,
+  getMyBreach,
+  listBreachesForOperator,
+  listMyBreaches,
+  patchBreach,
+  recordAuthorityNotification,
+  recordNoAuthorityNotification,
+  versionTag,
+} from "../shared/usecases/breaches";
+import { breachJobMessage } from "../shared/usecases/messages";
+
+const adminTags = ["Admin: breaches"];
+const tags = ["Breaches"];
+const params = z.object({ id: breachIdSchema });
+const BREACH_STATUSES = ["draft", "open", "dismissed"] as const;
+
+// --- response shapes --------------------------------------------------------------------------------------------
+
+const controllerNoticeClock = z.object({
+  targetAt: z.string().describe("awareAt + BREACH_CONTROLLER_NOTICE_HOURS: the processor's target (Art. 33(2): without undue delay)"),
+  limitAt: z.string().describe("awareAt + 72 h: the data-processing agreement's limit (clause 10.2)"),
+  notifiedAt: z.string().nullable().describe("When the controller was first told (e-mail accepted, webhook answered 2xx, or acknowledged)"),
+  status: z.enum(["pending", "past-target", "past-limit", "on-target", "within-limit", "late"]),
+});
+const authorityClockSchema = z.object({
+  deadlineAt: z.string().nullable().describe("controllerNotifiedAt + 72 h (Art. 33(1); EDPB 9/2022: the controller is aware when told)"),
+  productTargetAt: z.string().describe("awareAt + 72 h: the stricter target the product shows"),
+  notifiedAt: z.string().nullable(),
+  status: z.enum(["waiting-for-controller-notice", "open", "overdue", "notified", "notified-late", "not-notified"]),
+});
+const clocks = z.object({ controllerNotice: controllerNoticeClock, authority: authorityClockSchema });
+const decisionRecord = z.object({
+  at: z.string(),
+  by: z.string(),
+  version: z.number().int(),
+  notifyAuthority: z.boolean(),
+  notifyPersons: z.boolean(),
+  exemption: z.enum(EXEMPTIONS).nullable(),
+  reasons: z.string(),
+});
+
+const tenantView = z.object({
+  id: z.string(),
+  status: z.enum(["open", "withdrawn"]).describe("withdrawn: a later version took you out of the scope"),
+  version: z.number().int().describe("Your part's version: it moves only when your part changed"),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+  current: tenantContentSchema.describe("The breach as it concerns you: the shared account and your own scope"),
+  severity: severityAssessmentSchema.nullable().describe("ENISA 2013: SE = DPC × EI + CB, every factor with its justification"),
+  proposal: proposalSchema.nullable().describe("What the service proposes; you decide"),
+  clocks,
+  controllerNotifiedVia: z.enum(["email", "webhook", "acknowledgement"]).nullable(),
+  notices: z.array(
+    z.object({
+      version: z.number().int(),
+      eventType: z.enum(WEBHOOK_EVENT_TYPES),
+      createdAt: z.string(),
+      emailAcceptedAt: z.string().nullable(),
+      webhook: z.enum(["pending", "delivered", "failed", "no-endpoint"]),
+      webhookDeliveredAt: z.string().nullable(),
+      superseded: z.boolean(),
+    }),
+  ),
+  acknowledgedAt: z.string().nullable(),
+  decision: decisionRecord.nullable(),
+  decisions: z.array(decisionRecord),
+  authorityNotifications: z.array(
+    z.object({ recordedAt: z.string(), by: z.string(), notifiedAt: z.string(), method: z.enum(AUTHORITY_METHODS), reference: z.string().nullable(), delayReason: z.string().nullable(), late: z.boolean() }),
+  ),
+  noAuthorityNotification: z.object({ at: z.string(), by: z.string(), reason: z.string() }).nullable(),
+  versions: z.array(
+    z.object({
+      version: z.number().int(),
+      at: z.string(),
+      changes: z.array(z.string()),
+      content: tenantContentSchema.nullable().describe("Null for the version that took you out of the scope"),
+      severity: severityAssessmentSchema.nullable(),
+      proposal: proposalSchema.nullable(),
+    }),
+  ),
+});
+
+const tenantSummary = z.object({
+  id: z.string(),
+  status: z.enum(["open", "withdrawn"]),
+  version: z.number().int(),
+  awareAt: z.string(),
+  band: z.enum(SEVERITY_BANDS).nullable(),
+  controllerNotice: controllerNoticeClock.shape.status,
+  authority: authorityClockSchema.shape.status,
+  authorityDeadlineAt: z.string().nullable(),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+});
+
+const assessment = z.object({ tenantId: z.string(), resolved: resolvedScopeSchema, severity: severityAssessmentSchema, proposal: proposalSchema });
+const origin = z.object({
+  kind: z.enum(["operator", "anchor-alarm"]),
+  alarmTenantId: z.string().optional(),
+  reason: z.string().optional(),
+  anchoredSeq: z.number().int().nullable().optional(),
+  headSeq: z.number().int().nullable().optional(),
+  detectedAt: z.string().optional(),
+});
+const operatorView = z.object({
+  id: z.string(),
+  status: z.enum(BREACH_STATUSES),
+  version: z.number().int(),
+  etag: z.string().describe("The current version as an entity tag: send it as If-Match to change the breach"),
+  origin,
+  createdAt: z.string(),
+  updatedAt: z.string(),
+  createdBy: z.string(),
+  confirmation: z.object({ at: z.string(), by: z.string(), reason: z.string() }).nullable(),
+  dismissal: z.object({ at: z.string(), by: z.string(), reason: z.string() }).nullable(),
+  current: breachFieldsSchema,
+  assessments: z.array(assessment),
+  tenants: z.array(
+    z.object({
+      tenantId: z.string(),
+      inScope: z.boolean(),
+      part: z
+        .object({
+          status: z.enum(["open", "withdrawn"]),
+          version: z.number().int(),
+          controllerNotifiedAt: z.string().nullable(),
+          controllerNotifiedVia: z.enum(["email", "webhook", "acknowledgement"]).nullable(),
+          acknowledgedAt: z.string().nullable(),
+          clocks,
+          notice: z
+            .object({ version: z.number().int(), emailAcceptedAt: z.string().nullable(), emailAttempts: z.number().int(), emailLastFailure: z.string().nullable(), webhook: z.string(), pending: z.boolean() })
+            .nullable(),
+          decision: decisionRecord.nullable(),
+        })
+        .nullable()
+        .describe("Null until the tenant's part is made (and for drafts)"),
+    }),
+  ),
+  versions: z.array(z.object({ version: z.number().int(), at: z.string(), by: z.string(), changes: z.array(z.string()) })),
+});
+
+const etagHeader = { ETag: { description: "The current version, for If-Match", required: true } };
+const ifMatchHeader = {
+  "If-Match": {
+    description: "The current version's ETag (from GET or the last change), e.g. \"v3\"; required (428 without it, 412 when it is not the current one)",
+    schema: z.string().max(1000),
+    examples: ['"v1"', "*"],
+  },
+};
+
+// --- the operator's register ------------------------------------------------------------------------------------
+
+const create = httpEndpoint({
+  name: "admin-breaches-create",
+  method: "POST",
+  route: "v1/admin/breaches",
+  auth: "admin",
+  tags: adminTags,
+  summary: "Register a personal-data breach (version 1); each affected tenant is told",
+  description:
+    "awareAt is when the processor became aware: the clocks start there (not in the future). The scope names each affected tenant with upload ids or a time " +
+    "window plus data categories. Texts must hold no identifier of a person (e-mail addresses and CPR numbers are refused): they go to every tenant in scope " +
+    "and into the authority report. Past awareAt + BREACH_CONTROLLER_NOTICE_HOURS, controllerNoticeDelayReason is required.",
+  body: breachFieldsSchema,
+  idempotency: {},
+  responses: {
+    201: { description: "Registered: the version, each tenant's assessment and clocks", schema: operatorView, headers: etagHeader },
+  },
+  handler: async ({ services, principal, body, requestId }) => {
+    const view = await createBreach(services, body, { actor: principal.actor, requestId });
+    return { status: 201, json: view, headers: { etag: view.etag } };
+  },
+});
+app.http(create.name, create.options);
+
+const list = httpEndpoint({
+  name: "admin-breaches-list",
+  method: "GET",
+  route: "v1/admin/breaches",
+  auth: "admin",
+  tags: adminTags,
+  summary: "The breach register, newest first",
+  query: pagingQuery.extend({ status: z.enum(BREACH_STATUSES).optional() }),
+  responses: {
+    200: {
+      description: "A page of breaches",
+      schema: pageOf(z.object({ id: z.string(), status: z.enum(BREACH_STATUSES), version: z.number().int(), createdAt: z.string(), updatedAt: z.string(), origin, tenants: z.number().int() })),
+    },
+  },
+  handler: async ({ services, query }) => ({ status: 200, json: await listBreachesForOperator(services, { status: query.status, limit: query.limit, cursor: query.cursor }) }),
+});
+app.http(list.name, list.options);
+
+const get = httpEndpoint({
+  name: "admin-breaches-get",
+  method: "GET",
+  route: "v1/admin/breaches/{id}",
+  auth: "admin",
+  tags: adminTags,
+  summary: "One breach: its current version, every tenant's assessment, clocks and progress, and the list of versions",
+  params,
+  responses: { 200: { description: "The breach", schema: operatorView, headers: etagHeader }, 404: problems(["not-found"]) },
+  handler: async ({ services, params }) => {
+    const view = await getBreachForOperator(services, params.id);
+    return { status: 200, json: view, headers: { etag: view.etag } };
+  },
+});
+app.http(get.name, get.options);
+
+const patch = httpEndpoint({
+  name: "admin-breaches-patch",
+  method: "PATCH",
+  route: "v1/admin/breaches/{id}",
+  auth: "admin",
+  tags: adminTags,
+  summary: "Add a version (GDPR Art. 33(4): information in phases); earlier versions stay",
+  description:
+    "Fields given replace the current version's (null clears one); scope entries replace or add a tenant's entry; removeFromScope takes tenants out (each is told). " +
+    "If-Match must name the current version. A change that changes nothing adds no version.",
+  params,
+  body: breachPatchSchema,
+  requestHeaders: ifMatchHeader,
+  responses: {
+    200: { description: "The breach at its new version", schema: operatorView, headers: etagHeader },
+    404: problems(["not-found"]),
+    409: problems(["conflict"]),
+    412: problems(["precondition-failed"]),
+    428: problems(["precondition-required"]),
+  },
+  handler: async ({ services, principal, params, body, request, requestId }) => {
+    const view = await patchBreach(services, params.id, parseIfMatch(request.headers.get("if-match")), body, { actor: principal.actor, requestId });
+    return { status: 200, json: view, headers: { etag: view.etag } };
+  },
+});
+app.http(patch.name, patch.options);
+
+const version = httpEndpoint({
+  name: "admin-breaches-version",
+  method: "GET",
+  route: "v1/admin/breaches/{id}/versions/{n}",
+  auth: "admin",
+  tags: adminTags,
+  summary: "One version of a breach, as it was written (immutable)",
+  params: z.object({ id: breachIdSchema, n: z.string().regex(/^[1-9][0-9]{0,5}$/, "must be a version number") }),
+  responses: {
+    200: {
+      description: "The version",
+      schema: z.object({ breachId: z.string(), n: z.number().int(), at: z.string(), by: z.string(), requestId: z.string().nullable(), changes: z.array(z.string()), fields: breachFieldsSchema, assessments: z.array(assessment) }),
+      headers: { ETag: { description: "This version as an entity tag", required: true } },
+    },
+    404: problems(["not-found"]),
+  },
+  handler: async ({ services, params }) => {
+    const { breachId, n, at, by, requestId, changes, fields, assessments } = await getBreachVersion(services, params.id, Number(params.n));
+    return { status: 200, json: { breachId, n, at, by, requestId, changes, fields, assessments }, headers: { etag: versionTag(n) } };
+  },
+});
+app.http(version.name, version.options);
+
+const confirm = httpEndpoint({
+  name: "admin-breaches-confirm",
+  method: "POST",
+  route: "v1/admin/breaches/{id}/confirm",
+  auth: "admin",
+  tags: adminTags,
+  summary: "Confirm a draft (an audit-anchor alarm's): it becomes a breach and its tenants are told",
+  description: "awareAt defaults to when the alarm was raised; a later one (a short investigation, EDPB 9/2022) may be given, not an earlier one.",
+  params,
+  body: z.strictObject({
+    reason: reasonText.describe("Why this is a personal-data breach"),
+    awareAt: isoDateTime.optional(),
+    controllerNoticeDelayReason: reasonText.nullable().optional(),
+  }),
+  idempotency: {},
+  responses: { 200: { description: "Confirmed", schema: operatorView, headers: etagHeader }, 404: problems(["not-found"]), 409: problems(["conflict"]) },
+  handler: async ({ services, principal, params, body, requestId }) => {
+    const view = await confirmDraft(services, params.id, { ...body, ...(body.awareAt ? { awareAt: new Date(body.awareAt).toISOString() } : {}) }, { actor: principal.actor, requestId });
+    return { status: 200, json: view, headers: { etag: view.etag } };
+  },
+});
+app.http(confirm.name, confirm.options);
+
+const dismiss = httpEndpoint({
+  name: "admin-breaches-dismiss",
+  method: "POST",
+  route: "v1/admin/breaches/{id}/dismiss",
+  auth: "admin",
+  tags: adminTags,
+  summary: "Dismiss a draft with the reason (it stays in the register: Art. 33(5))",
+  params,
+  body: z.strictObject({ reason: reasonText.describe("Why this is not a personal-data breach") }),
+  idempotency: {},
+  responses: { 200: { description: "Dismissed", schema: operatorView, headers: etagHeader }, 404: problems(["not-found"]), 409: problems(["conflict"]) },
+  handler: async ({ services, principal, params, body, requestId }) => {
+    const view = await dismissDraft(services, params.id, body, { actor: principal.actor, requestId });
+    return { status: 200, json: view, headers: { etag: view.etag } };
+  },
+});
+app.http(dismiss.name, dismiss.options);
+
+// --- the tenant's side ------------------------------------------------------------------------------------------
+
+const myList = httpEndpoint({
+  name: "breaches-list",
+  method: "GET",
+  route: "v1/breaches",
+  auth: "tenant",
+  tags,
+  summary: "The breaches that affect you, newest first",
+  query: pagingQuery,
+  responses: { 200: { description: "A page of breaches", schema: pageOf(tenantSummary) } },
+  handler: async ({ services, principal, query }) => ({ status: 200, json: await listMyBreaches(services, principal, { limit: query.limit, cursor: query.cursor }) }),
+});
+app.http(myList.name, myList.options);
+
+const myGet = httpEndpoint({
+  name: "breaches-get",
+  method: "GET",
+  route: "v1/breaches/{id}",
+  auth: "tenant",
+  tags,
+  summary: "Your part of a breach: what happened, your scope, its severity and the proposal, your clocks, every version",
+  params,
+  responses: { 200: { description: "Your part", schema: tenantView }, 404: problems(["not-found"]) },
+  handler: async ({ services, principal, params }) => ({ status: 200, json: await getMyBreach(services, principal, params.id) }),
+});
+app.http(myGet.name, myGet.options);
+
+const acknowledge = httpEndpoint({
+  name: "breaches-acknowledge",
+  method: "POST",
+  route: "v1/breaches/{id}/acknowledge",
+  auth: "tenant",
+  tags,
+  summary: "Acknowledge the notice (recorded once); if nothing had reached you yet, this is when you became aware",
+  params,
+  idempotency: {},
+  responses: { 200: { description: "Your part", schema: tenantView }, 404: problems(["not-found"]), 409: problems(["conflict"]) },
+  handler: async ({ services, principal, params }) => ({ status: 200, json: await acknowledgeBreach(services, principal, params.id) }),
+});
+app.http(acknowledge.name, acknowledge.options);
+
+const decide = httpEndpoint({
+  name: "breaches-decision",
+  method: "POST",
+  route: "v1/breaches/{id}/decision",
+  auth: "tenant",
+  tags,
+  summary: "Record your decision on the proposal, with reasons (the controller decides: GDPR Art. 33(1), 34(1))",
+  description: "Persons are told only on your separate instruction, never by this decision.",
+  params,
+  body: decisionSchema,
+  idempotency: {},
+  responses: { 200: { description: "Your part", schema: tenantView }, 404: problems(["not-found"]), 409: problems(["conflict"]) },
+  handler: async ({ services, principal, params, body }) => ({ status: 200, json: await decideBreach(services, principal, params.id, body) }),
+});
+app.http(decide.name, decide.options);
+
+const notified = httpEndpoint({
+  name: "breaches-authority-notification",
+  method: "POST",
+  route: "v1/breaches/{id}/authority-notification",
+  auth: "tenant",
+  tags,
+  summary: "Record your notification to the supervisory authority: when, how, the reference received",
+  description: "A first notification later than 72 hours after you were told needs delayReason (GDPR Art. 33(1)); without it, 422. Later ones supplement it (Art. 33(4)).",
+  params,
+  body: authorityNotificationSchema,
+  idempotency: {},
+  responses: { 200: { description: "Your part", schema: tenantView }, 404: problems(["not-found"]), 409: problems(["conflict"]) },
+  handler: async ({ services, principal, params, body }) => ({ status: 200, json: await recordAuthorityNotification(services, principal, params.id, body) }),
+});
+app.http(notified.name, notified.options);
+
+const notNotified = httpEndpoint({
+  name: "breaches-no-authority-notification",
+  method: "POST",
+  route: "v1/breaches/{id}/no-authority-notification",
+  auth: "tenant",
+  tags,
+  summary: "Record your decision not to notify the authority, with the reason (unlikely to result in a risk: Art. 33(1); documented: Art. 33(5))",
+  params,
+  body: noAuthorityNotificationSchema,
+  idempotency: {},
+  responses: { 200: { description: "Your part", schema: tenantView }, 404: problems(["not-found"]), 409: problems(["conflict"]) },
+  handler: async ({ services, principal, params, body }) => ({ status: 200, json: await recordNoAuthorityNotification(services, principal, params.id, body) }),
+});
+app.http(notNotified.name, notNotified.options);
+
+const REPORT_TYPES = ["application/json", "text/html"];
+
+const report = httpEndpoint({
+  name: "breaches-report",
+  method: "GET",
+  route: "v1/breaches/{id}/report",
+  auth: "tenant",
+  tags,
+  summary: "The report for your supervisory authority (Art. 33(3)), structured as Datatilsynet's form",
+  description:
+    "JSON (the default) or, with Accept: text/html, a printable page in your language (escaped, no scripts, a strict Content-Security-Policy). It names your " +
+    "contact point and holds no identifier of any affected person. Each read is audited (breach.report-read: it shows your decrypted contact address).",
+  params,
+  responses: {
+    200: {
+      description: "The report (application/json; text/html when asked for)",
+      schema: z.record(z.string(), z.unknown()).describe("contactPoint, description, persons, records, consequences, likelyConsequences, measures, severity, personsInformed, notification, followUp"),
+    },
+    404: problems(["not-found"]),
+    406: problems(["not-acceptable"]),
+  },
+  handler: async ({ services, principal, params, request }): Promise<EndpointResult> => {
+    const accept = request.headers.get("accept");
+    const type = new Negotiator({ headers: accept === null ? {} : { accept } }).mediaType(REPORT_TYPES);
+    if (!type) throw new AppError("not-acceptable", "the report is available as application/json or text/html; send an Accept header that allows one");
+    const doc = await authorityReport(services, principal, params.id, type === "text/html" ? "html" : "json");
+    if (type !== "text/html") return { status: 200, json: doc, headers: { vary: "Accept" } };
+    const tenant = await services.tenants.get(principal.tenantId);
+    const { html, contentSecurityPolicy } = authorityReportHtml(services, doc, tenant?.timeZone);
+    return {
+      status: 200,
+      body: html,
+      headers: { "content-type": "text/html; charset=utf-8", "content-security-policy": contentSecurityPolicy, "referrer-policy": "no-referrer", vary: "Accept" },
+    };
+  },
+});
+app.http(report.name, report.options);
+
+// --- jobs -------------------------------------------------------------------------------------------------------
+
+app.storageQueue("breach-job", {
+  queueName: QUEUES.breaches.name,
+  connection: SETTING.storageConnectionString,
+  handler: queueHandler(QUEUES.breaches.name, breachJobMessage, async (msg, { services, log }) => {
+    const outcome = await syncTenantPart(services, msg.breachId, msg.tenantId, log);
+    log.info("breach.sync", { breachId: msg.breachId, tenantId: msg.tenantId, outcome });
+  }),
+});
+
+app.timer("breach-sweep", {
+  schedule: BREACH_SWEEP_SCHEDULE,
+  handler: async (timer: Timer, context) => {
+    await runBreachSweep(services(), { pastDue: timer.isPastDue, log: invocationLog(context) });
+  },
+});
