@@ -520,13 +520,15 @@ export interface AnchorAlarm {
 }
 
 /**
- * Opens the draft integrity breach of an anchor alarm, once per alarm: its id derives from the tenant, the reason,
- * the sequence number and the hash concerned, so later runs that find the same broken state name the same draft
- * (and a later, different break opens another). Returns the draft's id and whether this call opened it.
+ * Opens the draft integrity breach of an anchor alarm, once per alarm: its id derives from the tenant and the anchor
+ * (or head) concerned, so later runs that find the same broken state name the same draft, also when the chain has
+ * grown over the break meanwhile (a later, different break opens another). Returns the draft's id and whether this call opened it.
  */
 export async function openAnchorAlarmDraft(s: Services, alarm: AnchorAlarm): Promise<{ id: string; opened: boolean }> {
-  const seq = alarm.reason === "head-disagrees-with-entry" ? alarm.headSeq : alarm.anchoredSeq;
-  const id = "br-" + createHash("sha256").update(`anchor-alarm\n${alarm.tenantId}\n${alarm.reason}\n${seq}\n${alarm.evidence}`).digest("hex").slice(0, 20);
+  // The alarm is the anchor it violates (its sequence number and hash), whichever way the chain now disagrees with
+  // it (behind it, or changed up to it), or the head document that disagrees with its entry.
+  const what = alarm.reason === "head-disagrees-with-entry" ? `head\n${alarm.headSeq}` : `anchor\n${alarm.anchoredSeq}`;
+  const id = "br-" + createHash("sha256").update(`anchor-alarm\n${alarm.tenantId}\n${what}\n${alarm.evidence}`).digest("hex").slice(0, 20);
   const existing = await s.breaches.getBreach(id);
   if (existing) return { id, opened: false };
   const detected = alarm.detectedAt.toISOString();

@@ -8,6 +8,7 @@ import { expect } from "../helpers/expect";
 import { endpoints } from "../../shared/http/endpoint";
 import { startTestApp, type TestApp } from "../helpers/app";
 import { createUpload, download, putContent, uploadWith } from "../helpers/uploads";
+import { breachBody, partOf, registerBreach } from "../helpers/breaches";
 
 interface Tenant {
   tenantId: string;
@@ -260,7 +261,87 @@ export const ISOLATION_CASES: Record<string, IsolationCase> = {
       expect(await page.text()).toContain("<form");
     },
   },
+  // Breaches: a tenant reaches only its own part. B's breach is not A's; in a breach affecting both, A's part holds
+  // nothing of B's (its id, its scope, its note) and nothing that counts the tenants.
+  "breaches-list": {
+    async check(t, a, b) {
+      const id = await bBreach(t, b);
+      const list = await json<{ items: Array<{ id: string }> }>(await t.call("GET", "v1/breaches?limit=200", { key: a.apiKey }));
+      expect(list.items.map((x) => x.id)).not.toContain(id);
+    },
+  },
+  "breaches-get": {
+    async check(t, a, b) {
+      await expectNotFound(await t.call("GET", `v1/breaches/${await bBreach(t, b)}`, { key: a.apiKey }));
+      const shared = await sharedBreach(t, a, b);
+      const text = JSON.stringify(await json(await t.call("GET", `v1/breaches/${shared}`, { key: a.apiKey })));
+      expect(text).not.toContain(b.tenantId);
+      expect(text).not.toContain("B's own note");
+      expect(text).not.toMatch(/"tenants"|everTenants|assessments/);
+    },
+  },
+  "breaches-acknowledge": {
+    async check(t, a, b) {
+      const id = await bBreach(t, b);
+      await expectNotFound(await t.call("POST", `v1/breaches/${id}/acknowledge`, { key: a.apiKey }));
+      expect((await t.services.breaches.getPart(b.tenantId, id))?.acknowledgedAt).toBeNull();
+    },
+  },
+  "breaches-decision": {
+    async check(t, a, b) {
+      const id = await bBreach(t, b);
+      await expectNotFound(await t.call("POST", `v1/breaches/${id}/decision`, { key: a.apiKey, json: { notifyAuthority: false, notifyPersons: false, reasons: "A decides for B" } }));
+      expect((await t.services.breaches.getPart(b.tenantId, id))?.decisions).toEqual([]);
+    },
+  },
+  "breaches-authority-notification": {
+    async check(t, a, b) {
+      const id = await bBreach(t, b);
+      await expectNotFound(await t.call("POST", `v1/breaches/${id}/authority-notification`, { key: a.apiKey, json: { notifiedAt: t.clock.now().toISOString(), method: "e-mail" } }));
+      expect((await t.services.breaches.getPart(b.tenantId, id))?.authorityNotifications).toEqual([]);
+    },
+  },
+  "breaches-no-authority-notification": {
+    async check(t, a, b) {
+      const id = await bBreach(t, b);
+      await expectNotFound(await t.call("POST", `v1/breaches/${id}/no-authority-notification`, { key: a.apiKey, json: { reason: "A decides for B" } }));
+      expect((await t.services.breaches.getPart(b.tenantId, id))?.noAuthorityNotification).toBeNull();
+    },
+  },
+  "breaches-report": {
+    async check(t, a, b) {
+      await expectNotFound(await t.call("GET", `v1/breaches/${await bBreach(t, b)}/report`, { key: a.apiKey }));
+      const shared = await sharedBreach(t, a, b);
+      for (const accept of ["application/json", "text/html"]) {
+        const res = await t.call("GET", `v1/breaches/${shared}/report`, { key: a.apiKey, headers: { accept } });
+        expect(res.status).toBe(200);
+        const text = await res.text();
+        expect(text).not.toContain(b.tenantId);
+        expect(text).not.toContain("Tenant B");
+        expect(text).not.toContain("B's own note");
+      }
+    },
+  },
 };
+
+/** A breach affecting B only, B's part made and notified. */
+async function bBreach(t: TestApp, b: Tenant): Promise<string> {
+  const { id } = await registerBreach(t, breachBody(t, { scope: [{ tenantId: b.tenantId, window: { from: "2026-01-01T00:00:00Z", to: "2026-01-02T00:00:00Z" }, categories: ["contact"] }] }));
+  await partOf(t, b.apiKey, id);
+  return id;
+}
+
+/** A breach affecting A and B, with a note for B only; both parts made. */
+async function sharedBreach(t: TestApp, a: Tenant, b: Tenant): Promise<string> {
+  const window = { from: "2026-01-01T00:00:00Z", to: "2026-01-02T00:00:00Z" };
+  const { id } = await registerBreach(
+    t,
+    breachBody(t, { scope: [{ tenantId: a.tenantId, window, categories: ["contact"] }, { tenantId: b.tenantId, window, categories: ["health"], note: "B's own note" }] }),
+  );
+  await partOf(t, a.apiKey, id);
+  await partOf(t, b.apiKey, id);
+  return id;
+}
 
 /** A purpose of `tenant` with one notice, if it has none of that key yet. */
 async function ensurePurpose(t: TestApp, tenant: Tenant, key: string): Promise<void> {
