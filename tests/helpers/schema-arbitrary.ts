@@ -165,7 +165,8 @@ export function wrongValue(schema: JsonSchema, ctx: SchemaContext, depth = 0): f
   }
   if (types.includes("object") && s.properties && depth < 3) {
     const props = s.properties;
-    const valid = validValue(s, ctx, depth + 1) as fc.Arbitrary<Record<string, unknown>>;
+    // An object of the schema (a nullable object's type also names "null", which has no fields to take away or change).
+    const valid = validValue({ ...s, type: "object" }, ctx, depth + 1) as fc.Arbitrary<Record<string, unknown>>;
     const required = (s.required ?? []).filter((k) => k in props);
     if (required.length > 0) {
       wrongs.push(fc.tuple(valid, fc.constantFrom(...required)).map(([v, k]) => Object.fromEntries(Object.entries(v).filter(([key]) => key !== k))));

@@ -13,6 +13,8 @@ import { afterAll, beforeAll, describe, it } from "@jest/globals";
 import { expect } from "../helpers/expect";
 import { startTestApp, type TestApp } from "../helpers/app";
 import { createUpload, uploadWith } from "../helpers/uploads";
+import { breachBody } from "../helpers/breaches";
+import { syncTenantPart } from "../../shared/usecases/breach-notices";
 import { OffsetClock } from "../../shared/domain/clock";
 import { contractViolations, operationsOf, stringsIn, type JsonSchema, type OpenApiDocument, type Operation, type OperationRef, type Parameter } from "../helpers/openapi-contract";
 import { validValue, wrongValue, type SchemaContext } from "../helpers/schema-arbitrary";
@@ -48,6 +50,13 @@ beforeAll(async () => {
   expect((await t.call("PUT", "v1/webhook", { key: caller.apiKey, json: { url: "https://hooks.example.com/safedata" } })).status).toBe(201);
   for (let i = 0; i < 3; i++) seen.add((await uploadWith(t, caller.apiKey, 8 + i, { contentType: "application/octet-stream" })).id);
   for (let i = 0; i < 4; i++) seen.add((await createUpload(t, caller.apiKey, { size: i, contentType: "application/octet-stream" })).id);
+  // A breach affecting the caller, its part made by the queue job's own step (queues are off here).
+  const scope = [{ tenantId: caller.tenantId, window: { from: "2026-01-01T00:00:00Z", to: "2026-01-02T00:00:00Z" }, categories: ["contact"] }];
+  const breach = await t.admin("POST", "v1/admin/breaches", breachBody(t, { awareAt: new Date(Date.now() - 3_600_000).toISOString(), occurredFrom: null, occurredTo: null, scope }));
+  expect(breach.status).toBe(201);
+  const breachId = ((await breach.json()) as { id: string }).id;
+  seen.add(breachId);
+  await syncTenantPart(t.services, breachId, caller.tenantId);
   const res = await t.call("GET", "v1/openapi.json");
   expect(res.status).toBe(200);
   doc = (await res.json()) as OpenApiDocument;
