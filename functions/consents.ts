@@ -21,7 +21,7 @@ import {
 } from "../shared/domain/consent";
 import { httpEndpoint, problems, type ResponseHeaderSpec } from "../shared/http/endpoint";
 import { isoDateTime, singleLine } from "../shared/http/schemas";
-import { consentProof, proofHtml, proofWithoutEvidence, type ConsentProof } from "../shared/usecases/consent-proof";
+import { consentProof, consentProofHtml, proofWithoutEvidence, type ConsentProof } from "../shared/usecases/consent-proof";
 import { issueWithdrawalLink, rotateLinkSecret, withdrawalPage } from "../shared/usecases/consent-links";
 import {
   addNotice,
@@ -369,12 +369,7 @@ const proof = httpEndpoint({
   handler: async ({ services, principal, body }) => {
     const doc = await consentProof(services, principal, body);
     if (body.format !== "html") return { status: 200, json: doc };
-    const tenant = await services.tenants.get(principal.tenantId);
-    return {
-      status: 200,
-      body: proofHtml(services, doc, tenant?.language ?? "en", tenant?.timeZone ?? "Europe/Copenhagen"),
-      headers: htmlHeaders(PROOF_CSP),
-    };
+    return { status: 200, body: await consentProofHtml(services, principal, doc), headers: htmlHeaders(PROOF_CSP) };
   },
 });
 app.http(proof.name, proof.options);

@@ -20,7 +20,8 @@
  */
 import { consentDigest, decisionOrder, digestInput, DIGEST_SCHEME, eventDigestKey, projectStates, type Decision, type DigestContent, type LegalBasis } from "../domain/consent";
 import type { AuditEntry } from "../domain/audit-chain";
-import type { Language } from "../domain/language";
+import { DEFAULT_LANGUAGE, type Language } from "../domain/language";
+import { DEFAULT_TIME_ZONE } from "../domain/tenant";
 import { formatInstant } from "../domain/time";
 import { AppError } from "../errors";
 import type { Services } from "../services";
@@ -177,7 +178,13 @@ export function proofWithoutEvidence(proof: ConsentProof): ConsentProof {
   return { ...proof, events: proof.events.map((e) => ({ ...e, evidence: { pageUrl: null, userAgent: null, fullIpAddress: null } })) };
 }
 
-/** The printable rendering of a proof, in the tenant's language and time zone (escaped; no scripts). */
+/** The printable rendering of a proof, in the caller's tenant's language and time zone (escaped; no scripts). */
+export async function consentProofHtml(s: Services, caller: TenantCaller, proof: ConsentProof): Promise<string> {
+  const tenant = await s.tenants.get(caller.tenantId);
+  return proofHtml(s, proof, tenant?.language ?? DEFAULT_LANGUAGE, tenant?.timeZone ?? DEFAULT_TIME_ZONE);
+}
+
+/** The printable rendering of a proof in `language` and `timeZone` (escaped; no scripts). */
 export function proofHtml(s: Services, proof: ConsentProof, language: Language, timeZone: string): string {
   const when = (iso: string) => `${formatInstant(new Date(iso), language, timeZone)} (${iso})`;
   const text = (v: string | number | boolean | null) => (v === null ? "—" : String(v));
