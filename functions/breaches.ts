@@ -446,8 +446,9 @@ const report = httpEndpoint({
   params,
   responses: {
     200: {
-      description: "The report (application/json; text/html when asked for)",
+      description: "The report: application/json unless Accept prefers text/html (a printable page with a Content-Security-Policy)",
       schema: z.record(z.string(), z.unknown()).describe("contactPoint, description, persons, records, consequences, likelyConsequences, measures, severity, personsInformed, notification, followUp"),
+      alternatives: { "text/html": z.string().describe("The same report as an HTML page in your language") },
     },
     404: problems(["not-found"]),
     406: problems(["not-acceptable"]),

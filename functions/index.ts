@@ -19,6 +19,7 @@ import "./webhooks";
 import "./deadlines";
 import "./breaches";
 import "./consents";
+import "./subject-requests";
 import "./not-found";
 import { registerClockControl } from "./admin-clock";
 

@@ -39,6 +39,8 @@ export const ERROR_KINDS = [
   "range-not-satisfiable",
   "validation-failed",
   "idempotency-key-reused",
+  /** A data subject's one-time code or link did not verify them (wrong, expired, or the tries are used up). */
+  "verification-failed",
   /** Too many requests for one thing (a withdrawal link) in a window; `retryAfterSeconds` says when to try again. */
   "too-many-requests",
   "internal-error",

@@ -25,6 +25,7 @@ import { HeartbeatStore } from "./stores/heartbeat-store";
 import { IdempotencyStore } from "./stores/idempotency-store";
 import { PayloadStore } from "./stores/payload-store";
 import { createBlobServiceClient, createQueueServiceClient, QueueSender } from "./stores/storage";
+import { SubjectRequestStore } from "./stores/subject-request-store";
 import { SweepStore } from "./stores/sweep-store";
 import { TenantStore } from "./stores/tenant-store";
 import { UploadStore } from "./stores/upload-store";
@@ -69,6 +70,8 @@ export interface Services {
   readonly breaches: BreachStore;
   /** Consent purposes, notices, subjects, events and withdrawal links. */
   readonly consents: ConsentStore;
+  /** Data-subject requests: their state, deadlines, verification and work steps. */
+  readonly subjectRequests: SubjectRequestStore;
   /** Sends one signed webhook request. */
   readonly webhookSender: WebhookSender;
   /** One reachability check per store. */
@@ -108,6 +111,7 @@ export function createServices(settings: Settings, adapters: AdapterFactory, ove
   const webhooks = new WebhookStore(containers.webhooks);
   const breaches = new BreachStore(containers.breaches);
   const consents = new ConsentStore(containers.consents);
+  const subjectRequests = new SubjectRequestStore(containers.subjectRequests);
   const templatesDir = bundledTemplatesDir();
   const probes: StoreProbe[] = [
     { name: "tenants", system: "cosmos", probe: () => tenants.probe() },
@@ -118,6 +122,7 @@ export function createServices(settings: Settings, adapters: AdapterFactory, ove
     { name: "webhooks", system: "cosmos", probe: () => webhooks.probe() },
     { name: "breaches", system: "cosmos", probe: () => breaches.probe() },
     { name: "consents", system: "cosmos", probe: () => consents.probe() },
+    { name: "subject-requests", system: "cosmos", probe: () => subjectRequests.probe() },
     { name: "payloads", system: "blob", probe: () => payloads.probe() },
     { name: "anchors", system: "blob", probe: () => anchors.probe() },
     ...Object.values(QUEUES).map((q): StoreProbe => ({ name: `queue:${q.name}`, system: "queue", probe: () => queues.probe(q.name) })),
@@ -143,6 +148,7 @@ export function createServices(settings: Settings, adapters: AdapterFactory, ove
     webhooks,
     breaches,
     consents,
+    subjectRequests,
     webhookSender: overrides.webhookSender ?? new HttpWebhookSender({ allowLoopback: settings.allowLoopbackWebhooks }),
     probes,
     startedAt: clock.now(),

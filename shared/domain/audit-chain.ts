@@ -51,6 +51,30 @@ export const AUDIT_ACTIONS = [
   /** A subject's consent history for a purpose was erased at the end of its evidence period. */
   "consent.evidence-erased",
   /**
+   * Data-subject requests: each change of state (and the extension) as recorded in the request's history, with the
+   * actor who made it (a vouch names the tenant's key and carries a keyed digest of its statement); a wrong code; a
+   * verification e-mail or notice sent; a read that decrypted the request's personal fields; the overdue mark; the
+   * erasure of its personal fields at the end of its evidence period.
+   */
+  "subject-request.created",
+  "subject-request.verified",
+  "subject-request.verification-failed",
+  "subject-request.in-progress",
+  "subject-request.completed",
+  "subject-request.rejected",
+  "subject-request.cancelled",
+  "subject-request.closed-unverified",
+  "subject-request.needs-attention",
+  "subject-request.resumed",
+  "subject-request.extended",
+  "subject-request.code-rejected",
+  "subject-request.resend-requested",
+  "subject-request.verification-sent",
+  "subject-request.notified",
+  "subject-request.read",
+  "subject-request.overdue",
+  "subject-request.erased",
+  /**
    * Personal-data breaches, in each affected tenant's own chain (never naming other tenants): its part registered,
    * a new version of it (phased information, Art. 33(4)), withdrawn from it; the controller notice sent and first
    * delivered; the tenant's acknowledgement, decision and authority notification (or its reason not to notify); a

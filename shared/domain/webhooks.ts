@@ -15,6 +15,22 @@ export const WEBHOOK_EVENT_TYPES = [
   "breach.updated",
   /** A person withdrew consent through a withdrawal link: `data` names the subject id, the purpose (or `all`), the link and the events. */
   "consent.withdrawn",
+  /**
+   * Data-subject requests: every change of state (`resumed`: out of needs-attention by a retry), the extension of the
+   * deadline, and the overdue mark. `data` names the request id, its type, its status and when; never the person.
+   */
+  "subject-request.created",
+  "subject-request.verified",
+  "subject-request.verification-failed",
+  "subject-request.in-progress",
+  "subject-request.completed",
+  "subject-request.rejected",
+  "subject-request.cancelled",
+  "subject-request.closed-unverified",
+  "subject-request.needs-attention",
+  "subject-request.resumed",
+  "subject-request.extended",
+  "subject-request.overdue",
 ] as const;
 export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number];
 

@@ -35,6 +35,8 @@ export interface ResponseSpec {
   schema?: z.ZodType;
   /** Defaults to application/json when a schema is given. */
   contentType?: string;
+  /** Further media types the same status is answered with, chosen by the request's Accept (RFC 9110 §12.5.1). */
+  alternatives?: Record<string, z.ZodType>;
   headers?: Record<string, ResponseHeaderSpec>;
   /**
    * The problem types answered with this status (shared/http/problem.ts): the answer is RFC 9457 problem+json and its

@@ -25,6 +25,7 @@ interface Declared {
   description?: string;
   schema?: z.ZodType;
   contentType?: string;
+  alternatives?: Record<string, z.ZodType>;
   headers: Record<string, ResponseHeaderSpec>;
   problems?: Set<ProblemType>;
 }
@@ -79,7 +80,7 @@ function declaredResponses(spec: AnyEndpointSpec): Map<number, Declared> {
       if (have) {
         throw new Error(`${spec.name}: status ${status} is declared as an outcome, but the endpoint wrapper answers it with a problem: declare it with problems([...]) (shared/http/endpoint.ts)`);
       }
-      out.set(status, { description: r.description, schema: r.schema, contentType: r.contentType, headers: { ...r.headers } });
+      out.set(status, { description: r.description, schema: r.schema, contentType: r.contentType, alternatives: r.alternatives, headers: { ...r.headers } });
     }
   }
   return out;
@@ -111,7 +112,9 @@ function renderResponse(status: number, d: Declared, head: boolean): ResponseCon
   }
   return {
     description: d.description ?? "",
-    ...(d.schema && !head ? { content: { [d.contentType ?? "application/json"]: { schema: d.schema } } } : {}),
+    ...(d.schema && !head
+      ? { content: { [d.contentType ?? "application/json"]: { schema: d.schema }, ...Object.fromEntries(Object.entries(d.alternatives ?? {}).map(([type, schema]) => [type, { schema }])) } }
+      : {}),
     ...headers,
   };
 }

@@ -28,6 +28,7 @@ export const PROBLEM_TYPES = {
   "range-not-satisfiable": { status: 416, title: "The requested range cannot be served" },
   "validation-failed": { status: 422, title: "The request body is invalid" },
   "idempotency-key-reused": { status: 422, title: "The Idempotency-Key was used with a different request" },
+  "verification-failed": { status: 422, title: "The data subject's identity was not verified" },
   "too-many-requests": { status: 429, title: "Too many requests; try again later" },
   "internal-error": { status: 500, title: "Internal error" },
   "integrity-error": { status: 500, title: "Stored data failed its integrity check" },

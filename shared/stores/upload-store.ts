@@ -246,6 +246,23 @@ export class UploadStore {
   }
 
   /**
+   * How many of the tenant's uploads name this keyed address hash as a data subject or a recipient (deleted uploads
+   * have had their hashes cleared, so they never count). For data-subject requests: is anything held about a person?
+   */
+  async countNamingPerson(tenantId: string, lookupHash: string): Promise<number> {
+    const [n] = await queryAll(this.container, z.number().int(), {
+      query:
+        "SELECT VALUE COUNT(1) FROM c WHERE c.tenantId = @tenantId AND c.type = 'upload' " +
+        "AND (ARRAY_CONTAINS(c.lookups.subjects, @hash) OR ARRAY_CONTAINS(c.lookups.recipients, @hash))",
+      parameters: [
+        { name: "@tenantId", value: tenantId },
+        { name: "@hash", value: lookupHash },
+      ],
+    }, tenantId);
+    return n ?? 0;
+  }
+
+  /**
    * Across all tenants, for the retention sweep only (never a tenant's request): live uploads whose expiry is at
    * or before `now`, and deletions whose worker's lease ran out, oldest expiry first, at most `limit`. The purge
    * decides each with `uploadPurgeDue`; these are the same conditions, written so the database can select them.

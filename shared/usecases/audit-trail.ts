@@ -21,7 +21,7 @@ export interface TenantCaller extends Actor {
   readonly requestId: string;
 }
 
-export type AuditTarget = { type: "upload" | "breach" | "tenant" | "sweep" | "webhook-delivery" | "consent-purpose" | "consent-event" | "consent-subject"; id: string };
+export type AuditTarget = { type: "upload" | "breach" | "tenant" | "sweep" | "webhook-delivery" | "consent-purpose" | "consent-event" | "consent-subject" | "subject-request"; id: string };
 
 /** Appends one entry to `tenantId`'s chain and returns it (with its sequence number). */
 export function recordAudit(

@@ -26,6 +26,7 @@ import { rewrapMessage, type RewrapMessage } from "./messages";
 import { rewrapUploadKey } from "./upload-keys";
 import { resealWebhookSecrets } from "./webhooks";
 import { resealConsentLinkSecrets, rewrapSubjectKeys } from "./consent-keys";
+import { rewrapRequestKeys } from "./subject-request-keys";
 
 /** How long after running out of work the job looks once more (longer than a request that read the old version). */
 export const REWRAP_FINAL_CHECK_SECONDS = 300;
@@ -189,17 +190,35 @@ export async function rewrapBatch(
     skipDamaged,
     batchSize,
   );
-  if (rewrapped + subjects.rewrapped > 0) {
+  // Data-subject requests' data keys, the same way.
+  const requests = await rewrapRequestKeys(
+    s,
+    tenantId,
+    target,
+    async (from) => {
+      if (history.indexOf(from) < 0) fresher ??= kekHistory((await s.tenants.get(tenantId)) ?? tenant);
+      return compareKek(history, from, target.version, fresher?.includes(from) ?? false) === "older";
+    },
+    skipDamaged,
+    batchSize,
+  );
+  if (rewrapped + subjects.rewrapped + requests.rewrapped > 0) {
     await recordAudit(s, tenantId, { actor: "system:key-rewrap" }, "key.rewrapped", { type: "tenant", id: tenantId }, {
       uploads: rewrapped,
       consentSubjects: subjects.rewrapped,
+      subjectRequests: requests.rewrapped,
       version: target.version,
     });
   }
   // A full batch of nothing but damaged keys would come back forever: stop; the delayed last look logs them again.
   const remaining =
-    (resources.length >= batchSize && rewrapped + contended > 0) || contended > 0 || (subjects.full && subjects.rewrapped + subjects.contended > 0) || subjects.contended > 0;
-  return { rewrapped: rewrapped + subjects.rewrapped, damaged, remaining, version: target.version };
+    (resources.length >= batchSize && rewrapped + contended > 0) ||
+    contended > 0 ||
+    (subjects.full && subjects.rewrapped + subjects.contended > 0) ||
+    subjects.contended > 0 ||
+    (requests.full && requests.rewrapped + requests.contended > 0) ||
+    requests.contended > 0;
+  return { rewrapped: rewrapped + subjects.rewrapped + requests.rewrapped, damaged, remaining, version: target.version };
 }
 
 /** One queue message's work: a batch, then the next message (now, or the delayed last look). */

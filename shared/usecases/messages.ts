@@ -6,7 +6,7 @@
 import { z } from "zod";
 
 /** Retention classes the purge applies today (shared/domain/retention.ts). */
-export const ACTIVE_RETENTION_CLASSES = ["safedata", "suspended-tenant", "idempotency-record", "consent-evidence"] as const;
+export const ACTIVE_RETENTION_CLASSES = ["safedata", "suspended-tenant", "idempotency-record", "consent-evidence", "closed-request"] as const;
 export type ActiveRetentionClass = (typeof ACTIVE_RETENTION_CLASSES)[number];
 
 /**
@@ -54,6 +54,18 @@ export const deadlineNoticeMessage = z.object({
   milestoneId: z.string().max(100),
 });
 export type DeadlineNoticeMessage = z.infer<typeof deadlineNoticeMessage>;
+
+/**
+ * queue subject-request-steps: step `step` (its `seq`-th queueing) of one data-subject request. The worker re-reads
+ * the request and acts only when that step, with that number, is pending on it (shared/usecases/subject-request-steps.ts).
+ */
+export const subjectRequestStepMessage = z.object({
+  tenantId: z.string().max(100),
+  requestId: z.string().max(100),
+  step: z.string().regex(/^[a-z][a-z0-9:-]{0,59}$/),
+  seq: z.number().int().positive(),
+});
+export type SubjectRequestStepMessage = z.infer<typeof subjectRequestStepMessage>;
 
 /**
  * queue breach-jobs: bring one tenant's part of a breach up to the register's current version and deliver its

@@ -44,6 +44,7 @@ import { recordAuditOnce, type Actor } from "./audit-trail";
 import { ACTIVE_RETENTION_CLASSES, notificationMessage, purgeBatchMessage, type ActiveRetentionClass, type PurgeBatchMessage } from "./messages";
 import { deleteUpload, type DeletionFaults } from "./upload-deletion";
 import { erasedBySweep, findDueConsentItems, purgeConsentItem } from "./consent-retention";
+import { eraseClosedRequest, findClosedRequestsDue } from "./subject-requests";
 
 export const RETENTION_SWEEP = "retention";
 export const RETENTION_INTERVAL_MINUTES = 15;
@@ -144,6 +145,13 @@ const HANDLERS: Record<ActiveRetentionClass, ClassHandler> = {
     // consent-retention.ts, which decides each item again from the events themselves.
     findDue: (s, now, limit) => findDueConsentItems(s, now, limit),
     purge: (s, item, sweepId) => purgeConsentItem(s, item, sweepId, BY),
+  },
+
+  "closed-request": {
+    // Data-subject requests closed EVIDENCE_RETENTION_YEARS ago: their data key is destroyed and personal fields
+    // cleared; the anonymous record stays (subject-requests.ts decides each again from the stored request).
+    findDue: (s, now, limit) => findClosedRequestsDue(s, now, limit),
+    purge: (s, item, sweepId) => eraseClosedRequest(s, item, sweepId),
   },
 };
 

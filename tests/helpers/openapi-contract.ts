@@ -190,7 +190,12 @@ export function contractViolations(doc: OpenApiDocument, ex: Exchange): string[]
     }
     if (!declared["x-problem-types"]!.includes(String(problem.type))) fail(`problem type ${String(problem.type)} not declared (declared: ${declared["x-problem-types"]!.join(", ")})`);
     if (problem.status !== ex.status) fail(`problem status ${String(problem.status)}`);
-  } else if (declared.content?.["application/json"] && ex.body !== "" && !(ex.headers.get("content-type") ?? "").startsWith("application/json")) {
+  } else if (
+    declared.content?.["application/json"] &&
+    ex.body !== "" &&
+    // Another media type the status declares (content negotiation) is as good.
+    !Object.keys(declared.content).some((type) => (ex.headers.get("content-type") ?? "").startsWith(type))
+  ) {
     fail(`declared JSON, sent ${ex.headers.get("content-type")}`);
   }
   return out;

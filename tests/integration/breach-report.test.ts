@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, it } from "@jest/globals";
 import { startTestApp, type TestApp } from "../helpers/app";
 import { breachBody, partOf, registerBreach, type Json } from "../helpers/breaches";
 import { expect } from "../helpers/expect";
+import { contractViolations, type OpenApiDocument } from "../helpers/openapi-contract";
 import { uploadWith } from "../helpers/uploads";
 
 let t: TestApp;
@@ -109,6 +110,18 @@ describe("the authority report", () => {
     const head = await t.call("HEAD", `v1/breaches/${id}/report`, { key: tenant.apiKey, headers: { accept: "text/html" } });
     expect(head.status).toBe(200);
     expect(await head.text()).toBe("");
+  });
+
+  it("is declared in the OpenAPI document with both media types and the 406", async () => {
+    const doc = (await (await t.call("GET", "v1/openapi.json")).json()) as OpenApiDocument;
+    const op = doc.paths["/api/v1/breaches/{id}/report"]!.get!;
+    expect(Object.keys(op.responses["200"]!.content!)).toEqual(["application/json", "text/html"]);
+    expect(op.responses["406"]!["x-problem-types"]).toEqual(["urn:safedata:problem:not-acceptable"]);
+    for (const accept of ["text/html", "application/json", "image/png"]) {
+      const url = new URL(`${t.api}/v1/breaches/${id}/report`);
+      const res = await fetch(url, { headers: { authorization: `Bearer ${tenant.apiKey}`, accept } });
+      expect(contractViolations(doc, { method: "GET", url, status: res.status, headers: res.headers, body: await res.text() }), accept).toEqual([]);
+    }
   });
 
   it("records each read in the controller's audit log, without the address it shows", async () => {

@@ -322,7 +322,88 @@ export const ISOLATION_CASES: Record<string, IsolationCase> = {
       }
     },
   },
+  // Data-subject requests: B's requests are found, listed, verified and decided on with B's key only (404 for A, as
+  // for an id never issued), and a request A records for the same address is A's own.
+  "subject-requests-create": {
+    async check(t, a, b) {
+      const first = await bRequest(t, b);
+      const res = await t.call("POST", "v1/subject-requests", { key: a.apiKey, json: { type: "access", subjectEmail: first.email, externalId: "iso-shared-id" } });
+      expect(res.status).toBe(201);
+      expect(((await res.json()) as { id: string }).id).not.toBe(first.id);
+    },
+  },
+  "subject-requests-list": {
+    async check(t, a, b) {
+      const { id } = await bRequest(t, b);
+      const list = await json<{ items: Array<{ id: string }> }>(await t.call("GET", "v1/subject-requests?limit=200", { key: a.apiKey }));
+      expect(list.items.map((x) => x.id)).not.toContain(id);
+      const csv = await (await t.call("GET", "v1/subject-requests", { key: a.apiKey, headers: { accept: "text/csv" } })).text();
+      expect(csv).not.toContain(id);
+    },
+  },
+  "subject-requests-get": {
+    async check(t, a, b) {
+      await expectNotFound(await t.call("GET", `v1/subject-requests/${(await bRequest(t, b)).id}`, { key: a.apiKey }));
+    },
+  },
+  "subject-requests-verify": {
+    async check(t, a, b) {
+      const { id } = await bRequest(t, b);
+      await expectNotFound(await t.call("POST", `v1/subject-requests/${id}/verify`, { key: a.apiKey, json: { code: "123456" } }));
+      expect((await t.services.subjectRequests.get(b.tenantId, id))?.verification.wrongTries).toBe(0);
+    },
+  },
+  "subject-requests-vouch": {
+    async check(t, a, b) {
+      const { id } = await bRequest(t, b);
+      await expectNotFound(await t.call("POST", `v1/subject-requests/${id}/vouch`, { key: a.apiKey, json: { statement: "A vouches for B's subject" } }));
+      expect((await t.services.subjectRequests.get(b.tenantId, id))?.status).toBe("awaiting-verification");
+    },
+  },
+  "subject-requests-resend": {
+    async check(t, a, b) {
+      const { id } = await bRequest(t, b);
+      await expectNotFound(await t.call("POST", `v1/subject-requests/${id}/resend`, { key: a.apiKey }));
+      expect((await t.services.subjectRequests.get(b.tenantId, id))?.verification.resends).toBe(0);
+    },
+  },
+  "subject-requests-extend": {
+    async check(t, a, b) {
+      const { id } = await bRequest(t, b);
+      await expectNotFound(await t.call("POST", `v1/subject-requests/${id}/extend`, { key: a.apiKey, json: { reason: "A extends B's request" } }));
+      expect((await t.services.subjectRequests.get(b.tenantId, id))?.extendedAt).toBeNull();
+    },
+  },
+  "subject-requests-reject": {
+    async check(t, a, b) {
+      const { id } = await bRequest(t, b);
+      await expectNotFound(await t.call("POST", `v1/subject-requests/${id}/reject`, { key: a.apiKey, json: { ground: "excessive", reason: "A rejects B's request" } }));
+      expect((await t.services.subjectRequests.get(b.tenantId, id))?.status).toBe("awaiting-verification");
+    },
+  },
+  "subject-requests-cancel": {
+    async check(t, a, b) {
+      const { id } = await bRequest(t, b);
+      await expectNotFound(await t.call("POST", `v1/subject-requests/${id}/cancel`, { key: a.apiKey, json: { reason: "A cancels B's request" } }));
+      expect((await t.services.subjectRequests.get(b.tenantId, id))?.status).toBe("awaiting-verification");
+    },
+  },
+  "subject-requests-retry": {
+    async check(t, a, b) {
+      const { id } = await bRequest(t, b);
+      await expectNotFound(await t.call("POST", `v1/subject-requests/${id}/retry`, { key: a.apiKey }));
+    },
+  },
 };
+
+let requestN = 0;
+/** A request B recorded (its subject an address A may know too). */
+async function bRequest(t: TestApp, b: Tenant): Promise<{ id: string; email: string }> {
+  const email = `iso-subject-${++requestN}@example.com`;
+  const res = await t.call("POST", "v1/subject-requests", { key: b.apiKey, json: { type: "erasure", subjectEmail: email, externalId: "iso-shared-id" + requestN } });
+  expect(res.status).toBe(201);
+  return { id: ((await res.json()) as { id: string }).id, email };
+}
 
 /** A breach affecting B only, B's part made and notified. */
 async function bBreach(t: TestApp, b: Tenant): Promise<string> {

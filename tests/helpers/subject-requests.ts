@@ -1,0 +1,71 @@
+/** Helpers for the data-subject request tests: intake, the e-mails the person gets, the stored document. */
+import { LOCAL_ONLY_BLOB_CONTAINERS } from "../../shared/config/resources";
+import type { RequestDoc } from "../../shared/stores/subject-request-store";
+import type { TestApp } from "./app";
+import { eventually } from "./eventually";
+import { expect } from "./expect";
+
+export interface Mail {
+  messageId: string;
+  to: string[];
+  subject: string;
+  text: string;
+  html: string | null;
+}
+
+/** Every e-mail in the local outbox whose message id starts with `prefix`, oldest first. */
+export async function mails(t: TestApp, prefix: string): Promise<Mail[]> {
+  const outbox = t.raw.blobs.getContainerClient(LOCAL_ONLY_BLOB_CONTAINERS.outbox.name);
+  const out: Array<Mail & { sentAt: string }> = [];
+  for await (const b of outbox.listBlobsFlat()) {
+    if (!b.name.endsWith(".json")) continue;
+    const name = b.name.slice(b.name.lastIndexOf("/") + 1, -".json".length);
+    if (!name.startsWith(prefix)) continue;
+    out.push(JSON.parse((await outbox.getBlobClient(b.name).downloadToBuffer()).toString()) as Mail & { sentAt: string });
+  }
+  return out.sort((a, b) => a.messageId.localeCompare(b.messageId));
+}
+
+/** Waits until `count` e-mails with the prefix are in the outbox; returns them. */
+export async function waitForMails(t: TestApp, prefix: string, count = 1): Promise<Mail[]> {
+  t.host.pokeQueues();
+  let found: Mail[] = [];
+  await eventually(async () => {
+    found = await mails(t, prefix);
+    expect(found.length, `e-mails ${prefix}*`).toBeGreaterThanOrEqual(count);
+  }, 30_000, 50);
+  return found;
+}
+
+/** The code and the link token of a verification e-mail. */
+export function verificationOf(mail: Mail): { code: string; token: string; path: string } {
+  const code = /\b(\d{6})\b/.exec(mail.text)?.[1];
+  const link = /(https?:\/\/\S+\/api\/public\/subject-request-verification\/(\S+))/.exec(mail.text);
+  if (!code || !link) throw new Error("not a verification e-mail");
+  return { code, token: link[2]!, path: new URL(link[1]!).pathname };
+}
+
+export async function createRequest(t: TestApp, key: string, body: Record<string, unknown>, headers: Record<string, string> = {}): Promise<{ status: number; body: Record<string, unknown> & { id: string; status: string } }> {
+  const res = await t.call("POST", "v1/subject-requests", { key, json: { type: "access", ...body }, headers });
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> & { id: string; status: string } };
+}
+
+/** The stored request document, read with the test's own client (the service's store has named methods only). */
+export async function rawRequest(t: TestApp, tenantId: string, id: string): Promise<RequestDoc & { _etag: string }> {
+  const { resource } = await t.raw.containers.subjectRequests.item(id, tenantId).read<RequestDoc & { _etag: string }>();
+  if (!resource) throw new Error(`no stored request ${id}`);
+  return resource;
+}
+
+/** Waits until the stored request satisfies `check`. */
+export async function waitForRequest(t: TestApp, tenantId: string, id: string, check: (doc: RequestDoc) => boolean, what = "the request"): Promise<RequestDoc & { _etag: string }> {
+  t.host.pokeQueues();
+  let doc: (RequestDoc & { _etag: string }) | undefined;
+  await eventually(async () => {
+    doc = await rawRequest(t, tenantId, id);
+    expect(check(doc), `${what}: status ${doc.status}, steps ${JSON.stringify(doc.steps.map((s) => [s.name, s.attempts, s.parked]))}`).toBe(true);
+  }, 30_000, 50);
+  return doc!;
+}
+
+export const json = async <T = Record<string, unknown>>(res: Response): Promise<T> => (await res.json()) as T;
