@@ -9,6 +9,7 @@ import {
   ALL_PURPOSES,
   CONSENT_EVENT_ID_PATTERN,
   DECISIONS,
+  DIGEST_SCHEME,
   LANGUAGE_TAG,
   LEGAL_BASES,
   METHODS,
@@ -21,7 +22,8 @@ import {
 } from "../shared/domain/consent";
 import { httpEndpoint, problems, type ResponseHeaderSpec } from "../shared/http/endpoint";
 import { isoDateTime, singleLine } from "../shared/http/schemas";
-import { consentProof, consentProofHtml, proofWithoutEvidence, type ConsentProof } from "../shared/usecases/consent-proof";
+import { consentProof, consentProofHtml, PROOF_VERSION, proofWithoutEvidence, type ConsentProof } from "../shared/usecases/consent-proof";
+import { auditEntrySchema } from "../shared/domain/audit-chain";
 import { issueWithdrawalLink, rotateLinkSecret, withdrawalPage } from "../shared/usecases/consent-links";
 import {
   addNotice,
@@ -130,6 +132,65 @@ const stateView = z.object({
   noticeVersion: z.number().int().nullable(),
   events: z.number().int(),
 });
+
+const digestContent = z.object({
+  scheme: z.literal(DIGEST_SCHEME),
+  tenantId: z.string(),
+  eventId: z.string(),
+  subjectId: z.string(),
+  subjectHash: z.string(),
+  purposeKey: z.string(),
+  noticeVersion: z.number().int().nullable(),
+  noticeSha256: z.string().nullable(),
+  decision: z.enum(DECISIONS),
+  method: z.enum(METHODS),
+  requestOrigin: z.enum(REQUEST_ORIGINS),
+  propertyId: z.string().nullable(),
+  language: z.string().nullable(),
+  givenAt: z.string(),
+  recordedAt: z.string(),
+  ipTruncated: z.string().nullable(),
+  gpc: z.boolean().nullable(),
+});
+
+const proofView = z.object({
+  proofVersion: z.literal(PROOF_VERSION),
+  generatedAt: z.string(),
+  controller: z.object({ tenantId: z.string(), name: z.string() }),
+  subject: z.object({ subjectId: z.string(), subjectHash: z.string(), subjectHashAlgorithm: z.string() }),
+  purpose: z.object({ key: z.string(), description: z.string(), legalBasis: z.enum(LEGAL_BASES) }),
+  currentState: z.object({ decision: z.enum(DECISIONS), since: z.string(), eventId: z.string(), noticeVersion: z.number().int().nullable() }),
+  events: z.array(
+    z.object({
+      eventId: z.string(),
+      givenAt: z.string(),
+      recordedAt: z.string(),
+      decision: z.enum(DECISIONS),
+      method: z.string(),
+      requestOrigin: z.string(),
+      propertyId: z.string().nullable(),
+      language: z.string().nullable(),
+      ipAddress: z.string().nullable().describe("Truncated: /24 (IPv4) or /48 (IPv6)"),
+      gpc: z.boolean().nullable(),
+      recordedBy: z.string(),
+      linkId: z.string().nullable(),
+      notice: z.object({ version: z.number().int(), language: z.string(), text: z.string().nullable(), url: z.string().nullable(), sha256: z.string() }).nullable(),
+      evidence: z
+        .object({ pageUrl: z.string().nullable(), userAgent: z.string().nullable(), fullIpAddress: z.string().nullable() })
+        .describe("Kept encrypted; not covered by the digest; null in an Idempotency-Key replay"),
+      digest: z.object({
+        scheme: z.literal(DIGEST_SCHEME),
+        algorithm: z.literal("HMAC-SHA256"),
+        key: z.string().describe("This event's own HMAC key, hex (it opens no other event's digest)"),
+        content: digestContent,
+        canonical: z.string().describe("The canonical JSON of content: what the HMAC is computed over (UTF-8)"),
+        value: z.string(),
+      }),
+      audit: z.object({ seq: z.number().int(), hash: z.string(), entry: auditEntrySchema }),
+    }),
+  ),
+  verification: z.object({ steps: z.array(z.string()), auditVerify: z.array(z.string()) }),
+}) satisfies z.ZodType<ConsentProof>;
 
 const keyParams = z.object({ key: purposeKeySchema });
 
@@ -361,7 +422,10 @@ const proof = httpEndpoint({
   responses: {
     200: {
       description: "The proof: JSON (format json), or its HTML rendering (format html, text/html, with a Content-Security-Policy)",
-      schema: z.record(z.string(), z.unknown()).describe("See the proofVersion, events[].digest and verification fields"),
+      schema: proofView,
+      // Chosen by the body's format (not by Accept): the proof's JSON is the document, the HTML prints it.
+      alternatives: { "text/html": htmlPage },
+      headers: { "Content-Security-Policy": { description: `With format html: ${PROOF_CSP}` } },
     },
     404: problems(["not-found"]),
     500: problems(["integrity-error"]),
