@@ -163,6 +163,7 @@ const operatorView = z.object({
     z.object({
       tenantId: z.string(),
       inScope: z.boolean(),
+      clocks: clocks.describe("From the tenant's part once made, else from the current version (nobody told yet)"),
       part: z
         .object({
           status: z.enum(["open", "withdrawn"]),
@@ -170,7 +171,6 @@ const operatorView = z.object({
           controllerNotifiedAt: z.string().nullable(),
           controllerNotifiedVia: z.enum(["email", "webhook", "acknowledgement"]).nullable(),
           acknowledgedAt: z.string().nullable(),
-          clocks,
           notice: z
             .object({ version: z.number().int(), emailAcceptedAt: z.string().nullable(), emailAttempts: z.number().int(), emailLastFailure: z.string().nullable(), webhook: z.string(), pending: z.boolean() })
             .nullable(),

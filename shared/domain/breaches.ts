@@ -360,14 +360,14 @@ export function dataProcessingContext(categories: readonly DataCategory[]): { va
 }
 
 /**
- * EI from what the records hold: maximum when directly identifying data is involved (the product's records name each
- * data subject and recipient by e-mail address, so readable metadata identifies them too); otherwise significant.
+ * EI from what the records hold: maximum when directly identifying data is involved, or when the records' address
+ * fields (each data subject and recipient by e-mail address) were exposed readable; otherwise significant.
  */
 export function easeOfIdentification(categories: readonly DataCategory[], exposure: Exposure | null): { value: number; justification: string } {
   const identifying = categories.filter((c) => IDENTIFYING.includes(c));
   if (identifying.length > 0) return { value: EI_LEVELS.maximum, justification: `maximum (1): the data includes directly identifying categories (${[...new Set(identifying)].join(", ")})` };
-  const addresses = exposure?.fields.filter((f) => ["recipients", "data-subjects", "notify-email"].includes(f.field)).map((f) => f.field) ?? [];
-  if (addresses.length > 0) return { value: EI_LEVELS.maximum, justification: `maximum (1): the records name the persons by e-mail address (${[...new Set(addresses)].join(", ")})` };
+  const addresses = exposure?.fields.filter((f) => f.form === "plaintext" && ["recipients", "data-subjects", "notify-email"].includes(f.field)).map((f) => f.field) ?? [];
+  if (addresses.length > 0) return { value: EI_LEVELS.maximum, justification: `maximum (1): readable records name the persons by e-mail address (${[...new Set(addresses)].join(", ")})` };
   return { value: EI_LEVELS.significant, justification: "significant (0.75): the data is about identified persons whose identity can be found from the surrounding records" };
 }
 

@@ -48,6 +48,8 @@ import { emitWebhookEvent, onWebhookDelivered } from "./webhooks";
 export const BREACH_CLOCK = "breach";
 const SYSTEM: Actor = { actor: "system:breaches" };
 const MINUTE = 60_000;
+/** How long a worker holds a notice's e-mail attempt (the send takes seconds). */
+const ATTEMPT_CLAIM_MS = 2 * MINUTE;
 
 /** The e-mail retry's wait after `attempts` failed attempts: 1 minute, doubling, at most an hour. */
 export function emailRetryDelayMs(attempts: number): number {
@@ -413,6 +415,14 @@ async function deliverNotice(s: Services, part: StoredBreachPart, log?: Log): Pr
   if (Date.parse(pending.nextAttemptAt) > now.getTime()) return "synced";
   const notice = part.notices.find((x) => x.version === pending.version);
   if (!notice) throw new Error(`breach part ${part.breachId} of ${part.tenantId} has no notice for version ${pending.version}`);
+  // Claim the attempt: of several workers (a retry's message and the sweep's), one makes it; a worker that dies
+  // holding it leaves it to the sweep once the claim has run out.
+  const claim = await s.breaches.updatePart(part.tenantId, part.breachId, (doc) =>
+    doc.pendingNotice?.version === pending.version && doc.pendingNotice.nextAttemptAt === pending.nextAttemptAt
+      ? { ...withoutMeta(doc), pendingNotice: { version: pending.version, nextAttemptAt: new Date(now.getTime() + ATTEMPT_CLAIM_MS).toISOString() } }
+      : undefined,
+  );
+  if (!claim.updated) return "synced";
 
   if (notice.webhookDeliveryId === null && notice.webhook === "pending") {
     const v = part.versions.find((x) => x.n === notice.version);

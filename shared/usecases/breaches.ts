@@ -193,13 +193,14 @@ export interface OperatorBreachView {
   tenants: Array<{
     tenantId: string;
     inScope: boolean;
+    /** The tenant's clocks: from its part once made, else from the current version (nobody told yet). */
+    clocks: { controllerNotice: ControllerNoticeClock; authority: AuthorityClock };
     part: null | {
       status: BreachPartDoc["status"];
       version: number;
       controllerNotifiedAt: string | null;
       controllerNotifiedVia: BreachPartDoc["controllerNotifiedVia"];
       acknowledgedAt: string | null;
-      clocks: { controllerNotice: ControllerNoticeClock; authority: AuthorityClock };
       notice: { version: number; emailAcceptedAt: string | null; emailAttempts: number; emailLastFailure: string | null; webhook: string; pending: boolean } | null;
       decision: BreachPartDoc["decisions"][number] | null;
     };
@@ -224,9 +225,16 @@ async function operatorView(s: Services, head: BreachHeadDoc, version: BreachVer
     head.everTenants.map(async (tenantId) => {
       const part = head.status === "draft" ? undefined : await s.breaches.getPart(tenantId, head.id);
       const notice = part?.notices.at(-1);
+      const aware = new Date(version.fields.awareAt);
       return {
         tenantId,
         inScope: head.tenants.includes(tenantId),
+        clocks: part
+          ? clocksOf(s, part, now)
+          : {
+              controllerNotice: controllerNoticeClock(aware, s.settings.breachControllerNoticeHours, null, now),
+              authority: authorityClock(aware, null, { notifiedAt: null, notNotified: false }, now),
+            },
         part: part
           ? {
               status: part.status,
@@ -234,7 +242,6 @@ async function operatorView(s: Services, head: BreachHeadDoc, version: BreachVer
               controllerNotifiedAt: part.controllerNotifiedAt,
               controllerNotifiedVia: part.controllerNotifiedVia,
               acknowledgedAt: part.acknowledgedAt,
-              clocks: clocksOf(s, part, now),
               notice: notice
                 ? {
                     version: notice.version,

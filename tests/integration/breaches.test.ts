@@ -56,6 +56,11 @@ describe("registering a breach", () => {
     id = reg.id;
     expect(reg.etag).toBe('"v1"');
     expect(reg.body).toMatchObject({ status: "open", version: 1, current: { awareAt } });
+    // The 201 already shows each tenant's clocks, from awareAt.
+    for (const x of reg.body.tenants as Json[]) {
+      expect(x.clocks.controllerNotice).toMatchObject({ targetAt: new Date(Date.parse(awareAt) + 24 * HOUR).toISOString(), limitAt: new Date(Date.parse(awareAt) + 72 * HOUR).toISOString() });
+      expect(x.clocks.authority.productTargetAt).toBe(new Date(Date.parse(awareAt) + 72 * HOUR).toISOString());
+    }
     const assessments = reg.body.assessments as Array<{ tenantId: string; resolved: Record<string, unknown>; severity: { band: string } }>;
     expect(assessments.find((x) => x.tenantId === a.tenantId)).toMatchObject({ resolved: { categories: ["contact", "health"], approximatePersons: 4, approximateRecords: 1, uploadsFound: 1 }, severity: { band: "very-high" } });
 
