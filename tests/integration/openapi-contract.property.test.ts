@@ -57,6 +57,12 @@ beforeAll(async () => {
   const breachId = ((await breach.json()) as { id: string }).id;
   seen.add(breachId);
   await syncTenantPart(t.services, breachId, caller.tenantId);
+  // Data-subject requests of the caller, so their routes are reached with real ids.
+  for (const type of ["access", "erasure"]) {
+    const dsr = await t.call("POST", "v1/subject-requests", { key: caller.apiKey, json: { type, subjectEmail: `contract-${type}@example.com` } });
+    expect(dsr.status).toBe(201);
+    seen.add(((await dsr.json()) as { id: string }).id);
+  }
   const res = await t.call("GET", "v1/openapi.json");
   expect(res.status).toBe(200);
   doc = (await res.json()) as OpenApiDocument;
