@@ -18,7 +18,8 @@ export async function outbox(t: TestApp, prefix = ""): Promise<OutboxMail[]> {
   const container = t.raw.blobs.getContainerClient(LOCAL_ONLY_BLOB_CONTAINERS.outbox.name);
   const out: OutboxMail[] = [];
   for await (const b of container.listBlobsFlat()) {
-    if (!b.name.endsWith(".json") || b.name.startsWith("by-message-id/")) continue;
+    // Stored as <yyyy-mm-dd>/<messageId>.json: only the messages asked for are read.
+    if (!b.name.endsWith(".json") || b.name.startsWith("by-message-id/") || !(b.name.split("/")[1] ?? "").startsWith(prefix)) continue;
     const mail = JSON.parse((await container.getBlobClient(b.name).downloadToBuffer()).toString()) as OutboxMail;
     if (mail.messageId.startsWith(prefix)) out.push(mail);
   }
