@@ -421,6 +421,17 @@ export class ConsentStore {
     );
   }
 
+  /** Deletes a clock if unchanged since `etag` (a history that never had a recorded event); false otherwise. */
+  async deleteClock(tenantId: string, id: string, etag: string): Promise<boolean> {
+    try {
+      await this.container.item(id, tenantId).delete({ accessCondition: { type: "IfMatch", condition: etag } });
+      return true;
+    } catch (err) {
+      if (isPreconditionFailed(err) || isNotFound(err)) return false;
+      throw err;
+    }
+  }
+
   /** The subject's clocks that are not tombstones (histories that still exist). */
   liveClocksOfSubject(tenantId: string, subjectId: string): Promise<ClockDoc[]> {
     return queryAll(this.container, clockDocSchema, {

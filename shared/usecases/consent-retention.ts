@@ -81,6 +81,12 @@ async function eraseHistory(s: Services, tenantId: string, id: string, sweepId: 
   }
   // An erasure an earlier run began keeps the ids it had already deleted.
   const eventIds = [...new Set([...(clock.erasure?.eventIds ?? []), ...events.map((e) => e.id)])].sort();
+  if (eventIds.length === 0) {
+    // A history whose only events were never recorded (removed as such): nothing to erase or receipt, the clock goes.
+    if (!(await s.consents.deleteClock(tenantId, id, clock._etag))) return "busy";
+    await settleIfLast(s, tenantId, clock.subjectId);
+    return "skipped";
+  }
   const lease = { ...withoutMeta(clock), erasure: { sweepId, leaseUntil: new Date(now.getTime() + ERASURE_LEASE_MS).toISOString(), erasedAt: null, eventIds } };
   if (!(await s.consents.saveClock(lease, clock._etag))) return "busy";
   const leased = await s.consents.getClockById(tenantId, id);
@@ -106,11 +112,15 @@ async function eraseHistory(s: Services, tenantId: string, id: string, sweepId: 
   if (leased && leased.erasure?.sweepId === sweepId) {
     await s.consents.saveClock({ ...withoutMeta(leased), erasure: { ...leased.erasure, erasedAt: s.clock.now().toISOString() } }, leased._etag);
   }
-  if ((await s.consents.liveClocksOfSubject(tenantId, clock.subjectId)).length === 0) {
-    const subject = await s.consents.getSubjectById(tenantId, clock.subjectId);
-    if (subject) await settleSubject(s, tenantId, subject.id);
-  }
+  await settleIfLast(s, tenantId, clock.subjectId);
   return "purged";
+}
+
+/** With the subject's last history gone, the subject goes too (settleSubject checks again under its protocol). */
+async function settleIfLast(s: Services, tenantId: string, subjectId: string): Promise<void> {
+  if ((await s.consents.liveClocksOfSubject(tenantId, subjectId)).length > 0) return;
+  const subject = await s.consents.getSubjectById(tenantId, subjectId);
+  if (subject) await settleSubject(s, tenantId, subject.id);
 }
 
 /** An event the log may not show: finish it when its entry exists, otherwise remove it (it never was recorded). */

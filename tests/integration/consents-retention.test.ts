@@ -9,6 +9,7 @@ import { startTestApp, type TestApp } from "../helpers/app";
 import { decisionOf, purposeWithNotice, recordDecision, stateOf } from "../helpers/consents";
 import { eventually } from "../helpers/eventually";
 import { sweep } from "../helpers/sweep";
+import { refreshClock } from "../../shared/usecases/consents";
 
 let t: TestApp;
 let tenant: { tenantId: string; apiKey: string };
@@ -129,7 +130,11 @@ describe("what a crash leaves", () => {
     const { resource } = await t.raw.containers.consents.item(e.id, tenant.tenantId).read<Record<string, unknown>>();
     const orphanId = "ce-orphanorphanorph";
     await t.raw.containers.consents.items.create({ ...withoutSystemFields(resource!), id: orphanId, decision: "denied" });
-    expect((await stateOf(t, tenant.apiKey, email)).history, "neither counts until settled").toHaveLength(0);
+    // A third died after its history's clock counted it, before its entry: the clock is left with nothing recorded.
+    const lonelyId = "ce-lonelylonelylone";
+    await t.raw.containers.consents.items.create({ ...withoutSystemFields(resource!), id: lonelyId, purposeKey: "newsletter", decision: "denied" });
+    await refreshClock(t.services, tenant.tenantId, e.subjectId, "newsletter");
+    expect((await stateOf(t, tenant.apiKey, email)).history, "none counts until settled").toHaveLength(0);
 
     t.clock.set(T0 + 30 * 60_000);
     await sweep(t);
@@ -141,6 +146,12 @@ describe("what a crash leaves", () => {
     expect(s.history.map((x) => [x.id, x.audit.seq])).toEqual([[e.id, e.audit.seq]]);
     expect(s.states[0]!.decision).toBe("granted");
     expect((await docsOf("consent-event")).map((x) => x.id)).not.toContain(orphanId);
+    expect((await docsOf("consent-event")).map((x) => x.id)).not.toContain(lonelyId);
+    // Its clock, left with no event, goes at the next sweep, with nothing to erase and nothing in the log.
+    await sweep(t);
+    expect((await docsOf("consent-clock")).filter((c) => c.subjectId === e.subjectId).map((c) => c.purposeKey)).toEqual(["offers"]);
+    expect((await auditOf("consent.evidence-erased")).filter((x) => x.target.id === e.subjectId)).toEqual([]);
+    expect(await decisionOf(t, tenant.apiKey, email, "offers")).toBe("granted");
     t.clock.set(T0);
   });
 
