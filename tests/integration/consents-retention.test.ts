@@ -176,6 +176,26 @@ describe("what a crash leaves", () => {
   });
 });
 
+describe("a subject being removed", () => {
+  it("keeps its key and history when a new decision arrives while it is marked: the recording clears the mark", async () => {
+    t.clock.set(T0);
+    const email = person();
+    await recordDecision(t, tenant.apiKey, { email, purpose: "offers", noticeVersion: 1, decision: "denied" });
+    const subjectId = (await stateOf(t, tenant.apiKey, email)).subjectId!;
+    const doc = (await docsOf("consent-subject")).find((x) => x.subjectId === subjectId)!;
+    // The sweep marked it (its last history is due) and was about to check it has no events.
+    await t.raw.containers.consents.item(doc.id, tenant.tenantId).patch([{ op: "set", path: "/erasing", value: { since: new Date(T0).toISOString() } }]);
+    await recordDecision(t, tenant.apiKey, { email, purpose: "newsletter", noticeVersion: 1, decision: "granted" });
+    const after = (await docsOf("consent-subject")).find((x) => x.subjectId === subjectId);
+    expect(after, "the same subject, with the same key").toMatchObject({ erasing: null, dataKey: doc.dataKey });
+    t.clock.set(T0 + 2 * 3_600_000);
+    await sweep(t);
+    expect((await stateOf(t, tenant.apiKey, email)).subjectId).toBe(subjectId);
+    expect(await decisionOf(t, tenant.apiKey, email, "newsletter")).toBe("granted");
+    t.clock.set(T0);
+  });
+});
+
 describe("key rotation", () => {
   it("re-wraps subject keys and link secrets onto the new KEK; proofs and links keep working", async () => {
     t.clock.set(T0);
