@@ -5,13 +5,15 @@
  */
 import { createHash } from "node:crypto";
 import { app, type Timer } from "@azure/functions";
+import Negotiator from "negotiator";
 import { z } from "zod";
 import { QUEUES } from "../shared/config/resources";
 import { SETTING } from "../shared/config/settings";
 import { calendarDateSchema, CODE_DIGITS, codeSchema, DSR_OUTCOMES, DSR_STATUSES, DSR_TYPES, REJECTION_GROUNDS, requestIdSchema } from "../shared/domain/subject-requests";
 import { hasControlOrFormat } from "../shared/domain/uploads";
+import { AppError } from "../shared/errors";
 import { toCsv } from "../shared/http/csv";
-import { httpEndpoint, problems, type ResponseHeaderSpec } from "../shared/http/endpoint";
+import { httpEndpoint, problems, type EndpointResult, type ResponseHeaderSpec } from "../shared/http/endpoint";
 import { isoDateTime, pageOf, pagingQuery, singleLine } from "../shared/http/schemas";
 import { invocationLog } from "../shared/observability";
 import { queueHandler } from "../shared/queue-handler";
@@ -125,6 +127,8 @@ const create = httpEndpoint({
 });
 app.http(create.name, create.options);
 
+/** The list's media types, the first the default (RFC 9110 §12.5.1: Accept chooses, by q-value). */
+const LIST_TYPES = ["application/json", "text/csv"];
 const CSV_HEADER = ["id", "received", "type", "status", "due", "extended", "completed", "outcome"];
 
 const list = httpEndpoint({
@@ -142,19 +146,34 @@ const list = httpEndpoint({
     dueBefore: isoDateTime.optional().describe("Only requests due at or before this time"),
     overdue: z.enum(["true", "false"]).optional().describe("true: only open requests past their due date, and every request that needs attention"),
   }),
-  responses: { 200: { description: "A page of requests (or CSV, with Accept: text/csv)", schema: pageOf(summarySchema) } },
-  handler: async ({ services, principal, query, request }) => {
+  responses: {
+    200: {
+      description: "A page of requests: application/json unless Accept prefers text/csv (every matching request, not paged)",
+      schema: pageOf(summarySchema),
+      alternatives: { "text/csv": z.string().describe("RFC 4180 CSV with a header record: id, received, type, status, due, extended, completed, outcome") },
+    },
+    406: problems(["not-acceptable"]),
+  },
+  handler: async ({ services, principal, query, request }): Promise<EndpointResult> => {
     const q = { status: query.status, dueBefore: query.dueBefore, overdue: query.overdue === "true", limit: query.limit, cursor: query.cursor };
-    if (/(^|,)\s*text\/csv\b/i.test(request.headers.get("accept") ?? "")) {
+    const accept = request.headers.get("accept");
+    const type = new Negotiator({ headers: accept === null ? {} : { accept } }).mediaType(LIST_TYPES);
+    if (!type) throw new AppError("not-acceptable", "the list is available as application/json or text/csv; send an Accept header that allows one");
+    if (type === "text/csv") {
       const { items, truncated } = await allSubjectRequests(services, principal, q);
       const rows = items.map((r) => [r.id, r.receivedAt, r.type, r.status, r.dueAt, r.extended ? "yes" : "no", r.completedAt ?? r.closedAt ?? "", r.outcome ?? (r.status === "rejected" ? "rejected" : "")]);
       return {
         status: 200,
         body: toCsv(CSV_HEADER, rows),
-        headers: { "content-type": "text/csv; charset=utf-8; header=present", "content-disposition": 'attachment; filename="subject-requests.csv"', "x-truncated": String(truncated) },
+        headers: {
+          "content-type": "text/csv; charset=utf-8; header=present",
+          "content-disposition": 'attachment; filename="subject-requests.csv"',
+          "x-truncated": String(truncated),
+          vary: "Accept",
+        },
       };
     }
-    return { status: 200, json: await listSubjectRequests(services, principal, q) };
+    return { status: 200, json: await listSubjectRequests(services, principal, q), headers: { vary: "Accept" } };
   },
 });
 app.http(list.name, list.options);

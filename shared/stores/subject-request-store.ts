@@ -111,6 +111,8 @@ export const requestDocSchema = z.object({
   subjectHash: hex64.nullable(),
   /** Keyed hash of the tenant's external id (its marker's key); null when none or once erased. */
   externalIdHash: hex64.nullable(),
+  /** The id of the marker that makes it its subject's open request of this type and details (a keyed hash); null once erased. */
+  openMarkerId: z.string().regex(/^dsrm-[0-9a-f]{64}$/).nullable().default(null),
   /** The request's data key wrapped by the tenant's KEK; null once erased (crypto-shredded). */
   dataKey: z.object({ wrapped: z.string(), kekVersion: z.string() }).nullable(),
   /** Encrypted with the data key; null once erased. */

@@ -35,7 +35,6 @@ import { recordAuditOnce, type Actor } from "./audit-trail";
 import { cancelDeadlines, scheduleDeadlines } from "./deadlines";
 import { subjectRequestStepMessage, type SubjectRequestStepMessage } from "./messages";
 import { emitWebhookEvent } from "./webhooks";
-import { markerHasher, openRequestField, unwrapRequestKey } from "./subject-request-keys";
 import { canonicalJson } from "../domain/audit-chain";
 
 /** Failed attempts of a step before it is parked and the request needs attention (the queue's maxDequeueCount is 5 too). */
@@ -325,11 +324,7 @@ export function openMarkerId(hash: (...parts: string[]) => string, subjectHash: 
 
 /** A closed request no longer stands for its subject's open request: the next one of the kind is a new request. */
 export async function releaseOpenMarker(s: Services, doc: RequestDoc): Promise<void> {
-  if (!doc.subjectHash) return;
-  const key = await unwrapRequestKey(s, doc);
-  const sealed = doc.personal?.details;
-  const details: unknown = key && sealed ? JSON.parse(openRequestField(key, doc.tenantId, doc.id, "details", sealed)) : null;
-  await s.subjectRequests.deleteMarkerOf(doc.tenantId, openMarkerId(await markerHasher(s, doc.tenantId), doc.subjectHash, doc.requestType, details), doc.id);
+  if (doc.openMarkerId) await s.subjectRequests.deleteMarkerOf(doc.tenantId, doc.openMarkerId, doc.id);
 }
 
 defineStep(

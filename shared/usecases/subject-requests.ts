@@ -180,6 +180,7 @@ export async function createSubjectRequest(s: Services, caller: TenantCaller, in
     extendedAt: null,
     subjectHash,
     externalIdHash: extId ? extId.slice("dsrm-".length) : null,
+    openMarkerId: openId,
     dataKey: wrapped,
     personal: {
       email: seal("email", input.subjectEmail.trim())!,
@@ -525,6 +526,7 @@ export async function eraseClosedRequest(s: Services, item: { tenantId: string; 
     personal: null,
     subjectHash: null,
     externalIdHash: null,
+    openMarkerId: null,
     verification: { ...doc.verification, issued: [], linkOrigin: "" },
     erasedAt: now,
     updatedAt: now,

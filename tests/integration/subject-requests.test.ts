@@ -337,6 +337,10 @@ describe("deadlines and decisions", () => {
     expect(lines[0]).toBe("id,received,type,status,due,extended,completed,outcome");
     expect(lines.slice(1, 4).map((l) => l.split(",")[0])).toEqual([c.body.id, b.body.id, a.body.id]);
     expect(lines[1]).toBe(`${c.body.id},2027-01-01T10:00:00.000Z,access,awaiting-verification,2027-01-29T22:59:59.999Z,no,,`);
+    // Accept is read as RFC 9110 writes it: q-values decide; nothing acceptable is 406.
+    expect((await t.call("GET", "v1/subject-requests", { key, headers: { accept: "text/csv;q=0.4, application/json" } })).headers.get("content-type")).toContain("application/json");
+    expect((await t.call("GET", "v1/subject-requests", { key, headers: { accept: "TEXT/CSV" } })).headers.get("content-type")).toContain("text/csv");
+    await expectProblem(await t.call("GET", "v1/subject-requests", { key, headers: { accept: "image/png" } }), 406, "not-acceptable", "image/png");
   });
 
   it("answers 404 for another tenant's request, exactly as for one never issued", async () => {
