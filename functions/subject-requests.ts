@@ -321,9 +321,14 @@ const pageHeaderSpecs: Record<string, ResponseHeaderSpec> = {
 };
 const htmlPage = z.string().describe("An HTML page (escaped, no scripts)");
 const pageResponses = {
-  200: { description: "The page: confirm (GET), confirmed (POST), or already confirmed (HTML)", contentType: "text/html", schema: htmlPage, headers: pageHeaderSpecs },
+  200: { description: "The page: confirm (GET), or confirmed (POST) (HTML)", contentType: "text/html", schema: htmlPage, headers: pageHeaderSpecs },
   403: { description: "This link does not work (forged, changed, or naming nothing): a page that says so (HTML)", contentType: "text/html", schema: htmlPage, headers: pageHeaderSpecs },
-  410: { description: "This link has expired, or its request was closed unverified: a page that says so (HTML)", contentType: "text/html", schema: htmlPage, headers: pageHeaderSpecs },
+  410: {
+    description: "This link can no longer be used: it was used already, its request was verified otherwise, it expired, or its request was closed unverified; a page that says so (HTML)",
+    contentType: "text/html",
+    schema: htmlPage,
+    headers: pageHeaderSpecs,
+  },
 };
 const tokenParams = z.object({ token: z.string().min(1).max(1024) });
 

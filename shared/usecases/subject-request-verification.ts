@@ -219,13 +219,14 @@ export interface VerificationPage {
   html: string;
 }
 
-const STATUS: Record<PageState, VerificationPage["status"]> = { confirm: 200, done: 200, already: 200, expired: 410, invalid: 403 };
+/** A link that can no longer confirm anything (used, or its request verified, closed or expired) is gone: 410. */
+const STATUS: Record<PageState, VerificationPage["status"]> = { confirm: 200, done: 200, already: 410, expired: 410, invalid: 403 };
 
 /**
  * GET (a page: what confirming means, one button) and POST (confirms) of a verification link. A link that is
- * malformed, forged, or names nothing (403), or has expired or belongs to a request closed without verification
- * (410), gets a page that says so and nothing about the request or the person; an already used link, or one of a
- * request verified otherwise, says it is confirmed. The page is in the tenant's language (English when the link
+ * malformed, forged, or names nothing (403), that has expired or belongs to a request closed without verification
+ * (410), or that was used, or whose request was verified otherwise (410, a page saying the request is confirmed), gets
+ * a page that says so and nothing about the request or the person. The page is in the tenant's language (English when the link
  * names no tenant), every value escaped, no script.
  */
 export async function verificationPage(s: Services, token: string, method: "GET" | "POST", requestId: string, log?: Log): Promise<VerificationPage> {

@@ -209,8 +209,9 @@ describe("identity verification", () => {
     expect(await done.text()).toContain("your request is confirmed");
     // Verified by the link (and then, holding nothing about the person, answered as such).
     expect(await rawRequest(t, tenant.tenantId, r.id)).toMatchObject({ verification: { method: "link" }, history: expect.arrayContaining([expect.objectContaining({ to: "verified", by: "subject" })]) });
+    // Used: gone, with a page that says so.
     const again = await fetch(`${t.api.replace(/\/api$/, "")}${r.path}`, { method: "POST" });
-    expect(again.status).toBe(200);
+    expect(again.status).toBe(410);
     const againHtml = await again.text();
     expect(againHtml).toContain("This link was already used");
     expect(againHtml).not.toContain("erasure");
@@ -247,7 +248,7 @@ describe("identity verification", () => {
     await expectProblem(await call("POST", `v1/subject-requests/${r.id}/vouch`, { statement: "again" }), 409, "conflict", "vouch twice");
     // The link of a request verified otherwise says so; it confirms nothing more.
     const page = await fetch(`${t.api.replace(/\/api$/, "")}${r.path}`);
-    expect([page.status, (await page.text()).includes("already used")]).toEqual([200, true]);
+    expect([page.status, (await page.text()).includes("already used")]).toEqual([410, true]);
   });
 });
 
