@@ -31,7 +31,12 @@ afterAll(async () => {
 });
 
 let n = 0;
-const person = () => `worker${++n}.${Date.now()}@example.com`;
+const used: string[] = [];
+const person = () => {
+  const email = `worker${++n}.${Date.now()}@example.com`;
+  used.push(email);
+  return email;
+};
 const call = (method: string, route: string, body?: unknown) => t.call(method, route, { key: tenant.apiKey, json: body });
 
 async function requested(body: Record<string, unknown> = {}) {
@@ -304,5 +309,14 @@ describe("keys and retention", () => {
     // The external id is free again; the erased request is not found by it.
     const again = await createRequest(t, tenant.apiKey, { subjectEmail: person(), externalId: "erase-me" });
     expect(again.status).toBe(201);
+  });
+});
+
+describe("logs", () => {
+  it("hold no address of any person a request was about, whatever happened to the requests", () => {
+    const text = JSON.stringify(t.logs);
+    expect(t.logs.length).toBeGreaterThan(0);
+    for (const email of used) expect(text.includes(email), email).toBe(false);
+    expect(text).toContain("dsr.step");
   });
 });
