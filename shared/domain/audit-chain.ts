@@ -51,6 +51,14 @@ export const AUDIT_ACTIONS = [
   /** A subject's consent history for a purpose was erased at the end of its evidence period. */
   "consent.evidence-erased",
   /**
+   * An event's evidence file (type, bytes, SHA-256) was stored, read back (before its first byte), or thrown away
+   * because its event was erased while it was stored; a page or CSV of the tenant's consent events was exported.
+   */
+  "consent.evidence-stored",
+  "consent.evidence-read",
+  "consent.evidence-discarded",
+  "consent.exported",
+  /**
    * Data-subject requests: each change of state (and the extension) as recorded in the request's history, with the
    * actor who made it (a vouch names the tenant's key and carries a keyed digest of its statement); a wrong code; a
    * verification e-mail or notice sent; a read that decrypted the request's personal fields; the overdue mark; the
