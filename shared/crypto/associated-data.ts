@@ -66,3 +66,14 @@ export function fieldAssociatedData(tenantId: string, recordId: string, fieldNam
   requireId("fieldName", fieldName);
   return encodeAssociatedData("field", tenantId, recordId, fieldName);
 }
+
+/**
+ * Associated data of a consent event's evidence file (a screenshot, PDF or rendered notice), a payload stream in
+ * the same format as uploads: ("consent-evidence", tenantId, eventId). The stream is encrypted with the consent
+ * subject's data key, so destroying that key erases the file with the subject's other consent data.
+ */
+export function consentEvidenceAssociatedData(tenantId: string, eventId: string): Buffer {
+  requireId("tenantId", tenantId);
+  requireId("eventId", eventId);
+  return encodeAssociatedData("consent-evidence", tenantId, eventId);
+}

@@ -1,6 +1,7 @@
 /** The crypto building blocks: streaming payload encryption, data-key wrapping, field encryption, lookup hashes. */
 export { IntegrityError, inIntegrityContext, type IntegrityContext, type IntegrityFailure } from "./errors";
 export {
+  consentEvidenceAssociatedData,
   encodeAssociatedData,
   fieldAssociatedData,
   uploadAssociatedData,

@@ -4,7 +4,13 @@
  * a 48-byte header, then 64 KiB segments each sealed with AES-256-GCM, bound to the tenant and upload as associated
  * data. Plaintext never reaches storage and is never held whole in memory: it is encrypted as it arrives and
  * decrypted as it leaves, and no byte leaves before its segment's tag checked out.
+ *
+ * The same store keeps other encrypted content of a record in its own container: a `ContentKind` says what the
+ * associated data binds the stream to (uploads: `upload`, tenant, upload id; consent evidence: `consent-evidence`,
+ * tenant, event id; see shared/stores/evidence-blobs.ts). Where this file says "upload", read "the record the content
+ * belongs to" for other kinds.
  */
+import { createHash, type Hash } from "node:crypto";
 import { pipeline, Readable, Transform, type TransformCallback } from "node:stream";
 import type { ContainerClient } from "@azure/storage-blob";
 import {
@@ -19,6 +25,16 @@ import {
 import { AppError, type ErrorKind } from "../errors";
 import { isConflict, isNotFound, isPreconditionFailed } from "./sdk-errors";
 
+/** What one kind of stored content is bound to: the associated data of its stream, and the label its blobs carry. */
+export interface ContentKind {
+  /** Blob metadata name for the record id (`upload`, `event`). */
+  readonly label: string;
+  associatedData(tenantId: string, recordId: string): Buffer;
+}
+
+/** SafeData uploads: ("upload", tenant, upload id). */
+export const UPLOAD_CONTENT: ContentKind = { label: "upload", associatedData: uploadAssociatedData };
+
 /** Where an upload's blobs live; every blob under it belongs to that upload. */
 export function blobPrefix(tenantId: string, uploadId: string): string {
   return `${tenantId}/${uploadId}/`;
@@ -30,6 +46,17 @@ export interface StoredPayload {
   /** The stream header, base64 (public: format, salt, nonce prefix), so range reads need not fetch it. */
   header: string;
   ciphertextSize: number;
+  /** SHA-256 of the plaintext (hex), when the write asked for it. */
+  sha256?: string;
+}
+
+/**
+ * A check of the body's first bytes before anything of it is stored: `check` gets the first `bytes` bytes (all of
+ * them when the body is shorter) and throws to refuse the body; what it throws is what `write` throws.
+ */
+export interface HeadCheck {
+  bytes: number;
+  check(head: Buffer): void;
 }
 
 /**
@@ -38,7 +65,7 @@ export interface StoredPayload {
  */
 export class PayloadBodyError extends AppError {
   constructor(
-    kind: Extract<ErrorKind, "payload-too-large" | "malformed-request" | "request-timeout">,
+    kind: Extract<ErrorKind, "payload-too-large" | "malformed-request" | "request-timeout" | "unsupported-media-type">,
     detail: string,
     readonly received: number,
   ) {
@@ -135,6 +162,54 @@ class ExactSize extends Transform {
   }
 }
 
+/**
+ * Looks at the plaintext on its way to the encryptor: holds the first bytes back until `head.bytes` have come (or the
+ * body ended) and lets `head.check` refuse them before any byte is passed on, and hashes what passes (SHA-256).
+ */
+class Inspect extends Transform {
+  private held: Buffer[] = [];
+  private heldBytes = 0;
+  private checked: boolean;
+  private readonly hash: Hash | undefined;
+  constructor(
+    private readonly head: HeadCheck | undefined,
+    digest: boolean,
+  ) {
+    super();
+    this.checked = head === undefined;
+    this.hash = digest ? createHash("sha256") : undefined;
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    if (this.checked) return cb(null, this.pass(chunk));
+    this.held.push(chunk);
+    this.heldBytes += chunk.length;
+    if (this.heldBytes < this.head!.bytes) return cb();
+    this.release(cb);
+  }
+  override _flush(cb: TransformCallback): void {
+    if (!this.checked) return this.release(cb);
+    cb();
+  }
+  private release(cb: TransformCallback): void {
+    const all = Buffer.concat(this.held);
+    this.held = [];
+    this.checked = true;
+    try {
+      this.head!.check(all.subarray(0, this.head!.bytes));
+    } catch (err) {
+      return cb(err as Error);
+    }
+    cb(null, this.pass(all));
+  }
+  private pass(chunk: Buffer): Buffer {
+    this.hash?.update(chunk);
+    return chunk;
+  }
+  digest(): string | undefined {
+    return this.hash?.digest("hex");
+  }
+}
+
 /** Keeps the first HEADER_SIZE bytes the encryptor writes (the stream header), passing everything on. */
 class HeaderTap extends Transform {
   private parts: Buffer[] = [];
@@ -176,7 +251,10 @@ export interface PayloadRef {
 }
 
 export class PayloadStore {
-  constructor(private readonly container: ContainerClient) {}
+  constructor(
+    private readonly container: ContainerClient,
+    private readonly kind: ContentKind = UPLOAD_CONTENT,
+  ) {}
 
   /**
    * Encrypts `body`, which must be exactly `size` bytes, into a new blob for this attempt. Blocks are staged as they
@@ -184,10 +262,18 @@ export class PayloadStore {
    * when the body is too long, too short, cut off, or stops arriving for `idleMs`. When it throws, every block request
    * it started has settled (none can land later), but the staged blocks are still there: the caller discards the
    * attempt with `discard` (they are ciphertext of personal data, and Azure keeps uncommitted blocks for 7 days).
+   * `head` checks the first bytes before any is encrypted (its error is thrown as it is); `sha256` hashes the
+   * plaintext as it passes.
    */
-  async write(target: PayloadTarget, dataKey: Buffer, body: Readable, opts: { size: number; idleMs: number }): Promise<StoredPayload> {
+  async write(
+    target: PayloadTarget,
+    dataKey: Buffer,
+    body: Readable,
+    opts: { size: number; idleMs: number; head?: HeadCheck; sha256?: boolean },
+  ): Promise<StoredPayload> {
     const blob = this.container.getBlockBlobClient(attemptBlobName(target));
     const size = new ExactSize(opts.size, opts.idleMs);
+    const inspect = opts.head || opts.sha256 ? new Inspect(opts.head, opts.sha256 === true) : undefined;
     const tap = new HeaderTap();
     let clientError: Error | undefined;
     body.once("error", (err) => (clientError ??= err));
@@ -218,7 +304,9 @@ export class PayloadStore {
     };
     try {
       // pipeline() carries an error at any stage (client gone, wrong size, stalled) to the stream read below.
-      pipeline(body, size, createEncryptStream(dataKey, uploadAssociatedData(target.tenantId, target.uploadId)), tap, () => undefined);
+      const encrypt = createEncryptStream(dataKey, this.kind.associatedData(target.tenantId, target.uploadId));
+      if (inspect) pipeline(body, size, inspect, encrypt, tap, () => undefined);
+      else pipeline(body, size, encrypt, tap, () => undefined);
       // Ending the size check ends the pipeline at once; the body itself may take a while to let go of its source.
       size.watch((err) => {
         size.destroy(err);
@@ -246,7 +334,7 @@ export class PayloadStore {
       await blob.commitBlockList(blockIds, {
         conditions: { ifNoneMatch: "*" },
         blobHTTPHeaders: { blobContentType: "application/octet-stream" },
-        metadata: { format: "sds1", upload: target.uploadId },
+        metadata: { format: "sds1", [this.kind.label]: target.uploadId },
       });
     } catch (err) {
       // Whatever failed (storage, the client, the size), nothing more is read: end the pipeline and its idle watch,
@@ -258,7 +346,8 @@ export class PayloadStore {
       if (clientError) throw size.short();
       throw err;
     }
-    return { blobName: blob.name, header: tap.header().toString("base64"), ciphertextSize: tap.total };
+    const sha256 = inspect?.digest();
+    return { blobName: blob.name, header: tap.header().toString("base64"), ciphertextSize: tap.total, ...(sha256 !== undefined ? { sha256 } : {}) };
   }
 
   /**
@@ -277,7 +366,7 @@ export class PayloadStore {
    */
   async open(ref: PayloadRef, dataKey: Buffer, range?: { start: number; end: number }): Promise<Readable> {
     const blob = this.container.getBlobClient(ref.blobName);
-    const associatedData = uploadAssociatedData(ref.tenantId, ref.uploadId);
+    const associatedData = this.kind.associatedData(ref.tenantId, ref.uploadId);
     let body: Transform;
     try {
       if (range) {
