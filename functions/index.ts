@@ -20,6 +20,7 @@ import "./deadlines";
 import "./breaches";
 import "./consents";
 import "./subject-requests";
+import "./subject-request-outcomes";
 import "./not-found";
 import { registerClockControl } from "./admin-clock";
 

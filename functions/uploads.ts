@@ -9,7 +9,7 @@ import { AppError } from "../shared/errors";
 import { contentDisposition, isHeaderSafe } from "../shared/http/content-headers";
 import { httpEndpoint, problems, type RequestHeaderSpec, type ResponseSpec } from "../shared/http/endpoint";
 import { pacedBody } from "../shared/http/streamed-response";
-import { pageOf, pagingQuery } from "../shared/http/schemas";
+import { pageOf, pagingQuery, singleLine } from "../shared/http/schemas";
 import { deleteUploadOnRequest } from "../shared/usecases/upload-deletion";
 import {
   createUpload,
@@ -63,6 +63,9 @@ const createUploadInput = z.strictObject({
   consentPurpose: purposeKeySchema
     .optional()
     .describe("A consent purpose this upload rests on: refused (403 consent-not-granted) unless every data subject's latest decision for it is granted"),
+  purpose: singleLine(100)
+    .optional()
+    .describe("The purpose of the processing (e.g. direct-marketing): refused (403 processing-restricted) while a data subject objected to it (GDPR Art. 21)"),
 }) satisfies z.ZodType<CreateUploadInput>;
 
 const uploadView = z.object({
@@ -173,7 +176,7 @@ const create = httpEndpoint({
     408: problems(["request-timeout"]),
     409: problems(["idempotency-in-progress", "conflict"]),
     // A consentPurpose whose consent is not in force for every data subject.
-    403: problems(["tenant-suspended", "consent-not-granted"]),
+    403: problems(["tenant-suspended", "consent-not-granted", "processing-restricted"]),
     413: problems(["payload-too-large"]),
     415: problems(["unsupported-media-type"]),
     422: problems(["validation-failed", "idempotency-key-reused"]),
@@ -261,6 +264,8 @@ const download = httpEndpoint({
       headers: { ...contentHeaders, "Content-Range": { description: "bytes <first>-<last>/<size>", required: true } },
     },
     304: { description: "Not Modified: If-None-Match matched the ETag. Not a download", headers: { ETag: contentHeaders.ETag } },
+    // A data subject of the upload restricted its processing (GDPR Art. 18).
+    403: problems(["tenant-suspended", "processing-restricted"]),
     409: problems(["conflict"]),
     410: problems(["upload-expired", "upload-deleted", "download-limit-reached"]),
     416: problems(["range-not-satisfiable"], { "Content-Range": { description: "bytes */<size>", required: true } }),

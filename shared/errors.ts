@@ -18,6 +18,11 @@ export const ERROR_KINDS = [
   "tenant-suspended",
   /** Processing that rests on consent was asked for a data subject whose latest decision for the purpose is not `granted`. */
   "consent-not-granted",
+  /**
+   * The data subject's processing is restricted (GDPR Art. 18) or they objected to it for the purpose (Art. 21): the
+   * detail says which, never who.
+   */
+  "processing-restricted",
   "not-found",
   "method-not-allowed",
   /** None of the media types the caller accepts can be given (Accept, RFC 9110 §12.5.1, §15.5.7). */

@@ -82,6 +82,20 @@ export const AUDIT_ACTIONS = [
   "subject-request.read",
   "subject-request.overdue",
   "subject-request.erased",
+  /** Part 3: a request's record for the tenant (erasure certificate, rectification, restriction, objection, withdrawal). */
+  "subject-request.erasure-certified",
+  "subject-request.rectified",
+  "subject-request.restricted",
+  "subject-request.restriction-lift-requested",
+  "subject-request.restriction-lifted",
+  "subject-request.objection-recorded",
+  "subject-request.consent-withdrawn",
+  /** The tenant said it told the recipients of erased or rectified data (Art. 19). */
+  "subject-request.recipients-notified",
+  /** A request's record was read with its recipients decrypted. */
+  "subject-request.certificate-read",
+  /** The uploads' recipients of an erasure or rectification were read (decrypted) to list them for Art. 19. */
+  "subject-request.recipients-collected",
   /**
    * Personal-data breaches, in each affected tenant's own chain (never naming other tenants): its part registered,
    * a new version of it (phased information, Art. 33(4)), withdrawn from it; the controller notice sent and first

@@ -12,6 +12,7 @@ export const PROBLEM_TYPES = {
   forbidden: { status: 403, title: "This credential may not do that" },
   "tenant-suspended": { status: 403, title: "The tenant is suspended" },
   "consent-not-granted": { status: 403, title: "A data subject's consent for this purpose is not in force" },
+  "processing-restricted": { status: 403, title: "A data subject's processing is restricted or objected to" },
   "not-found": { status: 404, title: "Not found" },
   "method-not-allowed": { status: 405, title: "Method not allowed" },
   "not-acceptable": { status: 406, title: "None of the accepted media types can be given" },

@@ -26,6 +26,7 @@ import {
   type DsrType,
 } from "../domain/subject-requests";
 import { crossPartition, inList, isConflict, isNotFound, isPreconditionFailed, queryAll, queryPage, readItem, type Page } from "./cosmos";
+import { SubjectOutcomeStore } from "./subject-outcome-store";
 
 const iso = z.iso.datetime();
 const hex64 = z.string().regex(/^[0-9a-f]{64}$/);
@@ -191,7 +192,12 @@ export interface ListFilter {
 const row = z.object({ tenantId: z.string(), id: z.string() });
 
 export class SubjectRequestStore {
-  constructor(private readonly container: Container) {}
+  /** What requests of part 3 leave behind (outcome records, restrictions, objections), in the same container. */
+  readonly outcomes: SubjectOutcomeStore;
+
+  constructor(private readonly container: Container) {
+    this.outcomes = new SubjectOutcomeStore(container);
+  }
 
   get(tenantId: string, id: string): Promise<StoredRequest | undefined> {
     return readItem(this.container, requestDocSchema, id, tenantId);
@@ -254,6 +260,17 @@ export class SubjectRequestStore {
       ],
     }, tenantId);
     return n ?? 0;
+  }
+
+  /** The ids of the tenant's requests about this subject (by keyed hash), at most `limit`, oldest first. */
+  idsOfSubject(tenantId: string, subjectHash: string, limit = 1000): Promise<string[]> {
+    return queryAll(this.container, z.string(), {
+      query: `SELECT TOP ${Math.floor(limit)} VALUE c.id FROM c WHERE c.tenantId = @tenantId AND c.type = 'subject-request' AND c.subjectHash = @hash ORDER BY c.createdAt ASC`,
+      parameters: [
+        { name: "@tenantId", value: tenantId },
+        { name: "@hash", value: subjectHash },
+      ],
+    }, tenantId);
   }
 
   /** Up to `limit` of the tenant's requests whose data key is wrapped with another KEK version than `version`. */

@@ -263,6 +263,23 @@ export class UploadStore {
   }
 
   /**
+   * The ids of the tenant's uploads that name this keyed address hash as a data subject or a recipient (deleted ones
+   * have had their hashes cleared), at most `limit`, sorted. For data-subject requests (erasure, rectification).
+   */
+  async idsNamingPerson(tenantId: string, lookupHash: string, limit = 100_000): Promise<string[]> {
+    const ids = await queryAll(this.container, z.string(), {
+      query:
+        `SELECT TOP ${Math.floor(limit)} VALUE c.id FROM c WHERE c.tenantId = @tenantId AND c.type = 'upload' ` +
+        "AND (ARRAY_CONTAINS(c.lookups.subjects, @hash) OR ARRAY_CONTAINS(c.lookups.recipients, @hash))",
+      parameters: [
+        { name: "@tenantId", value: tenantId },
+        { name: "@hash", value: lookupHash },
+      ],
+    }, tenantId);
+    return ids.sort();
+  }
+
+  /**
    * Across all tenants, for the retention sweep only (never a tenant's request): live uploads whose expiry is at
    * or before `now`, and deletions whose worker's lease ran out, oldest expiry first, at most `limit`. The purge
    * decides each with `uploadPurgeDue`; these are the same conditions, written so the database can select them.

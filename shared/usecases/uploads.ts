@@ -33,6 +33,8 @@ import type { StoredUpload, UploadDoc } from "../stores/upload-store";
 import { recordAudit, type TenantCaller } from "./audit-trail";
 import { notificationMessage } from "./messages";
 import { requireConsent } from "./consents";
+import { assertNoObjection } from "./subject-request-objection";
+import { assertNotRestricted } from "./subject-request-restriction";
 import { QUEUES } from "../config/resources";
 import { DownloadStoppedError, guardDownload, type DownloadGuard } from "./running-downloads";
 import { newWrappedDataKey, openField, sealField, unwrapUploadKey, type PersonalField } from "./upload-keys";
@@ -53,6 +55,8 @@ export interface CreateUploadInput {
   notifyOnFirstDownload?: string;
   /** A consent purpose the upload rests on: every data subject's latest decision for it must be `granted`. */
   consentPurpose?: string;
+  /** The purpose of the processing (e.g. `direct-marketing`): refused while a data subject objected to it (GDPR Art. 21). */
+  purpose?: string;
 }
 
 export interface CreatedUpload {
@@ -139,6 +143,8 @@ export async function createUpload(s: Services, caller: TenantCaller, input: Cre
   const lookupSecret = await s.keys.lookupSecret(tenantId);
   const seal = (field: PersonalField, value: string) => sealField(dataKey, tenantId, uploadId, field, value);
   const lookupsOf = (addresses: string[]) => [...new Set(addresses.map((a) => lookupHash(lookupSecret, normaliseEmail(a))))];
+  // A data subject who objected to a purpose this upload declares (Art. 21): refused before anything is stored.
+  await assertNoObjection(s, tenantId, [input.purpose, input.consentPurpose].filter((p): p is string => p !== undefined), lookupsOf(input.dataSubjects));
   const doc: UploadDoc = {
     id: uploadId,
     tenantId,
@@ -181,6 +187,7 @@ export async function createUpload(s: Services, caller: TenantCaller, input: Cre
       dataSubjects: input.dataSubjects.length,
       kekVersion: wrapped.kekVersion,
       ...(input.consentPurpose !== undefined ? { consentPurpose: input.consentPurpose } : {}),
+      ...(input.purpose !== undefined ? { purpose: input.purpose } : {}),
     });
   } catch (err) {
     // No upload the log does not show: the record goes (nobody was given its id), so a retry leaves only one.
@@ -455,6 +462,8 @@ export async function openContent(s: Services, caller: TenantCaller, uploadId: s
     if (!admitted.ok) throw new AppError(admitted.problem, admitted.detail);
   };
   admit(doc);
+  // A data subject of it restricted processing (GDPR Art. 18): stored, not downloaded.
+  await assertNotRestricted(s, tenantId, doc.lookups.subjects);
   const etag = contentEtag(doc.content!);
   if (notModified(request.ifNoneMatch, etag)) return { kind: "not-modified", etag };
   const range = ifRangeAllows(request.ifRange, etag) ? parseRange(request.range, size) : ({ kind: "none" } as const);

@@ -1,0 +1,187 @@
+/**
+ * Erasure (GDPR Art. 17), the work of an `erasure` request, in four steps (registerRequestWork; each re-reads what is
+ * stored and is safe to repeat, so a crash between any two, or inside one, finishes once):
+ *
+ * 1. `plan`: the ids of the tenant's uploads that name the person (by keyed hash) as a data subject or a recipient,
+ *    added to the request's outcome document; the recipients of those uploads are read (decrypted, audited once) and
+ *    kept encrypted under the request's key, so the tenant can tell them (Art. 19) after the uploads are gone;
+ * 2. `uploads`: each planned upload deleted as a sender's deletion is (shared/usecases/upload-deletion.ts: the data key
+ *    destroyed first, then the blobs, the audit entry, the tombstone) with reason `subject-request`; uploads naming the
+ *    person that appeared meanwhile send the work back to `plan`;
+ * 3. `records`: the person's other requests that are closed have their fields erased now (key destroyed, fields and
+ *    keyed hashes cleared, markers removed; an open one is kept and listed); the person's restriction and objection
+ *    records go; consent histories are kept on Art. 17(3)(e) for their evidence period (listed with their end);
+ * 4. `certificate`: the erasure certificate (shared/domain/erasure-certificate.ts) stored, its audit entry
+ *    (`subject-request.erasure-certified`, naming its SHA-256) written once and its position noted; the request completes.
+ *
+ * Webhook deliveries hold ids only (never an address), and the audit chain ids and keyed digests: both are listed as
+ * kept without personal data. The request itself keeps the address (encrypted) until the closed-request retention
+ * erases it: the record that the request was answered (Art. 5(2)).
+ */
+import { erasureCertificate, keptItem, type KeptItem } from "../domain/erasure-certificate";
+import { FINAL_DSR_STATUSES, isFinalStatus } from "../domain/subject-requests";
+import { RETENTION_CLASSES } from "../domain/retention";
+import { AppError } from "../errors";
+import type { Services } from "../services";
+import { withoutMeta } from "../stores/cosmos";
+import type { RequestDoc, StoredRequest } from "../stores/subject-request-store";
+import { recordAuditOnce } from "./audit-trail";
+import { deleteUpload } from "./upload-deletion";
+import { actorFor, addRecipients, collectRecipients, ensureOutcome, inBatches, signRecord, UPLOAD_CONCURRENCY, updateOutcome, withPlanned } from "./subject-request-outcomes";
+import { registerRequestWork, releaseOpenMarker, type WorkOutcome } from "./subject-request-steps";
+
+const requireHash = (req: RequestDoc): string => {
+  if (!req.subjectHash) throw new AppError("conflict", "the request's subject hash was erased");
+  return req.subjectHash;
+};
+
+/** Step 1: plan the uploads (adding those not planned yet) and keep their recipients. */
+export async function planErasure(s: Services, req: StoredRequest): Promise<WorkOutcome> {
+  const hash = requireHash(req);
+  const doc = await ensureOutcome(s, req, "erasure", { fromHash: hash, toHash: null });
+  const ids = await s.uploads.idsNamingPerson(req.tenantId, hash);
+  const planned = new Set(doc.plan.ids.uploads ?? []);
+  const fresh = ids.filter((id) => !planned.has(id));
+  if (fresh.length > 0 || doc.plan.ids.uploads === undefined) {
+    // Recipients first: once planned, an upload may be deleted by the next step at any time.
+    await addRecipients(s, req, await collectRecipients(s, req, fresh, [hash]));
+    await updateOutcome(s, req.tenantId, req.id, (d) => {
+      const all = [...new Set([...(d.plan.ids.uploads ?? []), ...fresh])];
+      return all.length === (d.plan.ids.uploads ?? []).length && d.plan.ids.uploads !== undefined ? undefined : withPlanned(d, "uploads", all);
+    });
+  }
+  return { next: "uploads" };
+}
+
+/** Step 2: delete every planned upload (crypto-shred first) with reason subject-request. */
+export async function eraseUploads(s: Services, req: StoredRequest): Promise<WorkOutcome> {
+  const hash = requireHash(req);
+  const doc = await s.subjectRequests.outcomes.getOutcome(req.tenantId, req.id);
+  if (!doc) return { next: "plan" };
+  await inBatches(doc.plan.ids.uploads ?? [], UPLOAD_CONCURRENCY, async (id) => {
+    const outcome = await deleteUpload(s, req.tenantId, id, "subject-request", actorFor(req));
+    // "in-progress": its key is destroyed and another worker (or the next sweep) finishes it; "busy": try again.
+    if (outcome === "busy") throw new AppError("conflict", "an upload kept changing; the step is tried again");
+  });
+  // Uploads about the person made while this ran: plan them too.
+  const left = await s.uploads.idsNamingPerson(req.tenantId, hash, 1);
+  return { next: left.length > 0 ? "plan" : "records" };
+}
+
+/** Step 3: the person's other requests, restriction and objection records. */
+export async function eraseRecords(s: Services, req: StoredRequest): Promise<WorkOutcome> {
+  const hash = requireHash(req);
+  let doc = await s.subjectRequests.outcomes.getOutcome(req.tenantId, req.id);
+  if (!doc) return { next: "plan" };
+  if (doc.plan.ids.requests === undefined) {
+    // What is erased here is fixed before anything is: a resumed step works through the same lists.
+    const others = (await s.subjectRequests.idsOfSubject(req.tenantId, hash)).filter((id) => id !== req.id);
+    const closed: string[] = [];
+    const open: string[] = [];
+    for (const id of others) {
+      const r = await s.subjectRequests.get(req.tenantId, id);
+      if (!r) continue;
+      (isFinalStatus(r.status) ? closed : open).push(id);
+    }
+    const restriction = await s.subjectRequests.outcomes.getRestriction(req.tenantId, hash);
+    const objection = await s.subjectRequests.outcomes.getObjection(req.tenantId, hash);
+    doc = await updateOutcome(s, req.tenantId, req.id, (d) =>
+      d.plan.ids.requests !== undefined
+        ? undefined
+        : withPlanned(
+            withPlanned(withPlanned(withPlanned(d, "requests", closed), "openRequests", open), "restrictions", restriction ? [restriction.id] : []),
+            "objections",
+            objection ? [objection.id] : [],
+          ),
+    );
+  }
+  for (const id of doc.plan.ids.requests ?? []) await eraseRequestFields(s, req, id);
+  if ((doc.plan.ids.restrictions ?? []).length > 0) await s.subjectRequests.outcomes.deleteRestriction(req.tenantId, hash);
+  if ((doc.plan.ids.objections ?? []).length > 0) await s.subjectRequests.outcomes.deleteObjection(req.tenantId, hash);
+  return { next: "certificate" };
+}
+
+/**
+ * Erases a closed request's personal fields now, for the person's erasure (its markers go, its data key is destroyed
+ * and its fields and keyed hashes cleared in one conditional write; the anonymous record stays). Audited once.
+ */
+async function eraseRequestFields(s: Services, by: RequestDoc, id: string): Promise<void> {
+  for (let attempt = 0; attempt < 8; attempt++) {
+    const doc = await s.subjectRequests.get(by.tenantId, id);
+    if (!doc || doc.erasedAt || !(FINAL_DSR_STATUSES as readonly string[]).includes(doc.status)) break;
+    await releaseOpenMarker(s, doc);
+    if (doc.externalIdHash) await s.subjectRequests.deleteMarkerOf(doc.tenantId, `dsrm-${doc.externalIdHash}`, doc.id);
+    const now = s.clock.now().toISOString();
+    const erased: RequestDoc = {
+      ...withoutMeta(doc),
+      dataKey: null,
+      personal: null,
+      subjectHash: null,
+      externalIdHash: null,
+      openMarkerId: null,
+      verification: { ...doc.verification, issued: [], linkOrigin: "" },
+      erasedAt: now,
+      updatedAt: now,
+    };
+    if (await s.subjectRequests.replace(erased, doc._etag)) break;
+  }
+  const after = await s.subjectRequests.get(by.tenantId, id);
+  if (after?.erasedAt) {
+    await recordAuditOnce(s, by.tenantId, actorFor(by), "subject-request.erased", { type: "subject-request", id }, { reason: "subject-request", erasureRequestId: by.id }, `subject-request.erased:${id}`);
+  }
+}
+
+/** Step 4: the certificate, signed by its audit entry; the request completes. */
+export async function certifyErasure(s: Services, req: StoredRequest): Promise<WorkOutcome> {
+  const hash = requireHash(req);
+  const doc = await s.subjectRequests.outcomes.getOutcome(req.tenantId, req.id);
+  if (!doc) return { next: "plan" };
+  if (!doc.record && (await s.uploads.idsNamingPerson(req.tenantId, hash, 1)).length > 0) return { next: "plan" };
+  const kept = doc.record ? [] : await keptItems(s, req, hash, doc.plan.ids.openRequests ?? [], (doc.plan.ids.uploads ?? []).length);
+  const signed = await signRecord(
+    s,
+    req,
+    "subject-request.erasure-certified",
+    (d) =>
+      erasureCertificate({
+        tenantId: req.tenantId,
+        requestId: req.id,
+        receivedAt: req.receivedAt,
+        erasedAt: s.clock.now().toISOString(),
+        erased: {
+          uploads: d.plan.ids.uploads ?? [],
+          requests: d.plan.ids.requests ?? [],
+          restrictions: d.plan.ids.restrictions ?? [],
+          objections: d.plan.ids.objections ?? [],
+        },
+        kept,
+        recipientCount: d.recipientCount,
+      }),
+    { uploads: (doc.plan.ids.uploads ?? []).length, requests: (doc.plan.ids.requests ?? []).length, kept: kept.length },
+  );
+  if (!signed.audit) throw new AppError("conflict", "the certificate is not signed yet");
+  return { complete: "fulfilled" };
+}
+
+/** What is kept, and why: consent histories (Art. 17(3)(e)), open requests, this request, the audit chain, tombstones. */
+async function keptItems(s: Services, req: RequestDoc, hash: string, openRequests: readonly string[], uploads: number): Promise<KeptItem[]> {
+  const kept: KeptItem[] = [];
+  const subject = await s.consents.getSubjectByLookup(req.tenantId, hash);
+  if (subject) {
+    for (const clock of await s.consents.liveClocksOfSubject(req.tenantId, subject.subjectId)) {
+      kept.push(keptItem("consent-history", `${subject.subjectId}:${clock.purposeKey}`, "legal-claims-consent-proof", clock.evidenceUntil, clock.events));
+    }
+  }
+  for (const id of openRequests) kept.push(keptItem("request", id, "open-request", null, 1));
+  const closedDue = RETENTION_CLASSES["closed-request"].dueAt({ closedAt: s.clock.now().toISOString() }, s.settings);
+  kept.push(keptItem("request", req.id, "accountability-request-record", closedDue ? closedDue.toISOString() : null, 1));
+  kept.push(keptItem("audit-chain", "audit-chain", "audit-chain", null, 0));
+  if (uploads > 0) kept.push(keptItem("tombstones", "uploads", "tombstones", null, uploads));
+  return kept;
+}
+
+registerRequestWork({
+  type: "erasure",
+  first: "plan",
+  steps: { plan: planErasure, uploads: eraseUploads, records: eraseRecords, certificate: certifyErasure },
+});

@@ -1,0 +1,173 @@
+/**
+ * Objection (GDPR Art. 21) and consent withdrawal (Art. 7(3)): the work of `objection` and `withdraw-consent` requests.
+ *
+ * Objection concerns processing on legitimate interests or a public task (Art. 6(1)(e), (f)). Step `record`: the
+ * purposes named are added to the person's objection record (a `dsr-objection` document keyed by the keyed hash of the
+ * address; no purposes named: every purpose, `*`), the record for the tenant says for each purpose what it must stop
+ * (direct marketing: absolutely, Art. 21(3); otherwise unless it demonstrates compelling legitimate grounds, Art.
+ * 21(1)) and is signed by its audit entry (`subject-request.objection-recorded`). From then on a new upload naming the
+ * person as a data subject and declaring one of those purposes (`purpose` or `consentPurpose`) is refused with 403
+ * `processing-restricted`. Step `confirm` e-mails the person; the request completes.
+ *
+ * Withdraw-consent. Step `withdraw`: for each purpose named that is a consent purpose of the tenant (none named, or
+ * `all`: every purpose), a `withdrawn` event is recorded through the consent register's own path (`recordEvents` in
+ * consents.ts: the subject found or created, the event with its keyed digest and audit entry, the evidence clock
+ * moved), with an event id derived from the request and the purpose, so a repeated step records each once. Purposes
+ * that are not the tenant's are listed in the record. Then the record (`subject-request.consent-withdrawn`), and step
+ * `confirm` e-mails the person; the request completes.
+ */
+import { derivedConsentEventId, ALL_PURPOSES } from "../domain/consent";
+import { objectionDuty, purposeList, withdrawalDuty, type ObjectionRecord } from "../domain/erasure-certificate";
+import { AppError } from "../errors";
+import type { Services } from "../services";
+import type { StoredRequest } from "../stores/subject-request-store";
+import { MAX_PURPOSES, recordEvents, type EventFacts } from "./consents";
+import { actorFor, ensureOutcome, mailSubject, requestDetails, requestEmail, signRecord } from "./subject-request-outcomes";
+import { registerRequestWork, type WorkOutcome } from "./subject-request-steps";
+
+/** The purpose an objection without named purposes covers: every one. */
+export const EVERY_PURPOSE = "*";
+
+const purposeKey = (p: string) => p.trim().toLowerCase();
+
+export async function recordObjection(s: Services, req: StoredRequest): Promise<WorkOutcome> {
+  const hash = req.subjectHash;
+  if (!hash) throw new AppError("conflict", "the request's subject hash was erased");
+  await ensureOutcome(s, req, "objection", { fromHash: hash, toHash: null });
+  const named = purposeList((await requestDetails(s, req))?.purposes);
+  const purposes = named.length > 0 ? named : [EVERY_PURPOSE];
+  const now = s.clock.now().toISOString();
+  for (let attempt = 0; attempt < 8; attempt++) {
+    const current = await s.subjectRequests.outcomes.getObjection(req.tenantId, hash);
+    const have = new Set((current?.purposes ?? []).map((p) => purposeKey(p.purpose)));
+    const added = purposes.filter((p) => !have.has(purposeKey(p))).map((purpose) => ({ purpose, requestId: req.id, since: now }));
+    if (current && added.length === 0) break;
+    const doc = { id: `objection:${hash}`, tenantId: req.tenantId, type: "dsr-objection" as const, subjectHash: hash, purposes: [...(current?.purposes ?? []), ...added], updatedAt: now };
+    if (current ? await s.subjectRequests.outcomes.replaceObjection(doc, current._etag) : await s.subjectRequests.outcomes.createObjection(doc)) break;
+  }
+  await signRecord(
+    s,
+    req,
+    "subject-request.objection-recorded",
+    (): ObjectionRecord => ({
+      kind: "objection",
+      format: "safedata.objection-record.v1",
+      tenantId: req.tenantId,
+      requestId: req.id,
+      receivedAt: req.receivedAt,
+      recordedAt: now,
+      purposes: purposes.map((p) => ({ purpose: p, mustStop: p === EVERY_PURPOSE ? objectionDuty("every purpose on legitimate interests or a public task") : objectionDuty(p) })),
+      unknownPurposes: [],
+    }),
+    { purposes: purposes.length },
+  );
+  return { next: "confirm" };
+}
+
+async function confirm(s: Services, req: StoredRequest, template: string, notice: string): Promise<WorkOutcome> {
+  const doc = await s.subjectRequests.outcomes.getOutcome(req.tenantId, req.id);
+  const record = doc?.record as { purposes?: Array<{ purpose: string }> } | null | undefined;
+  const purposes = (record?.purposes ?? []).map((p) => p.purpose).filter((p) => p !== EVERY_PURPOSE);
+  await mailSubject(s, req, template, notice, { purposes: purposes.map((purpose) => ({ purpose })), hasPurposes: purposes.length > 0, everyPurpose: purposes.length === 0 });
+  return { complete: "fulfilled" };
+}
+
+registerRequestWork({
+  type: "objection",
+  first: "record",
+  steps: { record: recordObjection, confirm: (s, req) => confirm(s, req, "dsr-objection-confirmed", "objection-confirmed") },
+});
+
+/**
+ * Refuses a new upload that declares one of `purposes` while a data subject of it (keyed hashes) objected to that
+ * purpose (or to every purpose). Errors: processing-restricted (403), naming the purpose and the article, never who.
+ */
+export async function assertNoObjection(s: Services, tenantId: string, purposes: readonly string[], subjectHashes: readonly string[]): Promise<void> {
+  const declared = purposes.filter((p) => p.trim().length > 0);
+  if (declared.length === 0 || subjectHashes.length === 0) return;
+  for (const doc of await s.subjectRequests.outcomes.objectionsOf(tenantId, subjectHashes)) {
+    for (const o of doc.purposes) {
+      const hit = o.purpose === EVERY_PURPOSE ? declared[0] : declared.find((p) => purposeKey(p) === purposeKey(o.purpose));
+      if (hit !== undefined) {
+        throw new AppError("processing-restricted", `a data subject of this upload objected to processing for the purpose '${hit}' (GDPR Art. 21): no new uploads about them are accepted for it`);
+      }
+    }
+  }
+}
+
+// --- withdraw-consent -------------------------------------------------------------------------------------------------
+
+export async function withdrawForRequest(s: Services, req: StoredRequest): Promise<WorkOutcome> {
+  const hash = req.subjectHash;
+  if (!hash) throw new AppError("conflict", "the request's subject hash was erased");
+  await ensureOutcome(s, req, "withdraw-consent", { fromHash: hash, toHash: null });
+  {
+    // Every part is safe to repeat: events have ids derived from the request and purpose; the first record stands.
+    const email = await requestEmail(s, req);
+    if (!email) throw new AppError("conflict", "the request's address was erased");
+    const named = purposeList((await requestDetails(s, req))?.purposes);
+    const all = await s.consents.listPurposes(req.tenantId, MAX_PURPOSES);
+    const every = named.length === 0 || named.includes(ALL_PURPOSES);
+    const known = every ? all : all.filter((p) => named.includes(p.key));
+    const unknown = every ? [] : named.filter((n) => !all.some((p) => p.key === n));
+    const tenant = await s.tenants.get(req.tenantId);
+    if (!tenant) throw new AppError("conflict", "the tenant is gone");
+    const facts: EventFacts[] = [];
+    for (const p of known) {
+      const notice = p.lastNoticeVersion > 0 ? (await s.consents.listNotices(req.tenantId, p.key)).at(-1) : undefined;
+      facts.push({
+        purposeKey: p.key,
+        noticeVersion: notice?.version ?? null,
+        noticeSha256: notice?.sha256 ?? null,
+        decision: "withdrawn",
+        method: "api",
+        requestOrigin: "api",
+        propertyId: null,
+        language: null,
+        // The person's wish dates from when the tenant received it.
+        givenAt: req.receivedAt,
+        ipAddress: null,
+        userAgent: null,
+        pageUrl: null,
+        gpc: null,
+        location: null,
+        tcf: null,
+        gpp: null,
+      });
+    }
+    if (facts.length > 0) {
+      await recordEvents(
+        s,
+        req.tenantId,
+        { email },
+        facts,
+        { ...actorFor(req), linkId: null, kekVersion: tenant.kekVersion },
+        facts.map((f) => derivedConsentEventId(`dsr:${req.id}:${f.purposeKey}`)),
+      );
+    }
+    const now = s.clock.now().toISOString();
+    await signRecord(
+      s,
+      req,
+      "subject-request.consent-withdrawn",
+      (): ObjectionRecord => ({
+        kind: "withdraw-consent",
+        format: "safedata.objection-record.v1",
+        tenantId: req.tenantId,
+        requestId: req.id,
+        receivedAt: req.receivedAt,
+        recordedAt: now,
+        purposes: known.map((p) => ({ purpose: p.key, mustStop: withdrawalDuty() })),
+        unknownPurposes: unknown,
+      }),
+      { purposes: known.length, unknownPurposes: unknown.length },
+    );
+  }
+  return { next: "confirm" };
+}
+
+registerRequestWork({
+  type: "withdraw-consent",
+  first: "withdraw",
+  steps: { withdraw: withdrawForRequest, confirm: (s, req) => confirm(s, req, "dsr-consent-withdrawn", "consent-withdrawn") },
+});
