@@ -25,6 +25,9 @@ import { MAX_PURPOSES, recordEvents, type EventFacts } from "./consents";
 import { actorFor, ensureOutcome, mailSubject, requestDetails, requestEmail, signRecord } from "./subject-request-outcomes";
 import { registerRequestWork, type WorkOutcome } from "./subject-request-steps";
 
+/** What a withdrawal recorded for a request carries of the consent register's web-page fields: nothing. */
+const NO_SIGNALS = { location: null, tcf: null, gpp: null };
+
 /** The purpose an objection without named purposes covers: every one. */
 export const EVERY_PURPOSE = "*";
 
@@ -130,9 +133,8 @@ export async function withdrawForRequest(s: Services, req: StoredRequest): Promi
         userAgent: null,
         pageUrl: null,
         gpc: null,
-        location: null,
-        tcf: null,
-        gpp: null,
+        // No place, no IAB signals: the wish reached the tenant, not a web page.
+        ...NO_SIGNALS,
       });
     }
     if (facts.length > 0) {
