@@ -3,13 +3,18 @@
  * a subject, proof documents, and withdrawal links with their public pages. Subjects are named by e-mail in request
  * bodies only, never in URLs (which end up in request logs and telemetry).
  */
-import { app } from "@azure/functions";
+import { Readable } from "node:stream";
+import type { ReadableStream as WebReadableStream } from "node:stream/web";
+import { app, type HttpRequest } from "@azure/functions";
+import { parse as parseContentType } from "content-type";
+import Negotiator from "negotiator";
 import { z } from "zod";
 import {
   ALL_PURPOSES,
   CONSENT_EVENT_ID_PATTERN,
   DECISIONS,
   DIGEST_SCHEME,
+  DIGEST_SCHEME_V2,
   LANGUAGE_TAG,
   LEGAL_BASES,
   METHODS,
@@ -20,8 +25,15 @@ import {
   TENANT_METHODS,
   TENANT_ORIGINS,
 } from "../shared/domain/consent";
-import { httpEndpoint, problems, type ResponseHeaderSpec } from "../shared/http/endpoint";
-import { isoDateTime, singleLine } from "../shared/http/schemas";
+import { declaredEvidenceType, EVIDENCE_TYPES, type EvidenceType } from "../shared/domain/consent-evidence";
+import { COUNTRY_CODE, COUNTRY_SOURCES, gppHeaderSchema, MAX_SIGNAL_STRING, tcfHeaderSchema } from "../shared/domain/consent-signals";
+import { AppError } from "../shared/errors";
+import { csvCell } from "../shared/http/csv";
+import { httpEndpoint, problems, type EndpointResult, type ResponseHeaderSpec } from "../shared/http/endpoint";
+import { isoDateTime, pageOf, pagingQuery, singleLine } from "../shared/http/schemas";
+import { pacedBody } from "../shared/http/streamed-response";
+import { openEvidence, putEvidence, type EvidenceView, type IncomingEvidence } from "../shared/usecases/consent-evidence";
+import { EXPORT_CSV_COLUMNS, exportConsentPage, exportConsentRows } from "../shared/usecases/consent-export";
 import { consentProof, consentProofHtml, PROOF_VERSION, proofWithoutEvidence, type ConsentProof } from "../shared/usecases/consent-proof";
 import { auditEntrySchema } from "../shared/domain/audit-chain";
 import { issueWithdrawalLink, rotateLinkSecret, withdrawalPage } from "../shared/usecases/consent-links";
@@ -84,8 +96,20 @@ const evidenceFields = {
   language: z.string().regex(LANGUAGE_TAG, "must be a language tag like en, da or de-AT").optional().describe("The language the person saw"),
   ipAddress: ipAddress.optional(),
   userAgent: oneLine(1024).optional().describe("The person's browser's User-Agent (stored encrypted)"),
-  gpc: z.boolean().optional().describe("Whether the person's browser sent Sec-GPC: 1 (Global Privacy Control)"),
+  gpc: z.boolean().optional().describe("Whether the person's browser sent Sec-GPC: 1 (Global Privacy Control); with method gpc it is the signal itself (default true)"),
+  country: z
+    .string()
+    .regex(COUNTRY_CODE, "must be an ISO 3166-1 alpha-2 code: two capital letters, like DK")
+    .optional()
+    .describe("Where the person was, as you know it (ISO 3166-1 alpha-2, checked against the assigned codes); without it the country is derived from ipAddress offline"),
+  tcfString: z.string().min(1).max(MAX_SIGNAL_STRING).optional().describe("The IAB TCF v2 TC string the person's CMP made (stored encrypted; its header decoded)"),
+  gppString: z.string().min(1).max(MAX_SIGNAL_STRING).optional().describe("The IAB GPP string (stored encrypted; its header decoded)"),
 };
+
+const locationView = z
+  .object({ country: z.string(), source: z.enum(COUNTRY_SOURCES), database: z.string().nullable().describe("For derived: the offline database and its version") })
+  .nullable()
+  .describe("The country of the IP address: given by you, or derived offline when recorded");
 
 const noticeView = z.object({
   version: z.number().int(),
@@ -117,10 +141,15 @@ const eventView = z.object({
   givenAt: z.string(),
   recordedAt: z.string(),
   ipAddress: z.string().nullable().describe("Truncated: /24 (IPv4) or /48 (IPv6)"),
+  country: locationView,
   gpc: z.boolean().nullable(),
+  conflictsWithGpc: z.boolean().describe("A grant from a browser that sent the GPC objection signal"),
+  tcf: tcfHeaderSchema.nullable().describe("What the TC string's core segment says (the string itself is kept encrypted)"),
+  gpp: gppHeaderSchema.nullable().describe("What the GPP string's header and TCF sections say (the string itself is kept encrypted)"),
   recordedBy: z.string().describe("key:<id>, or subject (the person, through a withdrawal link)"),
   linkId: z.string().nullable(),
   digest: z.string().describe("HMAC-SHA256 of the event's canonical content under its own key (see the proof)"),
+  digestScheme: z.string().describe(`${DIGEST_SCHEME} or ${DIGEST_SCHEME_V2}`),
   audit: z.object({ seq: z.number().int(), hash: z.string() }),
 }) satisfies z.ZodType<ConsentEventView>;
 
@@ -131,9 +160,10 @@ const stateView = z.object({
   eventId: z.string(),
   noticeVersion: z.number().int().nullable(),
   events: z.number().int(),
+  conflictsWithGpc: z.boolean().describe("The latest decision is a grant, and a GPC signal was seen in the purpose's history"),
 });
 
-const digestContent = z.object({
+const digestContentV1 = z.object({
   scheme: z.literal(DIGEST_SCHEME),
   tenantId: z.string(),
   eventId: z.string(),
@@ -152,6 +182,15 @@ const digestContent = z.object({
   ipTruncated: z.string().nullable(),
   gpc: z.boolean().nullable(),
 });
+const digestContent = z.union([
+  digestContentV1,
+  digestContentV1.extend({
+    scheme: z.literal(DIGEST_SCHEME_V2),
+    location: locationView,
+    tcf: z.object({ sha256: z.string(), header: tcfHeaderSchema }).nullable(),
+    gpp: z.object({ sha256: z.string(), header: gppHeaderSchema }).nullable(),
+  }),
+]);
 
 const proofView = z.object({
   proofVersion: z.literal(PROOF_VERSION),
@@ -159,7 +198,7 @@ const proofView = z.object({
   controller: z.object({ tenantId: z.string(), name: z.string() }),
   subject: z.object({ subjectId: z.string(), subjectHash: z.string(), subjectHashAlgorithm: z.string() }),
   purpose: z.object({ key: z.string(), description: z.string(), legalBasis: z.enum(LEGAL_BASES) }),
-  currentState: z.object({ decision: z.enum(DECISIONS), since: z.string(), eventId: z.string(), noticeVersion: z.number().int().nullable() }),
+  currentState: z.object({ decision: z.enum(DECISIONS), since: z.string(), eventId: z.string(), noticeVersion: z.number().int().nullable(), conflictsWithGpc: z.boolean() }),
   events: z.array(
     z.object({
       eventId: z.string(),
@@ -171,15 +210,34 @@ const proofView = z.object({
       propertyId: z.string().nullable(),
       language: z.string().nullable(),
       ipAddress: z.string().nullable().describe("Truncated: /24 (IPv4) or /48 (IPv6)"),
+      country: locationView,
       gpc: z.boolean().nullable(),
+      conflictsWithGpc: z.boolean(),
       recordedBy: z.string(),
       linkId: z.string().nullable(),
+      signals: z
+        .object({
+          tcf: z.object({ string: z.string().nullable(), header: tcfHeaderSchema }).nullable(),
+          gpp: z.object({ string: z.string().nullable(), header: gppHeaderSchema }).nullable(),
+        })
+        .describe("The IAB strings as sent (decrypted; null in an Idempotency-Key replay) and their decoded headers"),
+      evidenceFile: z
+        .object({
+          contentType: z.string(),
+          bytes: z.number().int(),
+          sha256: z.string(),
+          storedAt: z.string(),
+          url: z.string(),
+          audit: z.object({ seq: z.number().int(), hash: z.string(), entry: auditEntrySchema }),
+        })
+        .nullable()
+        .describe("The evidence file of the event (what the person was shown), if sent: its SHA-256 and the audit entry that recorded it"),
       notice: z.object({ version: z.number().int(), language: z.string(), text: z.string().nullable(), url: z.string().nullable(), sha256: z.string() }).nullable(),
       evidence: z
         .object({ pageUrl: z.string().nullable(), userAgent: z.string().nullable(), fullIpAddress: z.string().nullable() })
         .describe("Kept encrypted; not covered by the digest; null in an Idempotency-Key replay"),
       digest: z.object({
-        scheme: z.literal(DIGEST_SCHEME),
+        scheme: z.enum([DIGEST_SCHEME, DIGEST_SCHEME_V2]),
         algorithm: z.literal("HMAC-SHA256"),
         key: z.string().describe("This event's own HMAC key, hex (it opens no other event's digest)"),
         content: digestContent,
@@ -560,3 +618,190 @@ const pagePost = httpEndpoint({
   },
 });
 app.http(pagePost.name, pagePost.options);
+
+// --- evidence files --------------------------------------------------------------------------------------------------
+
+const eventParams = z.object({ id: z.string().regex(CONSENT_EVENT_ID_PATTERN) });
+
+const evidenceView = z.object({
+  eventId: z.string(),
+  contentType: z.enum(EVIDENCE_TYPES),
+  bytes: z.number().int(),
+  sha256: z.string().describe("SHA-256 of the file as sent (hex); recorded in the audit log (consent.evidence-stored) and shown in the proof"),
+  storedAt: z.string(),
+  audit: z.object({ seq: z.number().int(), hash: z.string() }),
+}) satisfies z.ZodType<EvidenceView>;
+
+/** The evidence a PUT sends: its declared type (parsed as RFC 9110 §8.3.1 writes it), its length and its body. */
+function incomingEvidence(request: HttpRequest): IncomingEvidence {
+  const header = request.headers.get("content-type");
+  let declared: ReturnType<typeof declaredEvidenceType>;
+  try {
+    if (header === null) throw new TypeError("no Content-Type");
+    const parsed = parseContentType(header);
+    declared = declaredEvidenceType(parsed.type, parsed.parameters);
+  } catch {
+    declared = { problem: `send the file with its Content-Type: one of ${EVIDENCE_TYPES.join(", ")}` };
+  }
+  if ("problem" in declared) throw new AppError("unsupported-media-type", declared.problem);
+  const length = request.headers.get("content-length");
+  if (length !== null && !/^\d{1,16}$/.test(length)) throw new AppError("malformed-request", "Content-Length is not a number");
+  return {
+    type: declared.type,
+    contentLength: length === null ? null : Number(length),
+    body: request.body ? drainingBody(request.body as unknown as WebReadableStream<Uint8Array>) : Readable.from([]),
+  };
+}
+
+/**
+ * The request body as a Node stream that, when it is given up early (a refusal at the first bytes), reads the rest
+ * of the body and drops it instead of cancelling the web stream: cancelling while the Functions library's body
+ * stream waits for the next chunk makes that stream close twice, which throws outside any request (undici's body
+ * from an async iterable). What is drained is at most the declared length, already checked against the maximum; a
+ * client that stops sending is cut off by the host's idle limit, which ends the drain.
+ */
+function drainingBody(web: WebReadableStream<Uint8Array>): Readable {
+  const reader = web.getReader();
+  const drain = async () => {
+    try {
+      while (!(await reader.read()).done);
+    } catch {
+      // The client went away: nothing left to drain.
+    }
+  };
+  return new Readable({
+    read() {
+      reader.read().then(
+        ({ value, done }) => void (done ? this.push(null) : this.push(Buffer.from(value.buffer, value.byteOffset, value.byteLength))),
+        (err: unknown) => this.destroy(err instanceof Error ? err : new Error(String(err))),
+      );
+    },
+    destroy(err, cb) {
+      void drain();
+      cb(err);
+    },
+  });
+}
+
+const evidencePut = httpEndpoint({
+  name: "consents-evidence-put",
+  method: "PUT",
+  route: "v1/consents/{id}/evidence",
+  auth: "tenant",
+  tags,
+  summary: "Send the evidence of a consent event (once): a screenshot of what the person was shown (PNG, JPEG, WebP), a PDF, or the rendered notice (HTML)",
+  description:
+    "Streamed and encrypted with the subject's data key into storage, bound to the event; at most CONSENT_EVIDENCE_MAX_BYTES (default 10 MiB), " +
+    "with Content-Length. The Content-Type must be the file's own: its first bytes are checked (signatures; HTML by its opening markup). " +
+    "Its SHA-256 is recorded in the audit log and joins the event's proof. If the body is refused or cut short, nothing is kept and it can be sent again.",
+  params: eventParams,
+  rawBody: { contentTypes: [...EVIDENCE_TYPES], description: "The file, as its Content-Type says" },
+  responses: {
+    201: { description: "Stored", schema: evidenceView },
+    400: problems(["malformed-request"]),
+    404: problems(["not-found"]),
+    408: problems(["request-timeout"]),
+    409: problems(["conflict"]),
+    413: problems(["payload-too-large"]),
+    415: problems(["unsupported-media-type"]),
+    500: problems(["integrity-error"]),
+  },
+  handler: async ({ services, principal, params, request, log }) => {
+    const stored = await putEvidence(services, principal, params.id, incomingEvidence(request), log);
+    return { status: 201, json: stored, headers: { location: `/api/v1/consents/${params.id}/evidence` } };
+  },
+});
+app.http(evidencePut.name, evidencePut.options);
+
+const EXTENSIONS: Record<EvidenceType, string> = { "image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "application/pdf": "pdf", "text/html": "html" };
+
+const evidenceGet = httpEndpoint({
+  name: "consents-evidence-get",
+  method: "GET",
+  route: "v1/consents/{id}/evidence",
+  auth: "tenant",
+  tags,
+  summary: "The evidence file of a consent event, decrypted as it streams; each read is audited",
+  description:
+    "Always an attachment, with X-Content-Type-Options: nosniff and Content-Security-Policy: sandbox, so an HTML notice never runs as a page of this service.",
+  params: eventParams,
+  responses: {
+    200: {
+      description: "The file, with the type it was stored with",
+      contentType: "application/octet-stream",
+      alternatives: Object.fromEntries(EVIDENCE_TYPES.map((t) => [t, z.string().meta({ format: "binary" })])),
+      schema: z.string().meta({ format: "binary" }),
+      headers: {
+        "Content-Disposition": { description: "attachment; filename=\"<event id>.<extension>\"", required: true },
+        "Content-Security-Policy": { description: "sandbox: no script, form or same-origin access, whatever the file is", required: true },
+        "Repr-Digest": { description: "sha-256=:<base64>: of the file (RFC 9530)", required: true },
+      },
+    },
+    404: problems(["not-found"]),
+    500: problems(["integrity-error"]),
+  },
+  handler: async ({ services, principal, params, isHead, context }) => {
+    const opened = await openEvidence(services, principal, params.id, isHead ? "HEAD" : "GET");
+    const headers: Record<string, string> = {
+      "content-type": opened.contentType === "text/html" ? "text/html; charset=utf-8" : opened.contentType,
+      "content-length": String(opened.size),
+      "content-disposition": `attachment; filename="${params.id}.${EXTENSIONS[opened.contentType]}"`,
+      "content-security-policy": "sandbox",
+      "repr-digest": `sha-256=:${Buffer.from(opened.sha256, "hex").toString("base64")}:`,
+    };
+    return opened.body ? { status: 200, headers, body: pacedBody(opened.body, context.invocationId) } : { status: 200, headers };
+  },
+});
+app.http(evidenceGet.name, evidenceGet.options);
+
+// --- exports ---------------------------------------------------------------------------------------------------------
+
+/** The export's media types, the first the default (RFC 9110 §12.5.1: Accept chooses, by q-value). */
+const EXPORT_TYPES = ["application/json", "text/csv"];
+
+const exportedEvent = eventView.extend({ subjectHash: z.string().describe("HMAC-SHA256 of the normalised address under your lookup secret (never the address)") });
+
+const exportList = httpEndpoint({
+  name: "consents-export",
+  method: "GET",
+  route: "v1/consents/export",
+  auth: "tenant",
+  tags,
+  summary: "Every consent event recorded in a period, oldest first, subjects as keyed hashes: paged JSON, or with Accept: text/csv the whole period as CSV for an audit",
+  description:
+    "from is inclusive, to exclusive (recordedAt). JSON pages with limit and cursor; CSV (RFC 4180, a header record, every event of the period after the cursor " +
+    "if one is given, streamed) neutralises every cell that begins with =, +, -, @, a tab or a carriage return with a leading single quote. Each export is audited (consent.exported).",
+  query: pagingQuery.extend({
+    from: isoDateTime.describe("Events recorded at or after this time"),
+    to: isoDateTime.describe("Events recorded before this time"),
+  }),
+  responses: {
+    200: {
+      description: "A page of events: application/json unless Accept prefers text/csv (the whole period, streamed)",
+      schema: pageOf(exportedEvent),
+      alternatives: { "text/csv": z.string().describe(`RFC 4180 CSV with a header record: ${EXPORT_CSV_COLUMNS.join(", ")}`) },
+    },
+    406: problems(["not-acceptable"]),
+  },
+  handler: async ({ services, principal, query, request, context }): Promise<EndpointResult> => {
+    const accept = request.headers.get("accept");
+    const type = new Negotiator({ headers: accept === null ? {} : { accept } }).mediaType(EXPORT_TYPES);
+    if (!type) throw new AppError("not-acceptable", "the export is available as application/json or text/csv; send an Accept header that allows one");
+    if (type === "text/csv") {
+      const rows = await exportConsentRows(services, principal, { from: query.from, to: query.to, cursor: query.cursor });
+      const csv = Readable.from(
+        (async function* () {
+          yield Buffer.from(EXPORT_CSV_COLUMNS.map(csvCell).join(",") + "\r\n", "utf8");
+          for await (const row of rows) yield Buffer.from(row.map(csvCell).join(",") + "\r\n", "utf8");
+        })(),
+      );
+      return {
+        status: 200,
+        body: pacedBody(csv, context.invocationId),
+        headers: { "content-type": "text/csv; charset=utf-8; header=present", "content-disposition": 'attachment; filename="consent-events.csv"', vary: "Accept" },
+      };
+    }
+    return { status: 200, json: await exportConsentPage(services, principal, { from: query.from, to: query.to, limit: query.limit, cursor: query.cursor }), headers: { vary: "Accept" } };
+  },
+});
+app.http(exportList.name, exportList.options);

@@ -20,6 +20,8 @@ import { AuditStore } from "./stores/audit-store";
 import { ConsentStore } from "./stores/consent-store";
 import { BreachStore } from "./stores/breach-store";
 import { DeadlineStore } from "./stores/deadline-store";
+import { EvidenceBlobs } from "./stores/evidence-blobs";
+import { GeoIpCountryLookup, type IpCountryLookup } from "./stores/ip-country";
 import { containersOf, createCosmosClient } from "./stores/cosmos";
 import { HeartbeatStore } from "./stores/heartbeat-store";
 import { IdempotencyStore } from "./stores/idempotency-store";
@@ -70,6 +72,10 @@ export interface Services {
   readonly breaches: BreachStore;
   /** Consent purposes, notices, subjects, events and withdrawal links. */
   readonly consents: ConsentStore;
+  /** Consent events' evidence files (encrypted, like payloads). */
+  readonly consentEvidence: EvidenceBlobs;
+  /** The country of an IP address, from the offline GeoLite2 data shipped in the package (never a network look-up). */
+  readonly ipCountry: IpCountryLookup;
   /** Data-subject requests: their state, deadlines, verification and work steps. */
   readonly subjectRequests: SubjectRequestStore;
   /** Sends one signed webhook request. */
@@ -86,6 +92,7 @@ export interface ServiceOverrides {
   clock?: Clock;
   telemetry?: Telemetry;
   webhookSender?: WebhookSender;
+  ipCountry?: IpCountryLookup;
 }
 
 /** Builds the key provider and the e-mail sender; see shared/adapters.ts for the settings-driven choice. */
@@ -111,6 +118,7 @@ export function createServices(settings: Settings, adapters: AdapterFactory, ove
   const webhooks = new WebhookStore(containers.webhooks);
   const breaches = new BreachStore(containers.breaches);
   const consents = new ConsentStore(containers.consents);
+  const consentEvidence = new EvidenceBlobs(blobs.getContainerClient(BLOB_CONTAINERS.consentEvidence.name));
   const subjectRequests = new SubjectRequestStore(containers.subjectRequests);
   const templatesDir = bundledTemplatesDir();
   const probes: StoreProbe[] = [
@@ -125,6 +133,7 @@ export function createServices(settings: Settings, adapters: AdapterFactory, ove
     { name: "subject-requests", system: "cosmos", probe: () => subjectRequests.probe() },
     { name: "payloads", system: "blob", probe: () => payloads.probe() },
     { name: "anchors", system: "blob", probe: () => anchors.probe() },
+    { name: "consent-evidence", system: "blob", probe: () => consentEvidence.probe() },
     ...Object.values(QUEUES).map((q): StoreProbe => ({ name: `queue:${q.name}`, system: "queue", probe: () => queues.probe(q.name) })),
   ];
   return {
@@ -148,6 +157,8 @@ export function createServices(settings: Settings, adapters: AdapterFactory, ove
     webhooks,
     breaches,
     consents,
+    consentEvidence,
+    ipCountry: overrides.ipCountry ?? new GeoIpCountryLookup(),
     subjectRequests,
     webhookSender: overrides.webhookSender ?? new HttpWebhookSender({ allowLoopback: settings.allowLoopbackWebhooks }),
     probes,

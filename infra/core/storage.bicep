@@ -32,9 +32,12 @@ param auditAnchorsPolicyLocked bool = false
 // BLOB_CONTAINERS in shared/config/resources.ts. The local-only "email-outbox" is deliberately absent.
 var payloadContainerName = 'payloads'
 var auditAnchorsContainerName = 'audit-anchors'
+// Consent evidence files, kept for years (the consent-evidence retention class): no lifecycle rule touches them.
+var consentEvidenceContainerName = 'consent-evidence'
 var blobContainerNames = [
   payloadContainerName
   auditAnchorsContainerName
+  consentEvidenceContainerName
 ]
 
 // QUEUES in shared/config/resources.ts, each with the "-poison" twin the Functions host moves failed messages to.

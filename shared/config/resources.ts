@@ -56,6 +56,10 @@ export const BLOB_CONTAINERS = {
     name: "audit-anchors",
     purpose: "hourly anchors of each tenant's audit chain head (ids and hashes); WORM in Azure: append-only, undeletable",
   },
+  consentEvidence: {
+    name: "consent-evidence",
+    purpose: "consent events' evidence files (screenshots, PDFs, rendered notices), encrypted with the consent subject's data key (ciphertext only)",
+  },
 } as const;
 
 /** Queues the code sends to or is triggered by. Each has a `<name>-poison` twin, as the Functions host uses. */

@@ -45,6 +45,7 @@ export const SETTING = {
   suspendedTenantNoticeDays: "SUSPENDED_TENANT_NOTICE_DAYS",
   consentLinkDays: "CONSENT_LINK_DAYS",
   consentEvidenceYears: "CONSENT_EVIDENCE_YEARS",
+  consentEvidenceMaxBytes: "CONSENT_EVIDENCE_MAX_BYTES",
   dsrCodeTtlMinutes: "DSR_CODE_TTL_MINUTES",
   dsrVerifyDays: "DSR_VERIFY_DAYS",
   dsrExportDays: "DSR_EXPORT_DAYS",
@@ -83,6 +84,7 @@ export const rawSettingsSchema = z.object({
   [SETTING.suspendedTenantNoticeDays]: positiveInt(30),
   [SETTING.consentLinkDays]: z.coerce.number().int().min(1).max(3650).default(365),
   [SETTING.consentEvidenceYears]: z.coerce.number().int().min(1).max(30).default(3),
+  [SETTING.consentEvidenceMaxBytes]: z.coerce.number().int().min(1024).max(100 * 1024 * 1024).default(10 * 1024 * 1024),
   [SETTING.dsrCodeTtlMinutes]: positiveInt(60),
   [SETTING.dsrVerifyDays]: positiveInt(14),
   [SETTING.dsrExportDays]: positiveInt(7),
@@ -129,6 +131,8 @@ export interface Settings {
   consentLinkDays: number;
   /** How long consent evidence is kept after the consent ended (EDPB 05/2020 para. 107; the Danish limitation period is 3 years). */
   consentEvidenceYears: number;
+  /** The largest consent evidence file (a screenshot, PDF or rendered notice) accepted, in bytes (default 10 MiB). */
+  consentEvidenceMaxBytes: number;
   /** A data subject's one-time verification code is valid this long (minutes). */
   dsrCodeTtlMinutes: number;
   /** An unverified data-subject request closes as closed-unverified after this many days. */
@@ -268,6 +272,7 @@ export function parseSettings(env: Record<string, string | undefined>): Settings
     suspendedTenantNoticeDays: s[SETTING.suspendedTenantNoticeDays],
     consentLinkDays: s[SETTING.consentLinkDays],
     consentEvidenceYears: s[SETTING.consentEvidenceYears],
+    consentEvidenceMaxBytes: s[SETTING.consentEvidenceMaxBytes],
     dsrCodeTtlMinutes: s[SETTING.dsrCodeTtlMinutes],
     dsrVerifyDays: s[SETTING.dsrVerifyDays],
     dsrExportDays: s[SETTING.dsrExportDays],

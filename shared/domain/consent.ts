@@ -20,6 +20,7 @@ import { createHmac, hkdfSync, randomBytes, timingSafeEqual } from "node:crypto"
 import ipaddr from "ipaddr.js";
 import { z } from "zod";
 import { canonicalJson } from "./audit-chain";
+import type { EventLocation, GppHeader, TcfHeader } from "./consent-signals";
 import { base32 } from "./tenant";
 
 const DAY_MS = 86_400_000;
@@ -226,9 +227,31 @@ export function evidenceClock(history: readonly DecisionFact[], years: number): 
 
 /** Names the digest scheme in every audit entry and proof, so a verifier knows what to recompute. */
 export const DIGEST_SCHEME = "safedata.consent-digest.v1";
+/**
+ * The scheme of events recorded since countries and IAB strings are kept: v1's content, plus the event's location
+ * (country, how it was found, the database), and for each IAB string its SHA-256 (of the string as sent, UTF-8) and
+ * decoded header. The strings themselves are encrypted; a proof shows them decrypted, so their hashes can be checked.
+ */
+export const DIGEST_SCHEME_V2 = "safedata.consent-digest.v2";
+export type DigestScheme = typeof DIGEST_SCHEME | typeof DIGEST_SCHEME_V2;
+
+/** An IAB string as a v2 digest covers it. */
+export interface DigestSignal<H> {
+  sha256: string;
+  header: H;
+}
 
 /** The content an event's digest covers: ids, purpose, notice, decision, method, times, truncated IP, keyed subject hash. */
-export interface DigestContent {
+export type DigestContent = DigestContentV1 | DigestContentV2;
+
+export interface DigestContentV2 extends Omit<DigestContentV1, "scheme"> {
+  scheme: typeof DIGEST_SCHEME_V2;
+  location: EventLocation | null;
+  tcf: DigestSignal<TcfHeader> | null;
+  gpp: DigestSignal<GppHeader> | null;
+}
+
+export interface DigestContentV1 {
   scheme: typeof DIGEST_SCHEME;
   tenantId: string;
   eventId: string;

@@ -18,11 +18,16 @@
  * - `consent-link-secrets` (id `link-secrets`): the versions of the withdrawal links' signing secret, each encrypted
  *   under the tenant's KEK;
  * - `consent-link-use` (id `link-use:<token hash>`): marks a withdrawal link as used, so it withdraws once;
- * - `consent-link-rate` (id `link-rate:<token hash>`): a link's request counter for the current hour (expires by TTL).
+ * - `consent-link-rate` (id `link-rate:<token hash>`): a link's request counter for the current hour (expires by TTL);
+ * - `consent-evidence` (id `evidence:<event id>`): the evidence file of one event (a screenshot, PDF or rendered
+ *   notice): where its encrypted blob is (container "consent-evidence", shared/stores/evidence-blobs.ts), its type,
+ *   size and SHA-256, and the audit entry that recorded it; while a PUT is receiving it, that attempt's claim.
  */
 import type { Container, SqlParameter } from "@azure/cosmos";
 import { z } from "zod";
-import { DECISIONS, LEGAL_BASES, METHODS, REQUEST_ORIGINS } from "../domain/consent";
+import { DECISIONS, DIGEST_SCHEME, DIGEST_SCHEME_V2, LEGAL_BASES, METHODS, REQUEST_ORIGINS } from "../domain/consent";
+import { EVIDENCE_TYPES } from "../domain/consent-evidence";
+import { eventLocationSchema, gppHeaderSchema, tcfHeaderSchema } from "../domain/consent-signals";
 import { crossPartition, isConflict, isNotFound, isPreconditionFailed, queryAll, readItem, type StoredMeta } from "./cosmos";
 
 const iso = z.iso.datetime();
@@ -106,6 +111,20 @@ export const eventDocSchema = z.object({
   gpc: z.boolean().nullable(),
   /** Encrypted with the subject's data key; each null when not sent (ipAddress: also when the tenant keeps no full IP). */
   personal: z.object({ ipAddress: encrypted.nullable(), userAgent: encrypted.nullable(), pageUrl: encrypted.nullable() }),
+  /** The country of the IP address, given by the tenant or derived offline when recorded (null: neither). */
+  location: eventLocationSchema.nullable().default(null),
+  /**
+   * The IAB strings as sent, encrypted with the subject's data key (a TC string can be personal data: CJEU C-604/22),
+   * beside what their headers say, decoded with the IAB's libraries when recorded (shared/domain/consent-signals.ts).
+   */
+  signals: z
+    .object({
+      tcf: z.object({ sealed: encrypted, header: tcfHeaderSchema }).nullable(),
+      gpp: z.object({ sealed: encrypted, header: gppHeaderSchema }).nullable(),
+    })
+    .default({ tcf: null, gpp: null }),
+  /** Which content the digest covers: v1 (events recorded before countries and IAB strings) or v2. */
+  digestScheme: z.enum([DIGEST_SCHEME, DIGEST_SCHEME_V2]).default(DIGEST_SCHEME),
   /** Who recorded it: `key:<id>` or `subject` (the person, through a withdrawal link). */
   actor: z.string(),
   requestId: z.string().nullable(),
@@ -197,6 +216,28 @@ export const linkRateDocSchema = z.object({
   ttl: z.number().int().positive(),
 });
 export type LinkRateDoc = z.infer<typeof linkRateDocSchema>;
+
+export const evidenceDocSchema = z.object({
+  id: z.string(),
+  tenantId: z.string(),
+  type: z.literal("consent-evidence"),
+  eventId: z.string(),
+  subjectId: z.string(),
+  purposeKey: z.string(),
+  /** The type declared and found in the first bytes (they match, or nothing was stored). */
+  contentType: z.enum(EVIDENCE_TYPES),
+  /** The plaintext size in bytes. */
+  size: z.number().int().positive(),
+  /** A PUT receiving the file: its attempt (one blob per attempt) and since when. Null once stored. */
+  receiving: z.object({ attemptId: z.string(), since: iso }).nullable(),
+  /** The stored file: its blob, stream header (base64), ciphertext size, the plaintext's SHA-256. Null while receiving. */
+  content: z.object({ blobName: z.string(), header: z.string(), ciphertextSize: z.number().int().nonnegative(), sha256: hex64, storedAt: iso }).nullable(),
+  /** The audit entry `consent.evidence-stored`, once written. */
+  audit: z.object({ seq: z.number().int().positive(), hash: hex64 }).nullable(),
+  createdAt: iso,
+});
+export type EvidenceDoc = z.infer<typeof evidenceDocSchema>;
+export type StoredEvidence = EvidenceDoc & StoredMeta;
 
 const storedSubjectSchema = subjectDocSchema.extend({ _etag: z.string() });
 
@@ -558,10 +599,72 @@ export class ConsentStore {
     return rows.length;
   }
 
+  // --- evidence files -------------------------------------------------------------------------------------------
+
+  getEvidence(tenantId: string, eventId: string): Promise<StoredEvidence | undefined> {
+    return readItem(this.container, evidenceDocSchema, evidenceId(eventId), tenantId);
+  }
+
+  /** Creates (etag undefined) or replaces the evidence record if unchanged since `etag`; false when another writer was first. */
+  saveEvidence(doc: EvidenceDoc, etag: string | undefined): Promise<boolean> {
+    const checked = evidenceDocSchema.parse(doc);
+    return conditional(() =>
+      etag === undefined ? this.container.items.create(checked) : this.container.item(checked.id, doc.tenantId).replace(checked, { accessCondition: { type: "IfMatch", condition: etag } }),
+    );
+  }
+
+  /** Deletes the evidence record (if unchanged since `etag`, when given); false when it changed or was gone. */
+  async deleteEvidence(tenantId: string, eventId: string, etag?: string): Promise<boolean> {
+    try {
+      await this.container.item(evidenceId(eventId), tenantId).delete(etag === undefined ? {} : { accessCondition: { type: "IfMatch", condition: etag } });
+      return true;
+    } catch (err) {
+      if (isPreconditionFailed(err) || isNotFound(err)) return false;
+      throw err;
+    }
+  }
+
+  /**
+   * Across all tenants, for the retention sweep only: evidence records whose PUT claimed them at or before `before`
+   * and never finished (its instance died), oldest first, at most `limit`.
+   */
+  findStaleEvidenceAcrossTenants(before: Date, limit: number): Promise<Array<{ tenantId: string; id: string; since: string }>> {
+    return crossPartition(this.container, z.object({ tenantId: z.string(), id: z.string(), since: iso }), {
+      query:
+        `SELECT TOP ${Math.floor(limit)} c.tenantId, c.id, c.receiving.since AS since FROM c WHERE c.type = 'consent-evidence' ` +
+        "AND NOT IS_NULL(c.receiving) AND c.receiving.since <= @before ORDER BY c.receiving.since ASC",
+      parameters: [{ name: "@before", value: before.toISOString() }],
+    });
+  }
+
+  // --- exports --------------------------------------------------------------------------------------------------
+
+  /**
+   * A page of the tenant's recorded events (those with an audit entry) recorded in [from, to), in the audit log's
+   * order (the entry's sequence number), after sequence number `afterSeq`; at most `limit`.
+   */
+  recordedEventsBetween(tenantId: string, from: Date, to: Date, afterSeq: number, limit: number): Promise<EventDoc[]> {
+    return queryAll(this.container, eventDocSchema, {
+      query:
+        `SELECT TOP ${Math.floor(limit)} * FROM c WHERE c.tenantId = @tenantId AND c.type = 'consent-event' AND NOT IS_NULL(c.audit) ` +
+        "AND c.recordedAt >= @from AND c.recordedAt < @to AND c.audit.seq > @after ORDER BY c.audit.seq ASC",
+      parameters: [
+        { name: "@tenantId", value: tenantId },
+        { name: "@from", value: from.toISOString() },
+        { name: "@to", value: to.toISOString() },
+        { name: "@after", value: afterSeq },
+      ],
+    }, tenantId);
+  }
+
   /** Reachability, for health: reads the container's definition. */
   async probe(): Promise<void> {
     await this.container.read();
   }
+}
+
+export function evidenceId(eventId: string): string {
+  return `evidence:${eventId}`;
 }
 
 export function clockId(subjectId: string, purposeKey: string): string {

@@ -3,8 +3,10 @@
  *
  * - each consent subject has its own data key (32 random bytes), stored only wrapped by the tenant's KEK (associated
  *   data: "consent-subject-key", tenant, subject id, KEK version). The subject's address and the personal fields of
- *   all its events (full IP when kept, user agent, page URL) are encrypted with it (field encryption, bound to the
- *   record and the field), so destroying it erases one person's consent data everywhere at once (crypto-shredding:
+ *   all its events (full IP when kept, user agent, page URL, IAB TCF/GPP strings) are encrypted with it (field
+ *   encryption, bound to the record and the field), and so are its events' evidence files (the streaming format,
+ *   bound to the tenant and the event: shared/stores/evidence-blobs.ts), so destroying it erases one person's consent
+ *   data everywhere at once (crypto-shredding:
  *   an erasure request, issue 19, or the last history's retention);
  * - the withdrawal links' signing secrets, 32 random bytes per version, encrypted under the tenant's KEK like webhook
  *   secrets;
@@ -29,7 +31,7 @@ import { withoutMeta } from "../stores/cosmos";
 import { withIntegrityContext } from "./integrity";
 
 /** The personal fields of consent records, by the name their encryption is bound to. */
-export type ConsentField = "email" | "ipAddress" | "userAgent" | "pageUrl";
+export type ConsentField = "email" | "ipAddress" | "userAgent" | "pageUrl" | "tcfString" | "gppString";
 
 const subjectKeyAad = (tenantId: string, subjectId: string, kekVersion: string) => encodeAssociatedData("consent-subject-key", tenantId, subjectId, kekVersion);
 const subjectTarget = (subjectId: string) => `consent-subject:${subjectId}`;

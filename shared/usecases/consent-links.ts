@@ -256,6 +256,9 @@ export async function withdrawalPage(s: Services, token: string, method: "GET" |
       userAgent: null,
       pageUrl: null,
       gpc: null,
+      location: null,
+      tcf: null,
+      gpp: null,
     });
   }
   const ctx = { subject: withoutMeta(subject), dataKey: await unwrapSubjectKey(s, subject), lookupSecret: await s.keys.lookupSecret(tenant.tenantId) };

@@ -18,17 +18,18 @@
  * escaped, with no scripts. Issuing a proof shows decrypted personal fields, so it is written to the audit log first
  * (`consent.proof-issued`, naming the fields); if that fails, nothing is shown.
  */
-import { consentDigest, decisionOrder, digestInput, DIGEST_SCHEME, eventDigestKey, projectStates, type Decision, type DigestContent, type LegalBasis } from "../domain/consent";
+import { consentDigest, decisionOrder, digestInput, eventDigestKey, projectStates, type Decision, type DigestContent, type DigestScheme, type LegalBasis } from "../domain/consent";
+import { eventConflictsWithGpc, stateConflictsWithGpc, type EventLocation, type GppHeader, type TcfHeader } from "../domain/consent-signals";
 import type { AuditEntry } from "../domain/audit-chain";
 import { DEFAULT_LANGUAGE, type Language } from "../domain/language";
 import { DEFAULT_TIME_ZONE } from "../domain/tenant";
 import { formatInstant } from "../domain/time";
 import { AppError } from "../errors";
 import type { Services } from "../services";
-import type { EventDoc, NoticeDoc } from "../stores/consent-store";
+import type { EvidenceDoc, NoticeDoc } from "../stores/consent-store";
 import { recordAudit, type TenantCaller } from "./audit-trail";
 import { openConsentField, unwrapSubjectKey } from "./consent-keys";
-import { factOf, findSubject, recorded } from "./consents";
+import { digestContentOf, factOf, findSubject, openSignals, recorded } from "./consents";
 
 export const PROOF_VERSION = "safedata.consent-proof.v1";
 
@@ -43,14 +44,24 @@ export interface ProofEvent {
   language: string | null;
   /** Truncated: /24 (IPv4) or /48 (IPv6). */
   ipAddress: string | null;
+  /** The country of the IP address, given or derived (with the database), covered by v2 digests. */
+  country: EventLocation | null;
   gpc: boolean | null;
+  conflictsWithGpc: boolean;
   recordedBy: string;
   linkId: string | null;
+  /** The IAB strings as sent (decrypted) with their decoded headers; the v2 digest covers each string's SHA-256. */
+  signals: { tcf: { string: string | null; header: TcfHeader } | null; gpp: { string: string | null; header: GppHeader } | null };
+  /**
+   * The evidence file (a copy of what the person was shown), when one was sent: its type, size and SHA-256, and the
+   * audit entry `consent.evidence-stored` that records them; the file itself from `url`.
+   */
+  evidenceFile: { contentType: string; bytes: number; sha256: string; storedAt: string; url: string; audit: { seq: number; hash: string; entry: AuditEntry } } | null;
   /** The notice version the event names, as stored (null: a withdrawal made before the purpose had a notice). */
   notice: { version: number; language: string; text: string | null; url: string | null; sha256: string } | null;
   /** Kept encrypted with the subject's key; not covered by the digest. Null where not sent or not kept. */
   evidence: { pageUrl: string | null; userAgent: string | null; fullIpAddress: string | null };
-  digest: { scheme: typeof DIGEST_SCHEME; algorithm: "HMAC-SHA256"; key: string; content: DigestContent; canonical: string; value: string };
+  digest: { scheme: DigestScheme; algorithm: "HMAC-SHA256"; key: string; content: DigestContent; canonical: string; value: string };
   audit: { seq: number; hash: string; entry: AuditEntry };
 }
 
@@ -60,7 +71,7 @@ export interface ConsentProof {
   controller: { tenantId: string; name: string };
   subject: { subjectId: string; subjectHash: string; subjectHashAlgorithm: string };
   purpose: { key: string; description: string; legalBasis: LegalBasis };
-  currentState: { decision: Decision; since: string; eventId: string; noticeVersion: number | null };
+  currentState: { decision: Decision; since: string; eventId: string; noticeVersion: number | null; conflictsWithGpc: boolean };
   events: ProofEvent[];
   verification: { steps: string[]; auditVerify: string[] };
 }
@@ -73,6 +84,8 @@ const STEPS = [
   "audit.entry.details.digest equals digest.value, and audit.entry.target.id is the event id.",
   "SHA-256 over the UTF-8 of 'safedata.audit.v1\\n' followed by the canonical JSON of audit.entry without its 'hash' field equals audit.hash.",
   "Call each URL in verification.auditVerify with the tenant's API key: the answer is valid, and its lastHash equals the event's audit.hash. Verifying the whole chain (GET /api/v1/audit/verify, continued with next) also shows no entry before it was removed or changed, and checks the chain against the heads anchored hourly outside the database.",
+  "For a safedata.consent-digest.v2 event, digest.content also holds the location (country, given or derived, and the database) and, for each IAB string, the SHA-256 of signals.<tcf|gpp>.string (UTF-8, hex) and its header: recompute the hashes from the strings shown.",
+  "An evidence file's SHA-256 (evidenceFile.sha256) equals the SHA-256 of the file downloaded from evidenceFile.url, and evidenceFile.audit.entry.details.sha256; that entry belongs to the chain like the event's own (verify it the same way).",
   "The evidence fields (page URL, user agent, full IP address) are kept encrypted and are not covered by the digest; everything else shown is.",
 ];
 
@@ -105,7 +118,11 @@ export async function consentProof(s: Services, caller: TenantCaller, input: { e
       return openConsentField(dataKey, tenantId, e.id, field, sealed);
     };
     const key = eventDigestKey(lookupSecret, tenantId, e.id);
-    const content = digestContentOf(e);
+    const strings = openSignals(dataKey, e);
+    if (strings.tcf !== null) fieldsShown.add("tcfString");
+    if (strings.gpp !== null) fieldsShown.add("gppString");
+    const content = digestContentOf(e, strings);
+    const file = await evidenceFileOf(s, tenantId, await s.consents.getEvidence(tenantId, e.id));
     const entry = await s.audit.entry(tenantId, e.audit.seq);
     if (!entry) throw new Error(`audit entry ${e.audit.seq} of tenant ${tenantId} is missing`);
     out.push({
@@ -118,13 +135,20 @@ export async function consentProof(s: Services, caller: TenantCaller, input: { e
       propertyId: e.propertyId,
       language: e.language,
       ipAddress: e.ipTruncated,
+      country: e.location,
       gpc: e.gpc,
+      conflictsWithGpc: eventConflictsWithGpc(e.decision, e.gpc),
       recordedBy: e.actor,
       linkId: e.linkId,
+      signals: {
+        tcf: e.signals.tcf ? { string: strings.tcf, header: e.signals.tcf.header } : null,
+        gpp: e.signals.gpp ? { string: strings.gpp, header: e.signals.gpp.header } : null,
+      },
+      evidenceFile: file,
       notice: notice ? { version: notice.version, language: notice.language, text: notice.text, url: notice.url, sha256: notice.sha256 } : null,
       evidence: { pageUrl: open("pageUrl"), userAgent: open("userAgent"), fullIpAddress: open("ipAddress") },
       // The digest as recomputed now; a stored one that differs (the event was changed) shows here as a mismatch.
-      digest: { scheme: DIGEST_SCHEME, algorithm: "HMAC-SHA256", key: key.toString("hex"), content, canonical: digestInput(content), value: e.digest },
+      digest: { scheme: content.scheme, algorithm: "HMAC-SHA256", key: key.toString("hex"), content, canonical: digestInput(content), value: e.digest },
       audit: { seq: e.audit.seq, hash: e.audit.hash, entry },
     });
     if (consentDigest(key, content) !== e.digest) throw new AppError("integrity-error", "a consent event no longer matches its digest; the proof was not issued and the incident was logged");
@@ -141,7 +165,7 @@ export async function consentProof(s: Services, caller: TenantCaller, input: { e
     controller: { tenantId, name: tenant?.name ?? "" },
     subject: { subjectId: subject.subjectId, subjectHash: subject.lookup, subjectHashAlgorithm: HASH_NOTE },
     purpose: { key: purpose.key, description: purpose.description, legalBasis: purpose.legalBasis },
-    currentState: { decision: state.decision, since: state.since, eventId: state.eventId, noticeVersion: state.noticeVersion },
+    currentState: { decision: state.decision, since: state.since, eventId: state.eventId, noticeVersion: state.noticeVersion, conflictsWithGpc: stateConflictsWithGpc(state.decision, events) },
     events: out,
     verification: {
       steps: STEPS,
@@ -150,32 +174,34 @@ export async function consentProof(s: Services, caller: TenantCaller, input: { e
   };
 }
 
-/** The content an event's digest covers, from the stored event. */
-export function digestContentOf(e: EventDoc): DigestContent {
+/** An event's stored evidence file as the proof shows it (null when none was stored). */
+async function evidenceFileOf(s: Services, tenantId: string, doc: EvidenceDoc | undefined): Promise<ProofEvent["evidenceFile"]> {
+  if (!doc?.content || !doc.audit) return null;
+  const entry = await s.audit.entry(tenantId, doc.audit.seq);
+  if (!entry) throw new Error(`audit entry ${doc.audit.seq} of tenant ${tenantId} is missing`);
   return {
-    scheme: DIGEST_SCHEME,
-    tenantId: e.tenantId,
-    eventId: e.id,
-    subjectId: e.subjectId,
-    subjectHash: e.subjectHash,
-    purposeKey: e.purposeKey,
-    noticeVersion: e.noticeVersion,
-    noticeSha256: e.noticeSha256,
-    decision: e.decision,
-    method: e.method,
-    requestOrigin: e.requestOrigin,
-    propertyId: e.propertyId,
-    language: e.language,
-    givenAt: e.givenAt,
-    recordedAt: e.recordedAt,
-    ipTruncated: e.ipTruncated,
-    gpc: e.gpc,
+    contentType: doc.contentType,
+    bytes: doc.size,
+    sha256: doc.content.sha256,
+    storedAt: doc.content.storedAt,
+    url: `/api/v1/consents/${doc.eventId}/evidence`,
+    audit: { seq: doc.audit.seq, hash: doc.audit.hash, entry },
   };
 }
 
 /** A proof without what was decrypted for it: what an Idempotency-Key replay may return (it is not logged again). */
 export function proofWithoutEvidence(proof: ConsentProof): ConsentProof {
-  return { ...proof, events: proof.events.map((e) => ({ ...e, evidence: { pageUrl: null, userAgent: null, fullIpAddress: null } })) };
+  return {
+    ...proof,
+    events: proof.events.map((e) => ({
+      ...e,
+      evidence: { pageUrl: null, userAgent: null, fullIpAddress: null },
+      signals: {
+        tcf: e.signals.tcf ? { ...e.signals.tcf, string: null } : null,
+        gpp: e.signals.gpp ? { ...e.signals.gpp, string: null } : null,
+      },
+    })),
+  };
 }
 
 /** The printable rendering of a proof, in the caller's tenant's language and time zone (escaped; no scripts). */

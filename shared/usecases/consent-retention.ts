@@ -13,6 +13,11 @@
  *   entry exists, the event is finished (its position noted); if not, the event was never part of the record and goes.
  * - `subject:<lookup>`: a subject left unconfirmed (its request died before its first event) or left half-removed,
  *   an hour on: removed if it has no events and no live history, otherwise settled.
+ * - `evidence:<event id>`: an evidence file whose PUT claimed it and died (consent-evidence.ts), 35 minutes on: the
+ *   attempt's blocks and the claim go (or, the event erased meanwhile, everything of its evidence).
+ *
+ * An erased history's events take their evidence files with them: blobs first, then the record, then the event, for
+ * every event the erasure names (a resumed erasure repeats them; each step is idempotent).
  *
  * Removing a subject races with a request recording a new event for it; the protocol: the remover marks the subject
  * `erasing` (etag), checks it has no events, and deletes it only if the document is still exactly as it marked it. A
@@ -24,6 +29,7 @@ import { evidenceClock } from "../domain/consent";
 import type { Services } from "../services";
 import { withoutMeta } from "../stores/cosmos";
 import { recordAuditOnce, type Actor } from "./audit-trail";
+import { EVIDENCE_RECEIVING_LEASE_MS, eraseEvidence, settleStaleEvidence } from "./consent-evidence";
 import { factOf, refreshClock } from "./consents";
 
 /** How long a worker holds a history it erases. */
@@ -42,16 +48,18 @@ export interface DueConsentItem {
 /** Due items of the class across all tenants, oldest first, at most `limit` (for the sweep only). */
 export async function findDueConsentItems(s: Services, now: Date, limit: number): Promise<DueConsentItem[]> {
   const settled = new Date(now.getTime() - CONSENT_SETTLE_MS);
-  const [clocks, events, subjects] = await Promise.all([
+  const [clocks, events, subjects, evidence] = await Promise.all([
     s.consents.findDueClocksAcrossTenants(now, limit),
     s.consents.findUnfinishedEventsAcrossTenants(settled, limit),
     s.consents.findUnsettledSubjectsAcrossTenants(settled, limit),
+    s.consents.findStaleEvidenceAcrossTenants(new Date(now.getTime() - EVIDENCE_RECEIVING_LEASE_MS), limit),
   ]);
   const due = (iso: string) => new Date(Date.parse(iso) + CONSENT_SETTLE_MS).toISOString();
   return [
     ...clocks.map((c) => ({ tenantId: c.tenantId, id: c.id, dueAt: c.evidenceUntil })),
     ...events.map((e) => ({ tenantId: e.tenantId, id: e.id, dueAt: due(e.recordedAt) })),
     ...subjects.map((x) => ({ tenantId: x.tenantId, id: x.id, dueAt: due(x.since) })),
+    ...evidence.map((x) => ({ tenantId: x.tenantId, id: x.id, dueAt: new Date(Date.parse(x.since) + EVIDENCE_RECEIVING_LEASE_MS).toISOString() })),
   ]
     .sort((a, b) => a.dueAt.localeCompare(b.dueAt))
     .slice(0, limit);
@@ -62,6 +70,7 @@ export async function purgeConsentItem(s: Services, item: { tenantId: string; id
   if (item.id.startsWith("clock:")) return eraseHistory(s, item.tenantId, item.id, sweepId, by);
   if (item.id.startsWith("ce-")) return finishOrDropEvent(s, item.tenantId, item.id);
   if (item.id.startsWith("subject:")) return (await settleSubject(s, item.tenantId, item.id)) ? "purged" : "skipped";
+  if (item.id.startsWith("evidence:")) return settleStaleEvidence(s, item.tenantId, item.id);
   return "skipped";
 }
 
@@ -90,6 +99,8 @@ async function eraseHistory(s: Services, tenantId: string, id: string, sweepId: 
   const lease = { ...withoutMeta(clock), erasure: { sweepId, leaseUntil: new Date(now.getTime() + ERASURE_LEASE_MS).toISOString(), erasedAt: null, eventIds } };
   if (!(await s.consents.saveClock(lease, clock._etag))) return "busy";
   const leased = await s.consents.getClockById(tenantId, id);
+  // Each event's evidence file goes before the event (so none is left without the event that names it).
+  for (const eventId of eventIds) await eraseEvidence(s, tenantId, eventId);
   for (const e of events) await s.consents.deleteEvent(tenantId, e.id);
   const seq = await recordAuditOnce(
     s,

@@ -22,7 +22,7 @@ import {
   ALL_PURPOSES,
   checkConsent,
   consentDigest,
-  DIGEST_SCHEME,
+  DIGEST_SCHEME_V2,
   decisionOrder,
   eventDigestKey,
   evidenceClock,
@@ -36,16 +36,27 @@ import {
   type Decision,
   type DecisionFact,
   type DigestContent,
+  type DigestContentV2,
   type LegalBasis,
   type Method,
   type RequestOrigin,
 } from "../domain/consent";
+import {
+  countryCodeProblem,
+  decodeGppString,
+  decodeTcString,
+  eventConflictsWithGpc,
+  stateConflictsWithGpc,
+  type EventLocation,
+  type GppHeader,
+  type TcfHeader,
+} from "../domain/consent-signals";
 import { AppError } from "../errors";
 import type { Services } from "../services";
 import { clockId, type EventDoc, type NoticeDoc, type PurposeDoc, type SubjectDoc } from "../stores/consent-store";
 import { withoutMeta } from "../stores/cosmos";
 import { recordAudit, recordAuditOnce, type Actor, type TenantCaller } from "./audit-trail";
-import { newSubjectKey, sealConsentField, unwrapSubjectKey } from "./consent-keys";
+import { newSubjectKey, openConsentField, sealConsentField, unwrapSubjectKey } from "./consent-keys";
 
 /** At most this many purposes per tenant (a withdrawal of `all` records one event per purpose). */
 export const MAX_PURPOSES = 200;
@@ -85,10 +96,18 @@ export interface ConsentEventView {
   givenAt: string;
   recordedAt: string;
   ipAddress: string | null;
+  /** The country of the IP address: given by the tenant, or derived offline when recorded (with the database). */
+  country: EventLocation | null;
   gpc: boolean | null;
+  /** A grant from a browser that sent the GPC objection signal. */
+  conflictsWithGpc: boolean;
+  /** What the IAB strings' headers say (the strings themselves are kept encrypted; a proof shows them). */
+  tcf: TcfHeader | null;
+  gpp: GppHeader | null;
   recordedBy: string;
   linkId: string | null;
   digest: string;
+  digestScheme: string;
   audit: { seq: number; hash: string };
 }
 
@@ -99,6 +118,8 @@ export interface PurposeStateView {
   eventId: string;
   noticeVersion: number | null;
   events: number;
+  /** The latest decision is a grant, and a GPC signal was seen in the purpose's history. */
+  conflictsWithGpc: boolean;
 }
 
 const noticeView = (n: NoticeDoc): NoticeView => ({ version: n.version, language: n.language, text: n.text, url: n.url, sha256: n.sha256, createdAt: n.createdAt });
@@ -117,12 +138,74 @@ export function eventView(e: EventDoc & { audit: NonNullable<EventDoc["audit"]> 
     givenAt: e.givenAt,
     recordedAt: e.recordedAt,
     ipAddress: e.ipTruncated,
+    country: e.location,
     gpc: e.gpc,
+    conflictsWithGpc: eventConflictsWithGpc(e.decision, e.gpc),
+    tcf: e.signals.tcf?.header ?? null,
+    gpp: e.signals.gpp?.header ?? null,
     recordedBy: e.actor,
     linkId: e.linkId,
     digest: e.digest,
+    digestScheme: e.digestScheme,
     audit: e.audit,
   };
+}
+
+/** The current state per purpose, each with its GPC conflict (shared/domain/consent-signals.ts). */
+export function stateViews(events: readonly EventDoc[]): PurposeStateView[] {
+  return projectStates(events.map(factOf)).map((st) => ({
+    purpose: st.purposeKey,
+    decision: st.decision,
+    since: st.since,
+    eventId: st.eventId,
+    noticeVersion: st.noticeVersion,
+    events: st.events,
+    conflictsWithGpc: stateConflictsWithGpc(st.decision, events.filter((e) => e.purposeKey === st.purposeKey)),
+  }));
+}
+
+/** The IAB strings of an event as sent, decrypted with the subject's data key (null where none was sent). */
+export function openSignals(dataKey: Buffer, e: EventDoc): { tcf: string | null; gpp: string | null } {
+  return {
+    tcf: e.signals.tcf ? openConsentField(dataKey, e.tenantId, e.id, "tcfString", e.signals.tcf.sealed) : null,
+    gpp: e.signals.gpp ? openConsentField(dataKey, e.tenantId, e.id, "gppString", e.signals.gpp.sealed) : null,
+  };
+}
+
+const sha256Hex = (text: string) => createHash("sha256").update(text, "utf8").digest("hex");
+
+/**
+ * The content an event's digest covers, from the stored event (and, for v2, its IAB strings as sent: their hashes
+ * are covered, the strings are kept encrypted). v1 events were recorded before locations and IAB strings were kept.
+ */
+export function digestContentOf(e: EventDoc, signals: { tcf: string | null; gpp: string | null }): DigestContent {
+  const v1 = {
+    tenantId: e.tenantId,
+    eventId: e.id,
+    subjectId: e.subjectId,
+    subjectHash: e.subjectHash,
+    purposeKey: e.purposeKey,
+    noticeVersion: e.noticeVersion,
+    noticeSha256: e.noticeSha256,
+    decision: e.decision,
+    method: e.method,
+    requestOrigin: e.requestOrigin,
+    propertyId: e.propertyId,
+    language: e.language,
+    givenAt: e.givenAt,
+    recordedAt: e.recordedAt,
+    ipTruncated: e.ipTruncated,
+    gpc: e.gpc,
+  };
+  if (e.digestScheme !== DIGEST_SCHEME_V2) return { scheme: "safedata.consent-digest.v1", ...v1 };
+  const v2: DigestContentV2 = {
+    scheme: DIGEST_SCHEME_V2,
+    ...v1,
+    location: e.location,
+    tcf: e.signals.tcf && signals.tcf !== null ? { sha256: sha256Hex(signals.tcf), header: e.signals.tcf.header } : null,
+    gpp: e.signals.gpp && signals.gpp !== null ? { sha256: sha256Hex(signals.gpp), header: e.signals.gpp.header } : null,
+  };
+  return v2;
 }
 
 /** Events that are part of the record: those whose audit entry is written. */
@@ -323,6 +406,11 @@ export interface EventFacts {
   userAgent: string | null;
   pageUrl: string | null;
   gpc: boolean | null;
+  /** The country: as the tenant gave it (checked), or derived from the IP address offline; null: neither. */
+  location: EventLocation | null;
+  /** IAB strings as sent, with their decoded headers (checked). */
+  tcf: { text: string; header: TcfHeader } | null;
+  gpp: { text: string; header: GppHeader } | null;
 }
 
 /** Who records an event, and through which link, if any. */
@@ -375,28 +463,9 @@ async function appendEvent(s: Services, tenantId: string, ctx: SubjectContext, f
   const now = s.clock.now().toISOString();
   const storeFullIp = (await s.consents.getSettings(tenantId))?.storeFullIp ?? false;
   const ip = facts.ipAddress !== null ? parseIp(facts.ipAddress) : undefined;
-  const seal = (field: "ipAddress" | "userAgent" | "pageUrl", value: string | null | undefined) =>
+  const seal = (field: "ipAddress" | "userAgent" | "pageUrl" | "tcfString" | "gppString", value: string | null | undefined) =>
     value === null || value === undefined ? null : sealConsentField(dataKey, tenantId, eventId, field, value);
-  const content: DigestContent = {
-    scheme: DIGEST_SCHEME,
-    tenantId,
-    eventId,
-    subjectId: subject.subjectId,
-    subjectHash: subject.lookup,
-    purposeKey: facts.purposeKey,
-    noticeVersion: facts.noticeVersion,
-    noticeSha256: facts.noticeSha256,
-    decision: facts.decision,
-    method: facts.method,
-    requestOrigin: facts.requestOrigin,
-    propertyId: facts.propertyId,
-    language: facts.language,
-    givenAt: facts.givenAt,
-    recordedAt: now,
-    ipTruncated: ip?.truncated ?? null,
-    gpc: facts.gpc,
-  };
-  const fresh: EventDoc = {
+  const unsigned: EventDoc = {
     id: eventId,
     tenantId,
     type: "consent-event",
@@ -415,12 +484,20 @@ async function appendEvent(s: Services, tenantId: string, ctx: SubjectContext, f
     ipTruncated: ip?.truncated ?? null,
     gpc: facts.gpc,
     personal: { ipAddress: storeFullIp ? seal("ipAddress", ip?.full) : null, userAgent: seal("userAgent", facts.userAgent), pageUrl: seal("pageUrl", facts.pageUrl) },
+    location: facts.location,
+    signals: {
+      tcf: facts.tcf ? { sealed: seal("tcfString", facts.tcf.text)!, header: facts.tcf.header } : null,
+      gpp: facts.gpp ? { sealed: seal("gppString", facts.gpp.text)!, header: facts.gpp.header } : null,
+    },
+    digestScheme: DIGEST_SCHEME_V2,
     actor: by.actor,
     requestId: by.requestId ?? null,
     linkId: by.linkId,
-    digest: consentDigest(eventDigestKey(ctx.lookupSecret, tenantId, eventId), content),
+    digest: "",
     audit: null,
   };
+  const content = digestContentOf(unsigned, { tcf: facts.tcf?.text ?? null, gpp: facts.gpp?.text ?? null });
+  const fresh: EventDoc = { ...unsigned, digest: consentDigest(eventDigestKey(ctx.lookupSecret, tenantId, eventId), content) };
   const created = await s.consents.createEvent(fresh);
   // A fixed id that exists already: an earlier attempt of the same withdrawal, which this one finishes.
   const event = created ? fresh : await s.consents.getEvent(tenantId, eventId);
@@ -457,7 +534,7 @@ async function appendEvent(s: Services, tenantId: string, ctx: SubjectContext, f
         decision: facts.decision,
         method: facts.method,
         digest: event.digest,
-        digestScheme: DIGEST_SCHEME,
+        digestScheme: event.digestScheme,
         ...(by.linkId ? { linkId: by.linkId } : {}),
       },
       `consent.recorded:${tenantId}:${eventId}`,
@@ -525,6 +602,10 @@ export interface RecordConsentInput {
   ipAddress?: string;
   userAgent?: string;
   gpc?: boolean;
+  /** ISO 3166-1 alpha-2 of where the person was, as the tenant knows it; otherwise derived from ipAddress. */
+  country?: string;
+  tcfString?: string;
+  gppString?: string;
 }
 
 const invalid = (path: string, message: string) => new AppError("validation-failed", `${path} ${message}`, { errors: [{ path, message }] });
@@ -537,6 +618,10 @@ async function factsOf(s: Services, tenantId: string, input: Omit<RecordConsentI
   if (problem) throw invalid("givenAt", problem);
   if (input.ipAddress !== undefined && !parseIp(input.ipAddress)) throw invalid("ipAddress", "must be an IPv4 address in dotted decimal or an IPv6 address");
   if (input.method === "gpc" && input.decision === "granted") throw invalid("method", "gpc (Global Privacy Control) is an objection signal; it cannot grant consent");
+  if (input.method === "gpc" && input.gpc === false) throw invalid("gpc", "cannot be false when the method is gpc: the decision is the browser's GPC signal");
+  const location = locationOf(s, input);
+  const tcf = input.tcfString === undefined ? null : signalOrInvalid("tcfString", input.tcfString, decodeTcString);
+  const gpp = input.gppString === undefined ? null : signalOrInvalid("gppString", input.gppString, decodeGppString);
   let notice: NoticeDoc | undefined;
   if (input.noticeVersion !== undefined) {
     notice = await s.consents.getNotice(tenantId, purpose.key, input.noticeVersion);
@@ -560,8 +645,36 @@ async function factsOf(s: Services, tenantId: string, input: Omit<RecordConsentI
     ipAddress: input.ipAddress ?? null,
     userAgent: input.userAgent ?? null,
     pageUrl: input.pageUrl ?? null,
-    gpc: input.gpc ?? null,
+    // A GPC-only event is the signal itself.
+    gpc: input.gpc ?? (input.method === "gpc" ? true : null),
+    location,
+    tcf,
+    gpp,
   };
+}
+
+/**
+ * The event's country: the tenant's, checked against ISO 3166-1 (`given`), or else looked up from the IP address in
+ * the offline database shipped with the service (`derived`, with its version), or null. Never a network look-up.
+ */
+function locationOf(s: Services, input: { country?: string; ipAddress?: string }): EventLocation | null {
+  if (input.country !== undefined) {
+    const problem = countryCodeProblem(input.country);
+    if (problem) throw invalid("country", problem);
+    return { country: input.country, source: "given", database: null };
+  }
+  const ip = input.ipAddress !== undefined ? parseIp(input.ipAddress) : undefined;
+  if (!ip) return null;
+  const hit = s.ipCountry.lookup(ip.full);
+  // The data's own codes are checked too: one that is not an assigned code (a regional placeholder) is not a country.
+  return hit && countryCodeProblem(hit.country) === undefined ? { country: hit.country, source: "derived", database: hit.database } : null;
+}
+
+/** A decoded IAB string, or a 422 naming the field and what is wrong with it. */
+function signalOrInvalid<H>(path: string, text: string, decode: (t: string) => { ok: true; value: H } | { ok: false; problem: string }): { text: string; header: H } {
+  const r = decode(text);
+  if (!r.ok) throw invalid(path, r.problem);
+  return { text, header: r.value };
 }
 
 async function purposeOrInvalid(s: Services, tenantId: string, key: string): Promise<PurposeDoc> {
@@ -619,7 +732,7 @@ export async function searchConsents(
   await recordAudit(s, caller.tenantId, caller, "consent.searched", { type: "consent-subject", id: subject.subjectId }, { events: history.length });
   return {
     subjectId: subject.subjectId,
-    states: projectStates(history.map(factOf)).map((st) => ({ purpose: st.purposeKey, decision: st.decision, since: st.since, eventId: st.eventId, noticeVersion: st.noticeVersion, events: st.events })),
+    states: stateViews(history),
     history: history.map(eventView),
   };
 }

@@ -34,6 +34,7 @@ const NOT_SET_IN_AZURE: Record<string, string> = {
   SUSPENDED_TENANT_NOTICE_DAYS: "the code's default applies; an operator may override it as an app setting",
   CONSENT_LINK_DAYS: "the code's default (365 days) applies; an operator may override it as an app setting",
   CONSENT_EVIDENCE_YEARS: "the code's default (3 years) applies; an operator may override it as an app setting",
+  CONSENT_EVIDENCE_MAX_BYTES: "the code's default (10 MiB) applies; an operator may override it as an app setting",
   DSR_CODE_TTL_MINUTES: "the code's default (60) applies; an operator may override it as an app setting",
   DSR_VERIFY_DAYS: "the code's default (14) applies; an operator may override it as an app setting",
   DSR_EXPORT_DAYS: "the code's default (7) applies; an operator may override it as an app setting",
