@@ -36,7 +36,7 @@ const purposeKey = (p: string) => p.trim().toLowerCase();
 export async function recordObjection(s: Services, req: StoredRequest): Promise<WorkOutcome> {
   const hash = req.subjectHash;
   if (!hash) throw new AppError("conflict", "the request's subject hash was erased");
-  await ensureOutcome(s, req, "objection", { fromHash: hash, toHash: null });
+  await ensureOutcome(s, req, "objection", { fromHash: null, toHash: null });
   const named = purposeList((await requestDetails(s, req))?.purposes);
   const purposes = named.length > 0 ? named : [EVERY_PURPOSE];
   const now = s.clock.now().toISOString();
@@ -103,7 +103,7 @@ export async function assertNoObjection(s: Services, tenantId: string, purposes:
 export async function withdrawForRequest(s: Services, req: StoredRequest): Promise<WorkOutcome> {
   const hash = req.subjectHash;
   if (!hash) throw new AppError("conflict", "the request's subject hash was erased");
-  await ensureOutcome(s, req, "withdraw-consent", { fromHash: hash, toHash: null });
+  await ensureOutcome(s, req, "withdraw-consent", { fromHash: null, toHash: null });
   {
     // Every part is safe to repeat: events have ids derived from the request and purpose; the first record stands.
     const email = await requestEmail(s, req);

@@ -172,7 +172,8 @@ export async function signRecord(s: Services, req: RequestDoc, action: AuditActi
   if (seq === undefined) throw new AppError("conflict", "the record's audit entry is being written by another worker");
   const hash = await s.audit.entryHash(req.tenantId, seq);
   if (!hash) throw new AppError("conflict", "the record's audit entry is not readable yet");
-  doc = await updateOutcome(s, req.tenantId, req.id, (d) => (d.audit ? undefined : { ...withoutMeta(d), audit: { seq, hash } }));
+  // Signed: the work is done, and the keyed hash it worked from goes (the person's hash is kept nowhere it need not be).
+  doc = await updateOutcome(s, req.tenantId, req.id, (d) => (d.audit ? undefined : { ...withoutMeta(d), audit: { seq, hash }, plan: { ...d.plan, fromHash: null } }));
   return doc;
 }
 

@@ -85,8 +85,8 @@ export async function planRectification(s: Services, req: StoredRequest): Promis
     );
     return { complete: "fulfilled" };
   }
-  if (existing && existing.plan.fromHash === null) {
-    // Answered "not stored" by an earlier attempt: finish signing it.
+  if (existing && (existing.plan.toHash === null || existing.record)) {
+    // Answered "not stored" by an earlier attempt, or done: finish signing it.
     return { next: "record" };
   }
   const value = details?.value?.trim() ?? "";
@@ -234,7 +234,7 @@ export async function recordRectification(s: Services, req: StoredRequest): Prom
       receivedAt: req.receivedAt,
       rectifiedAt: now,
       field: field.slice(0, 100),
-      corrected: d.plan.fromHash !== null,
+      corrected: d.plan.toHash !== null,
       places: [erasedPlace("uploads", d.plan.ids.uploads ?? []), erasedPlace("requests", d.plan.ids.requests ?? []), erasedPlace("consent-records", d.plan.ids.consentSubjects ?? [])],
       recipientCount: d.recipientCount,
       note: null,

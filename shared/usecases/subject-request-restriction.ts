@@ -32,7 +32,7 @@ const EFFECT =
 export async function recordRestriction(s: Services, req: StoredRequest): Promise<WorkOutcome> {
   const hash = req.subjectHash;
   if (!hash) throw new AppError("conflict", "the request's subject hash was erased");
-  await ensureOutcome(s, req, "restriction", { fromHash: hash, toHash: null });
+  await ensureOutcome(s, req, "restriction", { fromHash: null, toHash: null });
   const purposes = purposeList((await requestDetails(s, req))?.purposes);
   const now = s.clock.now().toISOString();
   for (let attempt = 0; attempt < 8; attempt++) {
