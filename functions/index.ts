@@ -20,6 +20,8 @@ import "./deadlines";
 import "./breaches";
 import "./consents";
 import "./subject-requests";
+import "./subject-request-packages";
+import "./privacy-information";
 import "./subject-request-outcomes";
 import "./not-found";
 import { registerClockControl } from "./admin-clock";

@@ -66,6 +66,10 @@ const createUploadInput = z.strictObject({
   purpose: singleLine(100)
     .optional()
     .describe("The purpose of the processing (e.g. direct-marketing): refused (403 processing-restricted) while a data subject objected to it (GDPR Art. 21)"),
+  providedBySubject: z
+    .boolean()
+    .optional()
+    .describe("The data subjects provided this content themselves (GDPR Art. 20(1)): it goes into their portability packages. Default false"),
 }) satisfies z.ZodType<CreateUploadInput>;
 
 const uploadView = z.object({

@@ -25,6 +25,8 @@ import { GeoIpCountryLookup, type IpCountryLookup } from "./stores/ip-country";
 import { containersOf, createCosmosClient } from "./stores/cosmos";
 import { HeartbeatStore } from "./stores/heartbeat-store";
 import { IdempotencyStore } from "./stores/idempotency-store";
+import { PackageBlobs } from "./stores/package-blobs";
+import { PackageStore } from "./stores/package-store";
 import { PayloadStore } from "./stores/payload-store";
 import { createBlobServiceClient, createQueueServiceClient, QueueSender } from "./stores/storage";
 import { SubjectRequestStore } from "./stores/subject-request-store";
@@ -78,6 +80,10 @@ export interface Services {
   readonly ipCountry: IpCountryLookup;
   /** Data-subject requests: their state, deadlines, verification and work steps. */
   readonly subjectRequests: SubjectRequestStore;
+  /** Access and portability packages (records) and each tenant's privacy information. */
+  readonly packages: PackageStore;
+  /** Access and portability packages (the encrypted zips). */
+  readonly packageBlobs: PackageBlobs;
   /** Sends one signed webhook request. */
   readonly webhookSender: WebhookSender;
   /** One reachability check per store. */
@@ -120,6 +126,8 @@ export function createServices(settings: Settings, adapters: AdapterFactory, ove
   const consents = new ConsentStore(containers.consents);
   const consentEvidence = new EvidenceBlobs(blobs.getContainerClient(BLOB_CONTAINERS.consentEvidence.name));
   const subjectRequests = new SubjectRequestStore(containers.subjectRequests);
+  const packages = new PackageStore(containers.subjectRequests);
+  const packageBlobs = new PackageBlobs(blobs.getContainerClient(BLOB_CONTAINERS.payloads.name));
   const templatesDir = bundledTemplatesDir();
   const probes: StoreProbe[] = [
     { name: "tenants", system: "cosmos", probe: () => tenants.probe() },
@@ -160,6 +168,8 @@ export function createServices(settings: Settings, adapters: AdapterFactory, ove
     consentEvidence,
     ipCountry: overrides.ipCountry ?? new GeoIpCountryLookup(),
     subjectRequests,
+    packages,
+    packageBlobs,
     webhookSender: overrides.webhookSender ?? new HttpWebhookSender({ allowLoopback: settings.allowLoopbackWebhooks }),
     probes,
     startedAt: clock.now(),

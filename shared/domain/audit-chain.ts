@@ -82,6 +82,17 @@ export const AUDIT_ACTIONS = [
   "subject-request.read",
   "subject-request.overdue",
   "subject-request.erased",
+  /**
+   * Part 2, access and portability packages: the tenant's Art. 15(4) decision on content naming other people too
+   * (with a keyed digest of its reason); a package built (the sections and counts that went in; its reads decrypted
+   * the person's data); each download (the tenant's or the person's, counted); a package purged at the end of its
+   * download window. And the tenant's privacy-information document (Art. 15(1)(a)–(h)) saved.
+   */
+  "subject-request.content-decided",
+  "subject-request.package-built",
+  "subject-request.package-downloaded",
+  "subject-request.package-purged",
+  "privacy-information.updated",
   /** Part 3: a request's record for the tenant (erasure certificate, rectification, restriction, objection, withdrawal). */
   "subject-request.erasure-certified",
   "subject-request.rectified",

@@ -273,6 +273,24 @@ export class SubjectRequestStore {
     }, tenantId);
   }
 
+  /**
+   * For access packages: up to `limit` of the tenant's requests about this subject (by keyed hash) other than
+   * `exceptId`, with an id after `afterId`, in id order (a keyset page).
+   */
+  pageOfSubject(tenantId: string, subjectHash: string, exceptId: string, afterId: string | null, limit: number): Promise<RequestDoc[]> {
+    return queryAll(this.container, requestDocSchema, {
+      query:
+        `SELECT TOP ${Math.floor(limit)} * FROM c WHERE c.tenantId = @tenantId AND c.type = 'subject-request' AND c.subjectHash = @hash ` +
+        "AND c.id != @except AND c.id > @after ORDER BY c.id ASC",
+      parameters: [
+        { name: "@tenantId", value: tenantId },
+        { name: "@hash", value: subjectHash },
+        { name: "@except", value: exceptId },
+        { name: "@after", value: afterId ?? "" },
+      ],
+    }, tenantId);
+  }
+
   /** Up to `limit` of the tenant's requests whose data key is wrapped with another KEK version than `version`. */
   withOtherKekVersion(tenantId: string, version: string, limit: number): Promise<StoredRequest[]> {
     return queryAll(this.container, storedSchema, {

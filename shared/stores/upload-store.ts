@@ -64,6 +64,8 @@ export const uploadDocSchema = z.object({
     })
     .nullable(),
   notifyOnFirstDownload: z.boolean(),
+  /** The tenant said the data subject provided the content (GDPR Art. 20(1)): it goes into a portability package. Absent: no. */
+  providedBySubject: z.boolean().optional(),
   senderNotifiedAt: iso.nullable(),
   deletion: z
     .object({
@@ -277,6 +279,24 @@ export class UploadStore {
       ],
     }, tenantId);
     return ids.sort();
+  }
+
+  /**
+   * For access and portability packages: up to `limit` of the tenant's uploads that name this keyed address hash as a
+   * data subject or a recipient, with an id after `afterId`, in id order (a keyset page: the caller resumes from the
+   * last id it read). Deleted uploads have had their hashes cleared and are never found.
+   */
+  pageNamingPerson(tenantId: string, lookupHash: string, afterId: string | null, limit: number): Promise<UploadDoc[]> {
+    return queryAll(this.container, uploadDocSchema, {
+      query:
+        `SELECT TOP ${Math.floor(limit)} * FROM c WHERE c.tenantId = @tenantId AND c.type = 'upload' AND c.id > @after ` +
+        "AND (ARRAY_CONTAINS(c.lookups.subjects, @hash) OR ARRAY_CONTAINS(c.lookups.recipients, @hash)) ORDER BY c.id ASC",
+      parameters: [
+        { name: "@tenantId", value: tenantId },
+        { name: "@hash", value: lookupHash },
+        { name: "@after", value: afterId ?? "" },
+      ],
+    }, tenantId);
   }
 
   /**

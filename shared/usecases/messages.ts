@@ -6,7 +6,7 @@
 import { z } from "zod";
 
 /** Retention classes the purge applies today (shared/domain/retention.ts). */
-export const ACTIVE_RETENTION_CLASSES = ["safedata", "suspended-tenant", "idempotency-record", "consent-evidence", "closed-request"] as const;
+export const ACTIVE_RETENTION_CLASSES = ["safedata", "suspended-tenant", "idempotency-record", "consent-evidence", "closed-request", "dsr-export"] as const;
 export type ActiveRetentionClass = (typeof ACTIVE_RETENTION_CLASSES)[number];
 
 /**

@@ -45,6 +45,7 @@ import { ACTIVE_RETENTION_CLASSES, notificationMessage, purgeBatchMessage, type 
 import { deleteUpload, type DeletionFaults } from "./upload-deletion";
 import { erasedBySweep, findDueConsentItems, purgeConsentItem } from "./consent-retention";
 import { eraseClosedRequest, findClosedRequestsDue } from "./subject-requests";
+import { findExpiredPackages, packagesPurgedBySweep, purgePackage } from "./subject-request-access";
 
 export const RETENTION_SWEEP = "retention";
 export const RETENTION_INTERVAL_MINUTES = 15;
@@ -152,6 +153,13 @@ const HANDLERS: Record<ActiveRetentionClass, ClassHandler> = {
     // cleared; the anonymous record stays (subject-requests.ts decides each again from the stored request).
     findDue: (s, now, limit) => findClosedRequestsDue(s, now, limit),
     purge: (s, item, sweepId) => eraseClosedRequest(s, item, sweepId),
+  },
+
+  "dsr-export": {
+    // Access and portability packages whose DSR_EXPORT_DAYS are over: their key is destroyed and their blobs deleted
+    // (subject-request-access.ts decides each again from the stored package record).
+    findDue: (s, now, limit) => findExpiredPackages(s, now, limit),
+    purge: (s, item, sweepId) => purgePackage(s, item, sweepId),
   },
 };
 
@@ -412,6 +420,28 @@ export async function writeReceipts(s: Services, sweepId: string): Promise<numbe
         idsTruncated: ids.length > MAX_IDS_IN_RECEIPT,
       },
       `retention.receipt:consent-evidence:${sweepId}`,
+    );
+    if (seq === undefined) pending = true;
+    else written++;
+  }
+  for (const [tenantId, requestIds] of await packagesPurgedBySweep(s, sweepId)) {
+    const ids = [...requestIds].sort();
+    const digest = receiptDigest(ids, sha256);
+    const seq = await recordAuditOnce(
+      s,
+      tenantId,
+      BY,
+      "retention.receipt",
+      { type: "sweep", id: `${sweepId}:dsr-export` },
+      {
+        class: "dsr-export",
+        count: digest.count,
+        idsHash: digest.idsHash,
+        idsHashAlgorithm: "sha256 over the sorted request ids of the purged packages joined by newlines",
+        ids: ids.slice(0, MAX_IDS_IN_RECEIPT),
+        idsTruncated: ids.length > MAX_IDS_IN_RECEIPT,
+      },
+      `retention.receipt:dsr-export:${sweepId}`,
     );
     if (seq === undefined) pending = true;
     else written++;

@@ -57,6 +57,8 @@ export interface CreateUploadInput {
   consentPurpose?: string;
   /** The purpose of the processing (e.g. `direct-marketing`): refused while a data subject objected to it (GDPR Art. 21). */
   purpose?: string;
+  /** The data subject provided the content (GDPR Art. 20(1)): it goes into their portability package. */
+  providedBySubject?: boolean;
 }
 
 export interface CreatedUpload {
@@ -175,6 +177,7 @@ export async function createUpload(s: Services, caller: TenantCaller, input: Cre
     receiving: null,
     content: null,
     notifyOnFirstDownload: input.notifyOnFirstDownload !== undefined,
+    ...(input.providedBySubject ? { providedBySubject: true } : {}),
     senderNotifiedAt: null,
     deletion: null,
   };
