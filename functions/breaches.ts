@@ -34,6 +34,9 @@ import { invocationLog } from "../shared/observability";
 import { queueHandler } from "../shared/queue-handler";
 import { services } from "../shared/services";
 import { BREACH_SWEEP_SCHEDULE, runBreachSweep, syncTenantPart } from "../shared/usecases/breach-notices";
+import { getPersonsOfBreach, recordPublicCommunication, requestPersonNotices, runPersonJob } from "../shared/usecases/breach-persons";
+import { publicCommunicationSchema } from "../shared/domain/breach-persons";
+import { dataCategories } from "../shared/domain/uploads";
 import { authorityReport, authorityReportHtml } from "../shared/usecases/breach-report";
 import {
   acknowledgeBreach,
@@ -81,6 +84,47 @@ const decisionRecord = z.object({
   notifyPersons: z.boolean(),
   exemption: z.enum(EXEMPTIONS).nullable(),
   reasons: z.string(),
+});
+
+const personsView = z.object({
+  breachId: z.string(),
+  version: z.number().int().describe("Your part's version whose persons these are"),
+  resolution: z
+    .object({
+      status: z.enum(["running", "done"]),
+      page: z.number().int(),
+      cursor: z.string().nullable(),
+      records: z.number().int().describe("Records (uploads) in the scope read so far"),
+      persons: z.number().int().describe("Distinct persons found (by keyed hash)"),
+      unreachable: z.number().int().describe("Approximate: persons named by records whose keyed hashes were cleared (purged or erased); from those records' own counts, so at most"),
+      unreachableRecords: z.number().int(),
+      categories: z.array(z.enum(dataCategories)),
+      batches: z.number().int(),
+      finishedAt: z.string().nullable(),
+      startedAt: z.string(),
+    })
+    .describe("The scope resolution (a queue job, a page of records per step)"),
+  notices: z
+    .object({
+      requestedAt: z.string(),
+      requestedBy: z.string(),
+      queuedAt: z.string().nullable().describe("When every batch was queued"),
+      batchesQueued: z.number().int(),
+      sent: z.number().int(),
+      pending: z.number().int(),
+      failed: z.number().int(),
+      unreachable: z.number().int().describe("Persons whose records were deleted after the resolution"),
+      estimatedCompletionAt: z.string().nullable().describe("When the last pending notice is expected to go at the e-mail service's pace (EMAIL_SENDS_PER_MINUTE, EMAIL_SENDS_PER_HOUR)"),
+      deadlineAt: z.string().describe("The instruction + BREACH_NOTICE_MAX_HOURS: the bound kept for \"without undue delay\" (Art. 34(1))"),
+      estimateBreaksDeadline: z.boolean(),
+      delayAlert: z.object({ at: z.string(), estimateAt: z.string(), deadlineAt: z.string() }).nullable().describe("The alert sent once to you and the operator when the estimate broke the bound"),
+      limits: z.object({ perMinute: z.number().int(), perHour: z.number().int() }),
+    })
+    .nullable()
+    .describe("Null until you instruct the notices (POST .../notify-persons)"),
+  publicCommunications: z
+    .array(z.object({ recordedAt: z.string(), by: z.string(), publishedAt: z.string(), text: z.string(), where: z.string(), version: z.number().int() }))
+    .describe("Art. 34(3)(c): the public communications you recorded"),
 });
 
 const tenantView = z.object({
@@ -365,7 +409,10 @@ const myGet = httpEndpoint({
   tags,
   summary: "Your part of a breach: what happened, your scope, its severity and the proposal, your clocks, every version",
   params,
-  responses: { 200: { description: "Your part", schema: tenantView }, 404: problems(["not-found"]) },
+  responses: {
+    200: { description: "Your part", schema: tenantView.extend({ persons: personsView.nullable().describe("The persons of your part's newest resolved version and the notices to them; null before the first resolution") }) },
+    404: problems(["not-found"]),
+  },
   handler: async ({ services, principal, params }) => ({ status: 200, json: await getMyBreach(services, principal, params.id) }),
 });
 app.http(myGet.name, myGet.options);
@@ -431,6 +478,61 @@ const notNotified = httpEndpoint({
 });
 app.http(notNotified.name, notNotified.options);
 
+const notifyPersons = httpEndpoint({
+  name: "breaches-notify-persons",
+  method: "POST",
+  route: "v1/breaches/{id}/notify-persons",
+  auth: "tenant",
+  tags,
+  summary: "Instruct the notices to the persons of your part's newest version (GDPR Art. 34(1)); each is e-mailed once",
+  description:
+    "Recorded once per version (a repeat answers 200 with the progress). Once the persons are resolved, each is e-mailed in your language with their own " +
+    "data categories, the likely consequences, the measures and your contact point, at the pace the e-mail service allows (EMAIL_SENDS_PER_MINUTE, " +
+    "EMAIL_SENDS_PER_HOUR; a throttled answer's Retry-After is honoured). Follow sent / pending / failed and the estimate with GET .../persons.",
+  params,
+  idempotency: {},
+  responses: {
+    200: { description: "Already instructed for this version: the progress", schema: personsView },
+    202: { description: "Instructed: the persons are resolved and told in the background", schema: personsView },
+    404: problems(["not-found"]),
+    409: problems(["conflict"]),
+  },
+  handler: async ({ services, principal, params }) => {
+    const { view, created } = await requestPersonNotices(services, principal, params.id);
+    return { status: created ? 202 : 200, json: view };
+  },
+});
+app.http(notifyPersons.name, notifyPersons.options);
+
+const persons = httpEndpoint({
+  name: "breaches-persons",
+  method: "GET",
+  route: "v1/breaches/{id}/persons",
+  auth: "tenant",
+  tags,
+  summary: "The persons of your part: the scope resolution, the notices sent / pending / failed, the estimated completion, public communications",
+  params,
+  responses: { 200: { description: "The persons' progress (counts only)", schema: personsView }, 404: problems(["not-found"]) },
+  handler: async ({ services, principal, params }) => ({ status: 200, json: await getPersonsOfBreach(services, principal, params.id) }),
+});
+app.http(persons.name, persons.options);
+
+const publicCommunication = httpEndpoint({
+  name: "breaches-public-communication",
+  method: "POST",
+  route: "v1/breaches/{id}/public-communication",
+  auth: "tenant",
+  tags,
+  summary: "Record a public communication (GDPR Art. 34(3)(c)): its text, where and when it was published",
+  description: "For when telling each person would take disproportionate effort (e.g. the e-mail service's pace breaks BREACH_NOTICE_MAX_HOURS). Each is kept.",
+  params,
+  body: publicCommunicationSchema,
+  idempotency: {},
+  responses: { 200: { description: "The persons' progress with the communications recorded", schema: personsView }, 404: problems(["not-found"]), 409: problems(["conflict"]) },
+  handler: async ({ services, principal, params, body }) => ({ status: 200, json: await recordPublicCommunication(services, principal, params.id, body) }),
+});
+app.http(publicCommunication.name, publicCommunication.options);
+
 const REPORT_TYPES = ["application/json", "text/html"];
 
 const report = httpEndpoint({
@@ -476,6 +578,11 @@ app.storageQueue("breach-job", {
   queueName: QUEUES.breaches.name,
   connection: SETTING.storageConnectionString,
   handler: queueHandler(QUEUES.breaches.name, breachJobMessage, async (msg, { services, log }) => {
+    if (msg.kind !== "sync-tenant") {
+      const outcome = await runPersonJob(services, msg, log);
+      log.info("breach.persons-job", { kind: msg.kind, breachId: msg.breachId, tenantId: msg.tenantId, version: msg.version, outcome });
+      return;
+    }
     const outcome = await syncTenantPart(services, msg.breachId, msg.tenantId, log);
     log.info("breach.sync", { breachId: msg.breachId, tenantId: msg.tenantId, outcome });
   }),

@@ -124,6 +124,16 @@ export const AUDIT_ACTIONS = [
   "breach.authority-not-notified",
   "breach.deadline-notice",
   "breach.report-read",
+  /**
+   * Breaches, part 2 (the persons, Art. 34): a version's persons resolved (counts only), the tenant's instruction to
+   * tell them, each batch's addresses decrypted from their records to send the notices (before any is sent; counts
+   * only), the alert that the notices cannot all go within BREACH_NOTICE_MAX_HOURS, and a public communication.
+   */
+  "breach.persons-resolved",
+  "breach.persons-notify-requested",
+  "breach.person-addresses-read",
+  "breach.persons-delay-alert",
+  "breach.public-communication",
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 

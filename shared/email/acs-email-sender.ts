@@ -37,6 +37,11 @@ export class EmailSendError extends Error {
     readonly retryable: boolean,
     readonly statusCode?: number,
     readonly operationId?: string,
+    /**
+     * The service's `Retry-After` (RFC 9110 §10.2.3) on a throttled (429) or unavailable (503) answer: a number of
+     * seconds, or the HTTP date after which to retry. The caller resolves it against its own clock.
+     */
+    readonly retryAfter?: RetryAfter,
   ) {
     super(`e-mail ${messageId} was not sent: ${code}${statusCode ? ` (HTTP ${statusCode})` : ""}`);
     this.name = "EmailSendError";
@@ -72,6 +77,26 @@ export function operationIdFor(messageId: string): string {
   return nameBasedUuid(OPERATION_ID_NAMESPACE, messageId);
 }
 
+
+/** When the service asked to be called again: after a number of seconds, or at an instant (RFC 9110 §10.2.3). */
+export type RetryAfter = { readonly seconds: number } | { readonly at: Date };
+
+/**
+ * Reads a Retry-After value: delta-seconds (a non-negative integer) or an HTTP-date (IMF-fixdate and the obsolete
+ * forms Date.parse reads). Also the millisecond variants Azure services send (`retry-after-ms`,
+ * `x-ms-retry-after-ms`), which win when present. Undefined when absent or unreadable.
+ */
+export function parseRetryAfter(headers: { get(name: string): string | undefined | null }): RetryAfter | undefined {
+  for (const name of ["retry-after-ms", "x-ms-retry-after-ms"]) {
+    const ms = headers.get(name)?.trim();
+    if (ms && /^\d{1,10}$/.test(ms)) return { seconds: Number(ms) / 1000 };
+  }
+  const raw = headers.get("retry-after")?.trim();
+  if (!raw) return undefined;
+  if (/^\d{1,10}$/.test(raw)) return { seconds: Number(raw) };
+  const at = Date.parse(raw);
+  return Number.isNaN(at) || !/[A-Za-z]/.test(raw) ? undefined : { at: new Date(at) };
+}
 
 /** Service codes are identifiers; anything else is not passed on. */
 function safeCode(code: unknown, fallback: string): string {
@@ -157,7 +182,9 @@ export class AcsEmailSender implements EmailSender {
     if (isAbort(err)) return new EmailSendError(messageId, "Timeout", true, undefined, operationId);
     const status = statusOf(err);
     const code = safeCode((err as { code?: unknown } | null)?.code, status === undefined ? "NetworkError" : "RequestFailed");
-    return new EmailSendError(messageId, code, isRetryableStatus(status), status, operationId);
+    const headers = (err as { response?: { headers?: { get(name: string): string | undefined } } } | null)?.response?.headers;
+    const retryAfter = headers && typeof headers.get === "function" ? parseRetryAfter(headers) : undefined;
+    return new EmailSendError(messageId, code, isRetryableStatus(status), status, operationId, retryAfter);
   }
 
   /**

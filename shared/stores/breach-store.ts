@@ -23,6 +23,8 @@ import {
   severityAssessmentSchema,
   tenantContentSchema,
 } from "../domain/breaches";
+import { personHashSchema, rateStateSchema, type RateState } from "../domain/breach-persons";
+import { dataCategories } from "../domain/uploads";
 import { WEBHOOK_EVENT_TYPES } from "../domain/webhooks";
 import { crossPartition, isConflict, isPreconditionFailed, queryAll, queryPage, readItem, type Page } from "./cosmos";
 
@@ -133,6 +135,99 @@ export const partNoticeSchema = z.object({
 });
 export type PartNotice = z.infer<typeof partNoticeSchema>;
 
+/**
+ * The persons of one version of a tenant's part: the scope resolution's progress and counts, and the notices to
+ * the persons once the tenant instructed them (Art. 34). The persons themselves are documents of their own
+ * (`breach-person`), in batches (`breach-person-batch`), so a part never holds them all.
+ */
+export const personsRunSchema = z.object({
+  /** The tenant's part version resolved. */
+  version: z.number().int().positive(),
+  startedAt: iso,
+  resolution: z.object({
+    status: z.enum(["running", "done"]),
+    /** Resolution steps done (each reads a page of uploads), and the last upload id read. */
+    page: z.number().int().nonnegative(),
+    cursor: z.string().nullable(),
+    records: z.number().int().nonnegative(),
+    persons: z.number().int().nonnegative(),
+    /** Persons named by records whose keyed hashes were cleared (purged or erased): counted from the records' counts, at most. */
+    unreachable: z.number().int().nonnegative(),
+    unreachableRecords: z.number().int().nonnegative(),
+    categories: z.array(z.enum(dataCategories)),
+    batches: z.number().int().nonnegative(),
+    finishedAt: iso.nullable(),
+  }),
+  /** The tenant's instruction to tell the persons of this version; null until given. */
+  notify: z
+    .object({
+      requestedAt: iso,
+      by: actorSchema,
+      /** Batches queued by the fan-out so far, and the last batch id queued (it resumes there). */
+      queued: z.number().int().nonnegative(),
+      cursor: z.string().nullable(),
+      queuedAt: iso.nullable(),
+      /** The alert that the estimate breaks BREACH_NOTICE_MAX_HOURS, sent once. */
+      delayAlert: z.object({ at: iso, estimateAt: iso, deadlineAt: iso }).nullable(),
+    })
+    .nullable(),
+});
+export type PersonsRun = z.infer<typeof personsRunSchema>;
+
+export const PERSON_STATES = ["pending", "sent", "failed", "unreachable"] as const;
+export type PersonState = (typeof PERSON_STATES)[number];
+
+/** One affected person of one version of a tenant's part: a keyed hash, never an address. */
+export const breachPersonSchema = z.object({
+  id: z.string(),
+  tenantId: z.string(),
+  type: z.literal("breach-person"),
+  breachId: z.string(),
+  version: z.number().int().positive(),
+  personHash: personHashSchema,
+  roles: z.array(z.enum(["data-subject", "recipient"])),
+  categories: z.array(z.enum(dataCategories)),
+  /** Records that name the person (their addresses are read from there when the notice is sent), at most 5. */
+  sources: z.array(z.object({ kind: z.literal("upload"), id: z.string() })).max(5),
+  /** The batch it is told in (the resolution step that found it first). */
+  batch: z.string(),
+  state: z.enum(PERSON_STATES),
+  attempts: z.number().int().nonnegative(),
+  lastFailure: z.string().max(60).nullable(),
+  messageId: z.string(),
+  sentAt: iso.nullable(),
+  createdAt: iso,
+});
+export type BreachPersonDoc = z.infer<typeof breachPersonSchema>;
+export type StoredBreachPerson = BreachPersonDoc & { _etag: string };
+
+export const personBatchSchema = z.object({
+  id: z.string(),
+  tenantId: z.string(),
+  type: z.literal("breach-person-batch"),
+  breachId: z.string(),
+  version: z.number().int().positive(),
+  batch: z.string(),
+  personHashes: z.array(personHashSchema).max(1000),
+  state: z.enum(["pending", "done"]),
+  sent: z.number().int().nonnegative(),
+  failed: z.number().int().nonnegative(),
+  unreachable: z.number().int().nonnegative(),
+  /** Not to be worked on before this (the send budget, a Retry-After, a retry's back-off). */
+  nextAttemptAt: iso,
+  /** A worker holds the batch until then. */
+  leaseUntil: iso.nullable(),
+  updatedAt: iso,
+});
+export type PersonBatchDoc = z.infer<typeof personBatchSchema>;
+export type StoredPersonBatch = PersonBatchDoc & { _etag: string };
+
+const RATE_ID = "email-send-rate";
+const rateDocSchema = z.object({ id: z.literal(RATE_ID), tenantId: z.literal(SYSTEM_TENANT), type: z.literal("email-send-rate"), state: rateStateSchema });
+
+export const personId = (breachId: string, version: number, hash: string) => `${breachId}.v${version}.p.${hash}`;
+export const batchId = (breachId: string, version: number, batch: string) => `${breachId}.v${version}.b.${batch}`;
+
 export const breachPartSchema = z.object({
   id: z.string(),
   tenantId: z.string(),
@@ -174,6 +269,12 @@ export const breachPartSchema = z.object({
   ),
   noAuthorityNotification: z.object({ at: iso, by: actorSchema, reason: z.string() }).nullable(),
   withdrawnAt: iso.nullable(),
+  /** The persons of the newest version resolved (and told, on the tenant's instruction); null before any. */
+  persons: personsRunSchema.nullable().default(null),
+  /** The tenant's public communications (Art. 34(3)(c)): what it published, where and when. */
+  publicCommunications: z
+    .array(z.object({ recordedAt: iso, by: actorSchema, publishedAt: iso, text: z.string(), where: z.string(), version: z.number().int().positive() }))
+    .default([]),
 });
 export type BreachPartDoc = z.infer<typeof breachPartSchema>;
 export type StoredBreachPart = BreachPartDoc & { _etag: string };
@@ -322,6 +423,147 @@ export class BreachStore {
         "AND NOT IS_NULL(c.pendingNotice) AND c.pendingNotice.nextAttemptAt <= @due ORDER BY c.pendingNotice.nextAttemptAt ASC",
       parameters: [{ name: "@due", value: dueBefore.toISOString() }],
     });
+  }
+
+  // --- the persons of a part (the tenant's own partition) ---------------------------------------------------
+
+  /** Creates a person; false when it exists (a resolution step run again, or found by an earlier step). */
+  async createPerson(doc: BreachPersonDoc): Promise<boolean> {
+    try {
+      await this.container.items.create(breachPersonSchema.parse(doc));
+      return true;
+    } catch (err) {
+      if (isConflict(err)) return false;
+      throw err;
+    }
+  }
+
+  getPerson(tenantId: string, breachId: string, version: number, hash: string): Promise<StoredBreachPerson | undefined> {
+    return readItem(this.container, breachPersonSchema, personId(breachId, version, hash), tenantId);
+  }
+
+  /** Replaces a person if unchanged since `etag`; false when another writer changed it first. */
+  async replacePerson(doc: BreachPersonDoc, etag: string): Promise<boolean> {
+    try {
+      await this.container.item(doc.id, doc.tenantId).replace(breachPersonSchema.parse(doc), { accessCondition: { type: "IfMatch", condition: etag } });
+      return true;
+    } catch (err) {
+      if (isPreconditionFailed(err)) return false;
+      throw err;
+    }
+  }
+
+  /** Every notice of the tenant's breaches to the person with this keyed hash (for an access request), oldest first. */
+  personNotices(tenantId: string, personHash: string): Promise<BreachPersonDoc[]> {
+    return queryAll(this.container, breachPersonSchema, {
+      query: "SELECT * FROM c WHERE c.tenantId = @tenantId AND c.type = 'breach-person' AND c.personHash = @hash ORDER BY c.createdAt ASC",
+      parameters: [
+        { name: "@tenantId", value: tenantId },
+        { name: "@hash", value: personHash },
+      ],
+    }, tenantId);
+  }
+
+  /** Creates a batch; false when it exists. */
+  async createBatch(doc: PersonBatchDoc): Promise<boolean> {
+    try {
+      await this.container.items.create(personBatchSchema.parse(doc));
+      return true;
+    } catch (err) {
+      if (isConflict(err)) return false;
+      throw err;
+    }
+  }
+
+  getBatch(tenantId: string, breachId: string, version: number, batch: string): Promise<StoredPersonBatch | undefined> {
+    return readItem(this.container, personBatchSchema, batchId(breachId, version, batch), tenantId);
+  }
+
+  /** Replaces a batch if unchanged since `etag`; the new etag, or undefined when another writer changed it first. */
+  async replaceBatch(doc: PersonBatchDoc, etag: string): Promise<string | undefined> {
+    try {
+      const r = await this.container.item(doc.id, doc.tenantId).replace(personBatchSchema.parse(doc), { accessCondition: { type: "IfMatch", condition: etag } });
+      return r.etag;
+    } catch (err) {
+      if (isPreconditionFailed(err)) return undefined;
+      throw err;
+    }
+  }
+
+  /** Up to `limit` batch names of one version of the tenant's part after `after` (by id), for the fan-out. */
+  async batchNames(tenantId: string, breachId: string, version: number, after: string | null, limit: number): Promise<Array<{ id: string; batch: string }>> {
+    return queryAll(this.container, z.object({ id: z.string(), batch: z.string() }), {
+      query:
+        `SELECT TOP ${Math.floor(limit)} c.id, c.batch FROM c WHERE c.tenantId = @tenantId AND c.type = 'breach-person-batch' ` +
+        "AND c.breachId = @breach AND c.version = @version AND c.id > @after ORDER BY c.id ASC",
+      parameters: [
+        { name: "@tenantId", value: tenantId },
+        { name: "@breach", value: breachId },
+        { name: "@version", value: version },
+        { name: "@after", value: after ?? "" },
+      ],
+    }, tenantId);
+  }
+
+  /** Each batch's size and counts, for the progress of one version of the tenant's part (one row per 100 persons). */
+  batchCounts(tenantId: string, breachId: string, version: number): Promise<Array<{ size: number; sent: number; failed: number; unreachable: number; nextAttemptAt: string; state: string }>> {
+    return queryAll(this.container, z.object({ size: z.number().int(), sent: z.number().int(), failed: z.number().int(), unreachable: z.number().int(), nextAttemptAt: iso, state: z.string() }), {
+      query:
+        "SELECT ARRAY_LENGTH(c.personHashes) AS size, c.sent, c.failed, c.unreachable, c.nextAttemptAt, c.state FROM c " +
+        "WHERE c.tenantId = @tenantId AND c.type = 'breach-person-batch' AND c.breachId = @breach AND c.version = @version",
+      parameters: [
+        { name: "@tenantId", value: tenantId },
+        { name: "@breach", value: breachId },
+        { name: "@version", value: version },
+      ],
+    }, tenantId);
+  }
+
+  /**
+   * Across all tenants, for the breach sweep only: batches still to be worked on whose time came at or before
+   * `dueBefore` and that no worker holds at `now` (their message was lost, or their worker died), oldest first.
+   */
+  findDueBatchesAcrossTenants(dueBefore: Date, now: Date, limit: number): Promise<Array<{ tenantId: string; breachId: string; version: number; batch: string }>> {
+    return crossPartition(this.container, z.object({ tenantId: z.string(), breachId: z.string(), version: z.number().int(), batch: z.string() }), {
+      query:
+        `SELECT TOP ${Math.floor(limit)} c.tenantId, c.breachId, c.version, c.batch FROM c WHERE c.type = 'breach-person-batch' AND c.state = 'pending' ` +
+        "AND c.nextAttemptAt <= @due AND (IS_NULL(c.leaseUntil) OR c.leaseUntil <= @now) ORDER BY c.nextAttemptAt ASC",
+      parameters: [
+        { name: "@due", value: dueBefore.toISOString() },
+        { name: "@now", value: now.toISOString() },
+      ],
+    });
+  }
+
+  /** Across all tenants, for the breach sweep only: parts whose persons are being resolved or told. */
+  findActivePersonRunsAcrossTenants(limit: number): Promise<Array<{ tenantId: string; breachId: string }>> {
+    return crossPartition(this.container, z.object({ tenantId: z.string(), breachId: z.string() }), {
+      query:
+        `SELECT TOP ${Math.floor(limit)} c.tenantId, c.breachId FROM c WHERE c.type = 'breach-part' AND IS_DEFINED(c.persons) AND NOT IS_NULL(c.persons) ` +
+        "AND (c.persons.resolution.status = 'running' OR (NOT IS_NULL(c.persons.notify) AND IS_NULL(c.persons.notify.queuedAt)))",
+      parameters: [],
+    });
+  }
+
+  // --- the e-mail send budget (service partition) -----------------------------------------------------------
+
+  /** The shared send budget's state and etag (undefined before the first send). */
+  async getSendRate(): Promise<{ state: RateState; etag: string } | undefined> {
+    const doc = await readItem(this.container, rateDocSchema, RATE_ID, SYSTEM_TENANT);
+    return doc ? { state: doc.state, etag: doc._etag } : undefined;
+  }
+
+  /** Stores the budget's state if unchanged since `etag` (undefined: create it); false when another worker was first. */
+  async saveSendRate(state: RateState, etag: string | undefined): Promise<boolean> {
+    const doc = rateDocSchema.parse({ id: RATE_ID, tenantId: SYSTEM_TENANT, type: "email-send-rate", state });
+    try {
+      if (etag === undefined) await this.container.items.create(doc);
+      else await this.container.item(RATE_ID, SYSTEM_TENANT).replace(doc, { accessCondition: { type: "IfMatch", condition: etag } });
+      return true;
+    } catch (err) {
+      if (isConflict(err) || isPreconditionFailed(err)) return false;
+      throw err;
+    }
   }
 
   /** Reachability, for health: reads the container's definition. */

@@ -111,6 +111,16 @@ const purgeCandidateSchema = z.object({
 
 const idRow = z.object({ tenantId: z.string(), id: z.string() });
 
+/** What a breach's scope resolution reads of an upload (shared/usecases/breach-persons.ts). */
+const uploadScopeRowSchema = z.object({
+  id: z.string(),
+  categories: z.array(z.enum(dataCategories)),
+  subjectCount: z.number().int().nonnegative(),
+  recipientCount: z.number().int().nonnegative(),
+  lookups: z.object({ subjects: z.array(z.string()), recipients: z.array(z.string()) }),
+});
+export type UploadScopeRow = z.infer<typeof uploadScopeRowSchema>;
+
 export class UploadStore {
   constructor(private readonly container: Container) {}
 
@@ -279,6 +289,35 @@ export class UploadStore {
       ],
     }, tenantId);
     return ids.sort();
+  }
+
+  /**
+   * For a breach's scope resolution: up to `limit` of the tenant's uploads created within [from, to] (inclusive),
+   * with an id after `afterId`, in id order (a keyset page: the caller resumes from the last id it read). Only
+   * what the resolution reads: categories, counts and the keyed lookup hashes (empty once deleted).
+   */
+  scopeRowsInWindow(tenantId: string, from: string, to: string, afterId: string | null, limit: number): Promise<UploadScopeRow[]> {
+    return queryAll(this.container, uploadScopeRowSchema, {
+      query:
+        `SELECT TOP ${Math.floor(limit)} c.id, c.categories, c.subjectCount, c.recipientCount, c.lookups FROM c ` +
+        "WHERE c.tenantId = @tenantId AND c.type = 'upload' AND c.createdAt >= @from AND c.createdAt <= @to AND c.id > @after ORDER BY c.id ASC",
+      parameters: [
+        { name: "@tenantId", value: tenantId },
+        { name: "@from", value: from },
+        { name: "@to", value: to },
+        { name: "@after", value: afterId ?? "" },
+      ],
+    }, tenantId);
+  }
+
+  /** For a breach's scope resolution: the same rows for named uploads of the tenant (ids not the tenant's are absent). */
+  scopeRowsByIds(tenantId: string, ids: readonly string[]): Promise<UploadScopeRow[]> {
+    if (ids.length === 0) return Promise.resolve([]);
+    const list = inList("id", ids);
+    return queryAll(this.container, uploadScopeRowSchema, {
+      query: `SELECT c.id, c.categories, c.subjectCount, c.recipientCount, c.lookups FROM c WHERE c.tenantId = @tenantId AND c.type = 'upload' AND c.id IN (${list.names}) ORDER BY c.id ASC`,
+      parameters: [{ name: "@tenantId", value: tenantId }, ...list.parameters],
+    }, tenantId);
   }
 
   /**

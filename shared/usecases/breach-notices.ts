@@ -41,6 +41,7 @@ import type { TenantDoc } from "../stores/tenant-store";
 import { declareSweep } from "../sweeps";
 import { recordAuditOnce, type Actor } from "./audit-trail";
 import { declareDeadlineClock, scheduleDeadlines } from "./deadlines";
+import { startPersonResolution, sweepPersonJobs } from "./breach-persons";
 import { breachJobMessage } from "./messages";
 import { tenantContactEmail } from "./tenants";
 import { emitWebhookEvent, onWebhookDelivered } from "./webhooks";
@@ -167,6 +168,8 @@ function firstPart(version: BreachVersionDoc, tenantId: string, now: Date): Brea
     authorityNotifications: [],
     noAuthorityNotification: null,
     withdrawnAt: null,
+    persons: null,
+    publicCommunications: [],
   };
 }
 
@@ -188,6 +191,7 @@ export async function syncTenantPart(s: Services, breachId: string, tenantId: st
   if (!part) return "skipped";
   part = await auditVersions(s, part);
   await keepDeadlines(s, part);
+  await startPersonResolution(s, part);
   return deliverNotice(s, part, log);
 }
 
@@ -584,6 +588,8 @@ export async function runBreachSweep(s: Services, opts: { pastDue?: boolean; log
       await queueTenantSync(s, p.breachId, p.tenantId);
       requeued++;
     }
+    // The persons' resolutions, fan-outs and batches whose message was lost or whose worker died.
+    requeued += await sweepPersonJobs(s);
     await s.heartbeats.finished(BREACH_SWEEP, s.clock.now(), "succeeded", { requeued, propagated }, null);
     if (requeued > 0) opts.log?.info("breach.sweep", { requeued, propagated });
     return { requeued, propagated };

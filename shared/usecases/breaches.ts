@@ -55,6 +55,7 @@ import type {
 } from "../stores/breach-store";
 import { recordAudit, recordAuditOnce, type TenantCaller } from "./audit-trail";
 import { afterControllerNotified, keepDeadlines, latestContent, latestVersion, queueTenantSync } from "./breach-notices";
+import { personsView, type PersonsView } from "./breach-persons";
 import type { OperatorActor } from "./tenants";
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -604,8 +605,10 @@ export async function listMyBreaches(s: Services, caller: TenantCaller, opts: { 
   return { items: page.items.map((p) => summary(s, p)), nextCursor: page.cursor };
 }
 
-export async function getMyBreach(s: Services, caller: TenantCaller, id: string): Promise<TenantBreachView> {
-  return tenantView(s, await mustGetPart(s, caller, id));
+/** The tenant's part, with its persons (resolution, notices sent / pending / failed and the estimate: breach-persons.ts). */
+export async function getMyBreach(s: Services, caller: TenantCaller, id: string): Promise<TenantBreachView & { persons: PersonsView | null }> {
+  const part = await mustGetPart(s, caller, id);
+  return { ...tenantView(s, part), persons: await personsView(s, part) };
 }
 
 /** A write to the tenant's part; `change` may throw to refuse. Errors: not-found, conflict (contended). */

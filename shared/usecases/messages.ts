@@ -68,13 +68,18 @@ export const subjectRequestStepMessage = z.object({
 export type SubjectRequestStepMessage = z.infer<typeof subjectRequestStepMessage>;
 
 /**
- * queue breach-jobs: bring one tenant's part of a breach up to the register's current version and deliver its
- * controller notice (e-mail and webhook). The worker re-reads the register and the part; a duplicated or forged
- * message finds nothing to do.
+ * queue breach-jobs: breach work, each message naming ids only; the worker re-reads the register and the part, so a
+ * duplicated or forged message finds nothing to do.
+ * - sync-tenant: bring one tenant's part up to the register's current version and deliver its controller notice;
+ * - resolve-persons: the next step of resolving the persons of one version of a tenant's part (a page of uploads);
+ * - fan-out-persons: queue one person-batch message per batch of that version (on the tenant's instruction);
+ * - person-batch: e-mail the persons of one batch, within the send budget.
  */
-export const breachJobMessage = z.object({
-  kind: z.literal("sync-tenant"),
-  breachId: z.string().max(100),
-  tenantId: z.string().max(100),
-});
+const breachRef = { breachId: z.string().max(100), tenantId: z.string().max(100) };
+export const breachJobMessage = z.discriminatedUnion("kind", [
+  z.object({ kind: z.literal("sync-tenant"), ...breachRef }),
+  z.object({ kind: z.literal("resolve-persons"), ...breachRef, version: z.number().int().positive() }),
+  z.object({ kind: z.literal("fan-out-persons"), ...breachRef, version: z.number().int().positive() }),
+  z.object({ kind: z.literal("person-batch"), ...breachRef, version: z.number().int().positive(), batch: z.string().regex(/^\d{1,9}\.\d{1,6}$/) }),
+]);
 export type BreachJobMessage = z.infer<typeof breachJobMessage>;

@@ -69,8 +69,11 @@ export interface AcsEmailFake {
   readonly requests: readonly FakeEmailRequest[];
   /** Sends accepted from now on end `Failed` with this error code (false: they succeed again). */
   failSends(code: string | false): void;
-  /** The next send request is rejected outright with this HTTP status (e.g. 400, 429, 503). */
-  rejectNextSend(status: number, code?: string): void;
+  /**
+   * The next send request is rejected outright with this HTTP status (e.g. 400, 429, 503); with `retryAfterSeconds`
+   * the answer carries a `Retry-After` header (RFC 9110 §10.2.3), as ACS does when it throttles.
+   */
+  rejectNextSend(status: number, code?: string, retryAfterSeconds?: number): void;
   setDuplicateOperation(mode: "same-operation" | "conflict"): void;
   reset(): void;
 }
@@ -82,6 +85,7 @@ class HttpError extends Error {
     readonly status: number,
     readonly code: string,
     message: string,
+    readonly headers: Record<string, string> = {},
   ) {
     super(message);
   }
@@ -218,14 +222,14 @@ export async function startAcsEmailFake(options: AcsEmailFakeOptions = {}): Prom
   const operations = new Map<string, FakeOperation>();
   const requests: FakeEmailRequest[] = [];
   let failCode: string | false = false;
-  let reject: { status: number; code: string } | undefined;
+  let reject: { status: number; code: string; retryAfterSeconds?: number } | undefined;
   let baseUrl = "";
 
   const operationBody = (op: FakeOperation) => ({ id: op.id, status: op.status, ...(op.status === "Failed" && op.error ? { error: op.error } : {}) });
 
   function send(raw: string, operationIdHeader: string | undefined, apiVersion: string): { status: number; body: unknown; headers: Record<string, string> } {
     if (reject) {
-      const { status, code } = reject;
+      const { status, code, retryAfterSeconds } = reject;
       reject = undefined;
       let recipient = "the recipient";
       try {
@@ -233,7 +237,12 @@ export async function startAcsEmailFake(options: AcsEmailFakeOptions = {}): Prom
       } catch {
         // a malformed body is rejected all the same
       }
-      throw new HttpError(status, code, status === 429 ? "Too many requests." : `The request for ${recipient} was rejected.`);
+      throw new HttpError(
+        status,
+        code,
+        status === 429 ? "Too many requests." : `The request for ${recipient} was rejected.`,
+        retryAfterSeconds === undefined ? {} : { "retry-after": String(retryAfterSeconds) },
+      );
     }
     if (operationIdHeader !== undefined && !UUID.test(operationIdHeader)) {
       throw new HttpError(400, "InvalidOperationId", "Operation-Id must be a UUID.");
@@ -281,7 +290,7 @@ export async function startAcsEmailFake(options: AcsEmailFakeOptions = {}): Prom
       res.writeHead(status, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(text), ...headers });
       res.end(text);
     };
-    const replyError = (e: HttpError) => reply(e.status, { error: { code: e.code, message: e.message } }, { "x-ms-error-code": e.code });
+    const replyError = (e: HttpError) => reply(e.status, { error: { code: e.code, message: e.message } }, { "x-ms-error-code": e.code, ...e.headers });
 
     try {
       if (!authorized) throw new HttpError(401, "Denied", "Denied by the resource provider.");
@@ -317,8 +326,8 @@ export async function startAcsEmailFake(options: AcsEmailFakeOptions = {}): Prom
     failSends: (code) => {
       failCode = code;
     },
-    rejectNextSend: (status, code = status === 429 ? "TooManyRequests" : "BadRequest") => {
-      reject = { status, code };
+    rejectNextSend: (status, code = status === 429 ? "TooManyRequests" : "BadRequest", retryAfterSeconds) => {
+      reject = { status, code, ...(retryAfterSeconds === undefined ? {} : { retryAfterSeconds }) };
     },
     setDuplicateOperation: (mode) => {
       duplicateOperation = mode;

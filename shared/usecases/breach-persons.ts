@@ -1,0 +1,837 @@
+/**
+ * Telling the persons of a breach (GDPR Art. 34), for each affected tenant: who is affected, and an e-mail to each,
+ * exactly once per version of the tenant's part, at the pace the e-mail service allows.
+ *
+ * - Scope resolution (a queue job, one message per step): each new version of a tenant's part is resolved into its
+ *   persons, streaming over the records in its scope a page at a time (uploads by id or created in a window): each
+ *   person is a document keyed by the tenant's keyed hash of the address (the records' lookup hashes; no address is
+ *   read or copied), with the data categories of every record naming it, in batches of PERSON_BATCH_SIZE. The part
+ *   shows the progress and the counts: records, persons, and the persons who cannot be reached because their
+ *   records' keyed hashes were cleared (purged or erased), counted from those records' own counts (an upper bound,
+ *   never a guess). A step run again (a crash, a duplicated message) finds its persons made and its batches named.
+ * - The notices (on the tenant's instruction, POST /api/v1/breaches/{id}/notify-persons): once resolved, a fan-out
+ *   queues one message per batch. A batch's worker holds a lease on it, takes what it may from the shared send
+ *   budget (EMAIL_SENDS_PER_MINUTE and EMAIL_SENDS_PER_HOUR; a 429's Retry-After blocks all sending until it has
+ *   passed), reads the addresses of those persons from their records (decrypting them; audited per batch), and
+ *   e-mails each in the tenant's language with its own data categories, the likely consequences, the measures and
+ *   the contact point. Each e-mail's message id is derived from (breach, version, person), so the e-mail service never
+ *   delivers it twice, also when a worker died between the send and recording it; each person is marked sent as soon
+ *   as the service accepted its e-mail. What the budget did not allow waits for the next window (a delayed message;
+ *   the breach sweep re-queues batches whose message was lost or whose worker died).
+ * - The estimate: from the persons still pending and the budgets, when the last notice is expected. When it is later
+ *   than BREACH_NOTICE_MAX_HOURS after the instruction, the tenant and the operator are e-mailed once and pointed to
+ *   a public communication (Art. 34(3)(c)), whose text and place of publication the tenant records on the breach.
+ */
+import { lookupHash, normaliseEmail } from "../crypto";
+import { CATEGORY_LABELS } from "../domain/breach-labels";
+import {
+  batchKeyOf,
+  blockSends,
+  breaksDeadline,
+  estimateCompletion,
+  MAX_SEND_ATTEMPTS,
+  noticeDeadline,
+  personNoticeMessageId,
+  RESOLVE_PAGE_UPLOADS,
+  retryAfterInstant,
+  takeSends,
+  type Grant,
+  type PublicCommunicationInput,
+  type SendLimits,
+} from "../domain/breach-persons";
+import { DEFAULT_PERSON_CATEGORIES } from "../domain/breaches";
+import { DEFAULT_LANGUAGE, type Language } from "../domain/language";
+import { DEFAULT_TIME_ZONE } from "../domain/tenant";
+import { formatInstant } from "../domain/time";
+import type { DataCategory } from "../domain/uploads";
+import { AppError } from "../errors";
+import { errorFields, type Log } from "../observability";
+import type { Services } from "../services";
+import { QUEUES } from "../config/resources";
+import { withoutMeta } from "../stores/cosmos";
+import {
+  batchId,
+  personId,
+  type BreachPartDoc,
+  type BreachPersonDoc,
+  type PersonsRun,
+  type StoredBreachPart,
+  type StoredBreachPerson,
+  type TenantContent,
+} from "../stores/breach-store";
+import type { UploadScopeRow } from "../stores/upload-store";
+import { recordAudit, recordAuditOnce, type Actor, type TenantCaller } from "./audit-trail";
+import { latestVersion } from "./breach-notices";
+import { breachJobMessage, type BreachJobMessage } from "./messages";
+import { tenantContactEmail } from "./tenants";
+import { openField, unwrapUploadKey } from "./upload-keys";
+
+const SYSTEM: Actor = { actor: "system:breach-persons" };
+const MINUTE = 60_000;
+/** How long a worker holds a batch (a batch is at most PERSON_BATCH_SIZE e-mails). */
+const BATCH_LEASE_MS = 5 * MINUTE;
+/** Parallel e-mail sends within a batch, and parallel document writes. */
+const SEND_CONCURRENCY = 8;
+const STORE_CONCURRENCY = 16;
+/** Batches named per fan-out page (one message queued for each). */
+const FAN_OUT_PAGE = 200;
+
+type PersonJob = Exclude<BreachJobMessage, { kind: "sync-tenant" }>;
+
+async function queueJob(s: Services, msg: PersonJob, delayMs?: number): Promise<void> {
+  const seconds = delayMs && delayMs > 0 ? Math.min(7 * 24 * 3600, Math.ceil(delayMs / 1000)) : 0;
+  await s.queues.send(QUEUES.breaches.name, breachJobMessage, msg, seconds ? { visibilityTimeoutSeconds: seconds } : {});
+}
+
+/** Runs `f` over `items`, `n` at a time, in order of start. */
+async function inParallel<T, R>(items: readonly T[], n: number, f: (item: T, index: number) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(n, items.length) }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        out[i] = await f(items[i]!, i);
+      }
+    }),
+  );
+  return out;
+}
+
+const limitsOf = (s: Services): SendLimits => ({ perMinute: s.settings.emailSendsPerMinute, perHour: s.settings.emailSendsPerHour });
+
+function contentOf(part: BreachPartDoc, version: number): TenantContent | undefined {
+  return part.versions.find((v) => v.n === version)?.content ?? undefined;
+}
+
+function newRun(version: number, now: Date): PersonsRun {
+  return {
+    version,
+    startedAt: now.toISOString(),
+    resolution: { status: "running", page: 0, cursor: null, records: 0, persons: 0, unreachable: 0, unreachableRecords: 0, categories: [], batches: 0, finishedAt: null },
+    notify: null,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Starting a resolution
+
+/**
+ * Starts resolving the persons of the part's newest version, unless that version is resolved or being resolved (or
+ * has no content: the tenant was taken out of the scope). Called by the sync job after each new version; safe to
+ * call any number of times.
+ */
+export async function startPersonResolution(s: Services, part: BreachPartDoc): Promise<void> {
+  const latest = latestVersion(part);
+  if (part.status !== "open" || !latest.content) return;
+  if (part.persons && part.persons.version >= latest.n) {
+    if (part.persons.resolution.status === "running") await queueJob(s, { kind: "resolve-persons", breachId: part.breachId, tenantId: part.tenantId, version: part.persons.version });
+    return;
+  }
+  const now = s.clock.now();
+  const r = await s.breaches.updatePart(part.tenantId, part.breachId, (doc) =>
+    doc.persons && doc.persons.version >= latest.n ? undefined : { ...withoutMeta(doc), persons: newRun(latest.n, now) },
+  );
+  if (r.updated) await queueJob(s, { kind: "resolve-persons", breachId: part.breachId, tenantId: part.tenantId, version: latest.n });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The resolution step
+
+interface Found {
+  roles: Set<"data-subject" | "recipient">;
+  categories: Set<DataCategory>;
+  sources: string[];
+}
+
+/** The rows of the next page of the scope, and where the next page starts (null: this was the last). */
+async function scopePage(s: Services, tenantId: string, content: TenantContent, cursor: string | null): Promise<{ rows: UploadScopeRow[]; last: string | null; done: boolean }> {
+  const scope = content.scope;
+  if (scope.uploads) {
+    const ids = [...new Set(scope.uploads)].sort().filter((id) => cursor === null || id > cursor);
+    const page = ids.slice(0, RESOLVE_PAGE_UPLOADS);
+    const rows = await s.uploads.scopeRowsByIds(tenantId, page);
+    return { rows, last: page.at(-1) ?? cursor, done: ids.length <= RESOLVE_PAGE_UPLOADS };
+  }
+  const window = scope.window!;
+  const rows = await s.uploads.scopeRowsInWindow(tenantId, window.from, window.to, cursor, RESOLVE_PAGE_UPLOADS);
+  const last = rows.at(-1)?.id ?? cursor;
+  // A window names data categories: uploads of other categories only are not in scope (none named: all count).
+  const wanted = scope.categories;
+  const inScope = wanted.length === 0 ? rows : rows.filter((r) => r.categories.some((c) => wanted.includes(c)));
+  return { rows: inScope, last, done: rows.length < RESOLVE_PAGE_UPLOADS };
+}
+
+/**
+ * One step of the resolution of one version: reads a page of the scope's uploads, makes the persons it names (a
+ * person already made by an earlier step gets this page's categories and records added), names the page's batches,
+ * and moves the part's progress on (only from the step it read, so a step run twice counts once). Then queues the
+ * next step, or, when done and the tenant has instructed it, the fan-out.
+ */
+async function resolveStep(s: Services, msg: Extract<PersonJob, { kind: "resolve-persons" }>, log?: Log): Promise<string> {
+  const part = await s.breaches.getPart(msg.tenantId, msg.breachId);
+  const run = part?.persons;
+  if (!part || !run || run.version !== msg.version || part.status !== "open") return "skipped";
+  if (run.resolution.status === "done") {
+    if (run.notify && !run.notify.queuedAt) await queueJob(s, { ...msg, kind: "fan-out-persons" });
+    return "resolved";
+  }
+  const content = contentOf(part, msg.version);
+  if (!content) return "skipped";
+  const page = run.resolution.page;
+  const { rows, last, done } = await scopePage(s, part.tenantId, content, run.resolution.cursor);
+  const personCategories = content.scope.personCategories ?? [...DEFAULT_PERSON_CATEGORIES];
+  const found = new Map<string, Found>();
+  const categories = new Set<DataCategory>(run.resolution.categories);
+  let unreachable = 0;
+  let unreachableRecords = 0;
+  for (const row of rows) {
+    const rowCategories = [...new Set([...row.categories, ...content.scope.categories])];
+    for (const c of rowCategories) categories.add(c);
+    let lost = 0;
+    const add = (hashes: string[], count: number, role: "data-subject" | "recipient") => {
+      // Deleted records keep their counts but lose their keyed hashes: those persons cannot be reached.
+      if (hashes.length === 0 && count > 0) lost += count;
+      for (const h of hashes) {
+        const f = found.get(h) ?? { roles: new Set(), categories: new Set(), sources: [] };
+        f.roles.add(role);
+        for (const c of rowCategories) f.categories.add(c);
+        if (!f.sources.includes(row.id) && f.sources.length < 5) f.sources.push(row.id);
+        found.set(h, f);
+      }
+    };
+    if (personCategories.includes("data-subjects")) add(row.lookups.subjects, row.subjectCount, "data-subject");
+    if (personCategories.includes("recipients")) add(row.lookups.recipients, row.recipientCount, "recipient");
+    if (lost > 0) {
+      unreachable += lost;
+      unreachableRecords++;
+    }
+  }
+
+  const now = s.clock.now().toISOString();
+  const entries = [...found.entries()];
+  const mine = await inParallel(entries, STORE_CONCURRENCY, async ([hash, f], i) => {
+    const batch = batchKeyOf(page, i);
+    const doc: BreachPersonDoc = {
+      id: personId(msg.breachId, msg.version, hash),
+      tenantId: msg.tenantId,
+      type: "breach-person",
+      breachId: msg.breachId,
+      version: msg.version,
+      personHash: hash,
+      roles: [...f.roles].sort(),
+      categories: [...f.categories].sort(),
+      sources: f.sources.map((id) => ({ kind: "upload" as const, id })),
+      batch,
+      state: "pending",
+      attempts: 0,
+      lastFailure: null,
+      messageId: personNoticeMessageId(msg.breachId, msg.version, hash),
+      sentAt: null,
+      createdAt: now,
+    };
+    if (await s.breaches.createPerson(doc)) return batch;
+    // Made before: by this very step (run again after a crash) it is this step's; by an earlier step, merge.
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const existing = await s.breaches.getPerson(msg.tenantId, msg.breachId, msg.version, hash);
+      if (!existing) throw new Error("a breach person vanished while it was merged");
+      if (existing.batch === batch) return batch;
+      const merged = mergePerson(existing, doc);
+      if (!merged || (await s.breaches.replacePerson(merged, existing._etag))) return null;
+    }
+    throw new Error("a breach person was contended while it was merged");
+  });
+
+  const batches = new Map<string, string[]>();
+  entries.forEach(([hash], i) => {
+    const b = mine[i];
+    if (b) batches.set(b, [...(batches.get(b) ?? []), hash]);
+  });
+  await inParallel([...batches.entries()], STORE_CONCURRENCY, ([batch, hashes]) =>
+    s.breaches.createBatch({
+      id: batchId(msg.breachId, msg.version, batch),
+      tenantId: msg.tenantId,
+      type: "breach-person-batch",
+      breachId: msg.breachId,
+      version: msg.version,
+      batch,
+      personHashes: hashes,
+      state: "pending",
+      sent: 0,
+      failed: 0,
+      unreachable: 0,
+      nextAttemptAt: now,
+      leaseUntil: null,
+      updatedAt: now,
+    }),
+  );
+
+  const persons = mine.filter((b) => b !== null).length;
+  const r = await s.breaches.updatePart(msg.tenantId, msg.breachId, (doc) => {
+    const cur = doc.persons;
+    if (!cur || cur.version !== msg.version || cur.resolution.status !== "running" || cur.resolution.page !== page) return undefined;
+    return {
+      ...withoutMeta(doc),
+      persons: {
+        ...cur,
+        resolution: {
+          status: done ? "done" : "running",
+          page: page + 1,
+          cursor: last,
+          records: cur.resolution.records + rows.length,
+          persons: cur.resolution.persons + persons,
+          unreachable: cur.resolution.unreachable + unreachable,
+          unreachableRecords: cur.resolution.unreachableRecords + unreachableRecords,
+          categories: [...categories].sort(),
+          batches: cur.resolution.batches + batches.size,
+          finishedAt: done ? s.clock.now().toISOString() : null,
+        },
+      },
+    };
+  });
+  if (!r.updated) return "skipped";
+  const res = r.doc.persons!;
+  if (!done) {
+    await queueJob(s, msg);
+    return "resolving";
+  }
+  await recordAuditOnce(
+    s,
+    msg.tenantId,
+    SYSTEM,
+    "breach.persons-resolved",
+    { type: "breach", id: `${msg.breachId}.v${msg.version}` },
+    { breachId: msg.breachId, version: msg.version, records: res.resolution.records, persons: res.resolution.persons, unreachable: res.resolution.unreachable, batches: res.resolution.batches },
+    `breach:${msg.breachId}:v${msg.version}:persons-resolved`,
+  );
+  log?.info("breach.persons-resolved", { breachId: msg.breachId, tenantId: msg.tenantId, version: msg.version, persons: res.resolution.persons, unreachable: res.resolution.unreachable });
+  if (res.notify && !res.notify.queuedAt) await queueJob(s, { ...msg, kind: "fan-out-persons" });
+  return "resolved";
+}
+
+/** The person with another record's roles, categories and sources added; undefined when that adds nothing. */
+function mergePerson(existing: StoredBreachPerson, found: BreachPersonDoc): BreachPersonDoc | undefined {
+  const roles = [...new Set([...existing.roles, ...found.roles])].sort();
+  const categories = [...new Set([...existing.categories, ...found.categories])].sort();
+  const sources = [...existing.sources];
+  for (const src of found.sources) if (sources.length < 5 && !sources.some((x) => x.id === src.id)) sources.push(src);
+  if (roles.length === existing.roles.length && categories.length === existing.categories.length && sources.length === existing.sources.length) return undefined;
+  return { ...withoutMeta(existing), roles, categories, sources };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The instruction and the fan-out
+
+/** Persons of the tenant's part: the resolution, the notices' progress and estimate, the public communications. */
+export interface PersonsView {
+  breachId: string;
+  version: number;
+  resolution: PersonsRun["resolution"] & { startedAt: string };
+  notices: null | {
+    requestedAt: string;
+    requestedBy: string;
+    queuedAt: string | null;
+    batchesQueued: number;
+    sent: number;
+    pending: number;
+    failed: number;
+    unreachable: number;
+    /** When the last pending notice is expected to go, at the e-mail service's pace. */
+    estimatedCompletionAt: string | null;
+    /** BREACH_NOTICE_MAX_HOURS after the instruction. */
+    deadlineAt: string;
+    estimateBreaksDeadline: boolean;
+    delayAlert: NonNullable<PersonsRun["notify"]>["delayAlert"];
+    limits: SendLimits;
+  };
+  publicCommunications: BreachPartDoc["publicCommunications"];
+}
+
+async function progressOf(s: Services, part: BreachPartDoc, run: PersonsRun): Promise<{ sent: number; failed: number; unreachable: number; pending: number }> {
+  const rows = await s.breaches.batchCounts(part.tenantId, part.breachId, run.version);
+  let sent = 0;
+  let failed = 0;
+  let unreachable = 0;
+  let size = 0;
+  for (const r of rows) {
+    sent += r.sent;
+    failed += r.failed;
+    unreachable += r.unreachable;
+    size += r.size;
+  }
+  // Before the resolution is done, persons still to be found are pending too.
+  const total = Math.max(size, run.resolution.persons);
+  return { sent, failed, unreachable, pending: Math.max(0, total - sent - failed - unreachable) };
+}
+
+/** The persons view of a part (null before its first resolution). */
+export async function personsView(s: Services, part: BreachPartDoc): Promise<PersonsView | null> {
+  const run = part.persons;
+  if (!run) return null;
+  let notices: PersonsView["notices"] = null;
+  if (run.notify) {
+    const p = await progressOf(s, part, run);
+    const now = s.clock.now();
+    const rate = await s.breaches.getSendRate();
+    const estimate = estimateCompletion(p.pending, rate?.state, now, limitsOf(s));
+    const requestedAt = new Date(run.notify.requestedAt);
+    notices = {
+      requestedAt: run.notify.requestedAt,
+      requestedBy: run.notify.by,
+      queuedAt: run.notify.queuedAt,
+      batchesQueued: run.notify.queued,
+      ...p,
+      estimatedCompletionAt: p.pending > 0 ? estimate.toISOString() : null,
+      deadlineAt: noticeDeadline(requestedAt, s.settings.breachNoticeMaxHours).toISOString(),
+      estimateBreaksDeadline: p.pending > 0 && breaksDeadline(estimate, requestedAt, s.settings.breachNoticeMaxHours),
+      delayAlert: run.notify.delayAlert,
+      limits: limitsOf(s),
+    };
+  }
+  return {
+    breachId: part.breachId,
+    version: run.version,
+    resolution: { ...run.resolution, startedAt: run.startedAt },
+    notices,
+    publicCommunications: part.publicCommunications,
+  };
+}
+
+/** The tenant's persons view of its part. Errors: not-found. */
+export async function getPersonsOfBreach(s: Services, caller: TenantCaller, id: string): Promise<PersonsView> {
+  const part = await s.breaches.getPart(caller.tenantId, id);
+  if (!part) throw new AppError("not-found", "no breach with this id affects you");
+  return (await personsView(s, part)) ?? emptyView(part);
+}
+
+function emptyView(part: BreachPartDoc): PersonsView {
+  const v = latestVersion(part).n;
+  return {
+    breachId: part.breachId,
+    version: v,
+    resolution: { ...newRun(v, new Date(part.createdAt)).resolution, startedAt: part.createdAt },
+    notices: null,
+    publicCommunications: part.publicCommunications,
+  };
+}
+
+/**
+ * The tenant's instruction to tell the persons of its part's newest version (Art. 34(1)): recorded once per version
+ * (a repeat answers the same), audited; the notices go once the persons are resolved. Errors: not-found, conflict
+ * (the tenant was taken out of the scope).
+ */
+export async function requestPersonNotices(s: Services, caller: TenantCaller, id: string): Promise<{ view: PersonsView; created: boolean }> {
+  const now = s.clock.now();
+  let created = false;
+  const r = await s.breaches.updatePart(caller.tenantId, id, (doc) => {
+    const latest = latestVersion(doc);
+    if (doc.status !== "open" || !latest.content) throw new AppError("conflict", "you are no longer in this breach's scope (see its newest version): there is no one to tell");
+    const run = doc.persons && doc.persons.version === latest.n ? doc.persons : newRun(latest.n, now);
+    if (run.notify) return undefined;
+    created = true;
+    return { ...withoutMeta(doc), persons: { ...run, notify: { requestedAt: now.toISOString(), by: caller.actor, queued: 0, cursor: null, queuedAt: null, delayAlert: null } }, updatedAt: now.toISOString() };
+  });
+  if (!r.updated && r.reason === "not-found") throw new AppError("not-found", "no breach with this id affects you");
+  if (!r.updated && r.reason === "contended") throw new AppError("conflict", "the breach was changed by another request meanwhile; retry");
+  const part = r.doc!;
+  const run = part.persons!;
+  await recordAuditOnce(
+    s,
+    caller.tenantId,
+    caller,
+    "breach.persons-notify-requested",
+    { type: "breach", id: `${id}.v${run.version}` },
+    { breachId: id, version: run.version },
+    `breach:${id}:v${run.version}:notify-persons`,
+  );
+  const ref = { breachId: id, tenantId: caller.tenantId, version: run.version };
+  await queueJob(s, run.resolution.status === "done" ? { kind: "fan-out-persons", ...ref } : { kind: "resolve-persons", ...ref });
+  return { view: (await personsView(s, part))!, created };
+}
+
+/**
+ * Queues one message per batch of the resolved version, a page of batches at a time, remembering the last one
+ * queued (a crash resumes there; a batch queued twice is worked once). Then checks the estimate.
+ */
+async function fanOutStep(s: Services, msg: Extract<PersonJob, { kind: "fan-out-persons" }>, log?: Log): Promise<string> {
+  let part = await s.breaches.getPart(msg.tenantId, msg.breachId);
+  let run = part?.persons;
+  if (!part || !run || run.version !== msg.version || part.status !== "open" || !run.notify) return "skipped";
+  if (run.resolution.status !== "done") return "waiting-for-resolution";
+  while (!run.notify!.queuedAt) {
+    const names = await s.breaches.batchNames(msg.tenantId, msg.breachId, msg.version, run.notify!.cursor === null ? null : batchId(msg.breachId, msg.version, run.notify!.cursor), FAN_OUT_PAGE);
+    await inParallel(names, STORE_CONCURRENCY, (n) => queueJob(s, { kind: "person-batch", breachId: msg.breachId, tenantId: msg.tenantId, version: msg.version, batch: n.batch }));
+    const finished = names.length < FAN_OUT_PAGE;
+    const cursor = run.notify!.cursor;
+    const r = await s.breaches.updatePart(msg.tenantId, msg.breachId, (doc) => {
+      const cur = doc.persons;
+      if (!cur?.notify || cur.version !== msg.version || cur.notify.queuedAt || cur.notify.cursor !== cursor) return undefined;
+      return {
+        ...withoutMeta(doc),
+        persons: {
+          ...cur,
+          notify: { ...cur.notify, queued: cur.notify.queued + names.length, cursor: names.at(-1)?.batch ?? cur.notify.cursor, queuedAt: finished ? s.clock.now().toISOString() : null },
+        },
+      };
+    });
+    if (!r.updated) return "skipped";
+    part = r.doc;
+    run = part.persons!;
+  }
+  log?.info("breach.persons-queued", { breachId: msg.breachId, tenantId: msg.tenantId, version: msg.version, batches: run.notify!.queued });
+  await checkDelay(s, part, log);
+  return "queued";
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The send budget
+
+/** Takes up to `want` sends from the shared budget (optimistic concurrency on one document). */
+async function takeBudget(s: Services, want: number): Promise<Grant> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const cur = await s.breaches.getSendRate();
+    const g = takeSends(cur?.state, s.clock.now(), want, limitsOf(s));
+    if (g.granted === 0) return g;
+    if (await s.breaches.saveSendRate(g.state, cur?.etag)) return g;
+  }
+  throw new Error("the e-mail send budget was contended; the batch is retried");
+}
+
+/** Blocks all sending until `until` (the e-mail service's Retry-After). */
+async function blockBudget(s: Services, until: Date): Promise<void> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const cur = await s.breaches.getSendRate();
+    if (await s.breaches.saveSendRate(blockSends(cur?.state, s.clock.now(), until), cur?.etag)) return;
+  }
+  throw new Error("the e-mail send budget was contended while recording a Retry-After");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// A batch
+
+const laterOf = (a: Date | null, b: Date): Date => (a && a.getTime() > b.getTime() ? a : b);
+
+/** What an e-mail sender's error says (the ACS adapter's EmailSendError; the outbox's errors say nothing of this). */
+function sendFailure(err: unknown): { code: string; retryable: boolean; throttled: boolean; retryAfter?: { seconds: number } | { at: Date } } {
+  const e = err as { name?: unknown; code?: unknown; retryable?: unknown; statusCode?: unknown; retryAfter?: { seconds: number } | { at: Date } } | null;
+  const code = typeof e?.code === "string" ? e.code : typeof e?.name === "string" ? e.name : "unknown";
+  if (e?.name === "InvalidEmailMessageError") return { code: code.slice(0, 60), retryable: false, throttled: false };
+  const throttled = e?.statusCode === 429;
+  return { code: code.slice(0, 60), retryable: typeof e?.retryable === "boolean" ? e.retryable : true, throttled, ...(e?.retryAfter ? { retryAfter: e.retryAfter } : {}) };
+}
+
+/**
+ * The addresses of `persons`, read from their records: each record's data key is unwrapped and its subjects and
+ * recipients decrypted once; an address is matched to a person by the tenant's keyed hash. Records deleted since the
+ * resolution read nothing (those persons are unreachable now).
+ */
+async function addressesOf(s: Services, tenantId: string, persons: readonly BreachPersonDoc[]): Promise<{ addresses: Map<string, string>; recordsRead: number }> {
+  const secret = await s.keys.lookupSecret(tenantId);
+  const wanted = new Set(persons.map((p) => p.personHash));
+  const addresses = new Map<string, string>();
+  const sources = [...new Set(persons.flatMap((p) => p.sources.map((x) => x.id)))];
+  let recordsRead = 0;
+  // Read the records in order, stopping once every person has an address (most persons have one record).
+  for (let i = 0; i < sources.length && addresses.size < wanted.size; i += STORE_CONCURRENCY) {
+    const docs = await Promise.all(sources.slice(i, i + STORE_CONCURRENCY).map((id) => s.uploads.get(tenantId, id)));
+    for (const doc of docs) {
+      if (!doc?.personal || !doc.dataKey) continue;
+      const key = await unwrapUploadKey(s, doc);
+      recordsRead++;
+      const lists = [openField(key, tenantId, doc.id, "subjects", doc.personal.subjects), openField(key, tenantId, doc.id, "recipients", doc.personal.recipients)];
+      for (const list of lists) {
+        for (const address of JSON.parse(list) as string[]) {
+          const h = lookupHash(secret, normaliseEmail(address));
+          if (wanted.has(h) && !addresses.has(h)) addresses.set(h, address);
+        }
+      }
+    }
+  }
+  return { addresses, recordsRead };
+}
+
+interface NoticeContext {
+  language: Language;
+  timeZone: string;
+  controllerName: string;
+  contactPoint: string;
+  content: TenantContent;
+}
+
+async function noticeContext(s: Services, part: BreachPartDoc, version: number): Promise<NoticeContext> {
+  const tenant = await s.tenants.get(part.tenantId);
+  const language = tenant?.language ?? DEFAULT_LANGUAGE;
+  const contact = tenant ? await tenantContactEmail(s, tenant) : undefined;
+  const v = part.versions.find((x) => x.n === version);
+  return {
+    language,
+    timeZone: tenant?.timeZone ?? DEFAULT_TIME_ZONE,
+    controllerName: tenant?.name ?? "",
+    contactPoint: contact ?? s.settings.operatorContactEmail ?? "",
+    content: v!.content!,
+  };
+}
+
+function personNoticeView(ctx: NoticeContext, breachId: string, version: number, person: BreachPersonDoc) {
+  const c = ctx.content;
+  const unknown = ctx.language === "da" ? "endnu ikke kendt" : "not known yet";
+  return {
+    controllerName: ctx.controllerName,
+    contactPoint: ctx.contactPoint,
+    breachId,
+    version,
+    description: c.description,
+    awareAt: formatInstant(new Date(c.awareAt), ctx.language, ctx.timeZone),
+    categories: person.categories.map((cat) => ({ label: CATEGORY_LABELS[cat][ctx.language] })),
+    noCategories: person.categories.length === 0,
+    likelyConsequences: c.likelyConsequences ?? c.consequences ?? unknown,
+    measuresTaken: c.measuresTaken ?? unknown,
+    measuresProposed: c.measuresProposed ?? unknown,
+    measuresLimiting: c.measuresLimiting ?? "",
+    hasMeasuresLimiting: c.measuresLimiting !== null,
+  };
+}
+
+/**
+ * One batch: under a lease, takes what the budget allows of its pending persons, reads their addresses, e-mails
+ * each once (a keyed send) and records each as sent as soon as it went. What is left waits for the budget (a
+ * delayed message; the sweep if it is lost). Returns what happened, for the log.
+ */
+async function batchStep(s: Services, msg: Extract<PersonJob, { kind: "person-batch" }>, log?: Log): Promise<string> {
+  const part = await s.breaches.getPart(msg.tenantId, msg.breachId);
+  const run = part?.persons;
+  if (!part || !run || run.version !== msg.version || !run.notify || part.status !== "open") return "skipped";
+  const batch = await s.breaches.getBatch(msg.tenantId, msg.breachId, msg.version, msg.batch);
+  if (!batch || batch.state === "done") return "skipped";
+  const now = s.clock.now();
+  if (batch.leaseUntil && Date.parse(batch.leaseUntil) > now.getTime()) return "held";
+  if (Date.parse(batch.nextAttemptAt) > now.getTime()) return "waiting";
+  const leaseUntil = new Date(now.getTime() + BATCH_LEASE_MS).toISOString();
+  const leaseEtag = await s.breaches.replaceBatch({ ...withoutMeta(batch), leaseUntil, updatedAt: now.toISOString() }, batch._etag);
+  if (!leaseEtag) return "held";
+
+  const persons = (await inParallel(batch.personHashes, STORE_CONCURRENCY, (h) => s.breaches.getPerson(msg.tenantId, msg.breachId, msg.version, h))).filter(
+    (p): p is StoredBreachPerson => p !== undefined,
+  );
+  const pending = persons.filter((p) => p.state === "pending");
+  const grant = pending.length > 0 ? await takeBudget(s, pending.length) : { granted: 0, retryAt: null, state: undefined };
+  const toSend = pending.slice(0, grant.granted);
+  let retryAt: Date | null = grant.retryAt;
+  const throttle: { until: Date | null } = { until: null };
+
+  if (toSend.length > 0) {
+    const ctx = await noticeContext(s, part, msg.version);
+    const read = await addressesOf(s, msg.tenantId, toSend);
+    // The addresses were decrypted from the persons' records: audited before any is used (a worker may die sending).
+    await recordAudit(s, msg.tenantId, SYSTEM, "breach.person-addresses-read", { type: "breach", id: `${msg.breachId}.v${msg.version}` }, {
+      breachId: msg.breachId,
+      version: msg.version,
+      batch: msg.batch,
+      recordsRead: read.recordsRead,
+      persons: toSend.length,
+      found: read.addresses.size,
+    });
+    await inParallel(toSend, SEND_CONCURRENCY, async (person) => {
+      if (throttle.until) return; // the service said stop: the rest stay pending
+      const address = read.addresses.get(person.personHash);
+      let next: BreachPersonDoc;
+      if (!address) {
+        next = { ...withoutMeta(person), state: "unreachable", lastFailure: "record-deleted" };
+      } else {
+        try {
+          const mail = s.templates.render("breach-person-notice", ctx.language, personNoticeView(ctx, msg.breachId, msg.version, person));
+          await s.email.send({ messageId: person.messageId, to: [address], ...mail });
+          next = { ...withoutMeta(person), state: "sent", attempts: person.attempts + 1, lastFailure: null, sentAt: s.clock.now().toISOString() };
+        } catch (err) {
+          const f = sendFailure(err);
+          if (f.throttled) {
+            const until = retryAfterInstant(s.clock.now(), f.retryAfter);
+            throttle.until = laterOf(throttle.until as Date | null, until);
+            return; // not an attempt of this person's: the service refused all sending for a while
+          }
+          const attempts = person.attempts + 1;
+          const giveUp = !f.retryable || attempts >= MAX_SEND_ATTEMPTS;
+          next = { ...withoutMeta(person), state: giveUp ? "failed" : "pending", attempts, lastFailure: f.code };
+          if (!giveUp) retryAt = new Date(Math.max(retryAt?.getTime() ?? 0, s.clock.now().getTime() + MINUTE * 2 ** (attempts - 1)));
+          log?.warn("breach.person-notice-failed", { breachId: msg.breachId, tenantId: msg.tenantId, batch: msg.batch, attempts, giveUp, ...errorFields(err) });
+        }
+      }
+      // Recorded as soon as it happened: a worker that dies later never sends this person's notice again.
+      if (!(await s.breaches.replacePerson(next, person._etag))) throw new Error("a breach person changed under the batch's lease");
+      Object.assign(person, next);
+    });
+  }
+  if (throttle.until) {
+    await blockBudget(s, throttle.until);
+    retryAt = throttle.until;
+  }
+
+  const sent = persons.filter((p) => p.state === "sent").length;
+  const failed = persons.filter((p) => p.state === "failed").length;
+  const unreachable = persons.filter((p) => p.state === "unreachable").length;
+  const left = persons.length - sent - failed - unreachable;
+  const later = s.clock.now();
+  const nextAttemptAt = left > 0 ? (retryAt ?? new Date(later.getTime() + MINUTE)) : later;
+  const fresh = await s.breaches.getBatch(msg.tenantId, msg.breachId, msg.version, msg.batch);
+  if (fresh && fresh._etag === leaseEtag) {
+    await s.breaches.replaceBatch(
+      { ...withoutMeta(fresh), sent, failed, unreachable, state: left > 0 ? "pending" : "done", nextAttemptAt: nextAttemptAt.toISOString(), leaseUntil: null, updatedAt: later.toISOString() },
+      fresh._etag,
+    );
+  }
+  if (left > 0) {
+    await queueJob(s, msg, nextAttemptAt.getTime() - later.getTime());
+    if (grant.granted < pending.length || throttle.until) await checkDelay(s, part, log);
+    return throttle.until ? "throttled" : "waiting-for-budget";
+  }
+  return "done";
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The estimate's alert
+
+/**
+ * When the estimate for the persons still pending breaks BREACH_NOTICE_MAX_HOURS after the instruction: e-mails the
+ * tenant's contact (its language) and the operator contact (English), once per version (keyed sends, then recorded
+ * on the part and in the tenant's chain), pointing to Art. 34(3)(c).
+ */
+async function checkDelay(s: Services, part: StoredBreachPart, log?: Log): Promise<void> {
+  const fresh = await s.breaches.getPart(part.tenantId, part.breachId);
+  const run = fresh?.persons;
+  if (!fresh || !run?.notify || run.notify.delayAlert) return;
+  const p = await progressOf(s, fresh, run);
+  if (p.pending === 0) return;
+  const now = s.clock.now();
+  const rate = await s.breaches.getSendRate();
+  const estimate = estimateCompletion(p.pending, rate?.state, now, limitsOf(s));
+  const requestedAt = new Date(run.notify.requestedAt);
+  const maxHours = s.settings.breachNoticeMaxHours;
+  if (!breaksDeadline(estimate, requestedAt, maxHours)) return;
+  const deadline = noticeDeadline(requestedAt, maxHours);
+  const tenant = await s.tenants.get(fresh.tenantId);
+  const language = tenant?.language ?? DEFAULT_LANGUAGE;
+  const timeZone = tenant?.timeZone ?? DEFAULT_TIME_ZONE;
+  const to = tenant ? await tenantContactEmail(s, tenant) : undefined;
+  const view = (lang: Language, tz: string) => ({
+    breachId: fresh.breachId,
+    controllerName: tenant?.name ?? fresh.tenantId,
+    persons: p.sent + p.pending + p.failed + p.unreachable,
+    estimateAt: formatInstant(estimate, lang, tz),
+    deadlineAt: formatInstant(deadline, lang, tz),
+    maxHours,
+    perMinute: s.settings.emailSendsPerMinute,
+    perHour: s.settings.emailSendsPerHour,
+    ...p,
+  });
+  const idBase = `bpd-${fresh.breachId.replace(/^br-/, "")}-${fresh.tenantId.slice(0, 40)}-v${run.version}`.replace(/[^A-Za-z0-9._-]/g, "-");
+  if (to) await s.email.send({ messageId: `${idBase}-tenant`, to: [to], ...s.templates.render("breach-persons-delay", language, view(language, timeZone)) });
+  if (s.settings.operatorContactEmail) {
+    await s.email.send({ messageId: `${idBase}-operator`, to: [s.settings.operatorContactEmail], ...s.templates.render("breach-persons-delay", "en", view("en", "UTC")) });
+  }
+  const alert = { at: now.toISOString(), estimateAt: estimate.toISOString(), deadlineAt: deadline.toISOString() };
+  const r = await s.breaches.updatePart(fresh.tenantId, fresh.breachId, (doc) =>
+    doc.persons?.version === run.version && doc.persons.notify && !doc.persons.notify.delayAlert
+      ? { ...withoutMeta(doc), persons: { ...doc.persons, notify: { ...doc.persons.notify, delayAlert: alert } } }
+      : undefined,
+  );
+  await recordAuditOnce(
+    s,
+    fresh.tenantId,
+    SYSTEM,
+    "breach.persons-delay-alert",
+    { type: "breach", id: `${fresh.breachId}.v${run.version}` },
+    { breachId: fresh.breachId, version: run.version, pending: p.pending, estimateAt: alert.estimateAt, deadlineAt: alert.deadlineAt, toTenant: to !== undefined, toOperator: s.settings.operatorContactEmail !== undefined },
+    `breach:${fresh.breachId}:v${run.version}:persons-delay`,
+  );
+  if (r.updated) log?.warn("breach.persons-delayed", { breachId: fresh.breachId, tenantId: fresh.tenantId, version: run.version, pending: p.pending });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The public communication (Art. 34(3)(c))
+
+/**
+ * Records the tenant's public communication: its text, where and when it was published, for the part's newest
+ * version; kept with the earlier ones (each a record of its own), audited. Errors: not-found, validation-failed
+ * (published in the future).
+ */
+export async function recordPublicCommunication(s: Services, caller: TenantCaller, id: string, input: PublicCommunicationInput): Promise<PersonsView> {
+  const now = s.clock.now();
+  if (Date.parse(input.publishedAt) > now.getTime()) {
+    throw new AppError("validation-failed", "publishedAt must not be in the future", { errors: [{ path: "publishedAt", message: "must not be in the future" }] });
+  }
+  const r = await s.breaches.updatePart(caller.tenantId, id, (doc) => ({
+    ...withoutMeta(doc),
+    publicCommunications: [...doc.publicCommunications, { recordedAt: now.toISOString(), by: caller.actor, publishedAt: input.publishedAt, text: input.text, where: input.where, version: latestVersion(doc).n }].slice(-20),
+    updatedAt: now.toISOString(),
+  }));
+  if (!r.updated && r.reason === "not-found") throw new AppError("not-found", "no breach with this id affects you");
+  if (!r.updated) throw new AppError("conflict", "the breach was changed by another request meanwhile; retry");
+  await recordAudit(s, caller.tenantId, caller, "breach.public-communication", { type: "breach", id }, {
+    breachId: id,
+    version: latestVersion(r.doc).n,
+    publishedAt: input.publishedAt,
+    count: r.doc.publicCommunications.length,
+  });
+  return (await personsView(s, r.doc)) ?? emptyView(r.doc);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// For an access request: the notices sent to a person
+
+/** A breach notice to one person, as an access request's export shows it (no other person, no address). */
+export interface PersonBreachNotice {
+  breachId: string;
+  version: number;
+  state: BreachPersonDoc["state"];
+  sentAt: string | null;
+  categories: DataCategory[];
+  roles: BreachPersonDoc["roles"];
+}
+
+/** Every breach notice of the tenant to the person with this keyed hash (Art. 15: what is held about them). */
+export async function breachNoticesOfPerson(s: Services, tenantId: string, personHash: string): Promise<PersonBreachNotice[]> {
+  const docs = await s.breaches.personNotices(tenantId, personHash);
+  return docs.map((d) => ({ breachId: d.breachId, version: d.version, state: d.state, sentAt: d.sentAt, categories: d.categories, roles: d.roles }));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The jobs and the sweep's part
+
+/** Runs one persons job of the breach-jobs queue. */
+export async function runPersonJob(s: Services, msg: PersonJob, log?: Log): Promise<string> {
+  switch (msg.kind) {
+    case "resolve-persons":
+      return resolveStep(s, msg, log);
+    case "fan-out-persons":
+      return fanOutStep(s, msg, log);
+    case "person-batch":
+      return batchStep(s, msg, log);
+  }
+}
+
+/** A batch whose time came this long ago and that nobody holds lost its message (or its worker died). */
+const LOST_BATCH_GRACE_MS = MINUTE;
+
+/**
+ * The breach sweep's catch-up for the persons: resolutions and fan-outs whose message was lost are queued again,
+ * and so are batches due (their time came) that no worker holds. Queuing twice is harmless.
+ */
+export async function sweepPersonJobs(s: Services): Promise<number> {
+  const now = s.clock.now();
+  let queued = 0;
+  for (const ref of await s.breaches.findActivePersonRunsAcrossTenants(200)) {
+    const part = await s.breaches.getPart(ref.tenantId, ref.breachId);
+    const run = part?.persons;
+    if (!part || !run) continue;
+    const key = { breachId: ref.breachId, tenantId: ref.tenantId, version: run.version };
+    if (run.resolution.status === "running") await queueJob(s, { kind: "resolve-persons", ...key });
+    else if (run.notify && !run.notify.queuedAt) await queueJob(s, { kind: "fan-out-persons", ...key });
+    else continue;
+    queued++;
+  }
+  for (const b of await s.breaches.findDueBatchesAcrossTenants(new Date(now.getTime() - LOST_BATCH_GRACE_MS), now, 500)) {
+    await queueJob(s, { kind: "person-batch", breachId: b.breachId, tenantId: b.tenantId, version: b.version, batch: b.batch });
+    queued++;
+  }
+  return queued;
+}
