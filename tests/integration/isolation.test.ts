@@ -394,13 +394,50 @@ export const ISOLATION_CASES: Record<string, IsolationCase> = {
       await expectNotFound(await t.call("POST", `v1/subject-requests/${id}/retry`, { key: a.apiKey }));
     },
   },
+  "subject-request-package-get": {
+    async check(t, a, b) {
+      const { id } = await bRequest(t, b, "access");
+      expect((await t.call("GET", `v1/subject-requests/${id}/package`, { key: b.apiKey })).status).toBe(200);
+      await expectNotFound(await t.call("GET", `v1/subject-requests/${id}/package`, { key: a.apiKey }));
+    },
+  },
+  "subject-request-package-content": {
+    async check(t, a, b) {
+      const { id } = await bRequest(t, b, "access");
+      await expectNotFound(await t.call("GET", `v1/subject-requests/${id}/package/content`, { key: a.apiKey }));
+    },
+  },
+  "subject-request-include-content": {
+    async check(t, a, b) {
+      const { id } = await bRequest(t, b, "access");
+      await expectNotFound(await t.call("POST", `v1/subject-requests/${id}/include-content`, { key: a.apiKey, json: { uploadIds: [], reason: "A decides on B's request" } }));
+      expect(await t.services.packages.get(b.tenantId, id)).toBeUndefined();
+    },
+  },
+  "privacy-information-put": {
+    async check(t, a, b) {
+      const texts = (who: string) => ({ purposes: who, categories: who, recipients: who, retention: who, rights: who, complaint: who, source: who, automatedDecisions: who });
+      expect([200, 201]).toContain((await t.call("PUT", "v1/privacy-information", { key: b.apiKey, json: { en: texts("B's own"), da: texts("B's own") } })).status);
+      expect([200, 201]).toContain((await t.call("PUT", "v1/privacy-information", { key: a.apiKey, json: { en: texts("A's own"), da: texts("A's own") } })).status);
+      expect((await t.services.packages.getPrivacyInformation(b.tenantId))?.document.en.purposes).toBe("B's own");
+    },
+  },
+  "privacy-information-get": {
+    async check(t, a, b) {
+      const texts = { purposes: "B only", categories: "B only", recipients: "B only", retention: "B only", rights: "B only", complaint: "B only", source: "B only", automatedDecisions: "B only" };
+      expect([200, 201]).toContain((await t.call("PUT", "v1/privacy-information", { key: b.apiKey, json: { en: texts, da: texts } })).status);
+      const res = await t.call("GET", "v1/privacy-information", { key: a.apiKey });
+      expect([200, 404]).toContain(res.status);
+      expect(await res.text()).not.toContain("B only");
+    },
+  },
 };
 
 let requestN = 0;
 /** A request B recorded (its subject an address A may know too). */
-async function bRequest(t: TestApp, b: Tenant): Promise<{ id: string; email: string }> {
+async function bRequest(t: TestApp, b: Tenant, type = "erasure"): Promise<{ id: string; email: string }> {
   const email = `iso-subject-${++requestN}@example.com`;
-  const res = await t.call("POST", "v1/subject-requests", { key: b.apiKey, json: { type: "erasure", subjectEmail: email, externalId: "iso-shared-id" + requestN } });
+  const res = await t.call("POST", "v1/subject-requests", { key: b.apiKey, json: { type, subjectEmail: email, externalId: "iso-shared-id" + requestN } });
   expect(res.status).toBe(201);
   return { id: ((await res.json()) as { id: string }).id, email };
 }
