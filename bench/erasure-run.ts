@@ -1,0 +1,39 @@
+/**
+ * The erasure benchmark alone (bench/erasure.ts): `npm run build && node dist/bench/erasure-run.js`. Replaces only the
+ * "Data-subject erasure" section of bench/RESULTS.md (the others stay as their last run left them). Option:
+ * BENCH_ERASURE_UPLOADS (default 1000; another value prints the results instead of writing them).
+ */
+import { readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { benchErasure, renderErasureResults } from "./erasure";
+
+const root = path.resolve(__dirname, "../..");
+const resultsPath = path.join(root, "bench/RESULTS.md");
+const HEADING = "## Data-subject erasure";
+
+/** `markdown` with the section under HEADING (to the next level-2 heading, or the end) replaced, or appended. */
+export function withErasureSection(markdown: string, section: string): string {
+  const start = markdown.indexOf(HEADING);
+  if (start < 0) return markdown.trimEnd() + "\n\n" + section;
+  const next = markdown.indexOf("\n## ", start + 3);
+  return markdown.slice(0, start) + section + (next < 0 ? "" : "\n" + markdown.slice(next + 1));
+}
+
+async function main(): Promise<void> {
+  const uploads = Number(process.env.BENCH_ERASURE_UPLOADS ?? "1000");
+  if (!Number.isInteger(uploads) || uploads < 1) throw new Error("BENCH_ERASURE_UPLOADS must be a positive integer");
+  const startedAt = new Date();
+  const log = (line: string) => console.log(`[bench ${((Date.now() - startedAt.getTime()) / 1000).toFixed(1).padStart(5)} s] ${line}`);
+  const result = await benchErasure({ root, uploads, log });
+  const section = renderErasureResults(result, { startedAt, durationSeconds: (Date.now() - startedAt.getTime()) / 1000 });
+  if (uploads === 1000) {
+    writeFileSync(resultsPath, withErasureSection(readFileSync(resultsPath, "utf8"), section));
+    log(`replaced the erasure section of ${path.relative(process.cwd(), resultsPath)}`);
+  }
+  console.log("\n" + section);
+}
+
+main().catch((err: Error) => {
+  console.error(`bench failed: ${err.stack ?? err.message}`);
+  process.exit(1);
+});
