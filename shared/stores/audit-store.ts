@@ -88,7 +88,31 @@ export class AuditStore {
     private readonly maxAttempts = 50,
   ) {}
 
-  async append(event: AuditEvent): Promise<AuditEntry> {
+  /** Per tenant, the last append of this instance queued or under way (see append). */
+  private readonly appending = new Map<string, Promise<unknown>>();
+
+  /**
+   * Appends `event` at the next position of its tenant's chain. A chain takes one entry per position, so concurrent
+   * writers race for each; within this instance a tenant's appends are therefore taken one at a time, in call order
+   * (50 requests of one tenant at once would otherwise each lose up to 49 races, and the unluckiest would give up),
+   * and only other instances race for a position: the loser, after a short random pause that grows with its losses
+   * (so instances that keep colliding spread out), tries the position after the chain's newest entry.
+   */
+  append(event: AuditEvent): Promise<AuditEntry> {
+    const before = this.appending.get(event.tenantId) ?? Promise.resolve();
+    const mine = before.then(
+      () => this.appendNow(event),
+      () => this.appendNow(event),
+    );
+    const settled = mine.catch(() => undefined);
+    this.appending.set(event.tenantId, settled);
+    void settled.then(() => {
+      if (this.appending.get(event.tenantId) === settled) this.appending.delete(event.tenantId);
+    });
+    return mine;
+  }
+
+  private async appendNow(event: AuditEvent): Promise<AuditEntry> {
     const head = await readItem(this.container, headSchema, HEAD_ID, event.tenantId);
     let seq = head?.seq ?? 0;
     let prevHash = head?.hash ?? GENESIS_HASH;
@@ -108,11 +132,13 @@ export class AuditStore {
         await this.container.items.create({ ...entry, id: entryId(entry.seq), type: "audit-entry" });
       } catch (err) {
         if (!isConflict(err)) throw err;
-        // Someone else took this position: step onto their entry and try the next one.
-        const taken = await readItem(this.container, storedEntrySchema, entryId(seq + 1), event.tenantId);
-        if (taken) {
-          seq = taken.seq;
-          prevHash = taken.hash;
+        // Another instance took this position: after a short pause, try the position after the chain's newest entry
+        // (not merely the next one: the other instance may have written several meanwhile).
+        await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(50, 2 * (attempt + 1))));
+        const tip = await this.newestEntry(event.tenantId);
+        if (tip && tip.seq > seq) {
+          seq = tip.seq;
+          prevHash = tip.hash;
         }
         continue;
       }
@@ -120,6 +146,20 @@ export class AuditStore {
       return entry;
     }
     throw new Error(`audit append for tenant ${event.tenantId} lost the race ${this.maxAttempts} times`);
+  }
+
+  /** The entry with the highest sequence number in the tenant's chain (the head document can lag it). */
+  private async newestEntry(tenantId: string): Promise<{ seq: number; hash: string } | undefined> {
+    const rows = await queryAll(
+      this.container,
+      z.object({ seq: z.number().int().positive(), hash: z.string() }),
+      {
+        query: "SELECT TOP 1 c.seq, c.hash FROM c WHERE c.tenantId = @tenantId AND c.type = 'audit-entry' ORDER BY c.seq DESC",
+        parameters: [{ name: "@tenantId", value: tenantId }],
+      },
+      tenantId,
+    );
+    return rows[0];
   }
 
   /**
