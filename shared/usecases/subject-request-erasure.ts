@@ -83,22 +83,71 @@ export async function eraseRecords(s: Services, req: StoredRequest): Promise<Wor
       if (!r) continue;
       (isFinalStatus(r.status) ? closed : open).push(id);
     }
+    // The person's access and portability packages (part 2), of open and closed requests alike.
+    const packages: string[] = [];
+    for (const id of others) {
+      const pkg = await s.packages.get(req.tenantId, id);
+      if (pkg && pkg.state !== "purged") packages.push(id);
+    }
     const restriction = await s.subjectRequests.outcomes.getRestriction(req.tenantId, hash);
     const objection = await s.subjectRequests.outcomes.getObjection(req.tenantId, hash);
     doc = await updateOutcome(s, req.tenantId, req.id, (d) =>
       d.plan.ids.requests !== undefined
         ? undefined
         : withPlanned(
-            withPlanned(withPlanned(withPlanned(d, "requests", closed), "openRequests", open), "restrictions", restriction ? [restriction.id] : []),
-            "objections",
-            objection ? [objection.id] : [],
+            withPlanned(
+              withPlanned(withPlanned(withPlanned(d, "requests", closed), "openRequests", open), "restrictions", restriction ? [restriction.id] : []),
+              "objections",
+              objection ? [objection.id] : [],
+            ),
+            "packages",
+            packages,
           ),
     );
   }
+  for (const id of doc.plan.ids.packages ?? []) await erasePackage(s, req, id);
   for (const id of doc.plan.ids.requests ?? []) await eraseRequestFields(s, req, id);
   if ((doc.plan.ids.restrictions ?? []).length > 0) await s.subjectRequests.outcomes.deleteRestriction(req.tenantId, hash);
   if ((doc.plan.ids.objections ?? []).length > 0) await s.subjectRequests.outcomes.deleteObjection(req.tenantId, hash);
   return { next: "certificate" };
+}
+
+/** How long this step holds a package it erases (as the retention sweep's purge does). */
+const PACKAGE_LEASE_MS = 5 * 60_000;
+
+/**
+ * Erases an access or portability package of the person now, as the retention sweep's purge does at the end of its
+ * download window (shared/usecases/subject-request-access.ts): its data key leaves the record first (every copy of
+ * the zip unreadable from then on), then its blobs go, `subject-request.package-purged` is written once, and it is
+ * marked purged. Each part is safe to repeat.
+ */
+async function erasePackage(s: Services, by: RequestDoc, requestId: string): Promise<void> {
+  for (let attempt = 0; attempt < 8; attempt++) {
+    const pkg = await s.packages.get(by.tenantId, requestId);
+    if (!pkg || pkg.state === "purged") return;
+    const now = s.clock.now();
+    // Shredded already (by an earlier attempt, or by the retention sweep's purge): finish it; each part is idempotent
+    // and the audit entry has the purge's key, so it is written once whoever finishes.
+    const leased =
+      pkg.dataKey === null && pkg.purge
+        ? pkg
+        : await s.packages.replace(
+            {
+              ...withoutMeta(pkg),
+              dataKey: null,
+              building: null,
+              purge: { sweepId: null, keyDestroyedAt: pkg.purge?.keyDestroyedAt ?? now.toISOString(), blobsDeletedAt: null, leaseUntil: new Date(now.getTime() + PACKAGE_LEASE_MS).toISOString() },
+              updatedAt: now.toISOString(),
+            },
+            pkg._etag,
+          );
+    if (!leased) continue;
+    await s.packageBlobs.deleteAll(by.tenantId, requestId);
+    await recordAuditOnce(s, by.tenantId, actorFor(by), "subject-request.package-purged", { type: "subject-request", id: requestId }, { reason: "subject-request", erasureRequestId: by.id }, `dsr-package-purged:${requestId}`);
+    const done = s.clock.now().toISOString();
+    if (await s.packages.replace({ ...withoutMeta(leased), state: "purged", content: null, purge: { ...leased.purge!, blobsDeletedAt: done, leaseUntil: null }, updatedAt: done }, leased._etag)) return;
+  }
+  throw new AppError("conflict", "a package of the person kept changing; the step is tried again");
 }
 
 /**
@@ -153,6 +202,7 @@ export async function certifyErasure(s: Services, req: StoredRequest): Promise<W
           requests: d.plan.ids.requests ?? [],
           restrictions: d.plan.ids.restrictions ?? [],
           objections: d.plan.ids.objections ?? [],
+          "access-packages": d.plan.ids.packages ?? [],
         },
         kept,
         recipientCount: d.recipientCount,

@@ -3,8 +3,8 @@
  * crypto-shredded and deleted with reason subject-request, their other closed requests lose their fields, consent proof
  * is kept on Art. 17(3)(e) and listed, the certificate (JSON and printable HTML) counts and hashes what was erased,
  * lists what was kept and why and is signed by the audit entry that records it, the chain stays intact, the recipients
- * are listed for Art. 19 and recipients-notified records the tenant told them; another tenant's data about the same
- * address is untouched.
+ * are listed for Art. 19 and recipients-notified records the tenant told them; the person's access packages are purged;
+ * another tenant's data about the same address is untouched.
  */
 import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, it } from "@jest/globals";
@@ -134,13 +134,39 @@ describe("an erasure request", () => {
     expect((await t.call("GET", `v1/subject-requests/${done.id}/certificate`, { key: b.apiKey })).status).toBe(404);
 
     // Art. 19: the tenant records that it told the recipients, once.
-    const told = await t.call("POST", `v1/subject-requests/${done.id}/recipients-notified`, { key: a.apiKey, json: { at: "2020-01-01T00:00:00Z" } });
-    expect(told.status).toBe(200);
-    expect(await json(told)).toMatchObject({ recipientCount: 3, recipientsNotified: { at: "2020-01-01T00:00:00.000Z" } });
+    const toldAt = new Date(done.receivedAt).toISOString();
+    const told = await t.call("POST", `v1/subject-requests/${done.id}/recipients-notified`, { key: a.apiKey, json: { at: toldAt } });
+    expect(told.status, await told.clone().text()).toBe(200);
+    expect(await json(told)).toMatchObject({ recipientCount: 3, recipientsNotified: { at: toldAt } });
     const again = await t.call("POST", `v1/subject-requests/${done.id}/recipients-notified`, { key: a.apiKey, json: {} });
-    expect(await json(again)).toMatchObject({ recipientsNotified: { at: "2020-01-01T00:00:00.000Z" } });
+    expect(await json(again)).toMatchObject({ recipientsNotified: { at: toldAt } });
     const future = await t.call("POST", `v1/subject-requests/${done.id}/recipients-notified`, { key: a.apiKey, json: { at: "2999-01-01T00:00:00Z" } });
     expect(future.status).toBe(422);
+  });
+
+  it("purges the person's access packages (their key first, then the zip) and counts them in the certificate", async () => {
+    const person = `Paula.${Date.now()}@example.com`;
+    const texts = { purposes: "P", categories: "C", recipients: "R", retention: "T", rights: "Rights", complaint: "Complaint", source: "S", automatedDecisions: "None" };
+    expect([200, 201]).toContain((await t.call("PUT", "v1/privacy-information", { key: a.apiKey, json: { en: texts, da: texts } })).status);
+    await uploadWith(t, a.apiKey, 32, { dataSubjects: [person] });
+    const access = await createRequest(t, a.apiKey, { type: "access", subjectEmail: person });
+    expect((await t.call("POST", `v1/subject-requests/${access.body.id}/vouch`, { key: a.apiKey, json: { statement: "ID checked." } })).status).toBe(200);
+    const answered = await waitForRequest(t, a.tenantId, access.body.id, (d) => d.status === "completed" || d.status === "needs-attention", "the access request");
+    expect(answered.status, JSON.stringify(answered.attention)).toBe("completed");
+    const pkg = await t.services.packages.get(a.tenantId, access.body.id);
+    expect(pkg?.state).toBe("ready");
+    expect(await blobsOf(a.tenantId, access.body.id)).not.toEqual([]);
+
+    const done = await erasureOf(a.apiKey, a.tenantId, person);
+    expect(done.status, JSON.stringify(done.attention)).toBe("completed");
+    const purged = await t.services.packages.get(a.tenantId, access.body.id);
+    expect(purged).toMatchObject({ state: "purged", dataKey: null, content: null });
+    expect(await blobsOf(a.tenantId, access.body.id)).toEqual([]);
+    expect((await t.call("GET", `v1/subject-requests/${access.body.id}/package/content`, { key: a.apiKey })).status).not.toBe(200);
+    const cert = await json<{ record: { erased: Array<{ place: string; count: number; idsSha256: string }> } }>(await t.call("GET", `v1/subject-requests/${done.id}/certificate`, { key: a.apiKey }));
+    expect(cert.record.erased.find((p) => p.place === "access-packages")).toMatchObject({ count: 1, idsSha256: sha256(access.body.id) });
+    // The access request itself was closed: its fields are erased too.
+    expect((await rawRequest(t, a.tenantId, access.body.id)).personal).toBeNull();
   });
 
   it("of a person the tenant holds nothing about completes as no personal data held, and has no certificate", async () => {
