@@ -394,6 +394,27 @@ export const ISOLATION_CASES: Record<string, IsolationCase> = {
       await expectNotFound(await t.call("POST", `v1/subject-requests/${id}/retry`, { key: a.apiKey }));
     },
   },
+  // Part 3: a record, the recipients' notification and the lifting of a restriction are B's alone.
+  "subject-requests-certificate": {
+    async check(t, a, b) {
+      const { id } = await bRequest(t, b, "restriction");
+      await expectNotFound(await t.call("GET", `v1/subject-requests/${id}/certificate`, { key: a.apiKey }));
+      await expectNotFound(await t.call("GET", `v1/subject-requests/${id}/certificate`, { key: a.apiKey, headers: { accept: "text/html" } }));
+    },
+  },
+  "subject-requests-recipients-notified": {
+    async check(t, a, b) {
+      const { id } = await bRequest(t, b);
+      await expectNotFound(await t.call("POST", `v1/subject-requests/${id}/recipients-notified`, { key: a.apiKey, json: {} }));
+      expect((await t.services.subjectRequests.outcomes.getOutcome(b.tenantId, id))?.recipientsNotified ?? null).toBeNull();
+    },
+  },
+  "subject-requests-lift-restriction": {
+    async check(t, a, b) {
+      const { id } = await bRequest(t, b, "restriction");
+      await expectNotFound(await t.call("POST", `v1/subject-requests/${id}/lift-restriction`, { key: a.apiKey }));
+    },
+  },
   "subject-request-package-get": {
     async check(t, a, b) {
       const { id } = await bRequest(t, b, "access");
