@@ -62,6 +62,7 @@ import {
 import type { UploadScopeRow } from "../stores/upload-store";
 import { recordAudit, recordAuditOnce, type Actor, type TenantCaller } from "./audit-trail";
 import { latestVersion } from "./breach-notices";
+import { registerExportSection, type JsonValue } from "./export-sections";
 import { breachJobMessage, type BreachJobMessage } from "./messages";
 import { tenantContactEmail } from "./tenants";
 import { openField, unwrapUploadKey } from "./upload-keys";
@@ -793,6 +794,52 @@ export async function breachNoticesOfPerson(s: Services, tenantId: string, perso
   const docs = await s.breaches.personNotices(tenantId, personHash);
   return docs.map((d) => ({ breachId: d.breachId, version: d.version, state: d.state, sentAt: d.sentAt, categories: d.categories, roles: d.roles }));
 }
+
+const str = { type: "string" };
+const LABELS = {
+  breach: { en: "Breach", da: "Brud" },
+  sentAt: { en: "Sent", da: "Sendt" },
+  categories: { en: "Your data concerned", da: "Dine berørte oplysninger" },
+  description: { en: "What happened", da: "Hvad der skete" },
+} as const;
+
+// The access package (issue 18's registry): the breach notices e-mailed to the person, with what they said of them.
+registerExportSection({
+  name: "breachNotices",
+  description: "Notices of personal-data breaches e-mailed to the person (GDPR Art. 34): which breach and version, when, and which of their data it concerned",
+  title: { en: "Breach notices sent to you", da: "Underretninger om brud sendt til dig" },
+  scopes: ["access"],
+  itemSchema: {
+    type: "object",
+    additionalProperties: false,
+    required: ["breachId", "version", "sentAt", "roles", "categories", "description"],
+    properties: {
+      breachId: str,
+      version: { type: "integer" },
+      sentAt: { type: "string", format: "date-time" },
+      roles: { type: "array", items: str },
+      categories: { type: "array", items: str },
+      description: { ...str, description: "The account of the breach the notice gave" },
+    },
+  },
+  async *items(s, ctx) {
+    const notices = (await s.breaches.personNotices(ctx.tenantId, ctx.subjectHash)).filter((n) => n.state === "sent" && n.sentAt !== null);
+    for (const n of notices) {
+      const part = await s.breaches.getPart(ctx.tenantId, n.breachId);
+      const description = (part && contentOf(part, n.version)?.description) ?? "";
+      const data: { [k: string]: JsonValue } = { breachId: n.breachId, version: n.version, sentAt: n.sentAt!, roles: n.roles, categories: n.categories, description };
+      yield {
+        data,
+        rows: [
+          { label: LABELS.breach[ctx.language], value: `${n.breachId} (${n.version})` },
+          { label: LABELS.sentAt[ctx.language], value: formatInstant(new Date(n.sentAt!), ctx.language, ctx.timeZone) },
+          { label: LABELS.categories[ctx.language], value: n.categories.map((c) => CATEGORY_LABELS[c][ctx.language]).join(", ") },
+          { label: LABELS.description[ctx.language], value: description },
+        ],
+      };
+    }
+  },
+});
 
 // ---------------------------------------------------------------------------------------------------------------
 // The jobs and the sweep's part

@@ -122,7 +122,7 @@ describe("the pace of the notices", () => {
     const text = "On 2 March we learnt that transfer records were read by an unknown party. What happened, which data, what we do, whom to contact.";
     const ok = await t.call("POST", `v1/breaches/${id}/public-communication`, { key: apiKey, json: { text, where: "https://controller.example/breach-notice and Politiken, 3 March", publishedAt: t.clock.now().toISOString() } });
     expect(ok.status).toBe(200);
-    expect((await ok.json()).publicCommunications).toEqual([expect.objectContaining({ text, where: "https://controller.example/breach-notice and Politiken, 3 March", version: 1 })]);
+    expect(((await ok.json()) as Json).publicCommunications).toEqual([expect.objectContaining({ text, where: "https://controller.example/breach-notice and Politiken, 3 March", version: 1 })]);
     const audit = ((await json(await t.call("GET", "v1/audit?limit=200", { key: apiKey }))).items as Array<{ action: string }>).map((e) => e.action);
     expect(audit.filter((a) => a === "breach.persons-delay-alert")).toHaveLength(1);
     expect(audit.filter((a) => a === "breach.public-communication")).toHaveLength(1);

@@ -11,6 +11,7 @@ import type { Services } from "../../shared/services";
 import { runBreachSweep } from "../../shared/usecases/breach-notices";
 import { breachNoticesOfPerson } from "../../shared/usecases/breach-persons";
 import { lookupHash, normaliseEmail } from "../../shared/crypto";
+import { exportSections } from "../../shared/usecases/export-sections";
 import { startTestApp, type TestApp } from "../helpers/app";
 import { breachBody, registerBreach, type Json } from "../helpers/breaches";
 import { drainBreachJobs, outboxMessageIds, outboxRecipients, uploadNaming } from "../helpers/breach-persons";
@@ -138,6 +139,19 @@ describe("notices to persons", () => {
       expect.objectContaining({ breachId: id, version: 1, state: "sent", roles: ["data-subject"], categories: ["contact", "financial", "health"] }),
     ]);
     expect(await breachNoticesOfPerson(t.services, b.tenantId, await hashIn(b.tenantId))).toEqual([]);
+    // ... and as the access package's section (issue 18's registry) yields it: A's notice for A; nothing for B.
+    const section = exportSections("access").find((x) => x.name === "breachNotices")!;
+    expect(exportSections("portability").map((x) => x.name)).not.toContain("breachNotices");
+    const itemsFor = async (tenantId: string) => {
+      const out: Json[] = [];
+      const ctx = { tenantId, requestId: "dsr-test", subjectHash: await hashIn(tenantId), scope: "access" as const, language: "da" as const, timeZone: "Europe/Copenhagen", includedContent: new Set<string>() };
+      for await (const item of section.items(t.services, ctx)) out.push(item);
+      return out;
+    };
+    const items = await itemsFor(a.tenantId);
+    expect(items.map((i) => i.data)).toEqual([expect.objectContaining({ breachId: id, version: 1, roles: ["data-subject"], categories: ["contact", "financial", "health"] })]);
+    expect(items[0].rows.map((r: Json) => r.label)).toContain("Sendt");
+    expect(await itemsFor(b.tenantId)).toEqual([]);
 
     // The audit: the instruction once, every batch's sends (counts only), the resolution once; no address anywhere.
     const audit = ((await json(await t.call("GET", "v1/audit?limit=200", { key: a.apiKey }))).items as Array<{ action: string; details: Json }>).filter((e) => e.action.startsWith("breach."));

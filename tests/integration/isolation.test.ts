@@ -322,6 +322,30 @@ export const ISOLATION_CASES: Record<string, IsolationCase> = {
       }
     },
   },
+  // Breaches, part 2: A can neither instruct notices to B's persons, nor read their progress, nor record B's public
+  // communication; in a shared breach, A's persons view counts A's persons only.
+  "breaches-notify-persons": {
+    async check(t, a, b) {
+      const id = await bBreach(t, b);
+      await expectNotFound(await t.call("POST", `v1/breaches/${id}/notify-persons`, { key: a.apiKey }));
+      expect((await t.services.breaches.getPart(b.tenantId, id))?.persons?.notify ?? null).toBeNull();
+    },
+  },
+  "breaches-persons": {
+    async check(t, a, b) {
+      await expectNotFound(await t.call("GET", `v1/breaches/${await bBreach(t, b)}/persons`, { key: a.apiKey }));
+      const shared = await sharedBreach(t, a, b);
+      const text = JSON.stringify(await json(await t.call("GET", `v1/breaches/${shared}/persons`, { key: a.apiKey })));
+      expect(text).not.toContain(b.tenantId);
+    },
+  },
+  "breaches-public-communication": {
+    async check(t, a, b) {
+      const id = await bBreach(t, b);
+      await expectNotFound(await t.call("POST", `v1/breaches/${id}/public-communication`, { key: a.apiKey, json: { text: "A speaks for B", where: "https://a.example", publishedAt: t.clock.now().toISOString() } }));
+      expect((await t.services.breaches.getPart(b.tenantId, id))?.publicCommunications).toEqual([]);
+    },
+  },
   // Data-subject requests: B's requests are found, listed, verified and decided on with B's key only (404 for A, as
   // for an id never issued), and a request A records for the same address is A's own.
   "subject-requests-create": {

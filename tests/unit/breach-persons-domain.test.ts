@@ -1,0 +1,127 @@
+/**
+ * The pure rules of the notices to persons (shared/domain/breach-persons.ts): the shared send budget per minute and
+ * per hour with a Retry-After block, the estimate of when the last notice goes, the bound "without undue delay", and
+ * the adapter's reading of Retry-After (RFC 9110 §10.2.3).
+ */
+import { describe, it } from "@jest/globals";
+import fc from "fast-check";
+import { parseRetryAfter } from "../../shared/email/acs-email-sender";
+import {
+  blockSends,
+  breaksDeadline,
+  estimateCompletion,
+  personNoticeMessageId,
+  retryAfterInstant,
+  takeSends,
+  type RateState,
+} from "../../shared/domain/breach-persons";
+import { MESSAGE_ID_PATTERN } from "../../shared/email/email-sender";
+import { expect } from "../helpers/expect";
+
+const at = (iso: string) => new Date(iso);
+const limits = { perMinute: 10, perHour: 25 };
+
+describe("the send budget", () => {
+  it("grants the smaller of the minute's and the hour's room, and says when more can go", () => {
+    const g1 = takeSends(undefined, at("2026-03-02T09:00:10Z"), 60, limits);
+    expect(g1).toMatchObject({ granted: 10, retryAt: at("2026-03-02T09:01:00Z") });
+    const g2 = takeSends(g1.state, at("2026-03-02T09:01:00Z"), 50, limits);
+    expect(g2).toMatchObject({ granted: 10, retryAt: at("2026-03-02T09:02:00Z") });
+    // The hour has 5 left: the next room is at the next hour, not the next minute.
+    const g3 = takeSends(g2.state, at("2026-03-02T09:02:30Z"), 40, limits);
+    expect(g3).toMatchObject({ granted: 5, retryAt: at("2026-03-02T10:00:00Z") });
+    expect(takeSends(g3.state, at("2026-03-02T09:59:59Z"), 1, limits).granted).toBe(0);
+    expect(takeSends(g3.state, at("2026-03-02T10:00:00Z"), 1, limits)).toMatchObject({ granted: 1, retryAt: null });
+  });
+
+  it("grants nothing while a Retry-After block lasts, and keeps the later of two blocks", () => {
+    const blocked = blockSends(undefined, at("2026-03-02T09:00:00Z"), at("2026-03-02T09:05:00Z"));
+    expect(takeSends(blocked, at("2026-03-02T09:04:59Z"), 3, limits)).toMatchObject({ granted: 0, retryAt: at("2026-03-02T09:05:00Z") });
+    expect(blockSends(blocked, at("2026-03-02T09:01:00Z"), at("2026-03-02T09:02:00Z")).blockedUntil).toBe("2026-03-02T09:05:00.000Z");
+    expect(takeSends(blocked, at("2026-03-02T09:05:00Z"), 3, limits).granted).toBe(3);
+  });
+
+  it("property: whatever the sequence of requests, no minute and no hour gets more than its budget", () => {
+    fc.assert(
+      fc.property(
+        fc.record({ perMinute: fc.integer({ min: 1, max: 20 }), perHour: fc.integer({ min: 1, max: 200 }) }),
+        fc.array(fc.record({ afterMs: fc.integer({ min: 0, max: 400_000 }), want: fc.integer({ min: 0, max: 30 }) }), { maxLength: 60 }),
+        (lim, steps) => {
+          let state: RateState | undefined;
+          let now = Date.parse("2026-03-02T08:59:30Z");
+          const perMinute = new Map<number, number>();
+          const perHour = new Map<number, number>();
+          for (const step of steps) {
+            now += step.afterMs;
+            const g = takeSends(state, new Date(now), step.want, lim);
+            expect(g.granted).toBeLessThanOrEqual(step.want);
+            state = g.state;
+            const m = Math.floor(now / 60_000);
+            const h = Math.floor(now / 3_600_000);
+            perMinute.set(m, (perMinute.get(m) ?? 0) + g.granted);
+            perHour.set(h, (perHour.get(h) ?? 0) + g.granted);
+            if (g.granted < step.want) expect(g.retryAt!.getTime()).toBeGreaterThan(now);
+          }
+          for (const n of perMinute.values()) expect(n).toBeLessThanOrEqual(lim.perMinute);
+          for (const n of perHour.values()) expect(n).toBeLessThanOrEqual(lim.perHour);
+        },
+      ),
+    );
+  });
+});
+
+describe("the estimate", () => {
+  it("uses what is left of the minute and the hour, then the slower pace", () => {
+    const used = takeSends(undefined, at("2026-03-02T09:00:00Z"), 10, limits).state;
+    // 15 more this hour (09:01, 09:02), 25 in the next, the last 10 at 11:00.
+    expect(estimateCompletion(50, used, at("2026-03-02T09:00:00Z"), limits)).toEqual(at("2026-03-02T11:00:00Z"));
+    expect(estimateCompletion(0, used, at("2026-03-02T09:00:00Z"), limits)).toEqual(at("2026-03-02T09:00:00Z"));
+    expect(estimateCompletion(5, undefined, at("2026-03-02T09:00:00Z"), limits)).toEqual(at("2026-03-02T09:00:00Z"));
+    // Here the minute is the tighter: 100,000 at 30 a minute (1,800 an hour) take 55 hours and 34 minutes.
+    expect(estimateCompletion(100_000, undefined, at("2026-03-02T09:00:00Z"), { perMinute: 30, perHour: 10_000 })).toEqual(at("2026-03-04T16:33:00Z"));
+    // A Retry-After block moves the start.
+    expect(estimateCompletion(1, blockSends(undefined, at("2026-03-02T09:00:00Z"), at("2026-03-02T09:05:00Z")), at("2026-03-02T09:00:00Z"), limits)).toEqual(at("2026-03-02T09:05:00Z"));
+  });
+
+  it("property: the estimate is never before now and never earlier for more persons", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 5000 }), fc.integer({ min: 0, max: 5000 }), fc.integer({ min: 1, max: 50 }), fc.integer({ min: 1, max: 500 }), (a, b, perMinute, perHour) => {
+        const now = at("2026-03-02T09:17:23Z");
+        const lim = { perMinute, perHour };
+        const [lo, hi] = a <= b ? [a, b] : [b, a];
+        expect(estimateCompletion(lo, undefined, now, lim).getTime()).toBeGreaterThanOrEqual(now.getTime());
+        expect(estimateCompletion(hi, undefined, now, lim).getTime()).toBeGreaterThanOrEqual(estimateCompletion(lo, undefined, now, lim).getTime());
+      }),
+    );
+  });
+
+  it("breaks the bound only when later than BREACH_NOTICE_MAX_HOURS after the instruction", () => {
+    const requested = at("2026-03-02T09:00:00Z");
+    expect(breaksDeadline(at("2026-03-05T09:00:00Z"), requested, 72)).toBe(false);
+    expect(breaksDeadline(at("2026-03-05T09:00:01Z"), requested, 72)).toBe(true);
+  });
+});
+
+describe("Retry-After and message ids", () => {
+  const headers = (h: Record<string, string>) => ({ get: (n: string) => h[n] });
+  it("reads delta-seconds, an HTTP date and the millisecond variants; ignores what it cannot read", () => {
+    expect(parseRetryAfter(headers({ "retry-after": "120" }))).toEqual({ seconds: 120 });
+    expect(parseRetryAfter(headers({ "retry-after": "Wed, 21 Oct 2026 07:28:00 GMT" }))).toEqual({ at: new Date("2026-10-21T07:28:00Z") });
+    expect(parseRetryAfter(headers({ "retry-after": "120", "retry-after-ms": "1500" }))).toEqual({ seconds: 1.5 });
+    expect(parseRetryAfter(headers({ "retry-after": "soon" }))).toBeUndefined();
+    expect(parseRetryAfter(headers({ "retry-after": "-5" }))).toBeUndefined();
+    expect(parseRetryAfter(headers({}))).toBeUndefined();
+    const now = at("2026-03-02T09:00:00Z");
+    expect(retryAfterInstant(now, { seconds: 300 })).toEqual(at("2026-03-02T09:05:00Z"));
+    expect(retryAfterInstant(now, { at: at("2026-03-02T08:00:00Z") })).toEqual(now);
+    expect(retryAfterInstant(now, undefined)).toEqual(at("2026-03-02T09:01:00Z"));
+  });
+
+  it("gives each person of each version its own message id, one the e-mail senders accept", () => {
+    const h = "ab".repeat(32);
+    const id = personNoticeMessageId("br-0123456789abcdef0123", 3, h);
+    expect(id).toMatch(MESSAGE_ID_PATTERN);
+    expect(id).not.toBe(personNoticeMessageId("br-0123456789abcdef0123", 4, h));
+    expect(id).not.toBe(personNoticeMessageId("br-0123456789abcdef0123", 3, "cd".repeat(32)));
+  });
+});
