@@ -9,8 +9,10 @@
  *    destroyed first, then the blobs, the audit entry, the tombstone) with reason `subject-request`; uploads naming the
  *    person that appeared meanwhile send the work back to `plan`;
  * 3. `records`: the person's other requests that are closed have their fields erased now (key destroyed, fields and
- *    keyed hashes cleared, markers removed; an open one is kept and listed); the person's restriction and objection
- *    records go; consent histories are kept on Art. 17(3)(e) for their evidence period (listed with their end);
+ *    keyed hashes cleared, markers removed; an open one is kept and listed), their access and portability packages
+ *    purged; the person's restriction and objection records go; consent histories are kept on Art. 17(3)(e) for their
+ *    evidence period (listed with their end), unless the request says `consentProof: "erase"`: then each is erased now
+ *    as the retention sweep would at its end (consent-retention.ts `eraseHistoryOnRequest`), the subject with the last;
  * 4. `certificate`: the erasure certificate (shared/domain/erasure-certificate.ts) stored, its audit entry
  *    (`subject-request.erasure-certified`, naming its SHA-256) written once and its position noted; the request completes.
  *
@@ -24,10 +26,12 @@ import { RETENTION_CLASSES } from "../domain/retention";
 import { AppError } from "../errors";
 import type { Services } from "../services";
 import { withoutMeta } from "../stores/cosmos";
+import type { OutcomeDoc } from "../stores/subject-outcome-store";
 import type { RequestDoc, StoredRequest } from "../stores/subject-request-store";
 import { recordAuditOnce } from "./audit-trail";
+import { eraseHistoryOnRequest } from "./consent-retention";
 import { deleteUpload } from "./upload-deletion";
-import { actorFor, addRecipients, collectRecipients, ensureOutcome, inBatches, signRecord, UPLOAD_CONCURRENCY, updateOutcome, withPlanned } from "./subject-request-outcomes";
+import { actorFor, addRecipients, collectRecipients, ensureOutcome, inBatches, requestDetails, signRecord, UPLOAD_CONCURRENCY, updateOutcome, withPlanned } from "./subject-request-outcomes";
 import { registerRequestWork, releaseOpenMarker, type WorkOutcome } from "./subject-request-steps";
 
 const requireHash = (req: RequestDoc): string => {
@@ -89,21 +93,26 @@ export async function eraseRecords(s: Services, req: StoredRequest): Promise<Wor
       const pkg = await s.packages.get(req.tenantId, id);
       if (pkg && pkg.state !== "purged") packages.push(id);
     }
+    // Consent proof: kept on Art. 17(3)(e) unless the tenant asked for it to go too (details.consentProof "erase").
+    const eraseConsent = (await requestDetails(s, req))?.consentProof === "erase";
+    const subject = eraseConsent ? await s.consents.getSubjectByLookup(req.tenantId, hash) : undefined;
+    const histories = subject ? (await s.consents.liveClocksOfSubject(req.tenantId, subject.subjectId)).map((c) => c.id) : [];
     const restriction = await s.subjectRequests.outcomes.getRestriction(req.tenantId, hash);
     const objection = await s.subjectRequests.outcomes.getObjection(req.tenantId, hash);
+    const planned: Record<string, string[]> = {
+      requests: closed,
+      openRequests: open,
+      restrictions: restriction ? [restriction.id] : [],
+      objections: objection ? [objection.id] : [],
+      packages,
+      consentHistories: histories,
+    };
     doc = await updateOutcome(s, req.tenantId, req.id, (d) =>
-      d.plan.ids.requests !== undefined
-        ? undefined
-        : withPlanned(
-            withPlanned(
-              withPlanned(withPlanned(withPlanned(d, "requests", closed), "openRequests", open), "restrictions", restriction ? [restriction.id] : []),
-              "objections",
-              objection ? [objection.id] : [],
-            ),
-            "packages",
-            packages,
-          ),
+      d.plan.ids.requests !== undefined ? undefined : Object.entries(planned).reduce((acc, [place, ids]) => withPlanned(acc, place, ids), d as OutcomeDoc),
     );
+  }
+  for (const id of doc.plan.ids.consentHistories ?? []) {
+    if ((await eraseHistoryOnRequest(s, req.tenantId, id, req.id, actorFor(req))) === "busy") throw new AppError("conflict", "a consent history is being changed; the step is tried again");
   }
   for (const id of doc.plan.ids.packages ?? []) await erasePackage(s, req, id);
   for (const id of doc.plan.ids.requests ?? []) await eraseRequestFields(s, req, id);
@@ -203,6 +212,7 @@ export async function certifyErasure(s: Services, req: StoredRequest): Promise<W
           restrictions: d.plan.ids.restrictions ?? [],
           objections: d.plan.ids.objections ?? [],
           "access-packages": d.plan.ids.packages ?? [],
+          "consent-records": d.plan.ids.consentHistories ?? [],
         },
         kept,
         recipientCount: d.recipientCount,

@@ -12,7 +12,7 @@ import { expect } from "../helpers/expect";
 import { startTestApp, type TestApp } from "../helpers/app";
 import { createRequest, json, rawRequest, waitForRequest } from "../helpers/subject-requests";
 import { download, uploadWith } from "../helpers/uploads";
-import { purposeWithNotice, recordDecision } from "../helpers/consents";
+import { purposeWithNotice, recordDecision, stateOf } from "../helpers/consents";
 import { canonicalJson } from "../../shared/domain/audit-chain";
 import type { UploadDoc } from "../../shared/stores/upload-store";
 
@@ -167,6 +167,26 @@ describe("an erasure request", () => {
     expect(cert.record.erased.find((p) => p.place === "access-packages")).toMatchObject({ count: 1, idsSha256: sha256(access.body.id) });
     // The access request itself was closed: its fields are erased too.
     expect((await rawRequest(t, a.tenantId, access.body.id)).personal).toBeNull();
+  });
+
+  it("erases consent proof too when the tenant says so (details.consentProof: erase), and lists nothing of it as kept", async () => {
+    const person = `Carla.${Date.now()}@example.com`;
+    await purposeWithNotice(t, a.apiKey, "promotions");
+    await recordDecision(t, a.apiKey, { email: person, purpose: "promotions", noticeVersion: 1, decision: "granted" });
+    const before = await stateOf(t, a.apiKey, person);
+    expect(before.subjectId).not.toBeNull();
+    const eventIds = before.history.map((e) => e.id);
+
+    const done = await erasureOf(a.apiKey, a.tenantId, person, { consentProof: "erase" });
+    expect(done.status, JSON.stringify(done.attention)).toBe("completed");
+    expect((await stateOf(t, a.apiKey, person)).subjectId).toBeNull();
+    for (const id of eventIds) expect((await t.call("GET", `v1/consents/${id}`, { key: a.apiKey })).status, id).toBe(404);
+    const cert = await json<{ record: { erased: Array<{ place: string; count: number }>; kept: Array<{ kind: string }> } }>(await t.call("GET", `v1/subject-requests/${done.id}/certificate`, { key: a.apiKey }));
+    expect(cert.record.erased.find((p) => p.place === "consent-records")?.count).toBe(1);
+    expect(cert.record.kept.filter((k) => k.kind === "consent-history")).toEqual([]);
+    // Only an erasure may say it.
+    const wrong = await createRequest(t, a.apiKey, { type: "access", subjectEmail: person, details: { consentProof: "erase" } });
+    expect(wrong.status).toBe(422);
   });
 
   it("of a person the tenant holds nothing about completes as no personal data held, and has no certificate", async () => {
