@@ -73,6 +73,10 @@ const detailsSchema = z.strictObject({
   field: singleLine(100).optional().describe("Rectification: the field to correct (e.g. email, name)"),
   value: freeText(1000).optional().describe("Rectification: the correct value"),
   purposes: z.array(singleLine(100)).min(1).max(50).optional().describe("Restriction, objection, withdraw-consent: the purposes concerned"),
+  consentProof: z
+    .enum(["keep", "erase"])
+    .optional()
+    .describe("Erasure: keep the person's consent proof for its evidence period (Art. 17(3)(e); the default) or erase it with the rest"),
 });
 
 const viewSchema = summarySchema.extend({

@@ -166,6 +166,8 @@ export interface DsrDetails {
   field?: string;
   value?: string;
   purposes?: string[];
+  /** Erasure: whether consent proof is kept for its evidence period (Art. 17(3)(e), the default) or erased too. */
+  consentProof?: "keep" | "erase";
 }
 
 const PURPOSE_TYPES: readonly DsrType[] = ["restriction", "objection", "withdraw-consent"];
@@ -178,6 +180,9 @@ export function detailsProblem(type: DsrType, details: DsrDetails | undefined): 
     if (d.value === undefined) return { path: "details.value", message: "a rectification gives the correct value" };
   } else if (d.field !== undefined || d.value !== undefined) {
     return { path: d.field !== undefined ? "details.field" : "details.value", message: "field and value belong to rectification requests only" };
+  }
+  if (d.consentProof !== undefined && type !== "erasure") {
+    return { path: "details.consentProof", message: "consentProof belongs to erasure requests only" };
   }
   if (d.purposes !== undefined && !PURPOSE_TYPES.includes(type)) {
     return { path: "details.purposes", message: "purposes belong to restriction, objection and withdraw-consent requests only" };

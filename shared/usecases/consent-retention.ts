@@ -76,7 +76,17 @@ export async function purgeConsentItem(s: Services, item: { tenantId: string; id
 
 const sha256 = (text: string) => createHash("sha256").update(text).digest("hex");
 
-async function eraseHistory(s: Services, tenantId: string, id: string, sweepId: string, by: Actor): Promise<ConsentPurgeOutcome> {
+/**
+ * Erases one history (`clock:<subject>:<purpose>`) now, for a data subject's erasure request whose tenant chose not to
+ * keep consent proof (issue 19): as the sweep erases a history that is due (evidence files, events,
+ * `consent.evidence-erased` once, the clock left a tombstone, the subject with its last history), without waiting for
+ * the evidence period. `requestId` (the erasure request) stands where a sweep's id would.
+ */
+export function eraseHistoryOnRequest(s: Services, tenantId: string, clockId: string, requestId: string, by: Actor): Promise<ConsentPurgeOutcome> {
+  return eraseHistory(s, tenantId, clockId, requestId, by, { onRequest: true });
+}
+
+async function eraseHistory(s: Services, tenantId: string, id: string, sweepId: string, by: Actor, opts: { onRequest?: boolean } = {}): Promise<ConsentPurgeOutcome> {
   const clock = await s.consents.getClockById(tenantId, id);
   if (!clock || clock.erasure?.erasedAt) return "skipped";
   const now = s.clock.now();
@@ -84,7 +94,7 @@ async function eraseHistory(s: Services, tenantId: string, id: string, sweepId: 
   const events = await s.consents.eventsOfSubject(tenantId, clock.subjectId, clock.purposeKey);
   const ev = evidenceClock(events.map(factOf), s.settings.consentEvidenceYears);
   // Due only if the events say so: in force, or a period not over (a new event since the clock was computed).
-  if (events.length > 0 && (ev.evidenceUntil === null || Date.parse(ev.evidenceUntil) > now.getTime())) {
+  if (!opts.onRequest && events.length > 0 && (ev.evidenceUntil === null || Date.parse(ev.evidenceUntil) > now.getTime())) {
     await refreshClock(s, tenantId, clock.subjectId, clock.purposeKey);
     return "skipped";
   }
