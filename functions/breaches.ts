@@ -28,7 +28,7 @@ import {
 import { WEBHOOK_EVENT_TYPES } from "../shared/domain/webhooks";
 import { httpEndpoint, problems, type EndpointResult } from "../shared/http/endpoint";
 import { parseIfMatch } from "../shared/http/preconditions";
-import { isoDateTime, pageOf, pagingQuery } from "../shared/http/schemas";
+import { factDateTime, pageOf, pagingQuery } from "../shared/http/schemas";
 import { AppError } from "../shared/errors";
 import { invocationLog } from "../shared/observability";
 import { queueHandler } from "../shared/queue-handler";
@@ -92,9 +92,10 @@ const personsView = z.object({
   resolution: z
     .object({
       status: z.enum(["running", "done"]),
+      phase: z.enum(["uploads", "consents"]).describe("What is being read: the scope's uploads, then (a time window) the consent events recorded within it"),
       page: z.number().int(),
       cursor: z.string().nullable(),
-      records: z.number().int().describe("Records (uploads) in the scope read so far"),
+      records: z.number().int().describe("Records in the scope read so far (uploads, and consent events for a time window)"),
       persons: z.number().int().describe("Distinct persons found (by keyed hash)"),
       unreachable: z.number().int().describe("Approximate: persons named by records whose keyed hashes were cleared (purged or erased); from those records' own counts, so at most"),
       unreachableRecords: z.number().int(),
@@ -153,7 +154,16 @@ const tenantView = z.object({
   decision: decisionRecord.nullable(),
   decisions: z.array(decisionRecord),
   authorityNotifications: z.array(
-    z.object({ recordedAt: z.string(), by: z.string(), notifiedAt: z.string(), method: z.enum(AUTHORITY_METHODS), reference: z.string().nullable(), delayReason: z.string().nullable(), late: z.boolean() }),
+    z.object({
+      recordedAt: z.string(),
+      by: z.string(),
+      notifiedAt: z.string(),
+      method: z.enum(AUTHORITY_METHODS),
+      reference: z.string().nullable(),
+      delayReason: z.string().nullable(),
+      late: z.boolean(),
+      recordedAfterDeadline: z.boolean().describe("Claimed in time, but recorded only after the 72-hour deadline had passed"),
+    }),
   ),
   noAuthorityNotification: z.object({ at: z.string(), by: z.string(), reason: z.string() }).nullable(),
   versions: z.array(
@@ -356,7 +366,7 @@ const confirm = httpEndpoint({
   params,
   body: z.strictObject({
     reason: reasonText.describe("Why this is a personal-data breach"),
-    awareAt: isoDateTime.optional(),
+    awareAt: factDateTime.optional(),
     controllerNoticeDelayReason: reasonText.nullable().optional(),
   }),
   idempotency: {},

@@ -146,6 +146,8 @@ export const personsRunSchema = z.object({
   startedAt: iso,
   resolution: z.object({
     status: z.enum(["running", "done"]),
+    /** What is being read: the scope's uploads, then (for a time window) the consent events recorded within it. */
+    phase: z.enum(["uploads", "consents"]).default("uploads"),
     /** Resolution steps done (each reads a page of uploads), and the last upload id read. */
     page: z.number().int().nonnegative(),
     cursor: z.string().nullable(),
@@ -175,6 +177,9 @@ export const personsRunSchema = z.object({
 export type PersonsRun = z.infer<typeof personsRunSchema>;
 
 export const PERSON_STATES = ["pending", "sent", "failed", "unreachable"] as const;
+/** How a record names the person: an upload's data subject or recipient, or the subject of consent events. */
+export const PERSON_ROLES = ["data-subject", "recipient", "consent-subject"] as const;
+export type PersonRole = (typeof PERSON_ROLES)[number];
 export type PersonState = (typeof PERSON_STATES)[number];
 
 /** One affected person of one version of a tenant's part: a keyed hash, never an address. */
@@ -185,10 +190,10 @@ export const breachPersonSchema = z.object({
   breachId: z.string(),
   version: z.number().int().positive(),
   personHash: personHashSchema,
-  roles: z.array(z.enum(["data-subject", "recipient"])),
+  roles: z.array(z.enum(PERSON_ROLES)),
   categories: z.array(z.enum(dataCategories)),
   /** Records that name the person (their addresses are read from there when the notice is sent), at most 5. */
-  sources: z.array(z.object({ kind: z.literal("upload"), id: z.string() })).max(5),
+  sources: z.array(z.object({ kind: z.enum(["upload", "consent-subject"]), id: z.string() })).max(5),
   /** The batch it is told in (the resolution step that found it first). */
   batch: z.string(),
   state: z.enum(PERSON_STATES),
@@ -265,6 +270,8 @@ export const breachPartSchema = z.object({
       reference: z.string().nullable(),
       delayReason: z.string().nullable(),
       late: z.boolean(),
+      /** Claimed in time, but recorded only after the 72-hour deadline had passed (Art. 33(5)). */
+      recordedAfterDeadline: z.boolean().default(false),
     }),
   ),
   noAuthorityNotification: z.object({ at: iso, by: actorSchema, reason: z.string() }).nullable(),

@@ -54,6 +54,7 @@ import {
   personId,
   type BreachPartDoc,
   type BreachPersonDoc,
+  type PersonRole,
   type PersonsRun,
   type StoredBreachPart,
   type StoredBreachPerson,
@@ -65,6 +66,7 @@ import { latestVersion } from "./breach-notices";
 import { registerExportSection, type JsonValue } from "./export-sections";
 import { breachJobMessage, type BreachJobMessage } from "./messages";
 import { tenantContactEmail } from "./tenants";
+import { openConsentField, unwrapSubjectKey } from "./consent-keys";
 import { openField, unwrapUploadKey } from "./upload-keys";
 
 const SYSTEM: Actor = { actor: "system:breach-persons" };
@@ -109,7 +111,7 @@ function newRun(version: number, now: Date): PersonsRun {
   return {
     version,
     startedAt: now.toISOString(),
-    resolution: { status: "running", page: 0, cursor: null, records: 0, persons: 0, unreachable: 0, unreachableRecords: 0, categories: [], batches: 0, finishedAt: null },
+    resolution: { status: "running", phase: "uploads", page: 0, cursor: null, records: 0, persons: 0, unreachable: 0, unreachableRecords: 0, categories: [], batches: 0, finishedAt: null },
     notify: null,
   };
 }
@@ -140,10 +142,13 @@ export async function startPersonResolution(s: Services, part: BreachPartDoc): P
 // The resolution step
 
 interface Found {
-  roles: Set<"data-subject" | "recipient">;
+  roles: Set<PersonRole>;
   categories: Set<DataCategory>;
-  sources: string[];
+  sources: Array<{ kind: "upload" | "consent-subject"; id: string }>;
 }
+
+/** Consent events read per resolution step. */
+const CONSENT_PAGE = 200;
 
 /** The rows of the next page of the scope, and where the next page starts (null: this was the last). */
 async function scopePage(s: Services, tenantId: string, content: TenantContent, cursor: string | null): Promise<{ rows: UploadScopeRow[]; last: string | null; done: boolean }> {
@@ -180,34 +185,58 @@ async function resolveStep(s: Services, msg: Extract<PersonJob, { kind: "resolve
   const content = contentOf(part, msg.version);
   if (!content) return "skipped";
   const page = run.resolution.page;
-  const { rows, last, done } = await scopePage(s, part.tenantId, content, run.resolution.cursor);
-  const personCategories = content.scope.personCategories ?? [...DEFAULT_PERSON_CATEGORIES];
+  const phase = run.resolution.phase;
   const found = new Map<string, Found>();
   const categories = new Set<DataCategory>(run.resolution.categories);
+  const note = (h: string, role: PersonRole, cats: readonly DataCategory[], source: Found["sources"][number]) => {
+    const f = found.get(h) ?? { roles: new Set(), categories: new Set(), sources: [] };
+    f.roles.add(role);
+    for (const c of cats) f.categories.add(c);
+    if (!f.sources.some((x) => x.id === source.id) && f.sources.length < 5) f.sources.push(source);
+    found.set(h, f);
+  };
   let unreachable = 0;
   let unreachableRecords = 0;
-  for (const row of rows) {
-    const rowCategories = [...new Set([...row.categories, ...content.scope.categories])];
-    for (const c of rowCategories) categories.add(c);
-    let lost = 0;
-    const add = (hashes: string[], count: number, role: "data-subject" | "recipient") => {
-      // Deleted records keep their counts but lose their keyed hashes: those persons cannot be reached.
-      if (hashes.length === 0 && count > 0) lost += count;
-      for (const h of hashes) {
-        const f = found.get(h) ?? { roles: new Set(), categories: new Set(), sources: [] };
-        f.roles.add(role);
-        for (const c of rowCategories) f.categories.add(c);
-        if (!f.sources.includes(row.id) && f.sources.length < 5) f.sources.push(row.id);
-        found.set(h, f);
+  let records = 0;
+  let last: string | null;
+  let phaseDone: boolean;
+  if (phase === "uploads") {
+    const pageOf = await scopePage(s, part.tenantId, content, run.resolution.cursor);
+    last = pageOf.last;
+    phaseDone = pageOf.done;
+    records = pageOf.rows.length;
+    const personCategories = content.scope.personCategories ?? [...DEFAULT_PERSON_CATEGORIES];
+    for (const row of pageOf.rows) {
+      const rowCategories = [...new Set([...row.categories, ...content.scope.categories])];
+      for (const c of rowCategories) categories.add(c);
+      let lost = 0;
+      const add = (hashes: string[], count: number, role: "data-subject" | "recipient") => {
+        // Deleted records keep their counts but lose their keyed hashes: those persons cannot be reached.
+        if (hashes.length === 0 && count > 0) lost += count;
+        for (const h of hashes) note(h, role, rowCategories, { kind: "upload", id: row.id });
+      };
+      if (personCategories.includes("data-subjects")) add(row.lookups.subjects, row.subjectCount, "data-subject");
+      if (personCategories.includes("recipients")) add(row.lookups.recipients, row.recipientCount, "recipient");
+      if (lost > 0) {
+        unreachable += lost;
+        unreachableRecords++;
       }
-    };
-    if (personCategories.includes("data-subjects")) add(row.lookups.subjects, row.subjectCount, "data-subject");
-    if (personCategories.includes("recipients")) add(row.lookups.recipients, row.recipientCount, "recipient");
-    if (lost > 0) {
-      unreachable += lost;
-      unreachableRecords++;
     }
+  } else {
+    // Consent evidence recorded within the window: each event names its subject by the same keyed hash. Erased
+    // subjects' events are gone with them, so there is nothing to count of them.
+    const window = content.scope.window!;
+    const events = await s.consents.recordedEventsBetween(part.tenantId, new Date(window.from), new Date(window.to), Number(run.resolution.cursor ?? "0"), CONSENT_PAGE);
+    records = events.length;
+    last = events.length > 0 ? String(events.at(-1)!.audit!.seq) : run.resolution.cursor;
+    phaseDone = events.length < CONSENT_PAGE;
+    const cats: DataCategory[] = [...new Set<DataCategory>(["contact", ...content.scope.categories])];
+    if (events.length > 0) for (const c of cats) categories.add(c);
+    for (const e of events) note(e.subjectHash, "consent-subject", cats, { kind: "consent-subject", id: e.subjectId });
   }
+  // A window's uploads are followed by the consent events recorded in it; a list of uploads names uploads only.
+  const nextPhase = phase === "uploads" && phaseDone && content.scope.window ? "consents" : null;
+  const done = phaseDone && nextPhase === null;
 
   const now = s.clock.now().toISOString();
   const entries = [...found.entries()];
@@ -222,7 +251,7 @@ async function resolveStep(s: Services, msg: Extract<PersonJob, { kind: "resolve
       personHash: hash,
       roles: [...f.roles].sort(),
       categories: [...f.categories].sort(),
-      sources: f.sources.map((id) => ({ kind: "upload" as const, id })),
+      sources: f.sources,
       batch,
       state: "pending",
       attempts: 0,
@@ -270,16 +299,17 @@ async function resolveStep(s: Services, msg: Extract<PersonJob, { kind: "resolve
   const persons = mine.filter((b) => b !== null).length;
   const r = await s.breaches.updatePart(msg.tenantId, msg.breachId, (doc) => {
     const cur = doc.persons;
-    if (!cur || cur.version !== msg.version || cur.resolution.status !== "running" || cur.resolution.page !== page) return undefined;
+    if (!cur || cur.version !== msg.version || cur.resolution.status !== "running" || cur.resolution.page !== page || cur.resolution.phase !== phase) return undefined;
     return {
       ...withoutMeta(doc),
       persons: {
         ...cur,
         resolution: {
           status: done ? "done" : "running",
+          phase: nextPhase ?? phase,
           page: page + 1,
-          cursor: last,
-          records: cur.resolution.records + rows.length,
+          cursor: nextPhase ? null : last,
+          records: cur.resolution.records + records,
           persons: cur.resolution.persons + persons,
           unreachable: cur.resolution.unreachable + unreachable,
           unreachableRecords: cur.resolution.unreachableRecords + unreachableRecords,
@@ -530,22 +560,30 @@ async function addressesOf(s: Services, tenantId: string, persons: readonly Brea
   const secret = await s.keys.lookupSecret(tenantId);
   const wanted = new Set(persons.map((p) => p.personHash));
   const addresses = new Map<string, string>();
-  const sources = [...new Set(persons.flatMap((p) => p.sources.map((x) => x.id)))];
+  const uploads = [...new Set(persons.flatMap((p) => p.sources.filter((x) => x.kind === "upload").map((x) => x.id)))];
+  const subjects = [...new Set(persons.flatMap((p) => p.sources.filter((x) => x.kind === "consent-subject").map((x) => x.id)))];
   let recordsRead = 0;
+  const take = (h: string, address: string) => {
+    if (wanted.has(h) && !addresses.has(h)) addresses.set(h, address);
+  };
   // Read the records in order, stopping once every person has an address (most persons have one record).
-  for (let i = 0; i < sources.length && addresses.size < wanted.size; i += STORE_CONCURRENCY) {
-    const docs = await Promise.all(sources.slice(i, i + STORE_CONCURRENCY).map((id) => s.uploads.get(tenantId, id)));
+  for (let i = 0; i < uploads.length && addresses.size < wanted.size; i += STORE_CONCURRENCY) {
+    const docs = await Promise.all(uploads.slice(i, i + STORE_CONCURRENCY).map((id) => s.uploads.get(tenantId, id)));
     for (const doc of docs) {
       if (!doc?.personal || !doc.dataKey) continue;
       const key = await unwrapUploadKey(s, doc);
       recordsRead++;
       const lists = [openField(key, tenantId, doc.id, "subjects", doc.personal.subjects), openField(key, tenantId, doc.id, "recipients", doc.personal.recipients)];
-      for (const list of lists) {
-        for (const address of JSON.parse(list) as string[]) {
-          const h = lookupHash(secret, normaliseEmail(address));
-          if (wanted.has(h) && !addresses.has(h)) addresses.set(h, address);
-        }
-      }
+      for (const list of lists) for (const address of JSON.parse(list) as string[]) take(lookupHash(secret, normaliseEmail(address)), address);
+    }
+  }
+  for (let i = 0; i < subjects.length && addresses.size < wanted.size; i += STORE_CONCURRENCY) {
+    const docs = await Promise.all(subjects.slice(i, i + STORE_CONCURRENCY).map((id) => s.consents.getSubjectById(tenantId, id)));
+    for (const doc of docs) {
+      if (!doc || !wanted.has(doc.lookup) || addresses.has(doc.lookup)) continue;
+      const key = await unwrapSubjectKey(s, doc);
+      recordsRead++;
+      take(doc.lookup, openConsentField(key, tenantId, doc.subjectId, "email", doc.email));
     }
   }
   return { addresses, recordsRead };

@@ -15,6 +15,7 @@ import { exportSections } from "../../shared/usecases/export-sections";
 import { startTestApp, type TestApp } from "../helpers/app";
 import { breachBody, registerBreach, type Json } from "../helpers/breaches";
 import { drainBreachJobs, outboxMessageIds, outboxRecipients, uploadNaming } from "../helpers/breach-persons";
+import { purposeWithNotice, recordDecision } from "../helpers/consents";
 import { expect } from "../helpers/expect";
 
 let t: TestApp;
@@ -162,7 +163,7 @@ describe("notices to persons", () => {
     expect(JSON.stringify(audit)).not.toMatch(/@subjects\.example|@recipients\.example/);
   }, 120_000);
 
-  it("counts the persons of deleted records as unreachable, from their counts; a record deleted after the resolution leaves its persons unreachable, not failed", async () => {
+  it("counts the persons of deleted records as unreachable, from their counts; adds the consent subjects of the window; a record deleted after the resolution leaves its persons unreachable, not failed", async () => {
     const c = await t.createTenant("Controller C");
     t.clock.advance({ days: 1 });
     const from = t.clock.now().toISOString();
@@ -170,14 +171,20 @@ describe("notices to persons", () => {
     const gone = await uploadNaming(t, c.apiKey, ["gone1@subjects.example", "gone2@subjects.example", "gone3@subjects.example"], ["gr@recipients.example"]);
     const later = await uploadNaming(t, c.apiKey, ["later@subjects.example"], ["lr@recipients.example"]);
     expect((await t.call("DELETE", `v1/uploads/${gone}`, { key: c.apiKey })).status).toBe(204);
+    // Consent evidence recorded in the window: one person also named by an upload, one known from consent only.
+    await purposeWithNotice(t, c.apiKey, "news");
+    await recordDecision(t, c.apiKey, { email: "kept1@subjects.example", purpose: "news", noticeVersion: 1, decision: "granted", givenAt: from });
+    await recordDecision(t, c.apiKey, { email: "Consent.Only@Subjects.example", purpose: "news", noticeVersion: 1, decision: "granted", givenAt: from });
+    await recordDecision(t, c.apiKey, { email: "consent.only@subjects.example", purpose: "news", decision: "withdrawn", method: "email", requestOrigin: "email", givenAt: from });
     t.clock.advance({ minutes: 1 });
     const to = t.clock.now().toISOString();
 
     const { id } = await registerBreach(t, breachBody(t, { scope: [{ tenantId: c.tenantId, window: { from, to }, categories: [] }] }));
     await drainBreachJobs(t);
     const view = await personsOf(c.apiKey, id);
-    // 3 subjects and a recipient of the deleted upload cannot be reached; their count comes from its record.
-    expect(view.resolution).toMatchObject({ status: "done", records: 3, persons: 5, unreachable: 4, unreachableRecords: 1 });
+    // 3 subjects and a recipient of the deleted upload cannot be reached; their count comes from its record. The 3
+    // consent events add one person (the other is an upload's subject too).
+    expect(view.resolution).toMatchObject({ status: "done", phase: "consents", records: 6, persons: 6, unreachable: 4, unreachableRecords: 1 });
     const tenantView = await json(await t.call("GET", `v1/breaches/${id}`, { key: c.apiKey }));
     expect(tenantView.persons.resolution.unreachable).toBe(4);
 
@@ -186,9 +193,10 @@ describe("notices to persons", () => {
     expect((await t.call("POST", `v1/breaches/${id}/notify-persons`, { key: c.apiKey })).status).toBe(202);
     await drainBreachJobs(t);
     const done = await personsOf(c.apiKey, id);
-    expect(done.notices).toMatchObject({ sent: 3, unreachable: 2, failed: 0, pending: 0 });
+    expect(done.notices).toMatchObject({ sent: 4, unreachable: 2, failed: 0, pending: 0 });
     const mails = (await outboxRecipients(t, "bpn-")).map((m) => m.to);
-    expect(mails).toEqual(expect.arrayContaining(["kept1@subjects.example", "kept2@subjects.example", "kr@recipients.example"]));
+    expect(mails).toEqual(expect.arrayContaining(["kept1@subjects.example", "kept2@subjects.example", "kr@recipients.example", "consent.only@subjects.example"]));
+    expect(mails.filter((m) => m === "kept1@subjects.example")).toHaveLength(1);
     expect(mails).not.toContain("later@subjects.example");
     expect(kept).toMatch(/^up-/);
   }, 60_000);
