@@ -63,7 +63,7 @@ export async function benchErasure(opts: { root: string; uploads: number; log: (
 
     const person = "bench.person@example.com";
     opts.log(`erasure: creating ${opts.uploads} uploads about one person`);
-    await inParallel(opts.uploads, 4, async (i) => {
+    await inParallel(opts.uploads, Number(process.env.BENCH_ERASURE_CONCURRENCY ?? "4"), async (i) => {
       const withContent = i % 10 === 0;
       const created = await json<{ id: string }>(
         await api("POST", "v1/uploads", {
