@@ -27,7 +27,7 @@
 import { createHmac, hkdfSync, randomBytes, timingSafeEqual } from "node:crypto";
 import { Readable } from "node:stream";
 import { ZipFile } from "yazl";
-import { encodeAssociatedData, generateDataKey, IntegrityError, unwrapDataKey, wrapDataKey } from "../crypto";
+import { encodeAssociatedData, encryptField, fieldAssociatedData, generateDataKey, IntegrityError, unwrapDataKey, wrapDataKey } from "../crypto";
 import { DEFAULT_LANGUAGE, type Language } from "../domain/language";
 import { RETENTION_CLASSES } from "../domain/retention";
 import {
@@ -63,7 +63,7 @@ import { openConsentField, unwrapSubjectKey } from "./consent-keys";
 import { recorded } from "./consents";
 import { exportSections, registerExportSection, sectionSchemas, type ExportContext, type ExportItem, type ExportSection, type JsonValue } from "./export-sections";
 import { privacyTextsFor } from "./privacy-information";
-import { openRequestField, sealRequestField, statementDigest, tokenHash, unwrapRequestKey } from "./subject-request-keys";
+import { openRequestField, statementDigest, tokenHash, unwrapRequestKey } from "./subject-request-keys";
 import { changeRequest, registerRequestWork, SYSTEM, withStep, type WorkOutcome } from "./subject-request-steps";
 import { tenantContactEmail } from "./tenants";
 import { openField, unwrapUploadKey } from "./upload-keys";
@@ -110,6 +110,7 @@ const LABELS: Labels = {
     userAgent: "Browser",
     pageUrl: "Page",
     proof: "Proof (digest; audit entry)",
+    evidence: "Evidence kept (copy in this package)",
     type: "Type of request",
     receivedAt: "Received",
     completedAt: "Answered",
@@ -148,6 +149,7 @@ const LABELS: Labels = {
     userAgent: "Browser",
     pageUrl: "Side",
     proof: "Bevis (digest; revisionslogpost)",
+    evidence: "Gemt dokumentation (kopi i denne pakke)",
     type: "Slags anmodning",
     receivedAt: "Modtaget",
     completedAt: "Besvaret",
@@ -303,12 +305,18 @@ const consentItemSchema = closed(
     gpc: { type: ["boolean", "null"] },
     recordedBy: S,
     proof: closed(["digest", "auditSeq", "auditHash"], { digest: S, auditSeq: { type: "integer" }, auditHash: S }),
+    evidence: {
+      description: "The evidence file the controller kept for the event (a screenshot, PDF or notice) and its copy in this zip; access packages only",
+      anyOf: [closed(["path", "contentType", "size", "sha256"], { path: S, contentType: S, size: { type: "integer" }, sha256: S }), { type: "null" }],
+    },
   },
 );
 
+const EVIDENCE_EXTENSIONS: Readonly<Record<string, string>> = { "image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "application/pdf": "pdf", "text/html": "html" };
+
 registerExportSection({
   name: "consentRecords",
-  description: "The person's consent events (given, refused, withdrawn), each with its proof: its keyed digest and the audit entry that recorded it",
+  description: "The person's consent events (granted, denied, withdrawn), each with its proof: its keyed digest, the audit entry that recorded it, and the evidence file kept",
   title: { en: "Your consent decisions", da: "Dine samtykkebeslutninger" },
   scopes: ["access", "portability"],
   async *items(s, ctx) {
@@ -322,6 +330,10 @@ registerExportSection({
       const ipAddress = open("ipAddress", e.personal.ipAddress) ?? e.ipTruncated;
       const userAgent = open("userAgent", e.personal.userAgent);
       const pageUrl = open("pageUrl", e.personal.pageUrl);
+      // The evidence file, copied into an access package (it is the controller's record, not something the person provided).
+      const ev = ctx.scope === "access" ? await s.consents.getEvidence(ctx.tenantId, e.id) : undefined;
+      const stored = ev?.content ? { ...ev.content, size: ev.size, contentType: ev.contentType } : undefined;
+      const evidencePath = stored ? `files/consent-evidence/${e.id}.${EVIDENCE_EXTENSIONS[stored.contentType] ?? "bin"}` : null;
       const data: { [k: string]: JsonValue } = {
         id: e.id,
         purpose: e.purposeKey,
@@ -340,8 +352,14 @@ registerExportSection({
         gpc: e.gpc,
         recordedBy: e.actor,
         proof: { digest: e.digest, auditSeq: e.audit.seq, auditHash: e.audit.hash },
+        evidence: stored && evidencePath ? { path: evidencePath, contentType: stored.contentType, size: stored.size, sha256: stored.sha256 } : null,
       };
+      const file =
+        stored && evidencePath
+          ? { path: evidencePath, size: stored.size, open: () => s.consentEvidence.open({ tenantId: ctx.tenantId, eventId: e.id, blobName: stored.blobName, header: stored.header, size: stored.size }, key) }
+          : undefined;
       yield {
+        ...(file ? { file } : {}),
         data,
         rows: [
           { label: lbl(ctx, "purpose"), value: e.purposeKey },
@@ -354,6 +372,7 @@ registerExportSection({
           { label: lbl(ctx, "userAgent"), value: userAgent ?? "" },
           { label: lbl(ctx, "pageUrl"), value: pageUrl ?? "" },
           { label: lbl(ctx, "proof"), value: `${e.digest}; #${e.audit.seq} ${e.audit.hash}` },
+          ...(evidencePath ? [{ label: lbl(ctx, "evidence"), value: evidencePath }] : []),
         ],
       };
     }
@@ -519,7 +538,8 @@ export async function includeContent(s: Services, caller: TenantCaller, id: stri
   const key = await unwrapRequestKey(s, req);
   if (!key) throw new AppError("conflict", "the request's personal fields were erased");
   const now = s.clock.now().toISOString();
-  const reason = sealRequestField(key, req.tenantId, req.id, "details", input.reason);
+  // Under the request's data key, bound to the request and this field (erased with the request's other fields).
+  const reason = encryptField(key, input.reason, fieldAssociatedData(req.tenantId, req.id, "dsr.contentReason"));
   const include = new Set(wanted);
   // Each call decides on every such upload: those listed go in, the others stay out (a later call may change that).
   const decisions = [...shared].sort().slice(0, 200).map((uploadId): ContentDecision => ({ uploadId, include: include.has(uploadId), at: now, by: caller.actor, reason }));

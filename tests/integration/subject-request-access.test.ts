@@ -82,7 +82,7 @@ interface DataJson {
   privacyInformation: Record<string, string> | null;
   sections: {
     uploads: Array<{ id: string; role: { dataSubject: boolean; recipient: boolean }; fileName: string | null; content: { included: boolean; path: string | null; withheld: string | null }; otherDataSubjects?: number }>;
-    consentRecords: Array<{ purpose: string; decision: string; ipAddress: string | null; proof: { digest: string } }>;
+    consentRecords: Array<{ purpose: string; decision: string; ipAddress: string | null; proof: { digest: string }; evidence: { path: string; contentType: string } | null }>;
     earlierRequests: Array<{ id: string; status: string }>;
   };
 }
@@ -124,6 +124,8 @@ describe("an access package", () => {
   const ids = { alone: "", recipient: "", shared: "", own: "" };
   let requestId: string;
   let earlier: string;
+  let evidence: Buffer;
+  let eventId: string;
 
   beforeAll(async () => {
     const other = person("someone-else");
@@ -134,7 +136,12 @@ describe("an access package", () => {
     const own = await uploadWith(t, a.apiKey, 900, { dataSubjects: [email], fileName: "cv.pdf", providedBySubject: true });
     Object.assign(ids, { alone: alone.id, recipient: recipient.id, shared: shared.id, own: own.id });
     Object.assign(files, { alone: alone.content, recipient: recipient.content, shared: shared.content, own: own.content });
-    await recordDecision(t, a.apiKey, { email, purpose: "newsletter", noticeVersion: 1, decision: "granted", ipAddress: "203.0.113.77", givenAt: "2027-05-01T10:00:00Z" });
+    const event = await recordDecision(t, a.apiKey, { email, purpose: "newsletter", noticeVersion: 1, decision: "granted", ipAddress: "203.0.113.77", givenAt: "2027-05-01T10:00:00Z" });
+    // The evidence the controller kept for it: a screenshot.
+    evidence = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), Buffer.alloc(600, 7)]);
+    eventId = event.id;
+    const put = await t.call("PUT", `v1/consents/${event.id}/evidence`, { key: a.apiKey, headers: { "content-type": "image/png" }, body: new Uint8Array(evidence) });
+    expect(put.status, await put.clone().text()).toBe(201);
     // An earlier request of the person, cancelled.
     const e = await createRequest(t, a.apiKey, { type: "erasure", subjectEmail: email });
     earlier = e.body.id;
@@ -165,7 +172,7 @@ describe("an access package", () => {
     expect(mail!.to).toEqual([email]);
     await waitForMails(t, `dsr-package-ready-tenant-${requestId}`);
     const view = await json<{ state: string; counts: Record<string, number>; downloads: Record<string, number> }>(await t.call("GET", `v1/subject-requests/${requestId}/package`, { key: a.apiKey }));
-    expect(view).toMatchObject({ state: "ready", counts: { uploads: 4, consentRecords: 1, earlierRequests: 1, files: 3, withheldContent: 0 } });
+    expect(view).toMatchObject({ state: "ready", counts: { uploads: 4, consentRecords: 1, earlierRequests: 1, files: 4, withheldContent: 0 } });
 
     const zip = await unzipped(await t.call("GET", `v1/subject-requests/${requestId}/package/content`, { key: a.apiKey }), "access");
     const data = JSON.parse(zip.read("data.json").toString("utf8")) as DataJson;
@@ -184,8 +191,9 @@ describe("an access package", () => {
       expect(p).not.toContain("..");
       expect(zip.read(p).equals(files[k]!), k).toBe(true);
     }
-    expect(zip.names.filter((x) => x.startsWith("files/"))).toHaveLength(3);
-    expect(data.sections.consentRecords).toMatchObject([{ purpose: "newsletter", decision: "granted" }]);
+    expect(zip.names.filter((x) => x.startsWith("files/") && !x.startsWith("files/consent-evidence/"))).toHaveLength(3);
+    expect(data.sections.consentRecords).toMatchObject([{ purpose: "newsletter", decision: "granted", evidence: { path: `files/consent-evidence/${eventId}.png`, contentType: "image/png" } }]);
+    expect(zip.read(`files/consent-evidence/${eventId}.png`).equals(evidence)).toBe(true);
     expect(data.sections.consentRecords[0]!.proof.digest).toMatch(/^[0-9a-f]{64}$/);
     expect(data.sections.earlierRequests).toMatchObject([{ id: earlier, status: "cancelled" }]);
 
