@@ -92,10 +92,10 @@ const personsView = z.object({
   resolution: z
     .object({
       status: z.enum(["running", "done"]),
-      phase: z.enum(["uploads", "consents"]).describe("What is being read: the scope's uploads, then (a time window) the consent events recorded within it"),
+      phase: z.enum(["uploads", "consents", "packages"]).describe("What is being read: the scope's uploads, then (a time window) the consent events and the access and portability packages made within it"),
       page: z.number().int(),
       cursor: z.string().nullable(),
-      records: z.number().int().describe("Records in the scope read so far (uploads, and consent events for a time window)"),
+      records: z.number().int().describe("Records in the scope read so far (uploads; for a time window also consent events and request packages)"),
       persons: z.number().int().describe("Distinct persons found (by keyed hash)"),
       unreachable: z.number().int().describe("Approximate: persons named by records whose keyed hashes were cleared (purged or erased); from those records' own counts, so at most"),
       unreachableRecords: z.number().int(),

@@ -146,8 +146,8 @@ export const personsRunSchema = z.object({
   startedAt: iso,
   resolution: z.object({
     status: z.enum(["running", "done"]),
-    /** What is being read: the scope's uploads, then (for a time window) the consent events recorded within it. */
-    phase: z.enum(["uploads", "consents"]).default("uploads"),
+    /** What is being read: the scope's uploads, then (for a time window) the consent events and request packages made within it. */
+    phase: z.enum(["uploads", "consents", "packages"]).default("uploads"),
     /** Resolution steps done (each reads a page of uploads), and the last upload id read. */
     page: z.number().int().nonnegative(),
     cursor: z.string().nullable(),
@@ -177,8 +177,8 @@ export const personsRunSchema = z.object({
 export type PersonsRun = z.infer<typeof personsRunSchema>;
 
 export const PERSON_STATES = ["pending", "sent", "failed", "unreachable"] as const;
-/** How a record names the person: an upload's data subject or recipient, or the subject of consent events. */
-export const PERSON_ROLES = ["data-subject", "recipient", "consent-subject"] as const;
+/** How a record names the person: an upload's data subject or recipient, the subject of consent events, the person an access or portability package was made for. */
+export const PERSON_ROLES = ["data-subject", "recipient", "consent-subject", "request-subject"] as const;
 export type PersonRole = (typeof PERSON_ROLES)[number];
 export type PersonState = (typeof PERSON_STATES)[number];
 
@@ -193,7 +193,7 @@ export const breachPersonSchema = z.object({
   roles: z.array(z.enum(PERSON_ROLES)),
   categories: z.array(z.enum(dataCategories)),
   /** Records that name the person (their addresses are read from there when the notice is sent), at most 5. */
-  sources: z.array(z.object({ kind: z.enum(["upload", "consent-subject"]), id: z.string() })).max(5),
+  sources: z.array(z.object({ kind: z.enum(["upload", "consent-subject", "subject-request"]), id: z.string() })).max(5),
   /** The batch it is told in (the resolution step that found it first). */
   batch: z.string(),
   state: z.enum(PERSON_STATES),

@@ -14,7 +14,7 @@
 import type { Container } from "@azure/cosmos";
 import { z } from "zod";
 import { PACKAGE_SCOPES, privacyDocumentSchema } from "../domain/subject-package";
-import { crossPartition, isConflict, isNotFound, isPreconditionFailed, readItem } from "./cosmos";
+import { crossPartition, isConflict, isNotFound, isPreconditionFailed, queryAll, readItem } from "./cosmos";
 
 const iso = z.iso.datetime();
 const hex64 = z.string().regex(/^[0-9a-f]{64}$/);
@@ -114,6 +114,24 @@ export class PackageStore {
       if (isConflict(err)) return false;
       throw err;
     }
+  }
+
+  /**
+   * For a breach's scope resolution: up to `limit` of the tenant's packages created within [from, to), with an id
+   * after `afterId`, in id order (a keyset page), each with its request's id.
+   */
+  createdBetween(tenantId: string, from: string, to: string, afterId: string | null, limit: number): Promise<Array<{ id: string; requestId: string }>> {
+    return queryAll(this.container, z.object({ id: z.string(), requestId: z.string() }), {
+      query:
+        `SELECT TOP ${Math.floor(limit)} c.id, c.requestId FROM c WHERE c.tenantId = @tenantId AND c.type = 'dsr-package' ` +
+        "AND c.createdAt >= @from AND c.createdAt < @to AND c.id > @after ORDER BY c.id ASC",
+      parameters: [
+        { name: "@tenantId", value: tenantId },
+        { name: "@from", value: from },
+        { name: "@to", value: to },
+        { name: "@after", value: afterId ?? "" },
+      ],
+    }, tenantId);
   }
 
   /** Replaces the record if unchanged since `etag`; the stored record, or undefined when another writer won. */

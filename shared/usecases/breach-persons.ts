@@ -67,6 +67,7 @@ import { registerExportSection, type JsonValue } from "./export-sections";
 import { breachJobMessage, type BreachJobMessage } from "./messages";
 import { tenantContactEmail } from "./tenants";
 import { openConsentField, unwrapSubjectKey } from "./consent-keys";
+import { openRequestField, unwrapRequestKey } from "./subject-request-keys";
 import { openField, unwrapUploadKey } from "./upload-keys";
 
 const SYSTEM: Actor = { actor: "system:breach-persons" };
@@ -144,7 +145,7 @@ export async function startPersonResolution(s: Services, part: BreachPartDoc): P
 interface Found {
   roles: Set<PersonRole>;
   categories: Set<DataCategory>;
-  sources: Array<{ kind: "upload" | "consent-subject"; id: string }>;
+  sources: Array<{ kind: "upload" | "consent-subject" | "subject-request"; id: string }>;
 }
 
 /** Consent events read per resolution step. */
@@ -222,6 +223,25 @@ async function resolveStep(s: Services, msg: Extract<PersonJob, { kind: "resolve
         unreachableRecords++;
       }
     }
+  } else if (phase === "packages") {
+    // Access and portability packages made within the window: each holds all its person's data. A request erased
+    // since has lost its keyed hash: its person cannot be reached (one each).
+    const window = content.scope.window!;
+    const packages = await s.packages.createdBetween(part.tenantId, window.from, window.to, run.resolution.cursor, CONSENT_PAGE);
+    records = packages.length;
+    last = packages.at(-1)?.id ?? run.resolution.cursor;
+    phaseDone = packages.length < CONSENT_PAGE;
+    const cats: DataCategory[] = [...new Set<DataCategory>(["contact", ...content.scope.categories])];
+    const requests = await Promise.all(packages.map((p) => s.subjectRequests.get(part.tenantId, p.requestId)));
+    requests.forEach((r, i) => {
+      if (!r?.subjectHash) {
+        unreachable++;
+        unreachableRecords++;
+        return;
+      }
+      for (const c of cats) categories.add(c);
+      note(r.subjectHash, "request-subject", cats, { kind: "subject-request", id: packages[i]!.requestId });
+    });
   } else {
     // Consent evidence recorded within the window: each event names its subject by the same keyed hash. Erased
     // subjects' events are gone with them, so there is nothing to count of them.
@@ -234,8 +254,9 @@ async function resolveStep(s: Services, msg: Extract<PersonJob, { kind: "resolve
     if (events.length > 0) for (const c of cats) categories.add(c);
     for (const e of events) note(e.subjectHash, "consent-subject", cats, { kind: "consent-subject", id: e.subjectId });
   }
-  // A window's uploads are followed by the consent events recorded in it; a list of uploads names uploads only.
-  const nextPhase = phase === "uploads" && phaseDone && content.scope.window ? "consents" : null;
+  // A window's uploads are followed by the consent events recorded in it and the packages made in it; a list of
+  // uploads names uploads only.
+  const nextPhase = !phaseDone || !content.scope.window ? null : phase === "uploads" ? "consents" : phase === "consents" ? "packages" : null;
   const done = phaseDone && nextPhase === null;
 
   const now = s.clock.now().toISOString();
@@ -575,6 +596,17 @@ async function addressesOf(s: Services, tenantId: string, persons: readonly Brea
       recordsRead++;
       const lists = [openField(key, tenantId, doc.id, "subjects", doc.personal.subjects), openField(key, tenantId, doc.id, "recipients", doc.personal.recipients)];
       for (const list of lists) for (const address of JSON.parse(list) as string[]) take(lookupHash(secret, normaliseEmail(address)), address);
+    }
+  }
+  const requests = [...new Set(persons.flatMap((p) => p.sources.filter((x) => x.kind === "subject-request").map((x) => x.id)))];
+  for (let i = 0; i < requests.length && addresses.size < wanted.size; i += STORE_CONCURRENCY) {
+    const docs = await Promise.all(requests.slice(i, i + STORE_CONCURRENCY).map((id) => s.subjectRequests.get(tenantId, id)));
+    for (const doc of docs) {
+      if (!doc?.personal || !doc.subjectHash || !wanted.has(doc.subjectHash) || addresses.has(doc.subjectHash)) continue;
+      const key = await unwrapRequestKey(s, doc);
+      if (!key) continue;
+      recordsRead++;
+      take(doc.subjectHash, openRequestField(key, tenantId, doc.id, "email", doc.personal.email));
     }
   }
   for (let i = 0; i < subjects.length && addresses.size < wanted.size; i += STORE_CONCURRENCY) {

@@ -16,6 +16,7 @@ import { startTestApp, type TestApp } from "../helpers/app";
 import { breachBody, registerBreach, type Json } from "../helpers/breaches";
 import { drainBreachJobs, outboxMessageIds, outboxRecipients, uploadNaming } from "../helpers/breach-persons";
 import { purposeWithNotice, recordDecision } from "../helpers/consents";
+import { createRequest } from "../helpers/subject-requests";
 import { expect } from "../helpers/expect";
 
 let t: TestApp;
@@ -163,7 +164,7 @@ describe("notices to persons", () => {
     expect(JSON.stringify(audit)).not.toMatch(/@subjects\.example|@recipients\.example/);
   }, 120_000);
 
-  it("counts the persons of deleted records as unreachable, from their counts; adds the consent subjects of the window; a record deleted after the resolution leaves its persons unreachable, not failed", async () => {
+  it("counts the persons of deleted records as unreachable, from their counts; adds the consent subjects and package requesters of the window; a record deleted after the resolution leaves its persons unreachable, not failed", async () => {
     const c = await t.createTenant("Controller C");
     t.clock.advance({ days: 1 });
     const from = t.clock.now().toISOString();
@@ -176,6 +177,33 @@ describe("notices to persons", () => {
     await recordDecision(t, c.apiKey, { email: "kept1@subjects.example", purpose: "news", noticeVersion: 1, decision: "granted", givenAt: from });
     await recordDecision(t, c.apiKey, { email: "Consent.Only@Subjects.example", purpose: "news", noticeVersion: 1, decision: "granted", givenAt: from });
     await recordDecision(t, c.apiKey, { email: "consent.only@subjects.example", purpose: "news", decision: "withdrawn", method: "email", requestOrigin: "email", givenAt: from });
+    // An access package made in the window (its record as the package build writes it; the build itself is issue 18's).
+    const request = await createRequest(t, c.apiKey, { type: "access", subjectEmail: "asked@subjects.example" });
+    expect(request.status).toBe(201);
+    const now = t.clock.now().toISOString();
+    expect(
+      await t.services.packages.create({
+        id: `pkg-${request.body.id}`,
+        tenantId: c.tenantId,
+        type: "dsr-package",
+        requestId: request.body.id,
+        scope: "access",
+        state: "ready",
+        createdAt: now,
+        updatedAt: now,
+        decisions: [],
+        building: null,
+        dataKey: null,
+        content: null,
+        counts: {},
+        builtAt: now,
+        expiresAt: null,
+        linkHash: null,
+        notified: { subjectAt: null, tenantAt: null },
+        downloads: { tenant: 0, subject: 0 },
+        purge: null,
+      }),
+    ).toBe(true);
     t.clock.advance({ minutes: 1 });
     const to = t.clock.now().toISOString();
 
@@ -183,8 +211,8 @@ describe("notices to persons", () => {
     await drainBreachJobs(t);
     const view = await personsOf(c.apiKey, id);
     // 3 subjects and a recipient of the deleted upload cannot be reached; their count comes from its record. The 3
-    // consent events add one person (the other is an upload's subject too).
-    expect(view.resolution).toMatchObject({ status: "done", phase: "consents", records: 6, persons: 6, unreachable: 4, unreachableRecords: 1 });
+    // consent events add one person (the other is an upload's subject too), the package its requester.
+    expect(view.resolution).toMatchObject({ status: "done", phase: "packages", records: 7, persons: 7, unreachable: 4, unreachableRecords: 1 });
     const tenantView = await json(await t.call("GET", `v1/breaches/${id}`, { key: c.apiKey }));
     expect(tenantView.persons.resolution.unreachable).toBe(4);
 
@@ -193,9 +221,9 @@ describe("notices to persons", () => {
     expect((await t.call("POST", `v1/breaches/${id}/notify-persons`, { key: c.apiKey })).status).toBe(202);
     await drainBreachJobs(t);
     const done = await personsOf(c.apiKey, id);
-    expect(done.notices).toMatchObject({ sent: 4, unreachable: 2, failed: 0, pending: 0 });
+    expect(done.notices).toMatchObject({ sent: 5, unreachable: 2, failed: 0, pending: 0 });
     const mails = (await outboxRecipients(t, "bpn-")).map((m) => m.to);
-    expect(mails).toEqual(expect.arrayContaining(["kept1@subjects.example", "kept2@subjects.example", "kr@recipients.example", "consent.only@subjects.example"]));
+    expect(mails).toEqual(expect.arrayContaining(["kept1@subjects.example", "kept2@subjects.example", "kr@recipients.example", "consent.only@subjects.example", "asked@subjects.example"]));
     expect(mails.filter((m) => m === "kept1@subjects.example")).toHaveLength(1);
     expect(mails).not.toContain("later@subjects.example");
     expect(kept).toMatch(/^up-/);
