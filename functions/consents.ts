@@ -30,7 +30,7 @@ import { COUNTRY_CODE, COUNTRY_SOURCES, gppHeaderSchema, MAX_SIGNAL_STRING, tcfH
 import { AppError } from "../shared/errors";
 import { csvCell } from "../shared/http/csv";
 import { httpEndpoint, problems, type EndpointResult, type ResponseHeaderSpec } from "../shared/http/endpoint";
-import { isoDateTime, pageOf, pagingQuery, singleLine } from "../shared/http/schemas";
+import { factDateTime, isoDateTime, pageOf, pagingQuery, singleLine } from "../shared/http/schemas";
 import { pacedBody } from "../shared/http/streamed-response";
 import { openEvidence, putEvidence, type EvidenceView, type IncomingEvidence } from "../shared/usecases/consent-evidence";
 import { EXPORT_CSV_COLUMNS, exportConsentPage, exportConsentRows } from "../shared/usecases/consent-export";
@@ -90,7 +90,7 @@ const oneLine = (max: number) =>
 
 /** What every consent recording may carry about how it was given, all as the person's browser sent it. */
 const evidenceFields = {
-  givenAt: isoDateTime.optional().describe("When the person decided (default: now); at most 5 minutes ahead of the service clock"),
+  givenAt: factDateTime.optional().describe("When the person decided (default: now); at most 5 minutes ahead of the service clock"),
   propertyId: z.string().regex(PROPERTY_ID, "must be 1-100 letters, digits, '.', '_', ':' or '-'").optional().describe("Your site or app, e.g. www.example.com"),
   pageUrl: oneLine(2048).optional().describe("The page or screen where the person decided (stored encrypted)"),
   language: z.string().regex(LANGUAGE_TAG, "must be a language tag like en, da or de-AT").optional().describe("The language the person saw"),

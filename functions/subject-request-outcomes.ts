@@ -11,7 +11,7 @@ import { z } from "zod";
 import { requestIdSchema } from "../shared/domain/subject-requests";
 import { AppError } from "../shared/errors";
 import { httpEndpoint, problems, type EndpointResult } from "../shared/http/endpoint";
-import { isoDateTime } from "../shared/http/schemas";
+import { factDateTime } from "../shared/http/schemas";
 import "../shared/usecases/subject-request-erasure";
 import "../shared/usecases/subject-request-rectification";
 import { getOutcome, outcomeHtml, recordRecipientsNotified, type OutcomeView, type RecipientsNotified } from "../shared/usecases/subject-request-outcomes";
@@ -86,7 +86,7 @@ const notified = httpEndpoint({
   summary: "Record that you told the recipients of the erased or rectified data (GDPR Art. 19)",
   description: "Once per request: a second call answers the first record. `at` defaults to now and may not be in the future.",
   params: idParams,
-  body: z.strictObject({ at: isoDateTime.optional().describe("When you told them (default: now)") }),
+  body: z.strictObject({ at: factDateTime.optional().describe("When you told them (default: now)") }),
   idempotency: {},
   responses: {
     200: {

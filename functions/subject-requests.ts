@@ -14,7 +14,7 @@ import { hasControlOrFormat } from "../shared/domain/uploads";
 import { AppError } from "../shared/errors";
 import { toCsv } from "../shared/http/csv";
 import { httpEndpoint, problems, type EndpointResult, type ResponseHeaderSpec } from "../shared/http/endpoint";
-import { isoDateTime, pageOf, pagingQuery, singleLine } from "../shared/http/schemas";
+import { factDateTime, isoDateTime, pageOf, pagingQuery, singleLine } from "../shared/http/schemas";
 import { invocationLog } from "../shared/observability";
 import { queueHandler } from "../shared/queue-handler";
 import { services } from "../shared/services";
@@ -114,7 +114,7 @@ const create = httpEndpoint({
     type: z.enum(DSR_TYPES),
     subjectEmail: z.email().max(254).describe("The person's address (stored only encrypted; found by a keyed hash)"),
     details: detailsSchema.optional(),
-    receivedAt: isoDateTime.optional().describe("When the tenant received the request (default: now)"),
+    receivedAt: factDateTime.optional().describe("When the tenant received the request (default: now)"),
     externalId: singleLine(100).optional().describe("Your own id for the request, unique per tenant"),
     lateReason: freeText(2000).optional().describe("Required when the due date has already passed"),
   }),

@@ -79,6 +79,14 @@ export const DEADLINE_LABELS: Table<BreachDeadline> = {
   authority: { en: "your deadline for notifying the supervisory authority (72 hours from when we told you, GDPR Art. 33(1))", da: "jeres frist for at anmelde bruddet til tilsynsmyndigheden (72 timer fra vi underrettede jer, databeskyttelsesforordningens art. 33, stk. 1)" },
 };
 
+/** The same deadlines as the operator reads of them: the tenant's, not "your" (the operator's deadline e-mail). */
+export const OPERATOR_DEADLINE_LABELS: Table<BreachDeadline> = {
+  "controller-target": { en: "the target for telling the controller of the breach", da: "målet for at underrette den dataansvarlige om bruddet" },
+  "controller-limit": { en: "the data-processing agreement's limit for telling the controller of the breach (72 hours)", da: "databehandleraftalens frist for at underrette den dataansvarlige om bruddet (72 timer)" },
+  "authority-target": { en: "the target for the controller's notification to the supervisory authority (72 hours from our awareness)", da: "målet for den dataansvarliges anmeldelse til tilsynsmyndigheden (72 timer fra vi blev bekendt med bruddet)" },
+  authority: { en: "the controller's deadline for notifying the supervisory authority (72 hours from when it was told, GDPR Art. 33(1))", da: "den dataansvarliges frist for at anmelde bruddet til tilsynsmyndigheden (72 timer fra den blev underrettet, databeskyttelsesforordningens art. 33, stk. 1)" },
+};
+
 export const YES_NO: Record<Language, { yes: string; no: string; unknown: string }> = {
   en: { yes: "yes", no: "no", unknown: "not yet known" },
   da: { yes: "ja", no: "nej", unknown: "endnu ikke kendt" },

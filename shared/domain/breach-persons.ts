@@ -9,6 +9,7 @@
  * settings EMAIL_SENDS_PER_MINUTE and EMAIL_SENDS_PER_HOUR say what this deployment's resource allows.
  */
 import { z } from "zod";
+import { beforeEarliestFactTime, EARLIEST_FACT_TIME_MESSAGE } from "./time";
 
 /** Persons per batch: one queue message each, at most this many e-mails. */
 export const PERSON_BATCH_SIZE = 100;
@@ -181,6 +182,9 @@ export const publicCommunicationSchema = z.strictObject({
   /** Where it was published: a web address, the media, ... */
   where: text(2000),
   /** When it was published (not in the future). */
-  publishedAt: z.iso.datetime({ offset: true }).transform((s) => new Date(s).toISOString()),
+  publishedAt: z.iso
+    .datetime({ offset: true })
+    .refine((s) => !beforeEarliestFactTime(s), EARLIEST_FACT_TIME_MESSAGE)
+    .transform((s) => new Date(s).toISOString()),
 });
 export type PublicCommunicationInput = z.output<typeof publicCommunicationSchema>;

@@ -18,6 +18,7 @@ import { randomBytes } from "node:crypto";
 import { z } from "zod";
 import { dataCategories, type DataCategory } from "./uploads";
 import { tenantIdSchema } from "./tenant";
+import { beforeEarliestFactTime, EARLIEST_FACT_TIME_MESSAGE } from "./time";
 
 // ---------------------------------------------------------------------------------------------------------------
 // Ids
@@ -35,17 +36,44 @@ export function newBreachId(random: (n: number) => Buffer = randomBytes): string
 /** Free text fields (descriptions, measures, reasons) are at most this long. */
 export const MAX_TEXT = 4000;
 
-const EMAIL_SHAPE = /[^\s@<>()[\]]+@[^\s@<>()[\]]+\.[A-Za-z]{2,}/;
-/** A Danish CPR number (ddmmyy-nnnn, with or without the dash), the national identifier the product meets most. */
-const CPR_SHAPE = /(?<!\d)(0[1-9]|[12]\d|3[01])(0[1-9]|1[0-2])\d{2}-?\d{4}(?!\d)/;
+/**
+ * An e-mail address: a local part, `@`, and a domain of one or more labels (an address need not have a dot: intranet
+ * and `user@localhost` addresses exist), matched after normalisation (identifierView).
+ */
+const EMAIL_SHAPE = /[^\s@<>()[\]"',;:]+@[A-Za-z0-9\u00a0-\uffff](?:[A-Za-z0-9\u00a0-\uffff-]*[A-Za-z0-9\u00a0-\uffff])?/u;
+/**
+ * A Danish CPR number (ddmmyy-nnnn), the national identifier the product meets most: with or without a separator
+ * (a dash, a space, a dot or a slash) between the date and the serial number.
+ */
+const CPR_SHAPE = /(?<!\d)(0[1-9]|[12]\d|3[01])(0[1-9]|1[0-2])\d{2}[\s\-\u2010-\u2015./]?\d{4}(?!\d)/u;
+
+/**
+ * The text as an identifier would be read in it: Unicode NFKC (full-width `＠`, `﹫` and full-width digits become
+ * their ASCII forms), percent-escapes decoded (`mailto:john%40example.com`), HTML character references for `@`
+ * (`&#64;`, `&commat;`) read as `@`.
+ */
+function identifierView(text: string): string {
+  let out = text.normalize("NFKC");
+  out = out.replace(/&#0*64;|&#x0*40;|&commat;/gi, "@");
+  out = out.replace(/(?:%[0-9A-Fa-f]{2})+/g, (seq) => {
+    try {
+      return decodeURIComponent(seq);
+    } catch {
+      return seq;
+    }
+  });
+  return out.normalize("NFKC");
+}
 
 /**
  * What in `text` looks like an identifier of a person, or undefined. Breach texts go to every affected tenant, into
  * e-mails and into the report for the supervisory authority, which must hold no personal data about the persons
- * concerned (Datatilsynet's form): e-mail addresses and CPR-shaped numbers are refused. Names cannot be told from
+ * concerned (Datatilsynet's form): e-mail addresses and CPR-shaped numbers are refused, however they are written
+ * (full-width, percent-encoded, without a top-level domain, a CPR number with a space). Names cannot be told from
  * other words; the README asks operators and tenants never to write them.
  */
-export function personalIdentifierProblem(text: string): string | undefined {
+export function personalIdentifierProblem(raw: string): string | undefined {
+  const text = identifierView(raw);
   if (EMAIL_SHAPE.test(text)) return "must not contain an e-mail address: breach texts are shown to every affected controller and go into the authority report, which holds no identifier of any person";
   if (CPR_SHAPE.test(text)) return "must not contain a national identification (CPR) number: breach texts go into the authority report, which holds no identifier of any person";
   return undefined;
@@ -227,8 +255,11 @@ export type Exposure = z.infer<typeof exposureSchema>;
 
 /**
  * Art. 34(3)(a) "unintelligible to any person who is not authorised": holds only when every exposed field (payload
- * and metadata alike) was ciphertext or a keyed hash, no key that opens them was compromised, and availability was
- * not lost (EDPB 9/2022: encryption does not help when the data itself is gone). Returns whether it holds and why.
+ * and metadata alike) was ciphertext or a keyed hash, no key that opens them was compromised, and neither integrity
+ * nor availability was lost. Encryption addresses confidentiality only: it does not make up for data that is gone
+ * (EDPB Guidelines 9/2022 on encrypted data, and 01/2021 cases 01-04: a loss of availability may still be notifiable) nor for
+ * data that was changed (EDPB Guidelines 01/2021, ransomware cases: encrypted data can still be altered or
+ * destroyed). Returns whether it holds and why.
  */
 export function unintelligible(exposure: Exposure | null, nature: Nature): { holds: boolean; reason: string } {
   if (!exposure) return { holds: false, reason: "what was exposed is not recorded, so it cannot be shown that the data was unintelligible" };
@@ -236,9 +267,10 @@ export function unintelligible(exposure: Exposure | null, nature: Nature): { hol
   if (readable.length > 0) return { holds: false, reason: `readable data was exposed (${[...new Set(readable)].join(", ")})` };
   if (exposure.keysCompromised) return { holds: false, reason: "a key that opens the exposed data was or may have been compromised" };
   if (nature.availability !== "not-affected") return { holds: false, reason: "availability was lost: encryption does not make up for data that is gone" };
+  if (nature.integrity !== "not-affected") return { holds: false, reason: "integrity was lost: encryption keeps data secret, it does not keep it unaltered" };
   return {
     holds: true,
-    reason: `every exposed field (${[...new Set(exposure.fields.map((f) => f.field))].join(", ")}) was ciphertext or a keyed hash, no key was compromised and availability was not lost`,
+    reason: `every exposed field (${[...new Set(exposure.fields.map((f) => f.field))].join(", ")}) was ciphertext or a keyed hash, no key was compromised and neither integrity nor availability was lost`,
   };
 }
 
@@ -616,6 +648,10 @@ export function changedFields<T extends Record<string, unknown>>(before: T, afte
 export function breachFieldProblems(f: BreachFields, now: Date): Array<[string, string]> {
   const out: Array<[string, string]> = [];
   if (Date.parse(f.awareAt) > now.getTime()) out.push(["awareAt", "must not be in the future: the clocks start when the processor became aware"]);
+  if (beforeEarliestFactTime(f.awareAt)) out.push(["awareAt", EARLIEST_FACT_TIME_MESSAGE]);
+  if (f.occurredFrom && beforeEarliestFactTime(f.occurredFrom)) out.push(["occurredFrom", EARLIEST_FACT_TIME_MESSAGE]);
+  if (f.occurredTo && beforeEarliestFactTime(f.occurredTo)) out.push(["occurredTo", EARLIEST_FACT_TIME_MESSAGE]);
+  if (f.followUp?.expectedBy && beforeEarliestFactTime(f.followUp.expectedBy)) out.push(["followUp.expectedBy", EARLIEST_FACT_TIME_MESSAGE]);
   if (f.occurredFrom && Date.parse(f.occurredFrom) > now.getTime()) out.push(["occurredFrom", "must not be in the future"]);
   if (f.occurredTo && Date.parse(f.occurredTo) > now.getTime()) out.push(["occurredTo", "must not be in the future"]);
   if (f.occurredFrom && f.occurredTo && f.occurredFrom > f.occurredTo) out.push(["occurredTo", "must not be before occurredFrom"]);

@@ -9,7 +9,8 @@
  *   decisions, methods, request origins, language tags;
  * - the current state per subject and purpose as a projection of the append-only events (never a stored field);
  * - how long the evidence is kept: while the consent is in force, then `consentEvidenceYears` after it ended;
- * - IP addresses: parsed strictly (ipaddr.js), truncated to /24 (IPv4) or /48 (IPv6) for storage in clear;
+ * - IP addresses: parsed strictly (ipaddr.js), truncated to /24 (IPv4) or /48 (IPv6; /40 for 6to4, whose bits 16-47
+ *   are an IPv4 address) for storage in clear;
  * - `givenAt` at most five minutes ahead of the service clock;
  * - each event's keyed digest: HMAC-SHA256 over the canonical JSON of its content under a key derived for that
  *   event alone (HKDF, RFC 5869), so the audit log proves an event's content without holding it, and one event's key
@@ -22,6 +23,7 @@ import { z } from "zod";
 import { canonicalJson } from "./audit-chain";
 import type { EventLocation, GppHeader, TcfHeader } from "./consent-signals";
 import { base32 } from "./tenant";
+import { beforeEarliestFactTime, EARLIEST_FACT_TIME_MESSAGE } from "./time";
 
 const DAY_MS = 86_400_000;
 
@@ -61,9 +63,13 @@ export const PROPERTY_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$/;
 /** How far ahead of the service clock `givenAt` may be (clocks of the tenant's servers drift). */
 export const MAX_GIVEN_AT_SKEW_MS = 5 * 60_000;
 
-/** Why `givenAt` cannot be recorded, or undefined when it can: at most MAX_GIVEN_AT_SKEW_MS after `now`. */
+/**
+ * Why `givenAt` cannot be recorded, or undefined when it can: at most MAX_GIVEN_AT_SKEW_MS after `now`, and not
+ * before EARLIEST_FACT_TIME (shared/domain/time.ts: no consent this register proves can be older).
+ */
 export function givenAtProblem(givenAt: Date, now: Date): string | undefined {
   if (Number.isNaN(givenAt.getTime())) return "must be a date and time";
+  if (beforeEarliestFactTime(givenAt)) return EARLIEST_FACT_TIME_MESSAGE;
   if (givenAt.getTime() > now.getTime() + MAX_GIVEN_AT_SKEW_MS) return "must not be more than 5 minutes ahead of the service clock";
   return undefined;
 }
@@ -114,6 +120,15 @@ export function parseIp(text: string): ParsedIp | undefined {
     return { kind: "ipv4", full: addr.toString(), truncated: `${o[0]}.${o[1]}.${o[2]}.0/24` };
   }
   const parts = (addr as ipaddr.IPv6).parts;
+  // 6to4 (RFC 3056, 2002::/16) carries the site's whole public IPv4 address in bits 16-47, which a /48 would keep:
+  // truncate the embedded address as an IPv4 one is (/24), i.e. to a /40. Teredo (RFC 4380, 2001:0::/32) holds the
+  // server's IPv4 in bits 32-63 (a /48 keeps its first half only: a public relay, not the person) and the client's
+  // obfuscated IPv4 in the last 32 bits, NAT64 (RFC 6052, 64:ff9b::/96 and 64:ff9b:1::/48), ISATAP and
+  // IPv4-compatible/translated addresses in the last 32 bits: a /48 drops all of those.
+  if (parts[0] === 0x2002) {
+    const network = new ipaddr.IPv6([0x2002, parts[1]!, parts[2]! & 0xff00, 0, 0, 0, 0, 0]);
+    return { kind: "ipv6", full: addr.toString(), truncated: `${network.toString()}/40` };
+  }
   const network = new ipaddr.IPv6([parts[0]!, parts[1]!, parts[2]!, 0, 0, 0, 0, 0]);
   return { kind: "ipv6", full: addr.toString(), truncated: `${network.toString()}/48` };
 }
@@ -136,12 +151,32 @@ export interface DecisionFact {
 }
 
 /**
- * The order decisions take effect in: by when the person decided (`givenAt`), then by when they were recorded, then
- * by the order the audit log recorded them in, then by id, so the same events always give the same state. An import
- * of an old consent recorded after a later withdrawal does not undo the withdrawal.
+ * When a decision takes effect: the earlier of when the person decided (`givenAt`, as the tenant says) and when the
+ * service recorded it. A decision cannot take effect before it was made, nor before anyone could act on it: a
+ * `givenAt` ahead of the service clock (allowed by MAX_GIVEN_AT_SKEW_MS for drifting tenant clocks) therefore counts
+ * from its recording, so it never outranks a withdrawal recorded after it. Art. 7(3) GDPR: the person may withdraw
+ * at any time and withdrawing is as easy as consenting; a grant dated minutes ahead must not make a later withdrawal
+ * ineffective.
+ */
+export function effectiveAt(e: Pick<DecisionFact, "givenAt" | "recordedAt">): string {
+  const given = Date.parse(e.givenAt);
+  const recorded = Date.parse(e.recordedAt);
+  if (Number.isNaN(given) || Number.isNaN(recorded)) return e.givenAt <= e.recordedAt ? e.givenAt : e.recordedAt;
+  return given <= recorded ? e.givenAt : e.recordedAt;
+}
+
+/**
+ * The order decisions take effect in: by effectiveAt (the earlier of `givenAt` and the recording time), then by when
+ * they were recorded, then by the order the audit log recorded them in, then by id, so the same events always give
+ * the same state. An import of an old consent recorded after a later withdrawal does not undo the withdrawal (its
+ * `givenAt` is the earlier); a grant dated ahead of the clock does not outrank a withdrawal recorded after it
+ * (Art. 7(3) GDPR).
  */
 export function decisionOrder(a: DecisionFact, b: DecisionFact): number {
-  return a.givenAt.localeCompare(b.givenAt) || a.recordedAt.localeCompare(b.recordedAt) || (a.seq ?? Infinity) - (b.seq ?? Infinity) || a.id.localeCompare(b.id);
+  const ea = Date.parse(effectiveAt(a));
+  const eb = Date.parse(effectiveAt(b));
+  const byEffective = Number.isNaN(ea) || Number.isNaN(eb) ? effectiveAt(a).localeCompare(effectiveAt(b)) : ea - eb;
+  return byEffective || a.recordedAt.localeCompare(b.recordedAt) || (a.seq ?? Infinity) - (b.seq ?? Infinity) || a.id.localeCompare(b.id);
 }
 
 export interface PurposeState {

@@ -105,6 +105,17 @@ export const tenantMayDecide = (s: DsrStatus): boolean => isOpenStatus(s);
 export const REJECTION_GROUNDS = ["manifestly-unfounded", "excessive", "identity-not-verified"] as const;
 export type RejectionGround = (typeof REJECTION_GROUNDS)[number];
 
+/**
+ * Why `ground` cannot be used for a request in this state, or undefined when it can. `identity-not-verified`
+ * (Art. 12(6): the controller may ask for more information when it has reasonable doubts about the identity) only
+ * for a request whose person was not verified: once verified (by code, link or the tenant's vouching), telling the
+ * person that their identity could not be verified would be false (Art. 12(4): the reasons given must be the real ones).
+ */
+export function rejectionGroundProblem(ground: RejectionGround, verifiedAt: string | null): string | undefined {
+  if (ground === "identity-not-verified" && verifiedAt !== null) return `cannot be identity-not-verified: the person's identity was verified (${verifiedAt})`;
+  return undefined;
+}
+
 /** How a completed request was answered. Parts 2 and 3 (the work of each type) add their own. */
 export const DSR_OUTCOMES = ["no-personal-data", "fulfilled"] as const;
 export type DsrOutcome = (typeof DSR_OUTCOMES)[number];

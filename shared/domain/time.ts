@@ -109,3 +109,21 @@ export function formatInstant(instant: Date, language: Language, timeZone: strin
 export function formatDate(instant: Date, language: Language, timeZone: string): string {
   return new Intl.DateTimeFormat(LOCALES[language], { timeZone, day: "numeric", month: "long", year: "numeric" }).format(instant);
 }
+
+/**
+ * The earliest instant accepted for the time of a fact a caller reports (when a person decided on consent, when a
+ * request was received, when a breach began or became known, when someone was told): 2000-01-01T00:00:00Z. Nothing
+ * this service records can have happened earlier (the Danish Act on Processing of Personal Data implementing
+ * Directive 95/46/EC took effect on 2000-07-01; the GDPR applies from 2018-05-25), so an earlier time is a typo, and
+ * years below 100 would also be misread by Date.UTC (which maps 0-99 to 1900-1999) in the deadline arithmetic.
+ */
+export const EARLIEST_FACT_TIME = "2000-01-01T00:00:00.000Z";
+
+/** Whether `time` (ISO 8601 or a Date) lies before EARLIEST_FACT_TIME; an unparseable time counts as before. */
+export function beforeEarliestFactTime(time: string | Date): boolean {
+  const ms = typeof time === "string" ? Date.parse(time) : time.getTime();
+  return Number.isNaN(ms) || ms < Date.parse(EARLIEST_FACT_TIME);
+}
+
+/** The message given for a time before EARLIEST_FACT_TIME. */
+export const EARLIEST_FACT_TIME_MESSAGE = `must not be before ${EARLIEST_FACT_TIME.slice(0, 10)}`;

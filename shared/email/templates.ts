@@ -158,6 +158,23 @@ export function checkNames(file: string, tokens: Token[], stack: unknown[]): voi
 
 const noEscape = (s: string) => s;
 
+/**
+ * The view with, for each number `n` in it (at any depth of plain objects), a boolean `nOne` that is true when it is
+ * 1, unless the view names `nOne` itself. Logic-less templates choose the singular with it: `{{#daysOne}}1 day{{/daysOne}}
+ * {{^daysOne}}{{days}} days{{/daysOne}}`. English and Danish both use the singular for exactly 1 and the plural for
+ * every other whole number (CLDR plural rules, categories "one" and "other").
+ */
+export function withCounts<V extends PlainValue>(view: V): V {
+  if (Array.isArray(view)) return view.map((v: PlainValue) => withCounts(v)) as unknown as V;
+  if (view === null || typeof view !== "object") return view;
+  const out: Record<string, PlainValue> = {};
+  for (const [k, v] of Object.entries(view as { readonly [key: string]: PlainValue })) {
+    out[k] = withCounts(v);
+    if (typeof v === "number" && !(`${k}One` in (view as object))) out[`${k}One`] = v === 1;
+  }
+  return out as V;
+}
+
 /** The loaded templates: every file parsed and checked once, at start. */
 export class EmailTemplates {
   private readonly templates = new Map<string, ParsedTemplate>();
@@ -193,13 +210,15 @@ export class EmailTemplates {
 
   /**
    * Renders a message. Throws TemplateError for an unknown template, a view that is not plain data, a placeholder the
-   * view does not provide, or a subject that would not be one line.
+   * view does not provide, or a subject that would not be one line. Numbers in the view also give `<name>One`
+   * (withCounts), for the singular.
    */
-  render(name: string, language: Language, view: PlainView): RenderedEmail {
+  render(name: string, language: Language, given: PlainView): RenderedEmail {
     const file = `${name}.${language}.mustache`;
     const template = this.templates.get(`${name}.${language}`);
     if (!template) throw new TemplateError(`no template ${file}`);
-    checkPlain(view, "view");
+    checkPlain(given, "view");
+    const view = withCounts(given);
     for (const part of PARTS) checkNames(`${file} (${part})`, template.tokens[part], [view]);
     const subject = Mustache.render(template.source.subject, view, {}, { escape: noEscape }).trim();
     if (/[\r\n]/.test(subject)) throw new TemplateError(`${file}: the subject rendered to more than one line`);

@@ -1,5 +1,6 @@
 /** Schemas several endpoints share: paging, problem bodies. */
 import { z } from "zod";
+import { beforeEarliestFactTime, EARLIEST_FACT_TIME_MESSAGE } from "../domain/time";
 
 /** Decimal digits only: no sign, no spaces, no "0x", exponent, fraction or "_" (which Number() would all accept). */
 const DECIMAL_DIGITS = /^[0-9]{1,15}$/;
@@ -46,6 +47,13 @@ export const pageOf = <T extends z.ZodType>(item: T) =>
   z.object({ items: z.array(item), nextCursor: z.string().optional().describe("Absent on the last page") });
 
 export const isoDateTime = z.iso.datetime({ offset: true });
+
+/**
+ * The time of a fact the caller reports (givenAt, receivedAt, awareAt, at): ISO 8601 with an offset, not before
+ * EARLIEST_FACT_TIME (shared/domain/time.ts). Filters (from, to, dueBefore) keep isoDateTime: an early bound there
+ * harms nothing.
+ */
+export const factDateTime = isoDateTime.refine((v) => !beforeEarliestFactTime(v), EARLIEST_FACT_TIME_MESSAGE);
 
 /** A one-line human string: no control characters, trimmed, bounded. */
 export const singleLine = (max: number) =>

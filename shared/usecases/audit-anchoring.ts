@@ -2,9 +2,12 @@
  * Audit anchoring. Once an hour a timer writes every tenant's chain head to the WORM anchor blobs
  * (shared/stores/anchor-store.ts); verification (audit-log.ts) checks the chain against them. The sweep visits every
  * tenant each run, so a crash or a missed run is caught up by the next one, and writing an anchor twice is prevented
- * by a conditional append.
+ * by a conditional append. Before anchoring, it recomputes the hashes of the entries written since the last anchor
+ * (and of the anchored entry itself) and checks their links (verifySinceAnchor): an anchor vouches for the chain up to
+ * its head, so it must never be written over an entry whose content no longer matches its stored hash.
  */
 import { decideAnchor, type Anchor } from "../domain/audit-anchor";
+import { GENESIS_HASH, type ChainBreak } from "../domain/audit-chain";
 import { errorFields, type Log } from "../observability";
 import type { Services } from "../services";
 import { declareSweep } from "../sweeps";
@@ -50,6 +53,26 @@ async function raiseAlarm(s: Services, alarm: AnchorAlarm, log?: Log): Promise<"
   return "alarm";
 }
 
+/**
+ * Recomputes the hash of every entry from the latest anchor's entry (or the genesis) to the end of the chain and
+ * checks each link, in parts of the store's verify limit. Returns the first break, or undefined when all agree.
+ * Cost: one query page per 500 entries and one SHA-256 per entry (see the README's "Known limits" for a measurement).
+ */
+export async function verifySinceAnchor(s: Services, tenantId: string, latest: Anchor | undefined): Promise<ChainBreak | undefined> {
+  let from: { seq: number; prevHash: string } | undefined;
+  if (latest) {
+    const prevHash = latest.seq > 1 ? await s.audit.entryHash(tenantId, latest.seq - 1) : GENESIS_HASH;
+    // A missing entry before the anchored one cannot link: verify reports it as a broken link.
+    from = { seq: latest.seq, prevHash: prevHash ?? "" };
+  }
+  for (;;) {
+    const r = await s.audit.verify(tenantId, from ? { from } : {});
+    if (r.firstBroken) return r.firstBroken;
+    if (r.complete || !r.next) return undefined;
+    from = { seq: r.next.fromSeq, prevHash: r.next.prevHash };
+  }
+}
+
 async function anchorTenant(s: Services, tenantId: string, now: Date, log?: Log): Promise<TenantOutcome> {
   for (let attempt = 0; attempt < 5; attempt++) {
     // Anchors first, then the head: the head only moves forward, so it is never behind an anchor read before it.
@@ -72,6 +95,18 @@ async function anchorTenant(s: Services, tenantId: string, now: Date, log?: Log)
       );
     }
     if (decision.action === "skip") return "unchanged";
+    const broken = await verifySinceAnchor(s, tenantId, latest);
+    if (broken) {
+      // An entry written since the last anchor (or the anchored one) no longer matches its stored hash, or a link is
+      // broken: never anchor over it; report it as the anchors' own disagreements are.
+      log?.error("audit.anchor-alarm", { tenantId, reason: "chain-broken-since-anchor", breakReason: broken.reason, seq: broken.seq, anchoredSeq: latest?.seq ?? null, headSeq: head!.seq });
+      const evidence = (await s.audit.entryHash(tenantId, broken.seq)) ?? `missing-${broken.seq}`;
+      return raiseAlarm(
+        s,
+        { tenantId, reason: "chain-broken-since-anchor", anchoredSeq: latest?.seq ?? null, anchoredAt: latest?.anchoredAt ?? null, headSeq: head!.seq, evidence: `${broken.reason}:${broken.seq}:${evidence}`, detectedAt: now },
+        log,
+      );
+    }
     const anchor: Anchor = { v: 1, tenantId, seq: head!.seq, hash: head!.hash, anchoredAt: now.toISOString() };
     if (await s.anchors.append(anchor, seen)) return "anchored";
     // Another run appended meanwhile: look again.

@@ -17,7 +17,7 @@
  */
 import { createHash } from "node:crypto";
 import { QUEUES } from "../config/resources";
-import { BAND_LABELS, CATEGORY_LABELS, DEADLINE_LABELS, KIND_LABELS, LEVEL_LABELS, YES_NO } from "../domain/breach-labels";
+import { BAND_LABELS, CATEGORY_LABELS, DEADLINE_LABELS, KIND_LABELS, LEVEL_LABELS, OPERATOR_DEADLINE_LABELS, YES_NO } from "../domain/breach-labels";
 import {
   authorityClock,
   BREACH_DEADLINES,
@@ -337,7 +337,13 @@ declareDeadlineClock({
     }
     const operator = s.settings.operatorContactEmail;
     if (operator) {
-      const msg = s.templates.render("breach-operator-deadline", "en", { ...view("en", DEFAULT_TIME_ZONE), tenantId: m.tenantId, controllerName: locale.doc?.name ?? m.tenantId });
+      const msg = s.templates.render("breach-operator-deadline", "en", {
+        ...view("en", DEFAULT_TIME_ZONE),
+        // The operator reads of the tenant's deadline, not "your" deadline.
+        deadline: OPERATOR_DEADLINE_LABELS[deadline].en,
+        tenantId: m.tenantId,
+        controllerName: locale.doc?.name ?? m.tenantId,
+      });
       await s.email.send({ messageId: `${key}-o`, to: [operator], ...msg });
     }
     const seq = await recordAuditOnce(
@@ -357,6 +363,14 @@ declareDeadlineClock({
 // ---------------------------------------------------------------------------------------------------------------
 // The notice
 
+/**
+ * Which of the breach's start and end are known, so a template says "from A to B", "from A (end not yet known)",
+ * "until B" or "not yet known" instead of "from not yet known to not yet known".
+ */
+export function occurredFlags(from: string | null, to: string | null): { occurredBoth: boolean; occurredFromOnly: boolean; occurredToOnly: boolean; occurredUnknown: boolean } {
+  return { occurredBoth: from !== null && to !== null, occurredFromOnly: from !== null && to === null, occurredToOnly: from === null && to !== null, occurredUnknown: from === null && to === null };
+}
+
 /** The e-mail's view: the Art. 33(3) content of the tenant's part, in its language and time zone. */
 function noticeView(part: BreachPartDoc, notice: PartNotice, tenantName: string, language: Language, timeZone: string, s: Services) {
   const v = part.versions.find((x) => x.n === notice.version) ?? latestVersion(part);
@@ -375,6 +389,7 @@ function noticeView(part: BreachPartDoc, notice: PartNotice, tenantName: string,
     awareAt: when(c.awareAt)!,
     occurredFrom: when(c.occurredFrom) ?? words.unknown,
     occurredTo: when(c.occurredTo) ?? words.unknown,
+    ...occurredFlags(c.occurredFrom, c.occurredTo),
     kinds: breachKinds(c.nature).map((k) => ({ kind: KIND_LABELS[k][language], level: LEVEL_LABELS[c.nature[k]]![language] })),
     malicious: c.malicious ? words.yes : words.no,
     description: c.description,

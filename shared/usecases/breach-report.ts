@@ -20,7 +20,7 @@ import type { DataCategory } from "../domain/uploads";
 import { AppError } from "../errors";
 import type { Services } from "../services";
 import { recordAudit, type TenantCaller } from "./audit-trail";
-import { latestContent, latestVersion } from "./breach-notices";
+import { latestContent, latestVersion, occurredFlags } from "./breach-notices";
 import { tenantContactEmail } from "./tenants";
 
 /** The measures the product itself has in place before any breach (the form's "measures in place before"). */
@@ -139,6 +139,7 @@ export function authorityReportHtml(s: Services, report: AuthorityReport, timeZo
     cause: report.description.cause,
     occurredFrom: when(report.description.occurredFrom),
     occurredTo: when(report.description.occurredTo),
+    ...occurredFlags(report.description.occurredFrom, report.description.occurredTo),
     processorAwareAt: when(report.description.processorAwareAt),
     controllerAwareAt: when(report.description.controllerAwareAt),
     personCategories: report.persons.categories.map((p) => ({ label: PERSON_CATEGORY_LABELS[p]?.[lang] ?? p })),

@@ -17,6 +17,7 @@ import { createHash } from "node:crypto";
 import {
   assessSeverity,
   authorityClock,
+  authorityDeadline,
   breachFieldProblems,
   changedFields,
   controllerNoticeClock,
@@ -36,6 +37,7 @@ import {
   type ScopeEntry,
   type SeverityAssessment,
 } from "../domain/breaches";
+import { EARLIEST_FACT_TIME } from "../domain/time";
 import type { DataCategory } from "../domain/uploads";
 import { AppError, type FieldError } from "../errors";
 import type { Services } from "../services";
@@ -481,6 +483,13 @@ export async function patchBreach(s: Services, id: string, ifMatch: IfMatch, pat
 }
 
 /**
+ * What drafts opened by an alarm once said to the operator inside their description, which the tenants read once the
+ * draft is confirmed. The description now holds only what happened; the operator's view of a draft (status `draft`)
+ * says what to do.
+ */
+const DRAFT_INSTRUCTION = "Opened automatically as a draft: confirm it if personal data was, or may have been, affected, or dismiss it with the reason.";
+
+/**
  * Confirms a draft (an alarm's): it becomes an open breach from a new version whose awareAt is the alarm's time
  * unless the operator names a later one (a short investigation is allowed, EDPB 9/2022), and its tenants are told.
  * Errors: not-found, conflict (not a draft), validation-failed.
@@ -495,6 +504,8 @@ export async function confirmDraft(s: Services, id: string, input: { reason: str
   }
   const fields: BreachFields = {
     ...current.fields,
+    // Drafts opened before the operator's instruction was kept out of the description lose it now: the tenants read it.
+    description: current.fields.description.replace(` ${DRAFT_INSTRUCTION}`, "").replace(DRAFT_INSTRUCTION, "") || current.fields.description,
     awareAt: input.awareAt ?? detectedAt,
     ...(input.controllerNoticeDelayReason !== undefined ? { controllerNoticeDelayReason: input.controllerNoticeDelayReason } : {}),
   };
@@ -549,8 +560,7 @@ export async function openAnchorAlarmDraft(s: Services, alarm: AnchorAlarm): Pro
     malicious: false,
     description:
       `The hourly audit-anchor check found a tenant's audit chain no longer agreeing with the anchors written outside the database (${alarm.reason}; ` +
-      `anchored entry ${alarm.anchoredSeq ?? "none"}, chain head ${alarm.headSeq ?? "none"}). Entries may have been removed or rewritten by someone with write access to the database. ` +
-      "Opened automatically as a draft: confirm it if personal data was, or may have been, affected, or dismiss it with the reason.",
+      `anchored entry ${alarm.anchoredSeq ?? "none"}, chain head ${alarm.headSeq ?? "none"}). Entries may have been removed or rewritten by someone with write access to the database.`,
     cause: `Not known yet: found by the audit-anchor tamper check (${alarm.reason}).`,
     consequences: null,
     likelyConsequences: null,
@@ -668,18 +678,44 @@ export async function decideBreach(s: Services, caller: TenantCaller, id: string
 }
 
 /**
+ * The earliest time a notification to the authority can have been made: not before the breach became known (its
+ * awareAt), nor before this controller was told of it (Art. 33(1): its 72 hours run from its awareness, which comes
+ * from the processor's notice: EDPB Guidelines 9/2022), nor, for a supplementary one (Art. 33(4): in
+ * phases), before the first, nor before EARLIEST_FACT_TIME.
+ */
+function authorityNotificationFloor(doc: BreachPartDoc): { at: string; what: string } {
+  let floor = { at: EARLIEST_FACT_TIME, what: EARLIEST_FACT_TIME.slice(0, 10) };
+  const later = (at: string | null | undefined, what: string) => {
+    if (at && Date.parse(at) > Date.parse(floor.at)) floor = { at, what };
+  };
+  later(latestContent(doc).awareAt, "the breach became known");
+  later(doc.controllerNotifiedAt, "you were told of the breach");
+  later(doc.authorityNotifications[0]?.notifiedAt, "the first notification to the authority");
+  return floor;
+}
+
+/**
  * Records the tenant's notification to the supervisory authority (the first, and any supplementary one in phases).
  * The first one later than 72 hours after the controller was told needs the reasons for the delay (Art. 33(1));
- * without them it is refused. Errors: not-found, conflict (withdrawn), validation-failed.
+ * without them it is refused. One that claims to be in time but is recorded only after the deadline passed also
+ * needs a reason, and is kept flagged `recordedAfterDeadline` (Art. 33(5): the documentation must let the authority
+ * verify compliance; a claim made after the fact is shown as such). `notifiedAt` must not be before
+ * authorityNotificationFloor. Errors: not-found, conflict (withdrawn), validation-failed.
  */
 export async function recordAuthorityNotification(s: Services, caller: TenantCaller, id: string, input: AuthorityNotificationInput): Promise<TenantBreachView> {
   const now = s.clock.now();
-  if (Date.parse(input.notifiedAt) > now.getTime()) throw invalid([{ path: "notifiedAt", message: "must not be in the future" }]);
+  const claimed = Date.parse(input.notifiedAt);
+  if (claimed > now.getTime()) throw invalid([{ path: "notifiedAt", message: "must not be in the future" }]);
   let late = false;
+  let recordedAfterDeadline = false;
   const part = await changePart(s, caller, id, (doc) => {
     mustBeOpen(doc);
+    const floor = authorityNotificationFloor(doc);
+    if (claimed < Date.parse(floor.at)) throw invalid([{ path: "notifiedAt", message: `must not be before ${floor.what} (${floor.at})` }]);
     const first = doc.authorityNotifications.length === 0;
-    late = first && isLateAuthorityNotification(new Date(input.notifiedAt), doc.controllerNotifiedAt ? new Date(doc.controllerNotifiedAt) : null);
+    const controllerNotifiedAt = doc.controllerNotifiedAt ? new Date(doc.controllerNotifiedAt) : null;
+    late = first && isLateAuthorityNotification(new Date(input.notifiedAt), controllerNotifiedAt);
+    recordedAfterDeadline = first && !late && isLateAuthorityNotification(now, controllerNotifiedAt);
     if (late && !input.delayReason) {
       throw invalid([
         {
@@ -688,9 +724,20 @@ export async function recordAuthorityNotification(s: Services, caller: TenantCal
         },
       ]);
     }
+    if (recordedAfterDeadline && !input.delayReason) {
+      throw invalid([
+        {
+          path: "delayReason",
+          message: `is required: the 72-hour deadline (${authorityDeadline(controllerNotifiedAt)!.toISOString()}) has passed and the notification is recorded only now; say why (GDPR Art. 33(5): the record must let the authority verify compliance)`,
+        },
+      ]);
+    }
     return {
       ...withoutMeta(doc),
-      authorityNotifications: [...doc.authorityNotifications, { recordedAt: now.toISOString(), by: caller.actor, notifiedAt: input.notifiedAt, method: input.method, reference: input.reference, delayReason: input.delayReason, late }].slice(-50),
+      authorityNotifications: [
+        ...doc.authorityNotifications,
+        { recordedAt: now.toISOString(), by: caller.actor, notifiedAt: input.notifiedAt, method: input.method, reference: input.reference, delayReason: input.delayReason, late, recordedAfterDeadline },
+      ].slice(-50),
       updatedAt: now.toISOString(),
     };
   });
@@ -699,6 +746,7 @@ export async function recordAuthorityNotification(s: Services, caller: TenantCal
     notifiedAt: input.notifiedAt,
     method: input.method,
     late,
+    recordedAfterDeadline,
     supplementary: part.authorityNotifications.length > 1,
   });
   await keepDeadlines(s, part);

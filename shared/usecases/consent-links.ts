@@ -19,6 +19,7 @@
 import { createHash } from "node:crypto";
 import {
   ALL_PURPOSES,
+  projectStates,
   countLinkRequest,
   derivedConsentEventId,
   linkExpiry,
@@ -41,7 +42,7 @@ import { withoutMeta } from "../stores/cosmos";
 import type { StoredTenant } from "../stores/tenant-store";
 import { recordAudit, type TenantCaller } from "./audit-trail";
 import { newLinkSecret, openLinkSecret, unwrapSubjectKey } from "./consent-keys";
-import { findSubject, MAX_PURPOSES, recordEvents, type EventFacts } from "./consents";
+import { factOf, findSubject, MAX_PURPOSES, recordEvents, recorded, type EventFacts } from "./consents";
 import { emitWebhookEvent } from "./webhooks";
 
 /** Where the public withdrawal page of a token is served (under the host's /api prefix). */
@@ -149,11 +150,18 @@ export interface WithdrawalPage {
   html: string;
 }
 
-type PageState = "confirm" | "done" | "already" | "expired" | "invalid";
+type PageState = "confirm" | "done" | "already" | "pending" | "expired" | "invalid";
 
-function page(s: Services, state: PageState, language: Language, fields: { controllerName?: string; purposeDescription?: string; allPurposes?: boolean; withdrawnAt?: string; expiresAt?: string } = {}): string {
+function page(
+  s: Services,
+  state: PageState,
+  language: Language,
+  fields: { controllerName?: string; purposeDescription?: string; allPurposes?: boolean; withdrawnAt?: string; expiresAt?: string; inForce?: boolean } = {},
+): string {
   return s.pages.render("consent-withdrawal", language, {
     confirm: state === "confirm",
+    pending: state === "pending",
+    inForce: fields.inForce ?? true,
     done: state === "done",
     already: state === "already",
     expired: state === "expired",
@@ -200,10 +208,36 @@ async function countRequest(s: Services, link: VerifiedLink): Promise<void> {
   throw new AppError("too-many-requests", "this link is being used by many requests at once; try again later", { retryAfterSeconds: 5 });
 }
 
+/** How long a second POST of a link waits for the first to finish before saying the withdrawal is being recorded. */
+const CONCURRENT_USE_WAIT_MS = 5_000;
+
+/**
+ * The page for a POST of a link whose use another request has claimed (a double click, a retried form): a browser
+ * gets a page, never a problem document. Waits up to CONCURRENT_USE_WAIT_MS for the other request to finish, then
+ * shows "already withdrawn" with its time; if it has not finished by then, a page saying the withdrawal is being
+ * recorded (the claim is taken over after two minutes if its request died, so reloading finishes it).
+ */
+async function pageOfConcurrentUse(
+  s: Services,
+  link: VerifiedLink,
+  language: Language,
+  fields: { controllerName: string; purposeDescription: string; allPurposes: boolean },
+): Promise<string> {
+  const when = (d: Date) => formatInstant(d, language, link.tenant.timeZone);
+  const started = Date.now();
+  for (;;) {
+    const use = await s.consents.getLinkUse(link.tenant.tenantId, link.tokenHash);
+    if (use?.usedAt) return page(s, "already", language, { ...fields, withdrawnAt: when(new Date(use.usedAt)) });
+    if (Date.now() - started >= CONCURRENT_USE_WAIT_MS) return page(s, "pending", language, { ...fields, withdrawnAt: when(new Date(use?.claimedAt ?? s.clock.now())) });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
 /**
  * GET or POST of /api/public/consent-withdrawal/{token}. GET: the confirmation page (or that it was used, expired or
- * does not work). POST: withdraws once and says so. Errors: too-many-requests; conflict (a POST of the same link is
- * being worked on right now).
+ * does not work). POST: withdraws once and says so; a POST while another POST of the same link is being recorded
+ * gets the "already withdrawn" page once that one finishes (or a page saying it is being recorded). Errors:
+ * too-many-requests.
  */
 export async function withdrawalPage(s: Services, token: string, method: "GET" | "POST", requestId: string, log?: Log): Promise<WithdrawalPage> {
   const link = await verify(s, token);
@@ -223,19 +257,20 @@ export async function withdrawalPage(s: Services, token: string, method: "GET" |
 
   const used = await s.consents.getLinkUse(tenant.tenantId, link.tokenHash);
   if (used?.usedAt) return { status: 200, html: page(s, "already", language, { ...fields, withdrawnAt: when(new Date(used.usedAt)) }) };
-  if (method === "GET") return { status: 200, html: page(s, "confirm", language, { ...fields, expiresAt: when(new Date(claims.expiresAt * 1000)) }) };
+  if (method === "GET") {
+    // Say what the records show: "you gave your consent" only while a consent named by the link is in force.
+    const states = projectStates(recorded(await s.consents.eventsOfSubject(tenant.tenantId, claims.subjectId, purpose?.key)).map(factOf));
+    const inForce = states.some((st) => st.decision === "granted");
+    return { status: 200, html: page(s, "confirm", language, { ...fields, inForce, expiresAt: when(new Date(claims.expiresAt * 1000)) }) };
+  }
 
   // Claim the link's one use. A claim a crashed request left (older than two minutes) is taken over: the events have
   // fixed ids, so the withdrawal it began is finished, not made twice.
   if (!used) {
     const claimed = await s.consents.claimLinkUse({ tenantId: tenant.tenantId, subjectId: claims.subjectId, linkId: claims.linkId, claimedAt: now.toISOString(), usedAt: null, eventIds: [] }, link.tokenHash);
-    if (!claimed) {
-      const again = await s.consents.getLinkUse(tenant.tenantId, link.tokenHash);
-      if (again?.usedAt) return { status: 200, html: page(s, "already", language, { ...fields, withdrawnAt: when(new Date(again.usedAt)) }) };
-      throw new AppError("conflict", "this withdrawal is being recorded right now; reload the page in a moment");
-    }
+    if (!claimed) return { status: 200, html: await pageOfConcurrentUse(s, link, language, fields) };
   } else if (now.getTime() - Date.parse(used.claimedAt) < 2 * 60_000) {
-    throw new AppError("conflict", "this withdrawal is being recorded right now; reload the page in a moment");
+    return { status: 200, html: await pageOfConcurrentUse(s, link, language, fields) };
   }
 
   const purposes: PurposeDoc[] = purpose ? [purpose] : await s.consents.listPurposes(tenant.tenantId, MAX_PURPOSES);

@@ -275,7 +275,8 @@ export async function getOutcome(s: Services, caller: TenantCaller, id: string):
  * POST …/recipients-notified: the tenant told the recipients of the erased or rectified data (Art. 19), at `at`
  * (default now; never in the future). Recorded once; a second call answers the first record. Audited. The answer names
  * no recipient (GET …/certificate shows them). Errors:
- * not-found, conflict (no record yet, or a type without recipients), validation-failed (a future time).
+ * not-found, conflict (no record yet, or a type without recipients), validation-failed (a future time, a time before
+ * the request was received or before EARLIEST_FACT_TIME).
  */
 export async function recordRecipientsNotified(s: Services, caller: TenantCaller, id: string, input: { at?: string }): Promise<RecipientsNotified> {
   const now = s.clock.now();
@@ -283,6 +284,10 @@ export async function recordRecipientsNotified(s: Services, caller: TenantCaller
   if (at.getTime() > now.getTime()) throw new AppError("validation-failed", "at: must not be in the future", { errors: [{ path: "at", message: "must not be in the future" }] });
   const req = await s.subjectRequests.get(caller.tenantId, id);
   if (!req) throw notFound();
+  // The recipients cannot have been told of an erasure or rectification before the request was received.
+  if (at.getTime() < Date.parse(req.receivedAt)) {
+    throw new AppError("validation-failed", "at: must not be before the request was received", { errors: [{ path: "at", message: `must not be before the request was received (${req.receivedAt})` }] });
+  }
   const doc = await s.subjectRequests.outcomes.getOutcome(caller.tenantId, id);
   if (!doc?.record || !doc.audit) throw new AppError("conflict", `the request is ${req.status}; recipients can be recorded as told once its work is done`);
   if (doc.kind !== "erasure" && doc.kind !== "rectification") throw new AppError("conflict", "only an erasure or a rectification has recipients to tell (Art. 19)");

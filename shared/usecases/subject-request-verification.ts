@@ -4,16 +4,18 @@
  *
  * - the `verification-email` step e-mails the person, in the tenant's language, a one-time code (CODE_DIGITS digits
  *   from a CSPRNG, valid DSR_CODE_TTL_MINUTES) and a single-use link (256 random bits, valid until the verification
- *   window closes). Only a keyed hash of the code and the SHA-256 of the link's secret are stored. If a worker dies
- *   between storing the hashes and recording the e-mail as sent, the next attempt sends a fresh code and link (the
- *   plain values exist nowhere to send again); the earlier ones stay valid, so whichever e-mail the person has works;
+ *   window closes). Only a keyed hash of the code and the SHA-256 of the link's secret are stored. If the send fails,
+ *   or a worker dies between storing the hashes and recording the e-mail as sent, the next attempt sends a fresh code
+ *   and link (the plain values exist nowhere to send again); only codes and links whose e-mail was recorded as sent
+ *   are accepted (sentIssues), so no code that nobody was sent stays valid and open to guessing;
  * - the tenant relays the code (`verifyCode`): compared in constant time with every code issued; at most
  *   MAX_WRONG_TRIES wrong ones, then verification-failed; an expired one says so and does not count;
  * - or the person opens the link (`verificationPage`): GET shows a page, one POST confirms; expired, used and forged
  *   links get a page that says so and nothing about the request or the person;
  * - or the tenant vouches (`vouchForSubject`) with a statement: recorded as the tenant's (its key is the actor of the
  *   audit entry, which carries a keyed digest of the statement; the text itself is encrypted on the request).
- * The tenant may ask for a new e-mail MAX_RESENDS times (`resendVerification`).
+ * The tenant may ask for a new e-mail MAX_RESENDS times (`resendVerification`); asking again while an e-mail is still
+ * on its way neither counts nor queues another.
  */
 import { DEFAULT_LANGUAGE } from "../domain/language";
 import {
@@ -43,6 +45,13 @@ const MAX_ISSUED = 20;
 
 /** The public page a link opens (under /api). */
 export const verificationPath = (token: string) => `/api/public/subject-request-verification/${token}`;
+
+/**
+ * The issues whose e-mail was recorded as sent: the only codes and links accepted. A code whose send failed, or whose
+ * worker died before recording it, reached nobody (or is followed by a fresh one that did), and keeping it valid would
+ * only give a guesser more codes to hit (each wrong try is compared with every accepted code).
+ */
+const sentIssues = (issued: readonly IssuedVerification[]) => issued.filter((i) => i.sentAt !== null);
 
 /** `doc` verified by `method`: the state, the verification record and the `start` step. Pure. */
 function verified(doc: RequestDoc, method: VerificationMethod, by: ByWhom, now: Date, details: Record<string, string | number>): RequestDoc {
@@ -139,8 +148,8 @@ export async function verifyCode(s: Services, caller: TenantCaller, id: string, 
   const r = await changeRequest(s, caller.tenantId, id, (doc) => {
     if (doc.status !== "awaiting-verification") throw notAwaiting(doc);
     const now = s.clock.now();
-    const issued = doc.verification.issued;
-    // Every issued code is compared, each in constant time, whatever matched first.
+    const issued = sentIssues(doc.verification.issued);
+    // Every code that was sent is compared, each in constant time, whatever matched first.
     const matches = issued.filter((i) => matchingIndexes(hash(doc.id, i.gen, code), [i.codeHash]).length > 0);
     const live = matches.find((i) => Date.parse(i.codeExpiresAt) > now.getTime());
     if (live) {
@@ -158,7 +167,16 @@ export async function verifyCode(s: Services, caller: TenantCaller, id: string, 
   });
   if (!r.changed && !r.current) throw notFound();
   const result = outcome as "verified" | "expired" | { wrong: number };
-  if (result === "expired") throw new AppError("verification-failed", "the code has expired; ask for a new e-mail (POST …/resend) or let the person use the link");
+  if (result === "expired") {
+    const seen = r.changed ? r.after : r.current;
+    const resendsLeft = seen ? seen.verification.resends < MAX_RESENDS : true;
+    throw new AppError(
+      "verification-failed",
+      resendsLeft
+        ? "the code has expired; ask for a new e-mail (POST …/resend) or let the person use the link"
+        : `the code has expired and the e-mail was sent again ${MAX_RESENDS} times already; let the person use the link, vouch for the person, or reject the request`,
+    );
+  }
   if (result !== "verified") {
     const left = MAX_WRONG_TRIES - result.wrong;
     await recordAudit(s, caller.tenantId, caller, "subject-request.code-rejected", { type: "subject-request", id }, { wrongTries: result.wrong, triesLeft: Math.max(0, left) });
@@ -192,19 +210,25 @@ export async function vouchForSubject(s: Services, caller: TenantCaller, id: str
 
 /**
  * POST …/resend: another verification e-mail (a new code and link; the earlier ones keep working until they expire).
- * At most MAX_RESENDS. The link points at the origin this call was made on. Errors: not-found; conflict (not awaiting
- * verification, or no resends left).
+ * At most MAX_RESENDS. The link points at the origin this call was made on. While an e-mail asked for earlier has not
+ * gone out yet, a resend changes nothing and is not counted (that e-mail, when it goes out, is the new one): the
+ * answer shows the request as it is. Errors: not-found; conflict (not awaiting verification, or no resends left).
  */
 export async function resendVerification(s: Services, caller: TenantCaller, id: string, linkOrigin: string): Promise<RequestSummary> {
   const { timeZone } = await tenantZone(s, caller.tenantId);
   const r = await changeRequest(s, caller.tenantId, id, (doc) => {
     if (doc.status !== "awaiting-verification") throw notAwaiting(doc);
+    // An e-mail is still on its way: it will carry a new code and link; asking again adds nothing.
+    if (doc.verification.sent < doc.verification.requested) return undefined;
     if (doc.verification.resends >= MAX_RESENDS) throw new AppError("conflict", `the verification e-mail was sent again ${MAX_RESENDS} times already; vouch for the person or reject the request`);
     const now = s.clock.now();
     const v = doc.verification;
     return withStep({ ...withoutMeta(doc), verification: { ...v, resends: v.resends + 1, requested: v.requested + 1, linkOrigin: linkOrigin.slice(0, 300) } }, "verification-email", now);
   });
-  if (!r.changed) throw notFound();
+  if (!r.changed) {
+    if (!r.current) throw notFound();
+    return summaryOf(r.current, s.clock.now(), timeZone);
+  }
   await recordAudit(s, caller.tenantId, caller, "subject-request.resend-requested", { type: "subject-request", id }, { resends: r.after.verification.resends });
   return summaryOf(r.after, s.clock.now(), timeZone);
 }
@@ -254,7 +278,7 @@ export async function verificationPage(s: Services, token: string, method: "GET"
   let page: VerificationPage | undefined;
   const r = await changeRequest(s, parsed.tenantId, parsed.requestId, (doc) => {
     const now = s.clock.now();
-    const issued = doc.verification.issued;
+    const issued = sentIssues(doc.verification.issued);
     const matched = matchingIndexes(candidate, issued.map((i) => i.tokenHash)).map((n) => issued[n]!);
     const link = matched[0];
     if (!link || !doc.dataKey) {

@@ -25,12 +25,14 @@ import {
   newRequestId,
   NO_DATA_ANSWERS,
   planExtension,
+  rejectionGroundProblem,
   tenantMayDecide,
   type DsrDetails,
   type DsrStatus,
   type DsrType,
   type RejectionGround,
 } from "../domain/subject-requests";
+import { beforeEarliestFactTime, EARLIEST_FACT_TIME_MESSAGE } from "../domain/time";
 import { maskEmail } from "../domain/uploads";
 import { AppError } from "../errors";
 import type { Log } from "../observability";
@@ -119,6 +121,7 @@ export async function createSubjectRequest(s: Services, caller: TenantCaller, in
   const timeZone = tenant.timeZone;
   const receivedAt = input.receivedAt ? new Date(input.receivedAt) : now;
   if (receivedAt.getTime() > now.getTime()) throw invalid("receivedAt", "must not be in the future: the clock starts when the request was received (omit it for now)");
+  if (beforeEarliestFactTime(receivedAt)) throw invalid("receivedAt", EARLIEST_FACT_TIME_MESSAGE);
   const dueAt = dueAtFor(receivedAt, timeZone);
   const late = dueAt.getTime() < now.getTime();
   if (late && input.lateReason === undefined) throw invalid("lateReason", "the due date (28 days after receipt) has passed: say why the request is recorded late");
@@ -353,11 +356,14 @@ export function cancelSubjectRequest(s: Services, caller: TenantCaller, id: stri
 /**
  * POST …/reject: refused as manifestly unfounded or excessive (Art. 12(5)) or because the person's identity was not
  * verified (Art. 12(6)), with a reason. The person is told the reason and their right to complain to the supervisory
- * authority and to a judicial remedy (Art. 12(4)). Errors: not-found, conflict (closed already).
+ * authority and to a judicial remedy (Art. 12(4)). Errors: not-found, conflict (closed already), validation-failed
+ * (identity-not-verified for a verified request: rejectionGroundProblem).
  */
 export function rejectSubjectRequest(s: Services, caller: TenantCaller, id: string, input: { ground: RejectionGround; reason: string }): Promise<RequestSummary> {
   return decide(s, caller, id, (doc, seal, now) => {
     mustBeOpen(doc, "rejected");
+    const groundProblem = rejectionGroundProblem(input.ground, doc.verification.verifiedAt);
+    if (groundProblem) throw invalid("ground", groundProblem);
     const moved = withTransition(withoutSteps(withoutMeta(doc), closingSteps), "rejected", caller, now, { ground: input.ground });
     return withStep(
       {

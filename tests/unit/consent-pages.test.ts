@@ -18,7 +18,7 @@ afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-const view = { confirm: true, done: false, already: false, expired: false, invalid: false, controllerName: "", purposeDescription: "", allPurposes: false, withdrawnAt: "", expiresAt: "" };
+const view = { confirm: true, done: false, already: false, pending: false, inForce: true, expired: false, invalid: false, controllerName: "", purposeDescription: "", allPurposes: false, withdrawnAt: "", expiresAt: "" };
 
 describe("the bundled pages", () => {
   const pages = new PageTemplates(bundledPagesDir(bundledTemplatesDir()));
