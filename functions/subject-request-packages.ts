@@ -21,7 +21,10 @@ const packageSchema = z.object({
   scope: z.enum(["access", "portability"]),
   state: z.enum(["open", "building", "ready", "purged"]).describe("open: not built yet; building; ready to download; purged at the end of its download window"),
   awaitingDecision: z.array(z.string()).describe("Uploads whose content names other data subjects too, awaiting POST …/include-content (GDPR Art. 15(4))"),
-  decisions: z.array(z.object({ uploadId: z.string(), include: z.boolean(), at: z.string() })),
+  contentDecision: z
+    .object({ at: z.string(), included: z.array(z.string()) })
+    .nullable()
+    .describe("Your Art. 15(4) decision: the uploads included; every other upload naming others too is listed without its content"),
   builtAt: z.string().nullable(),
   expiresAt: z.string().nullable().describe("DSR_EXPORT_DAYS after it was built; then it is purged with a receipt"),
   size: z.number().int().nullable().describe("The zip's size in bytes"),

@@ -3,7 +3,7 @@
  * "subject-requests", one partition per tenant, beside the requests; every query here names its own `type`).
  *
  * A package record (`type: "dsr-package"`, id `pkg-<requestId>`) says what was decided and built for one request:
- * the tenant's Art. 15(4) decisions on content that names other people too (the reasons encrypted under the request's
+ * the tenant's Art. 15(4) decision on content that names other people too (its reason encrypted under the request's
  * data key), the stored zip (its blob, stream header, sizes and SHA-256), the package's own data key wrapped by the
  * tenant's KEK (destroying it erases the package everywhere at once), when it expires, the SHA-256 of the person's
  * link secret, the downloads counted, and its purge. Nothing personal in clear.
@@ -23,14 +23,17 @@ const encrypted = z.string().startsWith("v1.");
 export const PACKAGE_STATES = ["open", "building", "ready", "purged"] as const;
 export type PackageState = (typeof PACKAGE_STATES)[number];
 
+/**
+ * The tenant's Art. 15(4) decision on uploads whose content names other data subjects too: those `included` go in
+ * with their content, every other such upload is listed with its metadata only.
+ */
 export const contentDecisionSchema = z.object({
-  uploadId: z.string().max(64),
-  include: z.boolean(),
   at: iso,
   /** `key:<id>` of the tenant's API key. */
   by: z.string().max(100),
-  /** The tenant's reason, encrypted with the request's data key (field `dsr.contentReason`); null once erased. */
-  reason: encrypted.nullable(),
+  /** The tenant's reason, encrypted with the request's data key (field `dsr.contentReason`). */
+  reason: encrypted,
+  included: z.array(z.string().max(64)).max(200),
 });
 export type ContentDecision = z.infer<typeof contentDecisionSchema>;
 
@@ -43,8 +46,8 @@ export const packageDocSchema = z.object({
   state: z.enum(PACKAGE_STATES),
   createdAt: iso,
   updatedAt: iso,
-  /** Art. 15(4): the tenant's decisions on uploads whose content names other data subjects too (at most 200). */
-  decisions: z.array(contentDecisionSchema).max(200),
+  /** Art. 15(4): the tenant's decision on uploads whose content names other data subjects too; null until made. */
+  contentDecision: contentDecisionSchema.nullable(),
   /** A build under way: its attempt (one blob per attempt) and since when. */
   building: z.object({ attemptId: z.string().regex(/^[a-z0-9-]{1,40}$/), since: iso }).nullable(),
   /** The package's own data key, wrapped by the tenant's KEK; null once purged (crypto-shredded). */

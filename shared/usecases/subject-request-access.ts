@@ -449,7 +449,7 @@ function newPackageDoc(req: Pick<RequestDoc, "tenantId" | "id" | "requestType">,
     state: "open",
     createdAt: now.toISOString(),
     updatedAt: now.toISOString(),
-    decisions: [],
+    contentDecision: null,
     building: null,
     dataKey: null,
     content: null,
@@ -496,14 +496,17 @@ async function unwrapPackageKey(s: Services, pkg: PackageDoc): Promise<Buffer> {
 
 // --- Art. 15(4): content that names other people too -----------------------------------------------------------------------
 
-/** The uploads whose content would go in but names other data subjects too, and on which the tenant has not decided. */
-async function undecidedSharedContent(s: Services, req: Pick<RequestDoc, "tenantId" | "subjectHash">, decisions: readonly ContentDecision[], scope: PackageScope): Promise<string[]> {
-  const decided = new Set(decisions.map((d) => d.uploadId));
+/**
+ * The uploads whose content would go in but names other data subjects too, while the tenant has not decided (none
+ * once it has: what it did not include stays out, also uploads made after its decision).
+ */
+async function undecidedSharedContent(s: Services, req: Pick<RequestDoc, "tenantId" | "subjectHash">, decision: ContentDecision | null, scope: PackageScope): Promise<string[]> {
+  if (decision) return [];
   const out: string[] = [];
   for await (const u of uploadsNaming(s, req.tenantId, req.subjectHash!)) {
     if (!u.lookups.subjects.includes(req.subjectHash!) || u.subjectCount <= 1 || u.content === null || !isLive(u.status)) continue;
     if (scope === "portability" && u.providedBySubject !== true) continue;
-    if (!decided.has(u.id)) out.push(u.id);
+    out.push(u.id);
   }
   return out;
 }
@@ -511,8 +514,9 @@ async function undecidedSharedContent(s: Services, req: Pick<RequestDoc, "tenant
 /**
  * POST /subject-requests/{id}/include-content (Art. 15(4)): the tenant's decision on content that names other data
  * subjects too: the uploads listed go into the package with their content, every other upload of that kind is left
- * out (its metadata is listed either way); a later call, before the package is built, replaces the decision. Recorded with its reason (encrypted on the request's key; a
- * keyed digest of it in the audit log) and audited. A request waiting for this decision goes on.
+ * out (its metadata is listed either way); a later call, before the package is built, replaces the decision. Recorded
+ * with its reason (encrypted on the request's key; a keyed digest of it in the audit log) and audited. A request
+ * waiting for this decision goes on.
  * Errors: not-found; conflict (not an access or portability request, closed, or its package is already built);
  * validation-failed (an id that is not an upload naming the person together with others).
  */
@@ -540,16 +544,15 @@ export async function includeContent(s: Services, caller: TenantCaller, id: stri
   const now = s.clock.now().toISOString();
   // Under the request's data key, bound to the request and this field (erased with the request's other fields).
   const reason = encryptField(key, input.reason, fieldAssociatedData(req.tenantId, req.id, "dsr.contentReason"));
-  const include = new Set(wanted);
-  // Each call decides on every such upload: those listed go in, the others stay out (a later call may change that).
-  const decisions = [...shared].sort().slice(0, 200).map((uploadId): ContentDecision => ({ uploadId, include: include.has(uploadId), at: now, by: caller.actor, reason }));
+  // The call decides on every such upload: those listed go in, the others stay out (a later call may change that).
+  const contentDecision: ContentDecision = { at: now, by: caller.actor, reason, included: [...wanted].sort() };
   const saved = await changePackage(s, req.tenantId, req.id, (doc) => {
     if (doc.state !== "open") throw new AppError("conflict", "the package is already built; decisions are taken before it is");
-    return { ...withoutMeta(doc), decisions };
+    return { ...withoutMeta(doc), contentDecision };
   });
   await recordAudit(s, caller.tenantId, caller, "subject-request.content-decided", { type: "subject-request", id }, {
-    included: wanted.sort(),
-    withheld: [...shared].filter((u) => !include.has(u)).length,
+    included: contentDecision.included,
+    withheld: shared.size - wanted.length,
     reasonDigest: await statementDigest(s, caller.tenantId, id, input.reason),
   });
   // A request waiting for this decision goes on.
@@ -560,7 +563,7 @@ export async function includeContent(s: Services, caller: TenantCaller, id: stri
       : undefined,
   );
   const current = saved ?? (await packageOf(s, req));
-  return viewOf(current, await undecidedSharedContent(s, req, current.decisions, scope));
+  return viewOf(current, await undecidedSharedContent(s, req, current.contentDecision, scope));
 }
 
 // --- the work steps -------------------------------------------------------------------------------------------------------
@@ -578,7 +581,7 @@ async function check(s: Services, req: StoredRequest): Promise<WorkOutcome> {
   }
   const pkg = await packageOf(s, req);
   if (pkg.state !== "open") return { next: pkg.state === "building" ? "build" : "notify" };
-  const pending = await undecidedSharedContent(s, req, pkg.decisions, scope);
+  const pending = await undecidedSharedContent(s, req, pkg.contentDecision, scope);
   if (pending.length > 0) {
     await changeRequest(s, req.tenantId, req.id, (fresh) =>
       fresh.status === "in-progress" ? { ...withoutMeta(fresh), workState: { ...fresh.workState, waitingFor: "content-decision", undecidedUploads: pending.length } } : undefined,
@@ -622,7 +625,7 @@ async function build(s: Services, req: StoredRequest, log?: Log): Promise<WorkOu
     scope: claimed.scope,
     language,
     timeZone: tenant?.timeZone ?? DEFAULT_TIME_ZONE,
-    includedContent: new Set(claimed.decisions.filter((d) => d.include).map((d) => d.uploadId)),
+    includedContent: new Set(claimed.contentDecision?.included ?? []),
   };
   const target = { tenantId: req.tenantId, requestId: req.id, attemptId };
   const zip = packageStream(s, ctx, {
@@ -858,7 +861,8 @@ export interface PackageView {
   state: "open" | "building" | "ready" | "purged";
   /** Uploads whose content names other people too and awaits the tenant's decision (Art. 15(4)). */
   awaitingDecision: string[];
-  decisions: Array<{ uploadId: string; include: boolean; at: string }>;
+  /** The tenant's decision (Art. 15(4)): when, and the uploads included; null until made. */
+  contentDecision: { at: string; included: string[] } | null;
   builtAt: string | null;
   expiresAt: string | null;
   size: number | null;
@@ -874,7 +878,7 @@ function viewOf(pkg: PackageDoc, awaiting: string[] | undefined): PackageView {
     scope: pkg.scope,
     state: pkg.state,
     awaitingDecision: awaiting ?? [],
-    decisions: pkg.decisions.map((d) => ({ uploadId: d.uploadId, include: d.include, at: d.at })),
+    contentDecision: pkg.contentDecision ? { at: pkg.contentDecision.at, included: pkg.contentDecision.included } : null,
     builtAt: pkg.builtAt,
     expiresAt: pkg.expiresAt,
     size: pkg.content?.size ?? null,
@@ -890,7 +894,7 @@ export async function getPackage(s: Services, caller: TenantCaller, id: string):
   const req = await s.subjectRequests.get(caller.tenantId, id);
   if (!req || !packageScopeOf(req.requestType)) throw new AppError("not-found", "no access or portability request with this id");
   const pkg = (await s.packages.get(caller.tenantId, id)) ?? { ...newPackageDoc(req, new Date(req.createdAt)), _etag: "" };
-  const awaiting = pkg.state === "open" && req.subjectHash && isOpenStatus(req.status) ? await undecidedSharedContent(s, req, pkg.decisions, pkg.scope) : [];
+  const awaiting = pkg.state === "open" && req.subjectHash && isOpenStatus(req.status) ? await undecidedSharedContent(s, req, pkg.contentDecision, pkg.scope) : [];
   return viewOf(pkg, awaiting);
 }
 

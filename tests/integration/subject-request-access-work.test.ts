@@ -105,7 +105,7 @@ describe("the package steps", () => {
       state: "building",
       createdAt: since,
       updatedAt: since,
-      decisions: [],
+      contentDecision: null,
       building: { attemptId: "a-dead", since },
       dataKey: null,
       content: null,

@@ -160,7 +160,7 @@ describe("an access package", () => {
     expect(((await bad.json()) as { errors: Array<{ path: string }> }).errors[0]!.path).toBe("uploadIds.0");
     const decided = await t.call("POST", `v1/subject-requests/${requestId}/include-content`, { key: a.apiKey, json: { uploadIds: [ids.shared], reason: "The other person agreed" } });
     expect(decided.status).toBe(200);
-    expect(await decided.json()).toMatchObject({ awaitingDecision: [], decisions: [{ uploadId: ids.shared, include: true }] });
+    expect(await decided.json()).toMatchObject({ awaitingDecision: [], contentDecision: { included: [ids.shared] } });
     const entry = (await auditOf(a.apiKey, "subject-request.content-decided"))[0];
     expect(entry?.details).toMatchObject({ included: [ids.shared], withheld: 0 });
     expect(JSON.stringify(entry)).not.toContain("The other person agreed");
