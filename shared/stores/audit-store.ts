@@ -90,32 +90,54 @@ export class AuditStore {
 
   /** Per tenant, the last append of this instance queued or under way (see append). */
   private readonly appending = new Map<string, Promise<unknown>>();
+  /**
+   * Per tenant, the newest entry this instance wrote while appends were queued behind each other: where the next
+   * queued append starts (a guess a conflict corrects). Forgotten once the queue is empty, so an append that waited
+   * for nothing starts from the head document, as it always did.
+   */
+  private readonly tips = new Map<string, { seq: number; hash: string }>();
+  /** Per tenant, the entry the head document is being moved to, and the loop moving it (see advanceHeadTo). */
+  private readonly headMoves = new Map<string, { target: AuditEntry; running: Promise<void> }>();
 
   /**
    * Appends `event` at the next position of its tenant's chain. A chain takes one entry per position, so concurrent
-   * writers race for each; within this instance a tenant's appends are therefore taken one at a time, in call order
+   * writers race for each; within this instance a tenant's appends are therefore written one at a time, in call order
    * (50 requests of one tenant at once would otherwise each lose up to 49 races, and the unluckiest would give up),
-   * and only other instances race for a position: the loser, after a short random pause that grows with its losses
-   * (so instances that keep colliding spread out), tries the position after the chain's newest entry.
+   * each queued one starting after the entry this instance wrote last, so the serial part is one write. Only other instances
+   * race for a position: the loser, after a short random pause that grows with its losses (so instances that keep
+   * colliding spread out), tries the position after the chain's newest entry. The head document is then moved
+   * forward, by one loop per tenant that takes the newest entry written meanwhile (many appends, few head writes);
+   * the returned promise settles once the head has reached this entry.
    */
   append(event: AuditEvent): Promise<AuditEntry> {
-    const before = this.appending.get(event.tenantId) ?? Promise.resolve();
-    const mine = before.then(
-      () => this.appendNow(event),
-      () => this.appendNow(event),
+    const queued = this.appending.get(event.tenantId);
+    const before = queued ?? Promise.resolve();
+    const written = before.then(
+      () => this.writeEntry(event, queued !== undefined),
+      () => this.writeEntry(event, queued !== undefined),
     );
-    const settled = mine.catch(() => undefined);
+    const settled = written.catch(() => undefined);
     this.appending.set(event.tenantId, settled);
     void settled.then(() => {
-      if (this.appending.get(event.tenantId) === settled) this.appending.delete(event.tenantId);
+      if (this.appending.get(event.tenantId) !== settled) return;
+      this.appending.delete(event.tenantId);
+      this.tips.delete(event.tenantId);
     });
-    return mine;
+    return written.then(async (entry) => {
+      await this.advanceHeadTo(event.tenantId, entry);
+      return entry;
+    });
   }
 
-  private async appendNow(event: AuditEvent): Promise<AuditEntry> {
-    const head = await readItem(this.container, headSchema, HEAD_ID, event.tenantId);
-    let seq = head?.seq ?? 0;
-    let prevHash = head?.hash ?? GENESIS_HASH;
+  /** Writes the entry at the next free position; `queued`: it waited for another append of this instance. */
+  private async writeEntry(event: AuditEvent, queued: boolean): Promise<AuditEntry> {
+    let tip = queued ? this.tips.get(event.tenantId) : undefined;
+    if (!tip) {
+      const head = await readItem(this.container, headSchema, HEAD_ID, event.tenantId);
+      tip = head ? { seq: head.seq, hash: head.hash } : { seq: 0, hash: GENESIS_HASH };
+    }
+    let seq = tip.seq;
+    let prevHash = tip.hash;
     for (let attempt = 0; attempt < this.maxAttempts; attempt++) {
       const entry = sealEntry({
         tenantId: event.tenantId,
@@ -131,21 +153,51 @@ export class AuditStore {
       try {
         await this.container.items.create({ ...entry, id: entryId(entry.seq), type: "audit-entry" });
       } catch (err) {
-        if (!isConflict(err)) throw err;
+        if (!isConflict(err)) {
+          this.tips.delete(event.tenantId);
+          throw err;
+        }
         // Another instance took this position: after a short pause, try the position after the chain's newest entry
         // (not merely the next one: the other instance may have written several meanwhile).
         await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(50, 2 * (attempt + 1))));
-        const tip = await this.newestEntry(event.tenantId);
-        if (tip && tip.seq > seq) {
-          seq = tip.seq;
-          prevHash = tip.hash;
+        const newest = await this.newestEntry(event.tenantId);
+        if (newest && newest.seq > seq) {
+          seq = newest.seq;
+          prevHash = newest.hash;
         }
         continue;
       }
-      await this.advanceHead(event.tenantId, entry, attempt === 0 ? head : undefined);
+      this.tips.set(event.tenantId, { seq: entry.seq, hash: entry.hash });
       return entry;
     }
+    this.tips.delete(event.tenantId);
     throw new Error(`audit append for tenant ${event.tenantId} lost the race ${this.maxAttempts} times`);
+  }
+
+  /**
+   * Moves the tenant's head document to at least `entry`: joins the loop already moving it (which then goes on to
+   * the newest entry it was given) or starts one. Settles once the head is at `entry` or beyond.
+   */
+  private advanceHeadTo(tenantId: string, entry: AuditEntry): Promise<void> {
+    const move = this.headMoves.get(tenantId);
+    if (move) {
+      if (move.target.seq < entry.seq) move.target = entry;
+      return move.running;
+    }
+    const state = { target: entry, running: Promise.resolve() };
+    state.running = (async () => {
+      try {
+        for (;;) {
+          const target = state.target;
+          await this.advanceHead(tenantId, target);
+          if (state.target === target) return;
+        }
+      } finally {
+        this.headMoves.delete(tenantId);
+      }
+    })();
+    this.headMoves.set(tenantId, state);
+    return state.running;
   }
 
   /** The entry with the highest sequence number in the tenant's chain (the head document can lag it). */
