@@ -515,6 +515,7 @@ export class LocalFunctionsHost {
 
   private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const watch = this.watch(req, res);
+    closeWhenAnsweredEarly(req, res, Math.min(LINGER_MS, this.idleTimeoutMs));
     const rawPath = (req.url ?? "/").split("?")[0]!;
     if (rawPath === "/admin" || rawPath.startsWith("/admin/")) return this.onAdmin(req, res, rawPath);
     const prefix = this.options.config.routePrefix;
@@ -522,18 +523,13 @@ export class LocalFunctionsHost {
     if (prefix && rawPath !== prefixPath && !rawPath.toLowerCase().startsWith(prefixPath.toLowerCase() + "/")) {
       return hostNotFound(res);
     }
-    let path: string;
-    try {
-      path = rawPath
-        .slice(prefixPath.length)
-        .split("/")
-        .map((s) => decodeURIComponent(s))
-        .join("/");
-    } catch {
-      res.statusCode = 400;
-      res.end();
-      return;
-    }
+    // A segment whose percent-encoding is malformed (`%ff`, `%E0%A4%A`, a bare `%`) is matched as it was sent: the
+    // function it reaches (or the app's catch-all route) answers it, as a problem+json 400 with a request id.
+    const path = rawPath
+      .slice(prefixPath.length)
+      .split("/")
+      .map((s) => decodeSegment(s) ?? s)
+      .join("/");
     const method = (req.method ?? "GET").toUpperCase();
     const found = bestMatch(
       this.httpEntries.filter((e) => !e.methods || e.methods.has(method)),
@@ -650,8 +646,17 @@ export class LocalFunctionsHost {
       headers,
       agent: this.proxyAgent,
     });
+    // Headers go out at once, even before the first byte of the body (or with none of it ever coming): the function
+    // starts and answers a stalled body itself (408), instead of never hearing of the request.
+    proxyReq.flushHeaders();
     const done = new Promise<void>((resolve) => {
       proxyReq.on("response", (proxyRes) => {
+        if (!req.complete) {
+          // Answered before the client's body all came (413, 408, 401...): what is still to come is read and
+          // discarded here (see closeWhenAnsweredEarly), never forwarded, and never taken as a next request.
+          req.unpipe(proxyReq);
+          req.resume();
+        }
         if (res.headersSent) {
           // The host answered already (504 after the request timeout): this late answer goes nowhere.
           proxyRes.resume();
@@ -686,8 +691,14 @@ export class LocalFunctionsHost {
       proxyReq.once("response", () => resolve(true));
       proxyReq.once("close", () => resolve(false));
     });
-    // A client that goes away mid-upload aborts the proxied request, so the function sees its body fail.
-    pipeline(req, proxyReq).catch(() => proxyReq.destroy());
+    // A client that goes away mid-upload aborts the proxied request, so the function sees its body fail. (Not
+    // pipeline(): when the proxied request ends early, after an early answer, it would destroy the client's request
+    // and with it the connection the answer is still on its way through.)
+    req.pipe(proxyReq);
+    req.once("error", () => proxyReq.destroy());
+    req.once("close", () => {
+      if (!req.complete) proxyReq.destroy();
+    });
     res.on("close", () => {
       if (!res.writableFinished) proxyReq.destroy();
     });
@@ -714,19 +725,12 @@ export class LocalFunctionsHost {
     if (req.method === "GET" && path === "/admin/functions") return send(200, this.functions());
     const m = /^\/admin\/functions\/([^/]+)$/.exec(path);
     if (req.method === "POST" && m) {
-      const name = decodeURIComponent(m[1]!);
+      const name = decodeSegment(m[1]!);
+      if (name === undefined) return send(400, { error: "the function name in the path has malformed percent-encoding (RFC 3986 §2.1)" });
       const reg = this.registrationsByName.get(name.toLowerCase());
       if (!reg) return send(404, { error: `no function named ${name}` });
-      const chunks: Buffer[] = [];
-      let size = 0;
-      for await (const c of req) {
-        size += (c as Buffer).length;
-        if (size > MAX_ADMIN_BODY_BYTES) {
-          res.setHeader("connection", "close");
-          return send(413, { error: `the body may be at most ${MAX_ADMIN_BODY_BYTES} bytes` });
-        }
-        chunks.push(c as Buffer);
-      }
+      const chunks = await readLimited(req, MAX_ADMIN_BODY_BYTES);
+      if (chunks === undefined) return send(413, { error: `the body may be at most ${MAX_ADMIN_BODY_BYTES} bytes` });
       let input: string | undefined;
       if (chunks.length > 0) {
         try {
@@ -797,6 +801,84 @@ async function capturingServers<T>(fn: () => Promise<T>): Promise<{ result: T; s
     return { result: await fn(), servers };
   } finally {
     http.createServer = createServer;
+  }
+}
+
+/**
+ * The body of `req` when it is at most `limit` bytes, else undefined: from then on the rest is read and discarded
+ * (never destroyed: that would reset the connection the answer goes out on).
+ */
+function readLimited(req: IncomingMessage, limit: number): Promise<Buffer[] | undefined> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (c: Buffer) => {
+      size += c.length;
+      if (size > limit) {
+        req.off("data", onData);
+        req.off("end", onEnd);
+        req.off("error", onError);
+        req.resume();
+        resolve(undefined);
+        return;
+      }
+      chunks.push(c);
+    };
+    const onEnd = () => resolve(chunks);
+    const onError = (err: Error) => reject(err);
+    req.on("data", onData);
+    req.once("end", onEnd);
+    req.once("error", onError);
+  });
+}
+
+/** How long, at most, the host keeps reading what a client still sends after answering it early (see below). */
+const LINGER_MS = 5_000;
+
+/**
+ * An answer that begins before the client's request body has all arrived (a 413 or 408 from the function, the host's
+ * 404, 401, 400, 504 or 502, given without reading it) closes the connection: it says `Connection: close` (RFC 9112
+ * §9.6), since the rest of the body must never be read as a next request and a stalled body never comes. Closing at
+ * once while the client is still sending would make the client's TCP stack reset the connection and drop the answer
+ * before it is read (RFC 9112 §9.6 on closing while the client sends), so after the answer the host shuts its sending
+ * side and keeps reading, and discarding, what the client still sends until it stops, for at most `lingerMs`.
+ */
+function closeWhenAnsweredEarly(req: IncomingMessage, res: ServerResponse, lingerMs: number): void {
+  const writeHead = res.writeHead;
+  res.writeHead = function (this: ServerResponse, ...args: unknown[]) {
+    if (!req.complete && !this.headersSent) {
+      this.setHeader("connection", "close");
+      lingerBeforeClosing(req, lingerMs);
+    }
+    return (writeHead as (...a: unknown[]) => ServerResponse).apply(this, args);
+  } as typeof res.writeHead;
+}
+
+/**
+ * Node's server ends a `Connection: close` exchange with `socket.destroySoon()`: destroyed as soon as the answer is
+ * written. For this socket, that becomes: send the answer and FIN, discard what comes in, destroy when the client has
+ * finished (its FIN) or after `lingerMs`.
+ */
+function lingerBeforeClosing(req: IncomingMessage, lingerMs: number): void {
+  const socket = req.socket as IncomingMessage["socket"] & { destroySoon?: () => void };
+  socket.destroySoon = function (this: typeof socket) {
+    if (this.writable) this.end();
+    const timer = setTimeout(() => this.destroy(), lingerMs);
+    timer.unref();
+    this.once("close", () => clearTimeout(timer));
+    if (this.readableEnded) this.destroy();
+    else this.once("end", () => this.destroy());
+    req.resume();
+    this.resume();
+  };
+}
+
+/** One path segment percent-decoded (RFC 3986 §2.1), or undefined when its encoding is malformed or not UTF-8. */
+function decodeSegment(segment: string): string | undefined {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return undefined;
   }
 }
 

@@ -207,18 +207,26 @@ function isJsonContentType(value: string | null): boolean {
 
 /**
  * The next chunk of a body, or a 408 `request-timeout` when none comes for `idleMs` (the caller has stopped sending:
- * its request must not hold an invocation, a connection and memory for as long as it likes). The read is cancelled.
+ * its request must not hold an invocation, a connection and memory for as long as it likes). The read is cancelled
+ * after the timeout has decided the outcome: cancelling settles a pending read as the end of the body (WHATWG
+ * Streams, ReadableStreamCancel), which must never pass for a body that was complete.
  */
 async function readWithin<T>(reader: ReadableStreamDefaultReader<T>, idleMs: number): Promise<Awaited<ReturnType<ReadableStreamDefaultReader<T>["read"]>>> {
   let timer: NodeJS.Timeout | undefined;
+  let timedOut = false;
+  const timeout = () =>
+    new AppError("request-timeout", `the body stopped arriving: no bytes came for ${Math.round(idleMs / 1000)} s; nothing was stored, send it again`);
   const idle = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
+      timedOut = true;
+      reject(timeout());
       reader.cancel().catch(() => undefined);
-      reject(new AppError("request-timeout", `the body stopped arriving: no bytes came for ${Math.round(idleMs / 1000)} s; nothing was stored, send it again`));
     }, idleMs);
   });
   try {
-    return await Promise.race([reader.read(), idle]);
+    const result = await Promise.race([reader.read(), idle]);
+    if (timedOut) throw timeout();
+    return result;
   } finally {
     clearTimeout(timer);
   }
@@ -226,11 +234,13 @@ async function readWithin<T>(reader: ReadableStreamDefaultReader<T>, idleMs: num
 
 /**
  * Reads at most `limit` bytes of the body; past that, stops reading and answers 413. A body that sends nothing for
- * `idleMs` (UPLOAD_IDLE_SECONDS, the limit content uploads have) is answered 408.
+ * `idleMs` (UPLOAD_IDLE_SECONDS, the limit content uploads have) is answered 408. A body that ends before its declared
+ * Content-Length (the connection was cut, RFC 9112 §8) is incomplete and refused with 400, never parsed.
  */
 export async function readBodyText(request: HttpRequest, limit: number, idleMs: number): Promise<string> {
-  const declared = request.headers.get("content-length");
-  if (declared !== null && /^\d+$/.test(declared) && Number(declared) > limit) {
+  const header = request.headers.get("content-length");
+  const declared = header !== null && /^\d+$/.test(header) ? Number(header) : undefined;
+  if (declared !== undefined && declared > limit) {
     throw new AppError("payload-too-large", `the JSON body may be at most ${limit} bytes`);
   }
   if (!request.body) return "";
@@ -247,9 +257,33 @@ export async function readBodyText(request: HttpRequest, limit: number, idleMs: 
     }
     chunks.push(Buffer.from(value));
   }
+  if (declared !== undefined && total < declared) {
+    throw new AppError("malformed-request", `the body ended after ${total} of the declared ${declared} bytes; nothing was stored, send it again`);
+  }
   const bytes = Buffer.concat(chunks);
   const text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes);
   return text;
+}
+
+/**
+ * Whether the path of `url` has a segment whose percent-encoding is malformed (`%`, `%f`, `%zz`) or decodes to bytes
+ * that are not UTF-8 (`%ff`, `%E0%A4%A`): such a path names nothing and is answered 400, before anything else.
+ */
+export function hasMalformedPath(url: string): boolean {
+  let path: string;
+  try {
+    path = new URL(url).pathname;
+  } catch {
+    return true;
+  }
+  return path.split("/").some((segment) => {
+    try {
+      decodeURIComponent(segment);
+      return false;
+    } catch {
+      return true;
+    }
+  });
 }
 
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
@@ -509,6 +543,9 @@ export function httpEndpoint<A extends AuthMode, P extends AnyObject | undefined
     const requestId = pickRequestId(request.headers.get("x-request-id"));
     const log = invocationLog(context);
     try {
+      if (hasMalformedPath(request.url)) {
+        throw new AppError("malformed-request", "the path has malformed percent-encoding: every % must start %XX with two hex digits, and the bytes must be UTF-8 (RFC 3986 §2.1)");
+      }
       const services = getServices();
       const principal = await authenticate(spec.auth, request, services, requestId);
 

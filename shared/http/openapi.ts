@@ -36,16 +36,16 @@ const wwwAuthenticate = { "WWW-Authenticate": { description: "Bearer, with error
 /**
  * The problems the endpoint wrapper (endpoint.ts `answer`) can answer for `spec` before or around its handler:
  * - every operation: 400 invalid-parameter (a query parameter given twice, unknown or invalid; a cursor not ours),
- *   500 internal-error;
+ *   400 malformed-request (a path with malformed percent-encoding), 500 internal-error;
  * - its auth: 401 unauthenticated (with WWW-Authenticate); a tenant key also 403 tenant-suspended;
  * - path parameters: 404 not-found (a malformed id names nothing, as an unknown one);
- * - a JSON body: 400 invalid-json, 408 request-timeout (idle for UPLOAD_IDLE_SECONDS), 413 payload-too-large,
- *   415 unsupported-media-type, 422 validation-failed;
+ * - a JSON body: 400 invalid-json or malformed-request (it ended before its Content-Length), 408 request-timeout
+ *   (idle for UPLOAD_IDLE_SECONDS), 413 payload-too-large, 415 unsupported-media-type, 422 validation-failed;
  * - Idempotency-Key: 400 invalid-parameter (its syntax), 409 idempotency-in-progress, 422 idempotency-key-reused,
  *   500 integrity-error (a stored answer that fails to decrypt).
  */
 export function wrapperProblems(spec: AnyEndpointSpec): Map<number, { types: ProblemType[]; headers?: Record<string, ResponseHeaderSpec> }> {
-  const types: ProblemType[] = ["invalid-parameter", "internal-error"];
+  const types: ProblemType[] = ["invalid-parameter", "malformed-request", "internal-error"];
   if (spec.auth !== "none") types.push("unauthenticated");
   if (spec.auth === "tenant") types.push("tenant-suspended");
   if (spec.params) types.push("not-found");

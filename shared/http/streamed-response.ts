@@ -48,37 +48,58 @@ export class ResponseClosedError extends Error {
   }
 }
 
-/** Resolves when `response` holds less than the high-water mark unsent; rejects when it closed first. */
-function room(response: ServerResponse): Promise<void> {
-  if (response.destroyed || response.writableFinished) return Promise.reject(new ResponseClosedError());
-  if (response.writableLength < PACED_HIGH_WATER_BYTES) return Promise.resolve();
-  return new Promise((resolve, reject) => {
+/**
+ * Resolves with true when `response` holds less than the high-water mark unsent, or with false when it closed first
+ * (the caller tells a client that went away from one that had everything, see pacedBody).
+ */
+function room(response: ServerResponse): Promise<boolean> {
+  if (response.destroyed || response.writableFinished) return Promise.resolve(false);
+  if (response.writableLength < PACED_HIGH_WATER_BYTES) return Promise.resolve(true);
+  return new Promise((resolve) => {
     const done = () => {
       response.off("drain", onDrain);
       response.off("close", onClose);
     };
     const onDrain = () => {
       done();
-      resolve();
+      resolve(true);
     };
     const onClose = () => {
       done();
-      reject(new ResponseClosedError());
+      resolve(false);
     };
     response.on("drain", onDrain);
     response.on("close", onClose);
   });
 }
 
+/** The response's declared Content-Length, when it has one. */
+function declaredLength(response: ServerResponse): number | undefined {
+  const value = response.getHeader("content-length");
+  const n = typeof value === "number" ? value : typeof value === "string" && /^\d+$/.test(value) ? Number(value) : NaN;
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
 /**
  * `body`, taken chunk by chunk only as fast as the response of invocation `invocationId` sends it. When that response
- * closes early, `body` is destroyed (its own clean-up runs) and the returned stream ends with ResponseClosedError.
+ * closes before the whole body was passed on, `body` is destroyed (its own clean-up runs) and the returned stream
+ * ends with ResponseClosedError.
+ *
+ * A response with a Content-Length whose every declared byte was passed on is complete, even when it closes before the
+ * library ends it: the client (the host, Azure's front end) has the whole message and may close its connection at once,
+ * while the library still waits for the body's end. That is a sent answer, not a failed invocation: the returned
+ * stream then simply ends.
  */
 export function pacedBody(body: Readable, invocationId: string): Readable {
   const response = responses.get(invocationId);
   if (!response) return body;
+  let passed = 0;
+  const whole = () => {
+    const declared = declaredLength(response);
+    return declared !== undefined && passed >= declared;
+  };
   const onClose = () => {
-    if (!response.writableFinished) body.destroy(new ResponseClosedError());
+    if (!response.writableFinished && !whole()) body.destroy(new ResponseClosedError());
   };
   response.once("close", onClose);
   const it = body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
@@ -86,9 +107,13 @@ export function pacedBody(body: Readable, invocationId: string): Readable {
     (async function* () {
       try {
         for (;;) {
-          await room(response);
+          if (!(await room(response))) {
+            if (whole()) return;
+            throw new ResponseClosedError();
+          }
           const next = await it.next();
           if (next.done) return;
+          passed += next.value.length;
           yield next.value;
         }
       } finally {
