@@ -6,20 +6,10 @@
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { benchErasure, renderErasureResults } from "./erasure";
+import { benchErasure, renderErasureResults, withErasureSection } from "./erasure";
 
 const root = path.resolve(__dirname, "../..");
 const resultsPath = path.join(root, "bench/RESULTS.md");
-const HEADING = "## Data-subject erasure";
-
-/** `markdown` with the section under HEADING (to the next level-2 heading, or the end) replaced, or appended. */
-export function withErasureSection(markdown: string, section: string): string {
-  const start = markdown.indexOf(HEADING);
-  if (start < 0) return markdown.trimEnd() + "\n\n" + section;
-  const next = markdown.indexOf("\n## ", start + 3);
-  return markdown.slice(0, start) + section + (next < 0 ? "" : "\n" + markdown.slice(next + 1));
-}
-
 async function main(): Promise<void> {
   const uploads = Number(process.env.BENCH_ERASURE_UPLOADS ?? "1000");
   if (!Number.isInteger(uploads) || uploads < 1) throw new Error("BENCH_ERASURE_UPLOADS must be a positive integer");

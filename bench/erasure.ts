@@ -39,6 +39,7 @@ export interface ErasureBenchResult {
 }
 
 const DAY = 86_400_000;
+const ERASURE_HEADING = "## Data-subject erasure";
 
 async function json<T>(res: Response): Promise<T> {
   if (!res.ok) throw new Error(`${res.status} ${await res.text()}`);
@@ -166,9 +167,9 @@ export async function benchErasure(opts: { root: string; uploads: number; rounds
 /** The RESULTS.md section. */
 export function renderErasureResults(r: ErasureBenchResult, info: { startedAt: Date; durationSeconds: number }): string {
   const lines = [
-    "## Data-subject erasure: one person with many uploads",
+    `${ERASURE_HEADING}: one person with many uploads`,
     "",
-    "- Command: `npm run build && node dist/bench/erasure-run.js`",
+    "- Command: `npm run bench` (this section alone: `npm run build && node dist/bench/erasure-run.js`)",
     `- Run: ${info.startedAt.toISOString()}, ${info.durationSeconds.toFixed(0)} s in all`,
     `- Machine: ${machineLine()}`,
     `- Erasure: ${r.uploads.toLocaleString("en")} uploads naming one person (two recipients each; one in ten with content), created through the API; ` +
@@ -187,4 +188,12 @@ export function renderErasureResults(r: ErasureBenchResult, info: { startedAt: D
     "",
   ];
   return lines.join("\n");
+}
+
+/** `markdown` with the erasure section (to the next level-2 heading, or the end) replaced, or appended. */
+export function withErasureSection(markdown: string, section: string): string {
+  const start = markdown.indexOf(ERASURE_HEADING);
+  if (start < 0) return markdown.trimEnd() + "\n\n" + section;
+  const next = markdown.indexOf("\n## ", start + 3);
+  return markdown.slice(0, start) + section + (next < 0 ? "" : "\n" + markdown.slice(next + 1));
 }
