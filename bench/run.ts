@@ -11,6 +11,7 @@
  */
 import { writeFileSync } from "node:fs";
 import path from "node:path";
+import { benchErasure, renderErasureResults, withErasureSection } from "./erasure";
 import { benchPurge, type PurgeRun } from "./purge";
 import { renderResults } from "./report";
 import { benchUploadPath } from "./upload-path";
@@ -50,19 +51,23 @@ async function main(): Promise<void> {
     .filter((n) => Number.isInteger(n) && n > 0);
   const purge: PurgeRun[] = [];
   for (const items of purgeSizes) purge.push(await benchPurge({ root, items, log }));
+  // Data-subject erasure of one person with 1,000 uploads against the purge of 1,000 expired uploads (bench/erasure.ts).
+  const erasureStarted = new Date();
+  const erasure = await benchErasure({ root, uploads: 1000, rounds: 3, log });
+  const erasureSection = renderErasureResults(erasure, { startedAt: erasureStarted, durationSeconds: (Date.now() - erasureStarted.getTime()) / 1000 });
   const markdown = renderResults(result, {
     startedAt,
     durationSeconds: (Date.now() - startedAt.getTime()) / 1000,
     command: "npm run bench",
   }, purge);
   if (standard) {
-    writeFileSync(resultsPath, markdown);
+    writeFileSync(resultsPath, withErasureSection(markdown, erasureSection));
     log(`wrote ${path.relative(process.cwd(), resultsPath)}`);
   } else {
     log(`non-standard options: ${path.relative(process.cwd(), resultsPath)} left as it was`);
   }
   if (profileDir) log(`CPU profiles of each run's runtime and embedded storage processes are in ${profileDir}`);
-  console.log("\n" + markdown);
+  console.log("\n" + withErasureSection(markdown, erasureSection));
 }
 
 main().catch((err: Error) => {
