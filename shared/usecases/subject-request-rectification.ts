@@ -33,7 +33,8 @@ import type { RequestDoc, StoredRequest } from "../stores/subject-request-store"
 import type { UploadDoc } from "../stores/upload-store";
 import { sealConsentField, unwrapSubjectKey } from "./consent-keys";
 import { markerHasher, openRequestField, sealRequestField, unwrapRequestKey } from "./subject-request-keys";
-import { addRecipients, collectRecipients, ensureOutcome, inBatches, requestDetails, signRecord, UPLOAD_CONCURRENCY, updateOutcome, withPlanned } from "./subject-request-outcomes";
+import { recordAuditOnce } from "./audit-trail";
+import { actorFor, addRecipients, collectRecipients, ensureOutcome, inBatches, requestDetails, signRecord, UPLOAD_CONCURRENCY, updateOutcome, withPlanned } from "./subject-request-outcomes";
 import { openMarkerId, registerRequestWork, type WorkOutcome } from "./subject-request-steps";
 import { openField, sealField, unwrapUploadKey } from "./upload-keys";
 
@@ -109,12 +110,13 @@ export async function planRectification(s: Services, req: StoredRequest): Promis
 }
 
 /** One upload with the old address replaced (encrypted fields and keyed hashes), in one conditional write. */
-async function rectifyUpload(s: Services, tenantId: string, id: string, plan: Plan, secret: Buffer): Promise<boolean> {
+async function rectifyUpload(s: Services, tenantId: string, id: string, plan: Plan, secret: Buffer, beforeRead: () => Promise<unknown>): Promise<boolean> {
   for (let attempt = 0; attempt < 10; attempt++) {
     const doc = await s.uploads.get(tenantId, id);
     if (!doc || !doc.personal || !doc.dataKey) return false;
     const names = (h: string) => doc.lookups.subjects.includes(h) || doc.lookups.recipients.includes(h);
     if (!names(plan.fromHash)) return false;
+    if (attempt === 0) await beforeRead();
     const key = await unwrapUploadKey(s, doc);
     const isOld = (address: string) => lookupHash(secret, normaliseEmail(address)) === plan.fromHash;
     const fix = (field: "recipients" | "subjects") => {
@@ -144,7 +146,10 @@ export async function rectifyUploads(s: Services, req: StoredRequest): Promise<W
   const doc = await s.subjectRequests.outcomes.getOutcome(req.tenantId, req.id);
   const secret = await s.keys.lookupSecret(req.tenantId);
   await inBatches(doc?.plan.ids.uploads ?? [], UPLOAD_CONCURRENCY, async (id) => {
-    await rectifyUpload(s, req.tenantId, id, plan, secret);
+    // Its personal fields are decrypted to be rewritten: a read, audited once before it (ids and field names only).
+    const audited = () =>
+      recordAuditOnce(s, req.tenantId, actorFor(req), "upload.read", { type: "upload", id }, { fields: ["recipients", "subjects", "notifyEmail"], via: "rectification" }, `dsr-rectify-read:${req.id}:${id}`);
+    await rectifyUpload(s, req.tenantId, id, plan, secret, audited);
   });
   return { next: (await s.uploads.idsNamingPerson(req.tenantId, plan.fromHash, 1)).length > 0 ? "plan" : "consents" };
 }
