@@ -177,7 +177,7 @@ export function renderPackageResults(r: PackageBenchResult, info: { startedAt: D
     const base = summarize(c.baselineMs);
     const ratio = pkg.median / base.median;
     const goal = c.goal ? `| ≤ 2 | ${met(ratio <= 2)}` : "| none (memory) |";
-    return `| ${c.name} | ${fmt(pkg)} | ${c.baseline}: ${fmt(base)} | ${ratio.toFixed(2)} ${goal} | ${mb(Math.max(...growth(c)))} (${mb(Math.max(...c.peakRss))}) | ${mb(c.zipBytes)} |`;
+    return `| ${c.name} | ${fmt(pkg)} | ${c.baseline}: ${fmt(base)} | ${ratio.toFixed(2)} ${goal} | ${mb(Math.max(...growth(c)))} (${mb(Math.max(...c.peakRss))}) | ${(c.zipBytes / 1e6).toFixed(1)} |`;
   });
   const worst = Math.max(...r.cases.flatMap(growth));
   const lines = [
