@@ -127,8 +127,9 @@ describe("an access package", () => {
   let evidence: Buffer;
   let eventId: string;
 
+  const other = person("someone-else");
+
   beforeAll(async () => {
-    const other = person("someone-else");
     // The person is the one data subject; a recipient only; one of two data subjects; provided it themselves.
     const alone = await uploadWith(t, a.apiKey, 3000, { dataSubjects: [email], fileName: "<b>payslip</b> & \"notes\".pdf" });
     const recipient = await uploadWith(t, a.apiKey, 500, { dataSubjects: [other], recipients: [email.toUpperCase()], fileName: "for-you.pdf" });
@@ -202,6 +203,11 @@ describe("an access package", () => {
     expect(html).toContain("Acme &lt;ApS&gt; &amp; Co");
     expect(html).not.toMatch(/<script|<b>payslip/i);
     expect(html).toContain("en: Datatilsynet");
+    // The other data subject of the shared file, and the recipients' full addresses, appear nowhere.
+    for (const text of [html, zip.read("data.json").toString("utf8")]) {
+      expect(text).not.toContain(other);
+      expect(text).not.toContain("anna@recipient.example");
+    }
   });
 
   it("is downloadable by the person through the link, each download counted and audited", async () => {
