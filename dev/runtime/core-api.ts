@@ -90,6 +90,8 @@ const STUB_FILENAME = "/__safedata_local_runtime__/functions-core.js";
 let installed: CoreApi | undefined;
 
 type ResolveFilename = (request: string, ...rest: unknown[]) => string;
+/** Marks the process's one wrapper of Node's resolver (a registered symbol: the same in every copy of this module). */
+const HOOKED = Symbol.for("safedata.local-runtime.functions-core-hook");
 
 /**
  * Makes `require("@azure/functions-core")` return this process's CoreApi. Must run before the app's entry
@@ -98,12 +100,18 @@ type ResolveFilename = (request: string, ...rest: unknown[]) => string;
 export function installCoreApi(): CoreApi {
   if (installed) return installed;
   const api = new CoreApi();
-  const mod = Module as unknown as { _resolveFilename: ResolveFilename; _cache: Record<string, unknown> };
-  const original = mod._resolveFilename;
-  mod._resolveFilename = function (this: unknown, request: string, ...rest: unknown[]) {
-    if (request === CORE_MODULE) return STUB_FILENAME;
-    return original.call(this, request, ...rest);
-  } as ResolveFilename;
+  const mod = Module as unknown as { _resolveFilename: ResolveFilename & { [HOOKED]?: true }; _cache: Record<string, unknown> };
+  // Node's loader is the process's, while this module may be loaded more than once (a test runner loads it per test
+  // file): the resolver is wrapped once per process, and a later load only points the stand-in at its own CoreApi.
+  if (!mod._resolveFilename[HOOKED]) {
+    const original = mod._resolveFilename;
+    const hooked = function (this: unknown, request: string, ...rest: unknown[]) {
+      if (request === CORE_MODULE) return STUB_FILENAME;
+      return original.call(this, request, ...rest);
+    } as ResolveFilename & { [HOOKED]?: true };
+    hooked[HOOKED] = true;
+    mod._resolveFilename = hooked;
+  }
   const stub = new Module(STUB_FILENAME);
   stub.filename = STUB_FILENAME;
   stub.loaded = true;

@@ -13,7 +13,7 @@
  * less than `PACED_HIGH_WATER_BYTES` unsent, and the body is ended as soon as the response closes before it finished
  * (the client went away). Without such a response (another runtime, no streaming) a body passes through unpaced.
  */
-import { subscribe } from "node:diagnostics_channel";
+import { channel } from "node:diagnostics_channel";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { Readable } from "node:stream";
 
@@ -21,19 +21,32 @@ import { Readable } from "node:stream";
 export const PACED_HIGH_WATER_BYTES = 256 * 1024;
 
 const INVOCATION_HEADER = "x-ms-invocation-id";
+/** Where the process's one registry hangs on the channel (a registered symbol: the same in every copy of this module). */
+const REGISTRY = Symbol.for("safedata.http.proxy-responses");
 
-/** Responses being written, by the invocation they answer; an entry leaves when its response closes. */
-const responses = new Map<string, ServerResponse>();
-
-subscribe("http.server.request.start", (message) => {
-  const { request, response } = message as { request: IncomingMessage; response: ServerResponse };
-  const id = request.headers[INVOCATION_HEADER];
-  if (typeof id !== "string" || id === "") return;
-  responses.set(id, response);
-  response.once("close", () => {
-    if (responses.get(id) === response) responses.delete(id);
+/**
+ * Responses being written, by the invocation they answer; an entry leaves when its response closes. One registry, and
+ * one subscriber, per process: the diagnostics channel is the process's, while this module may be loaded more than
+ * once (a test runner loads it per test file, a host may reload the app). Subscribing per load added one more "close"
+ * listener to every response per load, and kept every loaded copy alive.
+ */
+const responses: Map<string, ServerResponse> = (() => {
+  const started = channel("http.server.request.start") as ReturnType<typeof channel> & { [REGISTRY]?: Map<string, ServerResponse> };
+  const existing = started[REGISTRY];
+  if (existing) return existing;
+  const registry = new Map<string, ServerResponse>();
+  started[REGISTRY] = registry;
+  started.subscribe((message) => {
+    const { request, response } = message as { request: IncomingMessage; response: ServerResponse };
+    const id = request.headers[INVOCATION_HEADER];
+    if (typeof id !== "string" || id === "") return;
+    registry.set(id, response);
+    response.once("close", () => {
+      if (registry.get(id) === response) registry.delete(id);
+    });
   });
-});
+  return registry;
+})();
 
 /** The Node response the library answers invocation `invocationId` with, while it is open (undefined elsewhere). */
 export function proxyResponseOf(invocationId: string): ServerResponse | undefined {
