@@ -6,19 +6,10 @@
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { benchPackages, renderPackageResults } from "./packages";
+import { benchPackages, renderPackageResults, withPackageSection } from "./packages";
 
 const root = path.resolve(__dirname, "../..");
 const resultsPath = path.join(root, "bench/RESULTS.md");
-const HEADING = "## Access packages";
-
-/** `markdown` with the section under HEADING (to the next level-2 heading, or the end) replaced, or appended. */
-export function withPackageSection(markdown: string, section: string): string {
-  const start = markdown.indexOf(HEADING);
-  if (start < 0) return markdown.trimEnd() + "\n\n" + section;
-  const next = markdown.indexOf("\n## ", start + 3);
-  return markdown.slice(0, start) + section + (next < 0 ? "" : "\n" + markdown.slice(next + 1));
-}
 
 async function main(): Promise<void> {
   const rounds = Number(process.env.BENCH_PACKAGE_ROUNDS ?? "2");

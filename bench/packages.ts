@@ -208,3 +208,13 @@ export function renderPackageResults(r: PackageBenchResult, info: { startedAt: D
   ];
   return lines.join("\n");
 }
+
+const HEADING = "## Access packages";
+
+/** `markdown` with the access-package section (to the next level-2 heading, or the end) replaced, or appended. */
+export function withPackageSection(markdown: string, section: string): string {
+  const start = markdown.indexOf(HEADING);
+  if (start < 0) return markdown.trimEnd() + "\n\n" + section;
+  const next = markdown.indexOf("\n## ", start + 3);
+  return markdown.slice(0, start) + section + (next < 0 ? "" : "\n" + markdown.slice(next + 1));
+}
