@@ -12,6 +12,7 @@
 import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { benchErasure, renderErasureResults, withErasureSection } from "./erasure";
+import { benchPackages, renderPackageResults, withPackageSection } from "./packages";
 import { benchPurge, type PurgeRun } from "./purge";
 import { renderResults } from "./report";
 import { benchUploadPath } from "./upload-path";
@@ -51,6 +52,9 @@ async function main(): Promise<void> {
     .filter((n) => Number.isInteger(n) && n > 0);
   const purge: PurgeRun[] = [];
   for (const items of purgeSizes) purge.push(await benchPurge({ root, items, log }));
+  // Access and portability packages against reading the same uploads through the API (bench/packages.ts).
+  const packagesStarted = new Date();
+  const packageSection = renderPackageResults(await benchPackages({ root, log }), { startedAt: packagesStarted, durationSeconds: (Date.now() - packagesStarted.getTime()) / 1000 });
   // Data-subject erasure of one person with 1,000 uploads against the purge of 1,000 expired uploads (bench/erasure.ts).
   const erasureStarted = new Date();
   const erasure = await benchErasure({ root, uploads: 1000, rounds: 3, log });
@@ -61,13 +65,13 @@ async function main(): Promise<void> {
     command: "npm run bench",
   }, purge);
   if (standard) {
-    writeFileSync(resultsPath, withErasureSection(markdown, erasureSection));
+    writeFileSync(resultsPath, withPackageSection(withErasureSection(markdown, erasureSection), packageSection));
     log(`wrote ${path.relative(process.cwd(), resultsPath)}`);
   } else {
     log(`non-standard options: ${path.relative(process.cwd(), resultsPath)} left as it was`);
   }
   if (profileDir) log(`CPU profiles of each run's runtime and embedded storage processes are in ${profileDir}`);
-  console.log("\n" + withErasureSection(markdown, erasureSection));
+  console.log("\n" + withPackageSection(withErasureSection(markdown, erasureSection), packageSection));
 }
 
 main().catch((err: Error) => {
