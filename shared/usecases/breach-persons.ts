@@ -121,20 +121,23 @@ function newRun(version: number, now: Date): PersonsRun {
 // Starting a resolution
 
 /**
- * Starts resolving the persons of the part's newest version, unless that version is resolved or being resolved (or
- * has no content: the tenant was taken out of the scope). Called by the sync job after each new version; safe to
- * call any number of times.
+ * Starts resolving the persons of the part's newest version, unless that version is resolved or being resolved, or
+ * has no content (the tenant was taken out of the scope), or notices of an older version were instructed. Called by
+ * the sync job after each new version; safe to call any number of times.
  */
 export async function startPersonResolution(s: Services, part: BreachPartDoc): Promise<void> {
   const latest = latestVersion(part);
   if (part.status !== "open" || !latest.content) return;
+  // Notices the tenant instructed go on through later versions: a newer version is resolved (and the older one's
+  // remaining notices stopped) only when the tenant instructs notices for it.
+  if (part.persons?.notify && part.persons.version < latest.n) return;
   if (part.persons && part.persons.version >= latest.n) {
     if (part.persons.resolution.status === "running") await queueJob(s, { kind: "resolve-persons", breachId: part.breachId, tenantId: part.tenantId, version: part.persons.version });
     return;
   }
   const now = s.clock.now();
   const r = await s.breaches.updatePart(part.tenantId, part.breachId, (doc) =>
-    doc.persons && doc.persons.version >= latest.n ? undefined : { ...withoutMeta(doc), persons: newRun(latest.n, now) },
+    (doc.persons && doc.persons.version >= latest.n) || doc.persons?.notify ? undefined : { ...withoutMeta(doc), persons: newRun(latest.n, now) },
   );
   if (r.updated) await queueJob(s, { kind: "resolve-persons", breachId: part.breachId, tenantId: part.tenantId, version: latest.n });
 }

@@ -19,7 +19,7 @@ export async function runBreachJob(s: Services, msg: BreachJobMessage): Promise<
 
 /**
  * Works the visible messages of the breach-jobs queue (and those they queue) until none is left, a page of up to
- * 32 at a time in parallel, as several workers would. With `stop`, it gives up as soon as that promise settles (a
+ * 16 at a time in parallel, as several workers would. With `stop`, it gives up as soon as that promise settles (a
  * worker process killed): jobs still running are abandoned, their messages stay received and invisible.
  * Returns the outcomes by message kind.
  */
@@ -29,7 +29,7 @@ export async function drainBreachJobs(t: TestApp, s: Services = t.services, stop
   let stopped = false;
   void stop?.then(() => (stopped = true));
   for (let round = 0; round < 10_000 && !stopped; round++) {
-    const { receivedMessageItems: items } = await queue.receiveMessages({ numberOfMessages: 32, visibilityTimeout: 300 });
+    const { receivedMessageItems: items } = await queue.receiveMessages({ numberOfMessages: 16, visibilityTimeout: 300 });
     if (items.length === 0) break;
     const work = Promise.all(
       items.map(async (m) => {

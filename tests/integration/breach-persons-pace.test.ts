@@ -67,10 +67,16 @@ describe("the pace of the notices", () => {
       await uploadNaming(t, apiKey, Array.from({ length: 30 }, (_, j) => `a${j}@subjects.example`), ["ra@recipients.example"]),
       await uploadNaming(t, apiKey, Array.from({ length: 30 }, (_, j) => `b${j}@subjects.example`), ["rb@recipients.example"]),
     ];
-    const { id } = await registerBreach(t, breachBody(t, { scope: [{ tenantId, uploads: ids, personCategories: ["data-subjects"], categories: [] }] }));
+    const { id, etag } = await registerBreach(t, breachBody(t, { scope: [{ tenantId, uploads: ids, personCategories: ["data-subjects"], categories: [] }] }));
     await drainBreachJobs(t);
     expect((await t.call("POST", `v1/breaches/${id}/notify-persons`, { key: apiKey })).status).toBe(202);
     await drainBreachJobs(t);
+    // A later version (phased information) does not stop the notices the tenant instructed.
+    const patched = await t.admin("PATCH", `v1/admin/breaches/${id}`, { measuresProposed: "Every affected person is offered a credit-monitoring service." }, { "if-match": etag });
+    expect(patched.status).toBe(200);
+    await drainBreachJobs(t);
+    expect((await json(await t.call("GET", `v1/breaches/${id}`, { key: apiKey }))).version).toBe(2);
+    expect((await personsOf(apiKey, id)).version).toBe(1);
 
     // 09:00: the minute's 10.
     let view = await personsOf(apiKey, id);
@@ -122,7 +128,7 @@ describe("the pace of the notices", () => {
     const text = "On 2 March we learnt that transfer records were read by an unknown party. What happened, which data, what we do, whom to contact.";
     const ok = await t.call("POST", `v1/breaches/${id}/public-communication`, { key: apiKey, json: { text, where: "https://controller.example/breach-notice and Politiken, 3 March", publishedAt: t.clock.now().toISOString() } });
     expect(ok.status).toBe(200);
-    expect(((await ok.json()) as Json).publicCommunications).toEqual([expect.objectContaining({ text, where: "https://controller.example/breach-notice and Politiken, 3 March", version: 1 })]);
+    expect(((await ok.json()) as Json).publicCommunications).toEqual([expect.objectContaining({ text, where: "https://controller.example/breach-notice and Politiken, 3 March", version: 2 })]);
     const audit = ((await json(await t.call("GET", "v1/audit?limit=200", { key: apiKey }))).items as Array<{ action: string }>).map((e) => e.action);
     expect(audit.filter((a) => a === "breach.persons-delay-alert")).toHaveLength(1);
     expect(audit.filter((a) => a === "breach.public-communication")).toHaveLength(1);

@@ -191,7 +191,7 @@ describe("notices to persons", () => {
         state: "ready",
         createdAt: now,
         updatedAt: now,
-        decisions: [],
+        contentDecision: null,
         building: null,
         dataKey: null,
         content: null,
