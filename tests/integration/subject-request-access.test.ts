@@ -213,6 +213,12 @@ describe("an access package", () => {
   it("is downloadable by the person through the link, each download counted and audited", async () => {
     const [mail] = await waitForMails(t, `dsr-package-ready-${requestId}`);
     const link = linkOf(mail!);
+    // HEAD answers the headers a download would, and is not a download.
+    const head = await fetch(link.url, { method: "HEAD" });
+    expect(head.status).toBe(200);
+    expect(head.headers.get("content-type")).toBe("application/zip");
+    expect(Number(head.headers.get("content-length"))).toBeGreaterThan(0);
+    expect((await t.call("HEAD", `v1/subject-requests/${requestId}/package/content`, { key: a.apiKey })).status).toBe(200);
     const first = await unzipped(await fetch(link.url), "person");
     expect(first.names).toContain("data.json");
     expect((await fetch(link.url)).status).toBe(200);
