@@ -143,7 +143,7 @@ export function publicWebhookProblem(value: string): string | undefined {
   if (host.startsWith("[") || /^\d{1,3}(\.\d{1,3}){3}$/.test(host)) return "must name a host, not an IP address";
   const labels = host.split(".");
   if (labels.some((l) => l === "")) return "must be a well-formed host name";
-  if (labels.length < 2 || host === "localhost" || /\.(localhost|local|internal|lan|home\.arpa|intranet)$/.test(host)) {
+  if (labels.length < 2 || host === "localhost" || /\.(localhost|localdomain|local|internal|lan|home\.arpa|intranet)$/.test(host)) {
     return "must name a public host (not localhost, a single-label or a local name)";
   }
   return undefined;

@@ -16,6 +16,16 @@ export function isTimeZone(name: string): boolean {
   }
 }
 
+/**
+ * The canonical IANA spelling of time zone `name` as Intl resolves it ("europe/copenhagen" is "Europe/Copenhagen",
+ * "utc" is "UTC"; a link name may resolve to its zone, "US/Pacific" to "America/Los_Angeles"), or undefined when it
+ * is not a time zone. What is stored is this spelling, so comparisons and displays of a tenant's zone agree.
+ */
+export function canonicalTimeZone(name: string): string | undefined {
+  if (!isTimeZone(name)) return undefined;
+  return new Intl.DateTimeFormat("en-US", { timeZone: name }).resolvedOptions().timeZone;
+}
+
 interface LocalParts {
   year: number;
   month: number;

@@ -65,8 +65,11 @@ const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "[::1]"]);
 
 /**
  * What is wrong with `value` as a tenant's webhook URL, or undefined: an https URL on a public host name (no IP
- * literal, no local name, no credentials: `publicWebhookProblem`), at most 2048 characters, without a fragment.
+ * literal, no local name, no credentials: `publicWebhookProblem`), at most 2048 characters, without a fragment (not
+ * even an empty one: a `#` is never sent to a server, RFC 3986 §3.5, so the URL would not say where deliveries go).
  * With `allowLoopback` (local trials only), http or https on 127.0.0.1, ::1 or localhost is accepted too.
+ * The one rule for every route that sets an endpoint: an operator's `webhookUrl` at tenant creation and the tenant's
+ * own PUT /v1/webhook.
  */
 export function webhookUrlProblem(value: string, opts: { allowLoopback: boolean }): string | undefined {
   if (value.length > 2048) return "must be at most 2048 characters";
@@ -76,12 +79,20 @@ export function webhookUrlProblem(value: string, opts: { allowLoopback: boolean 
   } catch {
     return "must be a URL";
   }
-  if (url.hash !== "") return "must not have a fragment (#...)";
+  if (url.hash !== "" || value.includes("#")) return "must not have a fragment (#...)";
   if (opts.allowLoopback && LOOPBACK_HOSTS.has(url.hostname.toLowerCase()) && (url.protocol === "http:" || url.protocol === "https:")) {
     return url.username !== "" || url.password !== "" ? "must not contain a user name or password" : undefined;
   }
   if (url.protocol !== "https:") return "must be an https:// URL";
   return publicWebhookProblem(value);
+}
+
+/**
+ * The spelling of an accepted webhook URL that is stored and shown: the WHATWG URL serialisation (scheme and host in
+ * lower case, an international name in its ASCII form, the default port dropped), so equal URLs are stored equally.
+ */
+export function canonicalWebhookUrl(value: string): string {
+  return new URL(value).href;
 }
 
 /** The secrets that sign a delivery at `now`: the current one, and a retired one while its overlap lasts. */

@@ -18,7 +18,7 @@ import {
   type AuthorityCountry,
   type TenantStatus,
 } from "../domain/tenant";
-import { isTimeZone } from "../domain/time";
+import { canonicalTimeZone } from "../domain/time";
 import { AppError } from "../errors";
 import type { Services } from "../services";
 import { withoutMeta } from "../stores/cosmos";
@@ -101,10 +101,17 @@ function view(doc: TenantDoc, webhookUrl: string | null, contactEmail?: string):
 
 const webhookUrlOf = async (s: Services, tenantId: string) => (await s.webhooks.getEndpoint(tenantId))?.url ?? null;
 
-function checkTimeZone(timeZone: string | undefined): void {
-  if (timeZone !== undefined && !isTimeZone(timeZone)) {
+/**
+ * The canonical IANA spelling of a given time zone (what is stored: "europe/copenhagen" is kept as
+ * "Europe/Copenhagen"), undefined when none was given. Errors: validation-failed when it is not a time zone.
+ */
+function checkTimeZone(timeZone: string | undefined): string | undefined {
+  if (timeZone === undefined) return undefined;
+  const canonical = canonicalTimeZone(timeZone);
+  if (canonical === undefined) {
     throw new AppError("validation-failed", "timeZone must be an IANA time zone like Europe/Copenhagen", { errors: [{ path: "timeZone", message: "must be an IANA time zone" }] });
   }
+  return canonical;
 }
 
 /**
@@ -117,7 +124,7 @@ export async function createTenant(
   by: OperatorActor,
   keys: TenantKeyGenerator = randomKeys,
 ): Promise<{ tenant: TenantView; apiKey: string; webhookSecret: string | null }> {
-  checkTimeZone(input.timeZone);
+  const timeZone = checkTimeZone(input.timeZone);
   if (input.webhookUrl !== undefined) checkWebhookUrl(s, input.webhookUrl, "webhookUrl");
   const tenantId = keys.tenantId();
   await s.keys.ensureTenantKeys(tenantId);
@@ -135,7 +142,7 @@ export async function createTenant(
     },
     supervisoryAuthority: authorityFor(input.supervisoryAuthority.country, input.supervisoryAuthority.name),
     language: input.language ?? "en",
-    timeZone: input.timeZone ?? DEFAULT_TIME_ZONE,
+    timeZone: timeZone ?? DEFAULT_TIME_ZONE,
     status: "active",
     kekVersion: kek.version,
     kekVersions: [kek.version],
@@ -191,8 +198,8 @@ export async function listTenants(s: Services, limit: number, cursor?: string): 
  * Changes a tenant's name, language or time zone (PATCH), audited with the names of the fields changed (never their
  * values). Errors: not-found, validation-failed (time zone), conflict (changed meanwhile, or offboarded).
  */
-export async function updateTenant(s: Services, tenantId: string, changes: TenantChanges, by: OperatorActor): Promise<TenantView> {
-  checkTimeZone(changes.timeZone);
+export async function updateTenant(s: Services, tenantId: string, given: TenantChanges, by: OperatorActor): Promise<TenantView> {
+  const changes: TenantChanges = { ...given, timeZone: checkTimeZone(given.timeZone) };
   const doc = await mustGet(s, tenantId);
   if (doc.offboardedAt) throw new AppError("conflict", "the tenant was offboarded after its notice period; its data is gone");
   const fields = (Object.keys(changes) as Array<keyof TenantChanges>).filter((k) => changes[k] !== undefined && changes[k] !== doc[k]);

@@ -14,7 +14,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { Webhook } from "standardwebhooks";
 import { QUEUES } from "../config/resources";
 import { decryptField, encryptField, fieldAssociatedData, inIntegrityContext } from "../crypto";
-import { isDelivered, nextAttemptAt, SECRET_OVERLAP_MS, signingSecrets, webhookUrlProblem, type WebhookEventType } from "../domain/webhooks";
+import { canonicalWebhookUrl, isDelivered, nextAttemptAt, SECRET_OVERLAP_MS, signingSecrets, webhookUrlProblem, type WebhookEventType } from "../domain/webhooks";
 import { AppError } from "../errors";
 import type { Log } from "../observability";
 import type { Services } from "../services";
@@ -68,18 +68,23 @@ async function openSecret(s: Services, tenantId: string, secret: WebhookSecret):
   });
 }
 
-/** Throws validation-failed (naming `path`) unless `url` may be a webhook endpoint here. */
-export function checkWebhookUrl(s: Services, url: string, path = "url"): void {
+/**
+ * The one check of a webhook URL, for every route that sets one: throws validation-failed (naming `path`) unless
+ * `url` may be a webhook endpoint here (webhookUrlProblem, with this deployment's ALLOW_LOOPBACK_WEBHOOKS); returns
+ * the spelling to store (canonicalWebhookUrl).
+ */
+export function checkWebhookUrl(s: Services, url: string, path = "url"): string {
   const problem = webhookUrlProblem(url, { allowLoopback: s.settings.allowLoopbackWebhooks });
   if (problem) throw new AppError("validation-failed", `${path} ${problem}`, { errors: [{ path, message: problem }] });
+  return canonicalWebhookUrl(url);
 }
 
 /**
  * Creates the tenant's first endpoint with a new signing secret (returned, to be shown once). For the operator's
  * tenant creation and the tenant's own first PUT. Errors: conflict when an endpoint exists already.
  */
-export async function createWebhookEndpoint(s: Services, by: Actor & { tenantId: string; kekVersion: string }, url: string): Promise<{ url: string; secret: string }> {
-  checkWebhookUrl(s, url);
+export async function createWebhookEndpoint(s: Services, by: Actor & { tenantId: string; kekVersion: string }, given: string): Promise<{ url: string; secret: string }> {
+  const url = checkWebhookUrl(s, given);
   const now = s.clock.now().toISOString();
   const made = newSecret();
   const doc: WebhookEndpointDoc = {
@@ -100,8 +105,8 @@ export async function createWebhookEndpoint(s: Services, by: Actor & { tenantId:
  * Sets the tenant's endpoint. The first time, a signing secret is made and returned (shown this once); changing the
  * URL later keeps the secrets (rotate them separately). Errors: validation-failed (the URL), conflict (raced).
  */
-export async function setWebhookEndpoint(s: Services, caller: TenantCaller, url: string): Promise<{ url: string; secret: string | null }> {
-  checkWebhookUrl(s, url);
+export async function setWebhookEndpoint(s: Services, caller: TenantCaller, given: string): Promise<{ url: string; secret: string | null }> {
+  const url = checkWebhookUrl(s, given);
   const existing = await s.webhooks.getEndpoint(caller.tenantId);
   if (!existing) return createWebhookEndpoint(s, caller, url);
   const doc: WebhookEndpointDoc = { ...withoutMeta(existing), url, updatedAt: s.clock.now().toISOString() };
