@@ -8,9 +8,12 @@
  * - BENCH_DOWNLOADS: downloads per path after each upload (default 2)
  * - BENCH_CPU_PROF: a directory; the runtime process runs with --cpu-prof and writes its profile there on exit
  * - BENCH_PURGE_ITEMS: comma-separated purge sizes (default 1000,10000); "0" skips the purge benchmark
+ * - BENCH_ONLY=consents: runs only the consent benchmark and replaces only its section of RESULTS.md (the others
+ *   stay as their last run left them)
  */
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { benchConsents, renderConsentResults } from "./consents";
 import { benchErasure, renderErasureResults, withErasureSection } from "./erasure";
 import { benchPackages, renderPackageResults, withPackageSection } from "./packages";
 import { benchPurge, type PurgeRun } from "./purge";
@@ -28,6 +31,14 @@ function intOption(name: string, fallback: number): number {
   return n;
 }
 
+/** RESULTS.md with its consent section (from its heading to the next level-2 heading, or the end) replaced. */
+function withConsentSection(markdown: string, section: string): string {
+  const start = markdown.indexOf("## Consent records");
+  if (start < 0) return markdown.trimEnd() + "\n\n" + section;
+  const next = markdown.indexOf("\n## ", start + 3);
+  return markdown.slice(0, start) + section + (next < 0 ? "" : "\n" + markdown.slice(next + 1));
+}
+
 async function main(): Promise<void> {
   const sizeMiB = intOption("BENCH_SIZE_MIB", 1024);
   const runs = intOption("BENCH_RUNS", 4);
@@ -37,6 +48,13 @@ async function main(): Promise<void> {
 
   const startedAt = new Date();
   const log = (line: string) => console.log(`[bench ${((Date.now() - startedAt.getTime()) / 1000).toFixed(1).padStart(5)} s] ${line}`);
+  if (process.env.BENCH_ONLY === "consents") {
+    const section = renderConsentResults(await benchConsents({ root, log }), { startedAt, durationSeconds: (Date.now() - startedAt.getTime()) / 1000 });
+    writeFileSync(resultsPath, withConsentSection(readFileSync(resultsPath, "utf8"), section));
+    log(`replaced the consent section of ${path.relative(process.cwd(), resultsPath)}`);
+    console.log("\n" + section);
+    return;
+  }
   log(`upload path: ${sizeMiB} MiB, ${runs} uploads and ${runs * downloadsPerRun} downloads per path`);
   const result = await benchUploadPath({
     root,
@@ -59,11 +77,17 @@ async function main(): Promise<void> {
   const erasureStarted = new Date();
   const erasure = await benchErasure({ root, uploads: 1000, rounds: 3, log });
   const erasureSection = renderErasureResults(erasure, { startedAt: erasureStarted, durationSeconds: (Date.now() - erasureStarted.getTime()) / 1000 });
-  const markdown = renderResults(result, {
-    startedAt,
-    durationSeconds: (Date.now() - startedAt.getTime()) / 1000,
-    command: "npm run bench",
-  }, purge);
+  const consentsStarted = new Date();
+  const consents = await benchConsents({ root, log });
+  const consentSection = renderConsentResults(consents, { startedAt: consentsStarted, durationSeconds: (Date.now() - consentsStarted.getTime()) / 1000 });
+  const markdown = withConsentSection(
+    renderResults(result, {
+      startedAt,
+      durationSeconds: (Date.now() - startedAt.getTime()) / 1000,
+      command: "npm run bench",
+    }, purge),
+    consentSection,
+  );
   if (standard) {
     writeFileSync(resultsPath, withPackageSection(withErasureSection(markdown, erasureSection), packageSection));
     log(`wrote ${path.relative(process.cwd(), resultsPath)}`);
