@@ -46,3 +46,45 @@ export function portOf(connectionString: string, key: string): number {
   if (!m) throw new Error(`the local connection string has no ${key} with a port`);
   return Number(m[1]);
 }
+
+/** The settings that move npm start's embedded storage to other ports, and the connection strings each rewrites. */
+export const LOCAL_STORAGE_PORTS = [
+  { setting: "LOCAL_BLOB_PORT", key: "blob", label: "blob storage", endpoint: "BlobEndpoint", connections: ["AzureWebJobsStorage", "SafeDataStorage"] },
+  { setting: "LOCAL_QUEUE_PORT", key: "queue", label: "queue storage", endpoint: "QueueEndpoint", connections: ["AzureWebJobsStorage", "SafeDataStorage"] },
+  { setting: "LOCAL_COSMOS_PORT", key: "cosmos", label: "Cosmos DB", endpoint: "AccountEndpoint", connections: ["CosmosDb"] },
+] as const;
+
+/**
+ * Applies LOCAL_BLOB_PORT, LOCAL_QUEUE_PORT and LOCAL_COSMOS_PORT (from the environment or local.settings.json) to the
+ * local connection strings in `env`, so a second copy of npm start (or one beside Azurite or the Cosmos emulator) can
+ * run its embedded storage on other ports by changing one named setting each, not three connection strings. Returns
+ * `env` changed in place. Errors: a setting that is not a port number (1-65535).
+ */
+export function applyLocalStoragePorts(env: Record<string, string | undefined>): Record<string, string | undefined> {
+  for (const { setting, endpoint, connections } of LOCAL_STORAGE_PORTS) {
+    const value = env[setting];
+    if (value === undefined || value === "") continue;
+    const port = /^\d{1,5}$/.test(value) ? Number(value) : NaN;
+    if (!(port >= 1 && port <= 65535)) throw new Error(`${setting} must be a port number (1-65535), not '${value}'`);
+    for (const name of connections) {
+      const cs = env[name];
+      if (cs === undefined) continue;
+      env[name] = cs.replace(new RegExp(`(${endpoint}=https?://[^:/;]+:)\\d+`, "i"), `$1${port}`);
+    }
+  }
+  return env;
+}
+
+/**
+ * What to tell the developer when the embedded storage could not listen (`message`, Node's EADDRINUSE text naming
+ * host:port): which port was taken, and the setting that moves it. `ports` are the ports that were asked for.
+ */
+export function storagePortInUse(message: string, ports: Record<(typeof LOCAL_STORAGE_PORTS)[number]["key"], number>): string {
+  const taken = [...message.matchAll(/:(\d+)\b/g)].map((m) => Number(m[1])).at(-1);
+  const which = LOCAL_STORAGE_PORTS.find((p) => ports[p.key] === taken);
+  const where = "in local.settings.json (Values) or the environment";
+  const all = LOCAL_STORAGE_PORTS.map((p) => p.setting).join(", ");
+  return which
+    ? `port ${taken} (${which.label}) is already in use, perhaps by another copy of npm start or by Azurite: stop it, or set ${which.setting} to a free port ${where} (the storage ports: ${all}; the API's: PORT)`
+    : `a port is already in use (${message}): set ${all} to free ports ${where} (the API's: PORT)`;
+}

@@ -14,7 +14,7 @@ import { services } from "../shared/services";
 import { createTenant } from "../shared/usecases/tenants";
 import { LOCAL_ONLY_BLOB_CONTAINERS } from "../shared/config/resources";
 import { OutboxEmailSender } from "../shared/email/outbox-email-sender";
-import { ensureLocalSettings, portOf } from "./local-settings";
+import { applyLocalStoragePorts, ensureLocalSettings, portOf, storagePortInUse } from "./local-settings";
 import { emlWriter, LOCAL_OUTBOX_DIR } from "./outbox-eml";
 import { provisionLocal } from "./provision";
 import { LocalFunctionsHost } from "./runtime/host";
@@ -31,10 +31,12 @@ function fail(message: string): never {
 function startStorage(settings: Settings): Promise<ChildProcess> {
   const cs = settings.storage.connectionString ?? fail("SafeDataStorage must be a connection string locally");
   const cosmosCs = settings.cosmos.kind === "connectionString" ? settings.cosmos.connectionString : fail("CosmosDb must be a connection string locally");
-  const ports = [portOf(cs, "BlobEndpoint"), portOf(cs, "QueueEndpoint"), portOf(cosmosCs, "AccountEndpoint")];
-  const child = fork(path.join(__dirname, "storage-main.js"), ports.map(String), { stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  const ports = { blob: portOf(cs, "BlobEndpoint"), queue: portOf(cs, "QueueEndpoint"), cosmos: portOf(cosmosCs, "AccountEndpoint") };
+  const child = fork(path.join(__dirname, "storage-main.js"), [ports.blob, ports.queue, ports.cosmos].map(String), { stdio: ["ignore", "inherit", "inherit", "ipc"] });
   return new Promise((resolve, reject) => {
-    child.once("message", (m: { ready: boolean; error?: string }) => (m.ready ? resolve(child) : reject(new Error(m.error))));
+    child.once("message", (m: { ready: boolean; error?: string; inUse?: boolean }) =>
+      m.ready ? resolve(child) : reject(new Error(m.inUse ? storagePortInUse(m.error ?? "", ports) : m.error)),
+    );
     child.once("exit", (code) => reject(new Error(`embedded storage exited with code ${code}`)));
   });
 }
@@ -57,6 +59,12 @@ async function main(): Promise<void> {
   const { settings: local, created } = ensureLocalSettings(path.join(root, "local.settings.sample.json"), settingsPath);
   // As func start does: values from local.settings.json, unless the environment already sets them.
   for (const [k, v] of Object.entries(local.Values)) if (process.env[k] === undefined) process.env[k] = v;
+  // LOCAL_BLOB_PORT, LOCAL_QUEUE_PORT, LOCAL_COSMOS_PORT move the embedded storage (and the connection strings to it).
+  try {
+    applyLocalStoragePorts(process.env);
+  } catch (err) {
+    fail((err as Error).message);
+  }
 
   let settings: Settings;
   try {

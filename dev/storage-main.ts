@@ -18,6 +18,6 @@ startEmbeddedStorage({ blobPort, queuePort, cosmosPort })
     process.on("SIGINT", () => undefined); // the parent decides when to stop
   })
   .catch((err: Error & { code?: string }) => {
-    process.send?.({ ready: false, error: err.code === "EADDRINUSE" ? `a port is already in use (${err.message})` : err.message });
+    process.send?.({ ready: false, error: err.message, inUse: err.code === "EADDRINUSE" || /EADDRINUSE/.test(err.message) });
     process.exit(1);
   });
