@@ -125,7 +125,7 @@ const der = {
 };
 
 /** A self-signed P-256 certificate for 127.0.0.1 and localhost, valid for a day. */
-function selfSignedCertificate(): { cert: string; key: string } {
+export function selfSignedCertificate(): { cert: string; key: string } {
   const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
   const ecdsaWithSha256 = der.seq(der.oid("1.2.840.10045.4.3.2"));
   const name = der.seq(der.set(der.seq(der.oid("2.5.4.3"), der.tlv(0x0c, Buffer.from("127.0.0.1")))));
