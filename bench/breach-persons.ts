@@ -192,6 +192,9 @@ export async function benchBreachPersons(opts: { root: string; sizes: number[]; 
       opts.log(`breach persons ${persons}: ${JSON.stringify(run)}`);
       runs.push(run);
     }
+  } catch (err) {
+    opts.log(`failed; the runtime's last output:\n${rt.output().slice(-6000)}`);
+    throw err;
   } finally {
     cosmos.dispose();
     await rt.stop();

@@ -119,6 +119,7 @@ const personsView = z.object({
       deadlineAt: z.string().describe("The instruction + BREACH_NOTICE_MAX_HOURS: the bound kept for \"without undue delay\" (Art. 34(1))"),
       estimateBreaksDeadline: z.boolean(),
       delayAlert: z.object({ at: z.string(), estimateAt: z.string(), deadlineAt: z.string() }).nullable().describe("The alert sent once to you and the operator when the estimate broke the bound"),
+      completedAt: z.string().nullable().describe("When the breach sweep found nothing pending any more"),
       limits: z.object({ perMinute: z.number().int(), perHour: z.number().int() }),
     })
     .nullable()

@@ -171,6 +171,8 @@ export const personsRunSchema = z.object({
       queuedAt: iso.nullable(),
       /** The alert that the estimate breaks BREACH_NOTICE_MAX_HOURS, sent once. */
       delayAlert: z.object({ at: iso, estimateAt: iso, deadlineAt: iso }).nullable(),
+      /** When the breach sweep found no notice pending any more (it stops checking the estimate then). */
+      completedAt: iso.nullable().default(null),
     })
     .nullable(),
 });
@@ -539,6 +541,16 @@ export class BreachStore {
         { name: "@due", value: dueBefore.toISOString() },
         { name: "@now", value: now.toISOString() },
       ],
+    });
+  }
+
+  /** Across all tenants, for the breach sweep only: parts whose notices to persons are queued and not all done. */
+  findSendingPersonRunsAcrossTenants(limit: number): Promise<Array<{ tenantId: string; breachId: string }>> {
+    return crossPartition(this.container, z.object({ tenantId: z.string(), breachId: z.string() }), {
+      query:
+        `SELECT TOP ${Math.floor(limit)} c.tenantId, c.breachId FROM c WHERE c.type = 'breach-part' AND IS_DEFINED(c.persons) AND NOT IS_NULL(c.persons) ` +
+        "AND NOT IS_NULL(c.persons.notify) AND NOT IS_NULL(c.persons.notify.queuedAt) AND (NOT IS_DEFINED(c.persons.notify.completedAt) OR IS_NULL(c.persons.notify.completedAt))",
+      parameters: [],
     });
   }
 

@@ -18,9 +18,10 @@
  *   delivers it twice, also when a worker died between the send and recording it; each person is marked sent as soon
  *   as the service accepted its e-mail. What the budget did not allow waits for the next window (a delayed message;
  *   the breach sweep re-queues batches whose message was lost or whose worker died).
- * - The estimate: from the persons still pending and the budgets, when the last notice is expected. When it is later
- *   than BREACH_NOTICE_MAX_HOURS after the instruction, the tenant and the operator are e-mailed once and pointed to
- *   a public communication (Art. 34(3)(c)), whose text and place of publication the tenant records on the breach.
+ * - The estimate: from the persons still pending and the budgets, when the last notice is expected (checked when
+ *   the fan-out has queued every batch, on a 429, and by each breach sweep while notices are pending). When it is
+ *   later than BREACH_NOTICE_MAX_HOURS after the instruction, the tenant and the operator are e-mailed once and
+ *   pointed to a public communication (Art. 34(3)(c)), whose text and place of publication the tenant records.
  */
 import { lookupHash, normaliseEmail } from "../crypto";
 import { CATEGORY_LABELS } from "../domain/breach-labels";
@@ -397,6 +398,7 @@ export interface PersonsView {
     deadlineAt: string;
     estimateBreaksDeadline: boolean;
     delayAlert: NonNullable<PersonsRun["notify"]>["delayAlert"];
+    completedAt: string | null;
     limits: SendLimits;
   };
   publicCommunications: BreachPartDoc["publicCommunications"];
@@ -440,6 +442,7 @@ export async function personsView(s: Services, part: BreachPartDoc): Promise<Per
       deadlineAt: noticeDeadline(requestedAt, s.settings.breachNoticeMaxHours).toISOString(),
       estimateBreaksDeadline: p.pending > 0 && breaksDeadline(estimate, requestedAt, s.settings.breachNoticeMaxHours),
       delayAlert: run.notify.delayAlert,
+      completedAt: run.notify.completedAt,
       limits: limitsOf(s),
     };
   }
@@ -484,7 +487,11 @@ export async function requestPersonNotices(s: Services, caller: TenantCaller, id
     const run = doc.persons && doc.persons.version === latest.n ? doc.persons : newRun(latest.n, now);
     if (run.notify) return undefined;
     created = true;
-    return { ...withoutMeta(doc), persons: { ...run, notify: { requestedAt: now.toISOString(), by: caller.actor, queued: 0, cursor: null, queuedAt: null, delayAlert: null } }, updatedAt: now.toISOString() };
+    return {
+      ...withoutMeta(doc),
+      persons: { ...run, notify: { requestedAt: now.toISOString(), by: caller.actor, queued: 0, cursor: null, queuedAt: null, delayAlert: null, completedAt: null } },
+      updatedAt: now.toISOString(),
+    };
   });
   if (!r.updated && r.reason === "not-found") throw new AppError("not-found", "no breach with this id affects you");
   if (!r.updated && r.reason === "contended") throw new AppError("conflict", "the breach was changed by another request meanwhile; retry");
@@ -755,7 +762,9 @@ async function batchStep(s: Services, msg: Extract<PersonJob, { kind: "person-ba
   }
   if (left > 0) {
     await queueJob(s, msg, nextAttemptAt.getTime() - later.getTime());
-    if (grant.granted < pending.length || throttle.until) await checkDelay(s, part, log);
+    // A throttled answer moves the estimate; the budget's own pace was estimated at the fan-out (and the sweep
+    // checks it again every run), so a batch waiting for the next window does not recount every batch.
+    if (throttle.until) await checkDelay(s, part, log);
     return throttle.until ? "throttled" : "waiting-for-budget";
   }
   return "done";
@@ -934,7 +943,8 @@ const LOST_BATCH_GRACE_MS = MINUTE;
 
 /**
  * The breach sweep's catch-up for the persons: resolutions and fan-outs whose message was lost are queued again,
- * and so are batches due (their time came) that no worker holds. Queuing twice is harmless.
+ * and so are batches due (their time came) that no worker holds; the estimate of each fan-out still sending is
+ * checked (and its alert sent, once). Queuing twice is harmless.
  */
 export async function sweepPersonJobs(s: Services): Promise<number> {
   const now = s.clock.now();
@@ -948,6 +958,23 @@ export async function sweepPersonJobs(s: Services): Promise<number> {
     else if (run.notify && !run.notify.queuedAt) await queueJob(s, { kind: "fan-out-persons", ...key });
     else continue;
     queued++;
+  }
+  // The estimate of each fan-out still sending (its alert, once); one found with nothing pending is marked complete.
+  for (const ref of await s.breaches.findSendingPersonRunsAcrossTenants(200)) {
+    const part = await s.breaches.getPart(ref.tenantId, ref.breachId);
+    const run = part?.persons;
+    if (!part || !run?.notify) continue;
+    const p = await progressOf(s, part, run);
+    if (p.pending > 0) {
+      await checkDelay(s, part);
+      continue;
+    }
+    const at = now.toISOString();
+    await s.breaches.updatePart(ref.tenantId, ref.breachId, (doc) =>
+      doc.persons?.version === run.version && doc.persons.notify && !doc.persons.notify.completedAt
+        ? { ...withoutMeta(doc), persons: { ...doc.persons, notify: { ...doc.persons.notify, completedAt: at } } }
+        : undefined,
+    );
   }
   for (const b of await s.breaches.findDueBatchesAcrossTenants(new Date(now.getTime() - LOST_BATCH_GRACE_MS), now, 500)) {
     await queueJob(s, { kind: "person-batch", breachId: b.breachId, tenantId: b.tenantId, version: b.version, batch: b.batch });
