@@ -8,7 +8,7 @@ import { LocalKeyProvider } from "./keys/local-key-provider";
 import type { AdapterFactory } from "./services";
 
 /* eslint-disable @typescript-eslint/no-require-imports */
-export const adaptersFromSettings: AdapterFactory = (settings, blobs) => ({
+export const adaptersFromSettings: AdapterFactory = (settings, blobs, clock) => ({
   keys:
     settings.keys.provider === "keyvault"
       ? (require("./keys/keyvault-key-provider") as typeof import("./keys/keyvault-key-provider")).KeyVaultKeyProvider.fromSettings(settings.keys)
@@ -16,5 +16,6 @@ export const adaptersFromSettings: AdapterFactory = (settings, blobs) => ({
   email:
     settings.email.provider === "acs"
       ? (require("./email/acs-email-sender") as typeof import("./email/acs-email-sender")).AcsEmailSender.fromSettings(settings.email)
-      : new OutboxEmailSender(blobs.getContainerClient(LOCAL_ONLY_BLOB_CONTAINERS.outbox.name), settings.email.sender),
+      : // Dated by the services' clock, so a stored message (and its .eml) says when it was sent in the service's time.
+        new OutboxEmailSender(blobs.getContainerClient(LOCAL_ONLY_BLOB_CONTAINERS.outbox.name), settings.email.sender, { clock }),
 });

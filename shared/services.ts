@@ -102,7 +102,8 @@ export interface ServiceOverrides {
 }
 
 /** Builds the key provider and the e-mail sender; see shared/adapters.ts for the settings-driven choice. */
-export type AdapterFactory = (settings: Settings, blobs: BlobServiceClient) => { keys: KeyProvider; email: EmailSender };
+/** Builds the key provider and e-mail sender; `clock` is the services' (what a local outbox dates its messages by). */
+export type AdapterFactory = (settings: Settings, blobs: BlobServiceClient, clock: Clock) => { keys: KeyProvider; email: EmailSender };
 
 export function createServices(settings: Settings, adapters: AdapterFactory, overrides: ServiceOverrides = {}): Services {
   // With LOCAL_CLOCK_CONTROL (local trials only) the clock is real time plus an offset the admin API moves forward.
@@ -111,7 +112,7 @@ export function createServices(settings: Settings, adapters: AdapterFactory, ove
   const containers = containersOf(cosmos.database(settings.cosmos.database));
   const blobs = createBlobServiceClient(settings.storage);
   const queues = new QueueSender(createQueueServiceClient(settings.storage));
-  const { keys, email } = adapters(settings, blobs);
+  const { keys, email } = adapters(settings, blobs, clock);
   const tenants = new TenantStore(containers.tenants);
   const audit = new AuditStore(containers.audit, clock);
   const anchors = new AnchorStore(blobs.getContainerClient(BLOB_CONTAINERS.auditAnchors.name));

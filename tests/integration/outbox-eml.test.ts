@@ -50,4 +50,13 @@ describe("the readable outbox", () => {
     const headers = eml.split("\r\n\r\n")[0]!;
     expect(headers).not.toMatch(/^Bcc:/im);
   });
+
+  it("dates the message and names the file by the service's clock (the one a moved LOCAL_CLOCK_CONTROL clock moves)", async () => {
+    t.clock.moveTo(new Date("2031-03-04T05:06:07.000Z"));
+    await t.services.email.send({ messageId: "test-eml-clock", to: ["person@example.com"], subject: "s", text: "t" });
+    const files = readdirSync(dir).filter((f) => f.endsWith("test-eml-clock.eml"));
+    expect(files).toEqual(["2031-03-04T050607000Z-test-eml-clock.eml"]);
+    const eml = readFileSync(path.join(dir, files[0]!), "utf8");
+    expect(eml).toMatch(/^Date: Tue, 04 Mar 2031 05:06:07 \+0000$/m);
+  });
 });
