@@ -378,13 +378,15 @@ describe("no personal data held", () => {
     const [mail] = await waitForMails(t, `dsr-completed-no-data-${r.id}`);
     expect(mail!.subject).toBe("Answer to your request to Acme ApS: no personal data held");
 
-    // A subject of one of this tenant's uploads: something is held; access is not built yet, so it waits in verified.
+    // A subject of one of this tenant's uploads: something is held, so the access request is worked; this tenant has
+    // saved no privacy information (Art. 15(1)), so it needs attention for that (the package is part 2's).
     const held = person();
     await uploadWith(t, tenant.apiKey, 10, { dataSubjects: [held] });
     const w = await requested({ subjectEmail: held });
     expect((await call("POST", `v1/subject-requests/${w.id}/verify`, { code: w.code })).status).toBe(200);
-    await waitForRequest(t, tenant.tenantId, w.id, (d) => d.steps.length === 0);
-    const view = await json<{ status: string; waitingFor: string }>(await call("GET", `v1/subject-requests/${w.id}`));
-    expect(view).toMatchObject({ status: "verified", waitingFor: "type-support" });
+    await waitForRequest(t, tenant.tenantId, w.id, (d) => d.status === "needs-attention");
+    const view = await json<{ status: string; attention: { reason: string } | null }>(await call("GET", `v1/subject-requests/${w.id}`));
+    expect(view.status).toBe("needs-attention");
+    expect(view.attention?.reason).toMatch(/^privacy-information-missing/);
   });
 });
