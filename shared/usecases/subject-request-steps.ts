@@ -94,6 +94,16 @@ export function registerRequestWork(w: RequestTypeWork): void {
   work.set(w.type, w);
 }
 
+/**
+ * Removes the work of a request type and returns it (tests: a type as it was before its work existed; put it back with
+ * `registerRequestWork`).
+ */
+export function unregisterRequestWork(type: DsrType): RequestTypeWork | undefined {
+  const had = work.get(type);
+  work.delete(type);
+  return had;
+}
+
 export function workFor(type: DsrType): RequestTypeWork | undefined {
   return work.get(type);
 }

@@ -108,11 +108,14 @@ describe("intake", () => {
     expect(fresh.status).toBe(201);
     expect(fresh.body.id).not.toBe(first.body.id);
     // A verified request is returned for the same subject and type (an unverified duplicate never replaces it).
-    // (Restriction: its work is not built yet, so it stays verified.)
-    const restriction = await createRequest(t, tenant.apiKey, { type: "restriction", subjectEmail: email });
-    await call("POST", `v1/subject-requests/${restriction.body.id}/vouch`, { statement: "Checked the person's ID at the counter." });
-    const dup = await createRequest(t, tenant.apiKey, { type: "restriction", subjectEmail: email });
-    expect([dup.status, dup.body.id, dup.body.status]).toEqual([200, restriction.body.id, "verified"]);
+    // (A rectification whose correct value is not an address: verified, then waiting for the tenant, so it stays open.)
+    await uploadWith(t, tenant.apiKey, 10, { dataSubjects: [email] });
+    const details = { field: "email", value: "not an address" };
+    const open = await createRequest(t, tenant.apiKey, { type: "rectification", subjectEmail: email, details });
+    await call("POST", `v1/subject-requests/${open.body.id}/vouch`, { statement: "Checked the person's ID at the counter." });
+    await waitForRequest(t, tenant.tenantId, open.body.id, (d) => d.status === "needs-attention");
+    const dup = await createRequest(t, tenant.apiKey, { type: "rectification", subjectEmail: email, details });
+    expect([dup.status, dup.body.id, dup.body.status]).toEqual([200, open.body.id, "needs-attention"]);
   });
 
   it("treats the same externalId with the same body as the same request, and with another body as a conflict", async () => {
