@@ -82,6 +82,9 @@ describe("restriction", () => {
 
     const record = await json<{ kind: string; record: { purposes: string[] } }>(await call("GET", `v1/subject-requests/${req.id}/certificate`));
     expect(record).toMatchObject({ kind: "restriction", record: { purposes: ["analytics"] } });
+    const page = await t.call("GET", `v1/subject-requests/${req.id}/certificate`, { key: tenant.apiKey, headers: { accept: "text/html" } });
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain("analytics");
 
     // Lifting: the person is told, then it is lifted.
     const lift = await call("POST", `v1/subject-requests/${req.id}/lift-restriction`);
@@ -135,6 +138,9 @@ describe("objection", () => {
     const record = await json<{ record: { purposes: Array<{ purpose: string; mustStop: string }> } }>(await call("GET", `v1/subject-requests/${req.id}/certificate`));
     expect(record.record.purposes.find((p) => p.purpose === "direct-marketing")!.mustStop).toContain("absolute");
     expect(record.record.purposes.find((p) => p.purpose === "profiling")!.mustStop).toContain("compelling legitimate grounds");
+    const page = await t.call("GET", `v1/subject-requests/${req.id}/certificate`, { key: tenant.apiKey, headers: { accept: "text/html" } });
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain("absolute");
 
     const about = { dataSubjects: ["someone.else@example.com", email.toLowerCase()], size: 0 };
     for (const purpose of ["direct-marketing", "Direct-Marketing", "profiling"]) {
