@@ -685,7 +685,11 @@ async function batchStep(s: Services, msg: Extract<PersonJob, { kind: "person-ba
   const batch = await s.breaches.getBatch(msg.tenantId, msg.breachId, msg.version, msg.batch);
   if (!batch || batch.state === "done") return "skipped";
   const now = s.clock.now();
-  if (batch.leaseUntil && Date.parse(batch.leaseUntil) > now.getTime()) return "held";
+  if (batch.leaseUntil && Date.parse(batch.leaseUntil) > now.getTime()) {
+    // Another worker holds it: look again when its lease runs out (it may die holding it), not only at the sweep.
+    await queueJob(s, msg, Date.parse(batch.leaseUntil) - now.getTime() + 1000);
+    return "held";
+  }
   if (Date.parse(batch.nextAttemptAt) > now.getTime()) return "waiting";
   const leaseUntil = new Date(now.getTime() + BATCH_LEASE_MS).toISOString();
   const leaseEtag = await s.breaches.replaceBatch({ ...withoutMeta(batch), leaseUntil, updatedAt: now.toISOString() }, batch._etag);
