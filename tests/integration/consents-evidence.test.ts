@@ -114,6 +114,9 @@ describe("evidence round trip", () => {
     const shown = proof.events.find((e) => e.eventId === event.id)!;
     expect(shown.evidenceFile).toMatchObject({ sha256: sha256(file), url: `/api/v1/consents/${event.id}/evidence`, audit: { seq: stored.audit.seq } });
     expect(shown.evidenceFile!.audit.entry.details.sha256).toBe(sha256(file));
+    const printed = await (await t.call("POST", "v1/consents/proof", { key: tenant.apiKey, json: { email, purpose: "newsletter", format: "html" } })).text();
+    expect(printed).toContain(sha256(file));
+    expect(printed).toContain(`#${stored.audit.seq}`);
   });
 
   it("keeps an HTML notice as sent and serves it as an attachment that cannot run", async () => {

@@ -111,6 +111,8 @@ describe("the country of the IP address", () => {
     expect(shown.country).toEqual(event.country);
     expect(shown.digest.content).toMatchObject({ scheme: "safedata.consent-digest.v2", location: event.country });
     expect(verifies(shown)).toBe(true);
+    const printed = await (await t.call("POST", "v1/consents/proof", { key: tenant.apiKey, json: { email, purpose: "ads", format: "html" } })).text();
+    expect(printed).toContain(`DK (derived: ${event.country!.database!})`);
   });
 
   it("records the tenant's country as given (no database), even where the address says otherwise", async () => {
@@ -149,6 +151,9 @@ describe("Global Privacy Control", () => {
     expect(proof.currentState).toMatchObject({ decision: "granted", conflictsWithGpc: true });
     expect(proof.events[0]).toMatchObject({ conflictsWithGpc: true });
     expect(verifies(proof.events[0]!)).toBe(true);
+    const printed = await (await t.call("POST", "v1/consents/proof", { key: tenant.apiKey, json: { email, purpose: "ads", format: "html" } })).text();
+    expect(printed).toContain("conflicts with a Global Privacy Control signal");
+    expect(printed).toContain("a grant that conflicts with it");
   });
 
   it("records a GPC signal alone as a denial with method gpc; a later grant without it still conflicts", async () => {

@@ -214,6 +214,33 @@ export const ISOLATION_CASES: Record<string, IsolationCase> = {
       await expectNotFound(await t.call("GET", `v1/consents/${eventId}`, { key: a.apiKey }));
     },
   },
+  "consents-evidence-put": {
+    async check(t, a, b) {
+      const { eventId } = await bConsent(t, b);
+      const png = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), Buffer.alloc(100)]);
+      await expectNotFound(await t.call("PUT", `v1/consents/${eventId}/evidence`, { key: a.apiKey, headers: { "content-type": "image/png" }, body: new Uint8Array(png) }));
+      expect(await t.services.consents.getEvidence(b.tenantId, eventId)).toBeUndefined();
+      expect(await t.services.consents.getEvidence(a.tenantId, eventId)).toBeUndefined();
+    },
+  },
+  "consents-evidence-get": {
+    async check(t, a, b) {
+      const { eventId } = await bConsent(t, b);
+      const png = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), Buffer.alloc(100)]);
+      expect((await t.call("PUT", `v1/consents/${eventId}/evidence`, { key: b.apiKey, headers: { "content-type": "image/png" }, body: new Uint8Array(png) })).status).toBe(201);
+      await expectNotFound(await t.call("GET", `v1/consents/${eventId}/evidence`, { key: a.apiKey }));
+    },
+  },
+  "consents-export": {
+    async check(t, a, b) {
+      const { eventId } = await bConsent(t, b);
+      const period = "from=2000-01-01T00:00:00Z&to=2100-01-01T00:00:00Z";
+      const page = await json<{ items: Array<{ id: string }> }>(await t.call("GET", `v1/consents/export?${period}&limit=200`, { key: a.apiKey }));
+      expect(page.items.map((e) => e.id)).not.toContain(eventId);
+      const csv = await (await t.call("GET", `v1/consents/export?${period}`, { key: a.apiKey, headers: { accept: "text/csv" } })).text();
+      expect(csv).not.toContain(eventId);
+    },
+  },
   "consents-proof": {
     async check(t, a, b) {
       const { email } = await bConsent(t, b);
