@@ -176,7 +176,9 @@ export class AuditStore {
 
   /**
    * Moves the tenant's head document to at least `entry`: joins the loop already moving it (which then goes on to
-   * the newest entry it was given) or starts one. Settles once the head is at `entry` or beyond.
+   * the newest entry it was given) or starts one. Settles once the head is at `entry` or beyond, or once moving it
+   * failed: the entry is written, and a head that lags is what the next append and the anchors already expect (as
+   * after a crash), so a failure here never fails the appends that joined the loop.
    */
   private advanceHeadTo(tenantId: string, entry: AuditEntry): Promise<void> {
     const move = this.headMoves.get(tenantId);
@@ -192,6 +194,8 @@ export class AuditStore {
           await this.advanceHead(tenantId, target);
           if (state.target === target) return;
         }
+      } catch {
+        // Best effort (see above).
       } finally {
         this.headMoves.delete(tenantId);
       }
