@@ -39,7 +39,7 @@ afterAll(async () => {
 const DAY = 86_400_000;
 const noticesOf = (itemId: string) => notices.filter((n) => n.itemId === itemId).map((n) => n.stage);
 
-async function schedule(itemId: string, tenantId = "tn-test") {
+async function schedule(itemId: string, tenantId = "tn-testtesttesttest") {
   const now = t.clock.now().getTime();
   await scheduleDeadlines(t.services, "test-clock", tenantId, itemId, [
     { stage: "reminder", dueAt: new Date(now + 20 * DAY) },
@@ -85,30 +85,30 @@ describe("deadline watch", () => {
     t.clock.advance({ days: 20 });
     const id = milestoneId("test-clock", "item-3", "reminder");
     // Claim it as a sweep would, without its queue worker getting there first.
-    const m = (await t.services.deadlines.get("tn-test", id))!;
+    const m = (await t.services.deadlines.get("tn-testtesttesttest", id))!;
     await t.services.deadlines.replace({ ...m, status: "queued", queuedAt: t.clock.now().toISOString() }, m._etag);
     failNext = 1;
-    await expect(handleDeadlineNotice(t.services, { tenantId: "tn-test", milestoneId: id })).rejects.toThrow("could not be sent");
-    const outcomes = await Promise.all([1, 2, 3].map(() => handleDeadlineNotice(t.services, { tenantId: "tn-test", milestoneId: id })));
+    await expect(handleDeadlineNotice(t.services, { tenantId: "tn-testtesttesttest", milestoneId: id })).rejects.toThrow("could not be sent");
+    const outcomes = await Promise.all([1, 2, 3].map(() => handleDeadlineNotice(t.services, { tenantId: "tn-testtesttesttest", milestoneId: id })));
     expect(outcomes.filter((o) => o === "sent")).toHaveLength(1);
     expect(noticesOf("item-3")).toEqual(["reminder"]);
     // A forged message for a milestone that is not queued does nothing.
-    expect(await handleDeadlineNotice(t.services, { tenantId: "tn-test", milestoneId: milestoneId("test-clock", "item-3", "overdue") })).toBe("skipped");
-    expect(await handleDeadlineNotice(t.services, { tenantId: "tn-test", milestoneId: "dl-unknown" })).toBe("skipped");
+    expect(await handleDeadlineNotice(t.services, { tenantId: "tn-testtesttesttest", milestoneId: milestoneId("test-clock", "item-3", "overdue") })).toBe("skipped");
+    expect(await handleDeadlineNotice(t.services, { tenantId: "tn-testtesttesttest", milestoneId: "dl-unknown" })).toBe("skipped");
   });
 
   it("follows rescheduling and cancelling, and lets the clock skip items closed meanwhile", async () => {
     await schedule("item-4");
     const now = t.clock.now().getTime();
     // Extended: the overdue mark moves two months later; the escalation is no longer wanted.
-    await scheduleDeadlines(t.services, "test-clock", "tn-test", "item-4", [
+    await scheduleDeadlines(t.services, "test-clock", "tn-testtesttesttest", "item-4", [
       { stage: "reminder", dueAt: new Date(now + 20 * DAY) },
       { stage: "overdue", dueAt: new Date(now + 88 * DAY) },
     ]);
     t.clock.advance({ days: 30 });
     await runDeadlineWatch(t.services);
     await eventually(() => expect(noticesOf("item-4")).toEqual(["reminder"]));
-    await cancelDeadlines(t.services, "test-clock", "tn-test", "item-4");
+    await cancelDeadlines(t.services, "test-clock", "tn-testtesttesttest", "item-4");
     t.clock.advance({ days: 60 });
     expect((await runDeadlineWatch(t.services)).queued).toBe(0);
     expect(noticesOf("item-4")).toEqual(["reminder"]);
@@ -117,7 +117,7 @@ describe("deadline watch", () => {
     closed.add("item-5");
     t.clock.advance({ days: 20 });
     await runDeadlineWatch(t.services);
-    await eventually(async () => expect((await t.services.deadlines.get("tn-test", milestoneId("test-clock", "item-5", "reminder")))?.outcome).toBe("skipped"));
+    await eventually(async () => expect((await t.services.deadlines.get("tn-testtesttesttest", milestoneId("test-clock", "item-5", "reminder")))?.outcome).toBe("skipped"));
     expect(noticesOf("item-5")).toEqual([]);
   });
 
