@@ -32,6 +32,10 @@ const packageSchema = z.object({
   counts: z.record(z.string(), z.number().int()).describe("Items per section, files and their bytes, content withheld"),
   downloads: z.object({ tenant: z.number().int(), subject: z.number().int() }),
   contentUrl: z.string().nullable(),
+  purgedReason: z
+    .enum(["expired", "subject-request", "upload-deleted"])
+    .nullable()
+    .describe("Why it was purged: its download window ended; the person's erasure; or the content of an upload it held a copy of was destroyed (erased, deleted by you, or expired): a new request makes a new package"),
 }) satisfies z.ZodType<PackageView>;
 
 const get = httpEndpoint({

@@ -64,6 +64,12 @@ export const packageDocSchema = z.object({
       storedAt: iso,
     })
     .nullable(),
+  /**
+   * The uploads whose content was copied into the zip (files/...). Every destruction of an upload's content purges the
+   * packages listed here (shared/usecases/package-purge.ts). Absent on records built before it was kept: such a package
+   * holding any file is taken to hold a copy of every upload's content.
+   */
+  contentOf: z.array(z.string().max(64)).optional(),
   /** What went in: counts per section, the files and their bytes, and uploads whose content was withheld (Art. 15(4)). */
   counts: z.record(z.string().max(60), z.number().int().nonnegative()),
   builtAt: iso.nullable(),
@@ -81,6 +87,13 @@ export const packageDocSchema = z.object({
       blobsDeletedAt: iso.nullable(),
       /** A worker finishing the purge holds it until then. */
       leaseUntil: iso.nullable(),
+      /**
+       * Why it was purged: its download window ended (`expired`, the retention sweep), the person's erasure
+       * (`subject-request`), or the content of an upload it holds a copy of was destroyed (`upload-deleted`, naming it).
+       * Absent on purges recorded before the reason was kept (the retention sweep's).
+       */
+      reason: z.enum(["expired", "subject-request", "upload-deleted"]).optional(),
+      uploadId: z.string().max(64).nullable().optional(),
     })
     .nullable(),
 });
@@ -146,6 +159,23 @@ export class PackageStore {
       if (isPreconditionFailed(err) || isNotFound(err)) return undefined;
       throw err;
     }
+  }
+
+  /**
+   * The tenant's packages not purged yet that hold (or may hold) a copy of the upload's content: those listing it in
+   * `contentOf`, and those built before `contentOf` was kept that hold any file. Their request ids.
+   */
+  async holdingUploadContent(tenantId: string, uploadId: string): Promise<string[]> {
+    const rows = await queryAll(this.container, z.object({ requestId: z.string() }), {
+      query:
+        "SELECT c.requestId FROM c WHERE c.tenantId = @tenantId AND c.type = 'dsr-package' AND c.state != 'purged' " +
+        "AND (ARRAY_CONTAINS(c.contentOf, @upload) OR (NOT IS_DEFINED(c.contentOf) AND c.counts.files > 0))",
+      parameters: [
+        { name: "@tenantId", value: tenantId },
+        { name: "@upload", value: uploadId },
+      ],
+    }, tenantId);
+    return rows.map((r) => r.requestId);
   }
 
   // --- privacy information --------------------------------------------------------------------------------------------

@@ -67,6 +67,7 @@ import { openRequestField, statementDigest, tokenHash, unwrapRequestKey } from "
 import { changeRequest, registerRequestWork, SYSTEM, withStep, type WorkOutcome } from "./subject-request-steps";
 import { tenantContactEmail } from "./tenants";
 import { openField, unwrapUploadKey } from "./upload-keys";
+import { purgePackageNow } from "./package-purge";
 
 /** Uploads read from storage at a time while a section is written. */
 const PAGE = 100;
@@ -647,6 +648,7 @@ async function build(s: Services, req: StoredRequest, log?: Log): Promise<WorkOu
     throw err;
   }
   const counts = zip.counts();
+  const contentOf = zip.contentOf();
   const builtAt = s.clock.now();
   const ready = await changePackage(s, req.tenantId, req.id, (doc) =>
     doc.state !== "building" || doc.building?.attemptId !== attemptId
@@ -657,6 +659,7 @@ async function build(s: Services, req: StoredRequest, log?: Log): Promise<WorkOu
           building: null,
           dataKey: wrapped,
           content: { ...stored, storedAt: builtAt.toISOString() },
+          contentOf,
           counts,
           builtAt: builtAt.toISOString(),
           expiresAt: packageExpiresAt(builtAt, s.settings.dsrExportDays).toISOString(),
@@ -667,6 +670,15 @@ async function build(s: Services, req: StoredRequest, log?: Log): Promise<WorkOu
     await s.packageBlobs.discard(target);
     return { next: "notify" };
   }
+  // An upload whose content went in and that was destroyed while this built (its deletion looked for packages holding
+  // it before this one was stored): the package goes, and the next attempt builds it without that upload.
+  if (await someNotLive(s, req.tenantId, contentOf)) {
+    await purgePackageNow(s, req.tenantId, req.id, { reason: "upload-deleted", actor: SYSTEM });
+    await changePackage(s, req.tenantId, req.id, (doc) =>
+      doc.state !== "purged" || doc.builtAt !== ready.builtAt ? undefined : { ...newPackageDoc(req, new Date(doc.createdAt)), contentDecision: doc.contentDecision },
+    );
+    throw new AppError("conflict", "an upload in the package was deleted while it was built; it is built again");
+  }
   await recordAuditOnce(s, req.tenantId, SYSTEM, "subject-request.package-built", { type: "subject-request", id: req.id }, {
     scope: claimed.scope,
     ...counts,
@@ -675,6 +687,15 @@ async function build(s: Services, req: StoredRequest, log?: Log): Promise<WorkOu
     expiresAt: ready.expiresAt,
   }, `dsr-package-built:${req.id}`);
   return { next: "notify" };
+}
+
+/** Whether any of these uploads is no longer live (its content destroyed or being destroyed). */
+async function someNotLive(s: Services, tenantId: string, uploadIds: readonly string[]): Promise<boolean> {
+  for (const id of uploadIds) {
+    const u = await s.uploads.get(tenantId, id);
+    if (!u || !isLive(u.status) || !u.dataKey) return true;
+  }
+  return false;
 }
 
 /** The person's link secret: an HMAC under a key derived from the tenant's lookup secret, over the request and its blob. */
@@ -747,8 +768,9 @@ interface PackageHead {
  * any moment one item and one file's current chunk are in memory. index.html is made by asking the sections again.
  * `counts()` (after the stream ended) says what went in; `stop()` ends it early (the write failed).
  */
-export function packageStream(s: Services, ctx: ExportContext, head: PackageHead): { stream: Readable; counts(): Record<string, number>; stop(): void } {
+export function packageStream(s: Services, ctx: ExportContext, head: PackageHead): { stream: Readable; counts(): Record<string, number>; contentOf(): string[]; stop(): void } {
   const zip = new ZipFile();
+  const contentOf = new Set<string>();
   const out = zip.outputStream as Readable;
   const counts: Record<string, number> = { files: 0, fileBytes: 0, withheldContent: 0 };
   const mtime = head.generatedAt;
@@ -796,6 +818,7 @@ export function packageStream(s: Services, ctx: ExportContext, head: PackageHead
           if (content?.withheld === "other-data-subjects") counts.withheldContent!++;
           const file = item.file;
           if (file) {
+            if (section.name === "uploads" && typeof item.data.id === "string") contentOf.add(item.data.id);
             counts.files!++;
             counts.fileBytes! += file.size;
             zip.addReadStreamLazy(file.path, { mtime, compress: false, size: file.size }, (cb) => {
@@ -849,6 +872,7 @@ export function packageStream(s: Services, ctx: ExportContext, head: PackageHead
   return {
     stream: out,
     counts: () => ({ ...counts }),
+    contentOf: () => [...contentOf].sort(),
     stop: () => fail(new Error("the package write stopped")),
   };
 }
@@ -870,6 +894,12 @@ export interface PackageView {
   counts: Record<string, number>;
   downloads: { tenant: number; subject: number };
   contentUrl: string | null;
+  /**
+   * Why the package was purged, once it is: `expired` (its download window ended), `subject-request` (the person's
+   * erasure), `upload-deleted` (the content of an upload it held a copy of was destroyed: erased, deleted by its
+   * sender or expired; a new request makes a new package); null while it is not.
+   */
+  purgedReason: "expired" | "subject-request" | "upload-deleted" | null;
 }
 
 function viewOf(pkg: PackageDoc, awaiting: string[] | undefined): PackageView {
@@ -886,6 +916,7 @@ function viewOf(pkg: PackageDoc, awaiting: string[] | undefined): PackageView {
     counts: pkg.counts,
     downloads: pkg.downloads,
     contentUrl: pkg.state === "ready" ? `/api/v1/subject-requests/${pkg.requestId}/package/content` : null,
+    purgedReason: pkg.state === "purged" ? (pkg.purge?.reason ?? "expired") : null,
   };
 }
 
@@ -946,7 +977,18 @@ export async function downloadPackage(s: Services, caller: TenantCaller, id: str
   }
   const r = await openPackage(s, pkg, "tenant", caller, head);
   if (r === "not-ready") throw new AppError("conflict", "the package is not built yet");
-  if (r === "expired") throw new AppError("conflict", "the package's download window is over: it was purged (a new access request makes a new one)");
+  if (r === "expired") {
+    throw new AppError(
+      "conflict",
+      pkg.state !== "purged"
+        ? "the package's download window is over: it can no longer be downloaded and is purged by the next retention sweep (a new access request makes a new one)"
+        : pkg.purge?.reason === "upload-deleted"
+          ? "the package was purged: the content of an upload it held a copy of was destroyed (a new access request makes a new one)"
+          : pkg.purge?.reason === "subject-request"
+            ? "the package was purged by the person's erasure"
+            : "the package's download window is over: it was purged (a new access request makes a new one)",
+    );
+  }
   return r;
 }
 
@@ -976,8 +1018,6 @@ export async function publicDownload(s: Services, token: string, apiRequestId: s
 
 // --- retention: the dsr-export class ---------------------------------------------------------------------------------------
 
-const PURGE_LEASE_MS = 5 * 60_000;
-
 /** For the retention sweep: packages whose download window is over, oldest first. */
 export async function findExpiredPackages(s: Services, now: Date, limit: number): Promise<Array<{ tenantId: string; id: string; dueAt: string }>> {
   const rows = await s.packages.findExpiredAcrossTenants(now, limit);
@@ -996,33 +1036,14 @@ export async function findExpiredPackages(s: Services, now: Date, limit: number)
 export async function purgePackage(s: Services, item: { tenantId: string; id: string }, sweepId: string): Promise<"purged" | "skipped" | "busy"> {
   const pkg = await s.packages.get(item.tenantId, item.id);
   if (!pkg || pkg.state === "purged") return "skipped";
-  const now = s.clock.now();
   const due = RETENTION_CLASSES["dsr-export"].dueAt({ expiresAt: pkg.expiresAt });
-  if (!due || due.getTime() > now.getTime()) return "skipped";
-  if (pkg.purge?.leaseUntil && Date.parse(pkg.purge.leaseUntil) > now.getTime()) return "busy";
-  const leased = await s.packages.replace(
-    {
-      ...withoutMeta(pkg),
-      dataKey: null,
-      building: null,
-      purge: { sweepId, keyDestroyedAt: pkg.purge?.keyDestroyedAt ?? now.toISOString(), blobsDeletedAt: null, leaseUntil: new Date(now.getTime() + PURGE_LEASE_MS).toISOString() },
-      updatedAt: now.toISOString(),
-    },
-    pkg._etag,
-  );
-  if (!leased) return "busy";
-  await s.packageBlobs.deleteAll(item.tenantId, item.id);
-  await recordAuditOnce(s, item.tenantId, { actor: "system:retention" }, "subject-request.package-purged", { type: "subject-request", id: item.id }, {
+  if (!due || due.getTime() > s.clock.now().getTime()) return "skipped";
+  return purgePackageNow(s, item.tenantId, item.id, {
+    reason: "expired",
+    actor: { actor: "system:retention" },
     sweepId,
-    expiresAt: pkg.expiresAt,
-    downloads: pkg.downloads.tenant + pkg.downloads.subject,
-  }, `dsr-package-purged:${item.id}`);
-  const done = s.clock.now().toISOString();
-  const marked = await s.packages.replace(
-    { ...withoutMeta(leased), state: "purged", content: null, purge: { ...leased.purge!, blobsDeletedAt: done, leaseUntil: null }, updatedAt: done },
-    leased._etag,
-  );
-  return marked ? "purged" : "busy";
+    details: { sweepId, expiresAt: pkg.expiresAt, downloads: pkg.downloads.tenant + pkg.downloads.subject },
+  });
 }
 
 /** For the retention receipt: the packages (request ids) a sweep purged, by tenant. */

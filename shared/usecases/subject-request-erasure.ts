@@ -4,7 +4,9 @@
  *
  * 1. `plan`: the ids of the tenant's uploads that name the person (by keyed hash) as a data subject or a recipient,
  *    added to the request's outcome document; the recipients of those uploads are read (decrypted, audited once) and
- *    kept encrypted under the request's key, so the tenant can tell them (Art. 19) after the uploads are gone;
+ *    kept encrypted under the request's key, so the tenant can tell them (Art. 19) after the uploads are gone; the
+ *    access and portability packages (of any person's request) holding a copy of their content are noted: each
+ *    upload's deletion purges them, and the certificate counts them;
  * 2. `uploads`: each planned upload deleted as a sender's deletion is (shared/usecases/upload-deletion.ts: the data key
  *    destroyed first, then the blobs, the audit entry, the tombstone) with reason `subject-request`; uploads naming the
  *    person that appeared meanwhile send the work back to `plan`;
@@ -30,6 +32,7 @@ import type { OutcomeDoc } from "../stores/subject-outcome-store";
 import type { RequestDoc, StoredRequest } from "../stores/subject-request-store";
 import { recordAuditOnce } from "./audit-trail";
 import { eraseHistoryOnRequest } from "./consent-retention";
+import { purgePackageNow } from "./package-purge";
 import { deleteUpload } from "./upload-deletion";
 import { actorFor, addRecipients, collectRecipients, ensureOutcome, inBatches, requestDetails, signRecord, UPLOAD_CONCURRENCY, updateOutcome, withPlanned } from "./subject-request-outcomes";
 import { registerRequestWork, releaseOpenMarker, type WorkOutcome } from "./subject-request-steps";
@@ -49,9 +52,15 @@ export async function planErasure(s: Services, req: StoredRequest): Promise<Work
   if (fresh.length > 0 || doc.plan.ids.uploads === undefined) {
     // Recipients first: once planned, an upload may be deleted by the next step at any time.
     await addRecipients(s, req, await collectRecipients(s, req, fresh, [hash]));
+    // Packages (of anyone's requests) holding a copy of these uploads' content: each upload's deletion purges them
+    // (upload-deletion.ts); they are noted here for the certificate.
+    const holding = new Set<string>();
+    for (const id of fresh) for (const r of await s.packages.holdingUploadContent(req.tenantId, id)) holding.add(r);
     await updateOutcome(s, req.tenantId, req.id, (d) => {
       const all = [...new Set([...(d.plan.ids.uploads ?? []), ...fresh])];
-      return all.length === (d.plan.ids.uploads ?? []).length && d.plan.ids.uploads !== undefined ? undefined : withPlanned(d, "uploads", all);
+      const copies = [...new Set([...(d.plan.ids.contentCopies ?? []), ...holding])];
+      if (all.length === (d.plan.ids.uploads ?? []).length && d.plan.ids.uploads !== undefined && copies.length === (d.plan.ids.contentCopies ?? []).length) return undefined;
+      return withPlanned(withPlanned(d, "uploads", all), "contentCopies", copies);
     });
   }
   return { next: "uploads" };
@@ -121,42 +130,11 @@ export async function eraseRecords(s: Services, req: StoredRequest): Promise<Wor
   return { next: "certificate" };
 }
 
-/** How long this step holds a package it erases (as the retention sweep's purge does). */
-const PACKAGE_LEASE_MS = 5 * 60_000;
-
-/**
- * Erases an access or portability package of the person now, as the retention sweep's purge does at the end of its
- * download window (shared/usecases/subject-request-access.ts): its data key leaves the record first (every copy of
- * the zip unreadable from then on), then its blobs go, `subject-request.package-purged` is written once, and it is
- * marked purged. Each part is safe to repeat.
- */
+/** Erases an access or portability package of the person now (package-purge.ts), for the person's erasure. */
 async function erasePackage(s: Services, by: RequestDoc, requestId: string): Promise<void> {
-  for (let attempt = 0; attempt < 8; attempt++) {
-    const pkg = await s.packages.get(by.tenantId, requestId);
-    if (!pkg || pkg.state === "purged") return;
-    const now = s.clock.now();
-    // Shredded already (by an earlier attempt, or by the retention sweep's purge): finish it; each part is idempotent
-    // and the audit entry has the purge's key, so it is written once whoever finishes.
-    const leased =
-      pkg.dataKey === null && pkg.purge
-        ? pkg
-        : await s.packages.replace(
-            {
-              ...withoutMeta(pkg),
-              dataKey: null,
-              building: null,
-              purge: { sweepId: null, keyDestroyedAt: pkg.purge?.keyDestroyedAt ?? now.toISOString(), blobsDeletedAt: null, leaseUntil: new Date(now.getTime() + PACKAGE_LEASE_MS).toISOString() },
-              updatedAt: now.toISOString(),
-            },
-            pkg._etag,
-          );
-    if (!leased) continue;
-    await s.packageBlobs.deleteAll(by.tenantId, requestId);
-    await recordAuditOnce(s, by.tenantId, actorFor(by), "subject-request.package-purged", { type: "subject-request", id: requestId }, { reason: "subject-request", erasureRequestId: by.id }, `dsr-package-purged:${requestId}`);
-    const done = s.clock.now().toISOString();
-    if (await s.packages.replace({ ...withoutMeta(leased), state: "purged", content: null, purge: { ...leased.purge!, blobsDeletedAt: done, leaseUntil: null }, updatedAt: done }, leased._etag)) return;
+  if ((await purgePackageNow(s, by.tenantId, requestId, { reason: "subject-request", actor: actorFor(by), details: { erasureRequestId: by.id } })) === "busy") {
+    throw new AppError("conflict", "a package of the person is being purged by another worker; the step is tried again");
   }
-  throw new AppError("conflict", "a package of the person kept changing; the step is tried again");
 }
 
 /**
@@ -211,7 +189,8 @@ export async function certifyErasure(s: Services, req: StoredRequest): Promise<W
           requests: d.plan.ids.requests ?? [],
           restrictions: d.plan.ids.restrictions ?? [],
           objections: d.plan.ids.objections ?? [],
-          "access-packages": d.plan.ids.packages ?? [],
+          // The person's own packages and every package that held a copy of an erased upload's content.
+          "access-packages": [...(d.plan.ids.packages ?? []), ...(d.plan.ids.contentCopies ?? [])],
           "consent-records": d.plan.ids.consentHistories ?? [],
         },
         kept,

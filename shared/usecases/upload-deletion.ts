@@ -5,7 +5,9 @@
  *
  *   1. crypto-shred: the wrapped data key and every personal field leave the record in one conditional write
  *      (status "deleting"); from here on no copy of the payload can be decrypted;
- *   2. delete the payload blobs (a blob already gone is fine, so a resumed deletion simply lists them again);
+ *   2. delete the payload blobs (a blob already gone is fine, so a resumed deletion simply lists them again), and
+ *      purge every access or portability package holding a copy of the content (package-purge.ts: a copy must not
+ *      outlive the upload, whichever of the three reasons destroys it);
  *   3. append the audit entry, unless an earlier attempt already did (looked up only when resuming);
  *   4. mark the record "deleted" or "expired": a tombstone of ids, sizes, times and the reason.
  *
@@ -19,6 +21,7 @@ import type { Services } from "../services";
 import { withoutMeta } from "../stores/cosmos";
 import type { DeletionReason, StoredUpload, UploadDoc } from "../stores/upload-store";
 import { recordAudit, type Actor, type TenantCaller } from "./audit-trail";
+import { purgePackagesHoldingUpload } from "./package-purge";
 import { storedStateChanged } from "./running-downloads";
 
 const LEASE_MS = 5 * 60_000;
@@ -77,6 +80,9 @@ export async function deleteUpload(
 
   // Step 2: every blob under the upload's prefix, including those of interrupted content attempts.
   await s.payloads.deleteAll(tenantId, uploadId);
+  // The copies of the content in access packages go with it (after the key: a package built meanwhile either is
+  // found here or finds the upload no longer live when it checks after being stored).
+  await purgePackagesHoldingUpload(s, tenantId, uploadId, { actor: deletion.by, requestId: deletion.requestId });
   faults.after?.("blobs");
 
   // Step 3. Only a resumed deletion can have an entry already (written just before a crash): look for it then.

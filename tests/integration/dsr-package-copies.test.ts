@@ -1,0 +1,132 @@
+/**
+ * Copies of personal data in access and portability packages, and what part 3's requests do to them and to the
+ * person's other records: every destruction of an upload's content (a person's erasure, the sender's DELETE, the
+ * 32-day expiry purge) purges every package holding a copy of it (GDPR Art. 17(1), 5(1)(e)), and the erasure
+ * certificate counts those packages; a restricted person's content stays out of packages (Art. 18(2)); an erasure
+ * keeps objections as a suppression record and withdraws consents in force (Art. 17(1)(b), 21(3)); a rectification
+ * purges the person's built packages (Art. 16); active content is never placed in a zip where it would run.
+ */
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, it } from "@jest/globals";
+import { expect } from "../helpers/expect";
+import { startTestApp, type TestApp } from "../helpers/app";
+import { sweep } from "../helpers/sweep";
+import { createRequest, json, waitForRequest } from "../helpers/subject-requests";
+import { uploadWith } from "../helpers/uploads";
+import { ManualClock } from "../../shared/domain/clock";
+
+let t: TestApp;
+let a: { tenantId: string; apiKey: string };
+let dir: string;
+
+const texts = { purposes: "P", categories: "C", recipients: "R", retention: "T", rights: "Rights", complaint: "Complaint", source: "S", automatedDecisions: "None" };
+
+beforeAll(async () => {
+  t = await startTestApp({ clock: new ManualClock("2027-06-07T09:00:00.000Z") });
+  a = await t.createTenant("Copies ApS");
+  expect((await t.call("PUT", "v1/privacy-information", { key: a.apiKey, json: { en: texts, da: texts } })).status).toBe(201);
+  dir = mkdtempSync(path.join(os.tmpdir(), "dsr-copies-"));
+});
+afterAll(async () => {
+  await t?.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+let n = 0;
+const person = (tag: string) => `${tag}${++n}.${Date.now()}@example.com`;
+
+/** Records a request, vouches for the person, and waits until it is completed or needs attention. */
+async function answered(body: Record<string, unknown>) {
+  const r = await createRequest(t, a.apiKey, body);
+  expect(r.status, JSON.stringify(r.body)).toBe(201);
+  expect((await t.call("POST", `v1/subject-requests/${r.body.id}/vouch`, { key: a.apiKey, json: { statement: "ID checked." } })).status).toBe(200);
+  return waitForRequest(t, a.tenantId, r.body.id, (d) => d.status === "completed" || d.status === "needs-attention" || (d.workState?.waitingFor ?? null) !== null, `the ${String(body.type)} request`);
+}
+
+/** An access request for `email` whose content decision includes `include` (uploads naming others too), built. */
+async function builtAccess(email: string, include: string[] = []): Promise<string> {
+  const r = await createRequest(t, a.apiKey, { type: "access", subjectEmail: email });
+  expect(r.status).toBe(201);
+  if (include.length > 0) {
+    const d = await t.call("POST", `v1/subject-requests/${r.body.id}/include-content`, { key: a.apiKey, json: { uploadIds: include, reason: "The co-subject agreed." } });
+    expect(d.status, await d.clone().text()).toBe(200);
+  }
+  expect((await t.call("POST", `v1/subject-requests/${r.body.id}/vouch`, { key: a.apiKey, json: { statement: "ID checked." } })).status).toBe(200);
+  const done = await waitForRequest(t, a.tenantId, r.body.id, (d) => d.status === "completed" || d.status === "needs-attention", "the access request");
+  expect(done.status, JSON.stringify(done.attention)).toBe("completed");
+  expect((await t.services.packages.get(a.tenantId, r.body.id))?.state).toBe("ready");
+  return r.body.id;
+}
+
+async function zipOf(requestId: string): Promise<{ names: string[]; read(entry: string): Buffer }> {
+  const res = await t.call("GET", `v1/subject-requests/${requestId}/package/content`, { key: a.apiKey });
+  expect(res.status, await res.clone().text().catch(() => "")).toBe(200);
+  const file = path.join(dir, `${requestId}.zip`);
+  writeFileSync(file, Buffer.from(await res.arrayBuffer()));
+  const names = execFileSync("unzip", ["-Z1", file], { encoding: "utf8" }).trim().split("\n");
+  return { names, read: (entry) => execFileSync("unzip", ["-p", file, entry]) };
+}
+
+const packageBlobs = async (requestId: string) => {
+  const names: string[] = [];
+  for await (const x of t.raw.blobs.getContainerClient("payloads").listBlobsFlat({ prefix: `${a.tenantId}/${requestId}/`, includeUncommitedBlobs: true })) names.push(x.name);
+  return names;
+};
+
+/** The package is purged for the named reason: key gone, blobs gone, the tenant's download refused saying why. */
+async function expectPurgedForUpload(requestId: string, uploadId: string): Promise<void> {
+  const pkg = await t.services.packages.get(a.tenantId, requestId);
+  expect(pkg, "the package holding a copy").toMatchObject({ state: "purged", dataKey: null, content: null });
+  expect(pkg?.purge).toMatchObject({ reason: "upload-deleted", uploadId });
+  expect(await packageBlobs(requestId)).toEqual([]);
+  const res = await t.call("GET", `v1/subject-requests/${requestId}/package/content`, { key: a.apiKey });
+  expect(res.status).toBe(409);
+  expect(JSON.stringify(await res.json())).toContain("upload");
+  const view = await json<{ state: string; purgedReason: string | null }>(await t.call("GET", `v1/subject-requests/${requestId}/package`, { key: a.apiKey }));
+  expect(view).toMatchObject({ state: "purged", purgedReason: "upload-deleted" });
+}
+
+describe("a package holding a copy of an upload's content", () => {
+  it("is purged when a co-subject's erasure destroys the upload, and the certificate counts it", async () => {
+    const jay = person("jay");
+    const kim = person("kim");
+    const shared = await uploadWith(t, a.apiKey, 40, { dataSubjects: [jay, kim], fileName: "jk.txt" });
+    const jays = await builtAccess(jay, [shared.id]);
+    const zip = await zipOf(jays);
+    expect(zip.names.some((x) => x.startsWith(`files/${shared.id}/`))).toBe(true);
+
+    const erasure = await answered({ type: "erasure", subjectEmail: kim });
+    expect(erasure.status, JSON.stringify(erasure.attention)).toBe("completed");
+    await expectPurgedForUpload(jays, shared.id);
+    const cert = await json<{ record: { erased: Array<{ place: string; count: number }> } }>(await t.call("GET", `v1/subject-requests/${erasure.id}/certificate`, { key: a.apiKey }));
+    expect(cert.record.erased.find((p) => p.place === "access-packages")?.count, "jay's package counted").toBe(1);
+    const audit = await json<{ items: Array<{ action: string; target: { id: string }; details: Record<string, unknown> }> }>(await t.call("GET", "v1/audit?limit=200", { key: a.apiKey }));
+    expect(audit.items.filter((e) => e.action === "subject-request.package-purged" && e.target.id === jays)).toHaveLength(1);
+  });
+
+  it("is purged when the sender deletes the upload", async () => {
+    const eve = person("eve");
+    const up = await uploadWith(t, a.apiKey, 40, { dataSubjects: [eve], fileName: "e.txt" });
+    const gus = person("gus");
+    await uploadWith(t, a.apiKey, 40, { dataSubjects: [gus] });
+    const eves = await builtAccess(eve);
+    const unrelatedPkg = await builtAccess(gus);
+    expect((await t.call("DELETE", `v1/uploads/${up.id}`, { key: a.apiKey })).status).toBe(204);
+    await expectPurgedForUpload(eves, up.id);
+    // A package without a copy of it stays.
+    expect((await t.services.packages.get(a.tenantId, unrelatedPkg))?.state).toBe("ready");
+  });
+
+  it("is purged when the upload expires, though the package's own download window is still open", async () => {
+    const fay = person("fay");
+    const up = await uploadWith(t, a.apiKey, 40, { dataSubjects: [fay], fileName: "f.txt", expiresInDays: 1 });
+    const fays = await builtAccess(fay);
+    t.clock.advance({ days: 1, minutes: 5 });
+    await sweep(t);
+    expect((await t.services.uploads.get(a.tenantId, up.id))?.status).toBe("expired");
+    await expectPurgedForUpload(fays, up.id);
+  });
+});
