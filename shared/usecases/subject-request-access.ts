@@ -98,6 +98,7 @@ const LABELS: Labels = {
     withheldOthers: "not included: it is also about other people, and the controller did not include it (GDPR Art. 15(4))",
     withheldRecipient: "not included: you are a recipient of this file, not a person it is about",
     withheldNone: "no content is stored",
+    withheldRestricted: "not included: a person the content is about has restricted its processing (GDPR Art. 18); it is kept, not used",
     providedBySubject: "Provided by you",
     yes: "yes",
     no: "no",
@@ -137,6 +138,7 @@ const LABELS: Labels = {
     withheldOthers: "ikke med: det handler også om andre personer, og den dataansvarlige har ikke taget det med (GDPR art. 15, stk. 4)",
     withheldRecipient: "ikke med: du er modtager af filen, ikke en person, den handler om",
     withheldNone: "der er ikke gemt noget indhold",
+    withheldRestricted: "ikke med: en person, indholdet handler om, har fået behandlingen begrænset (GDPR art. 18); det opbevares, men bruges ikke",
     providedBySubject: "Givet af dig",
     yes: "ja",
     no: "nej",
@@ -187,13 +189,20 @@ const uploadItemSchema = closed(
     content: closed(["included", "path", "withheld"], {
       included: { type: "boolean" },
       path: { ...SN, description: "The copy's path in this zip (files/...)" },
-      withheld: { enum: [null, "other-data-subjects", "recipient-only", "no-content"], description: "Why no copy is included" },
+      withheld: {
+        enum: [null, "other-data-subjects", "recipient-only", "no-content", "processing-restricted"],
+        description: "Why no copy is included; processing-restricted: a data subject of the upload restricted its processing (GDPR Art. 18(2): kept, not otherwise processed)",
+      },
     }),
   },
 );
 
-/** One upload naming the person, for the package (null: not in this scope). Decrypts its fields with its own key. */
-async function uploadItem(s: Services, ctx: ExportContext, u: UploadDoc): Promise<ExportItem | null> {
+/**
+ * One upload naming the person, for the package (null: not in this scope). Decrypts its fields with its own key.
+ * `restricted`: a data subject of it (the person or another) restricted processing (Art. 18(2): "with the exception
+ * of storage, only be processed" with consent or for legal claims): its metadata is listed, its content is not copied.
+ */
+async function uploadItem(s: Services, ctx: ExportContext, u: UploadDoc, restricted = false): Promise<ExportItem | null> {
   const dataSubject = u.lookups.subjects.includes(ctx.subjectHash);
   const recipient = u.lookups.recipients.includes(ctx.subjectHash);
   const provided = u.providedBySubject === true;
@@ -206,7 +215,15 @@ async function uploadItem(s: Services, ctx: ExportContext, u: UploadDoc): Promis
   const contentType = open("contentType", u.personal?.contentType) ?? u.contentType;
   const others = Math.max(0, u.subjectCount - (dataSubject ? 1 : 0));
   const stored = u.content !== null && key !== undefined && isLive(u.status);
-  const withheld = !stored ? "no-content" : !dataSubject ? "recipient-only" : others > 0 && !ctx.includedContent.has(u.id) ? "other-data-subjects" : null;
+  const withheld = !stored
+    ? "no-content"
+    : !dataSubject
+      ? "recipient-only"
+      : restricted
+        ? "processing-restricted"
+        : others > 0 && !ctx.includedContent.has(u.id)
+          ? "other-data-subjects"
+          : null;
   const path = withheld === null ? contentEntryPath(u.id, fileName ?? undefined) : null;
   const data: { [k: string]: JsonValue } = {
     id: u.id,
@@ -230,7 +247,15 @@ async function uploadItem(s: Services, ctx: ExportContext, u: UploadDoc): Promis
   }
   const roles = [dataSubject ? lbl(ctx, "roleSubject") : null, recipient ? lbl(ctx, "roleRecipient") : null].filter((r) => r !== null).join("; ");
   const contentLabel =
-    withheld === null ? `${lbl(ctx, "contentIncluded")}: ${path}` : withheld === "other-data-subjects" ? lbl(ctx, "withheldOthers") : withheld === "recipient-only" ? lbl(ctx, "withheldRecipient") : lbl(ctx, "withheldNone");
+    withheld === null
+      ? `${lbl(ctx, "contentIncluded")}: ${path}`
+      : withheld === "other-data-subjects"
+        ? lbl(ctx, "withheldOthers")
+        : withheld === "recipient-only"
+          ? lbl(ctx, "withheldRecipient")
+          : withheld === "processing-restricted"
+            ? lbl(ctx, "withheldRestricted")
+            : lbl(ctx, "withheldNone");
   const rows = [
     { label: lbl(ctx, "id"), value: u.id },
     { label: lbl(ctx, "role"), value: roles },
@@ -279,9 +304,16 @@ registerExportSection({
   scopes: ["access", "portability"],
   itemSchema: uploadItemSchema,
   async *items(s, ctx) {
-    for await (const u of uploadsNaming(s, ctx.tenantId, ctx.subjectHash)) {
-      const item = await uploadItem(s, ctx, u);
-      if (item) yield item;
+    // A page at a time, with one look-up of the restrictions of every data subject of the page's uploads.
+    for (let after: string | null = null; ; ) {
+      const page: UploadDoc[] = await s.uploads.pageNamingPerson(ctx.tenantId, ctx.subjectHash, after, PAGE);
+      const restricted = new Set((await s.subjectRequests.outcomes.restrictionsOf(ctx.tenantId, [...new Set(page.flatMap((u) => u.lookups.subjects))])).map((r) => r.subjectHash));
+      for (const u of page) {
+        const item = await uploadItem(s, ctx, u, u.lookups.subjects.some((h) => restricted.has(h)));
+        if (item) yield item;
+      }
+      if (page.length < PAGE) return;
+      after = page.at(-1)!.id;
     }
   },
 });
@@ -816,6 +848,7 @@ export function packageStream(s: Services, ctx: ExportContext, head: PackageHead
           n++;
           const content = item.data.content as { withheld?: unknown } | undefined;
           if (content?.withheld === "other-data-subjects") counts.withheldContent!++;
+          if (content?.withheld === "processing-restricted") counts.withheldRestricted = (counts.withheldRestricted ?? 0) + 1;
           const file = item.file;
           if (file) {
             if (section.name === "uploads" && typeof item.data.id === "string") contentOf.add(item.data.id);

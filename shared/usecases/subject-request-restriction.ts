@@ -76,7 +76,7 @@ export async function assertNotRestricted(s: Services, tenantId: string, subject
     throw new AppError(
       "processing-restricted",
       `a data subject of this upload has restricted its processing (GDPR Art. 18): it is stored but not downloaded until the restriction is lifted ` +
-        `(POST /api/v1/subject-requests/${found[0]!.requestId}/lift-restriction)`,
+        "(POST /api/v1/subject-requests/{id}/lift-restriction on the restriction request; this answer names neither the person nor the request, which would say who)",
     );
   }
 }

@@ -130,3 +130,30 @@ describe("a package holding a copy of an upload's content", () => {
     await expectPurgedForUpload(fays, up.id);
   });
 });
+
+describe("a restricted person's content (Art. 18(2))", () => {
+  it("stays out of their own package and a co-subject's, its metadata listed with the reason", async () => {
+    const rae = person("rae");
+    const sam = person("sam");
+    const own = await uploadWith(t, a.apiKey, 40, { dataSubjects: [rae], fileName: "rae.txt" });
+    const shared = await uploadWith(t, a.apiKey, 40, { dataSubjects: [rae, sam], fileName: "rs.txt" });
+    const free = await uploadWith(t, a.apiKey, 40, { dataSubjects: [sam], fileName: "sam.txt" });
+    const restriction = await answered({ type: "restriction", subjectEmail: rae });
+    expect(restriction.status, JSON.stringify(restriction.attention)).toBe("completed");
+
+    for (const [who, include, expected] of [
+      [rae, [shared.id], [own.id, shared.id]],
+      [sam, [shared.id], [shared.id]],
+    ] as const) {
+      const id = await builtAccess(who, [...include]);
+      const zip = await zipOf(id);
+      const data = JSON.parse(zip.read("data.json").toString("utf8")) as { sections: { uploads: Array<{ id: string; content: { included: boolean; withheld: string | null } }> } };
+      for (const upId of expected) {
+        expect(data.sections.uploads.find((u) => u.id === upId)?.content, `${upId} in ${who}'s package`).toEqual({ included: false, path: null, withheld: "processing-restricted" });
+        expect(zip.names.some((x) => x.startsWith(`files/${upId}/`)), `${upId} copied`).toBe(false);
+      }
+      expect(zip.read("index.html").toString("utf8")).toContain("Art. 18");
+      if (who === sam) expect(zip.names.some((x) => x.startsWith(`files/${free.id}/`)), "an unrestricted upload's content is copied").toBe(true);
+    }
+  });
+});
