@@ -28,6 +28,7 @@ import {
 import { declaredEvidenceType, EVIDENCE_TYPES, type EvidenceType } from "../shared/domain/consent-evidence";
 import { COUNTRY_CODE, COUNTRY_SOURCES, gppHeaderSchema, MAX_SIGNAL_STRING, tcfHeaderSchema } from "../shared/domain/consent-signals";
 import { AppError } from "../shared/errors";
+import { acceptCheck } from "../shared/http/accept";
 import { csvCell } from "../shared/http/csv";
 import { httpEndpoint, problems, type EndpointResult, type ResponseHeaderSpec } from "../shared/http/endpoint";
 import { factDateTime, isoDateTime, pageOf, pagingQuery, singleLine } from "../shared/http/schemas";
@@ -143,7 +144,7 @@ const eventView = z.object({
   ipAddress: z.string().nullable().describe("Truncated: /24 (IPv4) or /48 (IPv6)"),
   country: locationView,
   gpc: z.boolean().nullable(),
-  conflictsWithGpc: z.boolean().describe("A grant from a browser that sent the GPC objection signal"),
+  conflictsWithGpc: z.boolean().describe("A grant with a GPC objection signal on it or on an earlier recorded event of the same subject and purpose"),
   tcf: tcfHeaderSchema.nullable().describe("What the TC string's core segment says (the string itself is kept encrypted)"),
   gpp: gppHeaderSchema.nullable().describe("What the GPP string's header and TCF sections say (the string itself is kept encrypted)"),
   recordedBy: z.string().describe("key:<id>, or subject (the person, through a withdrawal link)"),
@@ -723,7 +724,8 @@ const evidenceGet = httpEndpoint({
   tags,
   summary: "The evidence file of a consent event, decrypted as it streams; each read is audited",
   description:
-    "Always an attachment, with X-Content-Type-Options: nosniff and Content-Security-Policy: sandbox, so an HTML notice never runs as a page of this service.",
+    "Always an attachment, with X-Content-Type-Options: nosniff and Content-Security-Policy: sandbox, so an HTML notice never runs as a page of this service. " +
+    "An Accept header that does not allow the file's type is answered 406, and nothing is read.",
   params: eventParams,
   responses: {
     200: {
@@ -738,10 +740,11 @@ const evidenceGet = httpEndpoint({
       },
     },
     404: problems(["not-found"]),
+    406: problems(["not-acceptable"]),
     500: problems(["integrity-error"]),
   },
-  handler: async ({ services, principal, params, isHead, context }) => {
-    const opened = await openEvidence(services, principal, params.id, isHead ? "HEAD" : "GET");
+  handler: async ({ services, principal, params, request, isHead, context }) => {
+    const opened = await openEvidence(services, principal, params.id, isHead ? "HEAD" : "GET", acceptCheck(request.headers.get("accept"), "the evidence file"));
     const headers: Record<string, string> = {
       "content-type": opened.contentType === "text/html" ? "text/html; charset=utf-8" : opened.contentType,
       "content-length": String(opened.size),

@@ -8,6 +8,7 @@ import { app } from "@azure/functions";
 import { z } from "zod";
 import { requestIdSchema } from "../shared/domain/subject-requests";
 import { hasControlOrFormat } from "../shared/domain/uploads";
+import { acceptCheck } from "../shared/http/accept";
 import { contentDisposition } from "../shared/http/content-headers";
 import { httpEndpoint, problems, type ResponseHeaderSpec } from "../shared/http/endpoint";
 import { pacedBody } from "../shared/http/streamed-response";
@@ -106,8 +107,17 @@ const content = httpEndpoint({
   tags,
   summary: "Download the package (a zip: data.json, index.html, files/), decrypted as it streams; each download is counted and audited",
   params: idParams,
-  responses: { 200: { description: "The zip", contentType: "application/zip", schema: zipBody, headers: zipHeaders }, 409: problems(["conflict"]), 500: problems(["integrity-error"]) },
-  handler: async ({ services, principal, params, isHead, context }) => zipResponse(await downloadPackage(services, principal, params.id, isHead), context.invocationId),
+  responses: {
+    200: { description: "The zip", contentType: "application/zip", schema: zipBody, headers: zipHeaders },
+    406: problems(["not-acceptable"]),
+    409: problems(["conflict"]),
+    500: problems(["integrity-error"]),
+  },
+  handler: async ({ services, principal, params, request, isHead, context }) => {
+    // The route sends nothing but a zip: an Accept that excludes it is answered before anything is read or counted.
+    acceptCheck(request.headers.get("accept"), "the package")("application/zip");
+    return zipResponse(await downloadPackage(services, principal, params.id, isHead), context.invocationId);
+  },
 });
 app.http(content.name, content.options);
 

@@ -6,6 +6,7 @@ import { z } from "zod";
 import { dataCategories, hasControlOrFormat, MAX_LIFE_DAYS, MIME_TYPE, UPLOAD_STATUSES, uploadIdSchema } from "../shared/domain/uploads";
 import { purposeKeySchema } from "../shared/domain/consent";
 import { AppError } from "../shared/errors";
+import { acceptCheck } from "../shared/http/accept";
 import { contentDisposition, isHeaderSafe } from "../shared/http/content-headers";
 import { httpEndpoint, problems, type RequestHeaderSpec, type ResponseSpec } from "../shared/http/endpoint";
 import { pacedBody } from "../shared/http/streamed-response";
@@ -270,6 +271,7 @@ const download = httpEndpoint({
     304: { description: "Not Modified: If-None-Match matched the ETag. Not a download", headers: { ETag: contentHeaders.ETag } },
     // A data subject of the upload restricted its processing (GDPR Art. 18).
     403: problems(["tenant-suspended", "processing-restricted"]),
+    406: problems(["not-acceptable"]),
     409: problems(["conflict"]),
     410: problems(["upload-expired", "upload-deleted", "download-limit-reached"]),
     416: problems(["range-not-satisfiable"], { "Content-Range": { description: "bytes */<size>", required: true } }),
@@ -284,6 +286,8 @@ const download = httpEndpoint({
         range: request.headers.get("range"),
         ifRange: request.headers.get("if-range"),
         ifNoneMatch: request.headers.get("if-none-match"),
+        // The type as downloadResponse sends it.
+        acceptable: (type) => acceptCheck(request.headers.get("accept"), "the content")(isHeaderSafe(type) ? type : "application/octet-stream"),
       },
       log,
     );

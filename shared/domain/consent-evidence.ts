@@ -3,16 +3,40 @@
  * the page (PNG, JPEG or WebP), a PDF, or the rendered notice as HTML — one per consent event, sent once.
  *
  * The type a tenant declares must be one of these and must match what the first bytes are (their signatures, or for
- * HTML a conservative check of the opening markup): a file that says it is a PNG but is HTML is refused, so nothing
- * is kept under a type it is not, and nothing served back can be taken by a browser for something else.
+ * HTML a conservative check of the opening markup): a file that says it is a PNG but is HTML is refused, and so is a
+ * PNG, JPEG, WebP or PDF that carries HTML or script markup in its first 8 KiB (a polyglot), so nothing is kept under
+ * a type it is not, and nothing served back can be taken by a browser for something else.
  */
 
 /** The media types evidence may have, by what the file is. */
 export const EVIDENCE_TYPES = ["image/png", "image/jpeg", "image/webp", "application/pdf", "text/html"] as const;
 export type EvidenceType = (typeof EVIDENCE_TYPES)[number];
 
-/** How many first bytes the sniffer looks at (enough for every signature and the start of an HTML document). */
-export const SNIFF_BYTES = 512;
+/**
+ * How many first bytes are checked: every signature, the start of an HTML document, and for the binary types the
+ * markup a polyglot hides behind a valid signature (see markupProblem). 8 KiB: more than browsers and old content
+ * sniffers looked at for markup (Internet Explorer's FindMimeFromData read 256 bytes; the WHATWG MIME Sniffing
+ * standard's resource header is at most 1,445 bytes), held in memory once per request.
+ */
+export const SNIFF_BYTES = 8 * 1024;
+
+/**
+ * Markup that makes a file a page when something takes it for HTML or SVG: an opening doctype or `<html`, `<head`,
+ * `<body`, `<script`, `<svg`, `<iframe`, `<object`, `<embed` tag, in any case, followed by white space, `/` or `>`
+ * (`<!doctype` by white space). None of these is in a real screenshot's or PDF's first kilobytes: image metadata
+ * (XMP) is RDF/XML under `<x:xmpmeta>` and `<rdf:…>`, which these do not match.
+ */
+const MARKUP = /<(?:!doctype\s|(?:html|head|body|script|svg|iframe|object|embed)[\s/>])/i;
+
+/**
+ * Why a file that is a PNG, JPEG, WebP or PDF by its signature is refused for carrying HTML or script markup in its
+ * first SNIFF_BYTES (a polyglot: a valid image to one reader, a page to another), or undefined. It is served back as
+ * an attachment with nosniff and a sandboxing CSP in any case; refusing it means nothing is kept that is a page too.
+ */
+function markupProblem(head: Buffer): string | undefined {
+  const found = MARKUP.exec(head.toString("latin1"));
+  return found ? `the file carries HTML or script markup (${JSON.stringify(found[0].trim())} at byte ${found.index}); evidence must be one thing, not an image or PDF that is also a page` : undefined;
+}
 
 export const EVIDENCE_ID_PATTERN = /^ce-[a-z2-7]{16}$/;
 
@@ -72,12 +96,14 @@ export function declaredEvidenceType(type: string, parameters: Readonly<Record<s
 }
 
 /**
- * Why the first bytes do not fit the declared type, or undefined when they do. An empty file is no evidence.
+ * Why the first bytes (up to SNIFF_BYTES) do not fit the declared type, or undefined when they do: an empty file is
+ * no evidence; the signature must be the declared type's; a PNG, JPEG, WebP or PDF must carry no HTML or script
+ * markup there (markupProblem).
  */
 export function evidenceContentProblem(declared: EvidenceType, head: Buffer): string | undefined {
   if (head.length === 0) return "the file is empty";
   const found = sniffEvidenceType(head);
-  if (found === declared) return undefined;
+  if (found === declared) return found === "text/html" ? undefined : markupProblem(head);
   return found === undefined
     ? `the file does not begin as a ${declared} file does; send one of ${EVIDENCE_TYPES.join(", ")} with its own type`
     : `the file is ${found}, not ${declared} as declared; send it with its own type`;

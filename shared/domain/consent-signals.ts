@@ -7,9 +7,12 @@
  *   `given`; one looked up from the IP address in an offline database at the moment of recording as `derived`, with
  *   the database's version (the look-up itself is an adapter: shared/stores/ip-country.ts).
  * - **GPC**: `Sec-GPC: 1` (Global Privacy Control, https://privacycg.github.io/gpc-spec/) is a person's objection to
- *   the sale or sharing of their data. A `granted` decision made by a person whose browser sent it, or for a purpose
- *   whose history holds such a signal, is flagged `conflictsWithGpc`: the consent is recorded (the person may opt in
- *   anyway), but whoever relies on it sees the conflict.
+ *   the sale or sharing of their data, and a standing one: a later click does not undo it. A `granted` event is
+ *   flagged `conflictsWithGpc` when it carries the signal or when an event of the same subject and purpose recorded
+ *   before it (earlier in the audit log) did; the current state is flagged when its latest decision is a grant and
+ *   the signal is anywhere in the purpose's history. The consent is recorded (the person may opt in anyway), but
+ *   whoever relies on it sees the conflict. An event's flag is fixed once it is recorded (what came before it in the
+ *   log never changes), so the 201 answer, the event, the search, the proof and the export all say the same.
  * - **IAB TCF v2 and GPP strings**: decoded with the IAB Tech Lab's own libraries (`@iabtechlabtcf/core`,
  *   `@iabgpp/cmpapi`), never by hand; what their headers say is kept in clear (created, last updated, CMP id and
  *   version, vendor list version, policy version), the strings themselves verbatim but encrypted (the CJEU held a TC
@@ -59,9 +62,44 @@ export const eventLocationSchema = z.object({
 // ---------------------------------------------------------------------------------------------------------------
 // Global Privacy Control
 
-/** Whether one event's decision conflicts with the GPC signal it carries: a grant from a browser that objected. */
-export function eventConflictsWithGpc(decision: string, gpc: boolean | null): boolean {
-  return decision === "granted" && gpc === true;
+/** What the GPC rule needs of an event: whose, which purpose, the signal, and its place in the audit log. */
+export interface GpcFact {
+  subjectId: string;
+  purposeKey: string;
+  gpc: boolean | null;
+  /** The audit entry's sequence number; null while the event is not yet recorded (it then precedes nothing). */
+  audit: { seq: number } | null;
+}
+
+/** The key of one subject's history for one purpose in a FirstGpcSeqs map. */
+export const gpcHistoryKey = (subjectId: string, purposeKey: string): string => `${subjectId}\n${purposeKey}`;
+
+/** Per subject and purpose (gpcHistoryKey), the audit sequence number of the first recorded event with a GPC signal. */
+export type FirstGpcSeqs = ReadonlyMap<string, number>;
+
+/** The first GPC signal per subject and purpose among `events` (any subjects and purposes, any order). */
+export function firstGpcSeqs(events: ReadonlyArray<GpcFact>): Map<string, number> {
+  const first = new Map<string, number>();
+  for (const e of events) {
+    if (e.gpc !== true || e.audit === null) continue;
+    const key = gpcHistoryKey(e.subjectId, e.purposeKey);
+    const seen = first.get(key);
+    if (seen === undefined || e.audit.seq < seen) first.set(key, e.audit.seq);
+  }
+  return first;
+}
+
+/**
+ * Whether one event's decision conflicts with GPC: a grant that carries the signal, or one recorded after an event
+ * of the same subject and purpose that carried it (its first, from `first`: firstGpcSeqs over at least the events
+ * of that subject and purpose recorded before this one). "After" is the audit log's order, which is also the order
+ * of recording, so the flag an event gets when it is recorded is the one every later reading computes.
+ */
+export function eventConflictsWithGpc(e: GpcFact & { decision: string }, first: FirstGpcSeqs): boolean {
+  if (e.decision !== "granted") return false;
+  if (e.gpc === true) return true;
+  const seq = first.get(gpcHistoryKey(e.subjectId, e.purposeKey));
+  return seq !== undefined && e.audit !== null && seq < e.audit.seq;
 }
 
 /**

@@ -133,6 +133,31 @@ export function parseIp(text: string): ParsedIp | undefined {
   return { kind: "ipv6", full: addr.toString(), truncated: `${network.toString()}/48` };
 }
 
+/**
+ * The IPv4 address an IPv6 address carries, for the country look-up: the registry data places the IPv4 address, not
+ * the translation or tunnelling prefix. Forms (IANA IPv6 Special-Purpose Address Registry):
+ * - 6to4 (RFC 3056 §2, 2002::/16): the site's IPv4 address in bits 16-47;
+ * - NAT64 well-known prefix (RFC 6052 §2.1-2.2, 64:ff9b::/96): the IPv4 address in the last 32 bits;
+ * - Teredo (RFC 4380 §4, 2001:0::/32): the client's public IPv4 address in the last 32 bits, each bit inverted (the
+ *   server's address in bits 32-63 is a public relay's, not the person's);
+ * - IPv4-compatible (RFC 4291 §2.5.5.1, ::/96, deprecated but still written): the last 32 bits, except :: and ::1.
+ * (IPv4-mapped ::ffff:0:0/96 is the IPv4 address already: parseIp returns it as one.) Not derived: the local-use
+ * NAT64 prefix 64:ff9b:1::/48 (RFC 8215), where the operator chooses where the address sits, and ISATAP, whose
+ * embedded address is usually a private one behind a native IPv6 prefix the data already places.
+ * Returns the IPv4 address in dotted decimal, or undefined when the address carries none of these.
+ */
+export function embeddedIpv4(ip: ParsedIp): string | undefined {
+  if (ip.kind !== "ipv6") return undefined;
+  const p = ipaddr.IPv6.parse(ip.full).parts;
+  const v4 = (hi: number, lo: number) => `${hi >> 8}.${hi & 0xff}.${lo >> 8}.${lo & 0xff}`;
+  if (p[0] === 0x2002) return v4(p[1]!, p[2]!);
+  const zeros = (from: number, to: number) => p.slice(from, to).every((x) => x === 0);
+  if (p[0] === 0x64 && p[1] === 0xff9b && zeros(2, 6)) return v4(p[6]!, p[7]!);
+  if (p[0] === 0x2001 && p[1] === 0) return v4(p[6]! ^ 0xffff, p[7]! ^ 0xffff);
+  if (zeros(0, 6) && (p[6] !== 0 || p[7]! > 1)) return v4(p[6]!, p[7]!);
+  return undefined;
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // The projection
 

@@ -414,6 +414,24 @@ export class ConsentStore {
     }, tenantId);
   }
 
+  /**
+   * The tenant's recorded (audited) events that carry a GPC signal, of these subjects (at most 1,000 ids a call):
+   * subject, purpose and audit sequence number only, for the GPC conflict of the subjects' other events
+   * (shared/domain/consent-signals.ts eventConflictsWithGpc).
+   */
+  gpcEventsOfSubjects(tenantId: string, subjectIds: readonly string[]): Promise<Array<{ subjectId: string; purposeKey: string; audit: { seq: number } }>> {
+    if (subjectIds.length === 0) return Promise.resolve([]);
+    return queryAll(this.container, gpcFactSchema, {
+      query:
+        "SELECT c.subjectId, c.purposeKey, c.audit FROM c WHERE c.tenantId = @tenantId AND c.type = 'consent-event' AND c.gpc = true " +
+        "AND NOT IS_NULL(c.audit) AND ARRAY_CONTAINS(@subjects, c.subjectId)",
+      parameters: [
+        { name: "@tenantId", value: tenantId },
+        { name: "@subjects", value: [...new Set(subjectIds)] },
+      ],
+    }, tenantId);
+  }
+
   /** How many of the tenant's recorded (audited) events of a purpose have this notice version and decision. */
   async countEvents(tenantId: string, purposeKey: string, noticeVersion: number | null, decision: string): Promise<number> {
     const version = noticeVersion === null ? "IS_NULL(c.noticeVersion)" : "c.noticeVersion = @version";
@@ -662,6 +680,8 @@ export class ConsentStore {
     await this.container.read();
   }
 }
+
+const gpcFactSchema = z.object({ subjectId: z.string(), purposeKey: z.string(), audit: z.object({ seq: z.number().int() }).passthrough() });
 
 export function evidenceId(eventId: string): string {
   return `evidence:${eventId}`;

@@ -195,13 +195,23 @@ export interface OpenedEvidence {
 
 /**
  * GET /consents/{id}/evidence: the file, decrypted as it streams. The read is written to the audit log before its
- * first byte (`consent.evidence-read`); HEAD answers the headers only and reads nothing. Errors: not-found (no such
- * event, or no evidence), integrity-error (the blob is missing or damaged at its start: IntegrityError).
+ * first byte (`consent.evidence-read`); HEAD answers the headers only and reads nothing. `acceptable` throws when the
+ * request does not accept the file's type (the trigger's Accept check), before anything is read. Errors: not-found
+ * (no such event, or no evidence), not-acceptable (from `acceptable`), integrity-error (the blob is missing or
+ * damaged at its start: IntegrityError).
  */
-export async function openEvidence(s: Services, caller: TenantCaller, eventId: string, method: "GET" | "HEAD"): Promise<OpenedEvidence> {
+export async function openEvidence(
+  s: Services,
+  caller: TenantCaller,
+  eventId: string,
+  method: "GET" | "HEAD",
+  acceptable: (contentType: EvidenceType) => void = () => undefined,
+): Promise<OpenedEvidence> {
   const { tenantId } = caller;
   const doc = await s.consents.getEvidence(tenantId, eventId);
   if (!doc?.content) throw new AppError("not-found", "this consent event has no evidence file");
+  // The caller's Accept, before anything is read or audited (a refused type is no read).
+  acceptable(doc.contentType);
   const answer = { contentType: doc.contentType, size: doc.size, sha256: doc.content.sha256 };
   if (method === "HEAD") return answer;
   const subject = await s.consents.getSubjectById(tenantId, doc.subjectId);

@@ -8,12 +8,12 @@
  * or as rows for CSV, read from storage a page at a time as the caller takes them. Each export (each JSON page, each
  * CSV) is written to the audit log (`consent.exported`) before its answer.
  */
-import { eventConflictsWithGpc } from "../domain/consent-signals";
+import { eventConflictsWithGpc, type FirstGpcSeqs } from "../domain/consent-signals";
 import { AppError } from "../errors";
 import type { Services } from "../services";
 import type { EventDoc } from "../stores/consent-store";
 import { recordAudit, type TenantCaller } from "./audit-trail";
-import { eventView, type ConsentEventView } from "./consents";
+import { eventView, gpcHistoryOf, type ConsentEventView } from "./consents";
 
 /** How many events one CSV read takes from storage at a time. */
 const CSV_READ_PAGE = 500;
@@ -26,7 +26,7 @@ export interface ExportPeriod {
 /** An exported event: the API's event view with the subject's keyed hash. */
 export type ExportedEvent = ConsentEventView & { subjectHash: string };
 
-const exported = (e: EventDoc): ExportedEvent => ({ ...eventView({ ...e, audit: e.audit! }), subjectHash: e.subjectHash });
+const exported = (e: EventDoc, firstGpc: FirstGpcSeqs): ExportedEvent => ({ ...eventView({ ...e, audit: e.audit! }, firstGpc), subjectHash: e.subjectHash });
 
 function periodOf(input: ExportPeriod): { from: Date; to: Date } {
   const from = new Date(input.from);
@@ -62,7 +62,8 @@ export async function exportConsentPage(
     events: items.length,
   });
   const last = items.at(-1);
-  return { items: items.map(exported), ...(page.length > input.limit && last ? { nextCursor: String(last.audit!.seq) } : {}) };
+  const firstGpc = await gpcHistoryOf(s, caller.tenantId, items);
+  return { items: items.map((e) => exported(e, firstGpc)), ...(page.length > input.limit && last ? { nextCursor: String(last.audit!.seq) } : {}) };
 }
 
 /** The CSV's columns, in order (a header record names them). */
@@ -102,7 +103,7 @@ export const EXPORT_CSV_COLUMNS = [
 
 type Cell = string | number | boolean | null;
 
-function csvRow(e: EventDoc): Cell[] {
+function csvRow(e: EventDoc, firstGpc: FirstGpcSeqs): Cell[] {
   const tcf = e.signals.tcf?.header ?? null;
   return [
     e.id,
@@ -123,7 +124,7 @@ function csvRow(e: EventDoc): Cell[] {
     e.location?.source ?? null,
     e.location?.database ?? null,
     e.gpc,
-    eventConflictsWithGpc(e.decision, e.gpc),
+    eventConflictsWithGpc(e, firstGpc),
     tcf?.cmpId ?? null,
     tcf?.cmpVersion ?? null,
     tcf?.vendorListVersion ?? null,
@@ -157,7 +158,8 @@ export async function exportConsentRows(s: Services, caller: TenantCaller, input
   return (async function* () {
     for (let afterSeq = start; ; ) {
       const page = await s.consents.recordedEventsBetween(caller.tenantId, from, to, afterSeq, CSV_READ_PAGE);
-      for (const e of page) yield csvRow(e);
+      const firstGpc = await gpcHistoryOf(s, caller.tenantId, page);
+      for (const e of page) yield csvRow(e, firstGpc);
       if (page.length < CSV_READ_PAGE) return;
       afterSeq = page.at(-1)!.audit!.seq;
     }

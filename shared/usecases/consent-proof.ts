@@ -19,7 +19,7 @@
  * (`consent.proof-issued`, naming the fields); if that fails, nothing is shown.
  */
 import { consentDigest, decisionOrder, digestInput, eventDigestKey, projectStates, type Decision, type DigestContent, type DigestScheme, type LegalBasis } from "../domain/consent";
-import { eventConflictsWithGpc, stateConflictsWithGpc, type EventLocation, type GppHeader, type TcfHeader } from "../domain/consent-signals";
+import { eventConflictsWithGpc, firstGpcSeqs, stateConflictsWithGpc, type EventLocation, type GppHeader, type TcfHeader } from "../domain/consent-signals";
 import type { AuditEntry } from "../domain/audit-chain";
 import { DEFAULT_LANGUAGE, type Language } from "../domain/language";
 import { DEFAULT_TIME_ZONE } from "../domain/tenant";
@@ -108,6 +108,7 @@ export async function consentProof(s: Services, caller: TenantCaller, input: { e
   const notices = new Map<number, NoticeDoc | undefined>();
   const fieldsShown = new Set<string>();
   const out: ProofEvent[] = [];
+  const firstGpc = firstGpcSeqs(events);
   for (const e of events) {
     if (e.noticeVersion !== null && !notices.has(e.noticeVersion)) notices.set(e.noticeVersion, await s.consents.getNotice(tenantId, purpose.key, e.noticeVersion));
     const notice = e.noticeVersion !== null ? notices.get(e.noticeVersion) : undefined;
@@ -137,7 +138,7 @@ export async function consentProof(s: Services, caller: TenantCaller, input: { e
       ipAddress: e.ipTruncated,
       country: e.location,
       gpc: e.gpc,
-      conflictsWithGpc: eventConflictsWithGpc(e.decision, e.gpc),
+      conflictsWithGpc: eventConflictsWithGpc(e, firstGpc),
       recordedBy: e.actor,
       linkId: e.linkId,
       signals: {

@@ -29,6 +29,7 @@ import {
   givenAtProblem,
   newConsentEventId,
   newConsentSubjectId,
+  embeddedIpv4,
   parseIp,
   projectStates,
   DECISIONS,
@@ -46,7 +47,9 @@ import {
   decodeGppString,
   decodeTcString,
   eventConflictsWithGpc,
+  firstGpcSeqs,
   stateConflictsWithGpc,
+  type FirstGpcSeqs,
   type EventLocation,
   type GppHeader,
   type TcfHeader,
@@ -99,7 +102,7 @@ export interface ConsentEventView {
   /** The country of the IP address: given by the tenant, or derived offline when recorded (with the database). */
   country: EventLocation | null;
   gpc: boolean | null;
-  /** A grant from a browser that sent the GPC objection signal. */
+  /** A grant with a GPC signal on it or on an earlier recorded event of the same subject and purpose. */
   conflictsWithGpc: boolean;
   /** What the IAB strings' headers say (the strings themselves are kept encrypted; a proof shows them). */
   tcf: TcfHeader | null;
@@ -124,7 +127,11 @@ export interface PurposeStateView {
 
 const noticeView = (n: NoticeDoc): NoticeView => ({ version: n.version, language: n.language, text: n.text, url: n.url, sha256: n.sha256, createdAt: n.createdAt });
 
-export function eventView(e: EventDoc & { audit: NonNullable<EventDoc["audit"]> }): ConsentEventView {
+/**
+ * The API's view of a recorded event. `firstGpc` holds the first GPC signal per subject and purpose (firstGpcSeqs)
+ * over at least the events recorded before this one of its subject and purpose (gpcHistoryOf reads them).
+ */
+export function eventView(e: EventDoc & { audit: NonNullable<EventDoc["audit"]> }, firstGpc: FirstGpcSeqs): ConsentEventView {
   return {
     id: e.id,
     subjectId: e.subjectId,
@@ -140,7 +147,7 @@ export function eventView(e: EventDoc & { audit: NonNullable<EventDoc["audit"]> 
     ipAddress: e.ipTruncated,
     country: e.location,
     gpc: e.gpc,
-    conflictsWithGpc: eventConflictsWithGpc(e.decision, e.gpc),
+    conflictsWithGpc: eventConflictsWithGpc(e, firstGpc),
     tcf: e.signals.tcf?.header ?? null,
     gpp: e.signals.gpp?.header ?? null,
     recordedBy: e.actor,
@@ -149,6 +156,19 @@ export function eventView(e: EventDoc & { audit: NonNullable<EventDoc["audit"]> 
     digestScheme: e.digestScheme,
     audit: e.audit,
   };
+}
+
+/**
+ * What eventConflictsWithGpc needs for these events: the first GPC signal of each of their subjects' purposes, read
+ * from storage only for grants that carry no signal themselves (the only events whose flag depends on others).
+ */
+export async function gpcHistoryOf(s: Services, tenantId: string, events: readonly EventDoc[]): Promise<FirstGpcSeqs> {
+  const subjects = [...new Set(events.filter((e) => e.decision === "granted" && e.gpc !== true).map((e) => e.subjectId))];
+  const found: Array<{ subjectId: string; purposeKey: string; gpc: true; audit: { seq: number } }> = [];
+  for (let i = 0; i < subjects.length; i += 1000) {
+    for (const f of await s.consents.gpcEventsOfSubjects(tenantId, subjects.slice(i, i + 1000))) found.push({ ...f, gpc: true });
+  }
+  return firstGpcSeqs(found);
 }
 
 /** The current state per purpose, each with its GPC conflict (shared/domain/consent-signals.ts). */
@@ -665,7 +685,8 @@ function locationOf(s: Services, input: { country?: string; ipAddress?: string }
   }
   const ip = input.ipAddress !== undefined ? parseIp(input.ipAddress) : undefined;
   if (!ip) return null;
-  const hit = s.ipCountry.lookup(ip.full);
+  // An IPv6 address that carries an IPv4 one (6to4, NAT64, Teredo, IPv4-compatible) is placed by that address.
+  const hit = s.ipCountry.lookup(embeddedIpv4(ip) ?? ip.full);
   // The data's own codes are checked too: one that is not an assigned code (a regional placeholder) is not a country.
   return hit && countryCodeProblem(hit.country) === undefined ? { country: hit.country, source: "derived", database: hit.database } : null;
 }
@@ -691,7 +712,7 @@ export async function recordConsent(s: Services, caller: TenantCaller, input: Re
   const purpose = await purposeOrInvalid(s, caller.tenantId, input.purpose);
   const facts = await factsOf(s, caller.tenantId, input, purpose, { noticeRequired: input.decision !== "withdrawn" });
   const [event] = await recordEvents(s, caller.tenantId, { email: input.email }, [facts], { ...caller, linkId: null });
-  return eventView(event!);
+  return eventView(event!, await gpcHistoryOf(s, caller.tenantId, [event!]));
 }
 
 export type WithdrawInput = Omit<RecordConsentInput, "decision" | "noticeVersion" | "method" | "requestOrigin"> & {
@@ -730,10 +751,11 @@ export async function searchConsents(
   const events = recorded(await s.consents.eventsOfSubject(caller.tenantId, subject.subjectId));
   const history = [...events].sort((a, b) => decisionOrder(factOf(a), factOf(b)));
   await recordAudit(s, caller.tenantId, caller, "consent.searched", { type: "consent-subject", id: subject.subjectId }, { events: history.length });
+  const firstGpc = firstGpcSeqs(history);
   return {
     subjectId: subject.subjectId,
     states: stateViews(history),
-    history: history.map(eventView),
+    history: history.map((e) => eventView(e, firstGpc)),
   };
 }
 
@@ -741,7 +763,8 @@ export async function searchConsents(
 export async function getConsentEvent(s: Services, caller: TenantCaller, eventId: string): Promise<ConsentEventView> {
   const e = await s.consents.getEvent(caller.tenantId, eventId);
   if (!e || !e.audit) throw new AppError("not-found", "no consent event with this id");
-  return eventView({ ...e, audit: e.audit });
+  const event = { ...e, audit: e.audit };
+  return eventView(event, await gpcHistoryOf(s, caller.tenantId, [event]));
 }
 
 export interface ConsentSummary {

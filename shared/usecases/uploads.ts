@@ -410,6 +410,11 @@ export interface ContentRequest {
   range: string | null;
   ifRange: string | null;
   ifNoneMatch: string | null;
+  /**
+   * Throws when the request does not accept the content's declared type (the trigger's Accept check, RFC 9110
+   * §12.5.1); called before anything is counted or audited. Absent: any type.
+   */
+  acceptable?: (contentType: string) => void;
 }
 
 /** The answer to a GET or HEAD on content. */
@@ -454,7 +459,8 @@ export type OpenedContent =
  * completed; if it ends before its first byte left, the count is given back too. The first-download notice is queued
  * when the first byte leaves; if it cannot be queued, the download goes on and the retention sweep queues the notice
  * later. Errors: not-found, upload-expired, upload-deleted, download-limit-reached, conflict (no content yet, or
- * contended), range-not-satisfiable (with the content's size), integrity-error.
+ * contended), range-not-satisfiable (with the content's size), not-acceptable (from request.acceptable, before any
+ * count or audit entry), integrity-error.
  */
 export async function openContent(s: Services, caller: TenantCaller, uploadId: string, request: ContentRequest, log: Log): Promise<OpenedContent> {
   const { tenantId } = caller;
@@ -485,6 +491,7 @@ export async function openContent(s: Services, caller: TenantCaller, uploadId: s
     const dataKey = await unwrapUploadKey(s, doc);
     const fileName = doc.personal ? openField(dataKey, tenantId, uploadId, "fileName", doc.personal.fileName) : undefined;
     const contentType = declaredContentType(doc, dataKey);
+    request.acceptable?.(contentType);
     if (fileName !== undefined) {
       await recordAudit(s, tenantId, caller, "upload.read", { type: "upload", id: uploadId }, {
         fields: ["fileName", ...(doc.personal?.contentType ? ["contentType"] : [])],
@@ -494,8 +501,9 @@ export async function openContent(s: Services, caller: TenantCaller, uploadId: s
     return { ...shape, contentType, ...(fileName !== undefined ? { fileName } : {}) };
   }
 
-  // (1) The first authenticated bytes.
+  // (1) The first authenticated bytes, once the type is one the request accepts.
   const dataKey = await unwrapUploadKey(s, doc);
+  request.acceptable?.(declaredContentType(doc, dataKey));
   const payload = await openPayload(s, caller, doc, dataKey, span, log);
 
   // (2) Count it.

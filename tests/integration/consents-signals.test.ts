@@ -153,7 +153,7 @@ describe("Global Privacy Control", () => {
     expect(verifies(proof.events[0]!)).toBe(true);
     const printed = await (await t.call("POST", "v1/consents/proof", { key: tenant.apiKey, json: { email, purpose: "ads", format: "html" } })).text();
     expect(printed).toContain("conflicts with a Global Privacy Control signal");
-    expect(printed).toContain("a grant that conflicts with it");
+    expect(printed).toContain("a grant that conflicts with a GPC signal");
   });
 
   it("records a GPC signal alone as a denial with method gpc; a later grant without it still conflicts", async () => {
@@ -164,7 +164,8 @@ describe("Global Privacy Control", () => {
     expect(state.states[0]).toMatchObject({ decision: "denied", conflictsWithGpc: false });
     t.clock.advance({ minutes: 1 });
     const later = (await (await record({ email, gpc: false })).json()) as Event;
-    expect(later.conflictsWithGpc).toBe(false);
+    // The earlier signal stands: the grant conflicts with it (review C, finding 6: the event says so as the state does).
+    expect(later.conflictsWithGpc).toBe(true);
     state = (await stateOf(t, tenant.apiKey, email)) as unknown as { states: Array<{ decision: string; conflictsWithGpc: boolean }> };
     expect(state.states[0]).toMatchObject({ decision: "granted", conflictsWithGpc: true });
     expect((await proofOf(email)).currentState.conflictsWithGpc).toBe(true);

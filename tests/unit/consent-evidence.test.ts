@@ -115,3 +115,20 @@ describe("docs/encryption-format.md: consent evidence", () => {
     await expect(collect(Readable.from([sealed]).pipe(createDecryptStream(dataKey, uploadAssociatedData("t1", "ce-a"))))).rejects.toThrow();
   });
 });
+
+describe("polyglots (review C, finding 7)", () => {
+  const PNG = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+  it("refuses a PNG, JPEG, WebP or PDF that carries HTML or script markup in its first SNIFF_BYTES; accepts XMP metadata and markup further on", () => {
+    expect(evidenceContentProblem("image/png", Buffer.concat([PNG, Buffer.from("<html><script>alert(1)</script>")]))).toMatch(/HTML or script markup/);
+    expect(evidenceContentProblem("application/pdf", Buffer.from("%PDF-1.4\n% <Script>x</script>"))).toMatch(/markup/);
+    expect(evidenceContentProblem("image/jpeg", Buffer.concat([Buffer.from([0xff, 0xd8, 0xff]), Buffer.from("<svg/onload=alert(1)>")]))).toMatch(/markup/);
+    expect(evidenceContentProblem("image/png", Buffer.concat([PNG, Buffer.from("<!DOCTYPE\thtml>")]))).toMatch(/markup/);
+    const xmp = '<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF><rdf:Description/></rdf:RDF></x:xmpmeta>';
+    expect(evidenceContentProblem("image/jpeg", Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xe1]), Buffer.from(xmp)]))).toBeUndefined();
+    expect(evidenceContentProblem("image/png", Buffer.concat([PNG, Buffer.from("a <b> <htmlx <scripted")]))).toBeUndefined();
+    // The head the check gets is SNIFF_BYTES long: markup beyond it is not seen (nor sniffed by browsers).
+    expect(SNIFF_BYTES).toBeGreaterThanOrEqual(4096);
+    // An HTML evidence file is HTML: its own markup is no polyglot.
+    expect(evidenceContentProblem("text/html", Buffer.from("<!doctype html><script>x</script>"))).toBeUndefined();
+  });
+});

@@ -8,7 +8,8 @@ import { GppModel } from "@iabgpp/cmpapi";
 import { GVL, TCModel, TCString } from "@iabtechlabtcf/core";
 import fc from "fast-check";
 import { expect } from "../helpers/expect";
-import { countryCodeProblem, decodeGppString, decodeTcString, eventConflictsWithGpc, stateConflictsWithGpc } from "../../shared/domain/consent-signals";
+import { embeddedIpv4, parseIp } from "../../shared/domain/consent";
+import { countryCodeProblem, decodeGppString, decodeTcString, eventConflictsWithGpc, firstGpcSeqs, stateConflictsWithGpc } from "../../shared/domain/consent-signals";
 import { GeoIpCountryLookup } from "../../shared/stores/ip-country";
 
 function tcString(cmpId: number): string {
@@ -37,11 +38,22 @@ describe("countries", () => {
 });
 
 describe("Global Privacy Control", () => {
-  it("a grant conflicts with a GPC signal on its own event or anywhere in the purpose's history; nothing else does", () => {
-    expect(eventConflictsWithGpc("granted", true)).toBe(true);
-    expect(eventConflictsWithGpc("granted", false)).toBe(false);
-    expect(eventConflictsWithGpc("granted", null)).toBe(false);
-    expect(eventConflictsWithGpc("denied", true)).toBe(false);
+  it("an event conflicts with a GPC signal on it or on an earlier event of its subject and purpose; the state with one anywhere in the history", () => {
+    const ev = (seq: number, decision: string, gpc: boolean | null, purposeKey = "ads", subjectId = "cs-a") => ({ subjectId, purposeKey, decision, gpc, audit: { seq } });
+    const none = firstGpcSeqs([]);
+    expect(eventConflictsWithGpc(ev(1, "granted", true), none)).toBe(true);
+    expect(eventConflictsWithGpc(ev(1, "granted", false), none)).toBe(false);
+    expect(eventConflictsWithGpc(ev(1, "granted", null), none)).toBe(false);
+    expect(eventConflictsWithGpc(ev(1, "denied", true), none)).toBe(false);
+    // An earlier GPC signal of the same subject and purpose stands; a later one, or another purpose's or subject's, does not.
+    const history = [ev(5, "denied", true), ev(9, "denied", true, "news"), ev(12, "denied", true, "ads", "cs-b"), ev(20, "denied", true)];
+    const first = firstGpcSeqs(history);
+    expect(eventConflictsWithGpc(ev(6, "granted", false), first)).toBe(true);
+    expect(eventConflictsWithGpc(ev(4, "granted", null), first)).toBe(false);
+    expect(eventConflictsWithGpc(ev(10, "granted", null, "other"), first)).toBe(false);
+    expect(eventConflictsWithGpc(ev(3, "granted", null, "ads", "cs-b"), first)).toBe(false);
+    expect(eventConflictsWithGpc(ev(13, "granted", null, "ads", "cs-b"), first)).toBe(true);
+    expect(eventConflictsWithGpc(ev(30, "withdrawn", null), first)).toBe(false);
     expect(stateConflictsWithGpc("granted", [{ gpc: true }, { gpc: null }])).toBe(true);
     expect(stateConflictsWithGpc("granted", [{ gpc: false }, { gpc: null }])).toBe(false);
     expect(stateConflictsWithGpc("withdrawn", [{ gpc: true }])).toBe(false);
@@ -95,5 +107,27 @@ describe("IAB strings", () => {
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+describe("the IPv4 address an IPv6 address carries (review C, finding 9)", () => {
+  const embedded = (text: string) => {
+    const ip = parseIp(text);
+    if (!ip) throw new Error(`${text} does not parse`);
+    return embeddedIpv4(ip);
+  };
+  it("reads 6to4, NAT64 (well-known prefix), Teredo and IPv4-compatible addresses; nothing else", () => {
+    expect(embedded("2002:cb00:7107::1")).toBe("203.0.113.7");
+    expect(embedded("64:ff9b::cb00:7107")).toBe("203.0.113.7");
+    expect(embedded("64:ff9b::203.0.113.7")).toBe("203.0.113.7");
+    // Teredo: the client's address is the last 32 bits inverted (RFC 4380 §4).
+    expect(embedded("2001:0:4136:e378:8000:63bf:34ff:8ef8")).toBe("203.0.113.7");
+    expect(embedded("::cb00:7107")).toBe("203.0.113.7");
+    // Written with a dotted tail, ipaddr.js reads it as IPv4-mapped, so parseIp gives the IPv4 address itself.
+    expect(parseIp("::203.0.113.7")).toMatchObject({ kind: "ipv4", full: "203.0.113.7" });
+    for (const none of ["::", "::1", "64:ff9b:1::cb00:7107", "2001:db8::cb00:7107", "2a00:1450:4001:800::200e", "fe80::5efe:cb00:7107"]) expect(embedded(none), none).toBeUndefined();
+    // IPv4-mapped is the IPv4 address itself already.
+    expect(parseIp("::ffff:203.0.113.7")).toMatchObject({ kind: "ipv4", full: "203.0.113.7" });
+    expect(embedded("203.0.113.7")).toBeUndefined();
   });
 });
