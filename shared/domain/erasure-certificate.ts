@@ -14,7 +14,7 @@ import { createHash } from "node:crypto";
 import { canonicalJson } from "./audit-chain";
 
 /** The places a certificate reports on, in the order shown. */
-export const ERASURE_PLACES = ["uploads", "requests", "restrictions", "objections", "consent-records", "access-packages", "webhook-deliveries"] as const;
+export const ERASURE_PLACES = ["uploads", "requests", "restrictions", "objections", "consent-records", "access-packages"] as const;
 export type ErasurePlace = (typeof ERASURE_PLACES)[number];
 
 /** Why something about the person is kept (Art. 17(3)), each with the text a certificate shows. */
@@ -27,6 +27,14 @@ export const KEPT_GROUNDS = {
   "open-request": "Art. 12 GDPR: another request of the person is still being answered; its fields are erased with it when it closes and its evidence period ends",
   /** The audit chain: ids and keyed hashes only, never an address; it proves what was done. */
   "audit-chain": "Art. 5(2) GDPR (accountability): the audit chain holds ids, counts and keyed digests only, never an address, and cannot be edited without breaking it",
+  /**
+   * The person's objections, reduced to a suppression record (the keyed hash of the address and the purposes only):
+   * without it, processing the person objected to would start again as soon as their data came back.
+   */
+  "objection-suppression":
+    "Art. 21(3) and Art. 17(3)(b) GDPR (the objection must keep being honoured): kept as a suppression record holding only the keyed hash of the address and the purposes objected to, so that processing for them does not start again; erased by a later erasure request that says so or when the tenant leaves",
+  /** Webhook deliveries: ids, types and times only, never an address; kept, nothing in them to erase. */
+  "webhook-deliveries": "Not personal data: webhook deliveries hold ids, event types, statuses and times only, never an address; kept as the tenant's delivery log",
   /** Anonymous tombstones of erased uploads. */
   "tombstones": "Not personal data: the tombstones of erased uploads hold ids, sizes, times and the reason only",
 } as const;
@@ -41,7 +49,7 @@ export interface ErasedPlace {
 
 export interface KeptItem {
   /** What is kept: a kind and an id (a consent purpose, a request id, "audit-chain"). */
-  kind: "consent-history" | "request" | "audit-chain" | "tombstones";
+  kind: "consent-history" | "request" | "audit-chain" | "tombstones" | "objection-suppression" | "webhook-deliveries";
   id: string;
   ground: KeptGround;
   /** The legal ground in words. */
@@ -64,6 +72,11 @@ export interface ErasureCertificate {
   kept: KeptItem[];
   /** How many distinct recipients the erased uploads had (Art. 19); who they are is shown with the certificate, not in it. */
   recipientCount: number;
+  /**
+   * The consent purposes whose consent was in force and that the erasure withdrew first (Art. 17(1)(b), 7(3)), each
+   * a `withdrawn` event recorded through the consent register; their proof is then kept or erased as `kept` says.
+   */
+  consentsWithdrawn: string[];
   /** How uploads were erased. */
   method: string;
 }
@@ -91,6 +104,7 @@ export function erasureCertificate(input: {
   erased: Partial<Record<ErasurePlace, readonly string[]>>;
   kept: readonly KeptItem[];
   recipientCount: number;
+  consentsWithdrawn?: readonly string[];
 }): ErasureCertificate {
   return {
     kind: "erasure",
@@ -102,9 +116,12 @@ export function erasureCertificate(input: {
     erased: ERASURE_PLACES.map((p) => erasedPlace(p, input.erased[p] ?? [])),
     kept: [...input.kept].sort((a, b) => a.kind.localeCompare(b.kind) || a.id.localeCompare(b.id)),
     recipientCount: input.recipientCount,
+    consentsWithdrawn: [...new Set(input.consentsWithdrawn ?? [])].sort(),
     method:
       "Uploads: the data key destroyed (crypto-shredding: every copy of the content and of the encrypted fields becomes unreadable), then the content " +
-      "deleted, leaving a tombstone of ids, sizes and times. Other records: the encrypted fields and keyed hashes removed, or the record deleted.",
+      "deleted, leaving a tombstone of ids, sizes and times; every access or portability package holding a copy of that content purged the same way. " +
+      "Consents in force: withdrawn first (Art. 17(1)(b)), each by a withdrawn event in the consent register. " +
+      "Objections: reduced to a suppression record (keyed hash and purposes). Other records: the encrypted fields and keyed hashes removed, or the record deleted.",
   };
 }
 
@@ -146,7 +163,8 @@ export interface RestrictionRecord {
 
 export interface ObjectionRecord {
   kind: "objection" | "withdraw-consent";
-  format: "safedata.objection-record.v1";
+  /** Each kind its own format name (a withdrawal record is not an objection record). */
+  format: "safedata.objection-record.v1" | "safedata.consent-withdrawal-record.v1";
   tenantId: string;
   requestId: string;
   receivedAt: string;

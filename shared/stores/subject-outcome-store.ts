@@ -76,8 +76,13 @@ export const objectionDocSchema = z.object({
   tenantId: z.string(),
   type: z.literal("dsr-objection"),
   subjectHash: hex64,
-  /** Each purpose objected to, with the request that recorded it. */
-  purposes: z.array(z.object({ purpose: z.string().max(100), requestId: z.string(), since: iso })).max(200),
+  /**
+   * Each purpose objected to, with the request that recorded it. After the person's erasure the record is kept as a
+   * suppression record (GDPR Art. 21(3), 17(3)(b)): the keyed hash and the purposes only, `requestId` and `since` null.
+   */
+  purposes: z.array(z.object({ purpose: z.string().max(100), requestId: z.string().nullable(), since: iso.nullable() })).max(200),
+  /** When the person's erasure reduced it to a suppression record; absent or null before. */
+  suppressedAt: iso.nullable().optional(),
   updatedAt: iso,
 });
 export type ObjectionDoc = z.infer<typeof objectionDocSchema>;

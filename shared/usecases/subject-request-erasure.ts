@@ -34,7 +34,8 @@ import { recordAuditOnce } from "./audit-trail";
 import { eraseHistoryOnRequest } from "./consent-retention";
 import { purgePackageNow } from "./package-purge";
 import { deleteUpload } from "./upload-deletion";
-import { actorFor, addRecipients, collectRecipients, ensureOutcome, inBatches, requestDetails, signRecord, UPLOAD_CONCURRENCY, updateOutcome, withPlanned } from "./subject-request-outcomes";
+import { actorFor, addRecipients, collectRecipients, ensureOutcome, inBatches, requestDetails, requestEmail, signRecord, UPLOAD_CONCURRENCY, updateOutcome, withPlanned } from "./subject-request-outcomes";
+import { withdrawConsents } from "./subject-request-objection";
 import { registerRequestWork, releaseOpenMarker, type WorkOutcome } from "./subject-request-steps";
 
 const requireHash = (req: RequestDoc): string => {
@@ -106,19 +107,31 @@ export async function eraseRecords(s: Services, req: StoredRequest): Promise<Wor
     const eraseConsent = (await requestDetails(s, req))?.consentProof === "erase";
     const subject = eraseConsent ? await s.consents.getSubjectByLookup(req.tenantId, hash) : undefined;
     const histories = subject ? (await s.consents.liveClocksOfSubject(req.tenantId, subject.subjectId)).map((c) => c.id) : [];
+    // Consents in force are withdrawn by the erasure (Art. 17(1)(b): the person withdraws the consent the processing
+    // rests on) before their proof is kept or erased.
+    const inForceOf = await s.consents.getSubjectByLookup(req.tenantId, hash);
+    const inForce = inForceOf ? (await s.consents.liveClocksOfSubject(req.tenantId, inForceOf.subjectId)).filter((c) => c.latest?.decision === "granted").map((c) => c.purposeKey) : [];
     const restriction = await s.subjectRequests.outcomes.getRestriction(req.tenantId, hash);
     const objection = await s.subjectRequests.outcomes.getObjection(req.tenantId, hash);
     const planned: Record<string, string[]> = {
       requests: closed,
       openRequests: open,
       restrictions: restriction ? [restriction.id] : [],
-      objections: objection ? [objection.id] : [],
+      // Objections are not erased: they are reduced to a suppression record (keyed hash and purposes), kept.
+      objections: [],
+      suppressions: objection ? [objection.id] : [],
+      consentsWithdrawn: inForce,
       packages,
       consentHistories: histories,
     };
     doc = await updateOutcome(s, req.tenantId, req.id, (d) =>
       d.plan.ids.requests !== undefined ? undefined : Object.entries(planned).reduce((acc, [place, ids]) => withPlanned(acc, place, ids), d as OutcomeDoc),
     );
+  }
+  if ((doc.plan.ids.consentsWithdrawn ?? []).length > 0) {
+    const email = await requestEmail(s, req);
+    if (!email) throw new AppError("conflict", "the request's address was erased");
+    await withdrawConsents(s, req, email, doc.plan.ids.consentsWithdrawn ?? []);
   }
   for (const id of doc.plan.ids.consentHistories ?? []) {
     if ((await eraseHistoryOnRequest(s, req.tenantId, id, req.id, actorFor(req))) === "busy") throw new AppError("conflict", "a consent history is being changed; the step is tried again");
@@ -127,7 +140,24 @@ export async function eraseRecords(s: Services, req: StoredRequest): Promise<Wor
   for (const id of doc.plan.ids.requests ?? []) await eraseRequestFields(s, req, id);
   if ((doc.plan.ids.restrictions ?? []).length > 0) await s.subjectRequests.outcomes.deleteRestriction(req.tenantId, hash);
   if ((doc.plan.ids.objections ?? []).length > 0) await s.subjectRequests.outcomes.deleteObjection(req.tenantId, hash);
+  if ((doc.plan.ids.suppressions ?? []).length > 0) await suppressObjection(s, req.tenantId, hash);
   return { next: "certificate" };
+}
+
+/**
+ * Reduces the person's objection record to a suppression record (Art. 21(3), 17(3)(b)): the keyed hash and the
+ * purposes only (which request recorded each, and since when, removed), so a new upload about the person for those
+ * purposes is still refused after the erasure. Safe to repeat.
+ */
+async function suppressObjection(s: Services, tenantId: string, hash: string): Promise<void> {
+  for (let attempt = 0; attempt < 8; attempt++) {
+    const doc = await s.subjectRequests.outcomes.getObjection(tenantId, hash);
+    if (!doc || (doc.suppressedAt && doc.purposes.every((p) => p.requestId === null && p.since === null))) return;
+    const now = s.clock.now().toISOString();
+    const next = { ...withoutMeta(doc), purposes: doc.purposes.map((p) => ({ purpose: p.purpose, requestId: null, since: null })), suppressedAt: doc.suppressedAt ?? now, updatedAt: now };
+    if (await s.subjectRequests.outcomes.replaceObjection(next, doc._etag)) return;
+  }
+  throw new AppError("conflict", "the person's objection record kept changing; the step is tried again");
 }
 
 /** Erases an access or portability package of the person now (package-purge.ts), for the person's erasure. */
@@ -173,7 +203,7 @@ export async function certifyErasure(s: Services, req: StoredRequest): Promise<W
   const doc = await s.subjectRequests.outcomes.getOutcome(req.tenantId, req.id);
   if (!doc) return { next: "plan" };
   if (!doc.record && (await s.uploads.idsNamingPerson(req.tenantId, hash, 1)).length > 0) return { next: "plan" };
-  const kept = doc.record ? [] : await keptItems(s, req, hash, doc.plan.ids.openRequests ?? [], (doc.plan.ids.uploads ?? []).length);
+  const kept = doc.record ? [] : await keptItems(s, req, hash, doc.plan.ids.openRequests ?? [], (doc.plan.ids.uploads ?? []).length, doc.plan.ids.consentsWithdrawn ?? []);
   const signed = await signRecord(
     s,
     req,
@@ -195,6 +225,7 @@ export async function certifyErasure(s: Services, req: StoredRequest): Promise<W
         },
         kept,
         recipientCount: d.recipientCount,
+        consentsWithdrawn: d.plan.ids.consentsWithdrawn ?? [],
       }),
     { uploads: (doc.plan.ids.uploads ?? []).length, requests: (doc.plan.ids.requests ?? []).length, kept: kept.length },
   );
@@ -203,14 +234,20 @@ export async function certifyErasure(s: Services, req: StoredRequest): Promise<W
 }
 
 /** What is kept, and why: consent histories (Art. 17(3)(e)), open requests, this request, the audit chain, tombstones. */
-async function keptItems(s: Services, req: RequestDoc, hash: string, openRequests: readonly string[], uploads: number): Promise<KeptItem[]> {
+async function keptItems(s: Services, req: RequestDoc, hash: string, openRequests: readonly string[], uploads: number, withdrawn: readonly string[]): Promise<KeptItem[]> {
   const kept: KeptItem[] = [];
   const subject = await s.consents.getSubjectByLookup(req.tenantId, hash);
   if (subject) {
     for (const clock of await s.consents.liveClocksOfSubject(req.tenantId, subject.subjectId)) {
-      kept.push(keptItem("consent-history", `${subject.subjectId}:${clock.purposeKey}`, "legal-claims-consent-proof", clock.evidenceUntil, clock.events));
+      // The proof of a consent, no longer in force: withdrawn by this erasure (listed in consentsWithdrawn) or before.
+      const item = keptItem("consent-history", `${subject.subjectId}:${clock.purposeKey}`, "legal-claims-consent-proof", clock.evidenceUntil, clock.events);
+      kept.push({ ...item, groundText: `${item.groundText}. ${withdrawn.includes(clock.purposeKey) ? "The consent was in force and was withdrawn by this erasure (Art. 17(1)(b)) before its proof was kept." : `Its latest decision: ${clock.latest?.decision ?? "none"}; not in force.`}` });
     }
   }
+  const objection = await s.subjectRequests.outcomes.getObjection(req.tenantId, hash);
+  // Named without the keyed hash its record is stored under.
+  if (objection) kept.push(keptItem("objection-suppression", "objections", "objection-suppression", null, objection.purposes.length));
+  kept.push(keptItem("webhook-deliveries", "webhook-deliveries", "webhook-deliveries", null, 0));
   for (const id of openRequests) kept.push(keptItem("request", id, "open-request", null, 1));
   const closedDue = RETENTION_CLASSES["closed-request"].dueAt({ closedAt: s.clock.now().toISOString() }, s.settings);
   kept.push(keptItem("request", req.id, "accountability-request-record", closedDue ? closedDue.toISOString() : null, 1));

@@ -113,40 +113,7 @@ export async function withdrawForRequest(s: Services, req: StoredRequest): Promi
     const every = named.length === 0 || named.includes(ALL_PURPOSES);
     const known = every ? all : all.filter((p) => named.includes(p.key));
     const unknown = every ? [] : named.filter((n) => !all.some((p) => p.key === n));
-    const tenant = await s.tenants.get(req.tenantId);
-    if (!tenant) throw new AppError("conflict", "the tenant is gone");
-    const facts: EventFacts[] = [];
-    for (const p of known) {
-      const notice = p.lastNoticeVersion > 0 ? (await s.consents.listNotices(req.tenantId, p.key)).at(-1) : undefined;
-      facts.push({
-        purposeKey: p.key,
-        noticeVersion: notice?.version ?? null,
-        noticeSha256: notice?.sha256 ?? null,
-        decision: "withdrawn",
-        method: "api",
-        requestOrigin: "api",
-        propertyId: null,
-        language: null,
-        // The person's wish dates from when the tenant received it.
-        givenAt: req.receivedAt,
-        ipAddress: null,
-        userAgent: null,
-        pageUrl: null,
-        gpc: null,
-        // No place, no IAB signals: the wish reached the tenant, not a web page.
-        ...NO_SIGNALS,
-      });
-    }
-    if (facts.length > 0) {
-      await recordEvents(
-        s,
-        req.tenantId,
-        { email },
-        facts,
-        { ...actorFor(req), linkId: null, kekVersion: tenant.kekVersion },
-        facts.map((f) => derivedConsentEventId(`dsr:${req.id}:${f.purposeKey}`)),
-      );
-    }
+    await withdrawConsents(s, req, email, known.map((p) => p.key));
     const now = s.clock.now().toISOString();
     await signRecord(
       s,
@@ -154,7 +121,7 @@ export async function withdrawForRequest(s: Services, req: StoredRequest): Promi
       "subject-request.consent-withdrawn",
       (): ObjectionRecord => ({
         kind: "withdraw-consent",
-        format: "safedata.objection-record.v1",
+        format: "safedata.consent-withdrawal-record.v1",
         tenantId: req.tenantId,
         requestId: req.id,
         receivedAt: req.receivedAt,
@@ -166,6 +133,52 @@ export async function withdrawForRequest(s: Services, req: StoredRequest): Promi
     );
   }
   return { next: "confirm" };
+}
+
+/**
+ * Records a `withdrawn` event for each of these consent purposes of the tenant, for the person of `req` (its address
+ * `email`), through the consent register's own recording (`recordEvents`), dated when the tenant received the
+ * request, each with an id derived from the request and purpose, so a repeated call records each once. Used by a
+ * withdraw-consent request (Art. 7(3)) and by an erasure, which withdraws consents in force first (Art. 17(1)(b)).
+ */
+export async function withdrawConsents(s: Services, req: StoredRequest, email: string, purposeKeys: readonly string[]): Promise<void> {
+  if (purposeKeys.length === 0) return;
+  const tenant = await s.tenants.get(req.tenantId);
+  if (!tenant) throw new AppError("conflict", "the tenant is gone");
+  const all = await s.consents.listPurposes(req.tenantId, MAX_PURPOSES);
+  const facts: EventFacts[] = [];
+  for (const key of purposeKeys) {
+    const p = all.find((x) => x.key === key);
+    if (!p) continue;
+    const notice = p.lastNoticeVersion > 0 ? (await s.consents.listNotices(req.tenantId, p.key)).at(-1) : undefined;
+    facts.push({
+      purposeKey: p.key,
+      noticeVersion: notice?.version ?? null,
+      noticeSha256: notice?.sha256 ?? null,
+      decision: "withdrawn",
+      method: "api",
+      requestOrigin: "api",
+      propertyId: null,
+      language: null,
+      // The person's wish dates from when the tenant received it.
+      givenAt: req.receivedAt,
+      ipAddress: null,
+      userAgent: null,
+      pageUrl: null,
+      gpc: null,
+      // No place, no IAB signals: the wish reached the tenant, not a web page.
+      ...NO_SIGNALS,
+    });
+  }
+  if (facts.length === 0) return;
+  await recordEvents(
+    s,
+    req.tenantId,
+    { email },
+    facts,
+    { ...actorFor(req), linkId: null, kekVersion: tenant.kekVersion },
+    facts.map((f) => derivedConsentEventId(`dsr:${req.id}:${f.purposeKey}`)),
+  );
 }
 
 registerRequestWork({

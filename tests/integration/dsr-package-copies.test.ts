@@ -15,7 +15,8 @@ import { expect } from "../helpers/expect";
 import { startTestApp, type TestApp } from "../helpers/app";
 import { sweep } from "../helpers/sweep";
 import { createRequest, json, waitForRequest } from "../helpers/subject-requests";
-import { uploadWith } from "../helpers/uploads";
+import { purposeWithNotice, recordDecision, stateOf } from "../helpers/consents";
+import { baseUpload, uploadWith } from "../helpers/uploads";
 import { ManualClock } from "../../shared/domain/clock";
 
 let t: TestApp;
@@ -155,5 +156,39 @@ describe("a restricted person's content (Art. 18(2))", () => {
       expect(zip.read("index.html").toString("utf8")).toContain("Art. 18");
       if (who === sam) expect(zip.names.some((x) => x.startsWith(`files/${free.id}/`)), "an unrestricted upload's content is copied").toBe(true);
     }
+  });
+});
+
+describe("an erasure and the person's objections and consents", () => {
+  it("keeps objections as a suppression record, withdraws consents in force first, and says so on the certificate", async () => {
+    const dave = person("dave");
+    await purposeWithNotice(t, a.apiKey, "letters");
+    await recordDecision(t, a.apiKey, { email: dave, purpose: "letters", noticeVersion: 1, decision: "granted" });
+    const objection = await answered({ type: "objection", subjectEmail: dave, details: { purposes: ["direct-marketing"] } });
+    expect(objection.status).toBe("completed");
+    const refusedUpload = (extra: Record<string, unknown>) => t.call("POST", "v1/uploads", { key: a.apiKey, json: { ...baseUpload, size: 0, dataSubjects: [dave], ...extra } });
+    expect((await refusedUpload({ purpose: "direct-marketing" })).status).toBe(403);
+    expect((await refusedUpload({ consentPurpose: "letters" })).status).toBe(201);
+
+    const erasure = await answered({ type: "erasure", subjectEmail: dave });
+    expect(erasure.status, JSON.stringify(erasure.attention)).toBe("completed");
+    // The objection still holds; the consent no longer does.
+    expect((await refusedUpload({ purpose: "direct-marketing" })).status, "the objection survives the erasure").toBe(403);
+    expect((await refusedUpload({ consentPurpose: "letters" })).status, "the consent was withdrawn by the erasure").toBe(403);
+    const state = await stateOf(t, a.apiKey, dave);
+    expect(state.states.find((x) => x.purpose === "letters")?.decision).toBe("withdrawn");
+    // The suppression record: the keyed hash and the purposes only.
+    const { resources } = await t.raw.containers.subjectRequests.items.query({ query: "SELECT * FROM c WHERE c.tenantId = @t AND c.type = 'dsr-objection'", parameters: [{ name: "@t", value: a.tenantId }] }).fetchAll();
+    const suppression = resources.find((d: { purposes: Array<{ purpose: string }> }) => d.purposes.some((p) => p.purpose === "direct-marketing"));
+    expect(suppression.purposes).toEqual([{ purpose: "direct-marketing", requestId: null, since: null }]);
+    const cert = await json<{ record: { consentsWithdrawn: string[]; erased: Array<{ place: string; count: number }>; kept: Array<{ kind: string; ground: string; groundText: string }> } }>(
+      await t.call("GET", `v1/subject-requests/${erasure.id}/certificate`, { key: a.apiKey }),
+    );
+    expect(cert.record.consentsWithdrawn).toEqual(["letters"]);
+    expect(cert.record.kept.find((k) => k.kind === "objection-suppression")).toMatchObject({ ground: "objection-suppression" });
+    expect(cert.record.kept.find((k) => k.kind === "consent-history")?.groundText).toContain("withdrawn by this erasure");
+    // Webhook deliveries are kept (ids only), listed as kept, not as erased.
+    expect(cert.record.erased.map((p) => p.place)).not.toContain("webhook-deliveries");
+    expect(cert.record.kept.map((k) => k.kind)).toContain("webhook-deliveries");
   });
 });

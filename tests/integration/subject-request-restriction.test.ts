@@ -180,7 +180,8 @@ describe("withdraw-consent", () => {
     expect(withdrawal).toHaveLength(1);
     const [mail] = await waitForMails(t, `dsr-consent-withdrawn-${req.id}`);
     expect(mail!.text).toContain("news");
-    const record = await json<{ record: { purposes: Array<{ purpose: string }>; unknownPurposes: string[] } }>(await call("GET", `v1/subject-requests/${req.id}/certificate`));
+    const record = await json<{ record: { format: string; purposes: Array<{ purpose: string }>; unknownPurposes: string[] } }>(await call("GET", `v1/subject-requests/${req.id}/certificate`));
+    expect(record.record.format, "a withdrawal record is not an objection record").toBe("safedata.consent-withdrawal-record.v1");
     expect(record.record.purposes.map((p) => p.purpose)).toEqual(["news"]);
     expect(record.record.unknownPurposes).toEqual(["no-such-purpose"]);
     // Processing on that consent is refused from now on (the register's own check).
