@@ -445,13 +445,13 @@ class SubjectGone extends Error {}
  * Recomputes the evidence clock of one subject and purpose from its events (all of them, audited or not: a missing
  * entry only delays an erasure, never hastens it). Reads the clock before the events and writes it conditionally,
  * so the last write to succeed saw every event created before it. A history with no events left is due at once (the
- * sweep then removes what is left of it).
+ * sweep then removes what is left of it). Returns the events it read (a recording reads its GPC history from them).
  */
-export async function refreshClock(s: Services, tenantId: string, subjectId: string, purposeKey: string): Promise<void> {
+export async function refreshClock(s: Services, tenantId: string, subjectId: string, purposeKey: string): Promise<EventDoc[]> {
   for (let attempt = 0; attempt < 20; attempt++) {
     const clock = await s.consents.getClock(tenantId, subjectId, purposeKey);
     const events = await s.consents.eventsOfSubject(tenantId, subjectId, purposeKey);
-    if (events.length === 0 && (!clock || clock.erasure?.erasedAt)) return;
+    if (events.length === 0 && (!clock || clock.erasure?.erasedAt)) return events;
     const facts = events.map(factOf);
     const latest = projectStates(facts)[0];
     const now = s.clock.now().toISOString();
@@ -469,7 +469,7 @@ export async function refreshClock(s: Services, tenantId: string, subjectId: str
       // An erasure under way keeps its lease (its worker re-checks the events); a tombstone becomes a live history again.
       erasure: clock?.erasure && clock.erasure.erasedAt === null ? clock.erasure : null,
     };
-    if (await s.consents.saveClock(doc, clock?._etag)) return;
+    if (await s.consents.saveClock(doc, clock?._etag)) return events;
   }
   throw new AppError("conflict", "the consent history is being changed by other requests; retry");
 }
@@ -478,7 +478,13 @@ export async function refreshClock(s: Services, tenantId: string, subjectId: str
  * Appends one event for a subject (the module comment's steps 2-5). `eventId` fixes the id (a withdrawal link's
  * events, so a retried use writes each once); otherwise a new one. Returns the recorded event.
  */
-async function appendEvent(s: Services, tenantId: string, ctx: SubjectContext, facts: EventFacts, by: Recorder, eventId: string): Promise<EventDoc & { audit: NonNullable<EventDoc["audit"]> }> {
+/**
+ * A recorded event, with the first GPC signal of its subject's purpose among the events recorded before it (read with
+ * its evidence clock: eventConflictsWithGpc needs nothing more for it).
+ */
+export type RecordedEvent = EventDoc & { audit: NonNullable<EventDoc["audit"]>; firstGpc: FirstGpcSeqs };
+
+async function appendEvent(s: Services, tenantId: string, ctx: SubjectContext, facts: EventFacts, by: Recorder, eventId: string): Promise<RecordedEvent> {
   const { subject, dataKey } = ctx;
   const now = s.clock.now().toISOString();
   const storeFullIp = (await s.consents.getSettings(tenantId))?.storeFullIp ?? false;
@@ -522,7 +528,7 @@ async function appendEvent(s: Services, tenantId: string, ctx: SubjectContext, f
   // A fixed id that exists already: an earlier attempt of the same withdrawal, which this one finishes.
   const event = created ? fresh : await s.consents.getEvent(tenantId, eventId);
   if (!event || event.subjectId !== subject.subjectId) throw new AppError("conflict", "the event is being recorded by another request; retry");
-  if (event.audit) return { ...event, audit: event.audit };
+  if (event.audit) return { ...event, audit: event.audit, firstGpc: firstGpcSeqs(await s.consents.eventsOfSubject(tenantId, subject.subjectId, facts.purposeKey)) };
 
   // The subject must still exist, and not be on its way out (see consent-retention.ts, the subject's removal).
   const again = await s.consents.getSubjectDoc(tenantId, subject.id);
@@ -538,7 +544,10 @@ async function appendEvent(s: Services, tenantId: string, ctx: SubjectContext, f
     }
   }
 
-  await refreshClock(s, tenantId, subject.subjectId, facts.purposeKey);
+  // The GPC history of this event's 201 answer: the events the clock reads, recorded before this one (its entry comes
+  // later). One whose entry a concurrent request writes between this read and this event's entry is missed by the
+  // 201 only; every later reading (event, search, proof, export) computes from the audit order and sees it.
+  const before = await refreshClock(s, tenantId, subject.subjectId, facts.purposeKey);
   let seq: number | undefined;
   try {
     seq = await recordAuditOnce(
@@ -576,7 +585,7 @@ async function appendEvent(s: Services, tenantId: string, ctx: SubjectContext, f
     // Best effort: a subject left unconfirmed is settled by the retention sweep, which finds its events.
     if (stored?.unconfirmedSince) await s.consents.replaceSubject({ ...withoutMeta(stored), unconfirmedSince: null }, stored._etag);
   }
-  return { ...event, audit: { seq, hash } };
+  return { ...event, audit: { seq, hash }, firstGpc: firstGpcSeqs(before) };
 }
 
 /**
@@ -590,7 +599,7 @@ export async function recordEvents(
   list: EventFacts[],
   by: Recorder & { kekVersion: string },
   eventIds?: string[],
-): Promise<Array<EventDoc & { audit: NonNullable<EventDoc["audit"]> }>> {
+): Promise<RecordedEvent[]> {
   for (let attempt = 0; ; attempt++) {
     const ctx = "known" in subject ? subject.known : await subjectFor(s, tenantId, subject.email, by.kekVersion);
     try {
@@ -712,7 +721,7 @@ export async function recordConsent(s: Services, caller: TenantCaller, input: Re
   const purpose = await purposeOrInvalid(s, caller.tenantId, input.purpose);
   const facts = await factsOf(s, caller.tenantId, input, purpose, { noticeRequired: input.decision !== "withdrawn" });
   const [event] = await recordEvents(s, caller.tenantId, { email: input.email }, [facts], { ...caller, linkId: null });
-  return eventView(event!, await gpcHistoryOf(s, caller.tenantId, [event!]));
+  return eventView(event!, event!.firstGpc);
 }
 
 export type WithdrawInput = Omit<RecordConsentInput, "decision" | "noticeVersion" | "method" | "requestOrigin"> & {
