@@ -10,7 +10,7 @@ import { LANGUAGES, type Language } from "./language";
 import type { DsrType } from "./subject-requests";
 
 /** data.json's version: a reader checks it before anything else. A change that breaks a reader raises it. */
-export const PACKAGE_SCHEMA_VERSION = 1;
+export const PACKAGE_SCHEMA_VERSION = 2;
 /** data.json's `format`, and the `$id` path of its schema. */
 export const PACKAGE_FORMAT = "safedata.subject-package";
 /** Where the JSON Schema of data.json is published (beside /api/v1/openapi.json). */
@@ -141,9 +141,33 @@ export function safeFileName(name: string): string {
   return clean;
 }
 
-/** The zip entry of an upload's content: `files/<uploadId>/<file name>` (the id keeps names unique). */
+/**
+ * Extensions of files that run when opened from an unzipped folder: web pages and images with script (a browser
+ * opens them from file:// and runs their script), scripts, and programs and shortcuts on Windows, macOS and Linux
+ * desktops. Lower case, without the dot.
+ */
+export const ACTIVE_EXTENSIONS: ReadonlySet<string> = new Set([
+  "htm", "html", "xhtml", "xht", "shtml", "mht", "mhtml", "svg", "svgz", "xml", "xsl", "xslt", "hta",
+  "js", "mjs", "cjs", "jse", "vbs", "vbe", "wsf", "wsh", "ps1", "psm1", "bat", "cmd", "com", "exe", "msi", "scr", "pif", "cpl", "lnk", "url", "reg", "jar",
+  "sh", "command", "desktop", "app", "applescript", "scpt", "py", "pl", "rb", "php",
+]);
+
+/**
+ * A name under which the file does not run when opened: one whose last extension is active (ACTIVE_EXTENSIONS, any
+ * case) gets `.txt` added, so it opens as text (`page.html` -> `page.html.txt`); others are unchanged. Pure.
+ */
+export function inertFileName(name: string): string {
+  const dot = name.lastIndexOf(".");
+  const ext = dot >= 0 ? name.slice(dot + 1).trim().toLowerCase() : "";
+  return ACTIVE_EXTENSIONS.has(ext) ? `${name}.txt` : name;
+}
+
+/**
+ * The zip entry of an upload's content: `files/<uploadId>/<file name>` (the id keeps names unique), the name made
+ * inert (inertFileName) so nothing in the package runs when opened.
+ */
 export function contentEntryPath(uploadId: string, fileName: string | undefined): string {
-  return `files/${uploadId}/${safeFileName(fileName ?? "content")}`;
+  return `files/${uploadId}/${inertFileName(safeFileName(fileName ?? "content"))}`;
 }
 
 // --- the JSON Schema of data.json -------------------------------------------------------------------------------------

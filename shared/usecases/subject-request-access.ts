@@ -33,6 +33,7 @@ import { RETENTION_CLASSES } from "../domain/retention";
 import {
   contentEntryPath,
   formatPackageToken,
+  inertFileName,
   packageExpiresAt,
   packageJsonSchema,
   packageScopeOf,
@@ -60,7 +61,9 @@ import type { RequestDoc, StoredRequest } from "../stores/subject-request-store"
 import type { UploadDoc } from "../stores/upload-store";
 import { recordAudit, recordAuditOnce, type Actor, type TenantCaller } from "./audit-trail";
 import { openConsentField, unwrapSubjectKey } from "./consent-keys";
-import { recorded } from "./consents";
+import { openSignals, recorded } from "./consents";
+import { eventConflictsWithGpc, eventLocationSchema, firstGpcSeqs, gppHeaderSchema, tcfHeaderSchema } from "../domain/consent-signals";
+import { z } from "zod";
 import { exportSections, registerExportSection, sectionSchemas, type ExportContext, type ExportItem, type ExportSection, type JsonValue } from "./export-sections";
 import { privacyTextsFor } from "./privacy-information";
 import { openRequestField, statementDigest, tokenHash, unwrapRequestKey } from "./subject-request-keys";
@@ -112,6 +115,13 @@ const LABELS: Labels = {
     userAgent: "Browser",
     pageUrl: "Page",
     proof: "Proof (digest; audit entry)",
+    country: "Country of the IP address",
+    countryGiven: "given by the controller",
+    countryDerived: "derived from the address",
+    gpc: "Global Privacy Control sent",
+    conflictsWithGpc: "Given despite Global Privacy Control",
+    tcfString: "IAB TCF consent string",
+    gppString: "IAB GPP string",
     evidence: "Evidence kept (copy in this package)",
     type: "Type of request",
     receivedAt: "Received",
@@ -152,6 +162,13 @@ const LABELS: Labels = {
     userAgent: "Browser",
     pageUrl: "Side",
     proof: "Bevis (digest; revisionslogpost)",
+    country: "IP-adressens land",
+    countryGiven: "oplyst af den dataansvarlige",
+    countryDerived: "udledt af adressen",
+    gpc: "Global Privacy Control sendt",
+    conflictsWithGpc: "Givet trods Global Privacy Control",
+    tcfString: "IAB TCF-samtykkestreng",
+    gppString: "IAB GPP-streng",
     evidence: "Gemt dokumentation (kopi i denne pakke)",
     type: "Slags anmodning",
     receivedAt: "Modtaget",
@@ -318,8 +335,17 @@ registerExportSection({
   },
 });
 
+/** A zod schema as a JSON Schema fragment for data.json (closed objects), nullable when asked. */
+const fromZod = (schema: z.ZodType, nullable: boolean, description: string): JsonSchema => {
+  const { $schema: _drop, ...body } = z.toJSONSchema(schema) as JsonSchema;
+  return nullable ? { description, anyOf: [body, { type: "null" }] } : { description, ...body };
+};
+
 const consentItemSchema = closed(
-  ["id", "purpose", "noticeVersion", "noticeSha256", "decision", "method", "requestOrigin", "propertyId", "language", "givenAt", "recordedAt", "ipAddress", "userAgent", "pageUrl", "gpc", "recordedBy", "proof"],
+  [
+    "id", "purpose", "noticeVersion", "noticeSha256", "decision", "method", "requestOrigin", "propertyId", "language", "givenAt", "recordedAt",
+    "ipAddress", "userAgent", "pageUrl", "country", "gpc", "conflictsWithGpc", "signals", "recordedBy", "proof",
+  ],
   {
     id: S,
     purpose: S,
@@ -335,17 +361,43 @@ const consentItemSchema = closed(
     ipAddress: { ...SN, description: "As kept: the full address when the controller keeps it, else truncated" },
     userAgent: SN,
     pageUrl: SN,
+    country: fromZod(eventLocationSchema, true, "The country of the IP address when the event was recorded: given by the controller or derived offline (source), with the database that derived it; null: neither"),
     gpc: { type: ["boolean", "null"] },
+    conflictsWithGpc: { type: "boolean", description: "A grant made while your browser sent Global Privacy Control, or after it had (the same rule as the controller's proof)" },
+    signals: closed(["tcf", "gpp"], {
+      tcf: {
+        description: "The IAB TCF consent string as sent (it can identify you: CJEU C-604/22) and what its header says; null: none sent",
+        anyOf: [closed(["string", "header"], { string: S, header: fromZod(tcfHeaderSchema, false, "The TC string's header, decoded when recorded") }), { type: "null" }],
+      },
+      gpp: {
+        description: "The IAB GPP string as sent and what its header says; null: none sent",
+        anyOf: [closed(["string", "header"], { string: S, header: fromZod(gppHeaderSchema, false, "The GPP string's header, decoded when recorded") }), { type: "null" }],
+      },
+    }),
     recordedBy: S,
     proof: closed(["digest", "auditSeq", "auditHash"], { digest: S, auditSeq: { type: "integer" }, auditHash: S }),
     evidence: {
       description: "The evidence file the controller kept for the event (a screenshot, PDF or notice) and its copy in this zip; access packages only",
-      anyOf: [closed(["path", "contentType", "size", "sha256"], { path: S, contentType: S, size: { type: "integer" }, sha256: S }), { type: "null" }],
+      anyOf: [
+        closed(["path", "contentType", "size", "sha256", "storedAt", "audit"], {
+          path: S,
+          contentType: S,
+          size: { type: "integer" },
+          sha256: S,
+          storedAt: DT,
+          audit: { description: "The audit entry that recorded the file (consent.evidence-stored)", anyOf: [closed(["seq", "hash"], { seq: { type: "integer" }, hash: S }), { type: "null" }] },
+        }),
+        { type: "null" },
+      ],
     },
   },
 );
 
-const EVIDENCE_EXTENSIONS: Readonly<Record<string, string>> = { "image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "application/pdf": "pdf", "text/html": "html" };
+/**
+ * The file name extension of an evidence file in the zip, by type. An HTML notice is placed as `.html.txt`, so
+ * opening it from the unzipped folder shows its text and runs none of its script (index.html says so).
+ */
+const EVIDENCE_EXTENSIONS: Readonly<Record<string, string>> = { "image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "application/pdf": "pdf", "text/html": "html.txt" };
 
 registerExportSection({
   name: "consentRecords",
@@ -358,15 +410,18 @@ registerExportSection({
     const events = recorded(await s.consents.eventsOfSubject(ctx.tenantId, subject.subjectId)).sort((a, b) => a.recordedAt.localeCompare(b.recordedAt) || a.id.localeCompare(b.id));
     if (events.length === 0) return;
     const key = await unwrapSubjectKey(s, subject);
+    const firstGpc = firstGpcSeqs(events);
     for (const e of events) {
       const open = (field: "ipAddress" | "userAgent" | "pageUrl", sealed: string | null) => (sealed ? openConsentField(key, ctx.tenantId, e.id, field, sealed) : null);
       const ipAddress = open("ipAddress", e.personal.ipAddress) ?? e.ipTruncated;
       const userAgent = open("userAgent", e.personal.userAgent);
       const pageUrl = open("pageUrl", e.personal.pageUrl);
+      const strings = openSignals(key, e);
+      const conflictsWithGpc = eventConflictsWithGpc(e, firstGpc);
       // The evidence file, copied into an access package (it is the controller's record, not something the person provided).
       const ev = ctx.scope === "access" ? await s.consents.getEvidence(ctx.tenantId, e.id) : undefined;
-      const stored = ev?.content ? { ...ev.content, size: ev.size, contentType: ev.contentType } : undefined;
-      const evidencePath = stored ? `files/consent-evidence/${e.id}.${EVIDENCE_EXTENSIONS[stored.contentType] ?? "bin"}` : null;
+      const stored = ev?.content ? { ...ev.content, size: ev.size, contentType: ev.contentType, audit: ev.audit } : undefined;
+      const evidencePath = stored && ctx.scope === "access" ? inertFileName(`files/consent-evidence/${e.id}.${EVIDENCE_EXTENSIONS[stored.contentType] ?? "bin"}`) : null;
       const data: { [k: string]: JsonValue } = {
         id: e.id,
         purpose: e.purposeKey,
@@ -382,10 +437,19 @@ registerExportSection({
         ipAddress,
         userAgent,
         pageUrl,
+        country: e.location ? { country: e.location.country, source: e.location.source, database: e.location.database } : null,
         gpc: e.gpc,
+        conflictsWithGpc,
+        signals: {
+          tcf: e.signals.tcf && strings.tcf !== null ? { string: strings.tcf, header: e.signals.tcf.header as unknown as JsonValue } : null,
+          gpp: e.signals.gpp && strings.gpp !== null ? { string: strings.gpp, header: e.signals.gpp.header as unknown as JsonValue } : null,
+        },
         recordedBy: e.actor,
         proof: { digest: e.digest, auditSeq: e.audit.seq, auditHash: e.audit.hash },
-        evidence: stored && evidencePath ? { path: evidencePath, contentType: stored.contentType, size: stored.size, sha256: stored.sha256 } : null,
+        evidence:
+          stored && evidencePath
+            ? { path: evidencePath, contentType: stored.contentType, size: stored.size, sha256: stored.sha256, storedAt: stored.storedAt, audit: stored.audit ? { seq: stored.audit.seq, hash: stored.audit.hash } : null }
+            : null,
       };
       const file =
         stored && evidencePath
@@ -404,6 +468,11 @@ registerExportSection({
           { label: lbl(ctx, "ipAddress"), value: ipAddress ?? "" },
           { label: lbl(ctx, "userAgent"), value: userAgent ?? "" },
           { label: lbl(ctx, "pageUrl"), value: pageUrl ?? "" },
+          { label: lbl(ctx, "country"), value: e.location ? `${e.location.country} (${lbl(ctx, e.location.source === "given" ? "countryGiven" : "countryDerived")}${e.location.database ? `: ${e.location.database}` : ""})` : "" },
+          { label: lbl(ctx, "gpc"), value: e.gpc === null ? "" : lbl(ctx, e.gpc ? "yes" : "no") },
+          { label: lbl(ctx, "conflictsWithGpc"), value: lbl(ctx, conflictsWithGpc ? "yes" : "no") },
+          ...(strings.tcf !== null ? [{ label: lbl(ctx, "tcfString"), value: strings.tcf }] : []),
+          ...(strings.gpp !== null ? [{ label: lbl(ctx, "gppString"), value: strings.gpp }] : []),
           { label: lbl(ctx, "proof"), value: `${e.digest}; #${e.audit.seq} ${e.audit.hash}` },
           ...(evidencePath ? [{ label: lbl(ctx, "evidence"), value: evidencePath }] : []),
         ],

@@ -11,6 +11,8 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, it } from "@jest/globals";
+import { GppModel } from "@iabgpp/cmpapi";
+import Ajv2020 from "ajv/dist/2020";
 import { expect } from "../helpers/expect";
 import { startTestApp, type TestApp } from "../helpers/app";
 import { sweep } from "../helpers/sweep";
@@ -190,5 +192,52 @@ describe("an erasure and the person's objections and consents", () => {
     // Webhook deliveries are kept (ids only), listed as kept, not as erased.
     expect(cert.record.erased.map((p) => p.place)).not.toContain("webhook-deliveries");
     expect(cert.record.kept.map((k) => k.kind)).toContain("webhook-deliveries");
+  });
+});
+
+describe("the consent records in a package", () => {
+  it("carry the country with its source and database, the GPC conflict, the TCF and GPP strings with their headers, and the evidence file's metadata; data.json validates", async () => {
+    const lea = person("lea");
+    await purposeWithNotice(t, a.apiKey, "ads");
+    const g = new GppModel();
+    g.setFieldValue("uspv1", "Notice", "Y");
+    g.setFieldValue("uspv1", "OptOutSale", "N");
+    const gpp = g.encode();
+    const rec = await t.call("POST", "v1/consents", {
+      key: a.apiKey,
+      json: { email: lea, method: "click", requestOrigin: "banner", purpose: "ads", noticeVersion: 1, decision: "granted", ipAddress: "80.62.117.1", gpc: true, gppString: gpp },
+    });
+    expect(rec.status, await rec.clone().text()).toBe(201);
+    const event = (await rec.json()) as { id: string };
+    const notice = Buffer.from("<html><body>Notice<script>alert(1)</script></body></html>");
+    const put = await t.call("PUT", `v1/consents/${event.id}/evidence`, { key: a.apiKey, headers: { "content-type": "text/html" }, body: new Uint8Array(notice) });
+    expect(put.status, await put.clone().text()).toBeLessThan(300);
+    // An upload whose name would run when opened.
+    const page = await uploadWith(t, a.apiKey, 30, { dataSubjects: [lea], fileName: "invoice.HTML" });
+
+    const id = await builtAccess(lea);
+    const zip = await zipOf(id);
+    const data = JSON.parse(zip.read("data.json").toString("utf8")) as {
+      sections: { consentRecords: Array<Record<string, unknown>>; uploads: Array<{ id: string; content: { path: string | null } }> };
+    };
+    const schema = (await (await t.call("GET", "v1/subject-package.schema.json")).json()) as object;
+    const ajv = new Ajv2020({ allErrors: true, strict: false });
+    ajv.addFormat("date-time", (v: string) => !Number.isNaN(Date.parse(v)));
+    expect(ajv.validate(schema, data), JSON.stringify(ajv.errors)).toBe(true);
+    const c = data.sections.consentRecords[0]!;
+    expect(c.country).toEqual({ country: "DK", source: "derived", database: t.services.ipCountry.database });
+    expect(c.gpc).toBe(true);
+    expect(c.conflictsWithGpc).toBe(true);
+    expect(c.signals).toMatchObject({ tcf: null, gpp: { string: gpp, header: { sections: expect.arrayContaining(["uspv1"]) } } });
+    expect(c.evidence).toMatchObject({ contentType: "text/html", size: notice.length, path: `files/consent-evidence/${event.id}.html.txt`, audit: { seq: expect.any(Number) } });
+    // Nothing that runs when opened: the evidence page and the upload named .HTML are placed as text.
+    expect(zip.names).toContain(`files/consent-evidence/${event.id}.html.txt`);
+    expect(zip.names.filter((x) => x !== "index.html" && /\.(html?|svg|js)$/i.test(x))).toEqual([]);
+    const up = data.sections.uploads.find((u) => u.id === page.id)!;
+    expect(up.content.path).toBe(`files/${page.id}/invoice.HTML.txt`);
+    expect(zip.read(up.content.path!).equals(page.content)).toBe(true);
+    const index = zip.read("index.html").toString("utf8");
+    expect(index).toContain(".html.txt");
+    expect(index).toContain(gpp);
   });
 });

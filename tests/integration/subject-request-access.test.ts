@@ -178,7 +178,7 @@ describe("an access package", () => {
     const zip = await unzipped(await t.call("GET", `v1/subject-requests/${requestId}/package/content`, { key: a.apiKey }), "access");
     const data = JSON.parse(zip.read("data.json").toString("utf8")) as DataJson;
     await validate(data);
-    expect(data).toMatchObject({ schemaVersion: 1, scope: "access", subject: { email } });
+    expect(data).toMatchObject({ schemaVersion: 2, scope: "access", subject: { email } });
     expect(data.privacyInformation).toMatchObject({ purposes: "en: to send the files you asked for", complaint: "en: Datatilsynet" });
     const byId = new Map(data.sections.uploads.map((u) => [u.id, u]));
     expect(byId.get(ids.alone)).toMatchObject({ role: { dataSubject: true, recipient: false }, content: { included: true, withheld: null } });

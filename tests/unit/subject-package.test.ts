@@ -13,6 +13,7 @@ import {
   privacyDocumentSchema,
   safeFileName,
   PACKAGE_FORMAT,
+  PACKAGE_SCHEMA_VERSION,
 } from "../../shared/domain/subject-package";
 import { subjectPackageSchema } from "../../shared/usecases/subject-request-access";
 import { exportSections } from "../../shared/usecases/export-sections";
@@ -41,6 +42,23 @@ describe("names inside the zip", () => {
     expect(safeFileName("..")).toBe("file");
     expect(safeFileName(`${"x".repeat(200)}.pdf`)).toMatch(/^x{96}\.pdf$/);
     expect(contentEntryPath("up-1", undefined)).toBe("files/up-1/content");
+  });
+});
+
+describe("names that would run when opened", () => {
+  it("get .txt added, in any case, and nothing else changes", () => {
+    expect(contentEntryPath("up-1", "page.html")).toBe("files/up-1/page.html.txt");
+    expect(contentEntryPath("up-1", "Pic.SVG")).toBe("files/up-1/Pic.SVG.txt");
+    expect(contentEntryPath("up-1", "setup.exe")).toBe("files/up-1/setup.exe.txt");
+    expect(contentEntryPath("up-1", "report.pdf")).toBe("files/up-1/report.pdf");
+    fc.assert(
+      fc.property(fc.string({ maxLength: 60 }), fc.constantFrom("html", "HTM", "xhtml", "svg", "js", "hta", "bat", "lnk", "pdf", "png", "txt"), (base, ext) => {
+        const path = contentEntryPath("up-abc", `${base}.${ext}`);
+        const last = path.slice(path.lastIndexOf(".") + 1).toLowerCase();
+        expect(["html", "htm", "xhtml", "svg", "js", "hta", "bat", "lnk"]).not.toContain(last);
+      }),
+      { numRuns: 300 },
+    );
   });
 });
 
@@ -78,7 +96,7 @@ describe("data.json's JSON Schema", () => {
   ajv.addFormat("date-time", (v: string) => !Number.isNaN(Date.parse(v)));
   const minimal = (sections: Record<string, unknown[]>) => ({
     format: PACKAGE_FORMAT,
-    schemaVersion: 1,
+    schemaVersion: PACKAGE_SCHEMA_VERSION,
     generatedAt: "2027-01-01T00:00:00.000Z",
     scope: "portability",
     language: "da",
@@ -97,7 +115,7 @@ describe("data.json's JSON Schema", () => {
     const empty = Object.fromEntries(names.map((n) => [n, []]));
     expect(validate(minimal(empty)), JSON.stringify(validate.errors)).toBe(true);
     expect(validate({ ...minimal(empty), extra: 1 })).toBe(false);
-    expect(validate({ ...minimal(empty), schemaVersion: 2 })).toBe(false);
+    expect(validate({ ...minimal(empty), schemaVersion: PACKAGE_SCHEMA_VERSION + 1 })).toBe(false);
     expect(validate(minimal({}))).toBe(false);
     expect(validate(minimal({ ...empty, uploads: [{ id: "up-1" }] }))).toBe(false);
   });
