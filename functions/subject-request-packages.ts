@@ -34,9 +34,9 @@ const packageSchema = z.object({
   downloads: z.object({ tenant: z.number().int(), subject: z.number().int() }),
   contentUrl: z.string().nullable(),
   purgedReason: z
-    .enum(["expired", "subject-request", "upload-deleted"])
+    .enum(["expired", "subject-request", "upload-deleted", "rectification"])
     .nullable()
-    .describe("Why it was purged: its download window ended; the person's erasure; or the content of an upload it held a copy of was destroyed (erased, deleted by you, or expired): a new request makes a new package"),
+    .describe("Why it was purged: its download window ended; the person's erasure; or the content of an upload it held a copy of was destroyed (erased, deleted by you, or expired); or it held the person's address before a rectification: a new request makes a new package"),
 }) satisfies z.ZodType<PackageView>;
 
 const get = httpEndpoint({

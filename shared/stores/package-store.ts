@@ -89,10 +89,11 @@ export const packageDocSchema = z.object({
       leaseUntil: iso.nullable(),
       /**
        * Why it was purged: its download window ended (`expired`, the retention sweep), the person's erasure
-       * (`subject-request`), or the content of an upload it holds a copy of was destroyed (`upload-deleted`, naming it).
+       * (`subject-request`), the content of an upload it holds a copy of was destroyed (`upload-deleted`, naming it), or
+       * the person's address was rectified (`rectification`: the package holds the old one).
        * Absent on purges recorded before the reason was kept (the retention sweep's).
        */
-      reason: z.enum(["expired", "subject-request", "upload-deleted"]).optional(),
+      reason: z.enum(["expired", "subject-request", "upload-deleted", "rectification"]).optional(),
       uploadId: z.string().max(64).nullable().optional(),
     })
     .nullable(),

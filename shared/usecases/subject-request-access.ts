@@ -999,9 +999,10 @@ export interface PackageView {
   /**
    * Why the package was purged, once it is: `expired` (its download window ended), `subject-request` (the person's
    * erasure), `upload-deleted` (the content of an upload it held a copy of was destroyed: erased, deleted by its
-   * sender or expired; a new request makes a new package); null while it is not.
+   * sender or expired; a new request makes a new package), `rectification` (it held the person's old address); null
+   * while it is not.
    */
-  purgedReason: "expired" | "subject-request" | "upload-deleted" | null;
+  purgedReason: "expired" | "subject-request" | "upload-deleted" | "rectification" | null;
 }
 
 function viewOf(pkg: PackageDoc, awaiting: string[] | undefined): PackageView {
@@ -1088,6 +1089,8 @@ export async function downloadPackage(s: Services, caller: TenantCaller, id: str
           ? "the package was purged: the content of an upload it held a copy of was destroyed (a new access request makes a new one)"
           : pkg.purge?.reason === "subject-request"
             ? "the package was purged by the person's erasure"
+            : pkg.purge?.reason === "rectification"
+              ? "the package was purged: it held the person's address before it was rectified (a new access request makes a new one)"
             : "the package's download window is over: it was purged (a new access request makes a new one)",
     );
   }

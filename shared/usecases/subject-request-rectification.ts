@@ -15,7 +15,9 @@
  *    key, the address re-encrypted; then the old one is deleted). If the new address has consent records of its own
  *    the request needs attention (merging two histories is the tenant's call);
  * 4. `requests`: every request of the person (this one too) gets the new address (re-encrypted under its own key) and
- *    hash, an open one's marker moves with it; the person's restriction and objection records move to the new hash;
+ *    hash, an open one's marker moves with it; their access and portability packages, and any package holding a copy
+ *    of an upload naming the old address, are purged (package-purge.ts; a package is a copy as built, not corrected);
+ *    the person's restriction and objection records move to the new hash;
  * 5. `record`: the rectification record (counts and hashes of sorted ids per place) signed by its audit entry
  *    (`subject-request.rectified`); the request completes.
  *
@@ -34,6 +36,7 @@ import type { UploadDoc } from "../stores/upload-store";
 import { sealConsentField, unwrapSubjectKey } from "./consent-keys";
 import { markerHasher, openRequestField, sealRequestField, unwrapRequestKey } from "./subject-request-keys";
 import { recordAuditOnce } from "./audit-trail";
+import { purgePackageNow } from "./package-purge";
 import { actorFor, addRecipients, collectRecipients, ensureOutcome, inBatches, requestDetails, signRecord, UPLOAD_CONCURRENCY, updateOutcome, withPlanned } from "./subject-request-outcomes";
 import { openMarkerId, registerRequestWork, type WorkOutcome } from "./subject-request-steps";
 import { openField, sealField, unwrapUploadKey } from "./upload-keys";
@@ -202,6 +205,18 @@ export async function rectifyRequests(s: Services, req: StoredRequest): Promise<
       }
     }
   }
+  // The person's access and portability packages hold the old address (data.json, index.html): they are purged, as
+  // are packages holding a copy of an upload naming it (their data.json lists its recipients and data subjects).
+  const packages = new Set<string>();
+  for (const id of ids) {
+    const pkg = await s.packages.get(req.tenantId, id);
+    if (pkg && pkg.state !== "purged" && pkg.state !== "open") packages.add(id);
+  }
+  for (const id of (await s.subjectRequests.outcomes.getOutcome(req.tenantId, req.id))?.plan.ids.uploads ?? []) {
+    for (const r of await s.packages.holdingUploadContent(req.tenantId, id)) packages.add(r);
+  }
+  if (packages.size > 0) await updateOutcome(s, req.tenantId, req.id, (d) => withPlanned(d, "packages", [...(d.plan.ids.packages ?? []), ...packages]));
+  for (const id of packages) await purgePackageNow(s, req.tenantId, id, { reason: "rectification", actor: actorFor(req), details: { rectificationRequestId: req.id } });
   // The person's restriction and objection move to the new hash.
   const restriction = await s.subjectRequests.outcomes.getRestriction(req.tenantId, plan.fromHash);
   if (restriction) {
@@ -240,7 +255,13 @@ export async function recordRectification(s: Services, req: StoredRequest): Prom
       rectifiedAt: now,
       field: field.slice(0, 100),
       corrected: d.plan.toHash !== null,
-      places: [erasedPlace("uploads", d.plan.ids.uploads ?? []), erasedPlace("requests", d.plan.ids.requests ?? []), erasedPlace("consent-records", d.plan.ids.consentSubjects ?? [])],
+      places: [
+        erasedPlace("uploads", d.plan.ids.uploads ?? []),
+        erasedPlace("requests", d.plan.ids.requests ?? []),
+        erasedPlace("consent-records", d.plan.ids.consentSubjects ?? []),
+        // Purged, not corrected: a package is a copy as it was built; a new request makes a new one.
+        erasedPlace("access-packages", d.plan.ids.packages ?? []),
+      ],
       recipientCount: d.recipientCount,
       note: null,
     }),

@@ -241,3 +241,20 @@ describe("the consent records in a package", () => {
     expect(index).toContain(gpp);
   });
 });
+
+describe("a rectification", () => {
+  it("purges the person's built packages, which hold the old address, and lists them on its record", async () => {
+    const old = person("old");
+    const corrected = person("new");
+    await uploadWith(t, a.apiKey, 30, { dataSubjects: [old] });
+    const pkgId = await builtAccess(old);
+    expect((await zipOf(pkgId)).read("data.json").toString("utf8")).toContain(old);
+    const r = await answered({ type: "rectification", subjectEmail: old, details: { field: "email", value: corrected } });
+    expect(r.status, JSON.stringify(r.attention)).toBe("completed");
+    const pkg = await t.services.packages.get(a.tenantId, pkgId);
+    expect(pkg).toMatchObject({ state: "purged", dataKey: null, content: null, purge: { reason: "rectification" } });
+    expect(await packageBlobs(pkgId)).toEqual([]);
+    const record = await json<{ record: { places: Array<{ place: string; count: number }> } }>(await t.call("GET", `v1/subject-requests/${r.id}/certificate`, { key: a.apiKey }));
+    expect(record.record.places.find((p) => p.place === "access-packages")?.count).toBe(1);
+  });
+});
