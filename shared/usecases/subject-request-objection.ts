@@ -22,7 +22,11 @@ import { AppError } from "../errors";
 import type { Services } from "../services";
 import type { StoredRequest } from "../stores/subject-request-store";
 import { MAX_PURPOSES, recordEvents, type EventFacts } from "./consents";
-import { actorFor, ensureOutcome, mailSubject, requestDetails, requestEmail, signRecord } from "./subject-request-outcomes";
+import { actorFor, ensureOutcome, mailContext, mailSubject, requestDetails, requestEmail, signRecord } from "./subject-request-outcomes";
+import { recordAuditOnce } from "./audit-trail";
+import { tenantContactEmail } from "./tenants";
+import { DSR_TYPE_LABELS } from "../domain/subject-requests";
+import { formatDate } from "../domain/time";
 import { registerRequestWork, type WorkOutcome } from "./subject-request-steps";
 
 /** What a withdrawal recorded for a request carries of the consent register's web-page fields: nothing. */
@@ -39,6 +43,8 @@ export async function recordObjection(s: Services, req: StoredRequest): Promise<
   await ensureOutcome(s, req, "objection", { fromHash: null, toHash: null });
   const named = purposeList((await requestDetails(s, req))?.purposes);
   const purposes = named.length > 0 ? named : [EVERY_PURPOSE];
+  // Purposes that are the tenant's consent purposes: processing on consent is not objected to but withdrawn (Art. 7(3)).
+  const consentKeys = new Set((await s.consents.listPurposes(req.tenantId, MAX_PURPOSES)).map((p) => purposeKey(p.key)));
   const now = s.clock.now().toISOString();
   for (let attempt = 0; attempt < 8; attempt++) {
     const current = await s.subjectRequests.outcomes.getObjection(req.tenantId, hash);
@@ -59,7 +65,15 @@ export async function recordObjection(s: Services, req: StoredRequest): Promise<
       requestId: req.id,
       receivedAt: req.receivedAt,
       recordedAt: now,
-      purposes: purposes.map((p) => ({ purpose: p, mustStop: p === EVERY_PURPOSE ? objectionDuty("every purpose on legitimate interests or a public task") : objectionDuty(p) })),
+      purposes: purposes.map((p) => ({
+        purpose: p,
+        mustStop:
+          p === EVERY_PURPOSE
+            ? objectionDuty("every purpose on legitimate interests or a public task")
+            : consentKeys.has(purposeKey(p))
+              ? `${objectionDuty(p)} '${p}' is one of your consent purposes: processing that rests on consent is ended by its withdrawal (Art. 7(3) GDPR), not by an objection; ask the person whether they withdraw it (a withdraw-consent request records that), and until then new uploads about them for it are refused.`
+              : objectionDuty(p),
+      })),
       unknownPurposes: [],
     }),
     { purposes: purposes.length },
@@ -69,10 +83,33 @@ export async function recordObjection(s: Services, req: StoredRequest): Promise<
 
 async function confirm(s: Services, req: StoredRequest, template: string, notice: string): Promise<WorkOutcome> {
   const doc = await s.subjectRequests.outcomes.getOutcome(req.tenantId, req.id);
-  const record = doc?.record as { purposes?: Array<{ purpose: string }> } | null | undefined;
+  const record = doc?.record as { purposes?: Array<{ purpose: string; mustStop: string }> } | null | undefined;
   const purposes = (record?.purposes ?? []).map((p) => p.purpose).filter((p) => p !== EVERY_PURPOSE);
   await mailSubject(s, req, template, notice, { purposes: purposes.map((purpose) => ({ purpose })), hasPurposes: purposes.length > 0, everyPurpose: purposes.length === 0 });
+  await tellTenant(s, req, record?.purposes ?? []);
   return { complete: "fulfilled" };
+}
+
+/**
+ * E-mails the tenant's contact what it must stop, per purpose (the record's `mustStop`), once (a stable message id
+ * and a keyed audit entry), so the controller is told actively, not only through the record and webhook ids. Nothing
+ * about the person: the request id only. No contact (or an offboarded tenant): nothing is sent.
+ */
+async function tellTenant(s: Services, req: StoredRequest, purposes: ReadonlyArray<{ purpose: string; mustStop: string }>): Promise<void> {
+  if (purposes.length === 0) return;
+  const tenant = await s.tenants.get(req.tenantId);
+  const to = tenant && !tenant.offboardedAt ? await tenantContactEmail(s, tenant) : undefined;
+  if (!to) return;
+  const c = await mailContext(s, req.tenantId);
+  const message = s.templates.render("dsr-tenant-must-stop", c.language, {
+    requestId: req.id,
+    requestType: DSR_TYPE_LABELS[c.language][req.requestType],
+    receivedDate: formatDate(new Date(req.receivedAt), c.language, c.timeZone),
+    purposes: purposes.map((p) => ({ purpose: p.purpose === EVERY_PURPOSE ? (c.language === "da" ? "alle formål" : "every purpose") : p.purpose, mustStop: p.mustStop })),
+    apiPath: `/api/v1/subject-requests/${req.id}/certificate`,
+  });
+  await s.email.send({ messageId: `dsr-tenant-must-stop-${req.id}`, to: [to], ...message });
+  await recordAuditOnce(s, req.tenantId, actorFor(req), "subject-request.notified", { type: "subject-request", id: req.id }, { to: "tenant", notice: "must-stop" }, `dsr-notice:${req.id}:must-stop`);
 }
 
 registerRequestWork({

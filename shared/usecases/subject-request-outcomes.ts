@@ -255,7 +255,14 @@ export async function getOutcome(s: Services, caller: TenantCaller, id: string):
   const req = await s.subjectRequests.get(caller.tenantId, id);
   if (!req) throw notFound();
   const doc = await s.subjectRequests.outcomes.getOutcome(caller.tenantId, id);
-  if (!doc?.record || !doc.audit || !doc.recordSha256) throw new AppError("conflict", `the request is ${req.status}; its record exists once its work is done`);
+  if (!doc?.record || !doc.audit || !doc.recordSha256) {
+    const recordTypes = ["erasure", "rectification", "restriction", "objection", "withdraw-consent"];
+    if (!recordTypes.includes(req.requestType)) {
+      throw new AppError("conflict", `a ${req.requestType} request has no certificate or record: only erasure, rectification, restriction, objection and withdraw-consent requests do${req.requestType === "access" || req.requestType === "portability" ? " (its answer is its package: GET …/package)" : ""}`);
+    }
+    if (req.status === "completed") throw new AppError("conflict", "the request was completed without changing any data (nothing was held about the person), so it has no record");
+    throw new AppError("conflict", `the request is ${req.status}; its record exists once its work is done`);
+  }
   const recipients = (await openRecipients(s, req, doc)) ?? null;
   if (recipients && recipients.length > 0) {
     await recordAudit(s, caller.tenantId, caller, "subject-request.certificate-read", { type: "subject-request", id }, { recipients: recipients.length });
@@ -275,7 +282,7 @@ export async function getOutcome(s: Services, caller: TenantCaller, id: string):
  * POST …/recipients-notified: the tenant told the recipients of the erased or rectified data (Art. 19), at `at`
  * (default now; never in the future). Recorded once; a second call answers the first record. Audited. The answer names
  * no recipient (GET …/certificate shows them). Errors:
- * not-found, conflict (no record yet, or a type without recipients), validation-failed (a future time, a time before
+ * not-found, conflict (no record yet, a type without recipients, or no recipients), validation-failed (a future time, a time before
  * the request was received or before EARLIEST_FACT_TIME).
  */
 export async function recordRecipientsNotified(s: Services, caller: TenantCaller, id: string, input: { at?: string }): Promise<RecipientsNotified> {
@@ -291,6 +298,8 @@ export async function recordRecipientsNotified(s: Services, caller: TenantCaller
   const doc = await s.subjectRequests.outcomes.getOutcome(caller.tenantId, id);
   if (!doc?.record || !doc.audit) throw new AppError("conflict", `the request is ${req.status}; recipients can be recorded as told once its work is done`);
   if (doc.kind !== "erasure" && doc.kind !== "rectification") throw new AppError("conflict", "only an erasure or a rectification has recipients to tell (Art. 19)");
+  // Nothing to record when there was nobody to tell: a record saying they were told would claim what did not happen.
+  if (doc.recipientCount === 0 && !doc.recipientsNotified) throw new AppError("conflict", "the erased or rectified data had no recipients: there is nobody to tell (Art. 19), so nothing is recorded");
   if (!doc.recipientsNotified) {
     const entry = await recordAudit(s, caller.tenantId, caller, "subject-request.recipients-notified", { type: "subject-request", id }, { recipients: doc.recipientCount, at: at.toISOString() });
     await updateOutcome(s, caller.tenantId, id, (d) => (d.recipientsNotified ? undefined : { ...withoutMeta(d), recipientsNotified: { at: at.toISOString(), by: caller.actor, auditSeq: entry.seq } }));

@@ -16,7 +16,7 @@ import Ajv2020 from "ajv/dist/2020";
 import { expect } from "../helpers/expect";
 import { startTestApp, type TestApp } from "../helpers/app";
 import { sweep } from "../helpers/sweep";
-import { createRequest, json, waitForRequest } from "../helpers/subject-requests";
+import { createRequest, json, waitForMails, waitForRequest } from "../helpers/subject-requests";
 import { purposeWithNotice, recordDecision, stateOf } from "../helpers/consents";
 import { baseUpload, uploadWith } from "../helpers/uploads";
 import { ManualClock } from "../../shared/domain/clock";
@@ -256,5 +256,49 @@ describe("a rectification", () => {
     expect(await packageBlobs(pkgId)).toEqual([]);
     const record = await json<{ record: { places: Array<{ place: string; count: number }> } }>(await t.call("GET", `v1/subject-requests/${r.id}/certificate`, { key: a.apiKey }));
     expect(record.record.places.find((p) => p.place === "access-packages")?.count).toBe(1);
+  });
+});
+
+describe("answers that say what is so", () => {
+  it("recipients-notified is refused when there was nobody to tell; a certificate of an access request says it has none; an expired package not yet purged is not called purged", async () => {
+    const ola = person("ola");
+    await uploadWith(t, a.apiKey, 30, { dataSubjects: [ola] });
+    const pkgId = await builtAccess(ola);
+    const cert = await t.call("GET", `v1/subject-requests/${pkgId}/certificate`, { key: a.apiKey });
+    expect(cert.status).toBe(409);
+    expect(JSON.stringify(await cert.json())).toContain("package");
+
+    // The package's window ends; before the sweep purges it, the tenant is told it is over, not that it was purged.
+    t.clock.advance({ days: 7, minutes: 1 });
+    const late = await t.call("GET", `v1/subject-requests/${pkgId}/package/content`, { key: a.apiKey });
+    expect(late.status).toBe(409);
+    const detail = JSON.stringify(await late.json());
+    expect(detail).toContain("next retention sweep");
+    expect(detail).not.toContain("it was purged");
+
+    // An erasure of a person whose uploads had no other recipient than themselves: nobody to tell.
+    const pia = person("pia");
+    await uploadWith(t, a.apiKey, 30, { dataSubjects: [pia], recipients: [pia] });
+    const erasure = await answered({ type: "erasure", subjectEmail: pia });
+    expect(erasure.status).toBe("completed");
+    const told = await t.call("POST", `v1/subject-requests/${erasure.id}/recipients-notified`, { key: a.apiKey, json: {} });
+    expect(told.status).toBe(409);
+    expect(JSON.stringify(await told.json())).toContain("nobody to tell");
+  });
+});
+
+describe("an objection", () => {
+  it("to a consent purpose says that withdrawal applies, and the tenant is e-mailed what it must stop", async () => {
+    const una = person("una");
+    await purposeWithNotice(t, a.apiKey, "tips");
+    const r = await answered({ type: "objection", subjectEmail: una, details: { purposes: ["tips", "profiling"] } });
+    expect(r.status).toBe("completed");
+    const rec = await json<{ record: { purposes: Array<{ purpose: string; mustStop: string }> } }>(await t.call("GET", `v1/subject-requests/${r.id}/certificate`, { key: a.apiKey }));
+    expect(rec.record.purposes.find((p) => p.purpose === "tips")?.mustStop).toContain("Art. 7(3)");
+    expect(rec.record.purposes.find((p) => p.purpose === "profiling")?.mustStop).not.toContain("Art. 7(3)");
+    const [mail] = await waitForMails(t, `dsr-tenant-must-stop-${r.id}`);
+    expect(mail!.text).toContain("tips");
+    expect(mail!.text).toContain("profiling");
+    expect(mail!.text).not.toContain(una);
   });
 });
