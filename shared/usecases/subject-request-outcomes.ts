@@ -326,6 +326,7 @@ export async function outcomeHtml(s: Services, tenantId: string, view: OutcomeVi
     places?: Array<{ place: string; count: number; idsSha256: string }>;
     kept?: Array<{ kind: string; id: string; groundText: string; until: string | null; count: number }>;
     purposes?: Array<string | { purpose: string; mustStop: string }>;
+    consentsWithdrawn?: string[];
   };
   const places = r.erased ?? r.places ?? [];
   const pageView = {
@@ -342,6 +343,8 @@ export async function outcomeHtml(s: Services, tenantId: string, view: OutcomeVi
     hasKept: (r.kept ?? []).length > 0,
     purposes: (r.purposes ?? []).map((p) => (typeof p === "string" ? { purpose: p, mustStop: "" } : p)),
     hasPurposes: (r.purposes ?? []).length > 0,
+    consentsWithdrawn: (r.consentsWithdrawn ?? []).map((purpose) => ({ purpose })),
+    hasConsentsWithdrawn: (r.consentsWithdrawn ?? []).length > 0,
     method: String(r.method ?? r.effect ?? r.note ?? ""),
     recipients: (view.recipients ?? []).map((address) => ({ address })),
     hasRecipients: (view.recipients ?? []).length > 0,

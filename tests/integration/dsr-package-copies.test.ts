@@ -187,6 +187,9 @@ describe("an erasure and the person's objections and consents", () => {
       await t.call("GET", `v1/subject-requests/${erasure.id}/certificate`, { key: a.apiKey }),
     );
     expect(cert.record.consentsWithdrawn).toEqual(["letters"]);
+    const page = await (await t.call("GET", `v1/subject-requests/${erasure.id}/certificate`, { key: a.apiKey, headers: { accept: "text/html" } })).text();
+    expect(page).toContain("Art. 17(1)(b)");
+    expect(page).toContain("letters");
     expect(cert.record.kept.find((k) => k.kind === "objection-suppression")).toMatchObject({ ground: "objection-suppression" });
     expect(cert.record.kept.find((k) => k.kind === "consent-history")?.groundText).toContain("withdrawn by this erasure");
     // Webhook deliveries are kept (ids only), listed as kept, not as erased.
