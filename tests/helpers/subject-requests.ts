@@ -34,7 +34,28 @@ export async function waitForMails(t: TestApp, prefix: string, count = 1): Promi
     found = await mails(t, prefix);
     expect(found.length, `e-mails ${prefix}*`).toBeGreaterThanOrEqual(count);
   }, 30_000, 50);
+  await verificationSendsRecorded(t, found);
   return found;
+}
+
+/**
+ * A verification e-mail lands in the outbox a moment before its worker records it as sent (and writes its audit
+ * entry); only a code whose e-mail is recorded as sent is accepted. Waits until every verification e-mail among
+ * `found` is recorded, so a test acts on what a person could act on.
+ */
+async function verificationSendsRecorded(t: TestApp, found: Mail[]): Promise<void> {
+  for (const mail of found) {
+    const m = /^dsr-verification-(dsr-[a-z2-7]+)-(\d+)$/.exec(mail.messageId);
+    if (!m) continue;
+    const [, id, gen] = m;
+    await eventually(async () => {
+      const { resources } = await t.raw.containers.subjectRequests.items
+        .query<RequestDoc>({ query: "SELECT * FROM c WHERE c.id = @id", parameters: [{ name: "@id", value: id! }] })
+        .fetchAll();
+      const issued = resources[0]?.verification.issued.find((i) => String(i.gen) === gen);
+      expect(issued?.sentAt, `verification e-mail ${mail.messageId} recorded as sent`).toBeTruthy();
+    }, 30_000, 25);
+  }
 }
 
 /** The code and the link token of a verification e-mail. */

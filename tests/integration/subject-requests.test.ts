@@ -5,6 +5,7 @@
  * problem+json. What the person is sent is read from the local outbox; what is stored, from the raw documents.
  */
 import { afterAll, beforeAll, describe, it } from "@jest/globals";
+import { eventually } from "../helpers/eventually";
 import { expect } from "../helpers/expect";
 import { startTestApp, type TestApp } from "../helpers/app";
 import { createRequest, json, mails, rawRequest, verificationOf, waitForMails, waitForRequest } from "../helpers/subject-requests";
@@ -70,9 +71,13 @@ describe("intake", () => {
     expect(raw).not.toContain(code);
     expect(raw).not.toContain(verificationOf(mail!).token.split(".")[2]);
     // The audit log has the creation and the e-mail, by ids only.
-    const audit = await json<{ items: Array<{ action: string; target: { id: string } | null; details: Record<string, unknown> }> }>(await call("GET", "v1/audit?limit=200"));
-    const mine = audit.items.filter((e) => e.target?.id === r.body.id).map((e) => e.action);
-    expect(mine).toEqual(expect.arrayContaining(["subject-request.created", "subject-request.verification-sent"]));
+    // (The send's audit entry follows its e-mail by a moment: read until it is there.)
+    let audit = { items: [] as Array<{ action: string; target: { id: string } | null; details: Record<string, unknown> }> };
+    await eventually(async () => {
+      audit = await json<typeof audit>(await call("GET", "v1/audit?limit=200"));
+      const mine = audit.items.filter((e) => e.target?.id === r.body.id).map((e) => e.action);
+      expect(mine).toEqual(expect.arrayContaining(["subject-request.created", "subject-request.verification-sent"]));
+    }, 30_000, 50);
     expect(JSON.stringify(audit.items)).not.toContain(email);
     // And the tenant's webhook got the event (ids only).
     const deliveries = await t.services.webhooks.listDeliveries(tenant.tenantId, { limit: 200 });
