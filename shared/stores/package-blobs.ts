@@ -12,8 +12,8 @@
 import { createHash } from "node:crypto";
 import { pipeline, Transform, type Readable, type TransformCallback } from "node:stream";
 import type { ContainerClient } from "@azure/storage-blob";
-import { createEncryptStream, encodeAssociatedData, HEADER_SIZE } from "../crypto";
-import { blobPrefix, PayloadStore, type ContentKind } from "./payload-store";
+import { createEncryptStream, encodeAssociatedData } from "../crypto";
+import { blobPrefix, HeaderTap, PayloadStore, type ContentKind } from "./payload-store";
 
 /** ("dsr-package", tenant, request id): a package's stream copied onto another request or tenant fails to decrypt. */
 export function packageAssociatedData(tenantId: string, requestId: string): Buffer {
@@ -58,25 +58,6 @@ class Measure extends Transform {
   }
 }
 
-/** Keeps the stream header the encryptor writes first, and counts the ciphertext. */
-class HeaderTap extends Transform {
-  private parts: Buffer[] = [];
-  private have = 0;
-  total = 0;
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    if (this.have < HEADER_SIZE) {
-      const take = chunk.subarray(0, HEADER_SIZE - this.have);
-      this.parts.push(Buffer.from(take));
-      this.have += take.length;
-    }
-    this.total += chunk.length;
-    cb(null, chunk);
-  }
-  header(): string {
-    return Buffer.concat(this.parts).toString("base64");
-  }
-}
-
 export class PackageBlobs {
   private readonly store: PayloadStore;
 
@@ -109,7 +90,7 @@ export class PackageBlobs {
       throw failed ?? err;
     }
     if (failed) throw failed;
-    return { blobName, header: tap.header(), ciphertextSize: tap.total, size: measure.size, sha256: measure.digest() };
+    return { blobName, header: tap.header().toString("base64"), ciphertextSize: tap.total, size: measure.size, sha256: measure.digest() };
   }
 
   /** The decrypted zip, once its first authenticated bytes are ready (PayloadStore.open). */

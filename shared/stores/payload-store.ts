@@ -210,8 +210,11 @@ class Inspect extends Transform {
   }
 }
 
-/** Keeps the first HEADER_SIZE bytes the encryptor writes (the stream header), passing everything on. */
-class HeaderTap extends Transform {
+/**
+ * Keeps the first HEADER_SIZE bytes the encryptor writes (the stream header) and counts the ciphertext (`total`,
+ * bytes), passing everything on. Shared with the other stores that write the SafeData stream format.
+ */
+export class HeaderTap extends Transform {
   private parts: Buffer[] = [];
   private have = 0;
   total = 0;

@@ -33,10 +33,11 @@ import type { RequestDoc, StoredRequest } from "../stores/subject-request-store"
 import { recordAuditOnce } from "./audit-trail";
 import { eraseHistoryOnRequest } from "./consent-retention";
 import { purgePackageNow } from "./package-purge";
+import { stripClosedRequest } from "./subject-requests";
 import { deleteUpload } from "./upload-deletion";
 import { actorFor, addRecipients, collectRecipients, ensureOutcome, inBatches, requestDetails, requestEmail, signRecord, UPLOAD_CONCURRENCY, updateOutcome, withPlanned } from "./subject-request-outcomes";
 import { withdrawConsents } from "./subject-request-objection";
-import { registerRequestWork, releaseOpenMarker, type WorkOutcome } from "./subject-request-steps";
+import { registerRequestWork, type WorkOutcome } from "./subject-request-steps";
 
 const requireHash = (req: RequestDoc): string => {
   if (!req.subjectHash) throw new AppError("conflict", "the request's subject hash was erased");
@@ -175,21 +176,7 @@ async function eraseRequestFields(s: Services, by: RequestDoc, id: string): Prom
   for (let attempt = 0; attempt < 8; attempt++) {
     const doc = await s.subjectRequests.get(by.tenantId, id);
     if (!doc || doc.erasedAt || !(FINAL_DSR_STATUSES as readonly string[]).includes(doc.status)) break;
-    await releaseOpenMarker(s, doc);
-    if (doc.externalIdHash) await s.subjectRequests.deleteMarkerOf(doc.tenantId, `dsrm-${doc.externalIdHash}`, doc.id);
-    const now = s.clock.now().toISOString();
-    const erased: RequestDoc = {
-      ...withoutMeta(doc),
-      dataKey: null,
-      personal: null,
-      subjectHash: null,
-      externalIdHash: null,
-      openMarkerId: null,
-      verification: { ...doc.verification, issued: [], linkOrigin: "" },
-      erasedAt: now,
-      updatedAt: now,
-    };
-    if (await s.subjectRequests.replace(erased, doc._etag)) break;
+    if (await stripClosedRequest(s, doc)) break;
   }
   const after = await s.subjectRequests.get(by.tenantId, id);
   if (after?.erasedAt) {

@@ -513,16 +513,12 @@ export async function findClosedRequestsDue(s: Services, now: Date, limit: numbe
 }
 
 /**
- * Erases a closed request's personal fields at the end of its evidence period, if its stored state says it is due: its
- * markers go, then one conditional write destroys the data key (which leaves every encrypted field unreadable, copies
- * and backups included) and clears the fields and keyed hashes; the anonymous record (type, dates, states, outcome,
- * history) stays. Audited once. Returns "purged", "skipped" (not due, or done) or "busy" (changed meanwhile).
+ * Strips a closed request of everything personal in one conditional write: its open and external-id markers go, its
+ * data key is destroyed (every encrypted field with it) and its fields and keyed hashes are cleared; the anonymous
+ * record (type, dates, states, outcome, history) stays. Returns false when the request changed since `doc` was read
+ * (its etag no longer matches), so the caller reads it again. Used by the retention sweep and by an erasure request.
  */
-export async function eraseClosedRequest(s: Services, item: { tenantId: string; id: string }, sweepId: string): Promise<"purged" | "skipped" | "busy"> {
-  const doc = await s.subjectRequests.get(item.tenantId, item.id);
-  if (!doc || doc.erasedAt || !isFinalStatus(doc.status)) return "skipped";
-  const due = RETENTION_CLASSES["closed-request"].dueAt({ closedAt: doc.closedAt }, s.settings);
-  if (!due || due.getTime() > s.clock.now().getTime()) return "skipped";
+export async function stripClosedRequest(s: Services, doc: StoredRequest): Promise<boolean> {
   await releaseOpenMarker(s, doc);
   if (doc.externalIdHash) await s.subjectRequests.deleteMarkerOf(doc.tenantId, `dsrm-${doc.externalIdHash}`, doc.id);
   const now = s.clock.now().toISOString();
@@ -537,7 +533,21 @@ export async function eraseClosedRequest(s: Services, item: { tenantId: string; 
     erasedAt: now,
     updatedAt: now,
   };
-  if (!(await s.subjectRequests.replace(erased, doc._etag))) return "busy";
+  return (await s.subjectRequests.replace(erased, doc._etag)) !== undefined;
+}
+
+/**
+ * Erases a closed request's personal fields at the end of its evidence period, if its stored state says it is due: its
+ * markers go, then one conditional write destroys the data key (which leaves every encrypted field unreadable, copies
+ * and backups included) and clears the fields and keyed hashes; the anonymous record (type, dates, states, outcome,
+ * history) stays. Audited once. Returns "purged", "skipped" (not due, or done) or "busy" (changed meanwhile).
+ */
+export async function eraseClosedRequest(s: Services, item: { tenantId: string; id: string }, sweepId: string): Promise<"purged" | "skipped" | "busy"> {
+  const doc = await s.subjectRequests.get(item.tenantId, item.id);
+  if (!doc || doc.erasedAt || !isFinalStatus(doc.status)) return "skipped";
+  const due = RETENTION_CLASSES["closed-request"].dueAt({ closedAt: doc.closedAt }, s.settings);
+  if (!due || due.getTime() > s.clock.now().getTime()) return "skipped";
+  if (!(await stripClosedRequest(s, doc))) return "busy";
   await recordAuditOnce(s, doc.tenantId, { actor: "system:retention" }, "subject-request.erased", { type: "subject-request", id: doc.id }, { sweepId, closedAt: doc.closedAt }, `subject-request.erased:${doc.id}`);
   return "purged";
 }
