@@ -201,6 +201,32 @@ const origin = z.object({
   headSeq: z.number().int().nullable().optional(),
   detectedAt: z.string().optional(),
 });
+const operatorPersons = z.object({
+  version: z.number().int().describe("The part's version whose persons these are"),
+  resolution: z.object({
+    status: z.enum(["running", "done"]),
+    records: z.number().int().describe("Records read"),
+    resolved: z.number().int().describe("Distinct persons found (by keyed hash)"),
+    unreachable: z.number().int().describe("Approximate, at most: persons named by records whose keyed hashes were cleared"),
+    batches: z.number().int(),
+    finishedAt: z.string().nullable(),
+  }),
+  notices: z
+    .object({
+      requestedAt: z.string(),
+      sent: z.number().int(),
+      pending: z.number().int(),
+      failed: z.number().int(),
+      unreachable: z.number().int(),
+      estimatedCompletionAt: z.string().nullable().describe("When the last pending notice is expected to go, at the e-mail service's pace"),
+      deadlineAt: z.string().describe("BREACH_NOTICE_MAX_HOURS after the tenant's instruction"),
+      estimateBreaksDeadline: z.boolean(),
+      delayAlertAt: z.string().nullable().describe("When the delay alert went (once)"),
+      completedAt: z.string().nullable(),
+    })
+    .nullable()
+    .describe("Null until the tenant instructs the notices"),
+});
 const operatorView = z.object({
   id: z.string(),
   status: z.enum(BREACH_STATUSES),
@@ -230,6 +256,7 @@ const operatorView = z.object({
             .object({ version: z.number().int(), emailAcceptedAt: z.string().nullable(), emailAttempts: z.number().int(), emailLastFailure: z.string().nullable(), webhook: z.string(), pending: z.boolean() })
             .nullable(),
           decision: decisionRecord.nullable(),
+          persons: operatorPersons.nullable().describe("The persons of the part's newest resolved version (Art. 34): counts only; null before the first resolution"),
         })
         .nullable()
         .describe("Null until the tenant's part is made (and for drafts)"),

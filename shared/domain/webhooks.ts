@@ -13,6 +13,12 @@ export const WEBHOOK_EVENT_TYPES = [
   "breach.notified",
   /** A new version of the tenant's part of a breach (phased information, GDPR Art. 33(4)), or its withdrawal. */
   "breach.updated",
+  /**
+   * The estimated completion of the notices to the persons of the tenant's part breaks BREACH_NOTICE_MAX_HOURS
+   * (GDPR Art. 34(1) "without undue delay"; consider a public communication, Art. 34(3)(c)): `data` names the breach
+   * id, the part's version, the counts pending and the estimate and deadline (ISO 8601). Sent once per version.
+   */
+  "breach.persons-delayed",
   /** A person withdrew consent through a withdrawal link: `data` names the subject id, the purpose (or `all`), the link and the events. */
   "consent.withdrawn",
   /**

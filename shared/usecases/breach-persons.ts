@@ -67,6 +67,7 @@ import { latestVersion } from "./breach-notices";
 import { registerExportSection, type JsonValue } from "./export-sections";
 import { breachJobMessage, type BreachJobMessage } from "./messages";
 import { tenantContactEmail } from "./tenants";
+import { emitWebhookEvent } from "./webhooks";
 import { openConsentField, unwrapSubjectKey } from "./consent-keys";
 import { openRequestField, unwrapRequestKey } from "./subject-request-keys";
 import { openField, unwrapUploadKey } from "./upload-keys";
@@ -779,8 +780,9 @@ async function batchStep(s: Services, msg: Extract<PersonJob, { kind: "person-ba
 
 /**
  * When the estimate for the persons still pending breaks BREACH_NOTICE_MAX_HOURS after the instruction: e-mails the
- * tenant's contact (its language) and the operator contact (English), once per version (keyed sends, then recorded
- * on the part and in the tenant's chain), pointing to Art. 34(3)(c).
+ * tenant's contact (its language) and the operator contact (English) and emits `breach.persons-delayed` to the
+ * tenant's webhook endpoint, once per version (keyed sends and event, then recorded on the part and in the tenant's
+ * chain), pointing to Art. 34(3)(c).
  */
 async function checkDelay(s: Services, part: StoredBreachPart, log?: Log): Promise<void> {
   const fresh = await s.breaches.getPart(part.tenantId, part.breachId);
@@ -816,6 +818,14 @@ async function checkDelay(s: Services, part: StoredBreachPart, log?: Log): Promi
     await s.email.send({ messageId: `${idBase}-operator`, to: [s.settings.operatorContactEmail], ...s.templates.render("breach-persons-delay", "en", view("en", "UTC")) });
   }
   const alert = { at: now.toISOString(), estimateAt: estimate.toISOString(), deadlineAt: deadline.toISOString() };
+  // The tenant's endpoint is told too (keyed: a check run again after a crash emits nothing new). Counts and ids only.
+  await emitWebhookEvent(s, fresh.tenantId, "breach.persons-delayed", `breach.persons-delayed:${fresh.breachId}:v${run.version}`, {
+    breachId: fresh.breachId,
+    version: run.version,
+    pending: p.pending,
+    estimateAt: alert.estimateAt,
+    deadlineAt: alert.deadlineAt,
+  });
   const r = await s.breaches.updatePart(fresh.tenantId, fresh.breachId, (doc) =>
     doc.persons?.version === run.version && doc.persons.notify && !doc.persons.notify.delayAlert
       ? { ...withoutMeta(doc), persons: { ...doc.persons, notify: { ...doc.persons.notify, delayAlert: alert } } }

@@ -53,7 +53,13 @@ export interface AuthorityReport {
     controllerAwareAt: string | null;
     controllerAwareVia: string | null;
   };
-  persons: { categories: string[]; approximateNumber: number | null };
+  /**
+   * `approximateNumber`: the register's estimate (the operator's, or counted from a scope of upload ids).
+   * `resolved`: once the scope resolution of the part (GDPR Art. 34 notices) has completed, the number of distinct
+   * persons it found by keyed hash and the unreachable ones (at most: named by records whose keyed hashes were cleared)
+   * for that part version; null while it runs or before it.
+   */
+  persons: { categories: string[]; approximateNumber: number | null; resolved: null | { version: number; persons: number; unreachable: number; finishedAt: string | null } };
   records: { categories: DataCategory[]; approximateNumber: number | null };
   consequences: string | null;
   likelyConsequences: string | null;
@@ -99,7 +105,14 @@ export async function authorityReport(s: Services, caller: TenantCaller, id: str
       controllerAwareAt: part.controllerNotifiedAt,
       controllerAwareVia: part.controllerNotifiedVia,
     },
-    persons: { categories: c.resolved.personCategories, approximateNumber: c.resolved.approximatePersons },
+    persons: {
+      categories: c.resolved.personCategories,
+      approximateNumber: c.resolved.approximatePersons,
+      resolved:
+        part.persons?.resolution.status === "done"
+          ? { version: part.persons.version, persons: part.persons.resolution.persons, unreachable: part.persons.resolution.unreachable, finishedAt: part.persons.resolution.finishedAt }
+          : null,
+    },
     records: { categories: c.resolved.categories, approximateNumber: c.resolved.approximateRecords },
     consequences: c.consequences,
     likelyConsequences: c.likelyConsequences,
@@ -144,6 +157,7 @@ export function authorityReportHtml(s: Services, report: AuthorityReport, timeZo
     controllerAwareAt: when(report.description.controllerAwareAt),
     personCategories: report.persons.categories.map((p) => ({ label: PERSON_CATEGORY_LABELS[p]?.[lang] ?? p })),
     approximatePersons: n(report.persons.approximateNumber),
+    resolvedPersons: report.persons.resolved ? { persons: n(report.persons.resolved.persons), unreachable: n(report.persons.resolved.unreachable), version: report.persons.resolved.version } : null,
     recordCategories: report.records.categories.map((cat) => ({ label: CATEGORY_LABELS[cat][lang] })),
     noRecordCategories: report.records.categories.length === 0,
     approximateRecords: n(report.records.approximateNumber),

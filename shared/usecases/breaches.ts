@@ -206,9 +206,58 @@ export interface OperatorBreachView {
       acknowledgedAt: string | null;
       notice: { version: number; emailAcceptedAt: string | null; emailAttempts: number; emailLastFailure: string | null; webhook: string; pending: boolean } | null;
       decision: BreachPartDoc["decisions"][number] | null;
+      /** The persons of the part's newest resolved version (GDPR Art. 34): counts only, nothing personal; null before the first resolution. */
+      persons: OperatorPersonsProgress | null;
     };
   }>;
   versions: Array<{ version: number; at: string; by: string; changes: string[] }>;
+}
+
+/**
+ * The operator's view of a part's persons: the scope resolution's counts (`resolved`: distinct persons found by keyed
+ * hash; `unreachable`: at most, from purged records' own counts) and, once the tenant instructed the notices, sent /
+ * pending / failed / unreachable and the estimated completion (ISO 8601) against BREACH_NOTICE_MAX_HOURS. Counts,
+ * times and states only: no person, address, text or actor.
+ */
+export interface OperatorPersonsProgress {
+  version: number;
+  resolution: { status: "running" | "done"; records: number; resolved: number; unreachable: number; batches: number; finishedAt: string | null };
+  notices: null | {
+    requestedAt: string;
+    sent: number;
+    pending: number;
+    failed: number;
+    unreachable: number;
+    estimatedCompletionAt: string | null;
+    deadlineAt: string;
+    estimateBreaksDeadline: boolean;
+    delayAlertAt: string | null;
+    completedAt: string | null;
+  };
+}
+
+function operatorPersons(v: PersonsView | null): OperatorPersonsProgress | null {
+  if (!v) return null;
+  const r = v.resolution;
+  const n = v.notices;
+  return {
+    version: v.version,
+    resolution: { status: r.status, records: r.records, resolved: r.persons, unreachable: r.unreachable, batches: r.batches, finishedAt: r.finishedAt },
+    notices: n
+      ? {
+          requestedAt: n.requestedAt,
+          sent: n.sent,
+          pending: n.pending,
+          failed: n.failed,
+          unreachable: n.unreachable,
+          estimatedCompletionAt: n.estimatedCompletionAt,
+          deadlineAt: n.deadlineAt,
+          estimateBreaksDeadline: n.estimateBreaksDeadline,
+          delayAlertAt: n.delayAlert?.at ?? null,
+          completedAt: n.completedAt,
+        }
+      : null,
+  };
 }
 
 function clocksOf(s: Services, part: BreachPartDoc, now: Date) {
@@ -256,6 +305,7 @@ async function operatorView(s: Services, head: BreachHeadDoc, version: BreachVer
                   }
                 : null,
               decision: part.decisions.at(-1) ?? null,
+              persons: operatorPersons(await personsView(s, part)),
             }
           : null,
       };
