@@ -14,7 +14,8 @@ export default tseslint.config(
       "@typescript-eslint/no-misused-promises": ["error", { checksVoidReturn: { arguments: false } }],
       "@typescript-eslint/await-thenable": "error",
       "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_" }],
-      "no-console": ["error", { allow: ["warn", "error"] }],
+      // Deployed code logs only through the structured, scrubbed Log (shared/observability.ts); dev, bench, tests and infra may print.
+      "no-console": "error",
       eqeqeq: ["error", "smart"],
     },
   },

@@ -14,6 +14,7 @@ import { services } from "../shared/services";
 import { createTenant } from "../shared/usecases/tenants";
 import { LOCAL_ONLY_BLOB_CONTAINERS } from "../shared/config/resources";
 import { OutboxEmailSender } from "../shared/email/outbox-email-sender";
+import { lineLog } from "../shared/observability";
 import { applyLocalStoragePorts, ensureLocalSettings, portOf, storagePortInUse } from "./local-settings";
 import { emlWriter, LOCAL_OUTBOX_DIR } from "./outbox-eml";
 import { provisionLocal } from "./provision";
@@ -117,7 +118,7 @@ async function main(): Promise<void> {
   // Every e-mail the outbox receives is also an .eml file a mail client opens (local only: addresses in clear).
   const outboxDir = path.resolve(path.dirname(settingsPath), process.env[LOCAL_OUTBOX_DIR] ?? path.join(".local", "outbox"));
   const email = services().email;
-  if (email instanceof OutboxEmailSender) email.onStored(emlWriter(outboxDir));
+  if (email instanceof OutboxEmailSender) email.onStored(emlWriter(outboxDir), lineLog((line) => process.stderr.write(`${line}\n`)));
 
   // Demo tenant (local only).
   const masterKey = settings.keys.provider === "local" ? settings.keys.masterKey : undefined;

@@ -45,6 +45,18 @@ export function invocationLog(context: Pick<InvocationContext, "info" | "warn" |
   };
 }
 
+/**
+ * Structured logging outside an invocation (the local runtime's own helpers): each line is rendered and scrubbed as
+ * `invocationLog` renders it, then handed to `write` (e.g. the process's standard error).
+ */
+export function lineLog(write: (line: string) => void): Log {
+  return {
+    info: (event, fields = {}) => write(render(event, fields)),
+    warn: (event, fields = {}) => write(render(event, fields)),
+    error: (event, fields = {}) => write(render(event, fields)),
+  };
+}
+
 /** What may be logged about an error: its kind and code, and its message with addresses scrubbed. No stack in responses. */
 export function errorFields(err: unknown): LogFields {
   if (err instanceof Error) {

@@ -9,6 +9,7 @@
  *
  */
 import type { ContainerClient } from "@azure/storage-blob";
+import { errorFields, type Log } from "../observability";
 import { isEmailAddress, validateEmailMessage, type EmailMessage, type EmailSendResult, type EmailSender } from "./email-sender";
 
 /** What the outbox stores per message. */
@@ -40,7 +41,7 @@ function isAlreadyExists(err: unknown): boolean {
 
 export class OutboxEmailSender implements EmailSender {
   private readonly clock: { now(): Date };
-  private readonly listeners: OutboxListener[] = [];
+  private readonly listeners: Array<{ listener: OutboxListener; log: Log }> = [];
 
   constructor(
     private readonly container: ContainerClient,
@@ -51,9 +52,12 @@ export class OutboxEmailSender implements EmailSender {
     this.clock = options.clock ?? { now: () => new Date() };
   }
 
-  /** Adds a listener told of each message stored from now on (a failing listener never fails a send). */
-  onStored(listener: OutboxListener): void {
-    this.listeners.push(listener);
+  /**
+   * Adds a listener told of each message stored from now on. A failing listener never fails a send: its failure goes
+   * to `log` as `outbox.listener-failed` with the message id and the error's kind (never an address).
+   */
+  onStored(listener: OutboxListener, log: Log): void {
+    this.listeners.push({ listener, log });
   }
 
   async send(message: EmailMessage): Promise<EmailSendResult> {
@@ -80,11 +84,11 @@ export class OutboxEmailSender implements EmailSender {
       if (!isAlreadyExists(err)) throw err;
       return { providerMessageId: blobName };
     }
-    for (const listener of this.listeners) {
+    for (const { listener, log } of this.listeners) {
       try {
         await listener(record);
       } catch (err) {
-        console.warn(`outbox listener failed for message ${message.messageId}: ${(err as Error).name}`);
+        log.warn("outbox.listener-failed", { messageId: message.messageId, ...errorFields(err) });
       }
     }
     return { providerMessageId: blobName };

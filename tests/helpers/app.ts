@@ -9,6 +9,7 @@ import { startEmbeddedStorage, type EmbeddedStorage } from "../../dev/embedded-s
 import { LocalFunctionsHost, type HostLogLine } from "../../dev/runtime/host";
 import { emlWriter, LOCAL_OUTBOX_DIR } from "../../dev/outbox-eml";
 import { OutboxEmailSender } from "../../shared/email/outbox-email-sender";
+import { lineLog } from "../../shared/observability";
 import { readHostJson } from "../../dev/runtime/host-config";
 import { provisionLocal } from "../../dev/provision";
 import { adaptersFromSettings } from "../../shared/adapters";
@@ -81,7 +82,7 @@ export async function startTestApp(options: StartOptions = {}): Promise<TestApp>
   const services = createServices(settings, adaptersFromSettings, { clock: options.serviceClock ?? clock, ...options.overrides });
   useServices(services);
   // As npm start does, when the test names a folder: every e-mail the outbox stores is also an .eml file there.
-  if (env[LOCAL_OUTBOX_DIR] && services.email instanceof OutboxEmailSender) services.email.onStored(emlWriter(env[LOCAL_OUTBOX_DIR]));
+  if (env[LOCAL_OUTBOX_DIR] && services.email instanceof OutboxEmailSender) services.email.onStored(emlWriter(env[LOCAL_OUTBOX_DIR]), lineLog((line) => process.stderr.write(`${line}\n`)));
 
   const logs: HostLogLine[] = [];
   const config = readHostJson(path.join(__dirname, "../../host.json"));

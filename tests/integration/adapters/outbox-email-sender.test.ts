@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
 import { LOCAL_ONLY_BLOB_CONTAINERS } from "../../../shared/config/resources";
 import type { EmailMessage } from "../../../shared/email/email-sender";
 import { InvalidEmailMessageError } from "../../../shared/email/email-sender";
+import { lineLog } from "../../../shared/observability";
 import { OutboxEmailSender, type OutboxRecord } from "../../../shared/email/outbox-email-sender";
 import { startEmbeddedStorage, type EmbeddedStorage } from "../../../dev/embedded-storage";
 
@@ -66,6 +67,20 @@ describe("OutboxEmailSender against Azurite", () => {
       html: "<p>Here is your data.</p>",
       sentAt: "2026-03-02T23:59:30.000Z",
     });
+  });
+
+  it("a failing listener never fails the send, and its failure goes to the structured log with ids only", async () => {
+    const lines: string[] = [];
+    const sender = outbox();
+    sender.onStored(() => {
+      throw new Error("disk full writing for a@example.org");
+    }, lineLog((line) => lines.push(line)));
+    const result = await sender.send(message("dsr-9-listener", { to: ["a@example.org"] }));
+    expect(result.providerMessageId).toBe("2026-03-02/dsr-9-listener.json");
+    expect(lines.map((l) => JSON.parse(l) as Record<string, unknown>)).toEqual([
+      expect.objectContaining({ event: "outbox.listener-failed", messageId: "dsr-9-listener", errorName: "Error" }),
+    ]);
+    expect(lines.join("\n")).not.toContain("a@example.org");
   });
 
   it("a second send of the same messageId is a no-op with the same result, even on the next day", async () => {
