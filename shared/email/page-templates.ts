@@ -7,39 +7,25 @@
  * script: loading refuses a `<script` tag, an inline event handler (`on...=`) or a `javascript:` URL, and the
  * answers that serve them send a Content-Security-Policy without script sources.
  */
-import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import Mustache from "mustache";
-import { LANGUAGES, type Language } from "../domain/language";
-import { checkNames, checkPlain, checkTokens, TemplateError, type PlainView, type Token } from "./templates";
+import type { Language } from "../domain/language";
+import { checkNames, checkPlain, checkTokens, loadLanguageFiles, TemplateError, type PlainView, type Token } from "./templates";
 
-const FILE_NAME = /^([a-z0-9][a-z0-9-]*)\.([a-z]{2})\.mustache$/;
 /** What would run code in a page, were a browser to ignore the policy: refused in the template's source. */
 const ACTIVE_CONTENT = /<script\b|\son[a-z]+\s*=|javascript:/i;
 
 export class PageTemplates {
-  private readonly pages = new Map<string, { source: string; tokens: Token[] }>();
+  private readonly pages: Map<string, { source: string; tokens: Token[] }>;
 
   /** Loads every `<name>.<language>.mustache` in `dir`. Throws TemplateError for a malformed file or a missing language. */
   constructor(readonly dir: string) {
-    const names = new Set<string>();
-    for (const entry of readdirSync(dir).sort()) {
-      const m = FILE_NAME.exec(entry);
-      if (!m) continue;
-      const [, name, language] = m;
-      if (!(LANGUAGES as readonly string[]).includes(language!)) throw new TemplateError(`${entry}: ${language} is not one of the languages ${LANGUAGES.join(", ")}`);
-      const source = readFileSync(path.join(dir, entry), "utf8");
+    this.pages = loadLanguageFiles(dir, "page", (entry, source) => {
       if (ACTIVE_CONTENT.test(source)) throw new TemplateError(`${entry}: pages hold no scripts, event handlers or javascript: URLs`);
       const tokens = Mustache.parse(source) as unknown as Token[];
       checkTokens(entry, tokens);
-      this.pages.set(`${name}.${language}`, { source, tokens });
-      names.add(name!);
-    }
-    for (const name of names) {
-      for (const language of LANGUAGES) {
-        if (!this.pages.has(`${name}.${language}`)) throw new TemplateError(`${name}.${language}.mustache is missing: every page exists in every language`);
-      }
-    }
+      return { source, tokens };
+    });
   }
 
   names(): string[] {

@@ -175,32 +175,45 @@ export function withCounts<V extends PlainValue>(view: V): V {
   return out as V;
 }
 
+/**
+ * Reads every `<name>.<language>.mustache` in `dir` (sorted), parses each with `parse(fileName, text)` and returns
+ * them keyed `<name>.<language>`. Throws TemplateError for a language not in LANGUAGES or for a name missing in one
+ * of them (every `kind` exists in every language); what `parse` throws is thrown as it is.
+ */
+export function loadLanguageFiles<T>(dir: string, kind: string, parse: (entry: string, text: string) => T): Map<string, T> {
+  const loaded = new Map<string, T>();
+  const names = new Set<string>();
+  for (const entry of readdirSync(dir).sort()) {
+    const m = FILE_NAME.exec(entry);
+    if (!m) continue;
+    const [, name, language] = m;
+    if (!(LANGUAGES as readonly string[]).includes(language!)) throw new TemplateError(`${entry}: ${language} is not one of the languages ${LANGUAGES.join(", ")}`);
+    loaded.set(`${name}.${language}`, parse(entry, readFileSync(path.join(dir, entry), "utf8")));
+    names.add(name!);
+  }
+  for (const name of names) {
+    for (const language of LANGUAGES) {
+      if (!loaded.has(`${name}.${language}`)) throw new TemplateError(`${name}.${language}.mustache is missing: every ${kind} exists in every language`);
+    }
+  }
+  return loaded;
+}
+
 /** The loaded templates: every file parsed and checked once, at start. */
 export class EmailTemplates {
-  private readonly templates = new Map<string, ParsedTemplate>();
+  private readonly templates: Map<string, ParsedTemplate>;
 
   /** Loads every `<name>.<language>.mustache` in `dir`. Throws TemplateError for a malformed file or a missing language. */
   constructor(readonly dir: string) {
-    const names = new Set<string>();
-    for (const entry of readdirSync(dir).sort()) {
-      const m = FILE_NAME.exec(entry);
-      if (!m) continue;
-      const [, name, language] = m;
-      if (!(LANGUAGES as readonly string[]).includes(language!)) throw new TemplateError(`${entry}: ${language} is not one of the languages ${LANGUAGES.join(", ")}`);
-      const source = parseFile(entry, readFileSync(path.join(dir, entry), "utf8"));
+    this.templates = loadLanguageFiles(dir, "template", (entry, text) => {
+      const source = parseFile(entry, text);
       const tokens = {} as Record<Part, Token[]>;
       for (const part of PARTS) {
         tokens[part] = Mustache.parse(source[part]) as unknown as Token[];
         checkTokens(`${entry} (${part})`, tokens[part]);
       }
-      this.templates.set(`${name}.${language}`, { source, tokens });
-      names.add(name!);
-    }
-    for (const name of names) {
-      for (const language of LANGUAGES) {
-        if (!this.templates.has(`${name}.${language}`)) throw new TemplateError(`${name}.${language}.mustache is missing: every template exists in every language`);
-      }
-    }
+      return { source, tokens };
+    });
   }
 
   /** The template names available (each in every language). */
