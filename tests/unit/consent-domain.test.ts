@@ -200,8 +200,9 @@ describe("withdrawal-link tokens", () => {
     const secret = randomBytes(32);
     const token = signLinkToken(secret, claims);
     expect(token).toMatch(/^[A-Za-z0-9_-]+$/);
-    expect(Buffer.from(token, "base64url").toString("latin1")).not.toContain("@");
     const parsed = parseLinkToken(token)!;
+    // The claims are all a token carries besides its length and its tag (random-looking bytes, which may be 0x40).
+    expect(parsed.payload.toString("latin1")).not.toContain("@");
     expect(parsed.claims).toEqual(claims);
     expect(linkTokenSignedBy(secret, parsed)).toBe(true);
     expect(linkTokenSignedBy(randomBytes(32), parsed)).toBe(false);
