@@ -42,6 +42,53 @@ export function batchKeyOf(page: number, index: number): string {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// The notices' progress: counters kept by the batch workers
+
+/**
+ * Counter documents per version of a tenant's part. Each batch's worker records its batch's counts in one of them
+ * (chosen by the batch's key), so the progress is this many point reads however many persons there are, and
+ * workers of different batches rarely contend for the same document.
+ */
+export const PROGRESS_SHARDS = 16;
+
+/** A batch's counts of persons told (`sent`), given up (`failed`) and found without an address (`unreachable`). */
+export const batchCountsSchema = z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative(), z.number().int().nonnegative()]);
+export type BatchCounts = z.infer<typeof batchCountsSchema>;
+
+/** The counter document (0 .. PROGRESS_SHARDS-1) that holds batch `batch`'s counts: FNV-1a of its key. */
+export function progressShardOf(batch: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < batch.length; i++) {
+    h ^= batch.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h % PROGRESS_SHARDS;
+}
+
+/**
+ * A batch's counts recorded over what was recorded before: each count is the larger of the two. A person's sent,
+ * failed and unreachable states are final, so every count only grows; a late or repeated write (a worker that died
+ * after recording, a batch worked again) can neither lower a count nor add one twice. Undefined: nothing changes.
+ */
+export function mergeBatchCounts(before: BatchCounts | undefined, counts: BatchCounts): BatchCounts | undefined {
+  const merged: BatchCounts = before ? [Math.max(before[0], counts[0]), Math.max(before[1], counts[1]), Math.max(before[2], counts[2])] : counts;
+  return before && merged.every((n, i) => n === before[i]) ? undefined : merged;
+}
+
+/** The notices' progress of a run whose resolution found `persons`: the sums of every batch's counts, the rest pending. */
+export function progressOfCounts(persons: number, batches: Iterable<BatchCounts>): { sent: number; failed: number; unreachable: number; pending: number } {
+  let sent = 0;
+  let failed = 0;
+  let unreachable = 0;
+  for (const [s, f, u] of batches) {
+    sent += s;
+    failed += f;
+    unreachable += u;
+  }
+  return { sent, failed, unreachable, pending: Math.max(0, persons - sent - failed - unreachable) };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // The send budget
 
 export interface SendLimits {

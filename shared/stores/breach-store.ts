@@ -23,7 +23,7 @@ import {
   severityAssessmentSchema,
   tenantContentSchema,
 } from "../domain/breaches";
-import { personHashSchema, rateStateSchema, type RateState } from "../domain/breach-persons";
+import { batchCountsSchema, mergeBatchCounts, PROGRESS_SHARDS, progressShardOf, personHashSchema, rateStateSchema, type BatchCounts, type RateState } from "../domain/breach-persons";
 import { dataCategories } from "../domain/uploads";
 import { WEBHOOK_EVENT_TYPES } from "../domain/webhooks";
 import { crossPartition, isConflict, isPreconditionFailed, queryAll, queryPage, readItem, type Page } from "./cosmos";
@@ -173,6 +173,11 @@ export const personsRunSchema = z.object({
       delayAlert: z.object({ at: iso, estimateAt: iso, deadlineAt: iso }).nullable(),
       /** When the breach sweep found no notice pending any more (it stops checking the estimate then). */
       completedAt: iso.nullable().default(null),
+      /**
+       * How the progress is counted: "counters", from the counter documents the batch workers keep (a few point
+       * reads); "batches", by reading every batch (instructions stored before the counters existed).
+       */
+      progress: z.enum(["counters", "batches"]).default("batches"),
     })
     .nullable(),
 });
@@ -229,11 +234,25 @@ export const personBatchSchema = z.object({
 export type PersonBatchDoc = z.infer<typeof personBatchSchema>;
 export type StoredPersonBatch = PersonBatchDoc & { _etag: string };
 
+/** One of a version's PROGRESS_SHARDS counter documents: the counts of the batches that map to it, by batch key. */
+export const progressShardSchema = z.object({
+  id: z.string(),
+  tenantId: z.string(),
+  type: z.literal("breach-person-progress"),
+  breachId: z.string(),
+  version: z.number().int().positive(),
+  shard: z.number().int().nonnegative(),
+  batches: z.record(z.string(), batchCountsSchema),
+  updatedAt: iso,
+});
+type ProgressShardDoc = z.infer<typeof progressShardSchema>;
+
 const RATE_ID = "email-send-rate";
 const rateDocSchema = z.object({ id: z.literal(RATE_ID), tenantId: z.literal(SYSTEM_TENANT), type: z.literal("email-send-rate"), state: rateStateSchema });
 
 export const personId = (breachId: string, version: number, hash: string) => `${breachId}.v${version}.p.${hash}`;
 export const batchId = (breachId: string, version: number, batch: string) => `${breachId}.v${version}.b.${batch}`;
+const progressShardId = (breachId: string, version: number, shard: number) => `${breachId}.v${version}.n.${shard}`;
 
 export const breachPartSchema = z.object({
   id: z.string(),
@@ -512,6 +531,41 @@ export class BreachStore {
         { name: "@after", value: after ?? "" },
       ],
     }, tenantId);
+  }
+
+  /**
+   * Every batch's counts recorded by the batch workers for one version of the tenant's part: PROGRESS_SHARDS point
+   * reads, whatever the number of persons (a batch not yet worked on has no entry).
+   */
+  async recordedBatchCounts(tenantId: string, breachId: string, version: number): Promise<BatchCounts[]> {
+    const shards = await Promise.all(
+      Array.from({ length: PROGRESS_SHARDS }, (_, k) => readItem(this.container, progressShardSchema, progressShardId(breachId, version, k), tenantId)),
+    );
+    return shards.flatMap((d) => (d ? Object.values(d.batches) : []));
+  }
+
+  /**
+   * Records one batch's counts in its counter document (each count only grows: see mergeBatchCounts), under the
+   * document's etag, tried again while other batches' workers write the same document. Throws when still contended
+   * after 20 tries (the batch is worked again, which records the same counts).
+   */
+  async recordBatchCounts(tenantId: string, breachId: string, version: number, batch: string, counts: BatchCounts, now: Date): Promise<void> {
+    const shard = progressShardOf(batch);
+    const id = progressShardId(breachId, version, shard);
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const cur = await readItem(this.container, progressShardSchema, id, tenantId);
+      const merged = mergeBatchCounts(cur?.batches[batch], counts);
+      if (!merged) return;
+      const doc: ProgressShardDoc = { id, tenantId, type: "breach-person-progress", breachId, version, shard, batches: { ...cur?.batches, [batch]: merged }, updatedAt: now.toISOString() };
+      try {
+        if (cur) await this.container.item(id, tenantId).replace(progressShardSchema.parse(doc), { accessCondition: { type: "IfMatch", condition: cur._etag } });
+        else await this.container.items.create(progressShardSchema.parse(doc));
+        return;
+      } catch (err) {
+        if (!isConflict(err) && !isPreconditionFailed(err)) throw err;
+      }
+    }
+    throw new Error("a breach's progress counter was contended; the batch is worked again");
   }
 
   /** Each batch's size and counts, for the progress of one version of the tenant's part (one row per 100 persons). */

@@ -33,6 +33,7 @@ import {
   MAX_SEND_ATTEMPTS,
   noticeDeadline,
   personNoticeMessageId,
+  progressOfCounts,
   RESOLVE_PAGE_UPLOADS,
   retryAfterInstant,
   takeSends,
@@ -405,7 +406,12 @@ export interface PersonsView {
   publicCommunications: BreachPartDoc["publicCommunications"];
 }
 
+/**
+ * The notices' progress of a run: from the counters the batch workers keep (PROGRESS_SHARDS point reads, however
+ * many persons), or, for an instruction stored before those counters existed, by reading every batch.
+ */
 async function progressOf(s: Services, part: BreachPartDoc, run: PersonsRun): Promise<{ sent: number; failed: number; unreachable: number; pending: number }> {
+  if (run.notify?.progress === "counters") return progressOfCounts(run.resolution.persons, await s.breaches.recordedBatchCounts(part.tenantId, part.breachId, run.version));
   const rows = await s.breaches.batchCounts(part.tenantId, part.breachId, run.version);
   let sent = 0;
   let failed = 0;
@@ -490,7 +496,7 @@ export async function requestPersonNotices(s: Services, caller: TenantCaller, id
     created = true;
     return {
       ...withoutMeta(doc),
-      persons: { ...run, notify: { requestedAt: now.toISOString(), by: caller.actor, queued: 0, cursor: null, queuedAt: null, delayAlert: null, completedAt: null } },
+      persons: { ...run, notify: { requestedAt: now.toISOString(), by: caller.actor, queued: 0, cursor: null, queuedAt: null, delayAlert: null, completedAt: null, progress: "counters" } },
       updatedAt: now.toISOString(),
     };
   });
@@ -758,6 +764,11 @@ async function batchStep(s: Services, msg: Extract<PersonJob, { kind: "person-ba
   const left = persons.length - sent - failed - unreachable;
   const later = s.clock.now();
   const nextAttemptAt = left > 0 ? (retryAt ?? new Date(later.getTime() + MINUTE)) : later;
+  // The progress counters first, then the batch: a worker that dies between the two leaves the batch to be worked
+  // again, which finds every person recorded and records the same counts (they only grow).
+  if (sent !== batch.sent || failed !== batch.failed || unreachable !== batch.unreachable) {
+    await s.breaches.recordBatchCounts(msg.tenantId, msg.breachId, msg.version, msg.batch, [sent, failed, unreachable], later);
+  }
   const fresh = await s.breaches.getBatch(msg.tenantId, msg.breachId, msg.version, msg.batch);
   if (fresh && fresh._etag === leaseEtag) {
     await s.breaches.replaceBatch(

@@ -10,7 +10,12 @@ import {
   blockSends,
   breaksDeadline,
   estimateCompletion,
+  mergeBatchCounts,
   personNoticeMessageId,
+  PROGRESS_SHARDS,
+  progressOfCounts,
+  progressShardOf,
+  type BatchCounts,
   retryAfterInstant,
   takeSends,
   type RateState,
@@ -123,5 +128,42 @@ describe("Retry-After and message ids", () => {
     expect(id).toMatch(MESSAGE_ID_PATTERN);
     expect(id).not.toBe(personNoticeMessageId("br-0123456789abcdef0123", 4, h));
     expect(id).not.toBe(personNoticeMessageId("br-0123456789abcdef0123", 3, "cd".repeat(32)));
+  });
+});
+
+describe("the progress counters", () => {
+  const counts = fc.tuple(fc.nat(100), fc.nat(100), fc.nat(100));
+
+  it("property: whatever order and repeats the writes of a batch's counts come in, the counter holds their largest", () => {
+    fc.assert(
+      fc.property(fc.array(counts, { minLength: 1, maxLength: 12 }), fc.array(fc.nat(), { maxLength: 24 }), (writes, order) => {
+        // The same observations, some repeated, in another order (a worker dying and its batch worked again).
+        const shuffled = [...writes, ...order.map((i) => writes[i % writes.length]!)];
+        let held: BatchCounts | undefined;
+        for (const w of shuffled) held = mergeBatchCounts(held, w) ?? held;
+        const largest = [0, 1, 2].map((k) => Math.max(...writes.map((w) => w[k]!)));
+        expect(held).toEqual(largest);
+        // A write that adds nothing changes nothing (no write is made).
+        for (const w of writes) expect(mergeBatchCounts(held, w)).toBeUndefined();
+      }),
+    );
+  });
+
+  it("sums the batches and leaves the rest of the resolved persons pending", () => {
+    expect(progressOfCounts(250, [[100, 0, 0], [40, 2, 3]])).toEqual({ sent: 140, failed: 2, unreachable: 3, pending: 105 });
+    expect(progressOfCounts(5, [[4, 1, 1]]).pending).toBe(0);
+  });
+
+  it("spreads batch keys over every counter document, the same key always to the same", () => {
+    const keys = Array.from({ length: 2000 }, (_, i) => `${Math.floor(i / 3)}.${i % 3}`);
+    const used = new Map<number, number>();
+    for (const k of keys) {
+      const shard = progressShardOf(k);
+      expect(shard).toBe(progressShardOf(k));
+      expect(Number.isInteger(shard) && shard >= 0 && shard < PROGRESS_SHARDS).toBe(true);
+      used.set(shard, (used.get(shard) ?? 0) + 1);
+    }
+    expect(used.size).toBe(PROGRESS_SHARDS);
+    expect(Math.max(...used.values()), "no counter document takes more than twice its share").toBeLessThan((2 * keys.length) / PROGRESS_SHARDS);
   });
 });
