@@ -21,7 +21,7 @@ import { CosmosClient } from "@azure/cosmos";
 import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { memoryOf, RssSampler } from "./proc";
-import { machineLine } from "./report";
+import { machineLine, withSection } from "./report";
 import { startRuntime } from "./runtime-process";
 
 export interface BreachPersonsRun {
@@ -239,17 +239,19 @@ export function renderBreachPersonResults(runs: BreachPersonsRun[], info: { star
 
 /** RESULTS.md with the section replaced (from its heading to the next level-2 heading, or the end), or appended. */
 export function withBreachPersonsSection(markdown: string, section: string): string {
-  const start = markdown.indexOf("## Breach notices to persons");
-  if (start < 0) return markdown.trimEnd() + "\n\n" + section;
-  const next = markdown.indexOf("\n## ", start + 3);
-  return markdown.slice(0, start) + section + (next < 0 ? "" : "\n" + markdown.slice(next + 1));
+  return withSection(markdown, "## Breach notices to persons", section);
+}
+
+/** The numbers of persons to run (BENCH_BREACH_PERSONS, comma-separated; default 10,000 and 100,000). */
+export function breachPersonSizes(): number[] {
+  return (process.env.BENCH_BREACH_PERSONS ?? "10000,100000").split(",").map(Number).filter((n) => Number.isInteger(n) && n > 0);
 }
 
 async function main(): Promise<void> {
   const root = path.resolve(__dirname, "../..");
   const resultsPath = path.join(root, "bench/RESULTS.md");
   const custom = process.env.BENCH_BREACH_PERSONS;
-  const sizes = (custom ?? "10000,100000").split(",").map(Number).filter((n) => Number.isInteger(n) && n > 0);
+  const sizes = breachPersonSizes();
   const startedAt = new Date();
   const log = (line: string) => console.log(`[bench ${((Date.now() - startedAt.getTime()) / 1000).toFixed(1).padStart(6)} s] ${line}`);
   const runs = await benchBreachPersons({ root, sizes, log });

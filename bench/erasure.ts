@@ -18,7 +18,7 @@
 import { CosmosClient } from "@azure/cosmos";
 import { BlobServiceClient } from "@azure/storage-blob";
 import { seedUploadRecord, writeSeedUploads } from "../dev/seed-uploads";
-import { machineLine } from "./report";
+import { machineLine, withSection } from "./report";
 import { median } from "./stats";
 import { startRuntime } from "./runtime-process";
 
@@ -192,8 +192,5 @@ export function renderErasureResults(r: ErasureBenchResult, info: { startedAt: D
 
 /** `markdown` with the erasure section (to the next level-2 heading, or the end) replaced, or appended. */
 export function withErasureSection(markdown: string, section: string): string {
-  const start = markdown.indexOf(ERASURE_HEADING);
-  if (start < 0) return markdown.trimEnd() + "\n\n" + section;
-  const next = markdown.indexOf("\n## ", start + 3);
-  return markdown.slice(0, start) + section + (next < 0 ? "" : "\n" + markdown.slice(next + 1));
+  return withSection(markdown, ERASURE_HEADING, section);
 }

@@ -14,7 +14,7 @@
 import { randomBytes } from "node:crypto";
 import { startRuntime, type RuntimeProcess } from "./runtime-process";
 import { memoryOf, RssSampler } from "./proc";
-import { machineLine } from "./report";
+import { machineLine, withSection } from "./report";
 import { summarize, type Summary } from "./stats";
 
 export interface PackageCase {
@@ -213,8 +213,5 @@ const HEADING = "## Access packages";
 
 /** `markdown` with the access-package section (to the next level-2 heading, or the end) replaced, or appended. */
 export function withPackageSection(markdown: string, section: string): string {
-  const start = markdown.indexOf(HEADING);
-  if (start < 0) return markdown.trimEnd() + "\n\n" + section;
-  const next = markdown.indexOf("\n## ", start + 3);
-  return markdown.slice(0, start) + section + (next < 0 ? "" : "\n" + markdown.slice(next + 1));
+  return withSection(markdown, HEADING, section);
 }

@@ -19,6 +19,18 @@ function sizeLabel(bytes: number): string {
   return Number.isInteger(gib) ? `${gib} GiB` : `${(bytes / 2 ** 20).toFixed(0)} MiB`;
 }
 
+/**
+ * `markdown` (RESULTS.md) with the section that starts with `heading` (a level-2 heading, or its start) replaced by
+ * `section`, up to the next level-2 heading or the end; appended when there is none. Each benchmark writes its own
+ * section this way, so running one leaves the others as their last run left them.
+ */
+export function withSection(markdown: string, heading: string, section: string): string {
+  const start = markdown.indexOf(heading);
+  if (start < 0) return markdown.trimEnd() + "\n\n" + section;
+  const next = markdown.indexOf("\n## ", start + 3);
+  return markdown.slice(0, start) + section + (next < 0 ? "" : "\n" + markdown.slice(next + 1));
+}
+
 export function machineLine(): string {
   const cpus = os.cpus();
   return `${cpus.length} CPUs (${cpus[0]?.model.trim() ?? "unknown"}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Node ${process.version}, ${os.platform()} ${os.release()}`;

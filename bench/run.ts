@@ -9,19 +9,23 @@
  * - BENCH_CPU_PROF: a directory; the runtime process runs with --cpu-prof and writes its profile there on exit
  * - BENCH_PURGE_ITEMS: comma-separated purge sizes (default 1000,10000); "0" skips the purge benchmark
  * - BENCH_ONLY=consents: runs only the consent benchmark and replaces only its section of RESULTS.md (the others
- *   stay as their last run left them)
+ *   stay as their last run left them); the breach notices to persons alone: `node dist/bench/breach-persons.js`
+ * - BENCH_BREACH_PERSONS: comma-separated numbers of persons for the breach notices (default 10000,100000; about
+ *   half an hour at 100,000, most of it sending through the local outbox)
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { benchBreachPersons, breachPersonSizes, renderBreachPersonResults, withBreachPersonsSection } from "./breach-persons";
 import { benchConsents, renderConsentResults } from "./consents";
 import { benchErasure, renderErasureResults, withErasureSection } from "./erasure";
 import { benchPackages, renderPackageResults, withPackageSection } from "./packages";
 import { benchPurge, type PurgeRun } from "./purge";
-import { renderResults } from "./report";
+import { renderResults, withSection } from "./report";
 import { benchUploadPath } from "./upload-path";
 
 const root = path.resolve(__dirname, "../..");
 const resultsPath = path.join(root, "bench/RESULTS.md");
+const CONSENT_HEADING = "## Consent records";
 
 function intOption(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -31,26 +35,18 @@ function intOption(name: string, fallback: number): number {
   return n;
 }
 
-/** RESULTS.md with its consent section (from its heading to the next level-2 heading, or the end) replaced. */
-function withConsentSection(markdown: string, section: string): string {
-  const start = markdown.indexOf("## Consent records");
-  if (start < 0) return markdown.trimEnd() + "\n\n" + section;
-  const next = markdown.indexOf("\n## ", start + 3);
-  return markdown.slice(0, start) + section + (next < 0 ? "" : "\n" + markdown.slice(next + 1));
-}
-
 async function main(): Promise<void> {
   const sizeMiB = intOption("BENCH_SIZE_MIB", 1024);
   const runs = intOption("BENCH_RUNS", 4);
   const downloadsPerRun = intOption("BENCH_DOWNLOADS", 2);
   const profileDir = process.env.BENCH_CPU_PROF ? path.resolve(process.env.BENCH_CPU_PROF) : undefined;
-  const standard = sizeMiB === 1024 && runs === 4 && downloadsPerRun === 2 && !profileDir && process.env.BENCH_PURGE_ITEMS === undefined;
+  const standard = sizeMiB === 1024 && runs === 4 && downloadsPerRun === 2 && !profileDir && process.env.BENCH_PURGE_ITEMS === undefined && process.env.BENCH_BREACH_PERSONS === undefined;
 
   const startedAt = new Date();
   const log = (line: string) => console.log(`[bench ${((Date.now() - startedAt.getTime()) / 1000).toFixed(1).padStart(5)} s] ${line}`);
   if (process.env.BENCH_ONLY === "consents") {
     const section = renderConsentResults(await benchConsents({ root, log }), { startedAt, durationSeconds: (Date.now() - startedAt.getTime()) / 1000 });
-    writeFileSync(resultsPath, withConsentSection(readFileSync(resultsPath, "utf8"), section));
+    writeFileSync(resultsPath, withSection(readFileSync(resultsPath, "utf8"), CONSENT_HEADING, section));
     log(`replaced the consent section of ${path.relative(process.cwd(), resultsPath)}`);
     console.log("\n" + section);
     return;
@@ -80,22 +76,20 @@ async function main(): Promise<void> {
   const consentsStarted = new Date();
   const consents = await benchConsents({ root, log });
   const consentSection = renderConsentResults(consents, { startedAt: consentsStarted, durationSeconds: (Date.now() - consentsStarted.getTime()) / 1000 });
-  const markdown = withConsentSection(
-    renderResults(result, {
-      startedAt,
-      durationSeconds: (Date.now() - startedAt.getTime()) / 1000,
-      command: "npm run bench",
-    }, purge),
-    consentSection,
-  );
+  // Breach notices to persons: resolution and fan-out for 10,000 and 100,000 persons (bench/breach-persons.ts).
+  const breachStarted = new Date();
+  const breachRuns = await benchBreachPersons({ root, sizes: breachPersonSizes(), log });
+  const breachSection = renderBreachPersonResults(breachRuns, { startedAt: breachStarted, durationSeconds: (Date.now() - breachStarted.getTime()) / 1000 });
+  const base = renderResults(result, { startedAt, durationSeconds: (Date.now() - startedAt.getTime()) / 1000, command: "npm run bench" }, purge);
+  const markdown = withBreachPersonsSection(withPackageSection(withErasureSection(withSection(base, CONSENT_HEADING, consentSection), erasureSection), packageSection), breachSection);
   if (standard) {
-    writeFileSync(resultsPath, withPackageSection(withErasureSection(markdown, erasureSection), packageSection));
+    writeFileSync(resultsPath, markdown);
     log(`wrote ${path.relative(process.cwd(), resultsPath)}`);
   } else {
     log(`non-standard options: ${path.relative(process.cwd(), resultsPath)} left as it was`);
   }
   if (profileDir) log(`CPU profiles of each run's runtime and embedded storage processes are in ${profileDir}`);
-  console.log("\n" + withPackageSection(withErasureSection(markdown, erasureSection), packageSection));
+  console.log("\n" + markdown);
 }
 
 main().catch((err: Error) => {
