@@ -8,12 +8,13 @@
  * - `consent-subject` (id `subject:<lookup hash>`): a person the tenant recorded consent for, found by the keyed hash
  *   of the normalised e-mail; holds the person's opaque subject id, the address as an encrypted field and the data key
  *   (wrapped by the tenant's KEK) that every personal field of the person's events is encrypted with, so destroying
- *   it erases them all (crypto-shredding);
+ *   it erases them all (crypto-shredding); and the purposes it has a clock for;
  * - `consent-event` (id = the event id): one decision, append-only; personal fields (full IP when the tenant keeps it,
  *   user agent, page URL) encrypted with the subject's data key; its keyed digest and, once written, its audit position;
- * - `consent-clock` (id `clock:<subject id>:<purpose>`): derived from the events of one subject and purpose, never
- *   authoritative: when the evidence falls due, for the retention sweep, and the latest decision, for summaries;
- *   after an erasure, a tombstone saying what was erased by which sweep;
+ * - `consent-clock` (id `clock:<subject id>:<purpose>`): the history of one subject and purpose: the list of its
+ *   events (id and the few facts the evidence clock, the state and the GPC history need), so a recording and a
+ *   subject's reads go by id and never query; derived from it, when the evidence falls due (for the retention sweep)
+ *   and the latest decision (for summaries); after an erasure, a tombstone saying what was erased by which sweep;
  * - `consent-settings` (id `settings`): whether the full IP address is kept (encrypted);
  * - `consent-link-secrets` (id `link-secrets`): the versions of the withdrawal links' signing secret, each encrypted
  *   under the tenant's KEK;
@@ -23,7 +24,7 @@
  *   notice): where its encrypted blob is (container "consent-evidence", shared/stores/evidence-blobs.ts), its type,
  *   size and SHA-256, and the audit entry that recorded it; while a PUT is receiving it, that attempt's claim.
  */
-import type { Container, SqlParameter } from "@azure/cosmos";
+import type { Container, SqlParameter, SqlQuerySpec } from "@azure/cosmos";
 import { z } from "zod";
 import { DECISIONS, DIGEST_SCHEME, DIGEST_SCHEME_V2, LEGAL_BASES, METHODS, REQUEST_ORIGINS } from "../domain/consent";
 import { EVIDENCE_TYPES } from "../domain/consent-evidence";
@@ -87,6 +88,12 @@ export const subjectDocSchema = z.object({
    * event for the subject clears it, which makes the removal (conditional on the etag) fail.
    */
   erasing: z.object({ since: iso }).nullable(),
+  /**
+   * The purposes the subject has a history (a clock) for, so its state is read by id (clocks, then their events).
+   * Written before an event of a new purpose is audited; absent on subjects stored before it was kept (the reader
+   * then queries the events once and writes it).
+   */
+  purposes: z.array(z.string()).optional(),
 });
 export type SubjectDoc = z.infer<typeof subjectDocSchema>;
 export type StoredSubject = SubjectDoc & StoredMeta;
@@ -137,6 +144,22 @@ export const eventDocSchema = z.object({
 });
 export type EventDoc = z.infer<typeof eventDocSchema>;
 
+/**
+ * What the clock keeps of one event of its history: what the evidence clock, the current state and the GPC history
+ * need, and the id a reader fetches the event by. `seq` (the audit entry's position) is null until learned: the fact
+ * is listed before the event's entry is written, and filled in later by a recording that needs it (GPC events).
+ */
+export const clockFactSchema = z.object({
+  id: z.string(),
+  decision: z.enum(DECISIONS),
+  givenAt: iso,
+  recordedAt: iso,
+  noticeVersion: z.number().int().positive().nullable(),
+  gpc: z.boolean().nullable(),
+  seq: z.number().int().positive().nullable(),
+});
+export type ClockFact = z.infer<typeof clockFactSchema>;
+
 export const clockDocSchema = z.object({
   id: z.string(),
   tenantId: z.string(),
@@ -146,6 +169,12 @@ export const clockDocSchema = z.object({
   /** The latest decision, as the events say when it was computed. */
   latest: z.object({ decision: z.enum(DECISIONS), noticeVersion: z.number().int().nullable() }).nullable(),
   events: z.number().int().nonnegative(),
+  /**
+   * Every event of the history, audited or not (a recording lists its event before writing its audit entry; every
+   * path that deletes events takes them out). Absent on clocks stored before it was kept: filled by one query of the
+   * events the first time such a clock is read for a recording or a subject's reads.
+   */
+  facts: z.array(clockFactSchema).optional(),
   evidenceUntil: iso.nullable(),
   computedAt: iso,
   /** The retention sweep erasing this history holds it until `leaseUntil`; `erasedAt` makes the document a tombstone. */
@@ -255,6 +284,19 @@ async function conditional(write: () => Promise<unknown>): Promise<boolean> {
 export class ConsentStore {
   constructor(private readonly container: Container) {}
 
+  /** How many queries this store has sent since it was made (tests check that a path sends none). */
+  queriesSent = 0;
+
+  private queryAll<T>(schema: z.ZodType<T>, query: SqlQuerySpec, tenantId: string): Promise<T[]> {
+    this.queriesSent++;
+    return queryAll(this.container, schema, query, tenantId);
+  }
+
+  private crossPartition<T>(schema: z.ZodType<T>, query: SqlQuerySpec): Promise<T[]> {
+    this.queriesSent++;
+    return crossPartition(this.container, schema, query);
+  }
+
   // --- purposes and notices -----------------------------------------------------------------------------------
 
   getPurpose(tenantId: string, key: string): Promise<(PurposeDoc & StoredMeta) | undefined> {
@@ -273,7 +315,7 @@ export class ConsentStore {
 
   /** The tenant's purposes, by key (at most `limit`). */
   listPurposes(tenantId: string, limit = 500): Promise<PurposeDoc[]> {
-    return queryAll(this.container, purposeDocSchema, {
+    return this.queryAll(purposeDocSchema, {
       query: `SELECT TOP ${Math.floor(limit)} * FROM c WHERE c.tenantId = @tenantId AND c.type = 'consent-purpose' ORDER BY c.key ASC`,
       parameters: [{ name: "@tenantId", value: tenantId }],
     }, tenantId);
@@ -290,7 +332,7 @@ export class ConsentStore {
 
   /** A purpose's notice versions, oldest first. */
   listNotices(tenantId: string, purposeKey: string): Promise<NoticeDoc[]> {
-    return queryAll(this.container, noticeDocSchema, {
+    return this.queryAll(noticeDocSchema, {
       query: "SELECT * FROM c WHERE c.tenantId = @tenantId AND c.type = 'consent-notice' AND c.purposeKey = @purpose ORDER BY c.version ASC",
       parameters: [
         { name: "@tenantId", value: tenantId },
@@ -313,7 +355,7 @@ export class ConsentStore {
 
   /** The subject with this opaque id (a withdrawal link names it so). */
   async getSubjectById(tenantId: string, subjectId: string): Promise<StoredSubject | undefined> {
-    const [doc] = await queryAll(this.container, storedSubjectSchema, {
+    const [doc] = await this.queryAll(storedSubjectSchema, {
       query: "SELECT TOP 1 * FROM c WHERE c.tenantId = @tenantId AND c.type = 'consent-subject' AND c.subjectId = @subject",
       parameters: [
         { name: "@tenantId", value: tenantId },
@@ -349,7 +391,7 @@ export class ConsentStore {
    * `before` (a request or a sweep died half-way), oldest first, at most `limit`. The worker decides each.
    */
   findUnsettledSubjectsAcrossTenants(before: Date, limit: number): Promise<Array<{ tenantId: string; id: string; since: string }>> {
-    return crossPartition(this.container, z.object({ tenantId: z.string(), id: z.string(), unconfirmedSince: iso.nullable(), erasing: z.object({ since: iso }).nullable() }), {
+    return this.crossPartition(z.object({ tenantId: z.string(), id: z.string(), unconfirmedSince: iso.nullable(), erasing: z.object({ since: iso }).nullable() }), {
       query:
         `SELECT TOP ${Math.floor(limit)} c.tenantId, c.id, c.unconfirmedSince, c.erasing FROM c WHERE c.type = 'consent-subject' ` +
         "AND ((NOT IS_NULL(c.unconfirmedSince) AND c.unconfirmedSince <= @before) OR (NOT IS_NULL(c.erasing) AND c.erasing.since <= @before))",
@@ -361,7 +403,7 @@ export class ConsentStore {
 
   /** Up to `limit` of the tenant's subjects whose data key is wrapped with another KEK version than `version`. */
   subjectsWithOtherKekVersion(tenantId: string, version: string, limit: number): Promise<StoredSubject[]> {
-    return queryAll(this.container, storedSubjectSchema, {
+    return this.queryAll(storedSubjectSchema, {
       query: `SELECT TOP ${Math.floor(limit)} * FROM c WHERE c.tenantId = @tenantId AND c.type = 'consent-subject' AND c.dataKey.kekVersion != @version`,
       parameters: [
         { name: "@tenantId", value: tenantId },
@@ -408,7 +450,7 @@ export class ConsentStore {
       filter = " AND c.purposeKey = @purpose";
       parameters.push({ name: "@purpose", value: purposeKey });
     }
-    return queryAll(this.container, eventDocSchema, {
+    return this.queryAll(eventDocSchema, {
       query: `SELECT TOP ${MAX_SUBJECT_EVENTS} * FROM c WHERE c.tenantId = @tenantId AND c.type = 'consent-event' AND c.subjectId = @subject${filter}`,
       parameters,
     }, tenantId);
@@ -421,7 +463,7 @@ export class ConsentStore {
    */
   gpcEventsOfSubjects(tenantId: string, subjectIds: readonly string[]): Promise<Array<{ subjectId: string; purposeKey: string; audit: { seq: number } }>> {
     if (subjectIds.length === 0) return Promise.resolve([]);
-    return queryAll(this.container, gpcFactSchema, {
+    return this.queryAll(gpcFactSchema, {
       query:
         "SELECT c.subjectId, c.purposeKey, c.audit FROM c WHERE c.tenantId = @tenantId AND c.type = 'consent-event' AND c.gpc = true " +
         "AND NOT IS_NULL(c.audit) AND ARRAY_CONTAINS(@subjects, c.subjectId)",
@@ -435,7 +477,7 @@ export class ConsentStore {
   /** How many of the tenant's recorded (audited) events of a purpose have this notice version and decision. */
   async countEvents(tenantId: string, purposeKey: string, noticeVersion: number | null, decision: string): Promise<number> {
     const version = noticeVersion === null ? "IS_NULL(c.noticeVersion)" : "c.noticeVersion = @version";
-    const [n] = await queryAll(this.container, z.number().int(), {
+    const [n] = await this.queryAll(z.number().int(), {
       query:
         "SELECT VALUE COUNT(1) FROM c WHERE c.tenantId = @tenantId AND c.type = 'consent-event' AND c.purposeKey = @purpose " +
         `AND ${version} AND c.decision = @decision AND NOT IS_NULL(c.audit)`,
@@ -454,7 +496,7 @@ export class ConsentStore {
    * were created at or before `before` (a request that died half-way), oldest first, at most `limit`.
    */
   findUnfinishedEventsAcrossTenants(before: Date, limit: number): Promise<Array<{ tenantId: string; id: string; recordedAt: string }>> {
-    return crossPartition(this.container, z.object({ tenantId: z.string(), id: z.string(), recordedAt: iso }), {
+    return this.crossPartition(z.object({ tenantId: z.string(), id: z.string(), recordedAt: iso }), {
       query:
         `SELECT TOP ${Math.floor(limit)} c.tenantId, c.id, c.recordedAt FROM c WHERE c.type = 'consent-event' AND IS_NULL(c.audit) ` +
         "AND c.recordedAt <= @before ORDER BY c.recordedAt ASC",
@@ -493,7 +535,7 @@ export class ConsentStore {
 
   /** The subject's clocks that are not tombstones (histories that still exist). */
   liveClocksOfSubject(tenantId: string, subjectId: string): Promise<ClockDoc[]> {
-    return queryAll(this.container, clockDocSchema, {
+    return this.queryAll(clockDocSchema, {
       query:
         "SELECT * FROM c WHERE c.tenantId = @tenantId AND c.type = 'consent-clock' AND c.subjectId = @subject AND (IS_NULL(c.erasure) OR IS_NULL(c.erasure.erasedAt))",
       parameters: [
@@ -506,7 +548,7 @@ export class ConsentStore {
   /** How many current states (clocks) of a purpose have this latest notice version and decision. Derived, see the module comment. */
   async countCurrent(tenantId: string, purposeKey: string, noticeVersion: number | null, decision: string): Promise<number> {
     const version = noticeVersion === null ? "IS_NULL(c.latest.noticeVersion)" : "c.latest.noticeVersion = @version";
-    const [n] = await queryAll(this.container, z.number().int(), {
+    const [n] = await this.queryAll(z.number().int(), {
       query:
         "SELECT VALUE COUNT(1) FROM c WHERE c.tenantId = @tenantId AND c.type = 'consent-clock' AND c.purposeKey = @purpose " +
         `AND NOT IS_NULL(c.latest) AND ${version} AND c.latest.decision = @decision AND (IS_NULL(c.erasure) OR IS_NULL(c.erasure.erasedAt))`,
@@ -525,7 +567,7 @@ export class ConsentStore {
    * that no worker holds, oldest first, at most `limit`. The worker decides each from the events themselves.
    */
   findDueClocksAcrossTenants(now: Date, limit: number): Promise<Array<{ tenantId: string; id: string; evidenceUntil: string }>> {
-    return crossPartition(this.container, z.object({ tenantId: z.string(), id: z.string(), evidenceUntil: iso }), {
+    return this.crossPartition(z.object({ tenantId: z.string(), id: z.string(), evidenceUntil: iso }), {
       query:
         `SELECT TOP ${Math.floor(limit)} c.tenantId, c.id, c.evidenceUntil FROM c WHERE c.type = 'consent-clock' AND NOT IS_NULL(c.evidenceUntil) ` +
         "AND c.evidenceUntil <= @now AND (IS_NULL(c.erasure) OR (IS_NULL(c.erasure.erasedAt) AND c.erasure.leaseUntil <= @now)) ORDER BY c.evidenceUntil ASC",
@@ -535,7 +577,7 @@ export class ConsentStore {
 
   /** Across all tenants, for the retention sweep's receipts only: histories sweep `sweepId` erased. */
   findErasedBySweepAcrossTenants(sweepId: string): Promise<Array<{ tenantId: string; id: string; eventIds: string[] }>> {
-    return crossPartition(this.container, z.object({ tenantId: z.string(), id: z.string(), eventIds: z.array(z.string()) }), {
+    return this.crossPartition(z.object({ tenantId: z.string(), id: z.string(), eventIds: z.array(z.string()) }), {
       query: "SELECT c.tenantId, c.id, c.erasure.eventIds AS eventIds FROM c WHERE c.type = 'consent-clock' AND c.erasure.sweepId = @sweep AND NOT IS_NULL(c.erasure.erasedAt)",
       parameters: [{ name: "@sweep", value: sweepId }],
     });
@@ -600,7 +642,7 @@ export class ConsentStore {
 
   /** Deletes a subject's link markers and counters (when the subject's last history is erased). Returns how many. */
   async deleteLinkRecordsOfSubject(tenantId: string, subjectId: string): Promise<number> {
-    const rows = await queryAll(this.container, z.object({ id: z.string() }), {
+    const rows = await this.queryAll(z.object({ id: z.string() }), {
       query: "SELECT c.id FROM c WHERE c.tenantId = @tenantId AND (c.type = 'consent-link-use' OR c.type = 'consent-link-rate') AND c.subjectId = @subject",
       parameters: [
         { name: "@tenantId", value: tenantId },
@@ -647,7 +689,7 @@ export class ConsentStore {
    * and never finished (its instance died), oldest first, at most `limit`.
    */
   findStaleEvidenceAcrossTenants(before: Date, limit: number): Promise<Array<{ tenantId: string; id: string; since: string }>> {
-    return crossPartition(this.container, z.object({ tenantId: z.string(), id: z.string(), since: iso }), {
+    return this.crossPartition(z.object({ tenantId: z.string(), id: z.string(), since: iso }), {
       query:
         `SELECT TOP ${Math.floor(limit)} c.tenantId, c.id, c.receiving.since AS since FROM c WHERE c.type = 'consent-evidence' ` +
         "AND NOT IS_NULL(c.receiving) AND c.receiving.since <= @before ORDER BY c.receiving.since ASC",
@@ -662,7 +704,7 @@ export class ConsentStore {
    * order (the entry's sequence number), after sequence number `afterSeq`; at most `limit`.
    */
   recordedEventsBetween(tenantId: string, from: Date, to: Date, afterSeq: number, limit: number): Promise<EventDoc[]> {
-    return queryAll(this.container, eventDocSchema, {
+    return this.queryAll(eventDocSchema, {
       query:
         `SELECT TOP ${Math.floor(limit)} * FROM c WHERE c.tenantId = @tenantId AND c.type = 'consent-event' AND NOT IS_NULL(c.audit) ` +
         "AND c.recordedAt >= @from AND c.recordedAt < @to AND c.audit.seq > @after ORDER BY c.audit.seq ASC",

@@ -30,7 +30,7 @@ import type { Services } from "../services";
 import { withoutMeta } from "../stores/cosmos";
 import { recordAuditOnce, type Actor } from "./audit-trail";
 import { EVIDENCE_RECEIVING_LEASE_MS, eraseEvidence, settleStaleEvidence } from "./consent-evidence";
-import { factOf, refreshClock } from "./consents";
+import { clockOf, factOf, refreshClock } from "./consents";
 
 /** How long a worker holds a history it erases. */
 const ERASURE_LEASE_MS = 5 * 60_000;
@@ -108,7 +108,6 @@ async function eraseHistory(s: Services, tenantId: string, id: string, sweepId: 
   }
   const lease = { ...withoutMeta(clock), erasure: { sweepId, leaseUntil: new Date(now.getTime() + ERASURE_LEASE_MS).toISOString(), erasedAt: null, eventIds } };
   if (!(await s.consents.saveClock(lease, clock._etag))) return "busy";
-  const leased = await s.consents.getClockById(tenantId, id);
   // Each event's evidence file goes before the event (so none is left without the event that names it).
   for (const eventId of eventIds) await eraseEvidence(s, tenantId, eventId);
   for (const e of events) await s.consents.deleteEvent(tenantId, e.id);
@@ -129,12 +128,29 @@ async function eraseHistory(s: Services, tenantId: string, id: string, sweepId: 
     `consent.evidence-erased:${tenantId}:${id}:${clock.evidenceUntil ?? ""}`,
   );
   if (seq === undefined) return "busy";
-  // A new event recorded meanwhile has made the clock live again: the erased events are gone all the same.
-  if (leased && leased.erasure?.sweepId === sweepId) {
-    await s.consents.saveClock({ ...withoutMeta(leased), erasure: { ...leased.erasure, erasedAt: s.clock.now().toISOString() } }, leased._etag);
-  }
+  await closeErasedHistory(s, tenantId, clock.subjectId, clock.purposeKey, eventIds, sweepId);
   await settleIfLast(s, tenantId, clock.subjectId);
   return "purged";
+}
+
+/**
+ * Takes the erased events out of the clock's list. With none left and the lease still this sweep's, the clock becomes
+ * a tombstone naming the sweep; an event recorded meanwhile has made the history live again (the erased events are
+ * gone all the same, and the list says so). A crash before this leaves the lease, which expires: the next sweep erases
+ * again (nothing left to delete) and ends here.
+ */
+async function closeErasedHistory(s: Services, tenantId: string, subjectId: string, purposeKey: string, eventIds: readonly string[], sweepId: string): Promise<void> {
+  const gone = new Set(eventIds);
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const clock = await s.consents.getClock(tenantId, subjectId, purposeKey);
+    if (!clock || clock.erasure?.erasedAt) return;
+    const facts = (clock.facts ?? []).filter((f) => !gone.has(f.id));
+    const doc =
+      facts.length === 0 && clock.erasure?.sweepId === sweepId
+        ? { ...withoutMeta(clock), facts, erasure: { ...clock.erasure, erasedAt: s.clock.now().toISOString() } }
+        : clockOf(s, tenantId, subjectId, purposeKey, facts, clock.erasure);
+    if (await s.consents.saveClock(doc, clock._etag)) return;
+  }
 }
 
 /** With the subject's last history gone, the subject goes too (settleSubject checks again under its protocol). */

@@ -12,7 +12,8 @@
  *    subject's data key, and its keyed digest;
  * 3. the subject is read again: if it is being removed, the removal is cancelled; if it is gone, the event goes and
  *    the recording starts again (so no event is left encrypted under a destroyed key);
- * 4. the subject's evidence clock for the purpose is recomputed from its events (optimistic concurrency);
+ * 4. the event joins the list of its history (subject and purpose) kept in the clock document, from which the
+ *    evidence clock is recomputed (optimistic concurrency; no query: the list is the history's index);
  * 5. the audit entry `consent.recorded` (once per event) carries the digest; an event whose entry cannot be written
  *    is removed, so no event exists that the log does not show, and the entry's position is noted on the event.
  */
@@ -56,7 +57,7 @@ import {
 } from "../domain/consent-signals";
 import { AppError } from "../errors";
 import type { Services } from "../services";
-import { clockId, type EventDoc, type NoticeDoc, type PurposeDoc, type SubjectDoc } from "../stores/consent-store";
+import { clockId, type ClockDoc, type ClockFact, type EventDoc, type NoticeDoc, type PurposeDoc, type SubjectDoc } from "../stores/consent-store";
 import { withoutMeta } from "../stores/cosmos";
 import { recordAudit, recordAuditOnce, type Actor, type TenantCaller } from "./audit-trail";
 import { newSubjectKey, openConsentField, sealConsentField, unwrapSubjectKey } from "./consent-keys";
@@ -441,35 +442,100 @@ export interface Recorder extends Actor {
 /** Thrown inside a recording whose subject was removed between its steps: the recording starts again. */
 class SubjectGone extends Error {}
 
+/** What a history's clock keeps of one of its events. */
+export const clockFactOf = (e: EventDoc): ClockFact => ({
+  id: e.id,
+  decision: e.decision,
+  givenAt: e.givenAt,
+  recordedAt: e.recordedAt,
+  noticeVersion: e.noticeVersion,
+  gpc: e.gpc,
+  seq: e.audit?.seq ?? null,
+});
+
 /**
- * Recomputes the evidence clock of one subject and purpose from its events (all of them, audited or not: a missing
- * entry only delays an erasure, never hastens it). Reads the clock before the events and writes it conditionally,
- * so the last write to succeed saw every event created before it. A history with no events left is due at once (the
- * sweep then removes what is left of it). Returns the events it read (a recording reads its GPC history from them).
+ * A clock's facts as the decision rules take them. The list is in the order of recording (each recording appends its
+ * event before writing its entry; a list read again from the events is put in their entries' order), so a fact's
+ * position stands for its audit position, which the list may not know yet: decisions at the same instant are ordered
+ * as recorded, as the events' own order does.
  */
-export async function refreshClock(s: Services, tenantId: string, subjectId: string, purposeKey: string): Promise<EventDoc[]> {
+export const decisionFactsOf = (purposeKey: string, facts: readonly ClockFact[]): DecisionFact[] =>
+  facts.map((f, i) => ({ id: f.id, purposeKey, decision: f.decision, givenAt: f.givenAt, recordedAt: f.recordedAt, noticeVersion: f.noticeVersion, seq: i + 1 }));
+
+/** Events as a clock lists them: in the order of their audit entries, the unaudited last (oldest recorded first). */
+export const listOf = (events: readonly EventDoc[]): ClockFact[] =>
+  [...events].sort((a, b) => (a.audit?.seq ?? Infinity) - (b.audit?.seq ?? Infinity) || a.recordedAt.localeCompare(b.recordedAt) || a.id.localeCompare(b.id)).map(clockFactOf);
+
+/** A clock's facts as the GPC rules take them (shared/domain/consent-signals.ts): a fact without its seq precedes nothing. */
+export const gpcFactsOf = (subjectId: string, purposeKey: string, facts: readonly ClockFact[]) =>
+  facts.map((f) => ({ subjectId, purposeKey, gpc: f.gpc, audit: f.seq === null ? null : { seq: f.seq } }));
+
+/**
+ * A change to one history's list of events (the clock's `facts`): a recording lists its event (`add`), a path that
+ * deletes events takes them out (`remove`), and `rebuild` reads the list again from the events themselves (one
+ * query: for the retention repair of a crashed recording, which may have left an event the list lacks).
+ */
+export type ClockChange = { add: EventDoc } | { remove: readonly string[] } | { rebuild: true };
+
+/** The clock of `facts`: the latest decision and when the evidence falls due, computed from them. */
+export function clockOf(s: Services, tenantId: string, subjectId: string, purposeKey: string, facts: ClockFact[], erasure: ClockDoc["erasure"]): ClockDoc {
+  const decisions = decisionFactsOf(purposeKey, facts);
+  const latest = projectStates(decisions)[0];
+  const now = s.clock.now().toISOString();
+  return {
+    id: clockId(subjectId, purposeKey),
+    tenantId,
+    type: "consent-clock",
+    subjectId,
+    purposeKey,
+    latest: latest ? { decision: latest.decision, noticeVersion: latest.noticeVersion } : null,
+    events: facts.length,
+    facts,
+    // A history with no events left is due at once (the sweep then removes what is left of it).
+    evidenceUntil: facts.length === 0 ? now : evidenceClock(decisions, s.settings.consentEvidenceYears).evidenceUntil,
+    computedAt: now,
+    // An erasure under way keeps its lease (its worker re-checks the events); a tombstone becomes a live history again.
+    erasure: erasure && erasure.erasedAt === null ? erasure : null,
+  };
+}
+
+/**
+ * The audit positions of GPC facts that lack one (the fact was listed before its event's entry was written), read from
+ * their events, so the GPC history of the next event is known without a query; a listed event that is gone (deleted
+ * by a path that takes it out of the list next) is dropped. Other facts are left as they are: their position is only
+ * a tie-break of the decision order.
+ */
+async function withGpcPositions(s: Services, tenantId: string, facts: ClockFact[], except: string): Promise<ClockFact[]> {
+  const unknown = facts.filter((f) => f.gpc === true && f.seq === null && f.id !== except);
+  if (unknown.length === 0) return facts;
+  const found = new Map((await Promise.all(unknown.map((f) => s.consents.getEvent(tenantId, f.id)))).filter((e) => e !== undefined).map((e) => [e.id, e]));
+  return facts.flatMap((f) => {
+    if (!unknown.includes(f)) return [f];
+    const e = found.get(f.id);
+    return e ? [{ ...f, seq: e.audit?.seq ?? null }] : [];
+  });
+}
+
+/**
+ * Changes the list of events of one subject and purpose in its clock, and recomputes from it the latest decision and
+ * when the evidence falls due. Reads the clock and writes it conditionally (etag), so concurrent changes each apply
+ * once. The list holds every event, audited or not (a missing entry only delays an erasure, never hastens it). A
+ * clock stored before the list was kept is filled by one query of the events first. Returns the list as written.
+ * Errors: conflict (raced 20 times).
+ */
+export async function refreshClock(s: Services, tenantId: string, subjectId: string, purposeKey: string, change: ClockChange = { rebuild: true }): Promise<ClockFact[]> {
   for (let attempt = 0; attempt < 20; attempt++) {
     const clock = await s.consents.getClock(tenantId, subjectId, purposeKey);
-    const events = await s.consents.eventsOfSubject(tenantId, subjectId, purposeKey);
-    if (events.length === 0 && (!clock || clock.erasure?.erasedAt)) return events;
-    const facts = events.map(factOf);
-    const latest = projectStates(facts)[0];
-    const now = s.clock.now().toISOString();
-    const ev = evidenceClock(facts, s.settings.consentEvidenceYears);
-    const doc = {
-      id: clockId(subjectId, purposeKey),
-      tenantId,
-      type: "consent-clock" as const,
-      subjectId,
-      purposeKey,
-      latest: latest ? { decision: latest.decision, noticeVersion: latest.noticeVersion } : null,
-      events: events.length,
-      evidenceUntil: events.length === 0 ? now : ev.evidenceUntil,
-      computedAt: now,
-      // An erasure under way keeps its lease (its worker re-checks the events); a tombstone becomes a live history again.
-      erasure: clock?.erasure && clock.erasure.erasedAt === null ? clock.erasure : null,
-    };
-    if (await s.consents.saveClock(doc, clock?._etag)) return events;
+    const stored = "rebuild" in change ? undefined : clock ? clock.facts : [];
+    let facts = stored ?? listOf(await s.consents.eventsOfSubject(tenantId, subjectId, purposeKey));
+    if ("add" in change) facts = await withGpcPositions(s, tenantId, [...facts.filter((f) => f.id !== change.add.id), clockFactOf(change.add)], change.add.id);
+    if ("remove" in change) {
+      const gone = new Set(change.remove);
+      facts = facts.filter((f) => !gone.has(f.id));
+      if (stored !== undefined && facts.length === stored.length) return facts;
+    }
+    if (facts.length === 0 && (!clock || clock.erasure?.erasedAt)) return facts;
+    if (await s.consents.saveClock(clockOf(s, tenantId, subjectId, purposeKey, facts, clock?.erasure ?? null), clock?._etag)) return facts;
   }
   throw new AppError("conflict", "the consent history is being changed by other requests; retry");
 }
@@ -528,7 +594,10 @@ async function appendEvent(s: Services, tenantId: string, ctx: SubjectContext, f
   // A fixed id that exists already: an earlier attempt of the same withdrawal, which this one finishes.
   const event = created ? fresh : await s.consents.getEvent(tenantId, eventId);
   if (!event || event.subjectId !== subject.subjectId) throw new AppError("conflict", "the event is being recorded by another request; retry");
-  if (event.audit) return { ...event, audit: event.audit, firstGpc: firstGpcSeqs(await s.consents.eventsOfSubject(tenantId, subject.subjectId, facts.purposeKey)) };
+  if (event.audit) {
+    const listed = await refreshClock(s, tenantId, subject.subjectId, facts.purposeKey, { add: event });
+    return { ...event, audit: event.audit, firstGpc: firstGpcSeqs(gpcFactsOf(subject.subjectId, facts.purposeKey, listed)) };
+  }
 
   // The subject must still exist, and not be on its way out (see consent-retention.ts, the subject's removal).
   const again = await s.consents.getSubjectDoc(tenantId, subject.id);
@@ -544,10 +613,12 @@ async function appendEvent(s: Services, tenantId: string, ctx: SubjectContext, f
     }
   }
 
-  // The GPC history of this event's 201 answer: the events the clock reads, recorded before this one (its entry comes
-  // later). One whose entry a concurrent request writes between this read and this event's entry is missed by the
-  // 201 only; every later reading (event, search, proof, export) computes from the audit order and sees it.
-  const before = await refreshClock(s, tenantId, subject.subjectId, facts.purposeKey);
+  // The event joins its history's list before its entry is written, so every audited event is listed. The GPC history
+  // of this event's 201 answer: the other listed events whose entry is known (this one's comes later). One whose
+  // entry a concurrent request writes between this read and this event's entry is missed by the 201 only; every
+  // later reading (event, search, proof, export) computes from the audit order and sees it.
+  const listed = await refreshClock(s, tenantId, subject.subjectId, facts.purposeKey, { add: event });
+  const before = gpcFactsOf(subject.subjectId, facts.purposeKey, listed.filter((f) => f.id !== eventId));
   let seq: number | undefined;
   try {
     seq = await recordAuditOnce(
@@ -570,9 +641,10 @@ async function appendEvent(s: Services, tenantId: string, ctx: SubjectContext, f
     );
   } catch (err) {
     // No event the log does not show: this attempt's event goes (a retried link keeps its own for the next try).
-    if (created) {
+    // It leaves its history's list first: if that fails, the event stays, unaudited, for the retention repair to
+    // settle (it reads the list again from the events), so the list never names an event that is gone for good.
+    if (created && (await refreshClock(s, tenantId, subject.subjectId, facts.purposeKey, { remove: [eventId] }).then(() => true, () => false))) {
       await s.consents.deleteEvent(tenantId, eventId).catch(() => false);
-      await refreshClock(s, tenantId, subject.subjectId, facts.purposeKey).catch(() => undefined);
     }
     throw err;
   }
@@ -658,8 +730,9 @@ async function factsOf(s: Services, tenantId: string, input: Omit<RecordConsentI
   } else if (opts.noticeRequired) {
     throw invalid("noticeVersion", `is required when the decision is ${input.decision}: it names the notice the person was shown`);
   } else if (purpose.lastNoticeVersion > 0) {
-    // A withdrawal refers to whatever was consented to: the notice in force when it was made, if any.
-    notice = (await s.consents.listNotices(tenantId, purpose.key)).at(-1);
+    // A withdrawal refers to whatever was consented to: the notice in force when it was made, if any. That is the last
+    // version assigned, unless its request died before writing it (a gap): then the newest one written.
+    notice = (await s.consents.getNotice(tenantId, purpose.key, purpose.lastNoticeVersion)) ?? (await s.consents.listNotices(tenantId, purpose.key)).at(-1);
   }
   return {
     purposeKey: purpose.key,

@@ -1,0 +1,245 @@
+/**
+ * How consent records are stored and read: a history's clock lists its events, so a recording, a subject's state and
+ * a proof read by id and send no query (the local Cosmos server answers every query by reading its whole container;
+ * Azure by the index, still a round trip more). Every path that deletes events keeps the list true; a clock or a
+ * subject stored before the lists were kept is filled by one query the first time.
+ */
+import { afterAll, beforeAll, describe, it } from "@jest/globals";
+import fc from "fast-check";
+import { expect } from "../helpers/expect";
+import { startTestApp, type TestApp } from "../helpers/app";
+import { purposeWithNotice, recordDecision, stateOf } from "../helpers/consents";
+import { projectStates, decisionOrder, type Decision } from "../../shared/domain/consent";
+import { AuditStore } from "../../shared/stores/audit-store";
+import { clockId } from "../../shared/stores/consent-store";
+import { recordConsent, subjectLookup } from "../../shared/usecases/consents";
+import { eraseHistoryOnRequest } from "../../shared/usecases/consent-retention";
+import type { Services } from "../../shared/services";
+import type { TenantCaller } from "../../shared/usecases/audit-trail";
+
+let t: TestApp;
+let tenant: { tenantId: string; apiKey: string };
+let caller: TenantCaller;
+
+beforeAll(async () => {
+  t = await startTestApp();
+  tenant = await t.createTenant("Storage Co");
+  await purposeWithNotice(t, tenant.apiKey, "newsletter");
+  await purposeWithNotice(t, tenant.apiKey, "offers");
+  const stored = await t.services.tenants.get(tenant.tenantId);
+  caller = { tenantId: tenant.tenantId, actor: "key:test", kekVersion: stored!.kekVersion, requestId: "req-storage-test" };
+});
+afterAll(async () => {
+  await t?.stop();
+});
+
+let n = 0;
+const person = () => `stored.person.${++n}@subject.example`;
+const queries = () => t.services.consents.queriesSent;
+const subjectOf = async (tenantId: string, email: string) => t.services.consents.getSubjectByLookup(tenantId, (await subjectLookup(t.services, tenantId, email)).lookup);
+
+interface RawEvent {
+  id: string;
+  subjectId: string;
+  purposeKey: string;
+  decision: Decision;
+  givenAt: string;
+  recordedAt: string;
+  noticeVersion: number | null;
+  audit: { seq: number } | null;
+}
+interface RawClock {
+  id: string;
+  subjectId: string;
+  purposeKey: string;
+  latest: { decision: string } | null;
+  evidenceUntil: string | null;
+  facts?: Array<{ id: string }>;
+  erasure: { erasedAt: string | null } | null;
+}
+
+const eventsOf = async (tenantId: string, subjectId: string, purposeKey: string) =>
+  (
+    await t.raw.containers.consents.items
+      .query({
+        query: "SELECT * FROM c WHERE c.tenantId = @t AND c.type = 'consent-event' AND c.subjectId = @s AND c.purposeKey = @p",
+        parameters: [
+          { name: "@t", value: tenantId },
+          { name: "@s", value: subjectId },
+          { name: "@p", value: purposeKey },
+        ],
+      })
+      .fetchAll()
+  ).resources as RawEvent[];
+
+const clocksOf = async (tenantId: string) =>
+  (
+    await t.raw.containers.consents.items
+      .query({ query: "SELECT * FROM c WHERE c.tenantId = @t AND c.type = 'consent-clock'", parameters: [{ name: "@t", value: tenantId }] })
+      .fetchAll()
+  ).resources as RawClock[];
+
+/** Every clock of the tenant lists exactly the events its history has, and its latest decision is theirs. */
+async function expectListsTrue(tenantId: string): Promise<void> {
+  for (const clock of await clocksOf(tenantId)) {
+    // A clock as stored before the list was kept is filled when next used.
+    if (clock.facts === undefined) continue;
+    const events = await eventsOf(tenantId, clock.subjectId, clock.purposeKey);
+    expect((clock.facts ?? []).map((f) => f.id).sort(), `the list of ${clock.id}`).toEqual(events.map((e) => e.id).sort());
+    if (events.length > 0) {
+      const latest = [...events].sort((a, b) => decisionOrder({ ...a, seq: a.audit?.seq ?? null }, { ...b, seq: b.audit?.seq ?? null })).at(-1)!;
+      expect(clock.latest?.decision, `the latest decision of ${clock.id}`).toBe(latest.decision);
+    } else {
+      // A tombstone, or a history whose only events were never recorded: due at once (the sweep removes the clock).
+      expect(clock.erasure?.erasedAt ?? clock.evidenceUntil, `${clock.id} has no events left`).not.toBeNull();
+    }
+  }
+}
+
+/** Services whose audit log cannot be written (its container does not exist): every append fails as a storage error. */
+const withBrokenAudit = (): Services => ({ ...t.services, audit: new AuditStore(t.raw.containers.audit.database.container("no-such-container"), t.clock) });
+
+describe("a recording reads and writes by id", () => {
+  it("sends no query: a new subject, a known one, a withdrawal with and without a notice version, all purposes", async () => {
+    const email = person();
+    const before = queries();
+    await recordDecision(t, tenant.apiKey, { email, purpose: "newsletter", noticeVersion: 1, decision: "granted", gpc: true });
+    await recordDecision(t, tenant.apiKey, { email, purpose: "newsletter", noticeVersion: 1, decision: "denied" });
+    await recordDecision(t, tenant.apiKey, { email, purpose: "offers", noticeVersion: 1, decision: "granted" });
+    const w = await t.call("POST", "v1/consents/withdraw", { key: tenant.apiKey, json: { email, purpose: "newsletter" } });
+    expect(w.status).toBe(201);
+    expect(queries() - before, "queries sent by four recordings").toBe(0);
+    await expectListsTrue(tenant.tenantId);
+  });
+
+  it("the 201's GPC conflict comes from the list: a grant after a GPC signal of the same purpose is flagged", async () => {
+    const email = person();
+    await recordDecision(t, tenant.apiKey, { email, purpose: "offers", noticeVersion: 1, decision: "denied", method: "gpc", gpc: true });
+    const before = queries();
+    const res = await t.call("POST", "v1/consents", { key: tenant.apiKey, json: { email, purpose: "offers", noticeVersion: 1, decision: "granted", method: "click", requestOrigin: "banner" } });
+    expect(res.status).toBe(201);
+    expect(((await res.json()) as { conflictsWithGpc: boolean }).conflictsWithGpc).toBe(true);
+    expect(queries() - before).toBe(0);
+    const other = await t.call("POST", "v1/consents", { key: tenant.apiKey, json: { email, purpose: "newsletter", noticeVersion: 1, decision: "granted", method: "click", requestOrigin: "banner" } });
+    expect(((await other.json()) as { conflictsWithGpc: boolean }).conflictsWithGpc, "another purpose's signal does not count").toBe(false);
+  });
+});
+
+describe("clocks stored before the list was kept", () => {
+  it("are filled by one query at the next recording; state, proof and the clock are right", async () => {
+    const email = person();
+    const first = await recordDecision(t, tenant.apiKey, { email, purpose: "newsletter", noticeVersion: 1, decision: "granted" });
+    const second = await recordDecision(t, tenant.apiKey, { email, purpose: "newsletter", decision: "withdrawn" });
+    // As stored before: no list.
+    const id = clockId(first.subjectId, "newsletter");
+    const { resource } = await t.raw.containers.consents.item(id, tenant.tenantId).read<Record<string, unknown>>();
+    const { facts: _facts, ...old } = resource!;
+    await t.raw.containers.consents.item(id, tenant.tenantId).replace(old);
+
+    const before = queries();
+    const third = await recordDecision(t, tenant.apiKey, { email, purpose: "newsletter", noticeVersion: 1, decision: "granted" });
+    expect(queries() - before, "one query fills the list").toBe(1);
+    const { resource: filled } = await t.raw.containers.consents.item(id, tenant.tenantId).read<RawClock>();
+    expect(filled!.facts!.map((f) => f.id)).toEqual([first.id, second.id, third.id]);
+    expect(filled!.latest!.decision).toBe("granted");
+
+    const again = queries();
+    await recordDecision(t, tenant.apiKey, { email, purpose: "newsletter", decision: "withdrawn" });
+    expect(queries() - again, "and none after").toBe(0);
+    const state = await stateOf(t, tenant.apiKey, email);
+    expect(state.history.map((e) => e.decision)).toEqual(["granted", "withdrawn", "granted", "withdrawn"]);
+    expect(state.states).toEqual([expect.objectContaining({ purpose: "newsletter", decision: "withdrawn" })]);
+    const proof = await t.call("POST", "v1/consents/proof", { key: tenant.apiKey, json: { email, purpose: "newsletter" } });
+    expect(proof.status).toBe(200);
+    expect(((await proof.json()) as { events: unknown[] }).events).toHaveLength(4);
+  });
+});
+
+describe("every path that deletes events keeps the list true", () => {
+  it("a recording whose audit entry cannot be written leaves the list before its event goes", async () => {
+    const email = person();
+    const kept = await recordDecision(t, tenant.apiKey, { email, purpose: "newsletter", noticeVersion: 1, decision: "granted" });
+    await expect(recordConsent(withBrokenAudit(), caller, { email, purpose: "newsletter", decision: "withdrawn", method: "api", requestOrigin: "api" })).rejects.toThrow();
+    expect((await eventsOf(tenant.tenantId, kept.subjectId, "newsletter")).map((e) => e.id)).toEqual([kept.id]);
+    await expectListsTrue(tenant.tenantId);
+    expect(await stateOf(t, tenant.apiKey, email)).toEqual(expect.objectContaining({ states: [expect.objectContaining({ decision: "granted" })] }));
+  });
+
+  it("an erasure takes the erased events out and leaves a tombstone; a new recording makes the history live again", async () => {
+    const email = person();
+    const e = await recordDecision(t, tenant.apiKey, { email, purpose: "offers", noticeVersion: 1, decision: "granted" });
+    await recordDecision(t, tenant.apiKey, { email, purpose: "offers", decision: "withdrawn" });
+    await recordDecision(t, tenant.apiKey, { email, purpose: "newsletter", noticeVersion: 1, decision: "granted" });
+    expect(await eraseHistoryOnRequest(t.services, tenant.tenantId, clockId(e.subjectId, "offers"), "dsr-storage-test", { actor: "system:test" })).toBe("purged");
+    const { resource } = await t.raw.containers.consents.item(clockId(e.subjectId, "offers"), tenant.tenantId).read<RawClock>();
+    expect(resource!.facts).toEqual([]);
+    expect(resource!.erasure!.erasedAt).not.toBeNull();
+    await expectListsTrue(tenant.tenantId);
+    const back = await recordDecision(t, tenant.apiKey, { email, purpose: "offers", noticeVersion: 1, decision: "denied" });
+    const { resource: live } = await t.raw.containers.consents.item(clockId(e.subjectId, "offers"), tenant.tenantId).read<RawClock>();
+    expect(live!.facts!.map((f) => f.id)).toEqual([back.id]);
+    expect(live!.erasure).toBeNull();
+    await expectListsTrue(tenant.tenantId);
+  });
+});
+
+describe("the list stays true over any sequence of recordings, failed recordings, erasures and old-shaped clocks", () => {
+  it("holds for random sequences (property)", async () => {
+    const own = await t.createTenant("Storage property Co");
+    await purposeWithNotice(t, own.apiKey, "newsletter");
+    await purposeWithNotice(t, own.apiKey, "offers");
+    const ownCaller: TenantCaller = { ...caller, tenantId: own.tenantId, kekVersion: (await t.services.tenants.get(own.tenantId))!.kekVersion };
+    const purpose = fc.constantFrom("newsletter", "offers");
+    const step = fc.oneof(
+      fc.record({ op: fc.constant("record" as const), purpose, decision: fc.constantFrom<Decision>("granted", "denied", "withdrawn"), gpc: fc.boolean() }),
+      fc.record({ op: fc.constant("fail" as const), purpose }),
+      fc.record({ op: fc.constant("erase" as const), purpose }),
+      fc.record({ op: fc.constant("old" as const), purpose }),
+    );
+    let run = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.array(step, { minLength: 1, maxLength: 7 }), async (steps) => {
+        const email = `property.${++run}.${n++}@subject.example`;
+        for (const st of steps) {
+          const subject = await subjectOf(own.tenantId, email);
+          if (st.op === "record") {
+            await recordConsent(t.services, ownCaller, {
+              email,
+              purpose: st.purpose,
+              decision: st.decision,
+              ...(st.decision === "withdrawn" ? {} : { noticeVersion: 1 }),
+              method: "click",
+              requestOrigin: "banner",
+              gpc: st.decision === "granted" ? false : st.gpc,
+            });
+          } else if (st.op === "fail") {
+            await expect(recordConsent(withBrokenAudit(), ownCaller, { email, purpose: st.purpose, decision: "withdrawn", method: "api", requestOrigin: "api" })).rejects.toThrow();
+          } else if (subject) {
+            const id = clockId(subject.subjectId, st.purpose);
+            if (st.op === "erase") await eraseHistoryOnRequest(t.services, own.tenantId, id, `dsr-property-${run}`, { actor: "system:test" });
+            else {
+              const { resource } = await t.raw.containers.consents.item(id, own.tenantId).read<Record<string, unknown>>();
+              if (resource) {
+                const { facts: _facts, ...old } = resource;
+                await t.raw.containers.consents.item(id, own.tenantId).replace(old);
+              }
+            }
+          }
+        }
+        await expectListsTrue(own.tenantId);
+        // The state read by id is the projection of the recorded events.
+        const subject = await subjectOf(own.tenantId, email);
+        const state = await stateOf(t, own.apiKey, email);
+        if (!subject) {
+          expect(state.states).toEqual([]);
+          return;
+        }
+        const recorded = [...(await eventsOf(own.tenantId, subject.subjectId, "newsletter")), ...(await eventsOf(own.tenantId, subject.subjectId, "offers"))].filter((e) => e.audit !== null);
+        const expected = projectStates(recorded.map((e) => ({ ...e, seq: e.audit!.seq }))).map((x) => ({ purpose: x.purposeKey, decision: x.decision }));
+        expect(state.states.map((x) => ({ purpose: x.purpose, decision: x.decision }))).toEqual(expected);
+        expect(state.history.map((e) => e.id).sort()).toEqual(recorded.map((e) => e.id).sort());
+      }),
+      { numRuns: 12 },
+    );
+  }, 120_000);
+});
