@@ -42,7 +42,7 @@ import { withoutMeta } from "../stores/cosmos";
 import type { StoredTenant } from "../stores/tenant-store";
 import { recordAudit, type TenantCaller } from "./audit-trail";
 import { newLinkSecret, openLinkSecret, unwrapSubjectKey } from "./consent-keys";
-import { factOf, findSubject, MAX_PURPOSES, recordEvents, recorded, type EventFacts } from "./consents";
+import { eventsOfHistory, factOf, findSubject, MAX_PURPOSES, recordEvents, recorded, type EventFacts } from "./consents";
 import { emitWebhookEvent } from "./webhooks";
 
 /** Where the public withdrawal page of a token is served (under the host's /api prefix). */
@@ -259,7 +259,7 @@ export async function withdrawalPage(s: Services, token: string, method: "GET" |
   if (used?.usedAt) return { status: 200, html: page(s, "already", language, { ...fields, withdrawnAt: when(new Date(used.usedAt)) }) };
   if (method === "GET") {
     // Say what the records show: "you gave your consent" only while a consent named by the link is in force.
-    const states = projectStates(recorded(await s.consents.eventsOfSubject(tenant.tenantId, claims.subjectId, purpose?.key)).map(factOf));
+    const states = projectStates(recorded(await eventsOfHistory(s, tenant.tenantId, subject, purpose?.key)).map(factOf));
     const inForce = states.some((st) => st.decision === "granted");
     return { status: 200, html: page(s, "confirm", language, { ...fields, inForce, expiresAt: when(new Date(claims.expiresAt * 1000)) }) };
   }

@@ -29,7 +29,7 @@ import type { Services } from "../services";
 import type { EvidenceDoc, NoticeDoc } from "../stores/consent-store";
 import { recordAudit, type TenantCaller } from "./audit-trail";
 import { openConsentField, unwrapSubjectKey } from "./consent-keys";
-import { digestContentOf, factOf, findSubject, openSignals, recorded } from "./consents";
+import { digestContentOf, eventsOfHistory, factOf, findSubject, openSignals, recorded } from "./consents";
 
 export const PROOF_VERSION = "safedata.consent-proof.v1";
 
@@ -98,19 +98,20 @@ export async function consentProof(s: Services, caller: TenantCaller, input: { e
   const purpose = await s.consents.getPurpose(tenantId, input.purpose);
   if (!purpose) throw new AppError("validation-failed", "purpose names no purpose of this tenant", { errors: [{ path: "purpose", message: "no purpose with this key" }] });
   const subject = await findSubject(s, tenantId, input.email);
-  const events = subject ? recorded(await s.consents.eventsOfSubject(tenantId, subject.subjectId, purpose.key)) : [];
+  const events = subject ? recorded(await eventsOfHistory(s, tenantId, subject, purpose.key)) : [];
   if (!subject || events.length === 0) throw new AppError("not-found", "no consent events of this data subject for this purpose");
   events.sort((a, b) => decisionOrder(factOf(a), factOf(b)));
 
-  const tenant = await s.tenants.get(tenantId);
-  const lookupSecret = await s.keys.lookupSecret(tenantId);
-  const dataKey = await unwrapSubjectKey(s, subject);
-  const notices = new Map<number, NoticeDoc | undefined>();
+  const [tenant, lookupSecret, dataKey] = await Promise.all([s.tenants.get(tenantId), s.keys.lookupSecret(tenantId), unwrapSubjectKey(s, subject)]);
+  // What each event shows from elsewhere, read at once: its notice, its evidence file and its audit entry.
+  const versions = [...new Set(events.map((e) => e.noticeVersion).filter((v) => v !== null))];
+  const notices = new Map<number, NoticeDoc | undefined>(await Promise.all(versions.map(async (v) => [v, await s.consents.getNotice(tenantId, purpose.key, v)] as const)));
+  const files = await Promise.all(events.map(async (e) => evidenceFileOf(s, tenantId, await s.consents.getEvidence(tenantId, e.id))));
+  const entries = await Promise.all(events.map((e) => s.audit.entry(tenantId, e.audit.seq)));
   const fieldsShown = new Set<string>();
   const out: ProofEvent[] = [];
   const firstGpc = firstGpcSeqs(events);
-  for (const e of events) {
-    if (e.noticeVersion !== null && !notices.has(e.noticeVersion)) notices.set(e.noticeVersion, await s.consents.getNotice(tenantId, purpose.key, e.noticeVersion));
+  for (const [i, e] of events.entries()) {
     const notice = e.noticeVersion !== null ? notices.get(e.noticeVersion) : undefined;
     const open = (field: "pageUrl" | "userAgent" | "ipAddress") => {
       const sealed = e.personal[field];
@@ -123,8 +124,8 @@ export async function consentProof(s: Services, caller: TenantCaller, input: { e
     if (strings.tcf !== null) fieldsShown.add("tcfString");
     if (strings.gpp !== null) fieldsShown.add("gppString");
     const content = digestContentOf(e, strings);
-    const file = await evidenceFileOf(s, tenantId, await s.consents.getEvidence(tenantId, e.id));
-    const entry = await s.audit.entry(tenantId, e.audit.seq);
+    const file = files[i]!;
+    const entry = entries[i];
     if (!entry) throw new Error(`audit entry ${e.audit.seq} of tenant ${tenantId} is missing`);
     out.push({
       eventId: e.id,

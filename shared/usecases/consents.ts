@@ -57,7 +57,7 @@ import {
 } from "../domain/consent-signals";
 import { AppError } from "../errors";
 import type { Services } from "../services";
-import { clockId, type ClockDoc, type ClockFact, type EventDoc, type NoticeDoc, type PurposeDoc, type SubjectDoc } from "../stores/consent-store";
+import { clockId, type ClockDoc, type ClockFact, type EventDoc, type NoticeDoc, type PurposeDoc, type StoredClock, type StoredSubject, type SubjectDoc } from "../stores/consent-store";
 import { withoutMeta } from "../stores/cosmos";
 import { recordAudit, recordAuditOnce, type Actor, type TenantCaller } from "./audit-trail";
 import { newSubjectKey, openConsentField, sealConsentField, unwrapSubjectKey } from "./consent-keys";
@@ -373,7 +373,7 @@ export async function subjectLookup(s: Services, tenantId: string, email: string
 }
 
 /** The subject with this address, if the tenant has recorded consent for it. */
-export async function findSubject(s: Services, tenantId: string, email: string): Promise<SubjectDoc | undefined> {
+export async function findSubject(s: Services, tenantId: string, email: string): Promise<StoredSubject | undefined> {
   const { lookup } = await subjectLookup(s, tenantId, email);
   return s.consents.getSubjectByLookup(tenantId, lookup);
 }
@@ -382,7 +382,7 @@ export async function findSubject(s: Services, tenantId: string, email: string):
  * The subject with this address, created (with its own data key, wrapped by the caller's KEK version) when the tenant
  * has none yet. A subject being removed by the retention sweep is kept: the removal is cancelled.
  */
-async function subjectFor(s: Services, tenantId: string, email: string, kekVersion: string): Promise<SubjectContext> {
+async function subjectFor(s: Services, tenantId: string, email: string, kekVersion: string, purposes: readonly string[]): Promise<SubjectContext> {
   const { lookup, lookupSecret } = await subjectLookup(s, tenantId, email);
   for (let attempt = 0; attempt < 5; attempt++) {
     const found = await s.consents.getSubjectByLookup(tenantId, lookup);
@@ -404,6 +404,8 @@ async function subjectFor(s: Services, tenantId: string, email: string, kekVersi
       createdAt: now,
       unconfirmedSince: now,
       erasing: null,
+      // The purposes it is created for: their events are audited after this, so it lists them before (appendEvent).
+      purposes: [...new Set(purposes)].sort(),
     };
     if (await s.consents.createSubject(doc)) return { subject: doc, dataKey, lookupSecret };
   }
@@ -600,17 +602,9 @@ async function appendEvent(s: Services, tenantId: string, ctx: SubjectContext, f
   }
 
   // The subject must still exist, and not be on its way out (see consent-retention.ts, the subject's removal).
-  const again = await s.consents.getSubjectDoc(tenantId, subject.id);
-  if (!again || again.subjectId !== subject.subjectId) {
+  if (!(await keepSubject(s, tenantId, subject, facts.purposeKey))) {
     await s.consents.deleteEvent(tenantId, eventId);
     throw new SubjectGone();
-  }
-  if (again.erasing && !(await s.consents.replaceSubject({ ...withoutMeta(again), erasing: null }, again._etag))) {
-    const third = await s.consents.getSubjectDoc(tenantId, subject.id);
-    if (!third || third.subjectId !== subject.subjectId) {
-      await s.consents.deleteEvent(tenantId, eventId);
-      throw new SubjectGone();
-    }
   }
 
   // The event joins its history's list before its entry is written, so every audited event is listed. The GPC history
@@ -661,6 +655,56 @@ async function appendEvent(s: Services, tenantId: string, ctx: SubjectContext, f
 }
 
 /**
+ * Reads the subject again before its event is listed and audited: false when it is gone (or is another subject now).
+ * A removal under way is cancelled (the mark cleared, which makes the remover's conditional delete fail), and the
+ * subject lists the event's purpose, so a reader of its state finds the history by id. A subject stored before the
+ * list was kept gets it from one query of its events. Errors: conflict (raced too often).
+ */
+async function keepSubject(s: Services, tenantId: string, subject: SubjectDoc, purposeKey: string): Promise<boolean> {
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const again = await s.consents.getSubjectDoc(tenantId, subject.id);
+    if (!again || again.subjectId !== subject.subjectId) return false;
+    if (!again.erasing && again.purposes?.includes(purposeKey)) return true;
+    const listed = again.purposes ?? (await s.consents.eventsOfSubject(tenantId, subject.subjectId)).map((e) => e.purposeKey);
+    const purposes = [...new Set([...listed, purposeKey])].sort();
+    if (await s.consents.replaceSubject({ ...withoutMeta(again), erasing: null, purposes }, again._etag)) return true;
+  }
+  throw new AppError("conflict", "the data subject's record is being changed by other requests; retry");
+}
+
+/** Reads of a subject's history above this many listed events go by one query instead of one read per event. */
+export const LISTED_READ_LIMIT = 100;
+
+/**
+ * The events of a subject's history (all purposes, or one), audited or not, read by id: the subject lists its
+ * purposes, each purpose's clock its events. A subject or a clock stored before those lists were kept, and a history
+ * of more than LISTED_READ_LIMIT events, are read by one query instead; the lists missing are then written (best
+ * effort, conditional: a recording meanwhile writes its own). An event listed but gone (being deleted) is left out.
+ */
+export async function eventsOfHistory(s: Services, tenantId: string, subject: StoredSubject, purposeKey?: string): Promise<EventDoc[]> {
+  const purposes = purposeKey !== undefined ? [purposeKey] : subject.purposes;
+  const clocks = purposes === undefined ? [] : await Promise.all(purposes.map((p) => s.consents.getClock(tenantId, subject.subjectId, p)));
+  const lists = clocks.map((c) => (c ? c.facts : []));
+  const listed = lists.reduce((n, l) => n + (l?.length ?? 0), 0);
+  if (purposes !== undefined && lists.every((l) => l !== undefined) && listed <= LISTED_READ_LIMIT) {
+    const events = await Promise.all(lists.flatMap((l) => l ?? []).map((f) => s.consents.getEvent(tenantId, f.id)));
+    return events.filter((e) => e !== undefined);
+  }
+  const events = await s.consents.eventsOfSubject(tenantId, subject.subjectId, purposeKey);
+  if (purposes === undefined) {
+    await s.consents.replaceSubject({ ...withoutMeta(subject), purposes: [...new Set(events.map((e) => e.purposeKey))].sort() }, subject._etag).catch(() => false);
+  }
+  await Promise.all(clocks.filter((c) => c !== undefined && c.facts === undefined).map((c) => fillClock(s, c!, events)));
+  return events;
+}
+
+/** Writes the list of a clock stored before lists were kept, from its history's events (best effort, conditional). */
+async function fillClock(s: Services, clock: StoredClock, events: readonly EventDoc[]): Promise<void> {
+  const facts = listOf(events.filter((e) => e.purposeKey === clock.purposeKey));
+  await s.consents.saveClock({ ...withoutMeta(clock), facts }, clock._etag).catch(() => false);
+}
+
+/**
  * Records events for the subject with this address, one per `facts` (creating the subject if needed). `eventIds`
  * fixes their ids (withdrawal links); otherwise new ones. A subject removed meanwhile makes the recording start again.
  */
@@ -673,7 +717,7 @@ export async function recordEvents(
   eventIds?: string[],
 ): Promise<RecordedEvent[]> {
   for (let attempt = 0; ; attempt++) {
-    const ctx = "known" in subject ? subject.known : await subjectFor(s, tenantId, subject.email, by.kekVersion);
+    const ctx = "known" in subject ? subject.known : await subjectFor(s, tenantId, subject.email, by.kekVersion, list.map((f) => f.purposeKey));
     try {
       const out = [];
       for (const [i, facts] of list.entries()) out.push(await appendEvent(s, tenantId, ctx, facts, by, eventIds?.[i] ?? newConsentEventId()));
@@ -830,7 +874,7 @@ export async function searchConsents(
 ): Promise<{ subjectId: string | null; states: PurposeStateView[]; history: ConsentEventView[] }> {
   const subject = await findSubject(s, caller.tenantId, email);
   if (!subject) return { subjectId: null, states: [], history: [] };
-  const events = recorded(await s.consents.eventsOfSubject(caller.tenantId, subject.subjectId));
+  const events = recorded(await eventsOfHistory(s, caller.tenantId, subject));
   const history = [...events].sort((a, b) => decisionOrder(factOf(a), factOf(b)));
   await recordAudit(s, caller.tenantId, caller, "consent.searched", { type: "consent-subject", id: subject.subjectId }, { events: history.length });
   const firstGpc = firstGpcSeqs(history);
@@ -889,7 +933,7 @@ export async function requireConsent(s: Services, tenantId: string, purposeKey: 
   const states = new Map<ConsentCheck, number>();
   const check = async (lookup: string): Promise<ConsentCheck> => {
     const subject = await s.consents.getSubjectByLookup(tenantId, lookup);
-    return subject ? checkConsent(recorded(await s.consents.eventsOfSubject(tenantId, subject.subjectId, purposeKey)).map(factOf), purposeKey) : "no-record";
+    return subject ? checkConsent(recorded(await eventsOfHistory(s, tenantId, subject, purposeKey)).map(factOf), purposeKey) : "no-record";
   };
   // Up to 1,000 subjects: a few reads at a time, not one after the other.
   for (let i = 0; i < lookups.length; i += REQUIRE_CONSENT_CONCURRENCY) {

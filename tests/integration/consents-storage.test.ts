@@ -12,7 +12,7 @@ import { purposeWithNotice, recordDecision, stateOf } from "../helpers/consents"
 import { projectStates, decisionOrder, type Decision } from "../../shared/domain/consent";
 import { AuditStore } from "../../shared/stores/audit-store";
 import { clockId } from "../../shared/stores/consent-store";
-import { recordConsent, subjectLookup } from "../../shared/usecases/consents";
+import { LISTED_READ_LIMIT, recordConsent, subjectLookup } from "../../shared/usecases/consents";
 import { eraseHistoryOnRequest } from "../../shared/usecases/consent-retention";
 import type { Services } from "../../shared/services";
 import type { TenantCaller } from "../../shared/usecases/audit-trail";
@@ -123,6 +123,85 @@ describe("a recording reads and writes by id", () => {
     const other = await t.call("POST", "v1/consents", { key: tenant.apiKey, json: { email, purpose: "newsletter", noticeVersion: 1, decision: "granted", method: "click", requestOrigin: "banner" } });
     expect(((await other.json()) as { conflictsWithGpc: boolean }).conflictsWithGpc, "another purpose's signal does not count").toBe(false);
   });
+});
+
+describe("a subject's state and proof read by id", () => {
+  it("send no query for a subject with a few events (state: the subject's purposes, their clocks, their events)", async () => {
+    const email = person();
+    await recordDecision(t, tenant.apiKey, { email, purpose: "newsletter", noticeVersion: 1, decision: "granted" });
+    await recordDecision(t, tenant.apiKey, { email, purpose: "newsletter", decision: "withdrawn" });
+    await recordDecision(t, tenant.apiKey, { email, purpose: "offers", noticeVersion: 1, decision: "granted", gpc: true });
+    const before = queries();
+    const state = await stateOf(t, tenant.apiKey, email);
+    const proof = await t.call("POST", "v1/consents/proof", { key: tenant.apiKey, json: { email, purpose: "newsletter" } });
+    expect(proof.status).toBe(200);
+    expect(queries() - before, "queries sent by a state and a proof").toBe(0);
+    expect(state.states.map((x) => [x.purpose, x.decision])).toEqual([
+      ["newsletter", "withdrawn"],
+      ["offers", "granted"],
+    ]);
+    expect(state.history).toHaveLength(3);
+    expect(((await proof.json()) as { events: Array<{ decision: string }> }).events.map((e) => e.decision)).toEqual(["granted", "withdrawn"]);
+    const unknown = queries();
+    expect((await stateOf(t, tenant.apiKey, person())).states).toEqual([]);
+    expect(queries() - unknown, "nor for an unknown address").toBe(0);
+  });
+
+  it("a subject stored before it listed its purposes is read by one query, and lists them from then on", async () => {
+    const email = person();
+    const e = await recordDecision(t, tenant.apiKey, { email, purpose: "newsletter", noticeVersion: 1, decision: "granted" });
+    await recordDecision(t, tenant.apiKey, { email, purpose: "offers", noticeVersion: 1, decision: "denied" });
+    const subject = (await subjectOf(tenant.tenantId, email))!;
+    const { resource } = await t.raw.containers.consents.item(subject.id, tenant.tenantId).read<Record<string, unknown>>();
+    const { purposes: _purposes, ...old } = resource!;
+    await t.raw.containers.consents.item(subject.id, tenant.tenantId).replace(old);
+
+    let before = queries();
+    expect((await stateOf(t, tenant.apiKey, email)).states.map((x) => x.decision)).toEqual(["granted", "denied"]);
+    expect(queries() - before).toBe(1);
+    expect((await subjectOf(tenant.tenantId, email))!.purposes).toEqual(["newsletter", "offers"]);
+    before = queries();
+    expect((await stateOf(t, tenant.apiKey, email)).history.map((x) => x.id)).toContain(e.id);
+    expect(queries() - before).toBe(0);
+
+    // A recording for such a subject lists its purposes too (one query), a new purpose included.
+    await t.raw.containers.consents.item(subject.id, tenant.tenantId).replace(old);
+    const third = await t.call("POST", "v1/purposes", { key: tenant.apiKey, json: { key: "calls", description: "Calls", legalBasis: "consent" } });
+    expect([201, 409]).toContain(third.status);
+    await recordDecision(t, tenant.apiKey, { email, purpose: "calls", decision: "withdrawn" });
+    expect((await subjectOf(tenant.tenantId, email))!.purposes).toEqual(["calls", "newsletter", "offers"]);
+    expect((await stateOf(t, tenant.apiKey, email)).states.map((x) => x.purpose)).toEqual(["calls", "newsletter", "offers"]);
+  });
+
+  it("a clock stored before the list was kept is read by one query and filled", async () => {
+    const email = person();
+    const e = await recordDecision(t, tenant.apiKey, { email, purpose: "offers", noticeVersion: 1, decision: "granted" });
+    const id = clockId(e.subjectId, "offers");
+    const { resource } = await t.raw.containers.consents.item(id, tenant.tenantId).read<Record<string, unknown>>();
+    const { facts: _facts, ...old } = resource!;
+    await t.raw.containers.consents.item(id, tenant.tenantId).replace(old);
+    let before = queries();
+    const proof = await t.call("POST", "v1/consents/proof", { key: tenant.apiKey, json: { email, purpose: "offers" } });
+    expect(((await proof.json()) as { events: Array<{ eventId: string }> }).events.map((x) => x.eventId)).toEqual([e.id]);
+    expect(queries() - before).toBe(1);
+    const { resource: filled } = await t.raw.containers.consents.item(id, tenant.tenantId).read<RawClock>();
+    expect(filled!.facts!.map((f) => f.id)).toEqual([e.id]);
+    before = queries();
+    expect((await stateOf(t, tenant.apiKey, email)).history.map((x) => x.id)).toEqual([e.id]);
+    expect(queries() - before).toBe(0);
+  });
+
+  it(`a history of more than ${LISTED_READ_LIMIT} events is read by one query instead of one read per event`, async () => {
+    const email = person();
+    for (let i = 0; i <= LISTED_READ_LIMIT; i++) {
+      await recordConsent(t.services, caller, { email, purpose: "newsletter", decision: i % 2 === 0 ? "granted" : "withdrawn", noticeVersion: 1, method: "click", requestOrigin: "banner" });
+    }
+    const before = queries();
+    const state = await stateOf(t, tenant.apiKey, email);
+    expect(queries() - before).toBe(1);
+    expect(state.history).toHaveLength(LISTED_READ_LIMIT + 1);
+    expect(state.states.map((x) => x.decision)).toEqual(["granted"]);
+  }, 60_000);
 });
 
 describe("clocks stored before the list was kept", () => {
