@@ -31,14 +31,20 @@ const headSchema = z.object({
 
 const storedEntrySchema = auditEntrySchema.extend({ id: z.string(), type: z.literal("audit-entry") });
 
-/** Marks that the entry for a once-key is written (seq) or being written (seq null, claimed at a time). */
+/**
+ * Marks that the entry for a once-key is written (seq, and its hash on markers written since it was kept) or being
+ * written (seq null, claimed at a time).
+ */
 const onceSchema = z.object({
   id: z.string(),
   tenantId: z.string(),
   type: z.literal("audit-once"),
   seq: z.number().int().nullable(),
+  hash: z.string().optional(),
   claimedAt: z.iso.datetime(),
 });
+
+type StoredHead = z.infer<typeof headSchema> & { _etag: string };
 
 /** How long a claim to write a once-entry is honoured before another writer may take it over (a crashed writer). */
 const ONCE_CLAIM_MS = 2 * 60_000;
@@ -123,17 +129,21 @@ export class AuditStore {
       this.appending.delete(event.tenantId);
       this.tips.delete(event.tenantId);
     });
-    return written.then(async (entry) => {
-      await this.advanceHeadTo(event.tenantId, entry);
+    return written.then(async ({ entry, head }) => {
+      await this.advanceHeadTo(event.tenantId, entry, head);
       return entry;
     });
   }
 
-  /** Writes the entry at the next free position; `queued`: it waited for another append of this instance. */
-  private async writeEntry(event: AuditEvent, queued: boolean): Promise<AuditEntry> {
+  /**
+   * Writes the entry at the next free position; `queued`: it waited for another append of this instance. Returns it,
+   * with the head document when it was read for this append (moving the head then starts from it, unread again).
+   */
+  private async writeEntry(event: AuditEvent, queued: boolean): Promise<{ entry: AuditEntry; head?: StoredHead }> {
     let tip = queued ? this.tips.get(event.tenantId) : undefined;
+    let head: StoredHead | undefined;
     if (!tip) {
-      const head = await readItem(this.container, headSchema, HEAD_ID, event.tenantId);
+      head = await readItem(this.container, headSchema, HEAD_ID, event.tenantId);
       tip = head ? { seq: head.seq, hash: head.hash } : { seq: 0, hash: GENESIS_HASH };
     }
     let seq = tip.seq;
@@ -168,7 +178,7 @@ export class AuditStore {
         continue;
       }
       this.tips.set(event.tenantId, { seq: entry.seq, hash: entry.hash });
-      return entry;
+      return { entry, head };
     }
     this.tips.delete(event.tenantId);
     throw new Error(`audit append for tenant ${event.tenantId} lost the race ${this.maxAttempts} times`);
@@ -180,7 +190,7 @@ export class AuditStore {
    * failed: the entry is written, and a head that lags is what the next append and the anchors already expect (as
    * after a crash), so a failure here never fails the appends that joined the loop.
    */
-  private advanceHeadTo(tenantId: string, entry: AuditEntry): Promise<void> {
+  private advanceHeadTo(tenantId: string, entry: AuditEntry, known?: StoredHead): Promise<void> {
     const move = this.headMoves.get(tenantId);
     if (move) {
       if (move.target.seq < entry.seq) move.target = entry;
@@ -189,9 +199,12 @@ export class AuditStore {
     const state = { target: entry, running: Promise.resolve() };
     state.running = (async () => {
       try {
+        // The head as read before this entry was written, if it was: a stale one costs a failed replace, then a read.
+        let head = known;
         for (;;) {
           const target = state.target;
-          await this.advanceHead(tenantId, target);
+          await this.advanceHead(tenantId, target, head);
+          head = undefined;
           if (state.target === target) return;
         }
       } catch {
@@ -222,7 +235,7 @@ export class AuditStore {
    * Moves the head forward to `entry` unless someone already moved it further. Best effort: appends never depend on
    * it. `known` is the head as read before an uncontended append, which saves reading it again.
    */
-  private async advanceHead(tenantId: string, entry: AuditEntry, known?: z.infer<typeof headSchema> & { _etag: string }): Promise<void> {
+  private async advanceHead(tenantId: string, entry: AuditEntry, known?: StoredHead): Promise<void> {
     for (let attempt = 0; attempt < this.maxAttempts; attempt++) {
       const head = attempt === 0 && known ? known : await readItem(this.container, headSchema, HEAD_ID, tenantId);
       if (head && head.seq >= entry.seq) return;
@@ -289,11 +302,19 @@ export class AuditStore {
    * the crashed writer may have appended.
    */
   async appendOnce(event: AuditEvent & { target: { type: string; id: string } }, onceKey: string): Promise<number | undefined> {
+    return (await this.appendOnceAt(event, onceKey))?.seq;
+  }
+
+  /**
+   * As appendOnce, with the entry's hash when known without reading the entry: when this call appended it, or when
+   * the marker records it (markers written before the hash was kept, and an entry found after a takeover, have none).
+   */
+  async appendOnceAt(event: AuditEvent & { target: { type: string; id: string } }, onceKey: string): Promise<{ seq: number; hash: string | undefined } | undefined> {
     const id = "once-" + createHash("sha256").update(onceKey).digest("hex").slice(0, 48);
     for (let attempt = 0; attempt < 5; attempt++) {
       const now = this.clock.now();
       const marker = await readItem(this.container, onceSchema, id, event.tenantId);
-      if (marker?.seq !== undefined && marker.seq !== null) return marker.seq;
+      if (marker?.seq !== undefined && marker.seq !== null) return { seq: marker.seq, hash: marker.hash };
       if (marker && now.getTime() - Date.parse(marker.claimedAt) < ONCE_CLAIM_MS) return undefined;
       const claim = { id, tenantId: event.tenantId, type: "audit-once" as const, seq: null, claimedAt: now.toISOString() };
       let etag: string | undefined;
@@ -305,14 +326,17 @@ export class AuditStore {
         if (isConflict(err) || isPreconditionFailed(err)) continue;
         throw err;
       }
-      const seq = (marker ? await this.findByTarget(event.tenantId, event.action, event.target.id) : undefined) ?? (await this.append(event)).seq;
+      const found = marker ? await this.findByTarget(event.tenantId, event.action, event.target.id) : undefined;
+      const written = found === undefined ? await this.append(event) : undefined;
+      const seq = found ?? written!.seq;
+      const hash = written?.hash;
       await this.container
         .item(id, event.tenantId)
-        .replace({ ...claim, seq }, { accessCondition: { type: "IfMatch", condition: etag! } })
+        .replace({ ...claim, seq, ...(hash === undefined ? {} : { hash }) }, { accessCondition: { type: "IfMatch", condition: etag! } })
         .catch((err: unknown) => {
           if (!isPreconditionFailed(err)) throw err;
         });
-      return seq;
+      return { seq, hash };
     }
     return undefined;
   }

@@ -50,3 +50,19 @@ export function recordAuditOnce(
 ): Promise<number | undefined> {
   return s.audit.appendOnce({ tenantId, actor: by.actor, action, target, requestId: by.requestId ?? undefined, details }, onceKey);
 }
+
+/**
+ * As recordAuditOnce, with the entry's hash when the log knows it without reading the entry back (see
+ * AuditStore.appendOnceAt); undefined while another writer holds the claim.
+ */
+export function recordAuditOnceAt(
+  s: Pick<Services, "audit">,
+  tenantId: string,
+  by: Actor,
+  action: AuditAction,
+  target: AuditTarget,
+  details: AuditEntry["details"],
+  onceKey: string,
+): Promise<{ seq: number; hash: string | undefined } | undefined> {
+  return s.audit.appendOnceAt({ tenantId, actor: by.actor, action, target, requestId: by.requestId ?? undefined, details }, onceKey);
+}

@@ -59,7 +59,7 @@ import { AppError } from "../errors";
 import type { Services } from "../services";
 import { clockId, type ClockDoc, type ClockFact, type EventDoc, type NoticeDoc, type PurposeDoc, type StoredClock, type StoredSubject, type SubjectDoc } from "../stores/consent-store";
 import { withoutMeta } from "../stores/cosmos";
-import { recordAudit, recordAuditOnce, type Actor, type TenantCaller } from "./audit-trail";
+import { recordAudit, recordAuditOnceAt, type Actor, type TenantCaller } from "./audit-trail";
 import { newSubjectKey, openConsentField, sealConsentField, unwrapSubjectKey } from "./consent-keys";
 
 /** At most this many purposes per tenant (a withdrawal of `all` records one event per purpose). */
@@ -552,7 +552,7 @@ export async function refreshClock(s: Services, tenantId: string, subjectId: str
  */
 export type RecordedEvent = EventDoc & { audit: NonNullable<EventDoc["audit"]>; firstGpc: FirstGpcSeqs };
 
-async function appendEvent(s: Services, tenantId: string, ctx: SubjectContext, facts: EventFacts, by: Recorder, eventId: string): Promise<RecordedEvent> {
+async function appendEvent(s: Services, tenantId: string, ctx: SubjectContext, facts: EventFacts, by: Recorder, eventId: string, fixedId: boolean): Promise<RecordedEvent> {
   const { subject, dataKey } = ctx;
   const now = s.clock.now().toISOString();
   const storeFullIp = (await s.consents.getSettings(tenantId))?.storeFullIp ?? false;
@@ -613,26 +613,25 @@ async function appendEvent(s: Services, tenantId: string, ctx: SubjectContext, f
   // later reading (event, search, proof, export) computes from the audit order and sees it.
   const listed = await refreshClock(s, tenantId, subject.subjectId, facts.purposeKey, { add: event });
   const before = gpcFactsOf(subject.subjectId, facts.purposeKey, listed.filter((f) => f.id !== eventId));
-  let seq: number | undefined;
+  let position: { seq: number; hash: string | undefined } | undefined;
   try {
-    seq = await recordAuditOnce(
-      s,
-      tenantId,
-      by,
-      "consent.recorded",
-      { type: "consent-event", id: eventId },
-      {
-        subjectId: subject.subjectId,
-        purposeKey: facts.purposeKey,
-        noticeVersion: facts.noticeVersion,
-        decision: facts.decision,
-        method: facts.method,
-        digest: event.digest,
-        digestScheme: event.digestScheme,
-        ...(by.linkId ? { linkId: by.linkId } : {}),
-      },
-      `consent.recorded:${tenantId}:${eventId}`,
-    );
+    const target = { type: "consent-event", id: eventId } as const;
+    const details = {
+      subjectId: subject.subjectId,
+      purposeKey: facts.purposeKey,
+      noticeVersion: facts.noticeVersion,
+      decision: facts.decision,
+      method: facts.method,
+      digest: event.digest,
+      digestScheme: event.digestScheme,
+      ...(by.linkId ? { linkId: by.linkId } : {}),
+    };
+    // A fresh random id is this call's own: nothing else ever appends its entry (a retried request makes a new event;
+    // the retention repair of a crashed one only looks the entry up), so a plain append. A fixed id (a withdrawal
+    // link's, whose retries and takeovers finish the same event) is appended once per id.
+    position = fixedId
+      ? await recordAuditOnceAt(s, tenantId, by, "consent.recorded", target, details, `consent.recorded:${tenantId}:${eventId}`)
+      : await recordAudit(s, tenantId, by, "consent.recorded", target, details);
   } catch (err) {
     // No event the log does not show: this attempt's event goes (a retried link keeps its own for the next try).
     // It leaves its history's list first: if that fails, the event stays, unaudited, for the retention repair to
@@ -642,8 +641,9 @@ async function appendEvent(s: Services, tenantId: string, ctx: SubjectContext, f
     }
     throw err;
   }
-  if (seq === undefined) throw new AppError("conflict", "the event is being recorded by another request; retry");
-  const hash = await s.audit.entryHash(tenantId, seq);
+  if (position === undefined) throw new AppError("conflict", "the event is being recorded by another request; retry");
+  const seq = position.seq;
+  const hash = position.hash ?? (await s.audit.entryHash(tenantId, seq));
   if (!hash) throw new Error(`audit entry ${seq} of tenant ${tenantId} is missing right after it was written`);
   await s.consents.setEventAudit(tenantId, eventId, { seq, hash });
   if (subject.unconfirmedSince) {
@@ -720,7 +720,7 @@ export async function recordEvents(
     const ctx = "known" in subject ? subject.known : await subjectFor(s, tenantId, subject.email, by.kekVersion, list.map((f) => f.purposeKey));
     try {
       const out = [];
-      for (const [i, facts] of list.entries()) out.push(await appendEvent(s, tenantId, ctx, facts, by, eventIds?.[i] ?? newConsentEventId()));
+      for (const [i, facts] of list.entries()) out.push(await appendEvent(s, tenantId, ctx, facts, by, eventIds?.[i] ?? newConsentEventId(), eventIds?.[i] !== undefined));
       return out;
     } catch (err) {
       if (!(err instanceof SubjectGone) || attempt >= 2 || "known" in subject) {

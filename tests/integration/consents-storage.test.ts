@@ -11,8 +11,9 @@ import { startTestApp, type TestApp } from "../helpers/app";
 import { purposeWithNotice, recordDecision, stateOf } from "../helpers/consents";
 import { projectStates, decisionOrder, type Decision } from "../../shared/domain/consent";
 import { AuditStore } from "../../shared/stores/audit-store";
-import { clockId } from "../../shared/stores/consent-store";
-import { LISTED_READ_LIMIT, recordConsent, subjectLookup } from "../../shared/usecases/consents";
+import { clockId, type EventDoc } from "../../shared/stores/consent-store";
+import { LISTED_READ_LIMIT, recordConsent, refreshClock, subjectLookup } from "../../shared/usecases/consents";
+import { sweep } from "../helpers/sweep";
 import { eraseHistoryOnRequest } from "../../shared/usecases/consent-retention";
 import type { Services } from "../../shared/services";
 import type { TenantCaller } from "../../shared/usecases/audit-trail";
@@ -321,4 +322,57 @@ describe("the list stays true over any sequence of recordings, failed recordings
       { numRuns: 12 },
     );
   }, 120_000);
+});
+
+describe("the audit entry of a recording", () => {
+  it("a once-entry's hash comes with its position, and its marker repeats it; a marker without one gives none", async () => {
+    const event = { tenantId: tenant.tenantId, actor: "system:test", action: "consent.recorded" as const, target: { type: "consent-event", id: "ce-oncehashoncehash" } };
+    const first = await t.services.audit.appendOnceAt(event, "storage-test:once");
+    expect(first!.hash).toBe(await t.services.audit.entryHash(tenant.tenantId, first!.seq));
+    expect(await t.services.audit.appendOnceAt(event, "storage-test:once")).toEqual(first);
+    expect(await t.services.audit.appendOnce(event, "storage-test:once")).toBe(first!.seq);
+    // A marker written before the hash was kept.
+    const { resources } = await t.raw.containers.audit.items
+      .query({ query: "SELECT * FROM c WHERE c.tenantId = @t AND c.type = 'audit-once' AND c.seq = @s", parameters: [{ name: "@t", value: tenant.tenantId }, { name: "@s", value: first!.seq }] })
+      .fetchAll();
+    const { hash: _hash, ...old } = resources[0] as Record<string, unknown> & { id: string };
+    await t.raw.containers.audit.item(old.id, tenant.tenantId).replace(old);
+    expect(await t.services.audit.appendOnceAt(event, "storage-test:once")).toEqual({ seq: first!.seq, hash: undefined });
+  });
+
+  it("a crashed recording (plain append) is settled by the retention repair once: finished with its entry, or removed; never logged twice", async () => {
+    const own = await t.createTenant("Storage crash Co");
+    await purposeWithNotice(t, own.apiKey, "newsletter");
+    const email = person();
+    const recordedOf = async (id: string) =>
+      (
+        await t.raw.containers.audit.items
+          .query({ query: "SELECT c.seq FROM c WHERE c.tenantId = @t AND c.type = 'audit-entry' AND c.action = 'consent.recorded' AND c.target.id = @id", parameters: [{ name: "@t", value: own.tenantId }, { name: "@id", value: id }] })
+          .fetchAll()
+      ).resources as Array<{ seq: number }>;
+    // Died after its entry was appended, before the entry was noted on the event.
+    const noted = await recordDecision(t, own.apiKey, { email, purpose: "newsletter", noticeVersion: 1, decision: "granted" });
+    await t.raw.containers.consents.item(noted.id, own.tenantId).patch([{ op: "set", path: "/audit", value: null }]);
+    // Died after its event was listed, before its entry: listed, unaudited, nothing in the log.
+    const { resource } = await t.raw.containers.consents.item(noted.id, own.tenantId).read<Record<string, unknown>>();
+    const lost = { ...Object.fromEntries(Object.entries(resource!).filter(([k]) => !k.startsWith("_"))), id: "ce-crashedcrashedcr", decision: "withdrawn", audit: null };
+    await t.raw.containers.consents.items.create(lost);
+    await refreshClock(t.services, own.tenantId, noted.subjectId, "newsletter", { add: lost as unknown as EventDoc });
+    expect((await stateOf(t, own.apiKey, email)).history, "neither is part of the record yet").toEqual([]);
+
+    const start = t.clock.now().getTime();
+    try {
+      t.clock.set(start + 2 * 3_600_000);
+      await sweep(t);
+      await sweep(t);
+      const state = await stateOf(t, own.apiKey, email);
+      expect(state.history.map((e) => [e.id, e.audit.seq])).toEqual([[noted.id, noted.audit.seq]]);
+      expect(state.states.map((x) => x.decision)).toEqual(["granted"]);
+      expect(await recordedOf(noted.id), "its one entry, not a second").toEqual([{ seq: noted.audit.seq }]);
+      expect(await recordedOf(lost.id)).toEqual([]);
+      await expectListsTrue(own.tenantId);
+    } finally {
+      t.clock.set(start);
+    }
+  });
 });
