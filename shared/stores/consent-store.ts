@@ -36,6 +36,9 @@ const encrypted = z.string().startsWith("v1.");
 const hex64 = z.string().regex(/^[0-9a-f]{64}$/);
 const sealedKey = z.object({ wrapped: z.string(), kekVersion: z.string() });
 
+/** How many characters of notice text (and URL) one instance keeps in memory at most (about 10 MB). */
+export const NOTICE_CACHE_CHARS = 5_000_000;
+
 /** The most events one subject's history is read with at once (a person's decisions: far fewer in practice). */
 export const MAX_SUBJECT_EVENTS = 5000;
 
@@ -284,6 +287,10 @@ async function conditional(write: () => Promise<unknown>): Promise<boolean> {
 export class ConsentStore {
   constructor(private readonly container: Container) {}
 
+  /** Notice versions read, by tenant, purpose and version (see getNotice). */
+  private readonly notices = new Map<string, NoticeDoc>();
+  private noticeChars = 0;
+
   /** How many queries this store has sent since it was made (tests check that a path sends none). */
   queriesSent = 0;
 
@@ -326,8 +333,27 @@ export class ConsentStore {
     return conditional(() => this.container.items.create(noticeDocSchema.parse(doc)));
   }
 
-  getNotice(tenantId: string, purposeKey: string, version: number): Promise<NoticeDoc | undefined> {
-    return readItem(this.container, noticeDocSchema, `notice:${purposeKey}:${version}`, tenantId);
+  /**
+   * A notice version. Notices are never edited once created, so each found is kept in this instance's memory and
+   * read from there after (no expiry; at most NOTICE_CACHE_CHARS of text, the oldest dropped first). One not found is
+   * not kept (it may be written next).
+   */
+  async getNotice(tenantId: string, purposeKey: string, version: number): Promise<NoticeDoc | undefined> {
+    const key = `${tenantId}\n${purposeKey}\n${version}`;
+    const cached = this.notices.get(key);
+    if (cached) return cached;
+    const doc = await readItem(this.container, noticeDocSchema, `notice:${purposeKey}:${version}`, tenantId);
+    if (!doc) return undefined;
+    const { _etag: _ignored, ...notice } = doc;
+    const size = (n: NoticeDoc) => (n.text?.length ?? 0) + (n.url?.length ?? 0) + 200;
+    this.noticeChars += size(notice);
+    this.notices.set(key, notice);
+    for (const [k, n] of this.notices) {
+      if (this.noticeChars <= NOTICE_CACHE_CHARS) break;
+      this.notices.delete(k);
+      this.noticeChars -= size(n);
+    }
+    return notice;
   }
 
   /** A purpose's notice versions, oldest first. */

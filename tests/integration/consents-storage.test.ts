@@ -376,3 +376,17 @@ describe("the audit entry of a recording", () => {
     }
   });
 });
+
+describe("notice versions kept in memory", () => {
+  it("a version not yet written is read again once written (only versions found are kept)", async () => {
+    const email = person();
+    const res = await t.call("POST", "v1/consents", { key: tenant.apiKey, json: { email, purpose: "offers", noticeVersion: 2, decision: "granted", method: "click", requestOrigin: "banner" } });
+    expect(res.status).toBe(422);
+    const added = await t.call("POST", "v1/purposes/offers/notices", { key: tenant.apiKey, json: { language: "en", text: "Offers, second version." } });
+    expect(((await added.json()) as { version: number }).version).toBe(2);
+    const e = await recordDecision(t, tenant.apiKey, { email, purpose: "offers", noticeVersion: 2, decision: "granted" });
+    expect(e.noticeVersion).toBe(2);
+    const proof = (await (await t.call("POST", "v1/consents/proof", { key: tenant.apiKey, json: { email, purpose: "offers" } })).json()) as { events: Array<{ notice: { text: string } }> };
+    expect(proof.events.map((x) => x.notice.text)).toEqual(["Offers, second version."]);
+  });
+});
