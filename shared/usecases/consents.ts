@@ -602,7 +602,8 @@ async function appendEvent(s: Services, tenantId: string, ctx: SubjectContext, f
   }
 
   // The subject must still exist, and not be on its way out (see consent-retention.ts, the subject's removal).
-  if (!(await keepSubject(s, tenantId, subject, facts.purposeKey))) {
+  const kept = await keepSubject(s, tenantId, subject, facts.purposeKey);
+  if (!kept) {
     await s.consents.deleteEvent(tenantId, eventId);
     throw new SubjectGone();
   }
@@ -647,27 +648,30 @@ async function appendEvent(s: Services, tenantId: string, ctx: SubjectContext, f
   if (!hash) throw new Error(`audit entry ${seq} of tenant ${tenantId} is missing right after it was written`);
   await s.consents.setEventAudit(tenantId, eventId, { seq, hash });
   if (subject.unconfirmedSince) {
-    const stored = await s.consents.getSubjectDoc(tenantId, subject.id);
-    // Best effort: a subject left unconfirmed is settled by the retention sweep, which finds its events.
-    if (stored?.unconfirmedSince) await s.consents.replaceSubject({ ...withoutMeta(stored), unconfirmedSince: null }, stored._etag);
+    // Best effort: a subject left unconfirmed is settled by the retention sweep, which finds its events. The subject
+    // as read before the entry is tried first; changed since, it is read again.
+    const confirm = async (stored: StoredSubject | undefined) =>
+      !stored?.unconfirmedSince || (await s.consents.replaceSubject({ ...withoutMeta(stored), unconfirmedSince: null }, stored._etag));
+    if (!(kept.stored && (await confirm(kept.stored)))) await confirm(await s.consents.getSubjectDoc(tenantId, subject.id));
   }
   return { ...event, audit: { seq, hash }, firstGpc: firstGpcSeqs(before) };
 }
 
 /**
- * Reads the subject again before its event is listed and audited: false when it is gone (or is another subject now).
+ * Reads the subject again before its event is listed and audited: undefined when it is gone (or is another subject
+ * now); otherwise the subject as read, unless this call changed it.
  * A removal under way is cancelled (the mark cleared, which makes the remover's conditional delete fail), and the
  * subject lists the event's purpose, so a reader of its state finds the history by id. A subject stored before the
  * list was kept gets it from one query of its events. Errors: conflict (raced too often).
  */
-async function keepSubject(s: Services, tenantId: string, subject: SubjectDoc, purposeKey: string): Promise<boolean> {
+async function keepSubject(s: Services, tenantId: string, subject: SubjectDoc, purposeKey: string): Promise<{ stored: StoredSubject | undefined } | undefined> {
   for (let attempt = 0; attempt < 10; attempt++) {
     const again = await s.consents.getSubjectDoc(tenantId, subject.id);
-    if (!again || again.subjectId !== subject.subjectId) return false;
-    if (!again.erasing && again.purposes?.includes(purposeKey)) return true;
+    if (!again || again.subjectId !== subject.subjectId) return undefined;
+    if (!again.erasing && again.purposes?.includes(purposeKey)) return { stored: again };
     const listed = again.purposes ?? (await s.consents.eventsOfSubject(tenantId, subject.subjectId)).map((e) => e.purposeKey);
     const purposes = [...new Set([...listed, purposeKey])].sort();
-    if (await s.consents.replaceSubject({ ...withoutMeta(again), erasing: null, purposes }, again._etag)) return true;
+    if (await s.consents.replaceSubject({ ...withoutMeta(again), erasing: null, purposes }, again._etag)) return { stored: undefined };
   }
   throw new AppError("conflict", "the data subject's record is being changed by other requests; retry");
 }

@@ -111,6 +111,9 @@ describe("a recording reads and writes by id", () => {
     expect(w.status).toBe(201);
     expect(queries() - before, "queries sent by four recordings").toBe(0);
     await expectListsTrue(tenant.tenantId);
+    const subject = await subjectOf(tenant.tenantId, email);
+    expect(subject!.unconfirmedSince, "confirmed by its first recorded event").toBeNull();
+    expect(subject!.purposes).toEqual(["newsletter", "offers"]);
   });
 
   it("the 201's GPC conflict comes from the list: a grant after a GPC signal of the same purpose is flagged", async () => {
