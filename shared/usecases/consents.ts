@@ -11,10 +11,11 @@
  * 2. the event is created: non-personal fields in clear (the IP only truncated), personal ones encrypted with the
  *    subject's data key, and its keyed digest;
  * 3. the subject is read again: if it is being removed, the removal is cancelled; if it is gone, the event goes and
- *    the recording starts again (so no event is left encrypted under a destroyed key);
+ *    the recording starts again (so no event is left encrypted under a destroyed key); it lists the event's purpose;
  * 4. the event joins the list of its history (subject and purpose) kept in the clock document, from which the
  *    evidence clock is recomputed (optimistic concurrency; no query: the list is the history's index);
- * 5. the audit entry `consent.recorded` (once per event) carries the digest; an event whose entry cannot be written
+ * 5. the audit entry `consent.recorded` (once per event: a fresh event id is the recording's own, a fixed one is
+ *    appended once per id) carries the digest; an event whose entry cannot be written
  *    is removed, so no event exists that the log does not show, and the entry's position is noted on the event.
  */
 import { createHash } from "node:crypto";
