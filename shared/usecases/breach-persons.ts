@@ -37,6 +37,7 @@ import {
   RESOLVE_PAGE_UPLOADS,
   retryAfterInstant,
   takeSends,
+  type BatchCounts,
   type Grant,
   type PublicCommunicationInput,
   type SendLimits,
@@ -60,6 +61,7 @@ import {
   type PersonsRun,
   type StoredBreachPart,
   type StoredBreachPerson,
+  type StoredPersonBatch,
   type TenantContent,
 } from "../stores/breach-store";
 import type { UploadScopeRow } from "../stores/upload-store";
@@ -69,6 +71,7 @@ import { registerExportSection, type JsonValue } from "./export-sections";
 import { breachJobMessage, type BreachJobMessage } from "./messages";
 import { tenantContactEmail } from "./tenants";
 import { emitWebhookEvent } from "./webhooks";
+import { inParallel } from "./in-parallel";
 import { openConsentField, unwrapSubjectKey } from "./consent-keys";
 import { openRequestField, unwrapRequestKey } from "./subject-request-keys";
 import { openField, unwrapUploadKey } from "./upload-keys";
@@ -90,20 +93,6 @@ async function queueJob(s: Services, msg: PersonJob, delayMs?: number): Promise<
   await s.queues.send(QUEUES.breaches.name, breachJobMessage, msg, seconds ? { visibilityTimeoutSeconds: seconds } : {});
 }
 
-/** Runs `f` over `items`, `n` at a time, in order of start. */
-async function inParallel<T, R>(items: readonly T[], n: number, f: (item: T, index: number) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(n, items.length) }, async () => {
-      while (next < items.length) {
-        const i = next++;
-        out[i] = await f(items[i]!, i);
-      }
-    }),
-  );
-  return out;
-}
 
 const limitsOf = (s: Services): SendLimits => ({ perMinute: s.settings.emailSendsPerMinute, perHour: s.settings.emailSendsPerHour });
 
@@ -701,7 +690,45 @@ async function batchStep(s: Services, msg: Extract<PersonJob, { kind: "person-ba
   const leaseUntil = new Date(now.getTime() + BATCH_LEASE_MS).toISOString();
   const leaseEtag = await s.breaches.replaceBatch({ ...withoutMeta(batch), leaseUntil, updatedAt: now.toISOString() }, batch._etag);
   if (!leaseEtag) return "held";
+  try {
+    return await workLeasedBatch(s, msg, part, batch, leaseEtag, log);
+  } catch (err) {
+    // A step that failed half-way (a storage call that timed out, a lost race) gives its lease back at once, so the
+    // queue's retry (seconds later) works the batch again instead of waiting out the lease: each person told so far
+    // is recorded as sent, and the retry tells only the others.
+    await releaseBatch(s, msg, leaseEtag).catch(() => undefined);
+    throw err;
+  }
+}
 
+/** A batch's persons told, given up and unreachable, as its counters hold them. */
+function countsOf(persons: readonly BreachPersonDoc[]): BatchCounts {
+  return [persons.filter((p) => p.state === "sent").length, persons.filter((p) => p.state === "failed").length, persons.filter((p) => p.state === "unreachable").length];
+}
+
+/**
+ * Gives a batch's lease back and makes it due now, unless it changed since the lease was taken; first records the
+ * counts of its persons as they are stored (those told before the failure show as sent at once).
+ */
+async function releaseBatch(s: Services, msg: Extract<PersonJob, { kind: "person-batch" }>, leaseEtag: string): Promise<void> {
+  const fresh = await s.breaches.getBatch(msg.tenantId, msg.breachId, msg.version, msg.batch);
+  if (!fresh || fresh._etag !== leaseEtag) return;
+  const persons = await inParallel(fresh.personHashes, STORE_CONCURRENCY, (h) => s.breaches.getPerson(msg.tenantId, msg.breachId, msg.version, h));
+  const [sent, failed, unreachable] = countsOf(persons.filter((p): p is StoredBreachPerson => p !== undefined));
+  const now = s.clock.now();
+  await s.breaches.recordBatchCounts(msg.tenantId, msg.breachId, msg.version, msg.batch, [sent, failed, unreachable], now);
+  await s.breaches.replaceBatch({ ...withoutMeta(fresh), sent, failed, unreachable, leaseUntil: null, nextAttemptAt: now.toISOString(), updatedAt: now.toISOString() }, fresh._etag);
+}
+
+/** The work on one batch once its lease is held (see batchStep). */
+async function workLeasedBatch(
+  s: Services,
+  msg: Extract<PersonJob, { kind: "person-batch" }>,
+  part: StoredBreachPart,
+  batch: StoredPersonBatch,
+  leaseEtag: string,
+  log?: Log,
+): Promise<string> {
   const persons = (await inParallel(batch.personHashes, STORE_CONCURRENCY, (h) => s.breaches.getPerson(msg.tenantId, msg.breachId, msg.version, h))).filter(
     (p): p is StoredBreachPerson => p !== undefined,
   );
@@ -758,9 +785,7 @@ async function batchStep(s: Services, msg: Extract<PersonJob, { kind: "person-ba
     retryAt = throttle.until;
   }
 
-  const sent = persons.filter((p) => p.state === "sent").length;
-  const failed = persons.filter((p) => p.state === "failed").length;
-  const unreachable = persons.filter((p) => p.state === "unreachable").length;
+  const [sent, failed, unreachable] = countsOf(persons);
   const left = persons.length - sent - failed - unreachable;
   const later = s.clock.now();
   const nextAttemptAt = left > 0 ? (retryAt ?? new Date(later.getTime() + MINUTE)) : later;

@@ -693,8 +693,27 @@ async function check(s: Services, req: StoredRequest): Promise<WorkOutcome> {
   return { next: "build" };
 }
 
-/** `build`: the zip, streamed into storage; the record names the first attempt that finished. Then `notify`. */
+/**
+ * `build`: the zip, streamed into storage; the record names the first attempt that finished. Then `notify`. An
+ * attempt that fails after claiming the build (a storage call that timed out, a key not reachable) gives its claim
+ * back, so the step's retry builds at once instead of waiting BUILD_LEASE_MS for a claim nobody works on.
+ */
 async function build(s: Services, req: StoredRequest, log?: Log): Promise<WorkOutcome> {
+  const attempt: { id?: string } = {};
+  try {
+    return await buildOnce(s, req, attempt, log);
+  } catch (err) {
+    const id = attempt.id;
+    if (id) {
+      await changePackage(s, req.tenantId, req.id, (doc) =>
+        doc.state === "building" && doc.building?.attemptId === id ? { ...withoutMeta(doc), state: "open", building: null } : undefined,
+      ).catch(() => undefined);
+    }
+    throw err;
+  }
+}
+
+async function buildOnce(s: Services, req: StoredRequest, attempt: { id?: string }, log?: Log): Promise<WorkOutcome> {
   const pkg = await packageOf(s, req);
   if (pkg.state === "ready") return { next: "notify" };
   if (pkg.state === "purged") return { complete: "fulfilled" };
@@ -712,6 +731,7 @@ async function build(s: Services, req: StoredRequest, log?: Log): Promise<WorkOu
     doc.state === "ready" || doc.state === "purged" ? undefined : { ...withoutMeta(doc), state: "building", building: { attemptId, since: now.toISOString() } },
   );
   if (!claimed) return { next: "notify" };
+  attempt.id = attemptId;
   const requestKey = await unwrapRequestKey(s, req);
   if (!requestKey || !req.personal || !req.subjectHash) throw new AppError("conflict", "the request's personal fields were erased");
   const email = openRequestField(requestKey, req.tenantId, req.id, "email", req.personal.email);
@@ -877,11 +897,13 @@ export function packageStream(s: Services, ctx: ExportContext, head: PackageHead
   const mtime = head.generatedAt;
   const open = new Set<Readable>();
   let stopped = false;
+  /** Ends the package stream: with an error for its reader, or quietly (`undefined`) when its reader gave up. */
   const fail = (err: unknown) => {
     if (stopped) return;
     stopped = true;
     for (const r of open) r.destroy();
-    out.destroy(err instanceof Error ? err : new Error(String(err)));
+    // A reader that gave up listens no more: an error then would be an uncaught 'error' event, fatal to the worker.
+    out.destroy(err === undefined ? undefined : err instanceof Error ? err : new Error(String(err)));
   };
   zip.on("error", fail);
   /** A stream handed to yazl, whose errors end the package (yazl does not listen for them). */
@@ -975,7 +997,7 @@ export function packageStream(s: Services, ctx: ExportContext, head: PackageHead
     stream: out,
     counts: () => ({ ...counts }),
     contentOf: () => [...contentOf].sort(),
-    stop: () => fail(new Error("the package write stopped")),
+    stop: () => fail(undefined),
   };
 }
 

@@ -11,6 +11,7 @@
  * stored first, then its audit entry names its SHA-256, then the entry's position and hash are noted on it: the
  * certificate is "signed" by the chain position that records it, and a record stored once never changes.
  */
+import { inParallel } from "./in-parallel";
 import { createHash } from "node:crypto";
 import { decryptField, encryptField, fieldAssociatedData, lookupHash, normaliseEmail } from "../crypto";
 import { recordSha256, type OutcomeRecord } from "../domain/erasure-certificate";
@@ -38,20 +39,7 @@ export const UPLOAD_CONCURRENCY = 16;
 
 /** Runs `fn` over `items`, `concurrency` at a time; the first failure is thrown after the running ones settle. */
 export async function inBatches<T>(items: readonly T[], concurrency: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  let failure: unknown;
-  const worker = async () => {
-    while (failure === undefined && next < items.length) {
-      const item = items[next++]!;
-      try {
-        await fn(item);
-      } catch (err) {
-        failure ??= err;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
-  if (failure !== undefined) throw failure;
+  await inParallel(items, concurrency, (item) => fn(item));
 }
 
 // --- the outcome document -------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import { startTestApp, type TestApp } from "../helpers/app";
 import { breachBody, registerBreach, type Json } from "../helpers/breaches";
 import { drainBreachJobs, outboxMessageIds, uploadNaming } from "../helpers/breach-persons";
 import { expect } from "../helpers/expect";
+import type { Services } from "../../shared/services";
 
 let t: TestApp;
 
@@ -121,5 +122,41 @@ describe("the notices' progress", () => {
     expect(counters.length).toBeGreaterThan(0);
     for (const c of counters) await parts.item(c.id, b.tenantId).delete();
     expect((await personsOf(b.apiKey, b.id)).notices).toMatchObject({ sent: 200, pending: 0, failed: 0, unreachable: 0 });
+  }, 120_000);
+
+  it("gives a batch's lease back when its step fails half-way, so it is worked again at once and each person told once", async () => {
+    const b = await resolvedBreach("Failing Controller", 1);
+    // The store answers one person's write with a timeout, as Cosmos may under load; everything else is the real store.
+    let writes = 0;
+    const real = t.services.breaches;
+    const flaky = new Proxy(real, {
+      get(target, prop, receiver) {
+        const v = Reflect.get(target, prop, receiver) as unknown;
+        if (prop === "replacePerson") {
+          return async (...args: Parameters<typeof real.replacePerson>) => {
+            if (++writes === 40) throw Object.assign(new Error("Timeout Error! Request took more than 60000 ms"), { name: "TimeoutError" });
+            return real.replacePerson(...args);
+          };
+        }
+        return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    const failing: Services = { ...t.services, breaches: flaky };
+    expect((await t.call("POST", `v1/breaches/${b.id}/notify-persons`, { key: b.apiKey })).status).toBe(202);
+    await expect(drainBreachJobs(t, failing)).rejects.toThrow("Timeout Error");
+    const sentBefore = (await personsOf(b.apiKey, b.id)).notices.sent as number;
+    expect(sentBefore).toBeGreaterThanOrEqual(39);
+    expect(sentBefore).toBeLessThan(100);
+    const { resources } = await t.raw.containers.breaches.items
+      .query({ query: "SELECT c.leaseUntil, c.state FROM c WHERE c.tenantId = @t AND c.type = 'breach-person-batch'", parameters: [{ name: "@t", value: b.tenantId }] })
+      .fetchAll();
+    expect(resources, "the lease given back, the batch still to do").toEqual([{ leaseUntil: null, state: "pending" }]);
+    // Two minutes on (the lease would have held it for five): the sweep finds it due, and a worker finishes it.
+    t.clock.advance({ minutes: 2 });
+    await runBreachSweep(t.services);
+    await drainBreachJobs(t);
+    expect((await personsOf(b.apiKey, b.id)).notices).toMatchObject({ sent: 100, pending: 0, failed: 0 });
+    const ids = (await outboxMessageIds(t, "bpn-")).filter((m) => m.includes(b.id.replace(/^br-/, "")));
+    expect(ids, "each person's notice delivered once").toHaveLength(100);
   }, 120_000);
 });

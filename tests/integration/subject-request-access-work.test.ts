@@ -129,6 +129,30 @@ describe("the package steps", () => {
     expect(Buffer.from(await res.arrayBuffer()).includes(up.content.subarray(0, 64))).toBe(true);
   });
 
+  it("give a failed build's claim back at once, so the retry builds without waiting out the lease", async () => {
+    const email = person("transient");
+    await uploadWith(t, a.apiKey, 700, { dataSubjects: [email] });
+    const id = await requested({ type: "access", subjectEmail: email });
+    await vouch(id);
+    const done = await waitForRequest(t, a.tenantId, id, (d) => d.status === "completed" && d.steps.length === 0, "completed");
+    // The package as before its build (the request's step ran once more after a crash).
+    const stored = (await t.services.packages.get(a.tenantId, id))!;
+    const { _etag: _e, ...rest } = stored;
+    expect(await t.services.packages.replace({ ...rest, state: "open", building: null, dataKey: null, content: null, builtAt: null, expiresAt: null }, stored._etag)).toBeTruthy();
+    // Storage answers the zip's write with a timeout once; everything else is the real service.
+    const failing = { ...t.services, packageBlobs: Object.assign(Object.create(t.services.packageBlobs) as typeof t.services.packageBlobs, {
+      write: async () => {
+        throw Object.assign(new Error("Timeout Error! Request took more than 60000 ms"), { name: "TimeoutError" });
+      },
+    }) };
+    const work = workFor("access")!;
+    await expect(work.steps.build!(failing, done)).rejects.toThrow("Timeout Error");
+    expect(await t.services.packages.get(a.tenantId, id), "the claim given back").toMatchObject({ state: "open", building: null });
+    // The retry, seconds later (the clock not moved): it builds.
+    expect(await work.steps.build!(t.services, done)).toEqual({ next: "notify" });
+    expect(await t.services.packages.get(a.tenantId, id)).toMatchObject({ state: "ready", building: null });
+  });
+
   it("need attention when stored content went missing, and leave no blob of the failed attempts", async () => {
     const email = person("missing");
     const up = await uploadWith(t, a.apiKey, 800, { dataSubjects: [email] });
