@@ -9,6 +9,13 @@
  * affected person: it is built from the part's content alone (counts, categories and the breach texts, which refuse
  * e-mail addresses and CPR numbers), never from the uploads' encrypted fields. Reading it decrypts the controller's
  * contact address, so each read is audited (`breach.report-read`).
+ *
+ * Item (10) says what was done for the persons beside what was decided (Art. 33(3), 34): the notices the tenant
+ * instructed (when, for which version, sent / pending / failed / unreachable, from the persons view of
+ * breach-persons.ts) and every public communication recorded (Art. 34(3)(c)); where the stored facts contradict the
+ * newest decision it names the contradiction (`personsInformed.conflicts`) rather than repeating the decision. Item
+ * (11) says when a notification was recorded after the 72-hour deadline (Art. 33(5)) and that an earlier decision not
+ * to notify was followed by a notification.
  */
 import { createHash } from "node:crypto";
 import { BAND_LABELS, CATEGORY_LABELS, KIND_LABELS, LEVEL_LABELS, METHOD_LABELS, PERSON_CATEGORY_LABELS, YES_NO } from "../domain/breach-labels";
@@ -21,6 +28,7 @@ import { AppError } from "../errors";
 import type { Services } from "../services";
 import { recordAudit, type TenantCaller } from "./audit-trail";
 import { latestContent, latestVersion, occurredFlags } from "./breach-notices";
+import { personsView } from "./breach-persons";
 import { tenantContactEmail } from "./tenants";
 
 /** The measures the product itself has in place before any breach (the form's "measures in place before"). */
@@ -65,10 +73,99 @@ export interface AuthorityReport {
   likelyConsequences: string | null;
   measures: { taken: string | null; proposed: string | null; inPlaceBefore: string; inPlaceBeforeByProcessor: string | null; limitingEffects: string | null };
   severity: { band: string; score: number; formula: string; method: string } | null;
-  /** Whether and how the persons were told, or why not (from the controller's newest decision). */
-  personsInformed: { decided: boolean; notifyPersons: boolean | null; exemption: string | null; reasons: string | null };
-  notification: { clock: AuthorityClock; notifications: Array<{ notifiedAt: string; method: string; reference: string | null; delayReason: string | null; late: boolean }>; notNotifiedReason: string | null };
+  /**
+   * Whether and how the persons were told, or why not: the controller's newest decision (`decided`, `notifyPersons`,
+   * `exemption`, `reasons`, and `decision`: when and on which part version it was made), what was done (`notices`:
+   * the tenant's instruction of notices by e-mail and their counts, null if none was instructed;
+   * `publicCommunications`: every public communication recorded, Art. 34(3)(c)), and `conflicts`: where the stored
+   * facts contradict the decision, each with a code and a sentence in the report's language.
+   */
+  personsInformed: {
+    decided: boolean;
+    notifyPersons: boolean | null;
+    exemption: string | null;
+    reasons: string | null;
+    decision: { at: string; version: number } | null;
+    notices: ReportedNotices | null;
+    publicCommunications: Array<{ publishedAt: string; where: string; text: string; version: number }>;
+    conflicts: Array<{ code: PersonsConflict; message: string }>;
+  };
+  /**
+   * The notification to the authority: each one recorded (`recordedAt`; `recordedAfterDeadline`: it claims a time
+   * within the 72 hours but was recorded after they passed, Art. 33(5)), and the reason not to notify, if recorded
+   * (`notNotifiedSuperseded`: a notification was recorded after it, so it no longer stands).
+   */
+  notification: {
+    clock: AuthorityClock;
+    notifications: Array<{ notifiedAt: string; method: string; reference: string | null; delayReason: string | null; late: boolean; recordedAt: string; recordedAfterDeadline: boolean }>;
+    notNotifiedReason: string | null;
+    notNotifiedAt: string | null;
+    notNotifiedSuperseded: boolean;
+  };
   followUp: { missing: string; expectedBy: string | null } | null;
+}
+
+/**
+ * The notices to the persons the tenant instructed, as the report gives them: the part version they tell of, when
+ * they were instructed, the counts (persons found by the resolution: sent, pending, failed, unreachable), when the
+ * last was done and, if they were stopped (the tenant taken out of the scope), when.
+ */
+export interface ReportedNotices {
+  version: number;
+  requestedAt: string;
+  sent: number;
+  pending: number;
+  failed: number;
+  unreachable: number;
+  completedAt: string | null;
+  stoppedAt: string | null;
+}
+
+/**
+ * A contradiction between the newest decision on the persons and the stored facts:
+ * - `decided-told-not-instructed`: the decision says they are told, but no notice of that version (or a later one)
+ *   was instructed;
+ * - `decided-not-told-but-instructed`: the decision says they are not told, but notices of that version (or a later
+ *   one) were instructed (an instruction given after the decision; recording such a decision after the instruction
+ *   is refused: breaches.ts decideBreach);
+ * - `exemption-c-without-public-communication`: the decision relies on Art. 34(3)(c), which asks for a public
+ *   communication instead, and none is recorded.
+ */
+export const PERSONS_CONFLICTS = ["decided-told-not-instructed", "decided-not-told-but-instructed", "exemption-c-without-public-communication"] as const;
+export type PersonsConflict = (typeof PERSONS_CONFLICTS)[number];
+
+const CONFLICT_TEXT: Record<Language, Record<PersonsConflict, (d: { decidedVersion: number; notices: ReportedNotices | null }) => string>> = {
+  en: {
+    "decided-told-not-instructed": (d) => `The decision (version ${d.decidedVersion}) says the persons are told by e-mail, but no notice to them has been instructed for that version.`,
+    "decided-not-told-but-instructed": (d) =>
+      `The decision (version ${d.decidedVersion}) says the persons are not told, but notices to them were instructed afterwards for version ${d.notices?.version} (${d.notices?.sent} sent, ${d.notices?.pending} pending).`,
+    "exemption-c-without-public-communication": () => "The decision relies on Art. 34(3)(c) (a public communication instead of telling each person), but no public communication is recorded.",
+  },
+  da: {
+    "decided-told-not-instructed": (d) => `Beslutningen (version ${d.decidedVersion}) siger, at personerne underrettes via e-mail, men der er ikke bestilt nogen underretning af dem for den version.`,
+    "decided-not-told-but-instructed": (d) =>
+      `Beslutningen (version ${d.decidedVersion}) siger, at personerne ikke underrettes, men underretninger af dem blev bestilt bagefter for version ${d.notices?.version} (${d.notices?.sent} sendt, ${d.notices?.pending} afventer).`,
+    "exemption-c-without-public-communication": () => "Beslutningen henviser til art. 34, stk. 3, litra c (en offentlig meddelelse i stedet for at underrette hver person), men der er ikke registreret nogen offentlig meddelelse.",
+  },
+};
+
+/**
+ * The contradictions between the newest decision and what was done (see PERSONS_CONFLICTS); empty without a
+ * decision (then the report says what was done, and that nothing is decided).
+ */
+function personsConflicts(
+  decision: { notifyPersons: boolean; exemption: string | null; version: number } | null,
+  notices: ReportedNotices | null,
+  publicCommunications: number,
+  language: Language,
+): Array<{ code: PersonsConflict; message: string }> {
+  if (!decision) return [];
+  const codes: PersonsConflict[] = [];
+  const instructed = notices !== null && notices.version >= decision.version;
+  if (decision.notifyPersons && !instructed) codes.push("decided-told-not-instructed");
+  if (!decision.notifyPersons && instructed) codes.push("decided-not-told-but-instructed");
+  if (!decision.notifyPersons && decision.exemption === "c" && publicCommunications === 0) codes.push("exemption-c-without-public-communication");
+  return codes.map((code) => ({ code, message: CONFLICT_TEXT[language][code]({ decidedVersion: decision.version, notices }) }));
 }
 
 /** The report of the caller's part of breach `id`, in its language. Audited. Errors: not-found. */
@@ -83,6 +180,20 @@ export async function authorityReport(s: Services, caller: TenantCaller, id: str
   const decision = part.decisions.at(-1) ?? null;
   const firstAuthority = part.authorityNotifications[0];
   const language = tenant?.language ?? DEFAULT_LANGUAGE;
+  const view = await personsView(s, part);
+  const notices: ReportedNotices | null =
+    view?.notices && part.persons
+      ? {
+          version: view.version,
+          requestedAt: view.notices.requestedAt,
+          sent: view.notices.sent,
+          pending: view.notices.pending,
+          failed: view.notices.failed,
+          unreachable: view.notices.unreachable,
+          completedAt: view.notices.completedAt,
+          stoppedAt: part.persons.stopped?.at ?? null,
+        }
+      : null;
   return {
     breachId: id,
     version: latestVersion(part).n,
@@ -118,11 +229,31 @@ export async function authorityReport(s: Services, caller: TenantCaller, id: str
     likelyConsequences: c.likelyConsequences,
     measures: { taken: c.measuresTaken, proposed: c.measuresProposed, inPlaceBefore: PRODUCT_MEASURES[language], inPlaceBeforeByProcessor: c.measuresBefore, limitingEffects: c.measuresLimiting },
     severity: assessed?.severity ? { band: assessed.severity.band, score: assessed.severity.score, formula: assessed.severity.formula, method: "ENISA 2013: SE = DPC × EI + CB" } : null,
-    personsInformed: { decided: decision !== null, notifyPersons: decision?.notifyPersons ?? null, exemption: decision?.exemption ? `Art. 34(3)(${decision.exemption})` : null, reasons: decision?.reasons ?? null },
+    personsInformed: {
+      decided: decision !== null,
+      notifyPersons: decision?.notifyPersons ?? null,
+      exemption: decision?.exemption ? `Art. 34(3)(${decision.exemption})` : null,
+      reasons: decision?.reasons ?? null,
+      decision: decision ? { at: decision.at, version: decision.version } : null,
+      notices,
+      publicCommunications: part.publicCommunications.map(({ publishedAt, where, text, version }) => ({ publishedAt, where, text, version })),
+      conflicts: personsConflicts(decision, notices, part.publicCommunications.length, language),
+    },
     notification: {
       clock: authorityClock(new Date(c.awareAt), part.controllerNotifiedAt ? new Date(part.controllerNotifiedAt) : null, { notifiedAt: firstAuthority ? new Date(firstAuthority.notifiedAt) : null, notNotified: part.noAuthorityNotification !== null }, s.clock.now()),
-      notifications: part.authorityNotifications.map(({ notifiedAt, method, reference, delayReason, late }) => ({ notifiedAt, method, reference, delayReason, late })),
+      notifications: part.authorityNotifications.map(({ notifiedAt, method, reference, delayReason, late, recordedAt, recordedAfterDeadline }) => ({
+        notifiedAt,
+        method,
+        reference,
+        delayReason,
+        late,
+        recordedAt,
+        recordedAfterDeadline,
+      })),
       notNotifiedReason: part.noAuthorityNotification?.reason ?? null,
+      notNotifiedAt: part.noAuthorityNotification?.at ?? null,
+      // A decision not to notify is refused once a notification is recorded, so a notification beside it came after it.
+      notNotifiedSuperseded: part.noAuthorityNotification !== null && part.authorityNotifications.length > 0,
     },
     followUp: c.followUp,
   };
@@ -173,17 +304,34 @@ export function authorityReportHtml(s: Services, report: AuthorityReport, timeZo
     formula: report.severity?.formula ?? "",
     personsDecided: report.personsInformed.decided,
     personsNotDecided: !report.personsInformed.decided,
+    decidedVersion: report.personsInformed.decision?.version ?? "",
+    decidedAt: when(report.personsInformed.decision?.at ?? null),
     personsTold: report.personsInformed.notifyPersons === true,
     personsNotTold: report.personsInformed.notifyPersons === false,
+    nothingDone: report.personsInformed.notices === null && report.personsInformed.publicCommunications.length === 0,
+    notices: report.personsInformed.notices
+      ? {
+          ...report.personsInformed.notices,
+          requestedAt: when(report.personsInformed.notices.requestedAt),
+          completedAt: report.personsInformed.notices.completedAt ? when(report.personsInformed.notices.completedAt) : null,
+          stoppedAt: report.personsInformed.notices.stoppedAt ? when(report.personsInformed.notices.stoppedAt) : null,
+        }
+      : null,
+    noNotices: report.personsInformed.notices === null,
+    publicCommunications: report.personsInformed.publicCommunications.map((x) => ({ publishedAt: when(x.publishedAt), where: x.where, text: x.text, version: x.version })),
+    noPublicCommunications: report.personsInformed.publicCommunications.length === 0,
+    conflicts: report.personsInformed.conflicts.map((x) => ({ message: x.message })),
     exemption: report.personsInformed.exemption ?? "",
     hasExemption: report.personsInformed.exemption !== null,
     personsReasons: report.personsInformed.reasons ?? "",
     deadlineAt: when(report.notification.clock.deadlineAt),
     productTargetAt: when(report.notification.clock.productTargetAt),
-    notifications: report.notification.notifications.map((x) => ({ notifiedAt: when(x.notifiedAt), method: METHOD_LABELS[x.method]?.[lang] ?? x.method, reference: x.reference ?? "", hasReference: x.reference !== null, delayReason: x.delayReason ?? "", hasDelayReason: x.delayReason !== null })),
+    notifications: report.notification.notifications.map((x) => ({ notifiedAt: when(x.notifiedAt), method: METHOD_LABELS[x.method]?.[lang] ?? x.method, reference: x.reference ?? "", hasReference: x.reference !== null, delayReason: x.delayReason ?? "", hasDelayReason: x.delayReason !== null, recordedAfterDeadline: x.recordedAfterDeadline, recordedAt: when(x.recordedAt) })),
     hasNotifications: report.notification.notifications.length > 0,
     notNotifiedReason: report.notification.notNotifiedReason ?? "",
-    hasNotNotifiedReason: report.notification.notNotifiedReason !== null,
+    notNotifiedStands: report.notification.notNotifiedReason !== null && !report.notification.notNotifiedSuperseded,
+    notNotifiedSuperseded: report.notification.notNotifiedSuperseded,
+    notNotifiedAt: when(report.notification.notNotifiedAt),
     followUp: report.followUp ? report.followUp.missing : "",
     followUpBy: report.followUp ? when(report.followUp.expectedBy) : "",
     hasFollowUp: report.followUp !== null,

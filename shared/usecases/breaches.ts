@@ -705,14 +705,39 @@ export async function acknowledgeBreach(s: Services, caller: TenantCaller, id: s
 }
 
 /**
+ * A decision the stored facts contradict, as the conflict to refuse it with, or undefined. The report to the
+ * authority (Art. 33(3), 34) states the newest decision, so it must not say what was not done:
+ * - not to tell the persons (`notifyPersons: false`, with or without an Art. 34(3) exemption) of a version whose
+ *   notices the tenant already instructed (they are being, or were, told);
+ * - not to notify the authority when a notification to it is recorded (as recordNoAuthorityNotification refuses).
+ * Telling the persons, or notifying the authority, after a decision not to is allowed: the report then names the
+ * contradiction (breach-report.ts).
+ */
+function contradictedDecision(doc: BreachPartDoc, version: number, input: DecisionInput): string | undefined {
+  if (!input.notifyPersons && doc.persons?.notify && doc.persons.version === version) {
+    return (
+      `the notices to the persons of version ${version} were instructed on ${doc.persons.notify.requestedAt}: a decision that they are not told ` +
+      "would contradict what was done (GDPR Art. 34); record a decision with notifyPersons: true, or explain in a public communication (POST .../public-communication)"
+    );
+  }
+  if (!input.notifyAuthority && doc.authorityNotifications.length > 0) {
+    return `the authority was notified on ${doc.authorityNotifications[0]!.notifiedAt}: a decision not to notify it would contradict that record (GDPR Art. 33(5))`;
+  }
+  return undefined;
+}
+
+/**
  * The tenant's decision on the proposal (the controller decides: Art. 33(1), 34(1)), with its reasons, made on its
  * current version. Persons are told only on the tenant's instruction, never by the decision itself. Each decision is
- * kept; the newest counts. Errors: not-found, conflict (withdrawn).
+ * kept; the newest counts. Errors: not-found, conflict (withdrawn; a decision the stored facts contradict:
+ * contradictedDecision).
  */
 export async function decideBreach(s: Services, caller: TenantCaller, id: string, input: DecisionInput): Promise<TenantBreachView> {
   const now = s.clock.now().toISOString();
   const part = await changePart(s, caller, id, (doc) => {
     mustBeOpen(doc);
+    const contradiction = contradictedDecision(doc, latestVersion(doc).n, input);
+    if (contradiction) throw new AppError("conflict", contradiction);
     return { ...withoutMeta(doc), decisions: [...doc.decisions, { at: now, by: caller.actor, version: latestVersion(doc).n, ...input }].slice(-50), updatedAt: now };
   });
   const v = latestVersion(part);
