@@ -118,6 +118,8 @@ const personsView = z.object({
       estimatedCompletionAt: z.string().nullable().describe("When the last pending notice is expected to go at the e-mail service's pace (EMAIL_SENDS_PER_MINUTE, EMAIL_SENDS_PER_HOUR)"),
       deadlineAt: z.string().describe("The instruction + BREACH_NOTICE_MAX_HOURS: the bound kept for \"without undue delay\" (Art. 34(1))"),
       estimateBreaksDeadline: z.boolean(),
+      stoppedAt: z.string().nullable().describe("When the notices stopped because a later version of the breach took you out of its scope (null: not stopped)"),
+      notTold: z.number().int().describe("Persons still pending when the notices stopped: they are not told (0 unless stopped)"),
       delayAlert: z.object({ at: z.string(), estimateAt: z.string(), deadlineAt: z.string() }).nullable().describe("The alert sent once to you and the operator when the estimate broke the bound"),
       completedAt: z.string().nullable().describe("When the breach sweep found nothing pending any more"),
       limits: z.object({ perMinute: z.number().int(), perHour: z.number().int() }),

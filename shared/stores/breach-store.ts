@@ -180,6 +180,11 @@ export const personsRunSchema = z.object({
       progress: z.enum(["counters", "batches"]).default("batches"),
     })
     .nullable(),
+  /**
+   * Set when the tenant was taken out of the breach's scope (its part withdrawn): nothing more of this run is done,
+   * its persons still pending are not told, no estimate is kept and no delay alert sent.
+   */
+  stopped: z.object({ at: iso, reason: z.enum(["withdrawn"]) }).nullable().default(null),
 });
 export type PersonsRun = z.infer<typeof personsRunSchema>;
 
@@ -221,7 +226,8 @@ export const personBatchSchema = z.object({
   version: z.number().int().positive(),
   batch: z.string(),
   personHashes: z.array(personHashSchema).max(1000),
-  state: z.enum(["pending", "done"]),
+  /** done: every person told, given up or unreachable; stopped: its run was stopped or a later version's replaced it. */
+  state: z.enum(["pending", "done", "stopped"]),
   sent: z.number().int().nonnegative(),
   failed: z.number().int().nonnegative(),
   unreachable: z.number().int().nonnegative(),
@@ -598,12 +604,13 @@ export class BreachStore {
     });
   }
 
-  /** Across all tenants, for the breach sweep only: parts whose notices to persons are queued and not all done. */
+  /** Across all tenants, for the breach sweep only: parts whose notices to persons are queued and not all done (nor stopped). */
   findSendingPersonRunsAcrossTenants(limit: number): Promise<Array<{ tenantId: string; breachId: string }>> {
     return crossPartition(this.container, z.object({ tenantId: z.string(), breachId: z.string() }), {
       query:
         `SELECT TOP ${Math.floor(limit)} c.tenantId, c.breachId FROM c WHERE c.type = 'breach-part' AND IS_DEFINED(c.persons) AND NOT IS_NULL(c.persons) ` +
-        "AND NOT IS_NULL(c.persons.notify) AND NOT IS_NULL(c.persons.notify.queuedAt) AND (NOT IS_DEFINED(c.persons.notify.completedAt) OR IS_NULL(c.persons.notify.completedAt))",
+        "AND NOT IS_NULL(c.persons.notify) AND NOT IS_NULL(c.persons.notify.queuedAt) AND (NOT IS_DEFINED(c.persons.notify.completedAt) OR IS_NULL(c.persons.notify.completedAt)) " +
+        "AND (NOT IS_DEFINED(c.persons.stopped) OR IS_NULL(c.persons.stopped))",
       parameters: [],
     });
   }
@@ -613,7 +620,8 @@ export class BreachStore {
     return crossPartition(this.container, z.object({ tenantId: z.string(), breachId: z.string() }), {
       query:
         `SELECT TOP ${Math.floor(limit)} c.tenantId, c.breachId FROM c WHERE c.type = 'breach-part' AND IS_DEFINED(c.persons) AND NOT IS_NULL(c.persons) ` +
-        "AND (c.persons.resolution.status = 'running' OR (NOT IS_NULL(c.persons.notify) AND IS_NULL(c.persons.notify.queuedAt)))",
+        "AND (c.persons.resolution.status = 'running' OR (NOT IS_NULL(c.persons.notify) AND IS_NULL(c.persons.notify.queuedAt))) " +
+        "AND (NOT IS_DEFINED(c.persons.stopped) OR IS_NULL(c.persons.stopped))",
       parameters: [],
     });
   }

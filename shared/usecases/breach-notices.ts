@@ -121,6 +121,8 @@ function advancePart(part: BreachPartDoc, version: BreachVersionDoc, now: Date):
       ...base,
       status: "withdrawn",
       withdrawnAt: now.toISOString(),
+      // Its persons are no longer this tenant's to tell for this breach: the run stops where it is.
+      persons: part.persons && !part.persons.stopped ? { ...part.persons, stopped: { at: now.toISOString(), reason: "withdrawn" } } : part.persons,
       versions: [...part.versions, { n, at: now.toISOString(), breachVersion: version.n, changes: ["scope"], content: null, severity: null, proposal: null, audited: false }],
       notices: [...part.notices.map((x) => (x.emailAcceptedAt ? x : { ...x, superseded: true })), newNotice(part, n, "breach.updated", now)],
       pendingNotice: { version: n, nextAttemptAt: now.toISOString() },

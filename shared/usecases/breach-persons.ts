@@ -106,6 +106,7 @@ function newRun(version: number, now: Date): PersonsRun {
     startedAt: now.toISOString(),
     resolution: { status: "running", phase: "uploads", page: 0, cursor: null, records: 0, persons: 0, unreachable: 0, unreachableRecords: 0, categories: [], batches: 0, finishedAt: null },
     notify: null,
+    stopped: null,
   };
 }
 
@@ -122,14 +123,14 @@ export async function startPersonResolution(s: Services, part: BreachPartDoc): P
   if (part.status !== "open" || !latest.content) return;
   // Notices the tenant instructed go on through later versions: a newer version is resolved (and the older one's
   // remaining notices stopped) only when the tenant instructs notices for it.
-  if (part.persons?.notify && part.persons.version < latest.n) return;
+  if (part.persons?.notify && !part.persons.stopped && part.persons.version < latest.n) return;
   if (part.persons && part.persons.version >= latest.n) {
     if (part.persons.resolution.status === "running") await queueJob(s, { kind: "resolve-persons", breachId: part.breachId, tenantId: part.tenantId, version: part.persons.version });
     return;
   }
   const now = s.clock.now();
   const r = await s.breaches.updatePart(part.tenantId, part.breachId, (doc) =>
-    (doc.persons && doc.persons.version >= latest.n) || doc.persons?.notify ? undefined : { ...withoutMeta(doc), persons: newRun(latest.n, now) },
+    (doc.persons && doc.persons.version >= latest.n) || (doc.persons?.notify && !doc.persons.stopped) ? undefined : { ...withoutMeta(doc), persons: newRun(latest.n, now) },
   );
   if (r.updated) await queueJob(s, { kind: "resolve-persons", breachId: part.breachId, tenantId: part.tenantId, version: latest.n });
 }
@@ -173,7 +174,7 @@ async function scopePage(s: Services, tenantId: string, content: TenantContent, 
 async function resolveStep(s: Services, msg: Extract<PersonJob, { kind: "resolve-persons" }>, log?: Log): Promise<string> {
   const part = await s.breaches.getPart(msg.tenantId, msg.breachId);
   const run = part?.persons;
-  if (!part || !run || run.version !== msg.version || part.status !== "open") return "skipped";
+  if (!part || !run || run.version !== msg.version || part.status !== "open" || run.stopped) return "skipped";
   if (run.resolution.status === "done") {
     if (run.notify && !run.notify.queuedAt) await queueJob(s, { ...msg, kind: "fan-out-persons" });
     return "resolved";
@@ -388,6 +389,10 @@ export interface PersonsView {
     /** BREACH_NOTICE_MAX_HOURS after the instruction. */
     deadlineAt: string;
     estimateBreaksDeadline: boolean;
+    /** When the notices stopped because the tenant was taken out of the breach's scope (null: not stopped). */
+    stoppedAt: string | null;
+    /** Persons who were still pending when the notices stopped: they are not told (0 unless stopped). */
+    notTold: number;
     delayAlert: NonNullable<PersonsRun["notify"]>["delayAlert"];
     completedAt: string | null;
     limits: SendLimits;
@@ -423,7 +428,11 @@ export async function personsView(s: Services, part: BreachPartDoc): Promise<Per
   if (!run) return null;
   let notices: PersonsView["notices"] = null;
   if (run.notify) {
-    const p = await progressOf(s, part, run);
+    const counted = await progressOf(s, part, run);
+    // A stopped run tells nobody more: what was pending is not told, and there is nothing to estimate. (A part
+    // withdrawn before runs were stopped at the withdrawal is stopped too; the sweep marks it so.)
+    const stoppedAt = run.stopped?.at ?? (part.status !== "open" ? (part.withdrawnAt ?? part.updatedAt) : null);
+    const p = stoppedAt ? { ...counted, pending: 0 } : counted;
     const now = s.clock.now();
     const rate = await s.breaches.getSendRate();
     const estimate = estimateCompletion(p.pending, rate?.state, now, limitsOf(s));
@@ -437,6 +446,8 @@ export async function personsView(s: Services, part: BreachPartDoc): Promise<Per
       estimatedCompletionAt: p.pending > 0 ? estimate.toISOString() : null,
       deadlineAt: noticeDeadline(requestedAt, s.settings.breachNoticeMaxHours).toISOString(),
       estimateBreaksDeadline: p.pending > 0 && breaksDeadline(estimate, requestedAt, s.settings.breachNoticeMaxHours),
+      stoppedAt,
+      notTold: stoppedAt ? counted.pending : 0,
       delayAlert: run.notify.delayAlert,
       completedAt: run.notify.completedAt,
       limits: limitsOf(s),
@@ -514,7 +525,7 @@ export async function requestPersonNotices(s: Services, caller: TenantCaller, id
 async function fanOutStep(s: Services, msg: Extract<PersonJob, { kind: "fan-out-persons" }>, log?: Log): Promise<string> {
   let part = await s.breaches.getPart(msg.tenantId, msg.breachId);
   let run = part?.persons;
-  if (!part || !run || run.version !== msg.version || part.status !== "open" || !run.notify) return "skipped";
+  if (!part || !run || run.version !== msg.version || part.status !== "open" || run.stopped || !run.notify) return "skipped";
   if (run.resolution.status !== "done") return "waiting-for-resolution";
   while (!run.notify!.queuedAt) {
     const names = await s.breaches.batchNames(msg.tenantId, msg.breachId, msg.version, run.notify!.cursor === null ? null : batchId(msg.breachId, msg.version, run.notify!.cursor), FAN_OUT_PAGE);
@@ -677,9 +688,15 @@ function personNoticeView(ctx: NoticeContext, breachId: string, version: number,
 async function batchStep(s: Services, msg: Extract<PersonJob, { kind: "person-batch" }>, log?: Log): Promise<string> {
   const part = await s.breaches.getPart(msg.tenantId, msg.breachId);
   const run = part?.persons;
-  if (!part || !run || run.version !== msg.version || !run.notify || part.status !== "open") return "skipped";
   const batch = await s.breaches.getBatch(msg.tenantId, msg.breachId, msg.version, msg.batch);
-  if (!batch || batch.state === "done") return "skipped";
+  if (!batch || batch.state !== "pending") return "skipped";
+  // A batch of a run that was stopped (the tenant taken out of the scope) or replaced by a later version's is closed,
+  // so that the sweep's catch-up for lost batches never picks it again (nothing is sent for it).
+  if (!part || part.status !== "open" || !run || run.stopped || run.version > msg.version) {
+    await s.breaches.replaceBatch({ ...withoutMeta(batch), state: "stopped", leaseUntil: null, updatedAt: s.clock.now().toISOString() }, batch._etag);
+    return "stopped";
+  }
+  if (run.version !== msg.version || !run.notify) return "skipped";
   const now = s.clock.now();
   if (batch.leaseUntil && Date.parse(batch.leaseUntil) > now.getTime()) {
     // Another worker holds it: look again when its lease runs out (it may die holding it), not only at the sweep.
@@ -823,7 +840,7 @@ async function workLeasedBatch(
 async function checkDelay(s: Services, part: StoredBreachPart, log?: Log): Promise<void> {
   const fresh = await s.breaches.getPart(part.tenantId, part.breachId);
   const run = fresh?.persons;
-  if (!fresh || !run?.notify || run.notify.delayAlert) return;
+  if (!fresh || fresh.status !== "open" || !run?.notify || run.stopped || run.notify.delayAlert) return;
   const p = await progressOf(s, fresh, run);
   if (p.pending === 0) return;
   const now = s.clock.now();
@@ -988,6 +1005,19 @@ export async function runPersonJob(s: Services, msg: PersonJob, log?: Log): Prom
   }
 }
 
+/**
+ * A run of a withdrawn part (the tenant taken out of the scope) marked stopped, for parts withdrawn before runs were
+ * stopped at the withdrawal itself (shared/usecases/breach-notices.ts): true when the part is not open.
+ */
+async function stopIfWithdrawn(s: Services, part: BreachPartDoc): Promise<boolean> {
+  if (part.status === "open") return false;
+  const at = s.clock.now().toISOString();
+  await s.breaches.updatePart(part.tenantId, part.breachId, (doc) =>
+    doc.status !== "open" && doc.persons && !doc.persons.stopped ? { ...withoutMeta(doc), persons: { ...doc.persons, stopped: { at, reason: "withdrawn" } } } : undefined,
+  );
+  return true;
+}
+
 /** A batch whose time came this long ago and that nobody holds lost its message (or its worker died). */
 const LOST_BATCH_GRACE_MS = MINUTE;
 
@@ -1003,6 +1033,7 @@ export async function sweepPersonJobs(s: Services): Promise<number> {
     const part = await s.breaches.getPart(ref.tenantId, ref.breachId);
     const run = part?.persons;
     if (!part || !run) continue;
+    if (await stopIfWithdrawn(s, part)) continue;
     const key = { breachId: ref.breachId, tenantId: ref.tenantId, version: run.version };
     if (run.resolution.status === "running") await queueJob(s, { kind: "resolve-persons", ...key });
     else if (run.notify && !run.notify.queuedAt) await queueJob(s, { kind: "fan-out-persons", ...key });
@@ -1014,6 +1045,7 @@ export async function sweepPersonJobs(s: Services): Promise<number> {
     const part = await s.breaches.getPart(ref.tenantId, ref.breachId);
     const run = part?.persons;
     if (!part || !run?.notify) continue;
+    if (await stopIfWithdrawn(s, part)) continue;
     const p = await progressOf(s, part, run);
     if (p.pending > 0) {
       await checkDelay(s, part);

@@ -1,0 +1,109 @@
+/**
+ * Notices to persons that must stop: a tenant taken out of the breach's scope tells nobody more, gets no delay alert
+ * and shows what was not told; batches of a stopped run, or of a version a later instruction replaced, are closed,
+ * so the sweep's catch-up for lost batches (the oldest due first, a page at a time) is never filled with batches that
+ * will never be worked. The clock is moved, never slept; the test works the breach-jobs queue itself.
+ */
+import { afterAll, beforeAll, describe, it } from "@jest/globals";
+import { runBreachSweep } from "../../shared/usecases/breach-notices";
+import { startTestApp, type TestApp } from "../helpers/app";
+import { breachBody, registerBreach, type Json } from "../helpers/breaches";
+import { drainBreachJobs, outboxMessageIds, uploadNaming } from "../helpers/breach-persons";
+import { expect } from "../helpers/expect";
+
+const OPERATOR = "security@processor.example";
+let t: TestApp;
+
+beforeAll(async () => {
+  t = await startTestApp({
+    queues: false,
+    settings: { EMAIL_SENDS_PER_MINUTE: "5", EMAIL_SENDS_PER_HOUR: "10", BREACH_NOTICE_MAX_HOURS: "72", OPERATOR_CONTACT_EMAIL: OPERATOR },
+  });
+}, 60_000);
+afterAll(async () => {
+  await t?.stop();
+});
+
+async function personsOf(apiKey: string, id: string): Promise<Json> {
+  const res = await t.call("GET", `v1/breaches/${id}/persons`, { key: apiKey });
+  expect(res.status).toBe(200);
+  return res.json();
+}
+
+async function batchesOf(tenantId: string): Promise<Array<{ version: number; state: string }>> {
+  const { resources } = await t.raw.containers.breaches.items
+    .query({ query: "SELECT c.version, c.state FROM c WHERE c.tenantId = @t AND c.type = 'breach-person-batch'", parameters: [{ name: "@t", value: tenantId }] })
+    .fetchAll();
+  return resources;
+}
+
+const noticesTo = async (id: string) => (await outboxMessageIds(t, "bpn-")).filter((m) => m.includes(id.replace(/^br-/, "")));
+
+describe("notices to persons that stop", () => {
+  it("stop for a tenant taken out of the scope: nobody more is told, no delay alert, the view says who was not told", async () => {
+    t.clock.set("2026-05-04T09:00:30.000Z");
+    const out = await t.createTenant("Withdrawn Controller");
+    const kept = await t.createTenant("Kept Controller");
+    const a = await uploadNaming(t, out.apiKey, Array.from({ length: 30 }, (_, j) => `w${j}@subjects.example`), ["rw@recipients.example"]);
+    const b = await uploadNaming(t, kept.apiKey, ["k1@subjects.example"], ["rk@recipients.example"]);
+    const reg = await registerBreach(
+      t,
+      breachBody(t, {
+        scope: [
+          { tenantId: out.tenantId, uploads: [a], personCategories: ["data-subjects"], categories: [] },
+          { tenantId: kept.tenantId, uploads: [b], personCategories: ["data-subjects"], categories: [] },
+        ],
+      }),
+    );
+    await drainBreachJobs(t);
+    expect((await t.call("POST", `v1/breaches/${reg.id}/notify-persons`, { key: out.apiKey })).status).toBe(202);
+    await drainBreachJobs(t);
+    const before = await personsOf(out.apiKey, reg.id);
+    expect(before.notices).toMatchObject({ sent: 5, pending: 25, stoppedAt: null, notTold: 0, delayAlert: null });
+    expect(before.notices.estimatedCompletionAt).not.toBeNull();
+
+    // The operator takes the tenant out of the scope.
+    const res = await t.admin("PATCH", `v1/admin/breaches/${reg.id}`, { removeFromScope: [out.tenantId] }, { "if-match": reg.etag });
+    expect(res.status).toBe(200);
+    await drainBreachJobs(t);
+    // Three days on: every minute's and hour's budget would have allowed the rest, and the estimate's bound is past.
+    for (let h = 0; h < 75; h += 5) {
+      t.clock.advance({ hours: 5 });
+      await runBreachSweep(t.services);
+      await drainBreachJobs(t);
+    }
+    expect(await noticesTo(reg.id), "nobody more was told").toHaveLength(5);
+    expect((await outboxMessageIds(t, "bpd-")).filter((m) => m.includes(reg.id.replace(/^br-/, ""))), "no delay alert").toEqual([]);
+    const after = await personsOf(out.apiKey, reg.id);
+    expect(after.notices).toMatchObject({ sent: 5, pending: 0, notTold: 25, estimatedCompletionAt: null, estimateBreaksDeadline: false, delayAlert: null });
+    expect(after.notices.stoppedAt).not.toBeNull();
+    expect((await batchesOf(out.tenantId)).every((x) => x.state !== "pending"), "no batch of the stopped run left to pick").toBe(true);
+  }, 120_000);
+
+  it("close the batches of a version a later instruction replaced, so the sweep's catch-up never picks them again", async () => {
+    const ctl = await t.createTenant("Phased Controller");
+    const ups: string[] = [];
+    for (let u = 0; u < 3; u++) ups.push(await uploadNaming(t, ctl.apiKey, Array.from({ length: 90 }, (_, j) => `v${u}-${j}@subjects.example`), [`r${u}@recipients.example`]));
+    const reg = await registerBreach(t, breachBody(t, { scope: [{ tenantId: ctl.tenantId, uploads: ups, personCategories: ["data-subjects"], categories: [] }] }));
+    await drainBreachJobs(t);
+    expect((await t.call("POST", `v1/breaches/${reg.id}/notify-persons`, { key: ctl.apiKey })).status).toBe(202);
+    await drainBreachJobs(t);
+    expect((await batchesOf(ctl.tenantId)).filter((x) => x.version === 1 && x.state === "pending").length).toBeGreaterThan(0);
+
+    // A new phase of information (Art. 33(4)): version 2 of the tenant's part, whose notices the tenant instructs.
+    const res = await t.admin("PATCH", `v1/admin/breaches/${reg.id}`, { measuresTaken: "Every key rotated; the storage account's access logs reviewed." }, { "if-match": reg.etag });
+    expect(res.status).toBe(200);
+    await drainBreachJobs(t);
+    expect((await t.call("POST", `v1/breaches/${reg.id}/notify-persons`, { key: ctl.apiKey })).status).toBe(202);
+    await drainBreachJobs(t);
+    t.clock.advance({ minutes: 10 });
+    await runBreachSweep(t.services);
+    const seen = await drainBreachJobs(t);
+    expect(seen["person-batch:stopped"], "the replaced version's batches closed").toBeGreaterThan(0);
+    const v1 = (await batchesOf(ctl.tenantId)).filter((x) => x.version === 1);
+    expect(v1.every((x) => x.state !== "pending"), "no batch of version 1 left to pick").toBe(true);
+    // The sweep's catch-up finds only batches that will be worked: version 2's.
+    const due = await t.services.breaches.findDueBatchesAcrossTenants(new Date(t.clock.now().getTime() + 3_600_000), t.clock.now(), 500);
+    expect(due.filter((d) => d.tenantId === ctl.tenantId).every((d) => d.version === 2)).toBe(true);
+  }, 120_000);
+});
