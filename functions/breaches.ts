@@ -27,6 +27,7 @@ import {
 } from "../shared/domain/breaches";
 import { WEBHOOK_EVENT_TYPES } from "../shared/domain/webhooks";
 import { httpEndpoint, problems, type EndpointResult } from "../shared/http/endpoint";
+import { authorityReportSchema } from "../shared/http/breach-report-schema";
 import { parseIfMatch } from "../shared/http/preconditions";
 import { factDateTime, pageOf, pagingQuery } from "../shared/http/schemas";
 import { AppError } from "../shared/errors";
@@ -478,7 +479,9 @@ const decide = httpEndpoint({
   auth: "tenant",
   tags,
   summary: "Record your decision on the proposal, with reasons (the controller decides: GDPR Art. 33(1), 34(1))",
-  description: "Persons are told only on your separate instruction, never by this decision.",
+  description:
+    "Persons are told only on your separate instruction, never by this decision. A decision the stored facts contradict is refused (409): the persons not told " +
+    "(notifyPersons: false) of a version whose notices you instructed, or the authority not notified (notifyAuthority: false) after a notification is recorded.",
   params,
   body: decisionSchema,
   idempotency: {},
@@ -589,7 +592,7 @@ const report = httpEndpoint({
   responses: {
     200: {
       description: "The report: application/json unless Accept prefers text/html (a printable page with a Content-Security-Policy)",
-      schema: z.record(z.string(), z.unknown()).describe("contactPoint, description, persons, records, consequences, likelyConsequences, measures, severity, personsInformed, notification, followUp"),
+      schema: authorityReportSchema,
       alternatives: { "text/html": z.string().describe("The same report as an HTML page in your language") },
     },
     404: problems(["not-found"]),

@@ -20,6 +20,7 @@
 import { createHash } from "node:crypto";
 import { BAND_LABELS, CATEGORY_LABELS, KIND_LABELS, LEVEL_LABELS, METHOD_LABELS, PERSON_CATEGORY_LABELS, YES_NO } from "../domain/breach-labels";
 import { authorityClock, breachKinds, type AuthorityClock } from "../domain/breaches";
+import type { PersonsConflict } from "../domain/breach-report";
 import { DEFAULT_LANGUAGE, type Language } from "../domain/language";
 import { DEFAULT_TIME_ZONE } from "../domain/tenant";
 import { formatInstant } from "../domain/time";
@@ -108,7 +109,7 @@ export interface AuthorityReport {
 /**
  * The notices to the persons the tenant instructed, as the report gives them: the part version they tell of, when
  * they were instructed, the counts (persons found by the resolution: sent, pending, failed, unreachable), when the
- * last was done and, if they were stopped (the tenant taken out of the scope), when.
+ * last was done and, if they were stopped (the tenant taken out of the scope), when and how many were not told.
  */
 export interface ReportedNotices {
   version: number;
@@ -119,20 +120,9 @@ export interface ReportedNotices {
   unreachable: number;
   completedAt: string | null;
   stoppedAt: string | null;
+  /** Persons still pending when the notices stopped: they are not told (0 unless stopped). */
+  notTold: number;
 }
-
-/**
- * A contradiction between the newest decision on the persons and the stored facts:
- * - `decided-told-not-instructed`: the decision says they are told, but no notice of that version (or a later one)
- *   was instructed;
- * - `decided-not-told-but-instructed`: the decision says they are not told, but notices of that version (or a later
- *   one) were instructed (an instruction given after the decision; recording such a decision after the instruction
- *   is refused: breaches.ts decideBreach);
- * - `exemption-c-without-public-communication`: the decision relies on Art. 34(3)(c), which asks for a public
- *   communication instead, and none is recorded.
- */
-export const PERSONS_CONFLICTS = ["decided-told-not-instructed", "decided-not-told-but-instructed", "exemption-c-without-public-communication"] as const;
-export type PersonsConflict = (typeof PERSONS_CONFLICTS)[number];
 
 const CONFLICT_TEXT: Record<Language, Record<PersonsConflict, (d: { decidedVersion: number; notices: ReportedNotices | null }) => string>> = {
   en: {
@@ -150,7 +140,7 @@ const CONFLICT_TEXT: Record<Language, Record<PersonsConflict, (d: { decidedVersi
 };
 
 /**
- * The contradictions between the newest decision and what was done (see PERSONS_CONFLICTS); empty without a
+ * The contradictions between the newest decision and what was done (PERSONS_CONFLICTS, domain/breach-report.ts); empty without a
  * decision (then the report says what was done, and that nothing is decided).
  */
 function personsConflicts(
@@ -182,7 +172,7 @@ export async function authorityReport(s: Services, caller: TenantCaller, id: str
   const language = tenant?.language ?? DEFAULT_LANGUAGE;
   const view = await personsView(s, part);
   const notices: ReportedNotices | null =
-    view?.notices && part.persons
+    view?.notices
       ? {
           version: view.version,
           requestedAt: view.notices.requestedAt,
@@ -191,7 +181,8 @@ export async function authorityReport(s: Services, caller: TenantCaller, id: str
           failed: view.notices.failed,
           unreachable: view.notices.unreachable,
           completedAt: view.notices.completedAt,
-          stoppedAt: part.persons.stopped?.at ?? null,
+          stoppedAt: view.notices.stoppedAt,
+          notTold: view.notices.notTold,
         }
       : null;
   return {

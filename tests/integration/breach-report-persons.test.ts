@@ -9,6 +9,9 @@
  * works the breach-jobs queue itself.
  */
 import { afterAll, beforeAll, describe, it } from "@jest/globals";
+import type { z } from "zod";
+import { authorityReportSchema } from "../../shared/http/breach-report-schema";
+import type { AuthorityReport } from "../../shared/usecases/breach-report";
 import { startTestApp, type TestApp } from "../helpers/app";
 import { breachBody, registerBreach, type Json } from "../helpers/breaches";
 import { drainBreachJobs, uploadNaming } from "../helpers/breach-persons";
@@ -28,10 +31,17 @@ async function json(res: Response): Promise<Json> {
   return res.json();
 }
 
+// The report's type fits the schema the OpenAPI document gives for it.
+const fits: (r: AuthorityReport) => z.input<typeof authorityReportSchema> = (r) => r;
+void fits;
+
+/** The JSON report; every field in it is one the OpenAPI schema describes (parsing strips none). */
 async function report(apiKey: string, id: string): Promise<Json> {
   const res = await t.call("GET", `v1/breaches/${id}/report`, { key: apiKey });
   expect(res.status).toBe(200);
-  return json(res);
+  const body = await json(res);
+  expect(authorityReportSchema.parse(body), "the report holds only fields its OpenAPI schema describes").toEqual(body);
+  return body;
 }
 
 async function reportHtml(apiKey: string, id: string): Promise<string> {
