@@ -83,6 +83,8 @@ const BATCH_LEASE_MS = 5 * MINUTE;
 /** Parallel e-mail sends within a batch, and parallel document writes. */
 const SEND_CONCURRENCY = 8;
 const STORE_CONCURRENCY = 16;
+/** Records read per person, by keyed hash, when none of the records the resolution kept for them names them any more. */
+const FALLBACK_RECORDS = 5;
 /** Batches named per fan-out page (one message queued for each). */
 const FAN_OUT_PAGE = 200;
 
@@ -143,6 +145,9 @@ interface Found {
   categories: Set<DataCategory>;
   sources: Array<{ kind: "upload" | "consent-subject" | "subject-request"; id: string }>;
 }
+
+/** What of a recipient a transfer holds: their address. */
+const RECIPIENT_CATEGORIES: readonly DataCategory[] = ["contact"];
 
 /** Consent events read per resolution step. */
 const CONSENT_PAGE = 200;
@@ -207,13 +212,14 @@ async function resolveStep(s: Services, msg: Extract<PersonJob, { kind: "resolve
       const rowCategories = [...new Set([...row.categories, ...content.scope.categories])];
       for (const c of rowCategories) categories.add(c);
       let lost = 0;
-      const add = (hashes: string[], count: number, role: "data-subject" | "recipient") => {
+      const add = (hashes: string[], count: number, role: "data-subject" | "recipient", cats: readonly DataCategory[]) => {
         // Deleted records keep their counts but lose their keyed hashes: those persons cannot be reached.
         if (hashes.length === 0 && count > 0) lost += count;
-        for (const h of hashes) note(h, role, rowCategories, { kind: "upload", id: row.id });
+        for (const h of hashes) note(h, role, cats, { kind: "upload", id: row.id });
       };
-      if (personCategories.includes("data-subjects")) add(row.lookups.subjects, row.subjectCount, "data-subject");
-      if (personCategories.includes("recipients")) add(row.lookups.recipients, row.recipientCount, "recipient");
+      if (personCategories.includes("data-subjects")) add(row.lookups.subjects, row.subjectCount, "data-subject", rowCategories);
+      // A recipient's own data in a transfer is their address, not what the transfer says of its data subjects.
+      if (personCategories.includes("recipients")) add(row.lookups.recipients, row.recipientCount, "recipient", RECIPIENT_CATEGORIES);
       if (lost > 0) {
         unreachable += lost;
         unreachableRecords++;
@@ -604,16 +610,16 @@ async function addressesOf(s: Services, tenantId: string, persons: readonly Brea
   const take = (h: string, address: string) => {
     if (wanted.has(h) && !addresses.has(h)) addresses.set(h, address);
   };
+  const fromUpload = async (doc: Awaited<ReturnType<typeof s.uploads.get>>) => {
+    if (!doc?.personal || !doc.dataKey) return;
+    const key = await unwrapUploadKey(s, doc);
+    recordsRead++;
+    const lists = [openField(key, tenantId, doc.id, "subjects", doc.personal.subjects), openField(key, tenantId, doc.id, "recipients", doc.personal.recipients)];
+    for (const list of lists) for (const address of JSON.parse(list) as string[]) take(lookupHash(secret, normaliseEmail(address)), address);
+  };
   // Read the records in order, stopping once every person has an address (most persons have one record).
   for (let i = 0; i < uploads.length && addresses.size < wanted.size; i += STORE_CONCURRENCY) {
-    const docs = await Promise.all(uploads.slice(i, i + STORE_CONCURRENCY).map((id) => s.uploads.get(tenantId, id)));
-    for (const doc of docs) {
-      if (!doc?.personal || !doc.dataKey) continue;
-      const key = await unwrapUploadKey(s, doc);
-      recordsRead++;
-      const lists = [openField(key, tenantId, doc.id, "subjects", doc.personal.subjects), openField(key, tenantId, doc.id, "recipients", doc.personal.recipients)];
-      for (const list of lists) for (const address of JSON.parse(list) as string[]) take(lookupHash(secret, normaliseEmail(address)), address);
-    }
+    for (const doc of await Promise.all(uploads.slice(i, i + STORE_CONCURRENCY).map((id) => s.uploads.get(tenantId, id)))) await fromUpload(doc);
   }
   const requests = [...new Set(persons.flatMap((p) => p.sources.filter((x) => x.kind === "subject-request").map((x) => x.id)))];
   for (let i = 0; i < requests.length && addresses.size < wanted.size; i += STORE_CONCURRENCY) {
@@ -626,14 +632,22 @@ async function addressesOf(s: Services, tenantId: string, persons: readonly Brea
       take(doc.subjectHash, openRequestField(key, tenantId, doc.id, "email", doc.personal.email));
     }
   }
+  const fromSubject = async (doc: Awaited<ReturnType<typeof s.consents.getSubjectById>>) => {
+    if (!doc || !wanted.has(doc.lookup) || addresses.has(doc.lookup)) return;
+    const key = await unwrapSubjectKey(s, doc);
+    recordsRead++;
+    take(doc.lookup, openConsentField(key, tenantId, doc.subjectId, "email", doc.email));
+  };
   for (let i = 0; i < subjects.length && addresses.size < wanted.size; i += STORE_CONCURRENCY) {
-    const docs = await Promise.all(subjects.slice(i, i + STORE_CONCURRENCY).map((id) => s.consents.getSubjectById(tenantId, id)));
-    for (const doc of docs) {
-      if (!doc || !wanted.has(doc.lookup) || addresses.has(doc.lookup)) continue;
-      const key = await unwrapSubjectKey(s, doc);
-      recordsRead++;
-      take(doc.lookup, openConsentField(key, tenantId, doc.subjectId, "email", doc.email));
-    }
+    for (const doc of await Promise.all(subjects.slice(i, i + STORE_CONCURRENCY).map((id) => s.consents.getSubjectById(tenantId, id)))) await fromSubject(doc);
+  }
+  // A person keeps at most five source records: when those were all deleted since, a live record the resolution did
+  // not keep may still name them. Found by their keyed hash (uploads, then their consent record), a few each.
+  for (const p of persons) {
+    if (addresses.has(p.personHash)) continue;
+    const ids = (await s.uploads.idsNamingPerson(tenantId, p.personHash, FALLBACK_RECORDS)).filter((id) => !uploads.includes(id));
+    for (const doc of await Promise.all(ids.map((id) => s.uploads.get(tenantId, id)))) if (!addresses.has(p.personHash)) await fromUpload(doc);
+    if (!addresses.has(p.personHash)) await fromSubject(await s.consents.getSubjectByLookup(tenantId, p.personHash));
   }
   return { addresses, recordsRead };
 }

@@ -1,0 +1,61 @@
+/**
+ * What each person is told, and that a person still named by a live record is reached: a recipient of a transfer is
+ * told of their own data in it (their address), never of its data subjects' categories (health data is the
+ * subjects', not the recipient's); a person whose records kept by the resolution (at most five) were all deleted
+ * since, but whom a sixth live record names, is still e-mailed, not counted unreachable.
+ */
+import { afterAll, beforeAll, describe, it } from "@jest/globals";
+import { startTestApp, type TestApp } from "../helpers/app";
+import { breachBody, registerBreach } from "../helpers/breaches";
+import { drainBreachJobs, outboxRecipients, uploadNaming } from "../helpers/breach-persons";
+import { expect } from "../helpers/expect";
+
+let t: TestApp;
+
+beforeAll(async () => {
+  t = await startTestApp({ queues: false, settings: { EMAIL_SENDS_PER_MINUTE: "100000", EMAIL_SENDS_PER_HOUR: "1000000" } });
+}, 60_000);
+afterAll(async () => {
+  await t?.stop();
+});
+
+describe("whom the notices reach, and what they say", () => {
+  it("tells a recipient of their address only, and the data subject of the transfer's categories", async () => {
+    const ctl = await t.createTenant("Clinic Controller");
+    const up = await uploadNaming(t, ctl.apiKey, ["patient@subjects.example"], ["courier@recipients.example"], ["health"]);
+    const { id } = await registerBreach(t, breachBody(t, { scope: [{ tenantId: ctl.tenantId, uploads: [up], personCategories: ["data-subjects", "recipients"], categories: [] }] }));
+    await drainBreachJobs(t);
+    expect((await t.call("POST", `v1/breaches/${id}/notify-persons`, { key: ctl.apiKey })).status).toBe(202);
+    await drainBreachJobs(t);
+    const mails = (await outboxRecipients(t, "bpn-")).filter((m) => m.messageId.includes(id.replace(/^br-/, "")));
+    const courier = mails.find((m) => m.to === "courier@recipients.example")!;
+    const patient = mails.find((m) => m.to === "patient@subjects.example")!;
+    expect(patient.text).toMatch(/health/i);
+    expect(courier.text, "the recipient is not told the subjects' health data is theirs").not.toMatch(/health/i);
+    const { resources } = await t.raw.containers.breaches.items
+      .query({ query: "SELECT c.roles, c.categories FROM c WHERE c.tenantId = @t AND c.type = 'breach-person'", parameters: [{ name: "@t", value: ctl.tenantId }] })
+      .fetchAll();
+    expect(resources).toEqual(expect.arrayContaining([{ roles: ["recipient"], categories: ["contact"] }, { roles: ["data-subject"], categories: ["health"] }]));
+  });
+
+  it("reaches a person whose five kept records were deleted through a sixth live record that names them", async () => {
+    const ctl = await t.createTenant("Many Records Controller");
+    const ups: string[] = [];
+    for (let i = 0; i < 6; i++) ups.push(await uploadNaming(t, ctl.apiKey, ["multi@subjects.example"], [`r${i}@recipients.example`]));
+    const { id } = await registerBreach(t, breachBody(t, { scope: [{ tenantId: ctl.tenantId, uploads: ups, personCategories: ["data-subjects"], categories: [] }] }));
+    await drainBreachJobs(t);
+    const { resources } = await t.raw.containers.breaches.items
+      .query({ query: "SELECT c.sources FROM c WHERE c.tenantId = @t AND c.type = 'breach-person' AND ARRAY_LENGTH(c.sources) = 5", parameters: [{ name: "@t", value: ctl.tenantId }] })
+      .fetchAll();
+    expect(resources).toHaveLength(1);
+    const kept = (resources[0].sources as Array<{ id: string }>).map((x) => x.id);
+    for (const upload of kept) expect((await t.call("DELETE", `v1/uploads/${upload}`, { key: ctl.apiKey })).status).toBe(204);
+    await drainBreachJobs(t);
+    expect((await t.call("POST", `v1/breaches/${id}/notify-persons`, { key: ctl.apiKey })).status).toBe(202);
+    await drainBreachJobs(t);
+    const to = (await outboxRecipients(t, "bpn-")).filter((m) => m.messageId.includes(id.replace(/^br-/, ""))).map((m) => m.to);
+    expect(to, "the person a live record still names is told").toContain("multi@subjects.example");
+    const view = await (await t.call("GET", `v1/breaches/${id}/persons`, { key: ctl.apiKey })).json();
+    expect(view.notices).toMatchObject({ sent: 1, unreachable: 0, pending: 0 });
+  });
+});
