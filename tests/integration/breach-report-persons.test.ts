@@ -165,6 +165,33 @@ describe("the authority report says what was done for the persons, and refuses d
   });
 });
 
+describe("notices stopped when the tenant was taken out of the scope", () => {
+  it("reports when they stopped and how many persons were not told, in JSON and HTML", async () => {
+    t.clock.set("2026-05-20T09:00:00.000Z");
+    const out = await t.createTenant("Removed Controller");
+    const stays = await t.createTenant("Staying Controller");
+    const uo = await uploadNaming(t, out.apiKey, ["o1@subjects.example", "o2@subjects.example"], ["ro@recipients.example"]);
+    const us = await uploadNaming(t, stays.apiKey, ["s1@subjects.example"], ["rs@recipients.example"]);
+    const reg = await registerBreach(
+      t,
+      breachBody(t, {
+        scope: [
+          { tenantId: out.tenantId, uploads: [uo], personCategories: ["data-subjects"], categories: [] },
+          { tenantId: stays.tenantId, uploads: [us], personCategories: ["data-subjects"], categories: [] },
+        ],
+      }),
+    );
+    await drainBreachJobs(t);
+    // Instructed, then taken out of the scope before any notice went (the queue is not worked in between).
+    expect((await t.call("POST", `v1/breaches/${reg.id}/notify-persons`, { key: out.apiKey })).status).toBe(202);
+    expect((await t.admin("PATCH", `v1/admin/breaches/${reg.id}`, { removeFromScope: [out.tenantId] }, { "if-match": reg.etag })).status).toBe(200);
+    await drainBreachJobs(t);
+    const r = await report(out.apiKey, reg.id);
+    expect(r.personsInformed.notices).toMatchObject({ version: 1, sent: 0, pending: 0, notTold: 2, stoppedAt: expect.any(String) });
+    expect(item10(await reportHtml(out.apiKey, reg.id))).toContain("(taken out of the scope), 2 not told");
+  });
+});
+
 describe("item (11) says what the stored notification facts say", () => {
   let a: { tenantId: string; apiKey: string };
   let b: { tenantId: string; apiKey: string };
