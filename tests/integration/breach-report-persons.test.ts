@@ -162,6 +162,14 @@ describe("the authority report says what was done for the persons, and refuses d
     const html = item10(await reportHtml(decidedOnly.apiKey, id));
     expect(html).not.toContain("They are told by e-mail.");
     expect(html).toContain("no notice to them has been instructed");
+    // In Danish, the same, and the JSON's sentence is in the report's language.
+    expect((await t.admin("PATCH", `v1/admin/tenants/${decidedOnly.tenantId}`, { language: "da" })).status).toBe(200);
+    const da = await report(decidedOnly.apiKey, id);
+    expect(da.personsInformed.conflicts[0].message).toContain("der er ikke bestilt nogen underretning af dem");
+    const daHtml = await reportHtml(decidedOnly.apiKey, id);
+    expect(daHtml).not.toContain("De underrettes via e-mail.");
+    expect(daHtml).toContain("Der er ikke bestilt nogen underretning af personerne.");
+    expect(daHtml).toContain("<strong>Modstrid:</strong>");
   });
 });
 
