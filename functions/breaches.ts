@@ -567,7 +567,7 @@ const publicCommunication = httpEndpoint({
   auth: "tenant",
   tags,
   summary: "Record a public communication (GDPR Art. 34(3)(c)): its text, where and when it was published",
-  description: "For when telling each person would take disproportionate effort (e.g. the e-mail service's pace breaks BREACH_NOTICE_MAX_HOURS). Each is kept.",
+  description: "For when telling each person would take disproportionate effort (e.g. the e-mail service's pace breaks BREACH_NOTICE_MAX_HOURS). Each is kept: at most 20 per breach, the 21st is refused (409), none is dropped. publishedAt may not be in the future nor before the breach's awareAt.",
   params,
   body: publicCommunicationSchema,
   idempotency: {},

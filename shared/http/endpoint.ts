@@ -232,6 +232,9 @@ async function readWithin<T>(reader: ReadableStreamDefaultReader<T>, idleMs: num
   }
 }
 
+/** What an operation that takes no body reads of one before it refuses it. */
+const NO_BODY_LIMIT = 1024;
+
 /**
  * Reads at most `limit` bytes of the body; past that, stops reading and answers 413. A body that sends nothing for
  * `idleMs` (UPLOAD_IDLE_SECONDS, the limit content uploads have) is answered 408. A body that ends before its declared
@@ -573,6 +576,10 @@ export function httpEndpoint<A extends AuthMode, P extends AnyObject | undefined
         const parsed = await parseJsonBody(request, spec.body, services.settings.uploadIdleSeconds * 1000);
         body = parsed.value as Infer<B>;
         bodyText = parsed.text;
+      } else if (!spec.rawBody && spec.method !== "GET") {
+        // An operation that takes no body refuses one, rather than ignore what the caller may think it sent.
+        const text = (await readBodyText(request, NO_BODY_LIMIT, services.settings.uploadIdleSeconds * 1000)).trim();
+        if (text !== "" && text !== "{}") throw new AppError("validation-failed", "this operation takes no body: send none (or {})");
       }
 
       const isHead = request.method === "HEAD";

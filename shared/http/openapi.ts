@@ -41,6 +41,7 @@ const wwwAuthenticate = { "WWW-Authenticate": { description: "Bearer, with error
  * - path parameters: 404 not-found (a malformed id names nothing, as an unknown one);
  * - a JSON body: 400 invalid-json or malformed-request (it ended before its Content-Length), 408 request-timeout
  *   (idle for UPLOAD_IDLE_SECONDS), 413 payload-too-large, 415 unsupported-media-type, 422 validation-failed;
+ * - no body (a POST, PUT, PATCH or DELETE that takes none): 408, 413 and 422 for a body that is not empty or {};
  * - Idempotency-Key: 400 invalid-parameter (its syntax), 409 idempotency-in-progress, 422 idempotency-key-reused,
  *   500 integrity-error (a stored answer that fails to decrypt).
  */
@@ -50,6 +51,8 @@ export function wrapperProblems(spec: AnyEndpointSpec): Map<number, { types: Pro
   if (spec.auth === "tenant") types.push("tenant-suspended");
   if (spec.params) types.push("not-found");
   if (spec.body) types.push("invalid-json", "request-timeout", "payload-too-large", "unsupported-media-type", "validation-failed");
+  // An operation that takes no body refuses one (anything but nothing or {}).
+  else if (!spec.rawBody && spec.method !== "GET") types.push("request-timeout", "payload-too-large", "validation-failed");
   if (spec.idempotency) types.push("idempotency-in-progress", "idempotency-key-reused", "integrity-error");
   const out = new Map<number, { types: ProblemType[]; headers?: Record<string, ResponseHeaderSpec> }>();
   for (const t of types) {

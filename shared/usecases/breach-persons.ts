@@ -66,7 +66,7 @@ import {
 } from "../stores/breach-store";
 import type { UploadScopeRow } from "../stores/upload-store";
 import { recordAudit, recordAuditOnce, type Actor, type TenantCaller } from "./audit-trail";
-import { latestVersion } from "./breach-notices";
+import { latestContent, latestVersion } from "./breach-notices";
 import { registerExportSection, type JsonValue } from "./export-sections";
 import { breachJobMessage, type BreachJobMessage } from "./messages";
 import { tenantContactEmail } from "./tenants";
@@ -913,21 +913,36 @@ async function checkDelay(s: Services, part: StoredBreachPart, log?: Log): Promi
 // ---------------------------------------------------------------------------------------------------------------
 // The public communication (Art. 34(3)(c))
 
+/** Public communications kept per breach part (each up to 20,000 characters: the part stays far below 2 MB). */
+export const MAX_PUBLIC_COMMUNICATIONS = 20;
+
 /**
  * Records the tenant's public communication: its text, where and when it was published, for the part's newest
- * version; kept with the earlier ones (each a record of its own), audited. Errors: not-found, validation-failed
- * (published in the future).
+ * version; kept with the earlier ones (each a record of its own; none is ever dropped), audited. Errors: not-found,
+ * validation-failed (published in the future, or before the breach became known), conflict (MAX_PUBLIC_COMMUNICATIONS
+ * recorded already).
  */
 export async function recordPublicCommunication(s: Services, caller: TenantCaller, id: string, input: PublicCommunicationInput): Promise<PersonsView> {
   const now = s.clock.now();
   if (Date.parse(input.publishedAt) > now.getTime()) {
     throw new AppError("validation-failed", "publishedAt must not be in the future", { errors: [{ path: "publishedAt", message: "must not be in the future" }] });
   }
-  const r = await s.breaches.updatePart(caller.tenantId, id, (doc) => ({
-    ...withoutMeta(doc),
-    publicCommunications: [...doc.publicCommunications, { recordedAt: now.toISOString(), by: caller.actor, publishedAt: input.publishedAt, text: input.text, where: input.where, version: latestVersion(doc).n }].slice(-20),
-    updatedAt: now.toISOString(),
-  }));
+  const r = await s.breaches.updatePart(caller.tenantId, id, (doc) => {
+    const awareAt = latestContent(doc).awareAt;
+    if (Date.parse(input.publishedAt) < Date.parse(awareAt)) {
+      throw new AppError("validation-failed", "publishedAt is before the breach became known (its awareAt): a communication about it cannot be older", {
+        errors: [{ path: "publishedAt", message: `must not be before ${awareAt}` }],
+      });
+    }
+    if (doc.publicCommunications.length >= MAX_PUBLIC_COMMUNICATIONS) {
+      throw new AppError("conflict", `this breach has ${MAX_PUBLIC_COMMUNICATIONS} public communications recorded, the most it keeps; each is kept, none is replaced`);
+    }
+    return {
+      ...withoutMeta(doc),
+      publicCommunications: [...doc.publicCommunications, { recordedAt: now.toISOString(), by: caller.actor, publishedAt: input.publishedAt, text: input.text, where: input.where, version: latestVersion(doc).n }],
+      updatedAt: now.toISOString(),
+    };
+  });
   if (!r.updated && r.reason === "not-found") throw new AppError("not-found", "no breach with this id affects you");
   if (!r.updated) throw new AppError("conflict", "the breach was changed by another request meanwhile; retry");
   await recordAudit(s, caller.tenantId, caller, "breach.public-communication", { type: "breach", id }, {

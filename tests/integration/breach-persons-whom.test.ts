@@ -55,7 +55,23 @@ describe("whom the notices reach, and what they say", () => {
     await drainBreachJobs(t);
     const to = (await outboxRecipients(t, "bpn-")).filter((m) => m.messageId.includes(id.replace(/^br-/, ""))).map((m) => m.to);
     expect(to, "the person a live record still names is told").toContain("multi@subjects.example");
-    const view = await (await t.call("GET", `v1/breaches/${id}/persons`, { key: ctl.apiKey })).json();
+    const view = (await (await t.call("GET", `v1/breaches/${id}/persons`, { key: ctl.apiKey })).json()) as { notices: unknown };
     expect(view.notices).toMatchObject({ sent: 1, unreachable: 0, pending: 0 });
+  });
+
+  it("refuses a body on the instruction, which takes none, rather than ignore it (and on every other operation that takes none)", async () => {
+    const ctl = await t.createTenant("Body Controller");
+    const up = await uploadNaming(t, ctl.apiKey, ["body@subjects.example"], ["rb@recipients.example"]);
+    const { id } = await registerBreach(t, breachBody(t, { scope: [{ tenantId: ctl.tenantId, uploads: [up], personCategories: ["data-subjects"], categories: [] }] }));
+    await drainBreachJobs(t);
+    const big = await t.call("POST", `v1/breaches/${id}/notify-persons`, { key: ctl.apiKey, headers: { "content-type": "application/json" }, body: JSON.stringify({ pad: "x".repeat(3_000_000) }) });
+    expect(big.status).toBe(413);
+    const some = await t.call("POST", `v1/breaches/${id}/notify-persons`, { key: ctl.apiKey, json: { onlyVersion: 3 } });
+    expect(some.status).toBe(422);
+    expect(((await some.json()) as { detail: string }).detail).toContain("takes no body");
+    expect((await t.call("GET", `v1/breaches/${id}/persons`, { key: ctl.apiKey }).then((r) => r.json()) as { notices: unknown }).notices, "nothing was instructed").toBeNull();
+    // Another operation that takes no body: an upload's DELETE.
+    expect((await t.call("DELETE", `v1/uploads/${up}`, { key: ctl.apiKey, json: { reason: "x" } })).status).toBe(422);
+    expect((await t.call("POST", `v1/breaches/${id}/notify-persons`, { key: ctl.apiKey, json: {} })).status).toBe(202);
   });
 });
