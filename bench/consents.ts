@@ -15,6 +15,7 @@
  *    Cosmos server's scan alone costs).
  */
 import { randomBytes, randomUUID } from "node:crypto";
+import path from "node:path";
 import { CosmosClient, type Container } from "@azure/cosmos";
 import { startRuntime, type RuntimeProcess } from "./runtime-process";
 import { cpuSecondsOf } from "./proc";
@@ -171,7 +172,9 @@ export async function benchConsents(opts: { root: string; log: (line: string) =>
 }
 
 async function withRuntime(opts: { root: string; log: (line: string) => void }, work: (rt: RuntimeProcess, consents: Container) => Promise<void>): Promise<void> {
-  const rt = await startRuntime({ root: opts.root });
+  // BENCH_CPU_PROF (see run.ts): the service writes a CPU profile there when it stops, one per part.
+  const profileDir = process.env.BENCH_CPU_PROF;
+  const rt = await startRuntime({ root: opts.root, nodeArgs: profileDir ? ["--cpu-prof", `--cpu-prof-dir=${path.resolve(profileDir)}`] : undefined });
   const cosmos = new CosmosClient({ connectionString: rt.cosmosConnectionString, connectionPolicy: { enableEndpointDiscovery: false } });
   try {
     await work(rt, cosmos.database("safedata").container("consents"));

@@ -523,12 +523,22 @@ async function withGpcPositions(s: Services, tenantId: string, facts: ClockFact[
  * Changes the list of events of one subject and purpose in its clock, and recomputes from it the latest decision and
  * when the evidence falls due. Reads the clock and writes it conditionally (etag), so concurrent changes each apply
  * once. The list holds every event, audited or not (a missing entry only delays an erasure, never hastens it). A
- * clock stored before the list was kept is filled by one query of the events first. Returns the list as written.
+ * clock stored before the list was kept is filled by one query of the events first. `likelyAbsent`: the subject is
+ * new (saves the read of a clock that is not there). Returns the list as written.
  * Errors: conflict (raced 20 times).
  */
-export async function refreshClock(s: Services, tenantId: string, subjectId: string, purposeKey: string, change: ClockChange = { rebuild: true }): Promise<ClockFact[]> {
+export async function refreshClock(
+  s: Services,
+  tenantId: string,
+  subjectId: string,
+  purposeKey: string,
+  change: ClockChange = { rebuild: true },
+  opts: { likelyAbsent?: boolean } = {},
+): Promise<ClockFact[]> {
   for (let attempt = 0; attempt < 20; attempt++) {
-    const clock = await s.consents.getClock(tenantId, subjectId, purposeKey);
+    // A subject created by this request has no clock yet: the first attempt creates it unread (a create that finds
+    // one, left by a crashed recording, fails and the next attempt reads it).
+    const clock = attempt === 0 && opts.likelyAbsent && "add" in change ? undefined : await s.consents.getClock(tenantId, subjectId, purposeKey);
     const stored = "rebuild" in change ? undefined : clock ? clock.facts : [];
     let facts = stored ?? listOf(await s.consents.eventsOfSubject(tenantId, subjectId, purposeKey));
     if ("add" in change) facts = await withGpcPositions(s, tenantId, [...facts.filter((f) => f.id !== change.add.id), clockFactOf(change.add)], change.add.id);
@@ -613,7 +623,7 @@ async function appendEvent(s: Services, tenantId: string, ctx: SubjectContext, f
   // of this event's 201 answer: the other listed events whose entry is known (this one's comes later). One whose
   // entry a concurrent request writes between this read and this event's entry is missed by the 201 only; every
   // later reading (event, search, proof, export) computes from the audit order and sees it.
-  const listed = await refreshClock(s, tenantId, subject.subjectId, facts.purposeKey, { add: event });
+  const listed = await refreshClock(s, tenantId, subject.subjectId, facts.purposeKey, { add: event }, { likelyAbsent: subject.unconfirmedSince !== null });
   const before = gpcFactsOf(subject.subjectId, facts.purposeKey, listed.filter((f) => f.id !== eventId));
   let position: { seq: number; hash: string | undefined } | undefined;
   try {

@@ -116,6 +116,17 @@ describe("a recording reads and writes by id", () => {
     expect(subject!.purposes).toEqual(["newsletter", "offers"]);
   });
 
+  it("a subject left unconfirmed whose history has a clock (a first recording died after it) still gets its next event listed", async () => {
+    const email = person();
+    const first = await recordDecision(t, tenant.apiKey, { email, purpose: "newsletter", noticeVersion: 1, decision: "granted" });
+    const subject = (await subjectOf(tenant.tenantId, email))!;
+    await t.raw.containers.consents.item(subject.id, tenant.tenantId).patch([{ op: "set", path: "/unconfirmedSince", value: new Date().toISOString() }]);
+    const second = await recordDecision(t, tenant.apiKey, { email, purpose: "newsletter", decision: "withdrawn" });
+    const { resource } = await t.raw.containers.consents.item(clockId(first.subjectId, "newsletter"), tenant.tenantId).read<RawClock>();
+    expect(resource!.facts!.map((f) => f.id)).toEqual([first.id, second.id]);
+    expect((await subjectOf(tenant.tenantId, email))!.unconfirmedSince).toBeNull();
+  });
+
   it("the 201's GPC conflict comes from the list: a grant after a GPC signal of the same purpose is flagged", async () => {
     const email = person();
     await recordDecision(t, tenant.apiKey, { email, purpose: "offers", noticeVersion: 1, decision: "denied", method: "gpc", gpc: true });
