@@ -70,6 +70,8 @@ describe("whom the notices reach, and what they say", () => {
     expect(some.status).toBe(422);
     expect(((await some.json()) as { detail: string }).detail).toContain("takes no body");
     expect((await t.call("GET", `v1/breaches/${id}/persons`, { key: ctl.apiKey }).then((r) => r.json()) as { notices: unknown }).notices, "nothing was instructed").toBeNull();
+    const bytes = await t.call("POST", `v1/breaches/${id}/notify-persons`, { key: ctl.apiKey, headers: { "content-type": "application/octet-stream" }, body: Buffer.from([0x80]) });
+    expect(bytes.status, "bytes that are not UTF-8 are a body too").toBe(422);
     // Another operation that takes no body: an upload's DELETE.
     expect((await t.call("DELETE", `v1/uploads/${up}`, { key: ctl.apiKey, json: { reason: "x" } })).status).toBe(422);
     expect((await t.call("POST", `v1/breaches/${id}/notify-persons`, { key: ctl.apiKey, json: {} })).status).toBe(202);

@@ -60,3 +60,43 @@ describe("the local Cosmos server's query compiler", () => {
     );
   });
 });
+
+/**
+ * Azurite keeps blob and queue metadata in LokiJS collections with binary indices, and LokiJS uses an index for the
+ * first condition of a query only. Azurite looks blobs up by {accountName, containerName, name}: the account's index
+ * matched every blob, so each lookup scanned the account, and writing N blobs took time quadratic in N (10,000 blobs
+ * in 19 s, the fifth 10,000 in 217 s; a 100,000-person breach writes 200,000 outbox blobs). The project patches
+ * LokiJS (patches/lokijs+1.5.12.patch) to take first the indexed equality that matches the fewest documents.
+ */
+describe("the local blob store's metadata queries", () => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const Loki = require("lokijs") as new (name: string) => { addCollection(name: string, opts: { indices: string[] }): { insert(d: object): void; find(q: object): Array<{ name: string }> } };
+
+  it("look a document up through its most selective index, not by scanning what the first condition matched", () => {
+    const coll = new Loki("t").addCollection("blobs", { indices: ["accountName", "containerName", "name"] });
+    let reads = 0;
+    for (let i = 0; i < 2000; i++) {
+      const doc = { accountName: "dev", containerName: "outbox" } as { accountName: string; containerName: string; name: string };
+      const name = `m-${String(i).padStart(5, "0")}`;
+      Object.defineProperty(doc, "name", { enumerable: true, get: () => (reads++, name) });
+      coll.insert(doc);
+    }
+    coll.find({ accountName: "dev", containerName: "outbox", name: "m-00000" });
+    reads = 0;
+    const found = coll.find({ accountName: "dev", containerName: "outbox", name: "m-01234" });
+    expect(found.map((d) => d.name)).toEqual(["m-01234"]);
+    expect(reads, "a binary search's reads, not one per document").toBeLessThan(100);
+  });
+
+  it("property: answers as the plain AND of its conditions, whatever the order of the query's keys", () => {
+    fc.assert(
+      fc.property(fc.array(fc.record({ a: fc.constantFrom("x", "y"), b: fc.integer({ min: 0, max: 9 }), c: fc.integer({ min: 0, max: 3 }) }), { maxLength: 60 }), fc.constantFrom("x", "y"), fc.integer({ min: 0, max: 9 }), fc.integer({ min: 0, max: 3 }), (docs, a, b, c) => {
+        const coll = new Loki("p").addCollection("d", { indices: ["a", "b"] });
+        for (const d of docs) coll.insert({ ...d });
+        const want = docs.filter((d) => d.a === a && d.b === b && d.c === c).length;
+        expect(coll.find({ a, b, c }).length).toBe(want);
+        expect(coll.find({ c, b, a }).length).toBe(want);
+      }),
+    );
+  });
+});
