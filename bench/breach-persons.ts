@@ -19,6 +19,7 @@
  */
 import { CosmosClient } from "@azure/cosmos";
 import { readFileSync, writeFileSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { memoryOf, RssSampler } from "./proc";
 import { machineLine, withSection } from "./report";
@@ -42,6 +43,13 @@ export interface BreachPersonsRun {
   /** Runtime RSS after the uploads were created, and its peak while resolving and sending (bytes). */
   rssBefore: number;
   rssPeak: number;
+  /** Breach-job queue steps that failed and were retried during this size's run (0 expected). */
+  failedSteps: number;
+}
+
+/** Queue steps of the breach-jobs queue the runtime logged as failed (each is retried). */
+function failedStepsIn(output: string): number {
+  return (output.match(/"event":"queue\.handler-failed","queue":"breach-jobs"/g) ?? []).length;
 }
 
 async function json<T>(res: Response): Promise<T> {
@@ -112,6 +120,7 @@ export async function benchBreachPersons(opts: { root: string; sizes: number[]; 
       await sleep(1100);
       const to = new Date().toISOString();
       const rssBefore = memoryOf(rt.pid).rss;
+      const failedBefore = failedStepsIn(rt.output());
 
       // Baseline: the same uploads, enumerated straight from Cosmos.
       const e0 = Date.now();
@@ -188,6 +197,7 @@ export async function benchBreachPersons(opts: { root: string; sizes: number[]; 
         mailsPerSecond: last!.notices!.sent / sendSeconds,
         rssBefore,
         rssPeak,
+        failedSteps: failedStepsIn(rt.output()) - failedBefore,
       };
       opts.log(`breach persons ${persons}: ${JSON.stringify(run)}`);
       runs.push(run);
@@ -196,6 +206,10 @@ export async function benchBreachPersons(opts: { root: string; sizes: number[]; 
     opts.log(`failed; the runtime's last output:\n${rt.output().slice(-6000)}`);
     throw err;
   } finally {
+    // The runtime's whole output, for looking into a slow or failed run afterwards.
+    const logPath = path.join(os.tmpdir(), "safedata-bench-breach-persons-runtime.log");
+    writeFileSync(logPath, rt.output());
+    opts.log(`the runtime's output is in ${logPath}`);
     cosmos.dispose();
     await rt.stop();
   }
@@ -208,7 +222,7 @@ export function renderBreachPersonResults(runs: BreachPersonsRun[], info: { star
   const rows = runs.map(
     (r) =>
       `| ${r.persons.toLocaleString("en")} | ${r.uploads} | ${r.enumerateSeconds.toFixed(2)} | ${r.resolveSeconds.toFixed(1)} | ${(r.resolveSeconds / r.enumerateSeconds).toFixed(0)} | ` +
-      `${r.queuedSeconds.toFixed(1)} | ${r.sendSeconds.toFixed(0)} | ${r.mailsPerSecond.toFixed(0)} | ${r.sent.toLocaleString("en")} / ${r.failed} | ${(r.rssBefore / MB).toFixed(0)} | ${(r.rssPeak / MB).toFixed(0)} |`,
+      `${r.queuedSeconds.toFixed(1)} | ${r.sendSeconds.toFixed(0)} | ${r.mailsPerSecond.toFixed(0)} | ${r.sent.toLocaleString("en")} / ${r.failed} | ${(r.rssBefore / MB).toFixed(0)} | ${(r.rssPeak / MB).toFixed(0)} | ${r.failedSteps} |`,
   );
   return [
     "## Breach notices to persons",
@@ -220,13 +234,14 @@ export function renderBreachPersonResults(runs: BreachPersonsRun[], info: { star
     "plain enumeration of the same uploads (id and keyed hashes, pages of 20 by continuation token) by the benchmark's own",
     "process against the same Cosmos server, in the same run. Times are wall-clock seconds from the API call until the",
     "part shows the resolution done or every batch queued (read every 100 ms), or GET .../persons shows nothing pending",
-    "(every 5 s); memory is the runtime process's resident set size.",
+    "(every 5 s); memory is the runtime process's resident set size; failed steps are breach-jobs queue steps that failed and",
+    "were retried (the runtime's whole output is left in the temporary folder, safedata-bench-breach-persons-runtime.log).",
     "",
     `- Date: ${info.startedAt.toISOString()} (the benchmark took ${info.durationSeconds.toFixed(0)} s)`,
     `- ${machineLine()}`,
     "",
-    "| persons | uploads | plain enumeration, s | resolution, s | ratio | all notices queued, s | all e-mails in the outbox, s | e-mails/s | sent / failed | RSS before, MB | peak RSS, MB |",
-    "|---|---|---|---|---|---|---|---|---|---|---|",
+    "| persons | uploads | plain enumeration, s | resolution, s | ratio | all notices queued, s | all e-mails in the outbox, s | e-mails/s | sent / failed | RSS before, MB | peak RSS, MB | failed steps |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ...rows,
     "",
     "The resolution reads the uploads a page of 20 at a time (one queue message each), writes one document per person",
