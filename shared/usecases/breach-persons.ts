@@ -718,6 +718,16 @@ async function batchStep(s: Services, msg: Extract<PersonJob, { kind: "person-ba
     return "held";
   }
   if (Date.parse(batch.nextAttemptAt) > now.getTime()) return "waiting";
+  // The budget first, one read: at a window's start many waiting batches wake at once, and those the budget has no
+  // room for wait for the next window without taking a lease or reading their persons.
+  if (batch.sent + batch.failed + batch.unreachable < batch.personHashes.length) {
+    const peek = takeSends((await s.breaches.getSendRate())?.state, now, 1, limitsOf(s));
+    if (peek.granted === 0) {
+      const at = peek.retryAt ?? new Date(now.getTime() + MINUTE);
+      await queueJob(s, msg, at.getTime() - now.getTime());
+      return "waiting-for-budget";
+    }
+  }
   const leaseUntil = new Date(now.getTime() + BATCH_LEASE_MS).toISOString();
   const leaseEtag = await s.breaches.replaceBatch({ ...withoutMeta(batch), leaseUntil, updatedAt: now.toISOString() }, batch._etag);
   if (!leaseEtag) return "held";

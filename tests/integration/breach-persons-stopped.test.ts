@@ -4,11 +4,12 @@
  * so the sweep's catch-up for lost batches (the oldest due first, a page at a time) is never filled with batches that
  * will never be worked. The clock is moved, never slept; the test works the breach-jobs queue itself.
  */
-import { afterAll, beforeAll, describe, it } from "@jest/globals";
+import { afterAll, beforeAll, describe, it, jest } from "@jest/globals";
+import { BreachStore } from "../../shared/stores/breach-store";
 import { runBreachSweep } from "../../shared/usecases/breach-notices";
 import { startTestApp, type TestApp } from "../helpers/app";
 import { breachBody, registerBreach, type Json } from "../helpers/breaches";
-import { drainBreachJobs, outboxMessageIds, uploadNaming } from "../helpers/breach-persons";
+import { drainBreachJobs, outboxMessageIds, runBreachJob, uploadNaming } from "../helpers/breach-persons";
 import { expect } from "../helpers/expect";
 
 const OPERATOR = "security@processor.example";
@@ -106,4 +107,26 @@ describe("notices to persons that stop", () => {
     const due = await t.services.breaches.findDueBatchesAcrossTenants(new Date(t.clock.now().getTime() + 3_600_000), t.clock.now(), 500);
     expect(due.filter((d) => d.tenantId === ctl.tenantId).every((d) => d.version === 2)).toBe(true);
   }, 120_000);
+
+  it("let a batch woken with no budget left wait for the next window without reading its persons", async () => {
+    t.clock.set("2026-07-01T10:00:10.000Z");
+    const ctl = await t.createTenant("Waiting Controller");
+    const up = await uploadNaming(t, ctl.apiKey, Array.from({ length: 90 }, (_, j) => `q${j}@subjects.example`), ["rq@recipients.example"]);
+    const reg = await registerBreach(t, breachBody(t, { scope: [{ tenantId: ctl.tenantId, uploads: [up], personCategories: ["data-subjects"], categories: [] }] }));
+    await drainBreachJobs(t);
+    expect((await t.call("POST", `v1/breaches/${reg.id}/notify-persons`, { key: ctl.apiKey })).status).toBe(202);
+    await drainBreachJobs(t);
+    expect((await personsOf(ctl.apiKey, reg.id)).notices.sent).toBe(5);
+    // The next minute: another batch (of any breach) took the whole minute's budget first.
+    t.clock.advance({ minutes: 1 });
+    const rate = await t.services.breaches.getSendRate();
+    const minuteStart = new Date(Math.floor(t.clock.now().getTime() / 60_000) * 60_000).toISOString();
+    expect(await t.services.breaches.saveSendRate({ ...rate!.state, minuteStart, minuteCount: 5 }, rate!.etag)).toBe(true);
+    const reads = jest.spyOn(BreachStore.prototype, "getPerson");
+    const outcome = await runBreachJob(t.services, { kind: "person-batch", breachId: reg.id, tenantId: ctl.tenantId, version: 1, batch: "0.0" });
+    const personReads = reads.mock.calls.length;
+    reads.mockRestore();
+    expect(outcome).toBe("waiting-for-budget");
+    expect(personReads, "no person read for a batch that cannot send").toBe(0);
+  });
 });
