@@ -253,6 +253,9 @@ export const progressShardSchema = z.object({
 });
 type ProgressShardDoc = z.infer<typeof progressShardSchema>;
 
+const BACKLOG_ID = "email-send-backlog";
+const backlogDocSchema = z.object({ id: z.literal(BACKLOG_ID), tenantId: z.literal(SYSTEM_TENANT), type: z.literal("email-send-backlog"), pending: z.number().int().nonnegative(), at: iso });
+
 const RATE_ID = "email-send-rate";
 const rateDocSchema = z.object({ id: z.literal(RATE_ID), tenantId: z.literal(SYSTEM_TENANT), type: z.literal("email-send-rate"), state: rateStateSchema });
 
@@ -645,6 +648,20 @@ export class BreachStore {
       if (isConflict(err) || isPreconditionFailed(err)) return false;
       throw err;
     }
+  }
+
+  /**
+   * The notices to persons still pending across every breach and tenant, as the breach sweep last counted them (a
+   * number only: they share one send budget, so each estimate waits behind all of them). Undefined before any count.
+   */
+  async getSendBacklog(): Promise<{ pending: number; at: string } | undefined> {
+    const doc = await readItem(this.container, backlogDocSchema, BACKLOG_ID, SYSTEM_TENANT);
+    return doc ? { pending: doc.pending, at: doc.at } : undefined;
+  }
+
+  /** Stores the sweep's count of the notices pending across every breach (the last count wins). */
+  async saveSendBacklog(pending: number, at: Date): Promise<void> {
+    await this.container.items.upsert(backlogDocSchema.parse({ id: BACKLOG_ID, tenantId: SYSTEM_TENANT, type: "email-send-backlog", pending, at: at.toISOString() }));
   }
 
   /** Reachability, for health: reads the container's definition. */

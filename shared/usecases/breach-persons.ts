@@ -406,6 +406,21 @@ export interface PersonsView {
   publicCommunications: BreachPartDoc["publicCommunications"];
 }
 
+/** A count of pending notices across every breach older than this is not used (the sweep counts every 5 minutes). */
+const BACKLOG_FRESH_MS = 15 * MINUTE;
+
+/**
+ * The notices an estimate waits behind: every notice pending across every breach shares one send budget, and the
+ * batches of all take turns, so a run's last notice goes about when all of them have gone. The larger of this run's
+ * pending and the breach sweep's last count across all runs (a number only; fresh within BACKLOG_FRESH_MS).
+ */
+async function waitingBehind(s: Services, ownPending: number, now: Date): Promise<number> {
+  if (ownPending === 0) return 0;
+  const backlog = await s.breaches.getSendBacklog();
+  const fresh = backlog && now.getTime() - Date.parse(backlog.at) <= BACKLOG_FRESH_MS;
+  return Math.max(ownPending, fresh ? backlog.pending : 0);
+}
+
 /**
  * The notices' progress of a run: from the counters the batch workers keep (PROGRESS_SHARDS point reads, however
  * many persons), or, for an instruction stored before those counters existed, by reading every batch.
@@ -441,7 +456,7 @@ export async function personsView(s: Services, part: BreachPartDoc): Promise<Per
     const p = stoppedAt ? { ...counted, pending: 0 } : counted;
     const now = s.clock.now();
     const rate = await s.breaches.getSendRate();
-    const estimate = estimateCompletion(p.pending, rate?.state, now, limitsOf(s));
+    const estimate = estimateCompletion(await waitingBehind(s, p.pending, now), rate?.state, now, limitsOf(s));
     const requestedAt = new Date(run.notify.requestedAt);
     notices = {
       requestedAt: run.notify.requestedAt,
@@ -861,7 +876,7 @@ async function workLeasedBatch(
  * tenant's webhook endpoint, once per version (keyed sends and event, then recorded on the part and in the tenant's
  * chain), pointing to Art. 34(3)(c).
  */
-async function checkDelay(s: Services, part: StoredBreachPart, log?: Log): Promise<void> {
+async function checkDelay(s: Services, part: StoredBreachPart, log?: Log, backlog?: number): Promise<void> {
   const fresh = await s.breaches.getPart(part.tenantId, part.breachId);
   const run = fresh?.persons;
   if (!fresh || fresh.status !== "open" || !run?.notify || run.stopped || run.notify.delayAlert) return;
@@ -869,7 +884,7 @@ async function checkDelay(s: Services, part: StoredBreachPart, log?: Log): Promi
   if (p.pending === 0) return;
   const now = s.clock.now();
   const rate = await s.breaches.getSendRate();
-  const estimate = estimateCompletion(p.pending, rate?.state, now, limitsOf(s));
+  const estimate = estimateCompletion(backlog ?? (await waitingBehind(s, p.pending, now)), rate?.state, now, limitsOf(s));
   const requestedAt = new Date(run.notify.requestedAt);
   const maxHours = s.settings.breachNoticeMaxHours;
   if (!breaksDeadline(estimate, requestedAt, maxHours)) return;
@@ -1079,19 +1094,25 @@ export async function sweepPersonJobs(s: Services): Promise<number> {
     else continue;
     queued++;
   }
-  // The estimate of each fan-out still sending (its alert, once); one found with nothing pending is marked complete.
+  // The estimate of each fan-out still sending (its alert, once), behind every notice pending across all of them (one
+  // send budget); one found with nothing pending is marked complete.
+  const sending: Array<{ part: StoredBreachPart; run: PersonsRun; pending: number }> = [];
   for (const ref of await s.breaches.findSendingPersonRunsAcrossTenants(200)) {
     const part = await s.breaches.getPart(ref.tenantId, ref.breachId);
     const run = part?.persons;
     if (!part || !run?.notify) continue;
     if (await stopIfWithdrawn(s, part)) continue;
-    const p = await progressOf(s, part, run);
-    if (p.pending > 0) {
-      await checkDelay(s, part);
+    sending.push({ part, run, pending: (await progressOf(s, part, run)).pending });
+  }
+  const backlog = sending.reduce((n, x) => n + x.pending, 0);
+  await s.breaches.saveSendBacklog(backlog, now);
+  for (const { part, run, pending } of sending) {
+    if (pending > 0) {
+      await checkDelay(s, part, undefined, backlog);
       continue;
     }
     const at = now.toISOString();
-    await s.breaches.updatePart(ref.tenantId, ref.breachId, (doc) =>
+    await s.breaches.updatePart(part.tenantId, part.breachId, (doc) =>
       doc.persons?.version === run.version && doc.persons.notify && !doc.persons.notify.completedAt
         ? { ...withoutMeta(doc), persons: { ...doc.persons, notify: { ...doc.persons.notify, completedAt: at } } }
         : undefined,

@@ -129,4 +129,28 @@ describe("notices to persons that stop", () => {
     expect(outcome).toBe("waiting-for-budget");
     expect(personReads, "no person read for a batch that cannot send").toBe(0);
   });
+
+  it("estimate a breach's last notice behind every notice pending across breaches, which share one send budget", async () => {
+    t.clock.set("2026-08-03T10:00:10.000Z");
+    const big = await t.createTenant("Big Backlog Controller");
+    const small = await t.createTenant("Small Backlog Controller");
+    const a = await uploadNaming(t, big.apiKey, Array.from({ length: 30 }, (_, j) => `big${j}@subjects.example`), ["rbig@recipients.example"]);
+    const b = await uploadNaming(t, small.apiKey, ["s1@subjects.example", "s2@subjects.example"], ["rs@recipients.example"]);
+    const first = await registerBreach(t, breachBody(t, { scope: [{ tenantId: big.tenantId, uploads: [a], personCategories: ["data-subjects"], categories: [] }] }));
+    const second = await registerBreach(t, breachBody(t, { scope: [{ tenantId: small.tenantId, uploads: [b], personCategories: ["data-subjects"], categories: [] }] }));
+    await drainBreachJobs(t);
+    expect((await t.call("POST", `v1/breaches/${first.id}/notify-persons`, { key: big.apiKey })).status).toBe(202);
+    await drainBreachJobs(t);
+    expect((await t.call("POST", `v1/breaches/${second.id}/notify-persons`, { key: small.apiKey })).status).toBe(202);
+    await drainBreachJobs(t);
+    const alone = await personsOf(small.apiKey, second.id);
+    expect(alone.notices).toMatchObject({ sent: 0, pending: 2 });
+    // The sweep counts what is pending across every breach: 25 of the first and 2 of the second, at 5 a minute and
+    // 10 an hour (5 of this hour's went already): the second's last notice waits until about 13:00.
+    await runBreachSweep(t.services);
+    const behind = await personsOf(small.apiKey, second.id);
+    expect(Date.parse(alone.notices.estimatedCompletionAt), "alone it would be done within minutes").toBeLessThan(Date.parse("2026-08-03T10:05:00Z"));
+    expect(Date.parse(behind.notices.estimatedCompletionAt), "behind the other breach's notices").toBeGreaterThanOrEqual(Date.parse("2026-08-03T12:00:00Z"));
+    expect(JSON.stringify(behind), "no other tenant's number or name").not.toContain(big.tenantId);
+  });
 });
