@@ -127,6 +127,20 @@ const personsView = z.object({
     })
     .nullable()
     .describe("Null until you instruct the notices (POST .../notify-persons)"),
+  earlier: z
+    .array(
+      z.object({
+        version: z.number().int(),
+        requestedAt: z.string(),
+        sent: z.number().int(),
+        failed: z.number().int(),
+        unreachable: z.number().int(),
+        notTold: z.number().int().describe("Still pending when the later run replaced this one: not told of this version (the later version's notice tells them)"),
+        endedAt: z.string(),
+        reason: z.enum(["replaced", "withdrawn"]).describe("replaced: you instructed notices for a later version; withdrawn: a version took you out of the scope"),
+      }),
+    )
+    .describe("The notices of earlier versions of your part, as they stood when a later run replaced theirs, oldest first"),
   publicCommunications: z
     .array(z.object({ recordedAt: z.string(), by: z.string(), publishedAt: z.string(), text: z.string(), where: z.string(), version: z.number().int() }))
     .describe("Art. 34(3)(c): the public communications you recorded"),

@@ -158,6 +158,8 @@ export const personsRunSchema = z.object({
     unreachableRecords: z.number().int().nonnegative(),
     categories: z.array(z.enum(dataCategories)),
     batches: z.number().int().nonnegative(),
+    /** Persons found who had been told of an earlier version (in batches told after the others). */
+    heardBefore: z.number().int().nonnegative().default(0),
     finishedAt: iso.nullable(),
   }),
   /** The tenant's instruction to tell the persons of this version; null until given. */
@@ -185,7 +187,27 @@ export const personsRunSchema = z.object({
    * its persons still pending are not told, no estimate is kept and no delay alert sent.
    */
   stopped: z.object({ at: iso, reason: z.enum(["withdrawn"]) }).nullable().default(null),
+  /**
+   * The notices of earlier versions of this part, as they stood when a later run replaced theirs (the tenant
+   * instructed notices for a later version, or the part came back into the scope after a withdrawal), oldest first.
+   */
+  earlier: z
+    .array(
+      z.object({
+        version: z.number().int().positive(),
+        requestedAt: iso,
+        sent: z.number().int().nonnegative(),
+        failed: z.number().int().nonnegative(),
+        unreachable: z.number().int().nonnegative(),
+        /** Still pending when the run ended: not told of that version (a later version's notice tells them). */
+        notTold: z.number().int().nonnegative(),
+        endedAt: iso,
+        reason: z.enum(["replaced", "withdrawn"]),
+      }),
+    )
+    .default([]),
 });
+export type EarlierNotices = PersonsRun["earlier"][number];
 export type PersonsRun = z.infer<typeof personsRunSchema>;
 
 export const PERSON_STATES = ["pending", "sent", "failed", "unreachable"] as const;
@@ -546,11 +568,11 @@ export class BreachStore {
    * Every batch's counts recorded by the batch workers for one version of the tenant's part: PROGRESS_SHARDS point
    * reads, whatever the number of persons (a batch not yet worked on has no entry).
    */
-  async recordedBatchCounts(tenantId: string, breachId: string, version: number): Promise<BatchCounts[]> {
+  async recordedBatchCounts(tenantId: string, breachId: string, version: number): Promise<Array<{ batch: string; counts: BatchCounts }>> {
     const shards = await Promise.all(
       Array.from({ length: PROGRESS_SHARDS }, (_, k) => readItem(this.container, progressShardSchema, progressShardId(breachId, version, k), tenantId)),
     );
-    return shards.flatMap((d) => (d ? Object.values(d.batches) : []));
+    return shards.flatMap((d) => (d ? Object.entries(d.batches).map(([batch, counts]) => ({ batch, counts })) : []));
   }
 
   /**

@@ -62,6 +62,7 @@ import {
   type StoredBreachPart,
   type StoredBreachPerson,
   type StoredPersonBatch,
+  type EarlierNotices,
   type TenantContent,
 } from "../stores/breach-store";
 import type { UploadScopeRow } from "../stores/upload-store";
@@ -102,14 +103,34 @@ function contentOf(part: BreachPartDoc, version: number): TenantContent | undefi
   return part.versions.find((v) => v.n === version)?.content ?? undefined;
 }
 
-function newRun(version: number, now: Date): PersonsRun {
+function newRun(version: number, now: Date, earlier: EarlierNotices[] = []): PersonsRun {
   return {
     version,
     startedAt: now.toISOString(),
-    resolution: { status: "running", phase: "uploads", page: 0, cursor: null, records: 0, persons: 0, unreachable: 0, unreachableRecords: 0, categories: [], batches: 0, finishedAt: null },
+    resolution: { status: "running", phase: "uploads", page: 0, cursor: null, records: 0, persons: 0, unreachable: 0, unreachableRecords: 0, categories: [], batches: 0, heardBefore: 0, finishedAt: null },
     notify: null,
     stopped: null,
+    earlier,
   };
+}
+
+/** What the part's notified run came to, to keep when a new run replaces it (undefined: no notices were instructed). */
+async function endedRun(s: Services, part: BreachPartDoc, now: Date): Promise<EarlierNotices | undefined> {
+  const run = part.persons;
+  if (!run?.notify) return undefined;
+  const p = await progressOf(s, part, run);
+  const { sent, failed, unreachable, pending } = p;
+  return { version: run.version, requestedAt: run.notify.requestedAt, sent, failed, unreachable, notTold: pending, endedAt: now.toISOString(), reason: run.stopped ? "withdrawn" : "replaced" };
+}
+
+/**
+ * A new run for `version` in place of the part's current one, keeping the earlier runs' notices and the one it
+ * replaces (`ended`, counted before; a run changed meanwhile is counted again by the caller's retry).
+ */
+function replacingRun(doc: BreachPartDoc, version: number, now: Date, ended: EarlierNotices | undefined): PersonsRun {
+  const cur = doc.persons;
+  if (cur?.notify && ended?.version !== cur.version) throw new AppError("conflict", "the breach's notices changed meanwhile; retry");
+  return newRun(version, now, [...(cur?.earlier ?? []), ...(cur?.notify && ended ? [ended] : [])]);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -131,8 +152,9 @@ export async function startPersonResolution(s: Services, part: BreachPartDoc): P
     return;
   }
   const now = s.clock.now();
+  const ended = await endedRun(s, part, now);
   const r = await s.breaches.updatePart(part.tenantId, part.breachId, (doc) =>
-    (doc.persons && doc.persons.version >= latest.n) || (doc.persons?.notify && !doc.persons.stopped) ? undefined : { ...withoutMeta(doc), persons: newRun(latest.n, now) },
+    (doc.persons && doc.persons.version >= latest.n) || (doc.persons?.notify && !doc.persons.stopped) ? undefined : { ...withoutMeta(doc), persons: replacingRun(doc, latest.n, now, ended) },
   );
   if (r.updated) await queueJob(s, { kind: "resolve-persons", breachId: part.breachId, tenantId: part.tenantId, version: latest.n });
 }
@@ -145,6 +167,9 @@ interface Found {
   categories: Set<DataCategory>;
   sources: Array<{ kind: "upload" | "consent-subject" | "subject-request"; id: string }>;
 }
+
+/** The prefix of the batches of persons told of an earlier version: sorted after every other batch. */
+const HEARD_BEFORE = "z";
 
 /** What of a recipient a transfer holds: their address. */
 const RECIPIENT_CATEGORIES: readonly DataCategory[] = ["contact"];
@@ -262,9 +287,19 @@ async function resolveStep(s: Services, msg: Extract<PersonJob, { kind: "resolve
   const done = phaseDone && nextPhase === null;
 
   const now = s.clock.now().toISOString();
+  // Persons told of an earlier version go in batches of their own, named to come after the others (the fan-out
+  // queues batches in name order): a new version reaches first those who have heard nothing yet.
+  const told = run.earlier.at(-1);
+  const heard = told
+    ? await inParallel([...found.keys()], STORE_CONCURRENCY, async (h) => (await s.breaches.getPerson(msg.tenantId, msg.breachId, told.version, h))?.state === "sent")
+    : [];
   const entries = [...found.entries()];
-  const mine = await inParallel(entries, STORE_CONCURRENCY, async ([hash, f], i) => {
-    const batch = batchKeyOf(page, i);
+  const order = new Map<string, string>();
+  let fresh = 0;
+  let again = 0;
+  entries.forEach(([hash], i) => order.set(hash, heard[i] ? `${HEARD_BEFORE}${batchKeyOf(page, again++)}` : batchKeyOf(page, fresh++)));
+  const mine = await inParallel(entries, STORE_CONCURRENCY, async ([hash, f]) => {
+    const batch = order.get(hash)!;
     const doc: BreachPersonDoc = {
       id: personId(msg.breachId, msg.version, hash),
       tenantId: msg.tenantId,
@@ -338,6 +373,7 @@ async function resolveStep(s: Services, msg: Extract<PersonJob, { kind: "resolve
           unreachableRecords: cur.resolution.unreachableRecords + unreachableRecords,
           categories: [...categories].sort(),
           batches: cur.resolution.batches + batches.size,
+          heardBefore: cur.resolution.heardBefore + mine.filter((b) => b?.startsWith(HEARD_BEFORE)).length,
           finishedAt: done ? s.clock.now().toISOString() : null,
         },
       },
@@ -403,6 +439,8 @@ export interface PersonsView {
     completedAt: string | null;
     limits: SendLimits;
   };
+  /** The notices of earlier versions, as they stood when a later run replaced theirs, oldest first. */
+  earlier: EarlierNotices[];
   publicCommunications: BreachPartDoc["publicCommunications"];
 }
 
@@ -426,7 +464,9 @@ async function waitingBehind(s: Services, ownPending: number, now: Date): Promis
  * many persons), or, for an instruction stored before those counters existed, by reading every batch.
  */
 async function progressOf(s: Services, part: BreachPartDoc, run: PersonsRun): Promise<{ sent: number; failed: number; unreachable: number; pending: number }> {
-  if (run.notify?.progress === "counters") return progressOfCounts(run.resolution.persons, await s.breaches.recordedBatchCounts(part.tenantId, part.breachId, run.version));
+  if (run.notify?.progress === "counters") {
+    return progressOfCounts(run.resolution.persons, (await s.breaches.recordedBatchCounts(part.tenantId, part.breachId, run.version)).map((r) => r.counts));
+  }
   const rows = await s.breaches.batchCounts(part.tenantId, part.breachId, run.version);
   let sent = 0;
   let failed = 0;
@@ -479,6 +519,7 @@ export async function personsView(s: Services, part: BreachPartDoc): Promise<Per
     version: run.version,
     resolution: { ...run.resolution, startedAt: run.startedAt },
     notices,
+    earlier: part.persons?.earlier ?? [],
     publicCommunications: part.publicCommunications,
   };
 }
@@ -497,6 +538,7 @@ function emptyView(part: BreachPartDoc): PersonsView {
     version: v,
     resolution: { ...newRun(v, new Date(part.createdAt)).resolution, startedAt: part.createdAt },
     notices: null,
+    earlier: part.persons?.earlier ?? [],
     publicCommunications: part.publicCommunications,
   };
 }
@@ -509,10 +551,12 @@ function emptyView(part: BreachPartDoc): PersonsView {
 export async function requestPersonNotices(s: Services, caller: TenantCaller, id: string): Promise<{ view: PersonsView; created: boolean }> {
   const now = s.clock.now();
   let created = false;
+  const before = await s.breaches.getPart(caller.tenantId, id);
+  const ended = before && before.persons?.version !== latestVersion(before).n ? await endedRun(s, before, now) : undefined;
   const r = await s.breaches.updatePart(caller.tenantId, id, (doc) => {
     const latest = latestVersion(doc);
     if (doc.status !== "open" || !latest.content) throw new AppError("conflict", "you are no longer in this breach's scope (see its newest version): there is no one to tell");
-    const run = doc.persons && doc.persons.version === latest.n ? doc.persons : newRun(latest.n, now);
+    const run = doc.persons && doc.persons.version === latest.n ? doc.persons : replacingRun(doc, latest.n, now, ended);
     if (run.notify) return undefined;
     created = true;
     return {
@@ -727,6 +771,19 @@ async function batchStep(s: Services, msg: Extract<PersonJob, { kind: "person-ba
   }
   if (run.version !== msg.version || !run.notify) return "skipped";
   const now = s.clock.now();
+  // Persons told of an earlier version wait until those who heard nothing yet are told (or given up on).
+  if (msg.batch.startsWith(HEARD_BEFORE) && run.notify.progress === "counters") {
+    const rows = await s.breaches.recordedBatchCounts(msg.tenantId, msg.breachId, msg.version);
+    const freshDone = rows.filter((r) => !r.batch.startsWith(HEARD_BEFORE)).reduce((n, r) => n + r.counts[0] + r.counts[1] + r.counts[2], 0);
+    const freshLeft = run.resolution.persons - run.resolution.heardBefore - freshDone;
+    if (freshLeft > 0) {
+      // Not before the others are expected to be done (at least a minute on), and the sweep leaves it until then.
+      const at = new Date(Math.max(now.getTime() + MINUTE, estimateCompletion(freshLeft, (await s.breaches.getSendRate())?.state, now, limitsOf(s)).getTime()));
+      await s.breaches.replaceBatch({ ...withoutMeta(batch), nextAttemptAt: at.toISOString(), updatedAt: now.toISOString() }, batch._etag);
+      await queueJob(s, msg, at.getTime() - now.getTime());
+      return "after-the-others";
+    }
+  }
   if (batch.leaseUntil && Date.parse(batch.leaseUntil) > now.getTime()) {
     // Another worker holds it: look again when its lease runs out (it may die holding it), not only at the sweep.
     await queueJob(s, msg, Date.parse(batch.leaseUntil) - now.getTime() + 1000);

@@ -97,6 +97,6 @@ export const breachJobMessage = z.discriminatedUnion("kind", [
   z.object({ kind: z.literal("sync-tenant"), ...breachRef }),
   z.object({ kind: z.literal("resolve-persons"), ...breachRef, version: z.number().int().positive() }),
   z.object({ kind: z.literal("fan-out-persons"), ...breachRef, version: z.number().int().positive() }),
-  z.object({ kind: z.literal("person-batch"), ...breachRef, version: z.number().int().positive(), batch: z.string().regex(/^\d{1,9}\.\d{1,6}$/) }),
+  z.object({ kind: z.literal("person-batch"), ...breachRef, version: z.number().int().positive(), batch: z.string().regex(/^z?\d{1,9}\.\d{1,6}$/) }),
 ]);
 export type BreachJobMessage = z.infer<typeof breachJobMessage>;
