@@ -153,6 +153,14 @@ export function takeSends(stored: RateState | undefined, now: Date, want: number
   return { granted, state: next, retryAt };
 }
 
+/**
+ * The estimate and the bound as a delay alert shows them, to the minute: the estimate rounded up and the bound down,
+ * so an estimate later than the bound (the only case an alert is sent) never reads as the same minute or earlier.
+ */
+export function alertMinutes(estimate: Date, deadline: Date): { estimate: Date; deadline: Date } {
+  return { estimate: new Date(Math.ceil(estimate.getTime() / MINUTE) * MINUTE), deadline: new Date(Math.floor(deadline.getTime() / MINUTE) * MINUTE) };
+}
+
 /** Records a throttled answer: nothing is sent before `until` (the later of an existing block and this one). */
 export function blockSends(stored: RateState | undefined, now: Date, until: Date): RateState {
   const state = currentWindows(stored, now);

@@ -26,6 +26,7 @@
 import { lookupHash, normaliseEmail } from "../crypto";
 import { CATEGORY_LABELS } from "../domain/breach-labels";
 import {
+  alertMinutes,
   batchKeyOf,
   blockSends,
   breaksDeadline,
@@ -954,8 +955,8 @@ async function checkDelay(s: Services, part: StoredBreachPart, log?: Log, backlo
     breachId: fresh.breachId,
     controllerName: tenant?.name ?? fresh.tenantId,
     persons: p.sent + p.pending + p.failed + p.unreachable,
-    estimateAt: formatInstant(estimate, lang, tz),
-    deadlineAt: formatInstant(deadline, lang, tz),
+    estimateAt: formatInstant(alertMinutes(estimate, deadline).estimate, lang, tz),
+    deadlineAt: formatInstant(alertMinutes(estimate, deadline).deadline, lang, tz),
     maxHours,
     perMinute: s.settings.emailSendsPerMinute,
     perHour: s.settings.emailSendsPerHour,

@@ -7,6 +7,7 @@ import { describe, it } from "@jest/globals";
 import fc from "fast-check";
 import { parseRetryAfter } from "../../shared/email/acs-email-sender";
 import {
+  alertMinutes,
   blockSends,
   breaksDeadline,
   estimateCompletion,
@@ -165,5 +166,18 @@ describe("the progress counters", () => {
     }
     expect(used.size).toBe(PROGRESS_SHARDS);
     expect(Math.max(...used.values()), "no counter document takes more than twice its share").toBeLessThan((2 * keys.length) / PROGRESS_SHARDS);
+  });
+});
+
+describe("the delay alert's times", () => {
+  it("property: an estimate later than the bound is shown as a later minute, in any time zone", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1_700_000_000_000, max: 1_900_000_000_000 }), fc.integer({ min: 1, max: 10 * 3_600_000 }), fc.constantFrom("UTC", "Europe/Copenhagen", "Asia/Kolkata"), (deadlineMs, laterMs, timeZone) => {
+        const shown = alertMinutes(new Date(deadlineMs + laterMs), new Date(deadlineMs));
+        const minute = (d: Date) => new Intl.DateTimeFormat("en-GB", { timeZone, dateStyle: "short", timeStyle: "short" }).format(d);
+        expect(shown.estimate.getTime()).toBeGreaterThan(shown.deadline.getTime());
+        expect(minute(shown.estimate)).not.toBe(minute(shown.deadline));
+      }),
+    );
   });
 });
