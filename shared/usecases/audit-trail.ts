@@ -48,7 +48,7 @@ export function recordAuditOnce(
   details: AuditEntry["details"],
   onceKey: string,
 ): Promise<number | undefined> {
-  return s.audit.appendOnce({ tenantId, actor: by.actor, action, target, requestId: by.requestId ?? undefined, details }, onceKey);
+  return recordAuditOnceAt(s, tenantId, by, action, target, details, onceKey).then((r) => r?.seq);
 }
 
 /**

@@ -9,6 +9,7 @@ import { syncTenantPart } from "../../shared/usecases/breach-notices";
 import { runPersonJob } from "../../shared/usecases/breach-persons";
 import { breachJobMessage, type BreachJobMessage } from "../../shared/usecases/messages";
 import type { TestApp } from "./app";
+import type { Json } from "./breaches";
 import { createUpload } from "./uploads";
 
 /** Runs one breach job as the queue worker does. */
@@ -78,4 +79,11 @@ export async function outboxMessageIds(t: TestApp, prefix: string): Promise<stri
   const ids: string[] = [];
   for await (const b of container.listBlobsFlat({ prefix: `by-message-id/${prefix}` })) ids.push(b.name.slice("by-message-id/".length));
   return ids.sort();
+}
+
+/** The tenant's persons view of a breach (GET /v1/breaches/{id}/persons); expects 200. */
+export async function personsOf(t: TestApp, apiKey: string, id: string): Promise<Json> {
+  const res = await t.call("GET", `v1/breaches/${id}/persons`, { key: apiKey });
+  if (res.status !== 200) throw new Error(`GET .../persons answered ${res.status}: ${await res.text()}`);
+  return res.json();
 }

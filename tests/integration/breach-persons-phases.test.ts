@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, it } from "@jest/globals";
 import { startTestApp, type TestApp } from "../helpers/app";
 import { breachBody, registerBreach, type Json } from "../helpers/breaches";
-import { drainBreachJobs, outboxRecipients, uploadNaming } from "../helpers/breach-persons";
+import { drainBreachJobs, outboxRecipients, uploadNaming, personsOf as personsOfBreach } from "../helpers/breach-persons";
 import { expect } from "../helpers/expect";
 
 let t: TestApp;
@@ -19,11 +19,7 @@ afterAll(async () => {
   await t?.stop();
 });
 
-async function personsOf(apiKey: string, id: string): Promise<Json> {
-  const res = await t.call("GET", `v1/breaches/${id}/persons`, { key: apiKey });
-  expect(res.status).toBe(200);
-  return res.json();
-}
+const personsOf = (apiKey: string, id: string): Promise<Json> => personsOfBreach(t, apiKey, id);
 
 describe("notices of a later version", () => {
   it("keep what an earlier version's notices came to, and tell first of a new version those who heard nothing yet", async () => {

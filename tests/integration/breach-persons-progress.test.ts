@@ -11,7 +11,7 @@ import { PROGRESS_SHARDS } from "../../shared/domain/breach-persons";
 import { runBreachSweep } from "../../shared/usecases/breach-notices";
 import { startTestApp, type TestApp } from "../helpers/app";
 import { breachBody, registerBreach, type Json } from "../helpers/breaches";
-import { drainBreachJobs, outboxMessageIds, uploadNaming } from "../helpers/breach-persons";
+import { drainBreachJobs, outboxMessageIds, uploadNaming, personsOf as personsOfBreach } from "../helpers/breach-persons";
 import { expect } from "../helpers/expect";
 import type { Services } from "../../shared/services";
 
@@ -27,11 +27,7 @@ afterAll(async () => {
   await t?.stop();
 });
 
-async function personsOf(apiKey: string, id: string): Promise<Json> {
-  const res = await t.call("GET", `v1/breaches/${id}/persons`, { key: apiKey });
-  expect(res.status).toBe(200);
-  return res.json();
-}
+const personsOf = (apiKey: string, id: string): Promise<Json> => personsOfBreach(t, apiKey, id);
 
 /** A tenant with `uploads` uploads naming 99 subjects and a recipient each, a breach of them resolved; its id. */
 async function resolvedBreach(name: string, uploads: number): Promise<{ tenantId: string; apiKey: string; id: string; persons: number }> {

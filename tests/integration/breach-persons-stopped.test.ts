@@ -9,7 +9,7 @@ import { BreachStore } from "../../shared/stores/breach-store";
 import { runBreachSweep } from "../../shared/usecases/breach-notices";
 import { startTestApp, type TestApp } from "../helpers/app";
 import { breachBody, registerBreach, type Json } from "../helpers/breaches";
-import { drainBreachJobs, outboxMessageIds, runBreachJob, uploadNaming } from "../helpers/breach-persons";
+import { drainBreachJobs, outboxMessageIds, runBreachJob, uploadNaming, personsOf as personsOfBreach } from "../helpers/breach-persons";
 import { expect } from "../helpers/expect";
 
 const OPERATOR = "security@processor.example";
@@ -25,11 +25,7 @@ afterAll(async () => {
   await t?.stop();
 });
 
-async function personsOf(apiKey: string, id: string): Promise<Json> {
-  const res = await t.call("GET", `v1/breaches/${id}/persons`, { key: apiKey });
-  expect(res.status).toBe(200);
-  return res.json();
-}
+const personsOf = (apiKey: string, id: string): Promise<Json> => personsOfBreach(t, apiKey, id);
 
 async function batchesOf(tenantId: string): Promise<Array<{ version: number; state: string }>> {
   const { resources } = await t.raw.containers.breaches.items
