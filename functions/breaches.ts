@@ -113,7 +113,7 @@ const personsView = z.object({
       queuedAt: z.string().nullable().describe("When every batch was queued"),
       batchesQueued: z.number().int(),
       sent: z.number().int(),
-      pending: z.number().int(),
+      pending: z.number().int().describe("Persons not yet told; while the resolution still runs (resolution.status running), of the persons found so far"),
       failed: z.number().int(),
       unreachable: z.number().int().describe("Persons whose records were deleted after the resolution"),
       estimatedCompletionAt: z.string().nullable().describe("When the last pending notice is expected to go at the e-mail service's pace (EMAIL_SENDS_PER_MINUTE, EMAIL_SENDS_PER_HOUR)"),

@@ -154,6 +154,16 @@ export function takeSends(stored: RateState | undefined, now: Date, want: number
 }
 
 /**
+ * The notices one run's last notice waits behind when `runs` runs share one send budget with `backlog` notices
+ * pending in all: the runs' batches take turns, so a run gets about its share of the budget: its own pending times the
+ * runs, never more than the whole backlog nor less than its own. Two runs of 5,000 wait behind 10,000; one notice
+ * beside a run of 800 behind 2.
+ */
+export function waitingBehindShare(ownPending: number, backlog: number, runs: number): number {
+  return Math.max(ownPending, Math.min(backlog, ownPending * Math.max(1, runs)));
+}
+
+/**
  * The estimate and the bound as a delay alert shows them, to the minute: the estimate rounded up and the bound down,
  * so an estimate later than the bound (the only case an alert is sent) never reads as the same minute or earlier.
  */

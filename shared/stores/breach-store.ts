@@ -248,8 +248,12 @@ export const personBatchSchema = z.object({
   version: z.number().int().positive(),
   batch: z.string(),
   personHashes: z.array(personHashSchema).max(1000),
-  /** done: every person told, given up or unreachable; stopped: its run was stopped or a later version's replaced it. */
-  state: z.enum(["pending", "done", "stopped"]),
+  /**
+   * resolved: named by the resolution, not to be worked before the tenant's instruction (the fan-out makes it
+   * pending); pending: to be worked; done: every person told, given up or unreachable; stopped: its run was stopped
+   * or a later version's replaced it.
+   */
+  state: z.enum(["resolved", "pending", "done", "stopped"]),
   sent: z.number().int().nonnegative(),
   failed: z.number().int().nonnegative(),
   unreachable: z.number().int().nonnegative(),
@@ -276,7 +280,15 @@ export const progressShardSchema = z.object({
 type ProgressShardDoc = z.infer<typeof progressShardSchema>;
 
 const BACKLOG_ID = "email-send-backlog";
-const backlogDocSchema = z.object({ id: z.literal(BACKLOG_ID), tenantId: z.literal(SYSTEM_TENANT), type: z.literal("email-send-backlog"), pending: z.number().int().nonnegative(), at: iso });
+const backlogDocSchema = z.object({
+  id: z.literal(BACKLOG_ID),
+  tenantId: z.literal(SYSTEM_TENANT),
+  type: z.literal("email-send-backlog"),
+  pending: z.number().int().nonnegative(),
+  /** The runs (one per breach part) still sending. */
+  runs: z.number().int().nonnegative().default(1),
+  at: iso,
+});
 
 const RATE_ID = "email-send-rate";
 const rateDocSchema = z.object({ id: z.literal(RATE_ID), tenantId: z.literal(SYSTEM_TENANT), type: z.literal("email-send-rate"), state: rateStateSchema });
@@ -676,14 +688,14 @@ export class BreachStore {
    * The notices to persons still pending across every breach and tenant, as the breach sweep last counted them (a
    * number only: they share one send budget, so each estimate waits behind all of them). Undefined before any count.
    */
-  async getSendBacklog(): Promise<{ pending: number; at: string } | undefined> {
+  async getSendBacklog(): Promise<{ pending: number; runs: number; at: string } | undefined> {
     const doc = await readItem(this.container, backlogDocSchema, BACKLOG_ID, SYSTEM_TENANT);
-    return doc ? { pending: doc.pending, at: doc.at } : undefined;
+    return doc ? { pending: doc.pending, runs: doc.runs, at: doc.at } : undefined;
   }
 
-  /** Stores the sweep's count of the notices pending across every breach (the last count wins). */
-  async saveSendBacklog(pending: number, at: Date): Promise<void> {
-    await this.container.items.upsert(backlogDocSchema.parse({ id: BACKLOG_ID, tenantId: SYSTEM_TENANT, type: "email-send-backlog", pending, at: at.toISOString() }));
+  /** Stores the sweep's count of the notices pending across every breach and of the runs sending them (the last count wins). */
+  async saveSendBacklog(pending: number, runs: number, at: Date): Promise<void> {
+    await this.container.items.upsert(backlogDocSchema.parse({ id: BACKLOG_ID, tenantId: SYSTEM_TENANT, type: "email-send-backlog", pending, runs, at: at.toISOString() }));
   }
 
   /** Reachability, for health: reads the container's definition. */

@@ -26,6 +26,7 @@
 import { lookupHash, normaliseEmail } from "../crypto";
 import { CATEGORY_LABELS } from "../domain/breach-labels";
 import {
+  waitingBehindShare,
   alertMinutes,
   batchKeyOf,
   blockSends,
@@ -290,10 +291,11 @@ async function resolveStep(s: Services, msg: Extract<PersonJob, { kind: "resolve
   const now = s.clock.now().toISOString();
   // Persons told of an earlier version go in batches of their own, named to come after the others (the fan-out
   // queues batches in name order): a new version reaches first those who have heard nothing yet.
-  const told = run.earlier.at(-1);
-  const heard = told
-    ? await inParallel([...found.keys()], STORE_CONCURRENCY, async (h) => (await s.breaches.getPerson(msg.tenantId, msg.breachId, told.version, h))?.state === "sent")
-    : [];
+  const notified = run.earlier.map((e) => e.version).reverse();
+  const heard = await inParallel([...found.keys()], STORE_CONCURRENCY, async (h) => {
+    for (const v of notified) if ((await s.breaches.getPerson(msg.tenantId, msg.breachId, v, h))?.state === "sent") return true;
+    return false;
+  });
   const entries = [...found.entries()];
   const order = new Map<string, string>();
   let fresh = 0;
@@ -345,7 +347,9 @@ async function resolveStep(s: Services, msg: Extract<PersonJob, { kind: "resolve
       version: msg.version,
       batch,
       personHashes: hashes,
-      state: "pending",
+      // Not due before the tenant instructs the notices: never instructed (the usual case below a high risk), it must
+      // not fill the sweep's catch-up for lost batches.
+      state: "resolved",
       sent: 0,
       failed: 0,
       unreachable: 0,
@@ -449,15 +453,14 @@ export interface PersonsView {
 const BACKLOG_FRESH_MS = 15 * MINUTE;
 
 /**
- * The notices an estimate waits behind: every notice pending across every breach shares one send budget, and the
- * batches of all take turns, so a run's last notice goes about when all of them have gone. The larger of this run's
- * pending and the breach sweep's last count across all runs (a number only; fresh within BACKLOG_FRESH_MS).
+ * The notices an estimate waits behind: its share of every notice pending across every breach, which share one send
+ * budget (waitingBehindShare), from the breach sweep's last count (fresh within BACKLOG_FRESH_MS; two numbers only).
  */
 async function waitingBehind(s: Services, ownPending: number, now: Date): Promise<number> {
   if (ownPending === 0) return 0;
   const backlog = await s.breaches.getSendBacklog();
-  const fresh = backlog && now.getTime() - Date.parse(backlog.at) <= BACKLOG_FRESH_MS;
-  return Math.max(ownPending, fresh ? backlog.pending : 0);
+  if (!backlog || now.getTime() - Date.parse(backlog.at) > BACKLOG_FRESH_MS) return ownPending;
+  return waitingBehindShare(ownPending, backlog.pending, backlog.runs);
 }
 
 /**
@@ -584,6 +587,17 @@ export async function requestPersonNotices(s: Services, caller: TenantCaller, id
   return { view: (await personsView(s, part))!, created };
 }
 
+/** A batch named by the resolution made due (pending) once the notices are instructed; any other state is kept. */
+async function markInstructed(s: Services, tenantId: string, breachId: string, version: number, batch: string): Promise<void> {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const doc = await s.breaches.getBatch(tenantId, breachId, version, batch);
+    if (!doc || doc.state !== "resolved") return;
+    const now = s.clock.now().toISOString();
+    if (await s.breaches.replaceBatch({ ...withoutMeta(doc), state: "pending", nextAttemptAt: now, updatedAt: now }, doc._etag)) return;
+  }
+  throw new Error("a breach batch was contended while the fan-out queued it");
+}
+
 /**
  * Queues one message per batch of the resolved version, a page of batches at a time, remembering the last one
  * queued (a crash resumes there; a batch queued twice is worked once). Then checks the estimate.
@@ -595,7 +609,10 @@ async function fanOutStep(s: Services, msg: Extract<PersonJob, { kind: "fan-out-
   if (run.resolution.status !== "done") return "waiting-for-resolution";
   while (!run.notify!.queuedAt) {
     const names = await s.breaches.batchNames(msg.tenantId, msg.breachId, msg.version, run.notify!.cursor === null ? null : batchId(msg.breachId, msg.version, run.notify!.cursor), FAN_OUT_PAGE);
-    await inParallel(names, STORE_CONCURRENCY, (n) => queueJob(s, { kind: "person-batch", breachId: msg.breachId, tenantId: msg.tenantId, version: msg.version, batch: n.batch }));
+    await inParallel(names, STORE_CONCURRENCY, async (n) => {
+      await markInstructed(s, msg.tenantId, msg.breachId, msg.version, n.batch);
+      await queueJob(s, { kind: "person-batch", breachId: msg.breachId, tenantId: msg.tenantId, version: msg.version, batch: n.batch });
+    });
     const finished = names.length < FAN_OUT_PAGE;
     const cursor = run.notify!.cursor;
     const r = await s.breaches.updatePart(msg.tenantId, msg.breachId, (doc) => {
@@ -770,7 +787,12 @@ async function batchStep(s: Services, msg: Extract<PersonJob, { kind: "person-ba
     await s.breaches.replaceBatch({ ...withoutMeta(batch), state: "stopped", leaseUntil: null, updatedAt: s.clock.now().toISOString() }, batch._etag);
     return "stopped";
   }
-  if (run.version !== msg.version || !run.notify) return "skipped";
+  if (run.version !== msg.version) return "skipped";
+  if (!run.notify) {
+    // A batch made due before the instruction (stored before batches waited for it): it waits for the fan-out again.
+    await s.breaches.replaceBatch({ ...withoutMeta(batch), state: "resolved", updatedAt: s.clock.now().toISOString() }, batch._etag);
+    return "not-instructed";
+  }
   const now = s.clock.now();
   // Persons told of an earlier version wait until those who heard nothing yet are told (or given up on).
   if (msg.batch.startsWith(HEARD_BEFORE) && run.notify.progress === "counters") {
@@ -797,7 +819,10 @@ async function batchStep(s: Services, msg: Extract<PersonJob, { kind: "person-ba
     const peek = takeSends((await s.breaches.getSendRate())?.state, now, 1, limitsOf(s));
     if (peek.granted === 0) {
       const at = peek.retryAt ?? new Date(now.getTime() + MINUTE);
-      await queueJob(s, msg, at.getTime() - now.getTime());
+      // Not due before then: the sweep's catch-up leaves it, and a duplicate message for it ends at once ("waiting").
+      if (await s.breaches.replaceBatch({ ...withoutMeta(batch), nextAttemptAt: at.toISOString(), updatedAt: now.toISOString() }, batch._etag)) {
+        await queueJob(s, msg, at.getTime() - now.getTime());
+      }
       return "waiting-for-budget";
     }
   }
@@ -847,23 +872,36 @@ async function workLeasedBatch(
     (p): p is StoredBreachPerson => p !== undefined,
   );
   const pending = persons.filter((p) => p.state === "pending");
-  const grant = pending.length > 0 ? await takeBudget(s, pending.length) : { granted: 0, retryAt: null, state: undefined };
-  const toSend = pending.slice(0, grant.granted);
-  let retryAt: Date | null = grant.retryAt;
-  const throttle: { until: Date | null } = { until: null };
-
-  if (toSend.length > 0) {
-    const ctx = await noticeContext(s, part, msg.version);
-    const read = await addressesOf(s, msg.tenantId, toSend);
-    // The addresses were decrypted from the persons' records: audited before any is used (a worker may die sending).
+  // The addresses first (decrypted from the persons' records, audited before any is used: a worker may die sending):
+  // a person without one is unreachable and takes nothing of the send budget.
+  const read = pending.length > 0 ? await addressesOf(s, msg.tenantId, pending) : { addresses: new Map<string, string>(), recordsRead: 0 };
+  if (pending.length > 0) {
     await recordAudit(s, msg.tenantId, SYSTEM, "breach.person-addresses-read", { type: "breach", id: `${msg.breachId}.v${msg.version}` }, {
       breachId: msg.breachId,
       version: msg.version,
       batch: msg.batch,
       recordsRead: read.recordsRead,
-      persons: toSend.length,
+      persons: pending.length,
       found: read.addresses.size,
     });
+    await inParallel(
+      pending.filter((p) => !read.addresses.has(p.personHash)),
+      STORE_CONCURRENCY,
+      async (person) => {
+        const next: BreachPersonDoc = { ...withoutMeta(person), state: "unreachable", lastFailure: "record-deleted" };
+        if (!(await s.breaches.replacePerson(next, person._etag))) throw new Error("a breach person changed under the batch's lease");
+        Object.assign(person, next);
+      },
+    );
+  }
+  const reachable = pending.filter((p) => p.state === "pending");
+  const grant = reachable.length > 0 ? await takeBudget(s, reachable.length) : { granted: 0, retryAt: null, state: undefined };
+  const toSend = reachable.slice(0, grant.granted);
+  let retryAt: Date | null = grant.retryAt;
+  const throttle: { until: Date | null } = { until: null };
+
+  if (toSend.length > 0) {
+    const ctx = await noticeContext(s, part, msg.version);
     await inParallel(toSend, SEND_CONCURRENCY, async (person) => {
       if (throttle.until) return; // the service said stop: the rest stay pending
       const address = read.addresses.get(person.personHash);
@@ -1163,10 +1201,11 @@ export async function sweepPersonJobs(s: Services): Promise<number> {
     sending.push({ part, run, pending: (await progressOf(s, part, run)).pending });
   }
   const backlog = sending.reduce((n, x) => n + x.pending, 0);
-  await s.breaches.saveSendBacklog(backlog, now);
+  const runs = sending.filter((x) => x.pending > 0).length;
+  await s.breaches.saveSendBacklog(backlog, runs, now);
   for (const { part, run, pending } of sending) {
     if (pending > 0) {
-      await checkDelay(s, part, undefined, backlog);
+      await checkDelay(s, part, undefined, waitingBehindShare(pending, backlog, runs));
       continue;
     }
     const at = now.toISOString();

@@ -126,27 +126,60 @@ describe("notices to persons that stop", () => {
     expect(personReads, "no person read for a batch that cannot send").toBe(0);
   });
 
-  it("estimate a breach's last notice behind every notice pending across breaches, which share one send budget", async () => {
+  it("estimate a breach's last notice behind its share of the notices pending across breaches (one send budget), never a small one behind all", async () => {
     t.clock.set("2026-08-03T10:00:10.000Z");
     const big = await t.createTenant("Big Backlog Controller");
-    const small = await t.createTenant("Small Backlog Controller");
-    const a = await uploadNaming(t, big.apiKey, Array.from({ length: 30 }, (_, j) => `big${j}@subjects.example`), ["rbig@recipients.example"]);
-    const b = await uploadNaming(t, small.apiKey, ["s1@subjects.example", "s2@subjects.example"], ["rs@recipients.example"]);
-    const first = await registerBreach(t, breachBody(t, { scope: [{ tenantId: big.tenantId, uploads: [a], personCategories: ["data-subjects"], categories: [] }] }));
-    const second = await registerBreach(t, breachBody(t, { scope: [{ tenantId: small.tenantId, uploads: [b], personCategories: ["data-subjects"], categories: [] }] }));
+    const second = await t.createTenant("Second Backlog Controller");
+    const tiny = await t.createTenant("Tiny Backlog Controller");
+    const breachOf = async (ctl: { tenantId: string; apiKey: string }, n: number, tag: string) => {
+      const up = await uploadNaming(t, ctl.apiKey, Array.from({ length: n }, (_, j) => `${tag}${j}@subjects.example`), [`r${tag}@recipients.example`]);
+      return (await registerBreach(t, breachBody(t, { scope: [{ tenantId: ctl.tenantId, uploads: [up], personCategories: ["data-subjects"], categories: [] }] }))).id;
+    };
+    const first = await breachOf(big, 30, "big");
+    const other = await breachOf(second, 20, "sec");
+    const small = await breachOf(tiny, 1, "tiny");
     await drainBreachJobs(t);
-    expect((await t.call("POST", `v1/breaches/${first.id}/notify-persons`, { key: big.apiKey })).status).toBe(202);
-    await drainBreachJobs(t);
-    expect((await t.call("POST", `v1/breaches/${second.id}/notify-persons`, { key: small.apiKey })).status).toBe(202);
-    await drainBreachJobs(t);
-    const alone = await personsOf(small.apiKey, second.id);
-    expect(alone.notices).toMatchObject({ sent: 0, pending: 2 });
-    // The sweep counts what is pending across every breach: 25 of the first and 2 of the second, at 5 a minute and
-    // 10 an hour (5 of this hour's went already): the second's last notice waits until about 13:00.
+    for (const [id, ctl] of [[first, big], [other, second], [small, tiny]] as const) {
+      expect((await t.call("POST", `v1/breaches/${id}/notify-persons`, { key: ctl.apiKey })).status).toBe(202);
+      await drainBreachJobs(t);
+    }
+    const alone = await personsOf(second.apiKey, other);
+    expect(alone.notices).toMatchObject({ sent: 0, pending: 20 });
+    // The sweep counts what is pending across every breach (25 + 20 + 1 in three runs) at 5 a minute and 10 an hour:
+    // the second waits behind its share (20 × 3, at most the 46 in all), later than its own 20 alone; the one-person
+    // breach behind 3 at most, so not hours away.
     await runBreachSweep(t.services);
-    const behind = await personsOf(small.apiKey, second.id);
-    expect(Date.parse(alone.notices.estimatedCompletionAt), "alone it would be done within minutes").toBeLessThan(Date.parse("2026-08-03T10:05:00Z"));
-    expect(Date.parse(behind.notices.estimatedCompletionAt), "behind the other breach's notices").toBeGreaterThanOrEqual(Date.parse("2026-08-03T12:00:00Z"));
+    const behind = await personsOf(second.apiKey, other);
+    expect(Date.parse(behind.notices.estimatedCompletionAt) - Date.parse(alone.notices.estimatedCompletionAt), "behind the others' notices").toBeGreaterThanOrEqual(3_600_000);
+    const one = await personsOf(tiny.apiKey, small);
+    expect(Date.parse(one.notices.estimatedCompletionAt), "one notice is not estimated behind all of them").toBeLessThan(Date.parse("2026-08-03T11:01:00Z"));
     expect(JSON.stringify(behind), "no other tenant's number or name").not.toContain(big.tenantId);
+  });
+
+  it("leave batches of persons resolved but never instructed out of the sweep's catch-up for lost batches", async () => {
+    const ctl = await t.createTenant("Never Instructing Controller");
+    const up = await uploadNaming(t, ctl.apiKey, Array.from({ length: 50 }, (_, j) => `ni${j}@subjects.example`), ["rni@recipients.example"]);
+    await registerBreach(t, breachBody(t, { scope: [{ tenantId: ctl.tenantId, uploads: [up], personCategories: ["data-subjects"], categories: [] }] }));
+    await drainBreachJobs(t);
+    expect((await batchesOf(ctl.tenantId)).map((b) => b.state)).toEqual(["resolved"]);
+    t.clock.advance({ hours: 2 });
+    const due = await t.services.breaches.findDueBatchesAcrossTenants(t.clock.now(), t.clock.now(), 500);
+    expect(due.filter((d) => d.tenantId === ctl.tenantId), "a batch nobody instructed is never due").toEqual([]);
+  });
+
+  it("spend no send budget on persons found without an address", async () => {
+    t.clock.set("2026-10-05T09:00:10.000Z");
+    const ctl = await t.createTenant("Deleted Records Controller");
+    const gone = await uploadNaming(t, ctl.apiKey, Array.from({ length: 20 }, (_, j) => `gone${j}@subjects.example`), ["rgone@recipients.example"]);
+    await uploadNaming(t, ctl.apiKey, ["kept@subjects.example"], ["rkept@recipients.example"]);
+    const reg = await registerBreach(t, breachBody(t, { scope: [{ tenantId: ctl.tenantId, window: { from: "2026-10-05T08:00:00Z", to: "2026-10-05T09:30:00Z" }, personCategories: ["data-subjects"], categories: [] }] }));
+    await drainBreachJobs(t);
+    expect((await personsOf(ctl.apiKey, reg.id)).resolution.persons).toBe(21);
+    expect((await t.call("DELETE", `v1/uploads/${gone}`, { key: ctl.apiKey })).status).toBe(204);
+    await drainBreachJobs(t);
+    expect((await t.call("POST", `v1/breaches/${reg.id}/notify-persons`, { key: ctl.apiKey })).status).toBe(202);
+    await drainBreachJobs(t);
+    // One pass within one minute's budget of 5: the 20 without an address are unreachable, and the one with an address is told.
+    expect((await personsOf(ctl.apiKey, reg.id)).notices).toMatchObject({ sent: 1, unreachable: 20, pending: 0 });
   });
 });

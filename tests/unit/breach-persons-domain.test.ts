@@ -7,6 +7,7 @@ import { describe, it } from "@jest/globals";
 import fc from "fast-check";
 import { parseRetryAfter } from "../../shared/email/acs-email-sender";
 import {
+  waitingBehindShare,
   alertMinutes,
   blockSends,
   breaksDeadline,
@@ -177,6 +178,21 @@ describe("the delay alert's times", () => {
         const minute = (d: Date) => new Intl.DateTimeFormat("en-GB", { timeZone, dateStyle: "short", timeStyle: "short" }).format(d);
         expect(shown.estimate.getTime()).toBeGreaterThan(shown.deadline.getTime());
         expect(minute(shown.estimate)).not.toBe(minute(shown.deadline));
+      }),
+    );
+  });
+});
+
+describe("the estimate's share of a shared budget", () => {
+  it("waits behind its share of all pending notices: never less than its own, never more than all", () => {
+    expect(waitingBehindShare(5000, 10_000, 2)).toBe(10_000);
+    expect(waitingBehindShare(1, 801, 2)).toBe(2);
+    expect(waitingBehindShare(30, 20, 1)).toBe(30);
+    fc.assert(
+      fc.property(fc.nat(10_000), fc.nat(100_000), fc.integer({ min: 0, max: 50 }), (own, others, runs) => {
+        const w = waitingBehindShare(own, own + others, runs);
+        expect(w).toBeGreaterThanOrEqual(own);
+        expect(w).toBeLessThanOrEqual(Math.max(own, own + others));
       }),
     );
   });
