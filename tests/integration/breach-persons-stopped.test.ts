@@ -124,6 +124,12 @@ describe("notices to persons that stop", () => {
     reads.mockRestore();
     expect(outcome).toBe("waiting-for-budget");
     expect(personReads, "no person read for a batch that cannot send").toBe(0);
+    // Its due time moved to the next window: a duplicate message ends at once, and the sweep's catch-up leaves it.
+    const batch = await t.services.breaches.getBatch(ctl.tenantId, reg.id, 1, "0.0");
+    expect(Date.parse(batch!.nextAttemptAt)).toBeGreaterThan(t.clock.now().getTime());
+    expect(await runBreachJob(t.services, { kind: "person-batch", breachId: reg.id, tenantId: ctl.tenantId, version: 1, batch: "0.0" })).toBe("waiting");
+    const due = await t.services.breaches.findDueBatchesAcrossTenants(t.clock.now(), t.clock.now(), 500);
+    expect(due.filter((d) => d.tenantId === ctl.tenantId)).toEqual([]);
   });
 
   it("estimate a breach's last notice behind its share of the notices pending across breaches (one send budget), never a small one behind all", async () => {
