@@ -42,6 +42,19 @@ export const LEGAL_BASES = ["consent", "explicit-consent"] as const;
 export type LegalBasis = (typeof LEGAL_BASES)[number];
 
 export const DECISIONS = ["granted", "denied", "withdrawn"] as const;
+
+/**
+ * The most events one history (a subject and a purpose) keeps: its clock document lists them all, and must stay
+ * under Cosmos DB's 2 MB per document (about 12,000 listed events). A grant beyond MAX_HISTORY_GRANTS events is
+ * refused; a denial or withdrawal is recorded up to MAX_HISTORY_EVENTS, so a withdrawal stays possible (Art. 7(3)).
+ */
+export const MAX_HISTORY_GRANTS = 5000;
+export const MAX_HISTORY_EVENTS = 9000;
+
+/** Whether one more event with `decision` may join a history that lists `listed` events (see MAX_HISTORY_GRANTS). */
+export function historyHasRoom(listed: number, decision: (typeof DECISIONS)[number]): boolean {
+  return listed < (decision === "granted" ? MAX_HISTORY_GRANTS : MAX_HISTORY_EVENTS);
+}
 export type Decision = (typeof DECISIONS)[number];
 
 /** How the person expressed the decision. `withdrawal-link` is the service's own signed link; tenants cannot send it. */

@@ -167,6 +167,12 @@ export class AuditStore {
           this.tips.delete(event.tenantId);
           throw err;
         }
+        // A create sent again after its answer was lost finds its own entry there: the same hash is this entry.
+        const there = await readItem(this.container, z.object({ hash: z.string() }).passthrough(), entryId(entry.seq), event.tenantId);
+        if (there?.hash === entry.hash) {
+          this.tips.set(event.tenantId, { seq: entry.seq, hash: entry.hash });
+          return { entry, head };
+        }
         // Another instance took this position: after a short pause, try the position after the chain's newest entry
         // (not merely the next one: the other instance may have written several meanwhile).
         await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(50, 2 * (attempt + 1))));

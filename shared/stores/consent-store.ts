@@ -39,8 +39,6 @@ const sealedKey = z.object({ wrapped: z.string(), kekVersion: z.string() });
 /** How many characters of notice text (and URL) one instance keeps in memory at most (about 10 MB). */
 export const NOTICE_CACHE_CHARS = 5_000_000;
 
-/** The most events one subject's history is read with at once (a person's decisions: far fewer in practice). */
-export const MAX_SUBJECT_EVENTS = 5000;
 
 export const purposeDocSchema = z.object({
   id: z.string(),
@@ -465,7 +463,10 @@ export class ConsentStore {
     }
   }
 
-  /** Every event of a subject (optionally of one purpose), audited or not, at most MAX_SUBJECT_EVENTS. */
+  /**
+   * Every event of a subject (optionally of one purpose), audited or not, every page (a history keeps at most
+   * MAX_HISTORY_EVENTS: shared/domain/consent.ts). A cap here would leave some out, in no defined order.
+   */
   eventsOfSubject(tenantId: string, subjectId: string, purposeKey?: string): Promise<EventDoc[]> {
     const parameters: SqlParameter[] = [
       { name: "@tenantId", value: tenantId },
@@ -477,7 +478,7 @@ export class ConsentStore {
       parameters.push({ name: "@purpose", value: purposeKey });
     }
     return this.queryAll(eventDocSchema, {
-      query: `SELECT TOP ${MAX_SUBJECT_EVENTS} * FROM c WHERE c.tenantId = @tenantId AND c.type = 'consent-event' AND c.subjectId = @subject${filter}`,
+      query: `SELECT * FROM c WHERE c.tenantId = @tenantId AND c.type = 'consent-event' AND c.subjectId = @subject${filter}`,
       parameters,
     }, tenantId);
   }

@@ -35,6 +35,7 @@ import {
   parseIp,
   projectStates,
   DECISIONS,
+  historyHasRoom,
   type ConsentCheck,
   type Decision,
   type DecisionFact,
@@ -541,7 +542,16 @@ export async function refreshClock(
     const clock = attempt === 0 && opts.likelyAbsent && "add" in change ? undefined : await s.consents.getClock(tenantId, subjectId, purposeKey);
     const stored = "rebuild" in change ? undefined : clock ? clock.facts : [];
     let facts = stored ?? listOf(await s.consents.eventsOfSubject(tenantId, subjectId, purposeKey));
-    if ("add" in change) facts = await withGpcPositions(s, tenantId, [...facts.filter((f) => f.id !== change.add.id), clockFactOf(change.add)], change.add.id);
+    if ("add" in change) {
+      const others = facts.filter((f) => f.id !== change.add.id);
+      if (!historyHasRoom(others.length, change.add.decision)) {
+        throw new AppError(
+          "conflict",
+          `this data subject's history for the purpose holds ${others.length} events, the most it keeps for a ${change.add.decision === "granted" ? "grant" : "decision"} (a withdrawal is still recorded); erase its evidence that is no longer needed`,
+        );
+      }
+      facts = await withGpcPositions(s, tenantId, [...others, clockFactOf(change.add)], change.add.id);
+    }
     if ("remove" in change) {
       const gone = new Set(change.remove);
       facts = facts.filter((f) => !gone.has(f.id));
@@ -623,7 +633,14 @@ async function appendEvent(s: Services, tenantId: string, ctx: SubjectContext, f
   // of this event's 201 answer: the other listed events whose entry is known (this one's comes later). One whose
   // entry a concurrent request writes between this read and this event's entry is missed by the 201 only; every
   // later reading (event, search, proof, export) computes from the audit order and sees it.
-  const listed = await refreshClock(s, tenantId, subject.subjectId, facts.purposeKey, { add: event }, { likelyAbsent: subject.unconfirmedSince !== null });
+  let listed: ClockFact[];
+  try {
+    listed = await refreshClock(s, tenantId, subject.subjectId, facts.purposeKey, { add: event }, { likelyAbsent: subject.unconfirmedSince !== null });
+  } catch (err) {
+    // Not listed and not audited: this attempt's event goes (a retried link keeps its own for the next try).
+    if (created) await s.consents.deleteEvent(tenantId, eventId).catch(() => false);
+    throw err;
+  }
   const before = gpcFactsOf(subject.subjectId, facts.purposeKey, listed.filter((f) => f.id !== eventId));
   let position: { seq: number; hash: string | undefined } | undefined;
   try {
@@ -657,7 +674,16 @@ async function appendEvent(s: Services, tenantId: string, ctx: SubjectContext, f
   const seq = position.seq;
   const hash = position.hash ?? (await s.audit.entryHash(tenantId, seq));
   if (!hash) throw new Error(`audit entry ${seq} of tenant ${tenantId} is missing right after it was written`);
-  await s.consents.setEventAudit(tenantId, eventId, { seq, hash });
+  // The entry is written: the event is recorded. Its position is set with a few tries (a lost answer is retried; a
+  // write that still fails is settled by the retention repair, which finds the entry by its target).
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await s.consents.setEventAudit(tenantId, eventId, { seq, hash });
+      break;
+    } catch (err) {
+      if (attempt >= 2) throw err;
+    }
+  }
   if (subject.unconfirmedSince) {
     // Best effort: a subject left unconfirmed is settled by the retention sweep, which finds its events. The subject
     // as read before the entry is tried first; changed since, it is read again.

@@ -1,0 +1,55 @@
+/**
+ * One history (a subject and a purpose) keeps a bounded number of events, because its clock document lists them all
+ * and a Cosmos document holds at most 2 MB: a grant beyond MAX_HISTORY_GRANTS is refused with 409, a withdrawal is
+ * still recorded (GDPR Art. 7(3): withdrawing must stay as easy as giving), and a refused recording leaves no event
+ * behind. The full list is set up by writing the clock directly (recording thousands of events would take minutes).
+ */
+import { afterAll, beforeAll, describe, it } from "@jest/globals";
+import { expect } from "../helpers/expect";
+import { startTestApp, type TestApp } from "../helpers/app";
+import { purposeWithNotice, recordDecision } from "../helpers/consents";
+import { MAX_HISTORY_GRANTS } from "../../shared/domain/consent";
+import { clockId } from "../../shared/stores/consent-store";
+
+let t: TestApp;
+let tenant: { tenantId: string; apiKey: string };
+
+beforeAll(async () => {
+  t = await startTestApp();
+  tenant = await t.createTenant("Busy History Co");
+  await purposeWithNotice(t, tenant.apiKey, "ads");
+});
+afterAll(async () => {
+  await t?.stop();
+});
+
+async function eventsOf(subjectId: string): Promise<number> {
+  const { resources } = await t.raw.containers.consents.items
+    .query({ query: "SELECT VALUE COUNT(1) FROM c WHERE c.tenantId = @t AND c.type = 'consent-event' AND c.subjectId = @s", parameters: [{ name: "@t", value: tenant.tenantId }, { name: "@s", value: subjectId }] })
+    .fetchAll();
+  return resources[0] as number;
+}
+
+describe("a history's size", () => {
+  it("refuses a grant once the history holds the most it keeps, records a withdrawal, and leaves no event of a refused one", async () => {
+    const email = "busy.person@subject.example";
+    const first = await recordDecision(t, tenant.apiKey, { email, purpose: "ads", decision: "granted", noticeVersion: 1 });
+    const subjectId = first.subjectId as string;
+    // The history's clock as if it listed MAX_HISTORY_GRANTS events.
+    const id = clockId(subjectId, "ads");
+    const { resource: clock } = await t.raw.containers.consents.item(id, tenant.tenantId).read();
+    const fact = clock.facts[0];
+    clock.facts = Array.from({ length: MAX_HISTORY_GRANTS }, (_, i) => ({ ...fact, id: i === 0 ? fact.id : `ce-${String(i).padStart(16, "a")}` }));
+    await t.raw.containers.consents.item(id, tenant.tenantId).replace(clock);
+    const before = await eventsOf(subjectId);
+
+    const grant = await t.call("POST", "v1/consents", { key: tenant.apiKey, json: { method: "click", requestOrigin: "banner", email, purpose: "ads", decision: "granted", noticeVersion: 1 } });
+    expect(grant.status).toBe(409);
+    expect(((await grant.json()) as { detail: string }).detail).toContain("a withdrawal is still recorded");
+    expect(await eventsOf(subjectId), "the refused grant left no event").toBe(before);
+
+    const withdrawal = await t.call("POST", "v1/consents", { key: tenant.apiKey, json: { method: "click", requestOrigin: "banner", email, purpose: "ads", decision: "withdrawn", noticeVersion: 1 } });
+    expect(withdrawal.status).toBe(201);
+    expect(await eventsOf(subjectId)).toBe(before + 1);
+  });
+});
