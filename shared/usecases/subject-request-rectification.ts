@@ -169,9 +169,14 @@ export async function rectifyConsents(s: Services, req: StoredRequest): Promise<
       const key = await unwrapSubjectKey(s, old);
       const moved = { ...withoutMeta(old), id: `subject:${plan.toHash}`, lookup: plan.toHash, email: sealConsentField(key, req.tenantId, old.subjectId, "email", normaliseEmail(plan.value)) };
       await s.consents.createSubject(moved);
+    } else if (old.purposes && target.purposes && old.purposes.some((p) => !target.purposes!.includes(p))) {
+      // Moved by an earlier attempt, and a purpose joined the old record since: the moved one lists it too.
+      const purposes = [...new Set([...target.purposes, ...old.purposes])].sort();
+      if (!(await s.consents.replaceSubject({ ...withoutMeta(target), purposes }, target._etag))) throw new AppError("conflict", "the consent subject changed; the step is tried again");
     }
-    const fresh = await s.consents.getSubjectByLookup(req.tenantId, plan.fromHash);
-    if (fresh && !(await s.consents.deleteSubject(req.tenantId, fresh.id, fresh._etag))) throw new AppError("conflict", "the consent subject changed; the step is tried again");
+    // Removed as it was copied: changed since (a purpose added by a recording meanwhile), the step runs again and
+    // brings the change over first.
+    if (!(await s.consents.deleteSubject(req.tenantId, old.id, old._etag))) throw new AppError("conflict", "the consent subject changed; the step is tried again");
     await updateOutcome(s, req.tenantId, req.id, (d) => (d.plan.ids.consentSubjects ? undefined : withPlanned(d, "consentSubjects", [old.subjectId])));
   }
   return { next: "requests" };
