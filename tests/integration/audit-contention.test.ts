@@ -57,4 +57,40 @@ describe("one tenant's chain under many writers", () => {
     );
     expect(statuses.filter((s) => s !== 201)).toEqual([]);
   });
+
+  it("takes an entry whose create was written but whose answer was lost (a 409 on the retry) as its own, not as another writer's", async () => {
+    const tenantId = "tn-lostanswer00001";
+    const real = t.raw.containers.audit;
+    let lose = true;
+    // The container as the SDK sees it when the create's answer is lost and the retry meets the entry it wrote.
+    const lossy = new Proxy(real, {
+      get(target, prop) {
+        if (prop !== "items") {
+          const v = Reflect.get(target, prop) as unknown;
+          return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        }
+        return new Proxy(target.items, {
+          get(items, p) {
+            if (p === "create") {
+              return async (doc: { type?: string }, opts?: unknown) => {
+                const written = await items.create(doc as never, opts as never);
+                if (lose && doc.type === "audit-entry") {
+                  lose = false;
+                  throw Object.assign(new Error("Entity with the specified id already exists in the system."), { code: 409 });
+                }
+                return written;
+              };
+            }
+            const v = Reflect.get(items, p) as unknown;
+            return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(items) : v;
+          },
+        });
+      },
+    });
+    const store = new AuditStore(lossy, t.clock);
+    const entry = await store.append({ tenantId, actor: "system", action: "tenant.created", target: { type: "tenant", id: tenantId }, details: {} });
+    expect(entry.seq).toBe(1);
+    expect(await entriesOf(tenantId), "one entry, not two").toEqual([1]);
+    expect(await t.services.audit.verify(tenantId)).toMatchObject({ valid: true, lastSeq: 1 });
+  });
 });
