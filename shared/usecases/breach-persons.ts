@@ -794,6 +794,12 @@ async function batchStep(s: Services, msg: Extract<PersonJob, { kind: "person-ba
     return "not-instructed";
   }
   const now = s.clock.now();
+  if (batch.leaseUntil && Date.parse(batch.leaseUntil) > now.getTime()) {
+    // Another worker holds it: look again when its lease runs out (it may die holding it), not only at the sweep.
+    await queueJob(s, msg, Date.parse(batch.leaseUntil) - now.getTime() + 1000);
+    return "held";
+  }
+  if (Date.parse(batch.nextAttemptAt) > now.getTime()) return "waiting";
   // Persons told of an earlier version wait until those who heard nothing yet are told (or given up on).
   if (msg.batch.startsWith(HEARD_BEFORE) && run.notify.progress === "counters") {
     const rows = await s.breaches.recordedBatchCounts(msg.tenantId, msg.breachId, msg.version);
@@ -802,17 +808,12 @@ async function batchStep(s: Services, msg: Extract<PersonJob, { kind: "person-ba
     if (freshLeft > 0) {
       // Not before the others are expected to be done (at least a minute on), and the sweep leaves it until then.
       const at = new Date(Math.max(now.getTime() + MINUTE, estimateCompletion(freshLeft, (await s.breaches.getSendRate())?.state, now, limitsOf(s)).getTime()));
-      await s.breaches.replaceBatch({ ...withoutMeta(batch), nextAttemptAt: at.toISOString(), updatedAt: now.toISOString() }, batch._etag);
-      await queueJob(s, msg, at.getTime() - now.getTime());
+      if (await s.breaches.replaceBatch({ ...withoutMeta(batch), nextAttemptAt: at.toISOString(), updatedAt: now.toISOString() }, batch._etag)) {
+        await queueJob(s, msg, at.getTime() - now.getTime());
+      }
       return "after-the-others";
     }
   }
-  if (batch.leaseUntil && Date.parse(batch.leaseUntil) > now.getTime()) {
-    // Another worker holds it: look again when its lease runs out (it may die holding it), not only at the sweep.
-    await queueJob(s, msg, Date.parse(batch.leaseUntil) - now.getTime() + 1000);
-    return "held";
-  }
-  if (Date.parse(batch.nextAttemptAt) > now.getTime()) return "waiting";
   // The budget first, one read: at a window's start many waiting batches wake at once, and those the budget has no
   // room for wait for the next window without taking a lease or reading their persons.
   if (batch.sent + batch.failed + batch.unreachable < batch.personHashes.length) {
