@@ -153,14 +153,19 @@ export function takeSends(stored: RateState | undefined, now: Date, want: number
   return { granted, state: next, retryAt };
 }
 
+/** Batches still to send for `pending` persons (at least; a batch holds at most PERSON_BATCH_SIZE). */
+export const batchesFor = (pending: number): number => Math.ceil(pending / PERSON_BATCH_SIZE);
+
 /**
- * The notices one run's last notice waits behind when `runs` runs share one send budget with `backlog` notices
- * pending in all: the runs' batches take turns, so a run gets about its share of the budget: its own pending times the
- * runs, never more than the whole backlog nor less than its own. Two runs of 5,000 wait behind 10,000; one notice
- * beside a run of 800 behind 2.
+ * The notices one run's last notice waits behind when `batches` batches of all runs, with `backlog` notices in all,
+ * share one send budget. The budget goes to batches, each taking what it may when it wakes, so a run with k of the
+ * batches gets about k of every `batches` turns: its own pending times batches / k, never more than the whole backlog
+ * nor less than its own. Two runs of 5,000 (50 batches each) wait behind 10,000; 100 persons (1 batch) beside 6,000
+ * (60 batches) behind 6,100; one notice beside 800 (8 batches) behind 9.
  */
-export function waitingBehindShare(ownPending: number, backlog: number, runs: number): number {
-  return Math.max(ownPending, Math.min(backlog, ownPending * Math.max(1, runs)));
+export function waitingBehindShare(ownPending: number, backlog: number, batches: number): number {
+  const own = Math.max(1, batchesFor(ownPending));
+  return Math.max(ownPending, Math.min(backlog, Math.ceil((ownPending * Math.max(own, batches)) / own)));
 }
 
 /**

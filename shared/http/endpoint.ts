@@ -235,6 +235,17 @@ async function readWithin<T>(reader: ReadableStreamDefaultReader<T>, idleMs: num
 /** What an operation that takes no body reads of one before it refuses it. */
 const NO_BODY_LIMIT = 1024;
 
+/** Whether a body says nothing: empty, whitespace, JSON null or an empty JSON object (`{ }` too). */
+function isEmptyBody(text: string): boolean {
+  if (text.trim() === "") return true;
+  try {
+    const v: unknown = JSON.parse(text);
+    return v === null || (typeof v === "object" && !Array.isArray(v) && Object.keys(v as object).length === 0);
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Reads at most `limit` bytes of the body; past that, stops reading and answers 413. A body that sends nothing for
  * `idleMs` (UPLOAD_IDLE_SECONDS, the limit content uploads have) is answered 408. A body that ends before its declared
@@ -582,7 +593,7 @@ export function httpEndpoint<A extends AuthMode, P extends AnyObject | undefined
           if (err instanceof AppError) throw err;
           return "\u0000"; // bytes that are not UTF-8: a body all the same
         });
-        if (text.trim() !== "" && text.trim() !== "{}") throw new AppError("validation-failed", "this operation takes no body: send none (or {})");
+        if (!isEmptyBody(text)) throw new AppError("validation-failed", "this operation takes no body: send none (or {})");
       }
 
       const isHead = request.method === "HEAD";

@@ -26,6 +26,7 @@
 import { lookupHash, normaliseEmail } from "../crypto";
 import { CATEGORY_LABELS } from "../domain/breach-labels";
 import {
+  batchesFor,
   waitingBehindShare,
   alertMinutes,
   batchKeyOf,
@@ -172,6 +173,8 @@ interface Found {
 
 /** The prefix of the batches of persons told of an earlier version: sorted after every other batch. */
 const HEARD_BEFORE = "z";
+/** How long a batch of persons told before waits at most before it looks again whether the others are done. */
+const HEARD_BEFORE_RECHECK_MS = 5 * MINUTE;
 
 /** What of a recipient a transfer holds: their address. */
 const RECIPIENT_CATEGORIES: readonly DataCategory[] = ["contact"];
@@ -460,7 +463,7 @@ async function waitingBehind(s: Services, ownPending: number, now: Date): Promis
   if (ownPending === 0) return 0;
   const backlog = await s.breaches.getSendBacklog();
   if (!backlog || now.getTime() - Date.parse(backlog.at) > BACKLOG_FRESH_MS) return ownPending;
-  return waitingBehindShare(ownPending, backlog.pending, backlog.runs);
+  return waitingBehindShare(ownPending, backlog.pending, backlog.batches);
 }
 
 /**
@@ -806,8 +809,10 @@ async function batchStep(s: Services, msg: Extract<PersonJob, { kind: "person-ba
     const freshDone = rows.filter((r) => !r.batch.startsWith(HEARD_BEFORE)).reduce((n, r) => n + r.counts[0] + r.counts[1] + r.counts[2], 0);
     const freshLeft = run.resolution.persons - run.resolution.heardBefore - freshDone;
     if (freshLeft > 0) {
-      // Not before the others are expected to be done (at least a minute on), and the sweep leaves it until then.
-      const at = new Date(Math.max(now.getTime() + MINUTE, estimateCompletion(freshLeft, (await s.breaches.getSendRate())?.state, now, limitsOf(s)).getTime()));
+      // Looked at again when the others are expected to be done, or sooner (they may finish early: found without an
+      // address, given up): between one and HEARD_BEFORE_RECHECK_MS on; the sweep leaves it until then.
+      const expected = estimateCompletion(freshLeft, (await s.breaches.getSendRate())?.state, now, limitsOf(s)).getTime();
+      const at = new Date(Math.min(now.getTime() + HEARD_BEFORE_RECHECK_MS, Math.max(now.getTime() + MINUTE, expected)));
       if (await s.breaches.replaceBatch({ ...withoutMeta(batch), nextAttemptAt: at.toISOString(), updatedAt: now.toISOString() }, batch._etag)) {
         await queueJob(s, msg, at.getTime() - now.getTime());
       }
@@ -1202,11 +1207,11 @@ export async function sweepPersonJobs(s: Services): Promise<number> {
     sending.push({ part, run, pending: (await progressOf(s, part, run)).pending });
   }
   const backlog = sending.reduce((n, x) => n + x.pending, 0);
-  const runs = sending.filter((x) => x.pending > 0).length;
-  await s.breaches.saveSendBacklog(backlog, runs, now);
+  const batches = sending.reduce((n, x) => n + batchesFor(x.pending), 0);
+  await s.breaches.saveSendBacklog(backlog, batches, now);
   for (const { part, run, pending } of sending) {
     if (pending > 0) {
-      await checkDelay(s, part, undefined, waitingBehindShare(pending, backlog, runs));
+      await checkDelay(s, part, undefined, waitingBehindShare(pending, backlog, batches));
       continue;
     }
     const at = now.toISOString();

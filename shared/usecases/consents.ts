@@ -446,6 +446,22 @@ export interface Recorder extends Actor {
 /** Thrown inside a recording whose subject was removed between its steps: the recording starts again. */
 class SubjectGone extends Error {}
 
+/** A history that holds the most events it keeps for this decision (see historyHasRoom); `latestId`: its newest event. */
+class HistoryFull extends AppError {
+  constructor(
+    readonly listed: number,
+    readonly latestId: string | undefined,
+    decision: Decision,
+  ) {
+    super(
+      "conflict",
+      decision === "granted"
+        ? `this data subject's history for the purpose holds ${listed} events, the most it keeps before a new grant; a withdrawal or denial is still recorded`
+        : `this data subject's history for the purpose holds ${listed} events, the most it keeps`,
+    );
+  }
+}
+
 /** What a history's clock keeps of one of its events. */
 export const clockFactOf = (e: EventDoc): ClockFact => ({
   id: e.id,
@@ -544,12 +560,7 @@ export async function refreshClock(
     let facts = stored ?? listOf(await s.consents.eventsOfSubject(tenantId, subjectId, purposeKey));
     if ("add" in change) {
       const others = facts.filter((f) => f.id !== change.add.id);
-      if (!historyHasRoom(others.length, change.add.decision)) {
-        throw new AppError(
-          "conflict",
-          `this data subject's history for the purpose holds ${others.length} events, the most it keeps for a ${change.add.decision === "granted" ? "grant" : "decision"} (a withdrawal is still recorded); erase its evidence that is no longer needed`,
-        );
-      }
+      if (!historyHasRoom(others.length, change.add.decision)) throw new HistoryFull(others.length, others.at(-1)?.id, change.add.decision);
       facts = await withGpcPositions(s, tenantId, [...others, clockFactOf(change.add)], change.add.id);
     }
     if ("remove" in change) {
@@ -639,6 +650,12 @@ async function appendEvent(s: Services, tenantId: string, ctx: SubjectContext, f
   } catch (err) {
     // Not listed and not audited: this attempt's event goes (a retried link keeps its own for the next try).
     if (created) await s.consents.deleteEvent(tenantId, eventId).catch(() => false);
+    // A withdrawal or denial for a history full to its bound: past MAX_HISTORY_GRANTS only such decisions were
+    // recorded, so the history already says it; its newest event is the answer (Art. 7(3): it never fails).
+    if (err instanceof HistoryFull && facts.decision !== "granted" && err.latestId) {
+      const latest = await s.consents.getEvent(tenantId, err.latestId);
+      if (latest?.audit && latest.decision !== "granted") return { ...latest, audit: latest.audit, firstGpc: new Map<string, number>() };
+    }
     throw err;
   }
   const before = gpcFactsOf(subject.subjectId, facts.purposeKey, listed.filter((f) => f.id !== eventId));

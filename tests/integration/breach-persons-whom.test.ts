@@ -74,6 +74,8 @@ describe("whom the notices reach, and what they say", () => {
     expect(bytes.status, "bytes that are not UTF-8 are a body too").toBe(422);
     // Another operation that takes no body: an upload's DELETE.
     expect((await t.call("DELETE", `v1/uploads/${up}`, { key: ctl.apiKey, json: { reason: "x" } })).status).toBe(422);
-    expect((await t.call("POST", `v1/breaches/${id}/notify-persons`, { key: ctl.apiKey, json: {} })).status).toBe(202);
+    // A body that says nothing is no body: `{ }` as `{}`, and JSON null.
+    expect((await t.call("POST", `v1/breaches/${id}/notify-persons`, { key: ctl.apiKey, headers: { "content-type": "application/json" }, body: "{ \n }" })).status).toBe(202);
+    expect((await t.call("POST", `v1/breaches/${id}/notify-persons`, { key: ctl.apiKey, headers: { "content-type": "application/json" }, body: "null" })).status).toBe(200);
   });
 });

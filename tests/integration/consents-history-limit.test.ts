@@ -7,8 +7,8 @@
 import { afterAll, beforeAll, describe, it } from "@jest/globals";
 import { expect } from "../helpers/expect";
 import { startTestApp, type TestApp } from "../helpers/app";
-import { purposeWithNotice, recordDecision } from "../helpers/consents";
-import { MAX_HISTORY_GRANTS } from "../../shared/domain/consent";
+import { purposeWithNotice, recordDecision, stateOf } from "../helpers/consents";
+import { MAX_HISTORY_EVENTS, MAX_HISTORY_GRANTS } from "../../shared/domain/consent";
 import { clockId } from "../../shared/stores/consent-store";
 
 let t: TestApp;
@@ -18,6 +18,7 @@ beforeAll(async () => {
   t = await startTestApp();
   tenant = await t.createTenant("Busy History Co");
   await purposeWithNotice(t, tenant.apiKey, "ads");
+  await purposeWithNotice(t, tenant.apiKey, "news");
 });
 afterAll(async () => {
   await t?.stop();
@@ -45,11 +46,29 @@ describe("a history's size", () => {
 
     const grant = await t.call("POST", "v1/consents", { key: tenant.apiKey, json: { method: "click", requestOrigin: "banner", email, purpose: "ads", decision: "granted", noticeVersion: 1 } });
     expect(grant.status).toBe(409);
-    expect(((await grant.json()) as { detail: string }).detail).toContain("a withdrawal is still recorded");
+    expect(((await grant.json()) as { detail: string }).detail).toContain("a withdrawal or denial is still recorded");
     expect(await eventsOf(subjectId), "the refused grant left no event").toBe(before);
 
     const withdrawal = await t.call("POST", "v1/consents", { key: tenant.apiKey, json: { method: "click", requestOrigin: "banner", email, purpose: "ads", decision: "withdrawn", noticeVersion: 1 } });
     expect(withdrawal.status).toBe(201);
     expect(await eventsOf(subjectId)).toBe(before + 1);
+  });
+
+  it("withdraws `all` for a person one of whose histories is full and withdrawn: the others are withdrawn (Art. 7(3))", async () => {
+    const email = "full.history@subject.example";
+    const withdrawn = await recordDecision(t, tenant.apiKey, { email, purpose: "ads", decision: "withdrawn", noticeVersion: 1 });
+    await recordDecision(t, tenant.apiKey, { email, purpose: "news", decision: "granted", noticeVersion: 1 });
+    // The "ads" history full to its bound, its newest event the real withdrawal.
+    const id = clockId(withdrawn.subjectId as string, "ads");
+    const { resource: clock } = await t.raw.containers.consents.item(id, tenant.tenantId).read();
+    const fact = clock.facts.at(-1);
+    clock.facts = [...Array.from({ length: MAX_HISTORY_EVENTS - 1 }, (_, i) => ({ ...fact, id: `ce-${String(i).padStart(16, "b")}` })), fact];
+    await t.raw.containers.consents.item(id, tenant.tenantId).replace(clock);
+
+    const res = await t.call("POST", "v1/consents/withdraw", { key: tenant.apiKey, json: { email, purpose: "all", method: "click", requestOrigin: "api" } });
+    expect(res.status, await res.clone().text()).toBe(201);
+    const state = await stateOf(t, tenant.apiKey, email);
+    expect(state.states.find((x) => x.purpose === "news")?.decision, "the other consent is withdrawn").toBe("withdrawn");
+    expect(state.states.find((x) => x.purpose === "ads")?.decision).toBe("withdrawn");
   });
 });

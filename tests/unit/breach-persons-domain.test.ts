@@ -185,8 +185,9 @@ describe("the delay alert's times", () => {
 
 describe("the estimate's share of a shared budget", () => {
   it("waits behind its share of all pending notices: never less than its own, never more than all", () => {
-    expect(waitingBehindShare(5000, 10_000, 2)).toBe(10_000);
-    expect(waitingBehindShare(1, 801, 2)).toBe(2);
+    expect(waitingBehindShare(5000, 10_000, 100)).toBe(10_000);
+    expect(waitingBehindShare(100, 6_103, 61)).toBe(6_100);
+    expect(waitingBehindShare(1, 801, 9)).toBe(9);
     expect(waitingBehindShare(30, 20, 1)).toBe(30);
     fc.assert(
       fc.property(fc.nat(10_000), fc.nat(100_000), fc.integer({ min: 0, max: 50 }), (own, others, runs) => {
