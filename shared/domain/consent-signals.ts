@@ -20,9 +20,22 @@
  *   Europe, 7 March 2024). A string the libraries cannot decode, or that decodes to something else than it claims to
  *   be, is refused with what is wrong, never stored.
  */
-import { GppModel } from "@iabgpp/cmpapi";
-import { TCString } from "@iabtechlabtcf/core";
-import countries from "i18n-iso-countries";
+/*
+ * The IAB libraries and the country list hold about 28 MB once loaded: each is loaded on first use, so a process
+ * that never decodes a signal or checks a country (an upload, a purge) does not carry them.
+ */
+type IabTcf = typeof import("@iabtechlabtcf/core");
+type IabGpp = typeof import("@iabgpp/cmpapi");
+type Countries = typeof import("i18n-iso-countries");
+let tcfLib: IabTcf | undefined;
+let gppLib: IabGpp | undefined;
+let countryLib: Countries | undefined;
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const tcf = (): IabTcf => (tcfLib ??= require("@iabtechlabtcf/core") as IabTcf);
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const gpp = (): IabGpp => (gppLib ??= require("@iabgpp/cmpapi") as IabGpp);
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const countries = (): Countries => (countryLib ??= require("i18n-iso-countries") as Countries);
 import { z } from "zod";
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -37,7 +50,7 @@ export const COUNTRY_CODE = /^[A-Z]{2}$/;
  */
 export function countryCodeProblem(code: string): string | undefined {
   if (!COUNTRY_CODE.test(code)) return "must be an ISO 3166-1 alpha-2 code: two capital letters, like DK";
-  if (!countries.isValid(code)) return "is not an assigned ISO 3166-1 alpha-2 country code";
+  if (!countries().isValid(code)) return "is not an assigned ISO 3166-1 alpha-2 country code";
   return undefined;
 }
 
@@ -170,7 +183,7 @@ export function decodeTcString(text: string): Decoded<TcfHeader> {
   if (!text.startsWith("C")) return { ok: false, problem: "does not begin with a TCF v2 core segment" };
   let tc;
   try {
-    tc = TCString.decode(text);
+    tc = tcf().TCString.decode(text);
   } catch {
     return { ok: false, problem: "could not be decoded as a TCF v2 TC string" };
   }
@@ -258,7 +271,7 @@ export function decodeGppString(text: string): Decoded<GppHeader> {
   if (!text.startsWith("D")) return { ok: false, problem: "does not begin with a GPP header" };
   const parts = text.split("~").length;
   try {
-    const model = new GppModel(text);
+    const model = new (gpp().GppModel)(text);
     const header = model.getHeader() as { Version?: unknown; SectionIds?: unknown };
     // Sections decode lazily: reading them all makes a damaged one fail here.
     const sections = Object.keys(model.toObject() as Record<string, unknown>);

@@ -1,6 +1,6 @@
 /**
  * The country of an IP address, looked up offline in the MaxMind GeoLite2 Country data that the `geoip-country` npm
- * package ships (data/geoip-country*.dat, read into memory once when this module loads: about 8 MB, ~20 ms). No
+ * package ships (data/geoip-country*.dat, read into memory at the first look-up: about 18 MB, ~20 ms). No
  * network look-up is ever made: the package's own updater (`updateDatabase`, `startWatchingDataUpdate`) is never
  * called, and the data is kept current by updating the package (its version carries the data's build date:
  * 5.0.YYYYMMDDhhmm). GeoLite2 is MaxMind's, under the GeoLite2 End User License Agreement shipped as the package's
@@ -9,7 +9,11 @@
  * The data maps addresses to countries only (no region). Reserved, private and documentation ranges map to nothing.
  */
 import { readFileSync } from "node:fs";
-import geoip from "geoip-country";
+type GeoIp = typeof import("geoip-country");
+let geoipLib: GeoIp | undefined;
+/** The package, loaded at the first look-up (a process that never derives a country does not hold its data). */
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const geoip = (): GeoIp => (geoipLib ??= require("geoip-country") as GeoIp);
 
 export interface IpCountry {
   /** ISO 3166-1 alpha-2, as the data has it. */
@@ -35,7 +39,7 @@ export class GeoIpCountryLookup implements IpCountryLookup {
   readonly database = `geoip-country ${packageVersion()} (MaxMind GeoLite2 Country)`;
 
   lookup(ip: string): IpCountry | undefined {
-    const hit = geoip.lookup(ip);
+    const hit = geoip().lookup(ip);
     return hit && typeof hit.country === "string" && hit.country !== "" ? { country: hit.country, database: this.database } : undefined;
   }
 }
