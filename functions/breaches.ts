@@ -238,6 +238,8 @@ const operatorPersons = z.object({
       estimatedCompletionAt: z.string().nullable().describe("When the last pending notice is expected to go, at the e-mail service's pace"),
       deadlineAt: z.string().describe("BREACH_NOTICE_MAX_HOURS after the tenant's instruction"),
       estimateBreaksDeadline: z.boolean(),
+      stoppedAt: z.string().nullable().describe("When the notices stopped because a later version took the tenant out of the scope (null: not stopped)"),
+      notTold: z.number().int().describe("Persons still pending when the notices stopped: not told (0 unless stopped)"),
       delayAlertAt: z.string().nullable().describe("When the delay alert went (once)"),
       completedAt: z.string().nullable(),
     })

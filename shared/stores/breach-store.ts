@@ -290,6 +290,10 @@ const backlogDocSchema = z.object({
   at: iso,
 });
 
+/** A breach part with a persons run that was not stopped (for the breach sweep's queries). */
+const LIVE_PERSONS_RUN =
+  "c.type = 'breach-part' AND IS_DEFINED(c.persons) AND NOT IS_NULL(c.persons) AND (NOT IS_DEFINED(c.persons.stopped) OR IS_NULL(c.persons.stopped))";
+
 const RATE_ID = "email-send-rate";
 const rateDocSchema = z.object({ id: z.literal(RATE_ID), tenantId: z.literal(SYSTEM_TENANT), type: z.literal("email-send-rate"), state: rateStateSchema });
 
@@ -645,9 +649,8 @@ export class BreachStore {
   findSendingPersonRunsAcrossTenants(limit: number): Promise<Array<{ tenantId: string; breachId: string }>> {
     return crossPartition(this.container, z.object({ tenantId: z.string(), breachId: z.string() }), {
       query:
-        `SELECT TOP ${Math.floor(limit)} c.tenantId, c.breachId FROM c WHERE c.type = 'breach-part' AND IS_DEFINED(c.persons) AND NOT IS_NULL(c.persons) ` +
-        "AND NOT IS_NULL(c.persons.notify) AND NOT IS_NULL(c.persons.notify.queuedAt) AND (NOT IS_DEFINED(c.persons.notify.completedAt) OR IS_NULL(c.persons.notify.completedAt)) " +
-        "AND (NOT IS_DEFINED(c.persons.stopped) OR IS_NULL(c.persons.stopped))",
+        `SELECT TOP ${Math.floor(limit)} c.tenantId, c.breachId FROM c WHERE ${LIVE_PERSONS_RUN} ` +
+        "AND NOT IS_NULL(c.persons.notify) AND NOT IS_NULL(c.persons.notify.queuedAt) AND (NOT IS_DEFINED(c.persons.notify.completedAt) OR IS_NULL(c.persons.notify.completedAt))",
       parameters: [],
     });
   }
@@ -656,9 +659,8 @@ export class BreachStore {
   findActivePersonRunsAcrossTenants(limit: number): Promise<Array<{ tenantId: string; breachId: string }>> {
     return crossPartition(this.container, z.object({ tenantId: z.string(), breachId: z.string() }), {
       query:
-        `SELECT TOP ${Math.floor(limit)} c.tenantId, c.breachId FROM c WHERE c.type = 'breach-part' AND IS_DEFINED(c.persons) AND NOT IS_NULL(c.persons) ` +
-        "AND (c.persons.resolution.status = 'running' OR (NOT IS_NULL(c.persons.notify) AND IS_NULL(c.persons.notify.queuedAt))) " +
-        "AND (NOT IS_DEFINED(c.persons.stopped) OR IS_NULL(c.persons.stopped))",
+        `SELECT TOP ${Math.floor(limit)} c.tenantId, c.breachId FROM c WHERE ${LIVE_PERSONS_RUN} ` +
+        "AND (c.persons.resolution.status = 'running' OR (NOT IS_NULL(c.persons.notify) AND IS_NULL(c.persons.notify.queuedAt)))",
       parameters: [],
     });
   }

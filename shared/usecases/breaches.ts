@@ -222,18 +222,10 @@ export interface OperatorBreachView {
 export interface OperatorPersonsProgress {
   version: number;
   resolution: { status: "running" | "done"; records: number; resolved: number; unreachable: number; batches: number; finishedAt: string | null };
-  notices: null | {
-    requestedAt: string;
-    sent: number;
-    pending: number;
-    failed: number;
-    unreachable: number;
-    estimatedCompletionAt: string | null;
-    deadlineAt: string;
-    estimateBreaksDeadline: boolean;
-    delayAlertAt: string | null;
-    completedAt: string | null;
-  };
+  notices: null | (Pick<
+    NonNullable<PersonsView["notices"]>,
+    "requestedAt" | "sent" | "pending" | "failed" | "unreachable" | "estimatedCompletionAt" | "deadlineAt" | "estimateBreaksDeadline" | "stoppedAt" | "notTold" | "completedAt"
+  > & { delayAlertAt: string | null });
 }
 
 function operatorPersons(v: PersonsView | null): OperatorPersonsProgress | null {
@@ -253,6 +245,8 @@ function operatorPersons(v: PersonsView | null): OperatorPersonsProgress | null 
           estimatedCompletionAt: n.estimatedCompletionAt,
           deadlineAt: n.deadlineAt,
           estimateBreaksDeadline: n.estimateBreaksDeadline,
+          stoppedAt: n.stoppedAt,
+          notTold: n.notTold,
           delayAlertAt: n.delayAlert?.at ?? null,
           completedAt: n.completedAt,
         }

@@ -74,6 +74,10 @@ describe("notices to persons that stop", () => {
     const after = await personsOf(out.apiKey, reg.id);
     expect(after.notices).toMatchObject({ sent: 5, pending: 0, notTold: 25, estimatedCompletionAt: null, estimateBreaksDeadline: false, delayAlert: null });
     expect(after.notices.stoppedAt).not.toBeNull();
+    // The operator's view says the same (counts and times only).
+    const admin = (await (await t.admin("GET", `v1/admin/breaches/${reg.id}`)).json()) as Json;
+    const part = (admin.tenants as Json[]).find((x) => x.tenantId === out.tenantId)!.part;
+    expect(part.persons.notices).toMatchObject({ sent: 5, pending: 0, notTold: 25, stoppedAt: after.notices.stoppedAt, estimatedCompletionAt: null });
     expect((await batchesOf(out.tenantId)).every((x) => x.state !== "pending"), "no batch of the stopped run left to pick").toBe(true);
   }, 120_000);
 
