@@ -629,8 +629,15 @@ async function appendEvent(s: Services, tenantId: string, ctx: SubjectContext, f
   const event = created ? fresh : await s.consents.getEvent(tenantId, eventId);
   if (!event || event.subjectId !== subject.subjectId) throw new AppError("conflict", "the event is being recorded by another request; retry");
   if (event.audit) {
-    const listed = await refreshClock(s, tenantId, subject.subjectId, facts.purposeKey, { add: event });
-    return { ...event, audit: event.audit, firstGpc: firstGpcSeqs(gpcFactsOf(subject.subjectId, facts.purposeKey, listed)) };
+    try {
+      const listed = await refreshClock(s, tenantId, subject.subjectId, facts.purposeKey, { add: event });
+      return { ...event, audit: event.audit, firstGpc: firstGpcSeqs(gpcFactsOf(subject.subjectId, facts.purposeKey, listed)) };
+    } catch (err) {
+      // Recorded already (audited) by an earlier attempt, its history full since: it is the answer all the same (a
+      // history that full is read by query, which finds it unlisted).
+      if (err instanceof HistoryFull && facts.decision !== "granted") return { ...event, audit: event.audit, firstGpc: new Map<string, number>() };
+      throw err;
+    }
   }
 
   // The subject must still exist, and not be on its way out (see consent-retention.ts, the subject's removal).
