@@ -284,9 +284,8 @@ const backlogDocSchema = z.object({
   id: z.literal(BACKLOG_ID),
   tenantId: z.literal(SYSTEM_TENANT),
   type: z.literal("email-send-backlog"),
-  pending: z.number().int().nonnegative(),
-  /** The batches still to send across those runs (at least: pending persons over the batch size, per run). */
-  batches: z.number().int().nonnegative().default(1),
+  /** Notices still pending per run still sending, by `tenantId/breachId` (ids and counts only). */
+  runs: z.record(z.string(), z.number().int().nonnegative()).default({}),
   at: iso,
 });
 
@@ -690,14 +689,14 @@ export class BreachStore {
    * The notices to persons still pending across every breach and tenant, as the breach sweep last counted them (a
    * number only: they share one send budget, so each estimate waits behind all of them). Undefined before any count.
    */
-  async getSendBacklog(): Promise<{ pending: number; batches: number; at: string } | undefined> {
+  async getSendBacklog(): Promise<{ runs: Record<string, number>; at: string } | undefined> {
     const doc = await readItem(this.container, backlogDocSchema, BACKLOG_ID, SYSTEM_TENANT);
-    return doc ? { pending: doc.pending, batches: doc.batches, at: doc.at } : undefined;
+    return doc ? { runs: doc.runs, at: doc.at } : undefined;
   }
 
-  /** Stores the sweep's count of the notices pending across every breach and of the batches sending them (the last count wins). */
-  async saveSendBacklog(pending: number, batches: number, at: Date): Promise<void> {
-    await this.container.items.upsert(backlogDocSchema.parse({ id: BACKLOG_ID, tenantId: SYSTEM_TENANT, type: "email-send-backlog", pending, batches, at: at.toISOString() }));
+  /** Stores the sweep's count of the notices pending per run still sending (the last count wins). */
+  async saveSendBacklog(runs: Record<string, number>, at: Date): Promise<void> {
+    await this.container.items.upsert(backlogDocSchema.parse({ id: BACKLOG_ID, tenantId: SYSTEM_TENANT, type: "email-send-backlog", runs, at: at.toISOString() }));
   }
 
   /** Reachability, for health: reads the container's definition. */

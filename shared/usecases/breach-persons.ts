@@ -455,15 +455,21 @@ export interface PersonsView {
 /** A count of pending notices across every breach older than this is not used (the sweep counts every 5 minutes). */
 const BACKLOG_FRESH_MS = 15 * MINUTE;
 
+const runKey = (part: BreachPartDoc) => `${part.tenantId}/${part.breachId}`;
+
 /**
  * The notices an estimate waits behind: its share of every notice pending across every breach, which share one send
- * budget (waitingBehindShare), from the breach sweep's last count (fresh within BACKLOG_FRESH_MS; two numbers only).
+ * budget (waitingBehindShare): this run's pending now, the other runs' as the breach sweep last counted them (fresh
+ * within BACKLOG_FRESH_MS; the estimate uses their sum and batches only).
  */
-async function waitingBehind(s: Services, ownPending: number, now: Date): Promise<number> {
+async function waitingBehind(s: Services, part: BreachPartDoc, ownPending: number, now: Date): Promise<number> {
   if (ownPending === 0) return 0;
   const backlog = await s.breaches.getSendBacklog();
   if (!backlog || now.getTime() - Date.parse(backlog.at) > BACKLOG_FRESH_MS) return ownPending;
-  return waitingBehindShare(ownPending, backlog.pending, backlog.batches);
+  const others = Object.entries(backlog.runs).filter(([k]) => k !== runKey(part)).map(([, n]) => n);
+  const pending = ownPending + others.reduce((a, n) => a + n, 0);
+  const batches = batchesFor(ownPending) + others.reduce((a, n) => a + batchesFor(n), 0);
+  return waitingBehindShare(ownPending, pending, batches);
 }
 
 /**
@@ -503,7 +509,7 @@ export async function personsView(s: Services, part: BreachPartDoc): Promise<Per
     const p = stoppedAt ? { ...counted, pending: 0 } : counted;
     const now = s.clock.now();
     const rate = await s.breaches.getSendRate();
-    const estimate = estimateCompletion(await waitingBehind(s, p.pending, now), rate?.state, now, limitsOf(s));
+    const estimate = estimateCompletion(await waitingBehind(s, part, p.pending, now), rate?.state, now, limitsOf(s));
     const requestedAt = new Date(run.notify.requestedAt);
     notices = {
       requestedAt: run.notify.requestedAt,
@@ -978,7 +984,7 @@ async function workLeasedBatch(
  * tenant's webhook endpoint, once per version (keyed sends and event, then recorded on the part and in the tenant's
  * chain), pointing to Art. 34(3)(c).
  */
-async function checkDelay(s: Services, part: StoredBreachPart, log?: Log, backlog?: number): Promise<void> {
+async function checkDelay(s: Services, part: StoredBreachPart, log?: Log): Promise<void> {
   const fresh = await s.breaches.getPart(part.tenantId, part.breachId);
   const run = fresh?.persons;
   if (!fresh || fresh.status !== "open" || !run?.notify || run.stopped || run.notify.delayAlert) return;
@@ -986,7 +992,7 @@ async function checkDelay(s: Services, part: StoredBreachPart, log?: Log, backlo
   if (p.pending === 0) return;
   const now = s.clock.now();
   const rate = await s.breaches.getSendRate();
-  const estimate = estimateCompletion(backlog ?? (await waitingBehind(s, p.pending, now)), rate?.state, now, limitsOf(s));
+  const estimate = estimateCompletion(await waitingBehind(s, fresh, p.pending, now), rate?.state, now, limitsOf(s));
   const requestedAt = new Date(run.notify.requestedAt);
   const maxHours = s.settings.breachNoticeMaxHours;
   if (!breaksDeadline(estimate, requestedAt, maxHours)) return;
@@ -1206,12 +1212,10 @@ export async function sweepPersonJobs(s: Services): Promise<number> {
     if (await stopIfWithdrawn(s, part)) continue;
     sending.push({ part, run, pending: (await progressOf(s, part, run)).pending });
   }
-  const backlog = sending.reduce((n, x) => n + x.pending, 0);
-  const batches = sending.reduce((n, x) => n + batchesFor(x.pending), 0);
-  await s.breaches.saveSendBacklog(backlog, batches, now);
+  await s.breaches.saveSendBacklog(Object.fromEntries(sending.filter((x) => x.pending > 0).map((x) => [runKey(x.part), x.pending])), now);
   for (const { part, run, pending } of sending) {
     if (pending > 0) {
-      await checkDelay(s, part, undefined, waitingBehindShare(pending, backlog, batches));
+      await checkDelay(s, part);
       continue;
     }
     const at = now.toISOString();

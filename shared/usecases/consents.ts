@@ -446,11 +446,14 @@ export interface Recorder extends Actor {
 /** Thrown inside a recording whose subject was removed between its steps: the recording starts again. */
 class SubjectGone extends Error {}
 
-/** A history that holds the most events it keeps for this decision (see historyHasRoom); `latestId`: its newest event. */
+/**
+ * A history that holds the most events it keeps for this decision (see historyHasRoom). `latest`: its decision in
+ * force (the latest by decision order, as the state shows it: not the last recorded, which may be backdated).
+ */
 class HistoryFull extends AppError {
   constructor(
     readonly listed: number,
-    readonly latestId: string | undefined,
+    readonly latest: { eventId: string; decision: Decision } | undefined,
     decision: Decision,
   ) {
     super(
@@ -560,7 +563,7 @@ export async function refreshClock(
     let facts = stored ?? listOf(await s.consents.eventsOfSubject(tenantId, subjectId, purposeKey));
     if ("add" in change) {
       const others = facts.filter((f) => f.id !== change.add.id);
-      if (!historyHasRoom(others.length, change.add.decision)) throw new HistoryFull(others.length, others.at(-1)?.id, change.add.decision);
+      if (!historyHasRoom(others.length, change.add.decision)) throw new HistoryFull(others.length, projectStates(decisionFactsOf(purposeKey, others))[0], change.add.decision);
       facts = await withGpcPositions(s, tenantId, [...others, clockFactOf(change.add)], change.add.id);
     }
     if ("remove" in change) {
@@ -635,7 +638,7 @@ async function appendEvent(s: Services, tenantId: string, ctx: SubjectContext, f
     } catch (err) {
       // Recorded already (audited) by an earlier attempt, its history full since: it is the answer all the same (a
       // history that full is read by query, which finds it unlisted).
-      if (err instanceof HistoryFull && facts.decision !== "granted") return { ...event, audit: event.audit, firstGpc: new Map<string, number>() };
+      if (err instanceof HistoryFull && facts.decision !== "granted" && err.latest && err.latest.decision !== "granted") return { ...event, audit: event.audit, firstGpc: new Map<string, number>() };
       throw err;
     }
   }
@@ -657,11 +660,13 @@ async function appendEvent(s: Services, tenantId: string, ctx: SubjectContext, f
   } catch (err) {
     // Not listed and not audited: this attempt's event goes (a retried link keeps its own for the next try).
     if (created) await s.consents.deleteEvent(tenantId, eventId).catch(() => false);
-    // A withdrawal or denial for a history full to its bound: past MAX_HISTORY_GRANTS only such decisions were
-    // recorded, so the history already says it; its newest event is the answer (Art. 7(3): it never fails).
-    if (err instanceof HistoryFull && facts.decision !== "granted" && err.latestId) {
-      const latest = await s.consents.getEvent(tenantId, err.latestId);
-      if (latest?.audit && latest.decision !== "granted") return { ...latest, audit: latest.audit, firstGpc: new Map<string, number>() };
+    // A withdrawal or denial for a history full to its bound whose decision in force is already no consent: that
+    // decision's event is the answer (Art. 7(3)). One being recorded right now (not yet audited): retry. One in force
+    // that is a grant (only backdated decisions make that possible past MAX_HISTORY_GRANTS): the 409 stands.
+    if (err instanceof HistoryFull && facts.decision !== "granted" && err.latest && err.latest.decision !== "granted") {
+      const latest = await s.consents.getEvent(tenantId, err.latest.eventId);
+      if (latest?.audit) return { ...latest, audit: latest.audit, firstGpc: new Map<string, number>() };
+      throw new AppError("conflict", "another decision for this data subject's purpose is being recorded; retry");
     }
     throw err;
   }

@@ -192,4 +192,20 @@ describe("notices to persons that stop", () => {
     // One pass within one minute's budget of 5: the 20 without an address are unreachable, and the one with an address is told.
     expect((await personsOf(ctl.apiKey, reg.id)).notices).toMatchObject({ sent: 1, unreachable: 20, pending: 0 });
   });
+
+  it("never counts a part's own notices, as the sweep last saw them, as another breach's load", async () => {
+    t.clock.set("2026-11-02T09:00:10.000Z");
+    const ctl = await t.createTenant("Alone Controller");
+    const up = await uploadNaming(t, ctl.apiKey, Array.from({ length: 40 }, (_, j) => `al${j}@subjects.example`), ["ral@recipients.example"]);
+    const reg = await registerBreach(t, breachBody(t, { scope: [{ tenantId: ctl.tenantId, uploads: [up], personCategories: ["data-subjects"], categories: [] }] }));
+    await drainBreachJobs(t);
+    expect((await t.call("POST", `v1/breaches/${reg.id}/notify-persons`, { key: ctl.apiKey })).status).toBe(202);
+    await drainBreachJobs(t);
+    // The sweep's last count named this part with far more pending than it has now (it has sent since).
+    await t.services.breaches.saveSendBacklog({ [`${ctl.tenantId}/${reg.id}`]: 5000 }, t.clock.now());
+    const stale = (await personsOf(ctl.apiKey, reg.id)).notices.estimatedCompletionAt;
+    await t.services.breaches.saveSendBacklog({}, t.clock.now());
+    const alone = (await personsOf(ctl.apiKey, reg.id)).notices.estimatedCompletionAt;
+    expect(stale).toBe(alone);
+  });
 });

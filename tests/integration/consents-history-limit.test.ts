@@ -71,4 +71,20 @@ describe("a history's size", () => {
     expect(state.states.find((x) => x.purpose === "news")?.decision, "the other consent is withdrawn").toBe("withdrawn");
     expect(state.states.find((x) => x.purpose === "ads")?.decision).toBe("withdrawn");
   });
+
+  it("never answers a withdrawal on a full history with an event that is not the decision in force", async () => {
+    const email = "backdated.history@subject.example";
+    const grant = await recordDecision(t, tenant.apiKey, { email, purpose: "ads", decision: "granted", noticeVersion: 1 });
+    // Full of withdrawals dated before the grant: the grant, recorded first, is still the decision in force.
+    const id = clockId(grant.subjectId as string, "ads");
+    const { resource: clock } = await t.raw.containers.consents.item(id, tenant.tenantId).read();
+    const fact = clock.facts[0];
+    const old = "2025-01-01T00:00:00.000Z";
+    clock.facts = [fact, ...Array.from({ length: MAX_HISTORY_EVENTS - 1 }, (_, i) => ({ ...fact, id: `ce-${String(i).padStart(16, "c")}`, decision: "withdrawn", givenAt: old }))];
+    await t.raw.containers.consents.item(id, tenant.tenantId).replace(clock);
+
+    const res = await t.call("POST", "v1/consents/withdraw", { key: tenant.apiKey, json: { email, purpose: "ads", method: "click", requestOrigin: "api" } });
+    expect(res.status, "no success that changes nothing").toBe(409);
+    expect((await stateOf(t, tenant.apiKey, email)).states.find((x) => x.purpose === "ads")?.decision).toBe("granted");
+  });
 });
