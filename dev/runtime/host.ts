@@ -634,6 +634,9 @@ export class LocalFunctionsHost {
     const target = this.proxyUri!;
     const headers: http.OutgoingHttpHeaders = {};
     for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) headers[k] = v;
+    // A body the client framed in chunks is framed the same way on: Node chunks by itself only the methods it expects
+    // a body on, so a chunked DELETE or OPTIONS would otherwise go out unframed (and its bytes read as a next request).
+    if (req.headers["transfer-encoding"] !== undefined && req.headers["content-length"] === undefined) headers["transfer-encoding"] = "chunked";
     headers["x-ms-invocation-id"] = invocationId;
     headers["x-forwarded-host"] = new URL(this.baseUrl).host;
     headers["x-forwarded-proto"] = "http";

@@ -590,6 +590,7 @@ export function httpEndpoint<A extends AuthMode, P extends AnyObject | undefined
       } else if (!spec.rawBody && spec.method !== "GET") {
         // An operation that takes no body refuses one, rather than ignore what the caller may think it sent.
         const text = await readBodyText(request, NO_BODY_LIMIT, services.settings.uploadIdleSeconds * 1000).catch((err: unknown) => {
+          if (err instanceof AppError && err.kind === "payload-too-large") throw new AppError("payload-too-large", "this operation takes no body: send none (or {})");
           if (err instanceof AppError) throw err;
           return "\u0000"; // bytes that are not UTF-8: a body all the same
         });

@@ -9,6 +9,7 @@ import { startTestApp, type TestApp } from "../helpers/app";
 import { breachBody, registerBreach } from "../helpers/breaches";
 import { drainBreachJobs, outboxRecipients, uploadNaming } from "../helpers/breach-persons";
 import { expect } from "../helpers/expect";
+import { bodyOf, rawRequest, statusOf, within } from "../helpers/raw-http";
 
 let t: TestApp;
 
@@ -72,6 +73,13 @@ describe("whom the notices reach, and what they say", () => {
     expect((await t.call("GET", `v1/breaches/${id}/persons`, { key: ctl.apiKey }).then((r) => r.json()) as { notices: unknown }).notices, "nothing was instructed").toBeNull();
     const bytes = await t.call("POST", `v1/breaches/${id}/notify-persons`, { key: ctl.apiKey, headers: { "content-type": "application/octet-stream" }, body: Buffer.from([0x80]) });
     expect(bytes.status, "bytes that are not UTF-8 are a body too").toBe(422);
+    // A DELETE whose body comes in chunks reaches the operation framed as sent: refused as a body, not lost.
+    const upload = await uploadNaming(t, ctl.apiKey, ["chunked@subjects.example"], ["rc@recipients.example"]);
+    const chunked = rawRequest(t.api, "DELETE", `/api/v1/uploads/${upload}`, { authorization: `Bearer ${ctl.apiKey}`, "content-type": "application/json", "transfer-encoding": "chunked", connection: "close" }, '10\r\n{"reason":"xyz"}\r\n0\r\n\r\n');
+    await within(chunked.answered, 10_000);
+    expect(statusOf(chunked.received()), bodyOf(chunked.received())).toBe(422);
+    chunked.destroy();
+    expect((await t.call("GET", `v1/uploads/${upload}`, { key: ctl.apiKey })).status, "nothing was deleted").toBe(200);
     // Another operation that takes no body: an upload's DELETE.
     expect((await t.call("DELETE", `v1/uploads/${up}`, { key: ctl.apiKey, json: { reason: "x" } })).status).toBe(422);
     // A body that says nothing is no body: `{ }` as `{}`, and JSON null.
