@@ -26,7 +26,7 @@ export class ManualClock implements Clock, MovableClock {
     return this.now();
   }
   moveTo(to: Date): Date {
-    if (to.getTime() < this.ms) throw new ClockError(`the clock is already at ${this.now().toISOString()}; it moves forward only`);
+    if (!(to.getTime() >= this.ms)) throw new ClockError(`the clock is already at ${this.now().toISOString()}; it moves forward only`);
     this.ms = to.getTime();
     return this.now();
   }
@@ -70,9 +70,15 @@ export class OffsetClock implements MovableClock {
     this.offsetMs += ms;
     return this.now();
   }
+  /** Moves to exactly `to` (the wall clock is read once, so the answer is `to` even while it ticks). */
   moveTo(to: Date): Date {
-    const delta = to.getTime() - this.now().getTime();
-    if (delta < 0) throw new ClockError(`the clock is already at ${this.now().toISOString()}; it moves forward only`);
-    return this.advanceBy(delta);
+    const wall = this.wall();
+    const current = wall + this.offsetMs;
+    const delta = to.getTime() - current;
+    if (!Number.isFinite(delta) || delta < 0) {
+      throw new ClockError(`the clock is already at ${new Date(current).toISOString()}; it moves forward only`);
+    }
+    this.offsetMs += delta;
+    return new Date(wall + this.offsetMs);
   }
 }
