@@ -2,7 +2,10 @@
  * Storage queue triggers, as the Functions host runs them: poll with back-off up to maxPollingInterval, take
  * messages in batches, decode base64, hand the text and its metadata (dequeueCount, id, times) to the function.
  * Success deletes the message. Failure makes it visible again after visibilityTimeout; once it has been dequeued
- * maxDequeueCount times it moves to `<queue>-poison` and the move is logged. Nothing is dropped silently.
+ * maxDequeueCount times it moves to `<queue>-poison` and the move is logged. A message that is not base64 never
+ * reaches the function and could never be decoded: it moves to `<queue>-poison` on its first delivery, as the host's
+ * queue extension (v5) moves it. Nothing is dropped silently. (A message the function finds invalid is the
+ * function's to move: shared/queue-handler.ts.)
  */
 import type { DequeuedMessageItem, QueueClient } from "@azure/storage-queue";
 import type { HostConfig } from "./host-config";
@@ -113,8 +116,16 @@ export class QueueListener {
       await this.toPoison(item, `dequeued ${item.dequeueCount} times`);
       return;
     }
+    let text: string;
     try {
-      const text = decodeMessage(item.messageText, this.config.messageEncoding);
+      text = decodeMessage(item.messageText, this.config.messageEncoding);
+    } catch (err) {
+      if (!(err instanceof InvalidQueueMessageError)) throw err;
+      // It will never decode: not retried (the move keeps the message as it was sent).
+      await this.toPoison(item, `not valid base64, on its ${item.dequeueCount === 1 ? "first delivery" : `delivery ${item.dequeueCount}`}`);
+      return;
+    }
+    try {
       await this.events.invoke({
         text,
         dequeueCount: item.dequeueCount,

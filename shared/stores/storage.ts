@@ -37,6 +37,19 @@ export class QueueSender {
     await this.queue(queueName).sendMessage(text, { visibilityTimeout: options.visibilityTimeoutSeconds });
   }
 
+  /**
+   * Puts `text` on `<queueName>-poison` (shared/config/resources.ts QUEUES: each queue has that twin), base64-encoded
+   * as the Functions host writes its own poison copies, so the host, the local runtime (dev/runtime/queues.ts) and
+   * tooling read it the same way. For a message that can never succeed, which the caller then completes so the host
+   * deletes it from its queue. Answers the copy's message id. Does not create the queue (it is provisioned with its
+   * twin): a missing or unreachable poison queue throws, and the caller must then not complete the message.
+   */
+  async sendToPoison(queueName: string, text: string): Promise<{ poisonQueue: string; messageId: string }> {
+    const poisonQueue = `${queueName}-poison`;
+    const r = await this.queue(poisonQueue).sendMessage(Buffer.from(text, "utf8").toString("base64"));
+    return { poisonQueue, messageId: r.messageId };
+  }
+
   /** The queue service's approximate count of messages in the queue, visible or not. */
   async approximateCount(queueName: string): Promise<number> {
     return (await this.queue(queueName).getProperties()).approximateMessagesCount ?? 0;
