@@ -36,6 +36,27 @@ export function recordAudit(
 }
 
 /**
+ * After an append of `action` on `targetId` threw: was the entry stored all the same (its answer lost after the
+ * store's own retries)? `{ seq }` when the log shows it, "absent" when it does not, "unknown" when the log cannot be
+ * read either. A use case that undoes its own write when its entry fails undoes it on "absent" only, so the log never
+ * names a record that is gone (Art. 5(2) accountability: every entry stands for something that happened). For
+ * targets whose id is fresh to this write (nothing else appends an entry for it).
+ */
+export async function entryAfterFailedAppend(
+  s: Pick<Services, "audit">,
+  tenantId: string,
+  action: AuditAction,
+  targetId: string,
+): Promise<{ seq: number } | "absent" | "unknown"> {
+  try {
+    const seq = await s.audit.findByTarget(tenantId, action, targetId);
+    return seq === undefined ? "absent" : { seq };
+  } catch {
+    return "unknown";
+  }
+}
+
+/**
  * Appends the entry once per `onceKey`, however many workers or retries try (receipts, notices). Returns its
  * sequence number, or undefined while another writer holds the claim (try again later).
  */

@@ -147,6 +147,13 @@ export async function putEvidence(s: Services, caller: TenantCaller, eventId: st
   }
 
   const auditTarget = { type: "consent-event" as const, id: eventId };
+  // An attempt thrown away after its entry may be stored (the answer lost, or the record changed meanwhile): the log
+  // says it was discarded (best effort: a log that cannot be written now took neither).
+  const logDiscarded = () =>
+    recordAudit(s, tenantId, caller, "consent.evidence-discarded", auditTarget, { bytes: size, sha256: stored.sha256, attemptId }).then(
+      () => undefined,
+      (err: unknown) => log.error("consent.audit-failed", { tenantId, eventId, action: "consent.evidence-discarded", errorName: (err as Error).name }),
+    );
   let seq: number | undefined;
   try {
     seq = await recordAuditOnce(
@@ -161,6 +168,7 @@ export async function putEvidence(s: Services, caller: TenantCaller, eventId: st
   } catch (err) {
     await discard();
     await release();
+    await logDiscarded();
     throw err;
   }
   const hash = seq === undefined ? undefined : await s.audit.entryHash(tenantId, seq);
@@ -177,9 +185,7 @@ export async function putEvidence(s: Services, caller: TenantCaller, eventId: st
   if (!done || !(await s.consents.saveEvidence(done, current!._etag))) {
     // Erased or taken over while the file was stored: this attempt's blob must not outlive the record's say-so.
     await discard();
-    await recordAudit(s, tenantId, caller, "consent.evidence-discarded", auditTarget, { bytes: size, sha256: stored.sha256, attemptId }).catch((err: unknown) =>
-      log.error("consent.audit-failed", { tenantId, eventId, action: "consent.evidence-discarded", errorName: (err as Error).name }),
-    );
+    await logDiscarded();
     throw new AppError("conflict", "the consent event changed while its evidence was being stored; nothing was kept");
   }
   return viewOf(done);

@@ -15,8 +15,10 @@
  * 4. the event joins the list of its history (subject and purpose) kept in the clock document, from which the
  *    evidence clock is recomputed (optimistic concurrency; no query: the list is the history's index);
  * 5. the audit entry `consent.recorded` (once per event: a fresh event id is the recording's own, a fixed one is
- *    appended once per id) carries the digest; an event whose entry cannot be written
- *    is removed, so no event exists that the log does not show, and the entry's position is noted on the event.
+ *    appended once per id) carries the digest; an event whose entry the log does not show after a failed append is
+ *    removed (one whose entry is there all the same, its answer lost, is recorded; one whose log cannot be read is
+ *    left unrecorded for the retention repair), so no event exists that the log does not show and no entry names an
+ *    event that is gone; the entry's position is noted on the event.
  */
 import { createHash } from "node:crypto";
 import { lookupHash, normaliseEmail } from "../crypto";
@@ -61,7 +63,7 @@ import { AppError } from "../errors";
 import type { Services } from "../services";
 import { clockId, type ClockDoc, type ClockFact, type EventDoc, type NoticeDoc, type PurposeDoc, type StoredClock, type StoredSubject, type SubjectDoc } from "../stores/consent-store";
 import { withoutMeta } from "../stores/cosmos";
-import { recordAudit, recordAuditOnceAt, type Actor, type TenantCaller } from "./audit-trail";
+import { entryAfterFailedAppend, recordAudit, recordAuditOnceAt, type Actor, type TenantCaller } from "./audit-trail";
 import { newSubjectKey, openConsentField, sealConsentField, unwrapSubjectKey } from "./consent-keys";
 
 /** At most this many purposes per tenant (a withdrawal of `all` records one event per purpose). */
@@ -694,10 +696,17 @@ async function appendEvent(s: Services, tenantId: string, ctx: SubjectContext, f
     // No event the log does not show: this attempt's event goes (a retried link keeps its own for the next try).
     // It leaves its history's list first: if that fails, the event stays, unaudited, for the retention repair to
     // settle (it reads the list again from the events), so the list never names an event that is gone for good.
-    if (created && (await refreshClock(s, tenantId, subject.subjectId, facts.purposeKey, { remove: [eventId] }).then(() => true, () => false))) {
-      await s.consents.deleteEvent(tenantId, eventId).catch(() => false);
+    // An entry stored all the same (its answer lost) means the event is recorded: it is the answer. Unknown (the log
+    // cannot be read): the event stays for the repair, which looks for its entry again.
+    const stored = await entryAfterFailedAppend(s, tenantId, "consent.recorded", eventId);
+    if (typeof stored === "object") {
+      position = { seq: stored.seq, hash: undefined };
+    } else {
+      if (stored === "absent" && created && (await refreshClock(s, tenantId, subject.subjectId, facts.purposeKey, { remove: [eventId] }).then(() => true, () => false))) {
+        await s.consents.deleteEvent(tenantId, eventId).catch(() => false);
+      }
+      throw err;
     }
-    throw err;
   }
   if (position === undefined) throw new AppError("conflict", "the event is being recorded by another request; retry");
   const seq = position.seq;

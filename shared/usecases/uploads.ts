@@ -30,7 +30,7 @@ import type { Services } from "../services";
 import { withoutMeta } from "../stores/cosmos";
 import { PayloadBodyError, PayloadMissingError } from "../stores/payload-store";
 import type { StoredUpload, UploadDoc } from "../stores/upload-store";
-import { recordAudit, type TenantCaller } from "./audit-trail";
+import { entryAfterFailedAppend, recordAudit, type TenantCaller } from "./audit-trail";
 import { notificationMessage } from "./messages";
 import { requireConsent } from "./consents";
 import { assertNoObjection } from "./subject-request-objection";
@@ -182,21 +182,22 @@ export async function createUpload(s: Services, caller: TenantCaller, input: Cre
     deletion: null,
   };
   const etag = await s.uploads.create(doc);
-  try {
-    await recordAudit(s, tenantId, caller, "upload.created", { type: "upload", id: uploadId }, {
-      size: input.size,
-      categories: input.categories,
-      recipients: input.recipients.length,
-      dataSubjects: input.dataSubjects.length,
-      kekVersion: wrapped.kekVersion,
-      ...(input.consentPurpose !== undefined ? { consentPurpose: input.consentPurpose } : {}),
-      ...(input.purpose !== undefined ? { purpose: input.purpose } : {}),
-    });
-  } catch (err) {
-    // No upload the log does not show: the record goes (nobody was given its id), so a retry leaves only one.
-    await s.uploads.removeUnannounced(tenantId, uploadId, etag).catch(() => false);
-    throw err;
-  }
+  await recordAudit(s, tenantId, caller, "upload.created", { type: "upload", id: uploadId }, {
+    size: input.size,
+    categories: input.categories,
+    recipients: input.recipients.length,
+    dataSubjects: input.dataSubjects.length,
+    kekVersion: wrapped.kekVersion,
+    ...(input.consentPurpose !== undefined ? { consentPurpose: input.consentPurpose } : {}),
+    ...(input.purpose !== undefined ? { purpose: input.purpose } : {}),
+  }).catch(async (err: unknown) => {
+    // No upload the log does not show: the record goes (nobody was given its id), so a retry leaves only one. An entry
+    // stored all the same (its answer lost) means the upload exists: it is answered. Unknown: the record stays, and
+    // expires with its own entry like any upload never sent.
+    const stored = await entryAfterFailedAppend(s, tenantId, "upload.created", uploadId);
+    if (stored === "absent") await s.uploads.removeUnannounced(tenantId, uploadId, etag).catch(() => false);
+    if (stored === "absent" || stored === "unknown") throw err;
+  });
   return {
     id: uploadId,
     status: doc.status,
@@ -336,13 +337,20 @@ export async function putContent(s: Services, caller: TenantCaller, uploadId: st
 
   // The audit entry comes before the record says "available", the step after which the content counts as sent: if
   // it cannot be written, the attempt is thrown away and the upload can be sent again, so no content is ever
-  // available that the log does not show.
+  // available that the log does not show. The entry may be stored all the same (its answer lost): the log then says
+  // the attempt was thrown away (best effort: a log that cannot be written now took neither).
   const auditTarget = { type: "upload" as const, id: uploadId };
+  const logDiscarded = () =>
+    recordAudit(s, tenantId, caller, "upload.content-discarded", auditTarget, { bytes: doc.declaredSize }).then(
+      () => undefined,
+      (err: unknown) => log.error("upload.audit-failed", { tenantId, uploadId, action: "upload.content-discarded", errorName: (err as Error).name }),
+    );
   try {
     await recordAudit(s, tenantId, caller, "upload.content-stored", auditTarget, { bytes: doc.declaredSize, storedBytes: stored.ciphertextSize });
   } catch (err) {
     await discardAttempt(s, target, log);
     await releaseClaim(s, tenantId, uploadId, attemptId);
+    await logDiscarded();
     throw err;
   }
   const storedAt = s.clock.now().toISOString();
@@ -361,9 +369,7 @@ export async function putContent(s: Services, caller: TenantCaller, uploadId: st
     // Deleted, or taken over, while we were storing (or the record could not be written): our blob must not outlive
     // the record's say-so. Only ours: an attempt that took over owns its own blob. The log says it was thrown away.
     await discardAttempt(s, target, log);
-    await recordAudit(s, tenantId, caller, "upload.content-discarded", auditTarget, { bytes: doc.declaredSize }).catch((err: unknown) =>
-      log.error("upload.audit-failed", { tenantId, uploadId, action: "upload.content-discarded", errorName: (err as Error).name }),
-    );
+    await logDiscarded();
     if (failure !== undefined) {
       await releaseClaim(s, tenantId, uploadId, attemptId).catch(() => undefined);
       throw failure;

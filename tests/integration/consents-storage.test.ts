@@ -10,7 +10,7 @@ import { expect } from "../helpers/expect";
 import { startTestApp, type TestApp } from "../helpers/app";
 import { purposeWithNotice, recordDecision, stateOf } from "../helpers/consents";
 import { projectStates, decisionOrder, type Decision } from "../../shared/domain/consent";
-import { AuditStore } from "../../shared/stores/audit-store";
+import { faultyAudit } from "../helpers/audit-faults";
 import { clockId, type EventDoc } from "../../shared/stores/consent-store";
 import { LISTED_READ_LIMIT, recordConsent, refreshClock, subjectLookup } from "../../shared/usecases/consents";
 import { sweep } from "../helpers/sweep";
@@ -97,8 +97,8 @@ async function expectListsTrue(tenantId: string): Promise<void> {
   }
 }
 
-/** Services whose audit log cannot be written (its container does not exist): every append fails as a storage error. */
-const withBrokenAudit = (): Services => ({ ...t.services, audit: new AuditStore(t.raw.containers.audit.database.container("no-such-container"), t.clock) });
+/** Services whose audit log cannot be written: every append fails, nothing is written (reads still work). */
+const withBrokenAudit = (): Services => ({ ...t.services, audit: faultyAudit(t.raw.containers.audit, t.clock, "unwritable") });
 
 describe("a recording reads and writes by id", () => {
   it("sends no query: a new subject, a known one, a withdrawal with and without a notice version, all purposes", async () => {
