@@ -74,6 +74,20 @@ export const authorityReportSchema = z.object({
         })
         .nullable()
         .describe("What was done: the notices to the persons by e-mail you instructed, with their progress; null if none was instructed"),
+      earlierNotices: z
+        .array(
+          z.object({
+            version: z.number().int().describe("The part version they told of"),
+            requestedAt: at,
+            sent: z.number().int(),
+            failed: z.number().int(),
+            unreachable: z.number().int(),
+            notTold: z.number().int().describe("Still pending when they ended: not told of that version"),
+            endedAt: at,
+            reason: z.enum(["replaced", "withdrawn"]).describe("replaced: notices of a later version were instructed; withdrawn: you were taken out of the scope"),
+          }),
+        )
+        .describe("What was done before: notices by e-mail of earlier versions, as they stood when they ended, oldest first"),
       publicCommunications: z
         .array(z.object({ publishedAt: at, where: z.string(), text: z.string(), version: z.number().int() }))
         .describe("What was done: every public communication recorded (Art. 34(3)(c)), oldest first"),

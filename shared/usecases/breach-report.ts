@@ -29,6 +29,7 @@ import { AppError } from "../errors";
 import type { Services } from "../services";
 import { recordAudit, type TenantCaller } from "./audit-trail";
 import { latestContent, latestVersion, occurredFlags } from "./breach-notices";
+import type { EarlierNotices } from "../stores/breach-store";
 import { personsView } from "./breach-persons";
 import { tenantContactEmail } from "./tenants";
 
@@ -88,6 +89,8 @@ export interface AuthorityReport {
     reasons: string | null;
     decision: { at: string; version: number } | null;
     notices: ReportedNotices | null;
+    /** Notices of earlier versions, as they stood when a later run replaced theirs or the part left the scope, oldest first. */
+    earlierNotices: EarlierNotices[];
     publicCommunications: Array<{ publishedAt: string; where: string; text: string; version: number }>;
     conflicts: Array<{ code: PersonsConflict; message: string }>;
   };
@@ -227,6 +230,7 @@ export async function authorityReport(s: Services, caller: TenantCaller, id: str
       reasons: decision?.reasons ?? null,
       decision: decision ? { at: decision.at, version: decision.version } : null,
       notices,
+      earlierNotices: view?.earlier ?? part.persons?.earlier ?? [],
       publicCommunications: part.publicCommunications.map(({ publishedAt, where, text, version }) => ({ publishedAt, where, text, version })),
       conflicts: personsConflicts(decision, notices, part.publicCommunications.length, language),
     },
@@ -299,7 +303,7 @@ export function authorityReportHtml(s: Services, report: AuthorityReport, timeZo
     decidedAt: when(report.personsInformed.decision?.at ?? null),
     personsTold: report.personsInformed.notifyPersons === true,
     personsNotTold: report.personsInformed.notifyPersons === false,
-    nothingDone: report.personsInformed.notices === null && report.personsInformed.publicCommunications.length === 0,
+    nothingDone: report.personsInformed.notices === null && report.personsInformed.earlierNotices.length === 0 && report.personsInformed.publicCommunications.length === 0,
     notices: report.personsInformed.notices
       ? {
           ...report.personsInformed.notices,
@@ -308,7 +312,8 @@ export function authorityReportHtml(s: Services, report: AuthorityReport, timeZo
           stoppedAt: report.personsInformed.notices.stoppedAt ? when(report.personsInformed.notices.stoppedAt) : null,
         }
       : null,
-    noNotices: report.personsInformed.notices === null,
+    noNotices: report.personsInformed.notices === null && report.personsInformed.earlierNotices.length === 0,
+    earlierNotices: report.personsInformed.earlierNotices.map((x) => ({ ...x, requestedAt: when(x.requestedAt), endedAt: when(x.endedAt), replaced: x.reason === "replaced", withdrawn: x.reason === "withdrawn" })),
     publicCommunications: report.personsInformed.publicCommunications.map((x) => ({ publishedAt: when(x.publishedAt), where: x.where, text: x.text, version: x.version })),
     noPublicCommunications: report.personsInformed.publicCommunications.length === 0,
     conflicts: report.personsInformed.conflicts.map((x) => ({ message: x.message })),

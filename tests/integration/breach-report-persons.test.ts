@@ -259,3 +259,31 @@ describe("item (11) says what the stored notification facts say", () => {
     expect((await decide(a.apiKey, id, { notifyAuthority: true, notifyPersons: false, reasons: "Risk, not a high one." })).status).toBe(200);
   });
 });
+
+describe("notices of an earlier version", () => {
+  it("are reported beside the newest version's, as they stood when that run replaced theirs", async () => {
+    t.clock.set("2026-06-10T09:00:00.000Z");
+    const ctl = await t.createTenant("Two Phase Controller");
+    const up = await uploadNaming(t, ctl.apiKey, ["e1@subjects.example", "e2@subjects.example"], ["re@recipients.example"]);
+    const reg = await registerBreach(t, breachBody(t, { scope: [{ tenantId: ctl.tenantId, uploads: [up], personCategories: ["data-subjects"], categories: [] }] }));
+    await drainBreachJobs(t);
+    expect((await t.call("POST", `v1/breaches/${reg.id}/notify-persons`, { key: ctl.apiKey })).status).toBe(202);
+    await drainBreachJobs(t);
+    const first = await report(ctl.apiKey, reg.id);
+    expect(first.personsInformed.notices).toMatchObject({ version: 1, sent: 2 });
+    expect(first.personsInformed.earlierNotices).toEqual([]);
+    // Version 2 of the part, whose notices the tenant instructs: its run replaces version 1's.
+    expect((await t.admin("PATCH", `v1/admin/breaches/${reg.id}`, { measuresTaken: "The keys were rotated." }, { "if-match": reg.etag })).status).toBe(200);
+    await drainBreachJobs(t);
+    t.clock.advance({ hours: 1 });
+    expect((await t.call("POST", `v1/breaches/${reg.id}/notify-persons`, { key: ctl.apiKey })).status).toBe(202);
+    await drainBreachJobs(t);
+    const r = await report(ctl.apiKey, reg.id);
+    expect(r.personsInformed.notices).toMatchObject({ version: 2, sent: 2 });
+    expect(r.personsInformed.earlierNotices).toEqual([expect.objectContaining({ version: 1, sent: 2, failed: 0, notTold: 0, reason: "replaced" })]);
+    const html = item10(await reportHtml(ctl.apiKey, reg.id));
+    expect(html).toContain("for version 2: 2 sent");
+    expect(html).toContain("Earlier, notices by e-mail instructed");
+    expect(html).toContain("for version 1: 2 sent, 0 failed, 0 unreachable, 0 not told of that version");
+  });
+});
