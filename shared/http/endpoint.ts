@@ -17,7 +17,7 @@ import { idempotencyKeySchema, type StoredResponse } from "../stores/idempotency
 import { authenticateAdmin, authenticateTenant, type AuthMode, type PrincipalFor } from "./auth";
 import { IntegrityError } from "../crypto";
 import { AppError, type FieldError } from "../errors";
-import { PROBLEM_TYPES, problemBody, problemHeaders, problemUri, statusOfProblem, type ProblemType } from "./problem";
+import { HttpError, PROBLEM_TYPES, problemBody, problemHeaders, problemUri, statusOfProblem, type ProblemType } from "./problem";
 import { openCursor, sealCursor, type CursorBinding } from "./cursors";
 import { proxyResponseOf } from "./streamed-response";
 import { scopeKey, scopeLabel, type KeyScope } from "./scope-keys";
@@ -230,6 +230,21 @@ async function readWithin<T>(reader: ReadableStreamDefaultReader<T>, idleMs: num
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * Refuses a request whose content is sent with a content coding (`Content-Encoding: gzip`, …): no operation decodes
+ * one, so its bytes would be read (or stored, for an upload) as if they were the content itself. 415 with
+ * `Accept-Encoding: identity` (RFC 9110 §8.4.1, §15.5.16); `identity` alone is no coding and is accepted. GET and
+ * HEAD carry no content.
+ */
+function refuseContentCoding(request: HttpRequest): void {
+  if (request.method === "GET" || request.method === "HEAD") return;
+  const header = request.headers.get("content-encoding");
+  if (header === null) return;
+  const codings = header.split(",").map((c) => c.trim().toLowerCase()).filter((c) => c !== "");
+  if (codings.every((c) => c === "identity")) return;
+  throw new HttpError("unsupported-media-type", "content codings are not accepted: send the content as it is, without Content-Encoding", { "accept-encoding": "identity" });
 }
 
 /** What an operation that takes no body reads of one before it refuses it. */
@@ -581,6 +596,7 @@ export function httpEndpoint<A extends AuthMode, P extends AnyObject | undefined
       }
       const paging = spec.query && "cursor" in spec.query.shape ? new Paging(spec.name, services, scopeOf(principal), query as Record<string, unknown>) : undefined;
       if (paging) query = (await paging.openQuery()) as Infer<Q>;
+      refuseContentCoding(request);
       let body = undefined as Infer<B>;
       let bodyText = "";
       if (spec.body) {

@@ -31,6 +31,7 @@ interface Declared {
 }
 
 const retryAfter = { "Retry-After": { description: "Seconds to wait before sending the request again (idempotency-in-progress)" } };
+const acceptEncoding = { "Accept-Encoding": { description: "identity: on a refusal of content sent with a Content-Encoding" } };
 const wwwAuthenticate = { "WWW-Authenticate": { description: "Bearer, with error=invalid_request or invalid_token when a credential was sent", required: true } };
 
 /**
@@ -42,6 +43,7 @@ const wwwAuthenticate = { "WWW-Authenticate": { description: "Bearer, with error
  * - a JSON body: 400 invalid-json or malformed-request (it ended before its Content-Length), 408 request-timeout
  *   (idle for UPLOAD_IDLE_SECONDS), 413 payload-too-large, 415 unsupported-media-type, 422 validation-failed;
  * - no body (a POST, PUT, PATCH or DELETE that takes none): 408, 413 and 422 for a body that is not empty or {};
+ * - any content (every method but GET): 415 unsupported-media-type for a Content-Encoding other than identity;
  * - Idempotency-Key: 400 invalid-parameter (its syntax), 409 idempotency-in-progress, 422 idempotency-key-reused,
  *   500 integrity-error (a stored answer that fails to decrypt).
  */
@@ -53,6 +55,7 @@ export function wrapperProblems(spec: AnyEndpointSpec): Map<number, { types: Pro
   if (spec.body) types.push("invalid-json", "request-timeout", "payload-too-large", "unsupported-media-type", "validation-failed");
   // An operation that takes no body refuses one (anything but nothing or {}).
   else if (!spec.rawBody && spec.method !== "GET") types.push("request-timeout", "payload-too-large", "validation-failed");
+  if (spec.method !== "GET" && !types.includes("unsupported-media-type")) types.push("unsupported-media-type");
   if (spec.idempotency) types.push("idempotency-in-progress", "idempotency-key-reused", "integrity-error");
   const out = new Map<number, { types: ProblemType[]; headers?: Record<string, ResponseHeaderSpec> }>();
   for (const t of types) {
@@ -61,6 +64,7 @@ export function wrapperProblems(spec: AnyEndpointSpec): Map<number, { types: Pro
     entry.types.push(t);
     if (t === "unauthenticated") entry.headers = wwwAuthenticate;
     if (t === "idempotency-in-progress") entry.headers = retryAfter;
+    if (t === "unsupported-media-type") entry.headers = acceptEncoding;
     out.set(status, entry);
   }
   return out;
