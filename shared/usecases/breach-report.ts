@@ -174,6 +174,9 @@ export async function authorityReport(s: Services, caller: TenantCaller, id: str
   const firstAuthority = part.authorityNotifications[0];
   const language = tenant?.language ?? DEFAULT_LANGUAGE;
   const view = await personsView(s, part);
+  // One instant for the whole report: the deadline's state shown is the one at `generatedAt` (read twice, a deadline
+  // passing between the reads made a report generated before it say it was overdue).
+  const now = s.clock.now();
   const notices: ReportedNotices | null =
     view?.notices
       ? {
@@ -191,7 +194,7 @@ export async function authorityReport(s: Services, caller: TenantCaller, id: str
   return {
     breachId: id,
     version: latestVersion(part).n,
-    generatedAt: s.clock.now().toISOString(),
+    generatedAt: now.toISOString(),
     language,
     contactPoint: {
       controller: tenant?.name ?? "",
@@ -235,7 +238,7 @@ export async function authorityReport(s: Services, caller: TenantCaller, id: str
       conflicts: personsConflicts(decision, notices, part.publicCommunications.length, language),
     },
     notification: {
-      clock: authorityClock(new Date(c.awareAt), part.controllerNotifiedAt ? new Date(part.controllerNotifiedAt) : null, { notifiedAt: firstAuthority ? new Date(firstAuthority.notifiedAt) : null, notNotified: part.noAuthorityNotification !== null }, s.clock.now()),
+      clock: authorityClock(new Date(c.awareAt), part.controllerNotifiedAt ? new Date(part.controllerNotifiedAt) : null, { notifiedAt: firstAuthority ? new Date(firstAuthority.notifiedAt) : null, notNotified: part.noAuthorityNotification !== null }, now),
       notifications: part.authorityNotifications.map(({ notifiedAt, method, reference, delayReason, late, recordedAt, recordedAfterDeadline }) => ({
         notifiedAt,
         method,

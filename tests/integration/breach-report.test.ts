@@ -133,3 +133,43 @@ describe("the authority report", () => {
     expect(JSON.stringify(entries)).not.toContain("dpo1@controller.example");
   });
 });
+
+describe("the report is of one instant", () => {
+  it("shows the authority deadline's state at the time it says it was generated, however long the making of it takes", async () => {
+    // A second breach of the same tenant, its controller notice sent and the authority not yet told: its clock is
+    // "open" until the deadline and "overdue" after it.
+    const window = { from: new Date(t.clock.now().getTime() - 86_400_000).toISOString(), to: t.clock.now().toISOString() };
+    const other = await registerBreach(t, breachBody(t, { scope: [{ tenantId: tenant.tenantId, window, categories: ["contact"] }] }));
+    const view = await partOf(t, tenant.apiKey, other.id);
+    const deadline = Date.parse(view.clocks.authority.deadlineAt as string);
+    expect(Number.isFinite(deadline)).toBe(true);
+    const resume = t.clock.now();
+    // Every read of the service clock moves it ten minutes on (a report made slowly, in steps): starting at each of
+    // two dozen points before the deadline, the deadline falls between some two reads of the clock while the report
+    // is made. What the report says of the deadline must be what held at its `generatedAt`.
+    const read = t.clock.now.bind(t.clock);
+    const STEP = 10 * 60_000;
+    t.clock.now = () => {
+      const at = read();
+      t.clock.set(at.getTime() + STEP);
+      return at;
+    };
+    const seen: Array<{ from: number; generatedAt: string; status: string }> = [];
+    try {
+      for (let k = 1; k <= 24; k++) {
+        t.clock.set(deadline - k * STEP + STEP / 2);
+        const res = await t.call("GET", `v1/breaches/${other.id}/report`, { key: tenant.apiKey });
+        expect(res.status).toBe(200);
+        const report = (await res.json()) as Json;
+        seen.push({ from: k, generatedAt: report.generatedAt, status: report.notification.clock.status });
+      }
+    } finally {
+      t.clock.now = read;
+      t.clock.set(resume);
+    }
+    const wrong = seen.filter((r) => r.status !== (Date.parse(r.generatedAt) > deadline ? "overdue" : "open"));
+    expect(wrong, `deadline ${new Date(deadline).toISOString()}`).toEqual([]);
+    // Both states were reached, so the deadline did fall inside some report's making.
+    expect(new Set(seen.map((r) => r.status))).toEqual(new Set(["open", "overdue"]));
+  });
+});
