@@ -60,12 +60,16 @@ describe("a PUT that fails", () => {
   it("leaves no staged block when the client disconnects after several blocks", async () => {
     const size = 12 * MiB;
     const { id } = await createUpload(t, key, { size });
+    const from = t.logs.length;
     await abortedUpload(`${t.api}/v1/uploads/${id}/content`, {
       headers: { authorization: `Bearer ${key}`, "content-type": "application/pdf", "content-length": String(size) },
       sendBytes: 9 * MiB,
     });
-    await eventually(async () => expect((await t.services.uploads.get(tenantId, id))?.status).toBe("awaiting-content"));
-    await eventually(async () => expect(await everyBlobOf(id), "no blob, committed or staged, of the interrupted attempt").toEqual([]), 10_000);
+    // Waited for: the service having seen the client gone (logged after the attempt is released), not the status
+    // "awaiting-content", which the upload had before the attempt began too.
+    await eventually(() => expect(t.logs.slice(from).some((l) => /upload\.content-(interrupted|stalled)/.test(l.message) && l.message.includes(id))).toBe(true));
+    expect((await t.services.uploads.get(tenantId, id))?.status).toBe("awaiting-content");
+    await eventually(async () => expect(await everyBlobOf(id), "no blob, committed or staged, of the interrupted attempt").toEqual([]), 30_000);
   });
 
   it("leaves no staged block when the body stalls", async () => {
