@@ -11,6 +11,7 @@ import { startTestApp, type TestApp } from "../helpers/app";
 import { purposeWithNotice, recordDecision } from "../helpers/consents";
 import { bodyOf, rawRequest, statusOf } from "../helpers/raw-http";
 import { sweep } from "../helpers/sweep";
+import { eventually } from "../helpers/eventually";
 import { BLOB_CONTAINERS } from "../../shared/config/resources";
 
 const MAX = 64 * 1024;
@@ -190,12 +191,13 @@ describe("refusals", () => {
     // Cut short: the client declares 5,000 bytes, sends 1,000 and goes away.
     const cut = rawRequest(t.api, "PUT", `/api/v1/consents/${event.id}/evidence`, { authorization: `Bearer ${tenant.apiKey}`, "content-type": "image/png", "content-length": "5000" }, png(1000));
     await cut.sent;
-    await new Promise((r) => setTimeout(r, 200));
+    // The service has taken the attempt (its claim is stored) before the client goes: waited for, not assumed after a
+    // pause, or a late claim would be taken for one already gone.
+    await eventually(async () => expect(await evidenceDoc(event.id), "the attempt's claim").toBeDefined(), 30_000, 50);
     cut.destroy();
     await cut.closed;
     // The attempt's blocks and claim go once the service sees the client gone.
-    const deadline = Date.now() + 10_000;
-    while ((await evidenceDoc(event.id)) !== undefined && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    await eventually(async () => expect(await evidenceDoc(event.id), "the claim released").toBeUndefined(), 30_000, 50);
     await nothingKept(event.id);
   });
 
