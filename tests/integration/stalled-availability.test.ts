@@ -34,7 +34,9 @@ describe("hundreds of stalled connections", () => {
       // Let the host take them all in: each becomes an invocation waiting for the rest of its body.
       await new Promise((r) => setTimeout(r, 500));
       const answered = Promise.all([t.call("GET", "health"), t.call("GET", "v1/uploads", { key: b.apiKey }), t.admin("GET", "v1/admin/tenants")]);
-      expect(await within(answered, 10_000), "answered while 300 requests are stalled").toBe(true);
+      // Well inside the idle limit (30 s), which is what a request stuck behind the stalled ones would wait for; not a
+      // few seconds, which a busy machine can take to answer anything.
+      expect(await within(answered, 20_000), "answered while 300 requests are stalled").toBe(true);
       for (const res of await answered) expect(res.status).toBe(200);
       // ...while every stalled request was still open and unanswered.
       expect(stalled.filter((s) => s.received().length > 0)).toHaveLength(0);
@@ -46,5 +48,5 @@ describe("hundreds of stalled connections", () => {
     const own = await t.call("GET", "v1/uploads", { key: a.apiKey });
     expect(own.status).toBe(200);
     expect(((await own.json()) as { items: unknown[] }).items).toHaveLength(0);
-  }, 30_000);
+  }, 60_000);
 });
