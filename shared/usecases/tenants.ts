@@ -230,13 +230,16 @@ export async function rotateApiKey(s: Services, tenantId: string, by: OperatorAc
 export async function changeTenantStatus(s: Services, tenantId: string, action: "suspend" | "reactivate", by: OperatorActor): Promise<TenantView> {
   const doc = await mustGet(s, tenantId);
   if (doc.offboardedAt) throw new AppError("conflict", "the tenant was offboarded after its notice period; its data is gone");
+  // One instant decides and is recorded: read twice, a notice period ending between the reads let a reactivation
+  // through that was recorded after the end.
+  const at = s.clock.now();
   const offboardingFrom = doc.suspendedAt ? RETENTION_CLASSES["suspended-tenant"].dueAt({ suspendedAt: doc.suspendedAt }, s.settings) : null;
-  if (action === "reactivate" && offboardingFrom && offboardingFrom.getTime() <= s.clock.now().getTime()) {
+  if (action === "reactivate" && offboardingFrom && offboardingFrom.getTime() <= at.getTime()) {
     throw new AppError("conflict", `the notice period ended at ${offboardingFrom.toISOString()}; the tenant's data is being deleted and it cannot be reactivated`);
   }
   const t = transitionTenant(doc.status, action);
   if (!t.ok) throw new AppError("conflict", t.reason);
-  const now = s.clock.now().toISOString();
+  const now = at.toISOString();
   const next: TenantDoc = { ...withoutMeta(doc), status: t.status, suspendedAt: t.status === "suspended" ? now : null, updatedAt: now };
   if (!(await s.tenants.replace(next, doc._etag))) throw changedMeanwhile();
   // The tenant's downloads running on this instance look again before their next chunk (a suspension stops them).

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, it } from "@jest/globals";
 import { expect } from "../helpers/expect";
 import { startTestApp, type TestApp } from "../helpers/app";
+import { RETENTION_CLASSES } from "../../shared/domain/retention";
 
 let t: TestApp;
 beforeAll(async () => {
@@ -190,5 +191,46 @@ describe("idempotency", () => {
     expect(statuses.every((s) => s === 201 || s === 409)).toBe(true);
     const list = (await (await t.admin("GET", "v1/admin/tenants?limit=200")).json()) as { items: Array<{ name: string }> };
     expect(list.items.filter((i) => i.name === "Race Ltd")).toHaveLength(1);
+  });
+});
+
+describe("a reactivation is decided at one instant", () => {
+  it("is refused, or recorded before the notice period ended, however long the making of it takes", async () => {
+    // Every read of the service clock moves it ten minutes on (a request made slowly, in steps). Starting just after a
+    // suspended tenant's notice period ended and at each of two dozen points before, the end falls between some two
+    // reads of the clock while the reactivation is decided: it must then be refused, never recorded after the end.
+    const STEP = 10 * 60_000;
+    const resume = t.clock.now();
+    const read = t.clock.now.bind(t.clock);
+    const seen: Array<{ from: number; status: number; updatedAt?: string; offboardingFrom: string }> = [];
+    try {
+      for (let k = 0; k <= 24; k++) {
+        t.clock.set(resume);
+        const { tenantId } = await t.createTenant(`Reactivated ${k}`);
+        const suspended = await t.admin("POST", `v1/admin/tenants/${tenantId}/suspend`);
+        expect(suspended.status).toBe(200);
+        const { suspendedAt } = (await suspended.json()) as { suspendedAt: string };
+        const offboardingFrom = RETENTION_CLASSES["suspended-tenant"].dueAt({ suspendedAt }, t.services.settings)!;
+        t.clock.set(offboardingFrom.getTime() - k * STEP + STEP / 2);
+        t.clock.now = () => {
+          const at = read();
+          t.clock.set(at.getTime() + STEP);
+          return at;
+        };
+        try {
+          const res = await t.admin("POST", `v1/admin/tenants/${tenantId}/reactivate`);
+          const body = (await res.json()) as { updatedAt?: string };
+          seen.push({ from: k, status: res.status, updatedAt: body.updatedAt, offboardingFrom: offboardingFrom.toISOString() });
+        } finally {
+          t.clock.now = read;
+        }
+      }
+    } finally {
+      t.clock.set(resume);
+    }
+    const late = seen.filter((r) => r.status === 200 && Date.parse(r.updatedAt!) >= Date.parse(r.offboardingFrom));
+    expect(late).toEqual([]);
+    // Both outcomes were reached, so the end did fall inside some decision.
+    expect(new Set(seen.map((r) => r.status))).toEqual(new Set([200, 409]));
   });
 });
