@@ -105,7 +105,14 @@ const der = {
   },
   seq: (...parts: Buffer[]) => der.tlv(0x30, ...parts),
   set: (...parts: Buffer[]) => der.tlv(0x31, ...parts),
-  int: (bytes: Buffer) => der.tlv(0x02, bytes[0]! & 0x80 ? Buffer.concat([Buffer.from([0]), bytes]) : bytes),
+  /** A non-negative INTEGER from big-endian bytes, in DER's minimal form (X.690 8.3.2: no leading 0x00 before a byte
+   * below 0x80, which OpenSSL refuses as "illegal padding"; one 0x00 before a byte of 0x80 or more). */
+  int(bytes: Buffer): Buffer {
+    let start = 0;
+    while (start < bytes.length - 1 && bytes[start] === 0 && bytes[start + 1]! < 0x80) start++;
+    const minimal = bytes.subarray(start);
+    return der.tlv(0x02, minimal[0]! & 0x80 ? Buffer.concat([Buffer.from([0]), minimal]) : minimal);
+  },
   bool: (v: boolean) => der.tlv(0x01, Buffer.from([v ? 0xff : 0])),
   octets: (bytes: Buffer) => der.tlv(0x04, bytes),
   utcTime: (d: Date) => der.tlv(0x17, Buffer.from(d.toISOString().replace(/[-:T]/g, "").slice(2, 14) + "Z")),
@@ -124,8 +131,11 @@ const der = {
   },
 };
 
-/** A self-signed P-256 certificate for 127.0.0.1 and localhost, valid for a day. */
-export function selfSignedCertificate(): { cert: string; key: string } {
+/**
+ * A self-signed P-256 certificate for 127.0.0.1 and localhost, valid for a day. `serial`: its serial number's bytes
+ * (big-endian; the top bit is cleared to keep it positive), 16 random bytes unless given.
+ */
+export function selfSignedCertificate(options: { serial?: Buffer } = {}): { cert: string; key: string } {
   const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
   const ecdsaWithSha256 = der.seq(der.oid("1.2.840.10045.4.3.2"));
   const name = der.seq(der.set(der.seq(der.oid("2.5.4.3"), der.tlv(0x0c, Buffer.from("127.0.0.1")))));
@@ -137,7 +147,8 @@ export function selfSignedCertificate(): { cert: string; key: string } {
       der.seq(der.oid("2.5.29.17"), der.octets(subjectAltName)),
     ),
   );
-  const serial = randomBytes(16);
+  // Random, so one in 256 begins with a zero byte followed by a byte below 0x80: der.int keeps that valid.
+  const serial = Buffer.from(options.serial ?? randomBytes(16));
   serial[0] = serial[0]! & 0x7f;
   const now = Date.now();
   const tbs = der.seq(
