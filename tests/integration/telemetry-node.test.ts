@@ -87,14 +87,24 @@ describe("on the running Node", () => {
       const { createTelemetry } = require(${JSON.stringify(path.join(ROOT, "shared/observability.ts"))});
       const t = createTelemetry({ connectionString: "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=http://127.0.0.1:${port}/" });
       t.event("node-check", { node: process.version });
-      t.flush().then(() => setTimeout(() => process.exit(0), 500), (e) => { console.error(e); process.exit(1); });
+      // The exporter may send after flush resolves: the process stays until the test has seen the event arrive (it
+      // closes stdin then), not for a fixed moment that a busy machine's TLS handshake can outlast.
+      t.flush().then(() => { process.stdin.on("end", () => process.exit(0)); process.stdin.resume(); }, (e) => { console.error(e); process.exit(1); });
     `;
-    const child = spawn(process.execPath, ["-e", script], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, APPLICATIONINSIGHTS_CONNECTION_STRING: "", NODE_EXTRA_CA_CERTS: caFile } });
+    const child = spawn(process.execPath, ["-e", script], { cwd: ROOT, stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, APPLICATIONINSIGHTS_CONNECTION_STRING: "", NODE_EXTRA_CA_CERTS: caFile } });
     let stderr = "";
     child.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
-    const code = await new Promise<number | null>((r) => child.once("exit", r));
-    // The exporter may send after flush resolves: give it a moment.
-    for (let i = 0; i < 50 && !bodies.some((b) => b.includes("node-check")); i++) await new Promise((r) => setTimeout(r, 100));
+    let childGone = false;
+    const exited = new Promise<number | null>((r) =>
+      child.once("exit", (c) => {
+        childGone = true;
+        r(c);
+      }),
+    );
+    const until = Date.now() + 40_000;
+    while (!childGone && !bodies.some((b) => b.includes("node-check")) && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+    child.stdin.end();
+    const code = await exited;
     await ingestion.stop();
     expect(code, stderr).toBe(0);
     expect(bodies.some((b) => b.includes("node-check")), `what reached the endpoint: ${bodies.join("\n").slice(0, 500)}`).toBe(true);
