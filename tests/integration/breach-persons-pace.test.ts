@@ -133,7 +133,7 @@ describe("the pace of the notices", () => {
     const audit = ((await json(await t.call("GET", "v1/audit?limit=200", { key: apiKey }))).items as Array<{ action: string }>).map((e) => e.action);
     expect(audit.filter((a) => a === "breach.persons-delay-alert")).toHaveLength(1);
     expect(audit.filter((a) => a === "breach.public-communication")).toHaveLength(1);
-  }, 60_000);
+  }, 120_000);
 
   it("honours Azure Communication Services' 429 Retry-After: nothing is sent until it has passed", async () => {
     t.clock.set("2026-03-03T09:00:00.000Z");
