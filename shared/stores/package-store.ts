@@ -163,6 +163,21 @@ export class PackageStore {
   }
 
   /**
+   * As holdingUploadContent, for many uploads at once (an erasure's or rectification's plan): one query over the
+   * tenant's packages not purged yet, matched here, instead of one query per upload. Distinct request ids.
+   */
+  async holdingContentOfAny(tenantId: string, uploadIds: readonly string[]): Promise<string[]> {
+    if (uploadIds.length === 0) return [];
+    const rows = await queryAll(this.container, z.object({ requestId: z.string(), contentOf: z.array(z.string()).optional(), files: z.number().optional() }), {
+      query: "SELECT c.requestId, c.contentOf, c.counts.files AS files FROM c WHERE c.tenantId = @tenantId AND c.type = 'dsr-package' AND c.state != 'purged'",
+      parameters: [{ name: "@tenantId", value: tenantId }],
+    }, tenantId);
+    const wanted = new Set(uploadIds);
+    const holding = rows.filter((r) => (r.contentOf === undefined ? (r.files ?? 0) > 0 : r.contentOf.some((id) => wanted.has(id))));
+    return [...new Set(holding.map((r) => r.requestId))];
+  }
+
+  /**
    * The tenant's packages not purged yet that hold (or may hold) a copy of the upload's content: those listing it in
    * `contentOf`, and those built before `contentOf` was kept that hold any file. Their request ids.
    */

@@ -56,8 +56,7 @@ export async function planErasure(s: Services, req: StoredRequest): Promise<Work
     await addRecipients(s, req, await collectRecipients(s, req, fresh, [hash]));
     // Packages (of anyone's requests) holding a copy of these uploads' content: each upload's deletion purges them
     // (upload-deletion.ts); they are noted here for the certificate.
-    const holding = new Set<string>();
-    for (const id of fresh) for (const r of await s.packages.holdingUploadContent(req.tenantId, id)) holding.add(r);
+    const holding = await s.packages.holdingContentOfAny(req.tenantId, fresh);
     await updateOutcome(s, req.tenantId, req.id, (d) => {
       const all = [...new Set([...(d.plan.ids.uploads ?? []), ...fresh])];
       const copies = [...new Set([...(d.plan.ids.contentCopies ?? []), ...holding])];

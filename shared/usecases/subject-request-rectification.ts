@@ -217,9 +217,8 @@ export async function rectifyRequests(s: Services, req: StoredRequest): Promise<
     const pkg = await s.packages.get(req.tenantId, id);
     if (pkg && pkg.state !== "purged" && pkg.state !== "open") packages.add(id);
   }
-  for (const id of (await s.subjectRequests.outcomes.getOutcome(req.tenantId, req.id))?.plan.ids.uploads ?? []) {
-    for (const r of await s.packages.holdingUploadContent(req.tenantId, id)) packages.add(r);
-  }
+  const planned = (await s.subjectRequests.outcomes.getOutcome(req.tenantId, req.id))?.plan.ids.uploads ?? [];
+  for (const r of await s.packages.holdingContentOfAny(req.tenantId, planned)) packages.add(r);
   if (packages.size > 0) await updateOutcome(s, req.tenantId, req.id, (d) => withPlanned(d, "packages", [...(d.plan.ids.packages ?? []), ...packages]));
   for (const id of packages) await purgePackageNow(s, req.tenantId, id, { reason: "rectification", actor: actorFor(req), details: { rectificationRequestId: req.id } });
   // The person's restriction and objection move to the new hash.
