@@ -35,7 +35,7 @@ import { invocationLog } from "../shared/observability";
 import { queueHandler } from "../shared/queue-handler";
 import { services } from "../shared/services";
 import { BREACH_SWEEP_SCHEDULE, runBreachSweep, syncTenantPart } from "../shared/usecases/breach-notices";
-import { getPersonsOfBreach, recordPublicCommunication, requestPersonNotices, runPersonJob } from "../shared/usecases/breach-persons";
+import { cancelPersonNotices, getPersonsOfBreach, recordPublicCommunication, requestPersonNotices, runPersonJob, STOP_REASONS } from "../shared/usecases/breach-persons";
 import { publicCommunicationSchema } from "../shared/domain/breach-persons";
 import { dataCategories } from "../shared/domain/uploads";
 import { authorityReport, authorityReportHtml } from "../shared/usecases/breach-report";
@@ -119,7 +119,12 @@ const personsView = z.object({
       estimatedCompletionAt: z.string().nullable().describe("When the last pending notice is expected to go at the e-mail service's pace (EMAIL_SENDS_PER_MINUTE, EMAIL_SENDS_PER_HOUR)"),
       deadlineAt: z.string().describe("The instruction + BREACH_NOTICE_MAX_HOURS: the bound kept for \"without undue delay\" (Art. 34(1))"),
       estimateBreaksDeadline: z.boolean(),
-      stoppedAt: z.string().nullable().describe("When the notices stopped because a later version of the breach took you out of its scope (null: not stopped)"),
+      stoppedAt: z.string().nullable().describe("When the notices stopped: a later version of the breach took you out of its scope, or you cancelled them (null: not stopped)"),
+      stoppedReason: z
+        .enum(STOP_REASONS)
+        .nullable()
+        .describe("Why they stopped: withdrawn (a version took you out of the scope), cancelled (DELETE .../notify-persons); null: not stopped"),
+      stoppedBy: z.string().nullable().describe("Who cancelled them (your API key's actor) when cancelled; null otherwise"),
       notTold: z.number().int().describe("Persons still pending when the notices stopped: they are not told (0 unless stopped)"),
       delayAlert: z.object({ at: z.string(), estimateAt: z.string(), deadlineAt: z.string() }).nullable().describe("The alert sent once to you and the operator when the estimate broke the bound"),
       completedAt: z.string().nullable().describe("When the breach sweep found nothing pending any more"),
@@ -137,7 +142,10 @@ const personsView = z.object({
         unreachable: z.number().int(),
         notTold: z.number().int().describe("Still pending when the later run replaced this one: not told of this version (the later version's notice tells them)"),
         endedAt: z.string(),
-        reason: z.enum(["replaced", "withdrawn"]).describe("replaced: you instructed notices for a later version; withdrawn: a version took you out of the scope"),
+        reason: z
+          .enum(["replaced", ...STOP_REASONS])
+          .describe("replaced: you instructed notices for a later version; withdrawn: a version took you out of the scope; cancelled: you cancelled them"),
+        by: z.string().nullable().describe("Who cancelled them (your API key's actor) when the reason is cancelled; null otherwise"),
       }),
     )
     .describe("The notices of earlier versions of your part, as they stood when a later run replaced theirs, oldest first"),
@@ -238,7 +246,8 @@ const operatorPersons = z.object({
       estimatedCompletionAt: z.string().nullable().describe("When the last pending notice is expected to go, at the e-mail service's pace"),
       deadlineAt: z.string().describe("BREACH_NOTICE_MAX_HOURS after the tenant's instruction"),
       estimateBreaksDeadline: z.boolean(),
-      stoppedAt: z.string().nullable().describe("When the notices stopped because a later version took the tenant out of the scope (null: not stopped)"),
+      stoppedAt: z.string().nullable().describe("When the notices stopped: a later version took the tenant out of the scope, or the tenant cancelled them (null: not stopped)"),
+      stoppedReason: z.enum(STOP_REASONS).nullable().describe("Why they stopped: withdrawn (taken out of the scope) or cancelled (by the tenant); null: not stopped"),
       notTold: z.number().int().describe("Persons still pending when the notices stopped: not told (0 unless stopped)"),
       delayAlertAt: z.string().nullable().describe("When the delay alert went (once)"),
       completedAt: z.string().nullable(),
@@ -562,6 +571,28 @@ const notifyPersons = httpEndpoint({
   },
 });
 app.http(notifyPersons.name, notifyPersons.options);
+
+const cancelNotifyPersons = httpEndpoint({
+  name: "breaches-notify-persons-cancel",
+  method: "DELETE",
+  route: "v1/breaches/{id}/notify-persons",
+  auth: "tenant",
+  tags,
+  summary: "Cancel your instruction to tell the persons (e.g. given by mistake, or a public communication decided instead: GDPR Art. 34(3)(c))",
+  description:
+    "Stops the notices of your part's current run: nobody more is told once the cancellation is stored (a batch already sending may finish the group of at " +
+    "most 8 e-mails it has started; every later step sends nothing). The persons view then shows stoppedAt, stoppedReason cancelled and notTold; no " +
+    "estimate or delay alert is kept. A repeat answers the same (200). Instructing notices again for the same version is refused (409): they go again only " +
+    "for a newer version of the breach. 409 when there is nothing to cancel: no notices instructed, you were taken out of the scope, or every notice is done.",
+  params,
+  responses: {
+    200: { description: "Cancelled (or cancelled before): the persons' progress as it stands, with what was not told", schema: personsView },
+    404: problems(["not-found"]),
+    409: problems(["conflict"]),
+  },
+  handler: async ({ services, principal, params, log }) => ({ status: 200, json: await cancelPersonNotices(services, principal, params.id, log) }),
+});
+app.http(cancelNotifyPersons.name, cancelNotifyPersons.options);
 
 const persons = httpEndpoint({
   name: "breaches-persons",

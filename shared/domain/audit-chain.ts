@@ -131,6 +131,8 @@ export const AUDIT_ACTIONS = [
    */
   "breach.persons-resolved",
   "breach.persons-notify-requested",
+  /** The tenant cancelled its instruction to tell the persons of a version (counts only). */
+  "breach.persons-notify-cancelled",
   "breach.person-addresses-read",
   "breach.persons-delay-alert",
   "breach.public-communication",

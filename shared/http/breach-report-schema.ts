@@ -69,7 +69,11 @@ export const authorityReportSchema = z.object({
           failed: z.number().int(),
           unreachable: z.number().int().describe("Persons found without an address (their records deleted after the resolution)"),
           completedAt: at.nullable().describe("When nothing was pending any more"),
-          stoppedAt: at.nullable().describe("When the notices stopped (you were taken out of the scope)"),
+          stoppedAt: at.nullable().describe("When the notices stopped (you were taken out of the scope, or you cancelled them)"),
+          stoppedReason: z
+            .enum(["withdrawn", "cancelled"])
+            .nullable()
+            .describe("Why they stopped: withdrawn (you were taken out of the scope), cancelled (you cancelled them: DELETE .../notify-persons); null: not stopped"),
           notTold: z.number().int().describe("Persons still pending when the notices stopped: they are not told (0 unless stopped)"),
         })
         .nullable()
@@ -84,7 +88,9 @@ export const authorityReportSchema = z.object({
             unreachable: z.number().int(),
             notTold: z.number().int().describe("Still pending when they ended: not told of that version"),
             endedAt: at,
-            reason: z.enum(["replaced", "withdrawn"]).describe("replaced: notices of a later version were instructed; withdrawn: you were taken out of the scope"),
+            reason: z
+              .enum(["replaced", "withdrawn", "cancelled"])
+              .describe("replaced: notices of a later version were instructed; withdrawn: you were taken out of the scope; cancelled: you cancelled them"),
           }),
         )
         .describe("What was done before: notices by e-mail of earlier versions, as they stood when they ended, oldest first"),

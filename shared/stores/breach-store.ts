@@ -44,6 +44,10 @@ export type TenantAssessment = z.infer<typeof tenantAssessmentSchema>;
 
 const actorSchema = z.string().min(1).max(100);
 
+/** Why a persons run stopped: its part was withdrawn from the scope, or the tenant cancelled its instruction. */
+export const STOP_REASONS = ["withdrawn", "cancelled"] as const;
+export type StopReason = (typeof STOP_REASONS)[number];
+
 export const breachOriginSchema = z.discriminatedUnion("kind", [
   z.object({ kind: z.literal("operator") }),
   z.object({
@@ -183,10 +187,13 @@ export const personsRunSchema = z.object({
     })
     .nullable(),
   /**
-   * Set when the tenant was taken out of the breach's scope (its part withdrawn): nothing more of this run is done,
-   * its persons still pending are not told, no estimate is kept and no delay alert sent.
+   * Set when the run was stopped: the tenant was taken out of the breach's scope (its part withdrawn: "withdrawn"),
+   * or the tenant cancelled its instruction (DELETE .../notify-persons: "cancelled", `by` the tenant's actor). Nothing
+   * more of this run is sent (a cancelled run's resolution still finishes, so the count not told is exact), its
+   * persons still pending are not told, no estimate is kept and no delay alert sent. Documents stored before
+   * cancellations existed have no `by`.
    */
-  stopped: z.object({ at: iso, reason: z.enum(["withdrawn"]) }).nullable().default(null),
+  stopped: z.object({ at: iso, reason: z.enum(STOP_REASONS), by: actorSchema.optional() }).nullable().default(null),
   /**
    * The notices of earlier versions of this part, as they stood when a later run replaced theirs (the tenant
    * instructed notices for a later version, or the part came back into the scope after a withdrawal), oldest first.
@@ -202,7 +209,10 @@ export const personsRunSchema = z.object({
         /** Still pending when the run ended: not told of that version (a later version's notice tells them). */
         notTold: z.number().int().nonnegative(),
         endedAt: iso,
-        reason: z.enum(["replaced", "withdrawn"]),
+        /** replaced: a later version's notices were instructed; withdrawn / cancelled: the run had stopped (see `stopped`). */
+        reason: z.enum(["replaced", ...STOP_REASONS]),
+        /** Who cancelled them (the tenant's actor) when `reason` is "cancelled"; null otherwise and in older documents. */
+        by: actorSchema.nullable().default(null),
       }),
     )
     .default([]),
@@ -292,6 +302,10 @@ const backlogDocSchema = z.object({
 /** A breach part with a persons run that was not stopped (for the breach sweep's queries). */
 const LIVE_PERSONS_RUN =
   "c.type = 'breach-part' AND IS_DEFINED(c.persons) AND NOT IS_NULL(c.persons) AND (NOT IS_DEFINED(c.persons.stopped) OR IS_NULL(c.persons.stopped))";
+
+/** A breach part whose persons run the tenant cancelled (open: a withdrawn part's run is the withdrawal's). */
+const CANCELLED_PERSONS_RUN =
+  "c.type = 'breach-part' AND c.status = 'open' AND IS_DEFINED(c.persons) AND NOT IS_NULL(c.persons) AND IS_DEFINED(c.persons.stopped) AND NOT IS_NULL(c.persons.stopped) AND c.persons.stopped.reason = 'cancelled'";
 
 const RATE_ID = "email-send-rate";
 const rateDocSchema = z.object({ id: z.literal(RATE_ID), tenantId: z.literal(SYSTEM_TENANT), type: z.literal("email-send-rate"), state: rateStateSchema });
@@ -654,12 +668,17 @@ export class BreachStore {
     });
   }
 
-  /** Across all tenants, for the breach sweep only: parts whose persons are being resolved or told. */
+  /**
+   * Across all tenants, for the breach sweep only: parts whose persons are being resolved or told, and those whose
+   * notices the tenant cancelled while their resolution still runs (it finishes, telling nobody, so the count not told
+   * is exact).
+   */
   findActivePersonRunsAcrossTenants(limit: number): Promise<Array<{ tenantId: string; breachId: string }>> {
     return crossPartition(this.container, z.object({ tenantId: z.string(), breachId: z.string() }), {
       query:
-        `SELECT TOP ${Math.floor(limit)} c.tenantId, c.breachId FROM c WHERE ${LIVE_PERSONS_RUN} ` +
-        "AND (c.persons.resolution.status = 'running' OR (NOT IS_NULL(c.persons.notify) AND IS_NULL(c.persons.notify.queuedAt)))",
+        `SELECT TOP ${Math.floor(limit)} c.tenantId, c.breachId FROM c WHERE (${LIVE_PERSONS_RUN} ` +
+        "AND (c.persons.resolution.status = 'running' OR (NOT IS_NULL(c.persons.notify) AND IS_NULL(c.persons.notify.queuedAt)))) " +
+        `OR (${CANCELLED_PERSONS_RUN} AND c.persons.resolution.status = 'running')`,
       parameters: [],
     });
   }

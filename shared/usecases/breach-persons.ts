@@ -66,6 +66,7 @@ import {
   type StoredBreachPerson,
   type StoredPersonBatch,
   type EarlierNotices,
+  type StopReason,
   type TenantContent,
 } from "../stores/breach-store";
 import type { UploadScopeRow } from "../stores/upload-store";
@@ -79,6 +80,8 @@ import { inParallel } from "./in-parallel";
 import { openConsentField, unwrapSubjectKey } from "./consent-keys";
 import { openRequestField, unwrapRequestKey } from "./subject-request-keys";
 import { openField, unwrapUploadKey } from "./upload-keys";
+
+export { STOP_REASONS } from "../stores/breach-store";
 
 const SYSTEM: Actor = { actor: "system:breach-persons" };
 const MINUTE = 60_000;
@@ -123,7 +126,20 @@ async function endedRun(s: Services, part: BreachPartDoc, now: Date): Promise<Ea
   if (!run?.notify) return undefined;
   const p = await progressOf(s, part, run);
   const { sent, failed, unreachable, pending } = p;
-  return { version: run.version, requestedAt: run.notify.requestedAt, sent, failed, unreachable, notTold: pending, endedAt: now.toISOString(), reason: run.stopped ? "withdrawn" : "replaced" };
+  // A stopped run ended when it stopped (withdrawn from the scope, or cancelled by the tenant: who, then), a run
+  // still sending when the later one replaces it.
+  const stop = run.stopped;
+  return {
+    version: run.version,
+    requestedAt: run.notify.requestedAt,
+    sent,
+    failed,
+    unreachable,
+    notTold: pending,
+    endedAt: stop?.at ?? now.toISOString(),
+    reason: stop?.reason ?? "replaced",
+    by: stop?.reason === "cancelled" ? (stop.by ?? null) : null,
+  };
 }
 
 /**
@@ -209,9 +225,11 @@ async function scopePage(s: Services, tenantId: string, content: TenantContent, 
 async function resolveStep(s: Services, msg: Extract<PersonJob, { kind: "resolve-persons" }>, log?: Log): Promise<string> {
   const part = await s.breaches.getPart(msg.tenantId, msg.breachId);
   const run = part?.persons;
-  if (!part || !run || run.version !== msg.version || part.status !== "open" || run.stopped) return "skipped";
+  // A cancelled run's resolution still finishes (it tells nobody), so the count not told is exact; a run withdrawn
+  // from the scope does nothing more.
+  if (!part || !run || run.version !== msg.version || part.status !== "open" || (run.stopped && run.stopped.reason !== "cancelled")) return "skipped";
   if (run.resolution.status === "done") {
-    if (run.notify && !run.notify.queuedAt) await queueJob(s, { ...msg, kind: "fan-out-persons" });
+    if (run.notify && !run.notify.queuedAt && !run.stopped) await queueJob(s, { ...msg, kind: "fan-out-persons" });
     return "resolved";
   }
   const content = contentOf(part, msg.version);
@@ -403,7 +421,7 @@ async function resolveStep(s: Services, msg: Extract<PersonJob, { kind: "resolve
     `breach:${msg.breachId}:v${msg.version}:persons-resolved`,
   );
   log?.info("breach.persons-resolved", { breachId: msg.breachId, tenantId: msg.tenantId, version: msg.version, persons: res.resolution.persons, unreachable: res.resolution.unreachable });
-  if (res.notify && !res.notify.queuedAt) await queueJob(s, { ...msg, kind: "fan-out-persons" });
+  if (res.notify && !res.notify.queuedAt && !res.stopped) await queueJob(s, { ...msg, kind: "fan-out-persons" });
   return "resolved";
 }
 
@@ -439,8 +457,12 @@ export interface PersonsView {
     /** BREACH_NOTICE_MAX_HOURS after the instruction. */
     deadlineAt: string;
     estimateBreaksDeadline: boolean;
-    /** When the notices stopped because the tenant was taken out of the breach's scope (null: not stopped). */
+    /** When the notices stopped: the tenant was taken out of the breach's scope, or cancelled them (null: not stopped). */
     stoppedAt: string | null;
+    /** Why they stopped: "withdrawn" (taken out of the scope) or "cancelled" (DELETE .../notify-persons); null: not stopped. */
+    stoppedReason: StopReason | null;
+    /** Who cancelled them (the tenant's actor) when cancelled; null otherwise. */
+    stoppedBy: string | null;
     /** Persons who were still pending when the notices stopped: they are not told (0 unless stopped). */
     notTold: number;
     delayAlert: NonNullable<PersonsRun["notify"]>["delayAlert"];
@@ -506,6 +528,7 @@ export async function personsView(s: Services, part: BreachPartDoc): Promise<Per
     // A stopped run tells nobody more: what was pending is not told, and there is nothing to estimate. (A part
     // withdrawn before runs were stopped at the withdrawal is stopped too; the sweep marks it so.)
     const stoppedAt = run.stopped?.at ?? (part.status !== "open" ? (part.withdrawnAt ?? part.updatedAt) : null);
+    const stoppedReason: StopReason | null = run.stopped?.reason ?? (stoppedAt ? "withdrawn" : null);
     const p = stoppedAt ? { ...counted, pending: 0 } : counted;
     const now = s.clock.now();
     const rate = await s.breaches.getSendRate();
@@ -521,6 +544,8 @@ export async function personsView(s: Services, part: BreachPartDoc): Promise<Per
       deadlineAt: noticeDeadline(requestedAt, s.settings.breachNoticeMaxHours).toISOString(),
       estimateBreaksDeadline: p.pending > 0 && breaksDeadline(estimate, requestedAt, s.settings.breachNoticeMaxHours),
       stoppedAt,
+      stoppedReason,
+      stoppedBy: run.stopped?.reason === "cancelled" ? (run.stopped.by ?? null) : null,
       notTold: stoppedAt ? counted.pending : 0,
       delayAlert: run.notify.delayAlert,
       completedAt: run.notify.completedAt,
@@ -559,7 +584,8 @@ function emptyView(part: BreachPartDoc): PersonsView {
 /**
  * The tenant's instruction to tell the persons of its part's newest version (Art. 34(1)): recorded once per version
  * (a repeat answers the same), audited; the notices go once the persons are resolved. Errors: not-found, conflict
- * (the tenant was taken out of the scope).
+ * (the tenant was taken out of the scope; or it cancelled the notices of this version: they go again only for a
+ * newer version, whose run replaces the cancelled one as after a withdrawal).
  */
 export async function requestPersonNotices(s: Services, caller: TenantCaller, id: string): Promise<{ view: PersonsView; created: boolean }> {
   const now = s.clock.now();
@@ -570,6 +596,13 @@ export async function requestPersonNotices(s: Services, caller: TenantCaller, id
     const latest = latestVersion(doc);
     if (doc.status !== "open" || !latest.content) throw new AppError("conflict", "you are no longer in this breach's scope (see its newest version): there is no one to tell");
     const run = doc.persons && doc.persons.version === latest.n ? doc.persons : replacingRun(doc, latest.n, now, ended);
+    if (run.stopped?.reason === "cancelled") {
+      throw new AppError(
+        "conflict",
+        `you cancelled the notices to the persons of version ${run.version} of your part on ${run.stopped.at}: they are not instructed again for that version; ` +
+          "notices go again only for a newer version of the breach (a later version of your part)",
+      );
+    }
     if (run.notify) return undefined;
     created = true;
     return {
@@ -594,6 +627,54 @@ export async function requestPersonNotices(s: Services, caller: TenantCaller, id
   const ref = { breachId: id, tenantId: caller.tenantId, version: run.version };
   await queueJob(s, run.resolution.status === "done" ? { kind: "fan-out-persons", ...ref } : { kind: "resolve-persons", ...ref });
   return { view: (await personsView(s, part))!, created };
+}
+
+/**
+ * The tenant's cancellation of its instruction to tell the persons (e.g. given by mistake, or a public communication
+ * decided instead: Art. 34(3)(c)): the part's current run is stopped (`stopped: { reason: "cancelled", by }`), so
+ * nobody more is told. Each batch step re-reads the part before each group of SEND_CONCURRENCY sends, so a step
+ * already sending when the stop is stored sends at most one more group (8 notices), and every later step closes its
+ * batch as `stopped` without sending; the resolution still finishes (telling nobody), so `notTold` is exact. No
+ * estimate or delay alert is kept for it and the breach sweep does not count it. Recorded once, audited once
+ * (`breach.persons-notify-cancelled`); a repeat answers the same. Errors: not-found; conflict when there is nothing to
+ * cancel (no notices instructed, the part taken out of the scope, or every notice already done).
+ */
+export async function cancelPersonNotices(s: Services, caller: TenantCaller, id: string, log?: Log): Promise<PersonsView> {
+  const before = await s.breaches.getPart(caller.tenantId, id);
+  if (!before) throw new AppError("not-found", "no breach with this id affects you");
+  const cur = before.persons;
+  // Whether every notice of the run is done is counted before the write (a batch finishing meanwhile only leaves
+  // fewer not told); the write refuses a run that changed since.
+  const done = cur?.notify && !cur.stopped && cur.resolution.status === "done" ? (cur.notify.completedAt !== null || (await progressOf(s, before, cur)).pending === 0) : false;
+  const now = s.clock.now();
+  const r = await s.breaches.updatePart(caller.tenantId, id, (doc) => {
+    const run = doc.persons;
+    if (run?.stopped?.reason === "cancelled") return undefined;
+    if (doc.status !== "open" || run?.stopped) {
+      throw new AppError("conflict", "you are no longer in this breach's scope (see its newest version): its notices to the persons stopped then; there is nothing to cancel");
+    }
+    if (!run?.notify) throw new AppError("conflict", "no notices to the persons were instructed for this breach (POST .../notify-persons): there is nothing to cancel");
+    if (run.version !== cur?.version || !cur.notify) throw new AppError("conflict", "the breach's notices changed meanwhile; retry");
+    if (done) throw new AppError("conflict", `every notice to the persons of version ${run.version} is done already (sent, failed or unreachable): there is nothing to cancel`);
+    return { ...withoutMeta(doc), persons: { ...run, stopped: { at: now.toISOString(), reason: "cancelled", by: caller.actor } }, updatedAt: now.toISOString() };
+  });
+  if (!r.updated && r.reason === "not-found") throw new AppError("not-found", "no breach with this id affects you");
+  if (!r.updated && r.reason === "contended") throw new AppError("conflict", "the breach was changed by another request meanwhile; retry");
+  const part = r.doc!;
+  const run = part.persons!;
+  const view = (await personsView(s, part))!;
+  const n = view.notices!;
+  await recordAuditOnce(
+    s,
+    caller.tenantId,
+    caller,
+    "breach.persons-notify-cancelled",
+    { type: "breach", id: `${id}.v${run.version}` },
+    { breachId: id, version: run.version, sent: n.sent, failed: n.failed, unreachable: n.unreachable, notTold: n.notTold },
+    `breach:${id}:v${run.version}:notify-persons-cancelled`,
+  );
+  if (r.updated) log?.info("breach.persons-notify-cancelled", { breachId: id, tenantId: caller.tenantId, version: run.version, notTold: n.notTold });
+  return view;
 }
 
 /** A batch named by the resolution made due (pending) once the notices are instructed; any other state is kept. */
@@ -626,7 +707,7 @@ async function fanOutStep(s: Services, msg: Extract<PersonJob, { kind: "fan-out-
     const cursor = run.notify!.cursor;
     const r = await s.breaches.updatePart(msg.tenantId, msg.breachId, (doc) => {
       const cur = doc.persons;
-      if (!cur?.notify || cur.version !== msg.version || cur.notify.queuedAt || cur.notify.cursor !== cursor) return undefined;
+      if (!cur?.notify || cur.version !== msg.version || cur.stopped || cur.notify.queuedAt || cur.notify.cursor !== cursor) return undefined;
       return {
         ...withoutMeta(doc),
         persons: {
@@ -790,7 +871,7 @@ async function batchStep(s: Services, msg: Extract<PersonJob, { kind: "person-ba
   const run = part?.persons;
   const batch = await s.breaches.getBatch(msg.tenantId, msg.breachId, msg.version, msg.batch);
   if (!batch || batch.state !== "pending") return "skipped";
-  // A batch of a run that was stopped (the tenant taken out of the scope) or replaced by a later version's is closed,
+  // A batch of a run that was stopped (the tenant taken out of the scope, or its notices cancelled) or replaced by a later version's is closed,
   // so that the sweep's catch-up for lost batches never picks it again (nothing is sent for it).
   if (!part || part.status !== "open" || !run || run.stopped || run.version > msg.version) {
     await s.breaches.replaceBatch({ ...withoutMeta(batch), state: "stopped", leaseUntil: null, updatedAt: s.clock.now().toISOString() }, batch._etag);
@@ -850,6 +931,16 @@ async function batchStep(s: Services, msg: Extract<PersonJob, { kind: "person-ba
     await releaseBatch(s, msg, leaseEtag).catch(() => undefined);
     throw err;
   }
+}
+
+/**
+ * Whether the run of a batch's message no longer sends: the part gone or withdrawn, its run stopped (the tenant
+ * cancelled, or the part left the scope) or replaced by a later version's. One point read of the part.
+ */
+async function runStopped(s: Services, msg: Extract<PersonJob, { kind: "person-batch" }>): Promise<boolean> {
+  const part = await s.breaches.getPart(msg.tenantId, msg.breachId);
+  const run = part?.persons;
+  return !part || part.status !== "open" || !run || run.stopped !== null || run.version !== msg.version;
 }
 
 /** A batch's persons told, given up and unreachable, as its counters hold them. */
@@ -912,9 +1003,10 @@ async function workLeasedBatch(
   let retryAt: Date | null = grant.retryAt;
   const throttle: { until: Date | null } = { until: null };
 
+  let stopped = false;
   if (toSend.length > 0) {
     const ctx = await noticeContext(s, part, msg.version);
-    await inParallel(toSend, SEND_CONCURRENCY, async (person) => {
+    const sendOne = async (person: StoredBreachPerson): Promise<void> => {
       if (throttle.until) return; // the service said stop: the rest stay pending
       const address = read.addresses.get(person.personHash);
       let next: BreachPersonDoc;
@@ -942,7 +1034,18 @@ async function workLeasedBatch(
       // Recorded as soon as it happened: a worker that dies later never sends this person's notice again.
       if (!(await s.breaches.replacePerson(next, person._etag))) throw new Error("a breach person changed under the batch's lease");
       Object.assign(person, next);
-    });
+    };
+    // The sends go in groups of SEND_CONCURRENCY, each after a fresh read of the part: a stop (the tenant's
+    // cancellation, a withdrawal from the scope) stored before that read sends nothing more, so at most one group
+    // (SEND_CONCURRENCY notices) of a step already sending goes after the stop is stored; its later groups and every
+    // later step send nothing.
+    for (let i = 0; i < toSend.length && !throttle.until; i += SEND_CONCURRENCY) {
+      if (await runStopped(s, msg)) {
+        stopped = true;
+        break;
+      }
+      await inParallel(toSend.slice(i, i + SEND_CONCURRENCY), SEND_CONCURRENCY, sendOne);
+    }
   }
   if (throttle.until) {
     await blockBudget(s, throttle.until);
@@ -961,10 +1064,12 @@ async function workLeasedBatch(
   const fresh = await s.breaches.getBatch(msg.tenantId, msg.breachId, msg.version, msg.batch);
   if (fresh && fresh._etag === leaseEtag) {
     await s.breaches.replaceBatch(
-      { ...withoutMeta(fresh), sent, failed, unreachable, state: left > 0 ? "pending" : "done", nextAttemptAt: nextAttemptAt.toISOString(), leaseUntil: null, updatedAt: later.toISOString() },
+      // A run stopped half-way closes the batch (as batchStep does for one woken after the stop): nothing more of it goes.
+      { ...withoutMeta(fresh), sent, failed, unreachable, state: stopped ? "stopped" : left > 0 ? "pending" : "done", nextAttemptAt: nextAttemptAt.toISOString(), leaseUntil: null, updatedAt: later.toISOString() },
       fresh._etag,
     );
   }
+  if (stopped) return "stopped";
   if (left > 0) {
     await queueJob(s, msg, nextAttemptAt.getTime() - later.getTime());
     // A throttled answer moves the estimate; the budget's own pace was estimated at the fan-out (and the sweep
@@ -1198,7 +1303,7 @@ export async function sweepPersonJobs(s: Services): Promise<number> {
     if (await stopIfWithdrawn(s, part)) continue;
     const key = { breachId: ref.breachId, tenantId: ref.tenantId, version: run.version };
     if (run.resolution.status === "running") await queueJob(s, { kind: "resolve-persons", ...key });
-    else if (run.notify && !run.notify.queuedAt) await queueJob(s, { kind: "fan-out-persons", ...key });
+    else if (run.notify && !run.notify.queuedAt && !run.stopped) await queueJob(s, { kind: "fan-out-persons", ...key });
     else continue;
     queued++;
   }

@@ -29,7 +29,7 @@ import { AppError } from "../errors";
 import type { Services } from "../services";
 import { recordAudit, type TenantCaller } from "./audit-trail";
 import { latestContent, latestVersion, occurredFlags } from "./breach-notices";
-import type { EarlierNotices } from "../stores/breach-store";
+import type { EarlierNotices, StopReason } from "../stores/breach-store";
 import { personsView } from "./breach-persons";
 import { tenantContactEmail } from "./tenants";
 
@@ -90,7 +90,7 @@ export interface AuthorityReport {
     decision: { at: string; version: number } | null;
     notices: ReportedNotices | null;
     /** Notices of earlier versions, as they stood when a later run replaced theirs or the part left the scope, oldest first. */
-    earlierNotices: EarlierNotices[];
+    earlierNotices: Array<Omit<EarlierNotices, "by">>;
     publicCommunications: Array<{ publishedAt: string; where: string; text: string; version: number }>;
     conflicts: Array<{ code: PersonsConflict; message: string }>;
   };
@@ -112,7 +112,8 @@ export interface AuthorityReport {
 /**
  * The notices to the persons the tenant instructed, as the report gives them: the part version they tell of, when
  * they were instructed, the counts (persons found by the resolution: sent, pending, failed, unreachable), when the
- * last was done and, if they were stopped (the tenant taken out of the scope), when and how many were not told.
+ * last was done and, if they were stopped (the tenant taken out of the scope, or the tenant cancelled them), when, why
+ * and how many were not told.
  */
 export interface ReportedNotices {
   version: number;
@@ -123,6 +124,8 @@ export interface ReportedNotices {
   unreachable: number;
   completedAt: string | null;
   stoppedAt: string | null;
+  /** Why they stopped: "withdrawn" (taken out of the scope) or "cancelled" (by the tenant); null: not stopped. */
+  stoppedReason: StopReason | null;
   /** Persons still pending when the notices stopped: they are not told (0 unless stopped). */
   notTold: number;
 }
@@ -147,14 +150,17 @@ const CONFLICT_TEXT: Record<Language, Record<PersonsConflict, (d: { decidedVersi
  * decision (then the report says what was done, and that nothing is decided).
  */
 function personsConflicts(
-  decision: { notifyPersons: boolean; exemption: string | null; version: number } | null,
+  decision: { notifyPersons: boolean; exemption: string | null; version: number; at: string } | null,
   notices: ReportedNotices | null,
   publicCommunications: number,
   language: Language,
 ): Array<{ code: PersonsConflict; message: string }> {
   if (!decision) return [];
   const codes: PersonsConflict[] = [];
-  const instructed = notices !== null && notices.version >= decision.version;
+  // Notices the tenant cancelled before the decision do not stand against a decision not to tell (they were stopped
+  // first; what they sent is in the report); cancelled after it, they were still instructed after it.
+  const cancelledBefore = notices?.stoppedReason === "cancelled" && notices.stoppedAt !== null && Date.parse(notices.stoppedAt) <= Date.parse(decision.at);
+  const instructed = notices !== null && notices.version >= decision.version && !(cancelledBefore && !decision.notifyPersons);
   if (decision.notifyPersons && !instructed) codes.push("decided-told-not-instructed");
   if (!decision.notifyPersons && instructed) codes.push("decided-not-told-but-instructed");
   if (!decision.notifyPersons && decision.exemption === "c" && publicCommunications === 0) codes.push("exemption-c-without-public-communication");
@@ -188,6 +194,7 @@ export async function authorityReport(s: Services, caller: TenantCaller, id: str
           unreachable: view.notices.unreachable,
           completedAt: view.notices.completedAt,
           stoppedAt: view.notices.stoppedAt,
+          stoppedReason: view.notices.stoppedReason,
           notTold: view.notices.notTold,
         }
       : null;
@@ -233,7 +240,8 @@ export async function authorityReport(s: Services, caller: TenantCaller, id: str
       reasons: decision?.reasons ?? null,
       decision: decision ? { at: decision.at, version: decision.version } : null,
       notices,
-      earlierNotices: view?.earlier ?? part.persons?.earlier ?? [],
+      // Why each ended, not who (the report names no API key).
+      earlierNotices: (view?.earlier ?? part.persons?.earlier ?? []).map(({ by: _by, ...x }) => x),
       publicCommunications: part.publicCommunications.map(({ publishedAt, where, text, version }) => ({ publishedAt, where, text, version })),
       conflicts: personsConflicts(decision, notices, part.publicCommunications.length, language),
     },
@@ -313,10 +321,12 @@ export function authorityReportHtml(s: Services, report: AuthorityReport, timeZo
           requestedAt: when(report.personsInformed.notices.requestedAt),
           completedAt: report.personsInformed.notices.completedAt ? when(report.personsInformed.notices.completedAt) : null,
           stoppedAt: report.personsInformed.notices.stoppedAt ? when(report.personsInformed.notices.stoppedAt) : null,
+          stoppedWithdrawn: report.personsInformed.notices.stoppedReason === "withdrawn",
+          stoppedCancelled: report.personsInformed.notices.stoppedReason === "cancelled",
         }
       : null,
     noNotices: report.personsInformed.notices === null && report.personsInformed.earlierNotices.length === 0,
-    earlierNotices: report.personsInformed.earlierNotices.map((x) => ({ ...x, requestedAt: when(x.requestedAt), endedAt: when(x.endedAt), replaced: x.reason === "replaced", withdrawn: x.reason === "withdrawn" })),
+    earlierNotices: report.personsInformed.earlierNotices.map((x) => ({ ...x, requestedAt: when(x.requestedAt), endedAt: when(x.endedAt), replaced: x.reason === "replaced", withdrawn: x.reason === "withdrawn", cancelled: x.reason === "cancelled" })),
     publicCommunications: report.personsInformed.publicCommunications.map((x) => ({ publishedAt: when(x.publishedAt), where: x.where, text: x.text, version: x.version })),
     noPublicCommunications: report.personsInformed.publicCommunications.length === 0,
     conflicts: report.personsInformed.conflicts.map((x) => ({ message: x.message })),

@@ -224,7 +224,7 @@ export interface OperatorPersonsProgress {
   resolution: { status: "running" | "done"; records: number; resolved: number; unreachable: number; batches: number; finishedAt: string | null };
   notices: null | (Pick<
     NonNullable<PersonsView["notices"]>,
-    "requestedAt" | "sent" | "pending" | "failed" | "unreachable" | "estimatedCompletionAt" | "deadlineAt" | "estimateBreaksDeadline" | "stoppedAt" | "notTold" | "completedAt"
+    "requestedAt" | "sent" | "pending" | "failed" | "unreachable" | "estimatedCompletionAt" | "deadlineAt" | "estimateBreaksDeadline" | "stoppedAt" | "stoppedReason" | "notTold" | "completedAt"
   > & { delayAlertAt: string | null });
 }
 
@@ -246,6 +246,7 @@ function operatorPersons(v: PersonsView | null): OperatorPersonsProgress | null 
           deadlineAt: n.deadlineAt,
           estimateBreaksDeadline: n.estimateBreaksDeadline,
           stoppedAt: n.stoppedAt,
+          stoppedReason: n.stoppedReason,
           notTold: n.notTold,
           delayAlertAt: n.delayAlert?.at ?? null,
           completedAt: n.completedAt,
@@ -702,13 +703,15 @@ export async function acknowledgeBreach(s: Services, caller: TenantCaller, id: s
  * A decision the stored facts contradict, as the conflict to refuse it with, or undefined. The report to the
  * authority (Art. 33(3), 34) states the newest decision, so it must not say what was not done:
  * - not to tell the persons (`notifyPersons: false`, with or without an Art. 34(3) exemption) of a version whose
- *   notices the tenant already instructed (they are being, or were, told);
+ *   notices the tenant already instructed (they are being, or were, told), unless it cancelled them (then deciding not
+ *   to tell them, e.g. a public communication instead under Art. 34(3)(c), is what it did; the report shows what
+ *   was sent before the cancellation);
  * - not to notify the authority when a notification to it is recorded (as recordNoAuthorityNotification refuses).
  * Telling the persons, or notifying the authority, after a decision not to is allowed: the report then names the
  * contradiction (breach-report.ts).
  */
 function contradictedDecision(doc: BreachPartDoc, version: number, input: DecisionInput): string | undefined {
-  if (!input.notifyPersons && doc.persons?.notify && doc.persons.version === version) {
+  if (!input.notifyPersons && doc.persons?.notify && doc.persons.version === version && doc.persons.stopped?.reason !== "cancelled") {
     return (
       `the notices to the persons of version ${version} were instructed on ${doc.persons.notify.requestedAt}: a decision that they are not told ` +
       "would contradict what was done (GDPR Art. 34); record a decision with notifyPersons: true, or explain in a public communication (POST .../public-communication)"
