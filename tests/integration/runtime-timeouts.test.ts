@@ -1,7 +1,8 @@
 /**
  * The local host's own limits, like Azure's front end: a function that has not begun its answer within the request
  * timeout (230 s in Azure; 1 s here) gets a 504 for its caller, a client that stops sending its body or stops reading
- * the response is disconnected after the idle limit, and none of them holds the connection pool to the worker.
+ * the response is disconnected after the idle limit (runtime-stalled-requests.test.ts: none of them holds the
+ * connection pool to the worker).
  * Proven with the small fixture app (tests/fixtures/runtime-app.ts), whose functions have no limits of their own.
  */
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
@@ -9,8 +10,10 @@ import { startEmbeddedStorage, type EmbeddedStorage } from "../../dev/embedded-s
 import { parseHostJson } from "../../dev/runtime/host-config";
 import { LocalFunctionsHost, DEFAULT_REQUEST_TIMEOUT_MS } from "../../dev/runtime/host";
 import { rawRequest, statusOf, within } from "../helpers/raw-http";
+import { eventually } from "../helpers/eventually";
 
 let storage: EmbeddedStorage;
+const logs: string[] = [];
 let host: LocalFunctionsHost;
 const IDLE_MS = 1000;
 const REQUEST_TIMEOUT_MS = 1500;
@@ -26,7 +29,7 @@ beforeAll(async () => {
     enableQueues: false,
     idleTimeoutMs: IDLE_MS,
     requestTimeoutMs: REQUEST_TIMEOUT_MS,
-    log: () => undefined,
+    log: (l) => logs.push(l.message),
   });
 });
 
@@ -63,37 +66,16 @@ describe("local host limits", () => {
   });
 
   it("disconnect a client that stops reading the response", async () => {
+    const from = logs.length;
     const reader = rawRequest(host.url, "GET", "/api/zeros/64", {});
     reader.pause();
     await reader.sent;
-    await new Promise((r) => setTimeout(r, IDLE_MS * 3));
+    // The host's own line says when it gave up on this client: waited for, not assumed after a fixed pause (on a busy
+    // machine the pause could end before the host's watch had looked, and the client read on to the end).
+    await eventually(() => expect(logs.slice(from).some((l) => l.includes("read nothing of the response"))).toBe(true), 30_000, 50);
     reader.resume();
     expect(await within(reader.closed, 20_000)).toBe(true);
     expect(statusOf(reader.received())).toBe(200);
     expect(reader.received().length).toBeLessThan(64 * 1024 * 1024);
-  });
-
-  it("keep answering while hundreds of requests are stalled (no fixed pool of connections to the worker)", async () => {
-    const stalled = Array.from({ length: 300 }, () => rawRequest(host.url, "POST", "/api/count", { "content-length": "100000" }, "a"));
-    // Each body keeps coming a byte at a time, far inside the host's cut-off (twice the idle limit), so every one of
-    // them is certainly still open when the other request is answered, however slow the machine is meanwhile. (A byte
-    // goes only once the request's head is on its way, one a tick: the body stays far from complete.)
-    const headSent = new Set<number>();
-    stalled.forEach((s, i) => void s.sent.then(() => headSent.add(i), () => undefined));
-    const trickle = setInterval(() => {
-      for (const i of headSent) void stalled[i]!.write("a").catch(() => undefined);
-    }, IDLE_MS / 4);
-    try {
-      await Promise.all(stalled.map((s) => s.sent));
-      await new Promise((r) => setTimeout(r, 200));
-      const res = await fetch(`${host.apiUrl}/items/7`);
-      expect(res.status).toBe(200);
-      // Answered while every stalled request was still open and unanswered.
-      expect(stalled.filter((s) => s.received().length > 0)).toHaveLength(0);
-      expect((await Promise.all(stalled.map((s) => within(s.closed, 0)))).filter((c) => c)).toHaveLength(0);
-    } finally {
-      clearInterval(trickle);
-      for (const s of stalled) s.destroy();
-    }
   });
 });
