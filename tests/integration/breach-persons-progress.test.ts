@@ -77,7 +77,7 @@ describe("the notices' progress", () => {
     // The sweep marks both complete from the same counters.
     await runBreachSweep(t.services);
     for (const b of [small, large]) expect((await personsOf(b.apiKey, b.id)).notices.completedAt).not.toBeNull();
-  }, 240_000);
+  }, 360_000);
 
   it("counts a batch once when its worker died after recording its counts and before its batch", async () => {
     const b = await resolvedBreach("Crashing Controller", 2);
