@@ -31,6 +31,18 @@ export function withSection(markdown: string, heading: string, section: string):
   return markdown.slice(0, start) + section + (next < 0 ? "" : "\n" + markdown.slice(next + 1));
 }
 
+/** The heading of the first section after the upload path's (renderResults writes the purge section there). */
+const PURGE_HEADING = "## Purge throughput";
+
+/**
+ * `markdown` (RESULTS.md) with its top, the introduction and the upload path's section (everything before the purge
+ * section), replaced by `uploadSection` (renderResults without purge runs); the sections after it stay as they were.
+ */
+export function withUploadSection(markdown: string, uploadSection: string): string {
+  const next = markdown.indexOf(`\n${PURGE_HEADING}`);
+  return uploadSection.trimEnd() + "\n" + (next < 0 ? "" : markdown.slice(next));
+}
+
 export function machineLine(): string {
   const cpus = os.cpus();
   return `${cpus.length} CPUs (${cpus[0]?.model.trim() ?? "unknown"}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Node ${process.version}, ${os.platform()} ${os.release()}`;
@@ -57,7 +69,8 @@ export function renderResults(r: UploadPathResult, info: RunInfo, purge: PurgeRu
   const lines: string[] = [];
   const add = (...more: string[]) => lines.push(...more);
   add("# Benchmark results", "");
-  add(`Produced by \`${info.command}\`; each run replaces this file. Each of the ${r.runs} runs starts the service afresh as`);
+  const alone = info.command === "npm run bench" ? "each run replaces this file" : "the upload path alone, which replaces only this part of the file";
+  add(`Produced by \`${info.command}\`; ${alone}. Each of the ${r.runs} runs starts the service afresh as`);
   add("`npm start` does (the runtime in its own process on free ports, with its own embedded Azurite and Cosmos server in a");
   add("child process), uploads through the service and directly to the same Azurite, downloads both, and stops it.");
   add("");

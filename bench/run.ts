@@ -7,9 +7,15 @@
  * - BENCH_RUNS: uploads per path (default 4; keep it even, so that each path goes first equally often)
  * - BENCH_DOWNLOADS: downloads per path after each upload (default 2)
  * - BENCH_CPU_PROF: a directory; the runtime process runs with --cpu-prof and writes its profile there on exit
+ * - BENCH_QUIET_WAIT_S: at most this many seconds to wait for a quiet machine before each upload-path transfer
+ *   (default 60; lower it to iterate on memory while other work runs, and read the throughput figures as disturbed)
+ * - BENCH_RUNTIME_NODE_ARGS: extra node options for the upload path's runtime process, space-separated (e.g. a V8
+ *   heap flag to try; `npm start` runs it without any; the embedded storage, forked by it, inherits them)
  * - BENCH_PURGE_ITEMS: comma-separated purge sizes (default 1000,10000); "0" skips the purge benchmark
  * - BENCH_ONLY=consents: runs only the consent benchmark and replaces only its section of RESULTS.md (the others
  *   stay as their last run left them); the breach notices to persons alone: `node dist/bench/breach-persons.js`
+ * - BENCH_ONLY=upload: runs only the upload path (about 3 minutes) and replaces only the top of RESULTS.md, up to the
+ *   purge section (with the other options at their defaults; otherwise it prints its results)
  * - BENCH_BREACH_PERSONS: comma-separated numbers of persons for the breach notices (default 10000,100000; about
  *   half an hour at 100,000, most of it sending through the local outbox)
  */
@@ -20,7 +26,7 @@ import { benchConsents, renderConsentResults } from "./consents";
 import { benchErasure, renderErasureResults, withErasureSection } from "./erasure";
 import { benchPackages, renderPackageResults, withPackageSection } from "./packages";
 import { benchPurge, type PurgeRun } from "./purge";
-import { renderResults, withSection } from "./report";
+import { renderResults, withSection, withUploadSection } from "./report";
 import { benchUploadPath } from "./upload-path";
 
 const root = path.resolve(__dirname, "../..");
@@ -39,8 +45,9 @@ async function main(): Promise<void> {
   const sizeMiB = intOption("BENCH_SIZE_MIB", 1024);
   const runs = intOption("BENCH_RUNS", 4);
   const downloadsPerRun = intOption("BENCH_DOWNLOADS", 2);
+  const runtimeNodeArgs = (process.env.BENCH_RUNTIME_NODE_ARGS ?? "").split(" ").filter((a) => a !== "");
   const profileDir = process.env.BENCH_CPU_PROF ? path.resolve(process.env.BENCH_CPU_PROF) : undefined;
-  const standard = sizeMiB === 1024 && runs === 4 && downloadsPerRun === 2 && !profileDir && process.env.BENCH_PURGE_ITEMS === undefined && process.env.BENCH_BREACH_PERSONS === undefined;
+  const standard = sizeMiB === 1024 && runs === 4 && downloadsPerRun === 2 && !profileDir && process.env.BENCH_PURGE_ITEMS === undefined && process.env.BENCH_BREACH_PERSONS === undefined && process.env.BENCH_QUIET_WAIT_S === undefined && runtimeNodeArgs.length === 0;
 
   const startedAt = new Date();
   const log = (line: string) => console.log(`[bench ${((Date.now() - startedAt.getTime()) / 1000).toFixed(1).padStart(5)} s] ${line}`);
@@ -51,15 +58,31 @@ async function main(): Promise<void> {
     console.log("\n" + section);
     return;
   }
+  const uploadOnly = process.env.BENCH_ONLY === "upload";
+  if (process.env.BENCH_ONLY !== undefined && process.env.BENCH_ONLY !== "" && !uploadOnly) throw new Error("BENCH_ONLY must be consents or upload");
   log(`upload path: ${sizeMiB} MiB, ${runs} uploads and ${runs * downloadsPerRun} downloads per path`);
   const result = await benchUploadPath({
     root,
     sizeBytes: sizeMiB * 2 ** 20,
     runs,
     downloadsPerRun,
-    nodeArgs: profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : [],
+    nodeArgs: [...(profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : []), ...runtimeNodeArgs],
+    quietWaitMs: process.env.BENCH_QUIET_WAIT_S ? intOption("BENCH_QUIET_WAIT_S", 60) * 1000 : undefined,
     log,
   });
+  if (uploadOnly) {
+    const command = "npm run build && BENCH_ONLY=upload node dist/bench/run.js";
+    const section = renderResults(result, { startedAt, durationSeconds: (Date.now() - startedAt.getTime()) / 1000, command });
+    if (standard) {
+      writeFileSync(resultsPath, withUploadSection(readFileSync(resultsPath, "utf8"), section));
+      log(`replaced the upload section of ${path.relative(process.cwd(), resultsPath)}`);
+    } else {
+      log(`non-standard options: ${path.relative(process.cwd(), resultsPath)} left as it was`);
+    }
+    if (profileDir) log(`CPU profiles of each run's runtime and embedded storage processes are in ${profileDir}`);
+    console.log("\n" + section);
+    return;
+  }
   const purgeSizes = (process.env.BENCH_PURGE_ITEMS ?? "1000,10000")
     .split(",")
     .map(Number)

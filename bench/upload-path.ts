@@ -40,6 +40,8 @@ export interface UploadPathOptions {
   downloadsPerRun: number;
   /** Extra node options for the runtime process (profiling). */
   nodeArgs?: string[];
+  /** At most this long to wait for a quiet machine before each transfer (default 60 s). */
+  quietWaitMs?: number;
   log: (line: string) => void;
 }
 
@@ -252,7 +254,7 @@ export async function benchUploadPath(options: UploadPathOptions): Promise<Uploa
       const pids = { runtime: rt.pid, storage: rt.storagePid, passthrough: proxy.pid };
       const proxyPid = proxy.pid;
       const timed = async <T extends { ms: number }>(work: () => Promise<T>): Promise<T & { cpu: CpuSample }> => {
-        const waited = await waitForQuietMachine();
+        const waited = await waitForQuietMachine(options.quietWaitMs);
         if (waited > 1000) log(`${tag} waited ${(waited / 1000).toFixed(0)} s for other work on the machine to finish`);
         result.waitedForQuietSeconds += Math.max(0, waited) / 1000;
         const meter = new CpuMeter(pids);
