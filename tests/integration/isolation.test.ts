@@ -358,6 +358,14 @@ export const ISOLATION_CASES: Record<string, IsolationCase> = {
       expect((await t.services.breaches.getPart(b.tenantId, id))?.persons?.notify ?? null).toBeNull();
     },
   },
+  "breaches-notify-persons-cancel": {
+    async check(t, a, b) {
+      const id = await bBreach(t, b);
+      expect((await t.call("POST", `v1/breaches/${id}/notify-persons`, { key: b.apiKey })).status).toBeLessThan(300);
+      await expectNotFound(await t.call("DELETE", `v1/breaches/${id}/notify-persons`, { key: a.apiKey }));
+      expect((await t.services.breaches.getPart(b.tenantId, id))?.persons?.stopped ?? null).toBeNull();
+    },
+  },
   "breaches-persons": {
     async check(t, a, b) {
       await expectNotFound(await t.call("GET", `v1/breaches/${await bBreach(t, b)}/persons`, { key: a.apiKey }));
