@@ -631,9 +631,11 @@ export async function requestPersonNotices(s: Services, caller: TenantCaller, id
 
 /**
  * The tenant's cancellation of its instruction to tell the persons (e.g. given by mistake, or a public communication
- * decided instead: Art. 34(3)(c)): the part's current run is stopped (`stopped: { reason: "cancelled", by }`), so
+ * decided instead: Art. 34(3)(c)): the part's current run (the notices last instructed, also of an earlier version
+ * still going on through later ones) is stopped (`stopped: { reason: "cancelled", by }`), so
  * nobody more is told. Each batch step re-reads the part before each group of SEND_CONCURRENCY sends, so a step
- * already sending when the stop is stored sends at most one more group (8 notices), and every later step closes its
+ * already sending when the stop is stored sends at most the group it has begun (8 notices; the stop takes effect at
+ * the worker's next read that sees it: Session consistency in Azure), and every later step closes its
  * batch as `stopped` without sending; the resolution still finishes (telling nobody), so `notTold` is exact. No
  * estimate or delay alert is kept for it and the breach sweep does not count it. Recorded once, audited once
  * (`breach.persons-notify-cancelled`); a repeat answers the same. Errors: not-found; conflict when there is nothing to

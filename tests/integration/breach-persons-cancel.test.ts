@@ -214,6 +214,29 @@ describe("cancelling the notices to the persons", () => {
     expect(await noticesOf(reg.id), "nobody told").toBe(0);
   }, 120_000);
 
+  it("cancels notices of an earlier version still going on through a later one, after which the later version's instruction works", async () => {
+    t.clock.set("2026-03-14T09:00:10.000Z");
+    const a = await t.createTenant("Earlier Version Controller");
+    const reg = await breachOf([a], [30], "older");
+    expect((await instruct(a.apiKey, reg.id)).status).toBe(202);
+    await drainBreachJobs(t);
+    // Version 2 of the part: the notices of version 1 go on (nobody instructed version 2 yet).
+    expect((await t.admin("PATCH", `v1/admin/breaches/${reg.id}`, { measuresTaken: "Keys rotated." }, { "if-match": reg.etag })).status).toBe(200);
+    await drainBreachJobs(t);
+    expect(await personsOf(a.apiKey, reg.id)).toMatchObject({ version: 1, notices: { sent: 5, pending: 25 } });
+    const res = await cancel(a.apiKey, reg.id);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ version: 1, notices: { sent: 5, notTold: 25, stoppedReason: "cancelled" } });
+    await runFor(3, 30);
+    expect(await noticesOf(reg.id, 1), "nobody more told of version 1").toBe(5);
+    // Version 2 is newer: its instruction works, and reaches first the 25 who heard nothing.
+    expect((await instruct(a.apiKey, reg.id)).status).toBe(202);
+    await runFor(4, 30);
+    const v2 = await personsOf(a.apiKey, reg.id);
+    expect(v2).toMatchObject({ version: 2, notices: { sent: 30, pending: 0, stoppedReason: null } });
+    expect(v2.earlier).toEqual([expect.objectContaining({ version: 1, sent: 5, notTold: 25, reason: "cancelled" })]);
+  }, 120_000);
+
   it("answers 409 when there is nothing to cancel, 404 for a breach that does not affect the caller, never a 500", async () => {
     t.clock.set("2026-03-16T09:00:10.000Z");
     const a = await t.createTenant("Nothing-To-Cancel Controller");
