@@ -89,4 +89,19 @@ export async function waitForRequest(t: TestApp, tenantId: string, id: string, c
   return doc!;
 }
 
+/**
+ * The stored request once its background work has settled (no step pending, its history announced), read for a
+ * test that damages it: a document read while a worker is still on it is stale a
+ * moment later, and writing it back undoes the worker's progress (a step it had finished reappears, never to run).
+ * Write it back with `replaceRequest`, which refuses if it changed meanwhile.
+ */
+export async function settledRequest(t: TestApp, tenantId: string, id: string): Promise<RequestDoc & { _etag: string }> {
+  return waitForRequest(t, tenantId, id, (d) => d.steps.length === 0 && d.announced === d.history.length, "the request settled");
+}
+
+/** Writes `next` over the stored request only if it is still the version `read` (its etag); throws otherwise. */
+export async function replaceRequest(t: TestApp, read: { _etag: string }, next: RequestDoc): Promise<void> {
+  await t.raw.containers.subjectRequests.item(next.id, next.tenantId).replace(next, { accessCondition: { type: "IfMatch", condition: read._etag } });
+}
+
 export const json = async <T = Record<string, unknown>>(res: Response): Promise<T> => (await res.json()) as T;

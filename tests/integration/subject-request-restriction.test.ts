@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, it } from "@jest/globals";
 import { expect } from "../helpers/expect";
 import { startTestApp, type TestApp } from "../helpers/app";
-import { createRequest, json, mails, waitForMails, waitForRequest } from "../helpers/subject-requests";
+import { createRequest, json, mails, replaceRequest, settledRequest, waitForMails, waitForRequest } from "../helpers/subject-requests";
 import { baseUpload, createUpload, download, putContent, uploadWith } from "../helpers/uploads";
 import { purposeWithNotice, recordDecision, stateOf } from "../helpers/consents";
 import type { RequestDoc } from "../../shared/stores/subject-request-store";
@@ -115,8 +115,8 @@ describe("restriction", () => {
     const mine = await uploadWith(t, tenant.apiKey, 16, { dataSubjects: [email] });
     const req = await completed("restriction", email);
     // The request's sealed address is damaged: the e-mail cannot be written, so the restriction must stay.
-    const raw = (await t.raw.containers.subjectRequests.item(req.id, tenant.tenantId).read<RequestDoc>()).resource!;
-    await t.raw.containers.subjectRequests.item(req.id, tenant.tenantId).replace({ ...raw, personal: { ...raw.personal!, email: raw.personal!.details ?? raw.personal!.externalId ?? "v1.AAAA" } });
+    const raw = await settledRequest(t, tenant.tenantId, req.id);
+    await replaceRequest(t, raw, { ...raw, personal: { ...raw.personal!, email: raw.personal!.details ?? raw.personal!.externalId ?? "v1.AAAA" } });
     expect((await call("POST", `v1/subject-requests/${req.id}/lift-restriction`)).status).toBe(202);
     await waitForRequest(t, tenant.tenantId, req.id, (d) => d.status === "needs-attention", "the lift step parked");
     expect(await mails(t, `dsr-restriction-lifting-${req.id}`)).toHaveLength(0);

@@ -11,7 +11,7 @@ import { expect } from "../helpers/expect";
 import { startTestApp, ADMIN_KEY, type TestApp } from "../helpers/app";
 import { eventually } from "../helpers/eventually";
 import { sweep } from "../helpers/sweep";
-import { createRequest, json, mails, rawRequest, verificationOf, waitForMails, waitForRequest } from "../helpers/subject-requests";
+import { createRequest, json, mails, rawRequest, replaceRequest, settledRequest, verificationOf, waitForMails, waitForRequest } from "../helpers/subject-requests";
 import { ManualClock } from "../../shared/domain/clock";
 import { runDeadlineWatch } from "../../shared/usecases/deadlines";
 import { registerRequestWork, runStep, STEP_MAX_ATTEMPTS, unregisterRequestWork } from "../../shared/usecases/subject-request-steps";
@@ -149,10 +149,10 @@ describe("the request sweep", () => {
   it("re-queues a step whose message was lost; a crash after storing a code's hash sends a fresh code, and both work", async () => {
     const r = await requested();
     // A resend whose worker died after storing the new code's hash and before the e-mail (and whose message is gone).
-    const doc = await rawRequest(t, tenant.tenantId, r.id);
+    const doc = await settledRequest(t, tenant.tenantId, r.id);
     const lostGen = { ...doc.verification.issued[0]!, gen: 2, codeHash: randomBytes(32).toString("hex"), tokenHash: randomBytes(32).toString("hex"), sentAt: null };
     const step = { name: "verification-email", seq: doc.stepSeq + 1, queuedAt: t.clock.now().toISOString(), attempts: 0, leaseUntil: null, lastError: null, parked: false };
-    await t.raw.containers.subjectRequests.item(r.id, tenant.tenantId).replace({
+    await replaceRequest(t, doc, {
       ...doc,
       verification: { ...doc.verification, requested: 2, resends: 1, issued: [...doc.verification.issued, lostGen] },
       steps: [step],
@@ -190,12 +190,12 @@ describe("the request sweep", () => {
 describe("steps that keep failing", () => {
   it("after STEP_MAX_ATTEMPTS the request needs attention, with the reason, in the overdue view; retry resumes it", async () => {
     const r = await requested();
-    const doc = await rawRequest(t, tenant.tenantId, r.id);
+    const doc = await settledRequest(t, tenant.tenantId, r.id);
     // The request's wrapped data key is damaged in storage: every step that needs it fails.
     const good = doc.dataKey!;
     const bytes = Buffer.from(good.wrapped, "base64");
     bytes[bytes.length - 1]! ^= 1;
-    await t.raw.containers.subjectRequests.item(r.id, tenant.tenantId).replace({ ...doc, dataKey: { ...good, wrapped: bytes.toString("base64") } });
+    await replaceRequest(t, doc, { ...doc, dataKey: { ...good, wrapped: bytes.toString("base64") } });
     expect((await call("POST", `v1/subject-requests/${r.id}/resend`)).status).toBe(200);
     const stuck = await waitForRequest(t, tenant.tenantId, r.id, (d) => d.status === "needs-attention" && d.announced === d.history.length && d.steps.every((st) => st.parked));
     expect(stuck.attention).toMatchObject({ step: "verification-email", resumeTo: "awaiting-verification" });
@@ -208,7 +208,7 @@ describe("steps that keep failing", () => {
     expect((await runSubjectRequestSweep(t.services)).requeued).toBe(0);
     // Repaired, and retried: it resumes where it was and the e-mail goes out.
     const now = await rawRequest(t, tenant.tenantId, r.id);
-    await t.raw.containers.subjectRequests.item(r.id, tenant.tenantId).replace({ ...now, dataKey: good });
+    await replaceRequest(t, now, { ...now, dataKey: good });
     const retried = await call("POST", `v1/subject-requests/${r.id}/retry`);
     expect(retried.status).toBe(200);
     expect(await json(retried)).toMatchObject({ status: "awaiting-verification", attention: null });
