@@ -86,6 +86,8 @@ interface HttpEntry {
 /** Azure's front end gives an HTTP function 230 s to respond (the load balancer's idle timeout). */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 230_000;
 export const DEFAULT_IDLE_TIMEOUT_MS = 60_000;
+/** How long an idle keep-alive connection stays open (Kestrel's default, as in the Functions host). */
+export const KEEP_ALIVE_TIMEOUT_MS = 130_000;
 /** The admin endpoints take `{"input": "..."}`: a body larger than this is refused. */
 const MAX_ADMIN_BODY_BYTES = 64 * 1024;
 
@@ -500,6 +502,9 @@ export class LocalFunctionsHost {
         }
       });
     });
+    // Idle keep-alive connections are kept as long as the Functions host keeps them (Kestrel: 130 s), not Node's 5 s: a
+    // client reusing a pooled connection just as the server closed it got ECONNRESET on a busy machine.
+    server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
     this.server = server;
     const hostname = this.options.hostname ?? "127.0.0.1";
     return new Promise((resolve, reject) => {

@@ -8,7 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
 import { startEmbeddedStorage, type EmbeddedStorage } from "../../dev/embedded-storage";
 import { parseHostJson } from "../../dev/runtime/host-config";
 import { installCoreApi } from "../../dev/runtime/core-api";
-import { LocalFunctionsHost, type HostLogLine } from "../../dev/runtime/host";
+import { KEEP_ALIVE_TIMEOUT_MS, LocalFunctionsHost, type HostLogLine } from "../../dev/runtime/host";
+import { rawRequest, within } from "../helpers/raw-http";
 import { abortedUpload } from "../helpers/abort-upload";
 import { eventually } from "../helpers/eventually";
 
@@ -110,6 +111,18 @@ describe("local runtime: HTTP", () => {
     expect(res.status).toBe(500);
     expect(await res.text()).toBe("");
     expect((await fetch(`${host.apiUrl}/items/1`)).status).toBe(200);
+  });
+
+  it("keeps an idle keep-alive connection open as the Functions host does (130 s), not Node's 5 s", async () => {
+    // A client pools a connection for the server's announced timeout less a margin; with 5 s announced, a request sent
+    // on a busy machine just as the server closed the connection was reset (ECONNRESET) instead of answered.
+    const x = rawRequest(host.url, "GET", "/api/items/7", {});
+    await within(x.answered, 30_000);
+    const head = x.received().toString("latin1").split("\r\n\r\n")[0]!.toLowerCase();
+    x.destroy();
+    expect(head).toContain("connection: keep-alive");
+    expect(head).toContain(`keep-alive: timeout=${KEEP_ALIVE_TIMEOUT_MS / 1000}`);
+    expect(KEEP_ALIVE_TIMEOUT_MS).toBe(130_000);
   });
 
   it("answers 404 outside the route prefix", async () => {
