@@ -8,32 +8,21 @@
  * 1.5 s or the cut-off after 2 s came first on a loaded machine.)
  */
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
-import { startEmbeddedStorage, type EmbeddedStorage } from "../../dev/embedded-storage";
-import { parseHostJson } from "../../dev/runtime/host-config";
-import { LocalFunctionsHost } from "../../dev/runtime/host";
+import type { LocalFunctionsHost } from "../../dev/runtime/host";
+import { startFixtureHost, type FixtureHost } from "../helpers/fixture-host";
 import { rawRequest, within } from "../helpers/raw-http";
 
-let storage: EmbeddedStorage;
+let fixture: FixtureHost;
 let host: LocalFunctionsHost;
 const IDLE_MS = 10_000;
 
 beforeAll(async () => {
-  storage = await startEmbeddedStorage();
-  host = await LocalFunctionsHost.start({
-    load: () => import("../fixtures/runtime-app.js"),
-    config: parseHostJson({ version: "2.0" }),
-    env: { AzureWebJobsStorage: storage.storageConnectionString, TestStorage: storage.storageConnectionString },
-    port: 0,
-    enableTimers: false,
-    enableQueues: false,
-    idleTimeoutMs: IDLE_MS,
-    log: () => undefined,
-  });
+  fixture = await startFixtureHost({ idleTimeoutMs: IDLE_MS, log: () => undefined });
+  host = fixture.host;
 });
 
 afterAll(async () => {
-  await host?.stop(1_000);
-  await storage?.stop();
+  await fixture?.stop();
 });
 
 describe("the local host", () => {

@@ -6,36 +6,24 @@
  * Proven with the small fixture app (tests/fixtures/runtime-app.ts), whose functions have no limits of their own.
  */
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
-import { startEmbeddedStorage, type EmbeddedStorage } from "../../dev/embedded-storage";
-import { parseHostJson } from "../../dev/runtime/host-config";
-import { LocalFunctionsHost, DEFAULT_REQUEST_TIMEOUT_MS } from "../../dev/runtime/host";
+import { DEFAULT_REQUEST_TIMEOUT_MS, type LocalFunctionsHost } from "../../dev/runtime/host";
+import { startFixtureHost, type FixtureHost } from "../helpers/fixture-host";
 import { rawRequest, statusOf, within } from "../helpers/raw-http";
 import { eventually } from "../helpers/eventually";
 
-let storage: EmbeddedStorage;
+let fixture: FixtureHost;
 const logs: string[] = [];
 let host: LocalFunctionsHost;
 const IDLE_MS = 1000;
 const REQUEST_TIMEOUT_MS = 1500;
 
 beforeAll(async () => {
-  storage = await startEmbeddedStorage();
-  host = await LocalFunctionsHost.start({
-    load: () => import("../fixtures/runtime-app.js"),
-    config: parseHostJson({ version: "2.0" }),
-    env: { AzureWebJobsStorage: storage.storageConnectionString, TestStorage: storage.storageConnectionString },
-    port: 0,
-    enableTimers: false,
-    enableQueues: false,
-    idleTimeoutMs: IDLE_MS,
-    requestTimeoutMs: REQUEST_TIMEOUT_MS,
-    log: (l) => logs.push(l.message),
-  });
+  fixture = await startFixtureHost({ idleTimeoutMs: IDLE_MS, requestTimeoutMs: REQUEST_TIMEOUT_MS, log: (l) => logs.push(l.message) });
+  host = fixture.host;
 });
 
 afterAll(async () => {
-  await host?.stop(1_000);
-  await storage?.stop();
+  await fixture?.stop();
 });
 
 describe("local host limits", () => {
