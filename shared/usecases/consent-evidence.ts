@@ -183,6 +183,10 @@ export async function putEvidence(s: Services, caller: TenantCaller, eventId: st
         }
       : undefined;
   if (!done || !(await s.consents.saveEvidence(done, current!._etag))) {
+    // A save applied whose answer was lost (a retry met its own change and found the record changed): the record
+    // holds this attempt's file, which is the answer and stays. An error reading it back is thrown, the blob kept.
+    const after = done ? await s.consents.getEvidence(tenantId, eventId) : undefined;
+    if (done && after?.content?.blobName === stored.blobName) return viewOf(done);
     // Erased or taken over while the file was stored: this attempt's blob must not outlive the record's say-so.
     await discard();
     await logDiscarded();

@@ -365,6 +365,15 @@ export async function putContent(s: Services, caller: TenantCaller, uploadId: st
   } catch (err) {
     failure = err;
   }
+  // A write applied whose answer was lost (an error, or a retry that met its own change and left it unchanged) has
+  // made the content available all the same: it is the answer, and its blob is kept.
+  const written = done?.updated ? done.after : await ownContentStored(s, tenantId, uploadId, stored.blobName, done, failure);
+  if (written === "unknown") {
+    // Whether the record took the content cannot be read now: the blob stays (DELETE and the purge remove every block
+    // under the upload), and the caller is told it failed.
+    throw failure ?? new AppError("conflict", "the upload changed while the content was being stored; retry");
+  }
+  if (written) done = { updated: true, before: written, after: written };
   if (!done?.updated) {
     // Deleted, or taken over, while we were storing (or the record could not be written): our blob must not outlive
     // the record's say-so. Only ours: an attempt that took over owns its own blob. The log says it was thrown away.
@@ -386,6 +395,30 @@ export async function putContent(s: Services, caller: TenantCaller, uploadId: st
     return viewOf(done.after, undefined);
   }
   return view;
+}
+
+/**
+ * After the write that makes an upload available did not answer "updated": whether the record holds this attempt's
+ * content all the same (the write applied, its answer lost). The record as stored when it does, undefined when it does
+ * not, "unknown" when it cannot be read. A record read back by the update itself (unchanged, contended) is used as is.
+ */
+async function ownContentStored(
+  s: Services,
+  tenantId: string,
+  uploadId: string,
+  blobName: string,
+  done: Awaited<ReturnType<Services["uploads"]["update"]>> | undefined,
+  failure: unknown,
+): Promise<StoredUpload | undefined | "unknown"> {
+  let current = done && !done.updated ? done.current : undefined;
+  if (failure !== undefined || (done && !done.updated && done.reason !== "not-found" && !current)) {
+    try {
+      current = await s.uploads.get(tenantId, uploadId);
+    } catch {
+      return "unknown";
+    }
+  }
+  return current?.status === "available" && current.content?.blobName === blobName ? current : undefined;
 }
 
 /**

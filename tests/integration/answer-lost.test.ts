@@ -1,8 +1,10 @@
 /**
- * A write whose audit entry is not confirmed: the use case undoes its write only when the log shows no entry, so the
- * log never names a record that is gone. Three faults of the audit store (tests/helpers/audit-faults.ts): the entry
- * written but its answer lost (the record stands and is answered), not written (the record goes), the log unreadable
- * (the record stays unrecorded until the retention repair can look again).
+ * Writes whose answer is lost. A write whose audit entry is not confirmed: the use case undoes its write only when
+ * the log shows no entry, so the log never names a record that is gone. Three faults of the audit store
+ * (tests/helpers/audit-faults.ts): the entry written but its answer lost (the record stands and is answered), not
+ * written (the record goes), the log unreadable (the record stays unrecorded until the retention repair, or its
+ * expiry, can settle it). And the final write of content (an upload's, an evidence file's) applied with its answer
+ * lost: the content stands and is the answer; its blob is never deleted under a record that names it.
  */
 import { afterAll, beforeAll, describe, it } from "@jest/globals";
 import type { Services } from "../../shared/services";
@@ -16,6 +18,8 @@ import { startTestApp, type TestApp } from "../helpers/app";
 import { faultyAudit, type AuditFault } from "../helpers/audit-faults";
 import { purposeWithNotice, stateOf } from "../helpers/consents";
 import { expect } from "../helpers/expect";
+import { UploadStore, type UploadDoc } from "../../shared/stores/upload-store";
+import { ConsentStore, type EvidenceDoc } from "../../shared/stores/consent-store";
 import { sweep } from "../helpers/sweep";
 
 let t: TestApp;
@@ -46,6 +50,8 @@ const entriesFor = async (targetId: string) =>
       })
       .fetchAll()
   ).resources as Array<{ seq: number; action: string }>;
+/** What the log says of an upload, its reads left out. */
+const actionsOf = async (id: string) => (await entriesFor(id)).map((e) => e.action).filter((a) => a !== "upload.read" && a !== "upload.downloaded");
 /** The log's entries of `action` naming `targetId`. */
 const entriesOf = async (action: string, targetId: string) => (await entriesFor(targetId)).filter((e) => e.action === action).map(({ seq }) => ({ seq }));
 const uploadIds = async () =>
@@ -81,9 +87,6 @@ describe("an upload whose creation entry is not confirmed", () => {
 describe("content whose stored entry is not confirmed", () => {
   const send = (s: Services, id: string) =>
     putContent(s, caller, id, { contentType: "text/plain", contentLength: 1, body: Readable.from([Buffer.from("x")]) }, lineLog(() => undefined));
-  /** What the log says of the upload, its reads left out. */
-  const actionsOf = async (id: string) => (await entriesFor(id)).map((e) => e.action).filter((a) => a !== "upload.read");
-
   it("written with its answer lost: the attempt is thrown away and the log says so; the content can be sent again", async () => {
     const { id } = await createUpload(t.services, caller, upload);
     await expect(send(withAudit("answer-lost"), id)).rejects.toThrow();
@@ -154,5 +157,48 @@ describe("consent evidence whose stored entry is not confirmed", () => {
     expect((await entriesOf("consent.evidence-stored", event.id)).length).toBe(1);
     expect((await entriesOf("consent.evidence-discarded", event.id)).length).toBe(1);
     expect((await send(t.services, event.id)).sha256).toMatch(/^[0-9a-f]{64}$/);
+  });
+});
+
+/** An upload store whose write making an upload available is applied and then answers with an error (its answer lost). */
+class LostAvailableUploads extends UploadStore {
+  override async replaceIfUnchanged(doc: UploadDoc, etag: string): Promise<string | undefined> {
+    const etagAfter = await super.replaceIfUnchanged(doc, etag);
+    if (doc.status === "available" && etagAfter) throw new Error("upload replace: no answer (request timed out)");
+    return etagAfter;
+  }
+}
+
+describe("content whose final write is applied but its answer lost", () => {
+  it("is available: the answer is the stored upload, the blob is kept, and it downloads", async () => {
+    const { id } = await createUpload(t.services, caller, upload);
+    const lost: Services = { ...t.services, uploads: new LostAvailableUploads(t.raw.containers.uploads) };
+    const view = await putContent(lost, caller, id, { contentType: "text/plain", contentLength: 1, body: Readable.from([Buffer.from("x")]) }, lineLog(() => undefined));
+    expect(view.status).toBe("available");
+    expect(await actionsOf(id)).toEqual(["upload.created", "upload.content-stored"]);
+    const res = await t.call("GET", `v1/uploads/${id}/content`, { key: tenant.apiKey });
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe("x");
+  });
+});
+
+/** A consent store whose save of an evidence file is applied and then reported as lost to a concurrent change. */
+class LostEvidenceSave extends ConsentStore {
+  override async saveEvidence(doc: EvidenceDoc, etag: string | undefined): Promise<boolean> {
+    const saved = await super.saveEvidence(doc, etag);
+    return doc.content ? false : saved;
+  }
+}
+
+describe("evidence whose save is applied but answered as not applied", () => {
+  it("is stored: the answer is the file, and it reads back", async () => {
+    const event = await recordConsent(t.services, caller, { email: "evidence.saved@subject.example", purpose: "newsletter", decision: "granted", noticeVersion: 1, method: "click", requestOrigin: "banner" });
+    const pdf = Buffer.from("%PDF-1.7\nsaved\n");
+    const lost: Services = { ...t.services, consents: new LostEvidenceSave(t.raw.containers.consents) };
+    const view = await putEvidence(lost, caller, event.id, { type: "application/pdf", contentLength: pdf.length, body: Readable.from([pdf]) }, lineLog(() => undefined));
+    expect(view.sha256).toMatch(/^[0-9a-f]{64}$/);
+    const res = await t.call("GET", `v1/consents/${event.id}/evidence`, { key: tenant.apiKey });
+    expect(res.status).toBe(200);
+    expect(Buffer.from(await res.arrayBuffer()).equals(pdf)).toBe(true);
   });
 });
