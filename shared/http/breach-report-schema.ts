@@ -93,7 +93,7 @@ export const authorityReportSchema = z.object({
               .describe("replaced: notices of a later version were instructed; withdrawn: you were taken out of the scope; cancelled: you cancelled them"),
           }),
         )
-        .describe("What was done before: notices by e-mail of earlier versions, as they stood when they ended, oldest first"),
+        .describe("What was done before: notices by e-mail of earlier versions, oldest first: why and when each ended, and its counts as its version's counters hold them now (a step still sending when it ended is counted once it finishes)"),
       publicCommunications: z
         .array(z.object({ publishedAt: at, where: z.string(), text: z.string(), version: z.number().int() }))
         .describe("What was done: every public communication recorded (Art. 34(3)(c)), oldest first"),
@@ -101,7 +101,8 @@ export const authorityReportSchema = z.object({
         .array(z.object({ code: z.enum(PERSONS_CONFLICTS), message: z.string().describe("The contradiction, in the report's language") }))
         .describe(
           "Where the stored facts contradict your newest decision: decided-told-not-instructed (told, but no notice of that version instructed), " +
-            "decided-not-told-but-instructed (not told, but notices instructed after it), exemption-c-without-public-communication (Art. 34(3)(c), but no public communication recorded)",
+            "decided-not-told-but-instructed (not told, but notices instructed after it), decided-told-but-cancelled (told, but you cancelled the notices of that version, " +
+            "before or after the decision: those not told are never told of that version), exemption-c-without-public-communication (Art. 34(3)(c), but no public communication recorded)",
         ),
     })
     .describe("(10) Whether and how the persons were told, or why not: your decision beside what was done"),

@@ -42,6 +42,7 @@ import {
   takeSends,
   type BatchCounts,
   type Grant,
+  type RateState,
   type PublicCommunicationInput,
   type SendLimits,
 } from "../domain/breach-persons";
@@ -144,12 +145,19 @@ async function endedRun(s: Services, part: BreachPartDoc, now: Date): Promise<Ea
 
 /**
  * A new run for `version` in place of the part's current one, keeping the earlier runs' notices and the one it
- * replaces (`ended`, counted before; a run changed meanwhile is counted again by the caller's retry).
+ * replaces (`ended`, counted before the write). Why and when the replaced run ended is taken from the document being
+ * replaced, not from `ended`: a run stopped between the caller's read and this write (a cancellation racing a newer
+ * version's instruction) is kept as stopped, with its reason, who and when. The counts need no refresh: an earlier
+ * run's counts are read again from its version's counters whenever it is shown (settledEarlier).
  */
 function replacingRun(doc: BreachPartDoc, version: number, now: Date, ended: EarlierNotices | undefined): PersonsRun {
   const cur = doc.persons;
   if (cur?.notify && ended?.version !== cur.version) throw new AppError("conflict", "the breach's notices changed meanwhile; retry");
-  return newRun(version, now, [...(cur?.earlier ?? []), ...(cur?.notify && ended ? [ended] : [])]);
+  const stop = cur?.stopped;
+  const asStored: EarlierNotices | undefined = cur?.notify && ended
+    ? { ...ended, endedAt: stop?.at ?? ended.endedAt, reason: stop?.reason ?? "replaced", by: stop?.reason === "cancelled" ? (stop.by ?? null) : null }
+    : undefined;
+  return newRun(version, now, [...(cur?.earlier ?? []), ...(asStored ? [asStored] : [])]);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -469,7 +477,11 @@ export interface PersonsView {
     completedAt: string | null;
     limits: SendLimits;
   };
-  /** The notices of earlier versions, as they stood when a later run replaced theirs, oldest first. */
+  /**
+   * The notices of earlier versions, oldest first: why and when each ended (when a later run replaced theirs), and
+   * their counts read again from their version's counters at each read (settledEarlier), so a step still sending
+   * when the run was replaced is counted once it ends.
+   */
   earlier: EarlierNotices[];
   publicCommunications: BreachPartDoc["publicCommunications"];
 }
@@ -518,6 +530,26 @@ async function progressOf(s: Services, part: BreachPartDoc, run: PersonsRun): Pr
   return { sent, failed, unreachable, pending: Math.max(0, total - sent - failed - unreachable) };
 }
 
+/**
+ * The notices of earlier versions with their counts as they stand now: each snapshot was taken when a later run
+ * replaced its run, when a step of it could still be in its send loop (a step records its counts only when its loop
+ * ends), so its counts are read again from its version's counters (kept per version; they only grow). Each count is
+ * the larger of the snapshot's and the counters' (a run instructed before the counters existed has none: its
+ * snapshot stands), and notTold is what of the snapshot's persons is left. PROGRESS_SHARDS point reads per entry.
+ */
+async function settledEarlier(s: Services, part: BreachPartDoc, earlier: readonly EarlierNotices[]): Promise<EarlierNotices[]> {
+  return Promise.all(
+    earlier.map(async (e) => {
+      const counted = progressOfCounts(0, (await s.breaches.recordedBatchCounts(part.tenantId, part.breachId, e.version)).map((r) => r.counts));
+      const sent = Math.max(e.sent, counted.sent);
+      const failed = Math.max(e.failed, counted.failed);
+      const unreachable = Math.max(e.unreachable, counted.unreachable);
+      const total = e.sent + e.failed + e.unreachable + e.notTold;
+      return { ...e, sent, failed, unreachable, notTold: Math.max(0, total - sent - failed - unreachable) };
+    }),
+  );
+}
+
 /** The persons view of a part (null before its first resolution). */
 export async function personsView(s: Services, part: BreachPartDoc): Promise<PersonsView | null> {
   const run = part.persons;
@@ -557,7 +589,7 @@ export async function personsView(s: Services, part: BreachPartDoc): Promise<Per
     version: run.version,
     resolution: { ...run.resolution, startedAt: run.startedAt },
     notices,
-    earlier: part.persons?.earlier ?? [],
+    earlier: await settledEarlier(s, part, run.earlier),
     publicCommunications: part.publicCommunications,
   };
 }
@@ -593,6 +625,8 @@ export async function requestPersonNotices(s: Services, caller: TenantCaller, id
   const before = await s.breaches.getPart(caller.tenantId, id);
   const ended = before && before.persons?.version !== latestVersion(before).n ? await endedRun(s, before, now) : undefined;
   const r = await s.breaches.updatePart(caller.tenantId, id, (doc) => {
+    // The callback runs again when the write lost a race: only the run that writes the instruction created it.
+    created = false;
     const latest = latestVersion(doc);
     if (doc.status !== "open" || !latest.content) throw new AppError("conflict", "you are no longer in this breach's scope (see its newest version): there is no one to tell");
     const run = doc.persons && doc.persons.version === latest.n ? doc.persons : replacingRun(doc, latest.n, now, ended);
@@ -636,10 +670,14 @@ export async function requestPersonNotices(s: Services, caller: TenantCaller, id
  * nobody more is told. Each batch step re-reads the part before each group of SEND_CONCURRENCY sends, so a step
  * already sending when the stop is stored sends at most the group it has begun (8 notices; the stop takes effect at
  * the worker's next read that sees it: Session consistency in Azure), and every later step closes its
- * batch as `stopped` without sending; the resolution still finishes (telling nobody), so `notTold` is exact. No
+ * batch as `stopped` without sending; the resolution still finishes (telling nobody), so `notTold` comes out exact. No
  * estimate or delay alert is kept for it and the breach sweep does not count it. Recorded once, audited once
- * (`breach.persons-notify-cancelled`); a repeat answers the same. Errors: not-found; conflict when there is nothing to
- * cancel (no notices instructed, the part taken out of the scope, or every notice already done).
+ * (`breach.persons-notify-cancelled`, with the ids, the version and `stoppedAt` only); a repeat answers the same.
+ * The answer's counts (sent, failed, unreachable, notTold) are the counters as they stand at the answer: a step
+ * already sending records its counts when its loop ends, so they settle within seconds (the persons view then shows
+ * them; those told before the stop move from notTold to sent). Errors: not-found; conflict when there is nothing to
+ * cancel (no notices instructed, those of an earlier version ended and the newest not instructed, the part taken out
+ * of the scope, or every notice already done).
  */
 export async function cancelPersonNotices(s: Services, caller: TenantCaller, id: string, log?: Log): Promise<PersonsView> {
   const before = await s.breaches.getPart(caller.tenantId, id);
@@ -655,7 +693,7 @@ export async function cancelPersonNotices(s: Services, caller: TenantCaller, id:
     if (doc.status !== "open" || run?.stopped) {
       throw new AppError("conflict", "you are no longer in this breach's scope (see its newest version): its notices to the persons stopped then; there is nothing to cancel");
     }
-    if (!run?.notify) throw new AppError("conflict", "no notices to the persons were instructed for this breach (POST .../notify-persons): there is nothing to cancel");
+    if (!run?.notify) throw new AppError("conflict", nothingInstructed(doc));
     if (run.version !== cur?.version || !cur.notify) throw new AppError("conflict", "the breach's notices changed meanwhile; retry");
     if (done) throw new AppError("conflict", `every notice to the persons of version ${run.version} is done already (sent, failed or unreachable): there is nothing to cancel`);
     return { ...withoutMeta(doc), persons: { ...run, stopped: { at: now.toISOString(), reason: "cancelled", by: caller.actor } }, updatedAt: now.toISOString() };
@@ -672,11 +710,28 @@ export async function cancelPersonNotices(s: Services, caller: TenantCaller, id:
     caller,
     "breach.persons-notify-cancelled",
     { type: "breach", id: `${id}.v${run.version}` },
-    { breachId: id, version: run.version, sent: n.sent, failed: n.failed, unreachable: n.unreachable, notTold: n.notTold },
+    // No counts: a step already in its send loop records its counts only after the loop, so counts read now may
+    // still grow; the persons view (and the report) show them as they settle, a permanent entry would freeze them.
+    { breachId: id, version: run.version, stoppedAt: run.stopped!.at },
     `breach:${id}:v${run.version}:notify-persons-cancelled`,
   );
-  if (r.updated) log?.info("breach.persons-notify-cancelled", { breachId: id, tenantId: caller.tenantId, version: run.version, notTold: n.notTold });
+  if (r.updated) log?.info("breach.persons-notify-cancelled", { breachId: id, tenantId: caller.tenantId, version: run.version, stoppedAt: n.stoppedAt });
   return view;
+}
+
+/**
+ * Why there is nothing to cancel when the part's current run is not instructed: no notice was ever instructed, or
+ * those of an earlier version ended (cancelled, withdrawn or replaced: when) and none of the newest is instructed.
+ */
+function nothingInstructed(doc: BreachPartDoc): string {
+  const last = doc.persons?.earlier.at(-1);
+  const newest = doc.persons?.version ?? latestVersion(doc).n;
+  if (!last) return "no notices to the persons were instructed for this breach (POST .../notify-persons): there is nothing to cancel";
+  const how = last.reason === "cancelled" ? "were cancelled" : last.reason === "withdrawn" ? "stopped when you were taken out of the breach's scope" : "were replaced by a later version's run";
+  return (
+    `the notices to the persons of version ${last.version} of your part ${how} on ${last.endedAt}; ` +
+    `no notice of version ${newest} is instructed (POST .../notify-persons): there is nothing to cancel`
+  );
 }
 
 /** A batch named by the resolution made due (pending) once the notices are instructed; any other state is kept. */
@@ -739,6 +794,27 @@ async function takeBudget(s: Services, want: number): Promise<Grant> {
     if (await s.breaches.saveSendRate(g.state, cur?.etag)) return g;
   }
   throw new Error("the e-mail send budget was contended; the batch is retried");
+}
+
+/**
+ * Gives `n` sends taken with `taken` (the state a grant stored) back to the budget: from each window (minute, hour)
+ * still the one they were taken in; a window that has ended since started again at zero and gets nothing back. Best
+ * effort (the budget is contended by many workers): after 10 lost races the sends stay used until their window ends.
+ */
+async function giveBackBudget(s: Services, taken: RateState, n: number): Promise<void> {
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const cur = await s.breaches.getSendRate();
+    if (!cur) return;
+    const minute = cur.state.minuteStart === taken.minuteStart;
+    const hour = cur.state.hourStart === taken.hourStart;
+    if (!minute && !hour) return;
+    const next: RateState = {
+      ...cur.state,
+      minuteCount: minute ? Math.max(0, cur.state.minuteCount - n) : cur.state.minuteCount,
+      hourCount: hour ? Math.max(0, cur.state.hourCount - n) : cur.state.hourCount,
+    };
+    if (await s.breaches.saveSendRate(next, cur.etag)) return;
+  }
 }
 
 /** Blocks all sending until `until` (the e-mail service's Retry-After). */
@@ -976,7 +1052,9 @@ async function workLeasedBatch(
   const persons = (await inParallel(batch.personHashes, STORE_CONCURRENCY, (h) => s.breaches.getPerson(msg.tenantId, msg.breachId, msg.version, h))).filter(
     (p): p is StoredBreachPerson => p !== undefined,
   );
-  const pending = persons.filter((p) => p.state === "pending");
+  // A stop stored since batchStep looked (its lease write) reads no address and takes nothing of the budget.
+  let stopped = await runStopped(s, msg);
+  const pending = stopped ? [] : persons.filter((p) => p.state === "pending");
   // The addresses first (decrypted from the persons' records, audited before any is used: a worker may die sending):
   // a person without one is unreachable and takes nothing of the send budget.
   const read = pending.length > 0 ? await addressesOf(s, msg.tenantId, pending) : { addresses: new Map<string, string>(), recordsRead: 0 };
@@ -1005,7 +1083,7 @@ async function workLeasedBatch(
   let retryAt: Date | null = grant.retryAt;
   const throttle: { until: Date | null } = { until: null };
 
-  let stopped = false;
+  let unsent = 0;
   if (toSend.length > 0) {
     const ctx = await noticeContext(s, part, msg.version);
     const sendOne = async (person: StoredBreachPerson): Promise<void> => {
@@ -1044,6 +1122,7 @@ async function workLeasedBatch(
     for (let i = 0; i < toSend.length && !throttle.until; i += SEND_CONCURRENCY) {
       if (await runStopped(s, msg)) {
         stopped = true;
+        unsent = toSend.length - i;
         break;
       }
       await inParallel(toSend.slice(i, i + SEND_CONCURRENCY), SEND_CONCURRENCY, sendOne);
@@ -1053,6 +1132,8 @@ async function workLeasedBatch(
     await blockBudget(s, throttle.until);
     retryAt = throttle.until;
   }
+  // What a stopped step took of the shared budget and did not send goes back to it (other runs' notices use it).
+  if (unsent > 0 && grant.state) await giveBackBudget(s, grant.state, unsent).catch(() => undefined);
 
   const [sent, failed, unreachable] = countsOf(persons);
   const left = persons.length - sent - failed - unreachable;

@@ -135,12 +135,16 @@ const CONFLICT_TEXT: Record<Language, Record<PersonsConflict, (d: { decidedVersi
     "decided-told-not-instructed": (d) => `The decision (version ${d.decidedVersion}) says the persons are told by e-mail, but no notice to them has been instructed for that version.`,
     "decided-not-told-but-instructed": (d) =>
       `The decision (version ${d.decidedVersion}) says the persons are not told, but notices to them were instructed afterwards for version ${d.notices?.version} (${d.notices?.sent} sent, ${d.notices?.pending} pending).`,
+    "decided-told-but-cancelled": (d) =>
+      `The decision (version ${d.decidedVersion}) says the persons are told by e-mail, but the notices of version ${d.notices?.version} were cancelled by the controller on ${d.notices?.stoppedAt} (${d.notices?.sent} sent, ${d.notices?.notTold} not told); that version cannot be instructed again.`,
     "exemption-c-without-public-communication": () => "The decision relies on Art. 34(3)(c) (a public communication instead of telling each person), but no public communication is recorded.",
   },
   da: {
     "decided-told-not-instructed": (d) => `Beslutningen (version ${d.decidedVersion}) siger, at personerne underrettes via e-mail, men der er ikke bestilt nogen underretning af dem for den version.`,
     "decided-not-told-but-instructed": (d) =>
       `Beslutningen (version ${d.decidedVersion}) siger, at personerne ikke underrettes, men underretninger af dem blev bestilt bagefter for version ${d.notices?.version} (${d.notices?.sent} sendt, ${d.notices?.pending} afventer).`,
+    "decided-told-but-cancelled": (d) =>
+      `Beslutningen (version ${d.decidedVersion}) siger, at personerne underrettes via e-mail, men underretningerne om version ${d.notices?.version} blev annulleret af den dataansvarlige ${d.notices?.stoppedAt} (${d.notices?.sent} sendt, ${d.notices?.notTold} ikke underrettet); den version kan ikke bestilles igen.`,
     "exemption-c-without-public-communication": () => "Beslutningen henviser til art. 34, stk. 3, litra c (en offentlig meddelelse i stedet for at underrette hver person), men der er ikke registreret nogen offentlig meddelelse.",
   },
 };
@@ -162,6 +166,9 @@ function personsConflicts(
   const cancelledBefore = notices?.stoppedReason === "cancelled" && notices.stoppedAt !== null && Date.parse(notices.stoppedAt) <= Date.parse(decision.at);
   const instructed = notices !== null && notices.version >= decision.version && !(cancelledBefore && !decision.notifyPersons);
   if (decision.notifyPersons && !instructed) codes.push("decided-told-not-instructed");
+  // Cancelled notices can never be instructed again for their version: a decision to tell (before or after the
+  // cancellation) is contradicted by those not told.
+  if (decision.notifyPersons && instructed && notices?.stoppedReason === "cancelled") codes.push("decided-told-but-cancelled");
   if (!decision.notifyPersons && instructed) codes.push("decided-not-told-but-instructed");
   if (!decision.notifyPersons && decision.exemption === "c" && publicCommunications === 0) codes.push("exemption-c-without-public-communication");
   return codes.map((code) => ({ code, message: CONFLICT_TEXT[language][code]({ decidedVersion: decision.version, notices }) }));
