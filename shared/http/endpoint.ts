@@ -233,18 +233,26 @@ async function readWithin<T>(reader: ReadableStreamDefaultReader<T>, idleMs: num
 }
 
 /**
- * Refuses a request whose content is sent with a content coding (`Content-Encoding: gzip`, …): no operation decodes
- * one, so its bytes would be read (or stored, for an upload) as if they were the content itself. 415 with
- * `Accept-Encoding: identity` (RFC 9110 §8.4.1, §15.5.16); `identity` alone is no coding and is accepted. GET and
- * HEAD carry no content.
+ * Refuses a request whose content is sent with a content coding (`Content-Encoding: gzip`, …) or a transfer coding
+ * other than chunked (`Transfer-Encoding: gzip, chunked`): no operation decodes one, so its bytes would be read (or
+ * stored, for an upload) as if they were the content itself. 415 with `Accept-Encoding: identity` (RFC 9110 §8.4.1,
+ * §15.5.16; RFC 9112 §6.1); `identity` alone is no coding and is accepted. GET and HEAD carry no content.
  */
 function refuseContentCoding(request: HttpRequest): void {
   if (request.method === "GET" || request.method === "HEAD") return;
-  const header = request.headers.get("content-encoding");
-  if (header === null) return;
-  const codings = header.split(",").map((c) => c.trim().toLowerCase()).filter((c) => c !== "");
-  if (codings.every((c) => c === "identity")) return;
-  throw new HttpError("unsupported-media-type", "content codings are not accepted: send the content as it is, without Content-Encoding", { "accept-encoding": "identity" });
+  const codings = (name: string) =>
+    (request.headers.get(name) ?? "")
+      .split(",")
+      .map((c) => c.trim().toLowerCase())
+      .filter((c) => c !== "");
+  if (!codings("content-encoding").every((c) => c === "identity")) {
+    throw new HttpError("unsupported-media-type", "content codings are not accepted: send the content as it is, without Content-Encoding", { "accept-encoding": "identity" });
+  }
+  // A transfer coding is framing, and chunked is the only one undone before the content reaches the app: another
+  // (`Transfer-Encoding: gzip, chunked`) would leave its bytes in the content (RFC 9112 §6.1).
+  if (!codings("transfer-encoding").every((c) => c === "chunked")) {
+    throw new HttpError("unsupported-media-type", "transfer codings other than chunked are not accepted: send the content as it is", { "accept-encoding": "identity" });
+  }
 }
 
 /** What an operation that takes no body reads of one before it refuses it. */

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, it } from "@jest/globals";
 import { gzipSync } from "node:zlib";
 import { startTestApp, type TestApp } from "../helpers/app";
 import { expect } from "../helpers/expect";
+import { rawRequest, statusOf } from "../helpers/raw-http";
 
 let t: TestApp;
 let tenant: { tenantId: string; apiKey: string };
@@ -66,5 +67,23 @@ describe("a request with a content coding", () => {
 
   it("does not matter on a GET, which carries no content", async () => {
     expect((await t.call("GET", "v1/uploads", { key: tenant.apiKey, headers: { "content-encoding": "gzip" } })).status).toBe(200);
+  });
+});
+
+describe("a transfer coding other than chunked", () => {
+  it("is refused for an upload's content (gzip, chunked), which stays unsent; chunked alone is accepted", async () => {
+    const created = (await (await t.call("POST", "v1/uploads", { key: tenant.apiKey, json: uploadBody })).json()) as { id: string };
+    const gz = gzipSync("abc");
+    const framed = Buffer.concat([Buffer.from(`${gz.length.toString(16)}\r\n`), gz, Buffer.from("\r\n0\r\n\r\n")]);
+    const headers = { authorization: `Bearer ${tenant.apiKey}`, "content-type": "text/plain", connection: "close" };
+    const refused = rawRequest(t.api, "PUT", `/api/v1/uploads/${created.id}/content`, { ...headers, "transfer-encoding": "gzip, chunked" }, framed);
+    await refused.answered;
+    expect(statusOf(refused.received())).toBe(415);
+    expect(refused.received().toString("latin1").toLowerCase()).toContain("accept-encoding: identity");
+    const view = (await (await t.call("GET", `v1/uploads/${created.id}`, { key: tenant.apiKey })).json()) as { status: string };
+    expect(view.status).toBe("awaiting-content");
+    const plain = rawRequest(t.api, "PUT", `/api/v1/uploads/${created.id}/content`, { ...headers, "transfer-encoding": "chunked" }, "3\r\nabc\r\n0\r\n\r\n");
+    await plain.answered;
+    expect(statusOf(plain.received())).toBe(200);
   });
 });
