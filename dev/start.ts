@@ -42,6 +42,11 @@ function startStorage(settings: Settings): Promise<ChildProcess> {
   });
 }
 
+/** The endpoint `key` of a connection string (its URL), or "?" when it has none. */
+function endpointOf(connectionString: string | undefined, key: string): string {
+  return new RegExp(`${key}=(https?://[^;]+)`, "i").exec(connectionString ?? "")?.[1] ?? "?";
+}
+
 /** The demo tenant's id and key derive from LOCAL_MASTER_KEY, so they stay the same across restarts. */
 function demoKeys(masterKey: Buffer) {
   const derive = (label: string) => createHmac("sha256", masterKey).update(`safedata/demo/${label}`).digest();
@@ -181,6 +186,8 @@ async function main(): Promise<void> {
     out.push(`             and to blob container '${LOCAL_ONLY_BLOB_CONTAINERS.outbox.name}'. These files hold addresses and codes in clear: local use only.`);
   }
   out.push(`Data:        in memory (Azurite and the local Cosmos server, storage pid ${storage.pid}); it does not survive a restart.`);
+  out.push(`Storage:     blob ${endpointOf(settings.storage.connectionString, "BlobEndpoint")}, queue ${endpointOf(settings.storage.connectionString, "QueueEndpoint")}, Cosmos ${endpointOf(settings.cosmos.kind === "connectionString" ? settings.cosmos.connectionString : undefined, "AccountEndpoint")}`);
+  out.push(`             (the connection strings, with these ports, are the environment's SafeDataStorage and CosmosDb; local.settings.json keeps its own ports)`);
   out.push("Press Ctrl-C to stop.");
   console.log(out.join("\n"));
 }

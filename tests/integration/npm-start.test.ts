@@ -15,6 +15,7 @@ const root = path.resolve(__dirname, "../..");
 let child: ChildProcess;
 let output = "";
 let api = "";
+let ports: { blob: number; queue: number; cosmos: number };
 let dir = "";
 
 beforeAll(async () => {
@@ -24,6 +25,7 @@ beforeAll(async () => {
   for (let attempt = 1; ; attempt++) {
     const [port, blob, queue, cosmos] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
     dir = mkdtempSync(path.join(os.tmpdir(), "safedata-start-"));
+    ports = { blob, queue, cosmos };
     const storage = storageConnectionString("127.0.0.1", blob, queue);
     output = "";
     child = spawn(process.execPath, [path.join(root, "dist/dev/start.js")], {
@@ -65,6 +67,8 @@ describe("npm start", () => {
     expect(output).toContain("does not survive a restart");
     expect(output).toMatch(/each is written as an \.eml file to \S+outbox/);
     expect(output).toContain("local use only");
+    // Where the storage is, with the ports it runs on (a tool or a test can reach the queues there).
+    expect(output).toMatch(new RegExp(`Storage: +blob http://127\\.0\\.0\\.1:${ports.blob}\\S*, queue http://127\\.0\\.0\\.1:${ports.queue}\\S*, Cosmos https?://127\\.0\\.0\\.1:${ports.cosmos}`));
   });
 
   it("serves a first authenticated request with the demo key", async () => {
