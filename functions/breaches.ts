@@ -140,7 +140,7 @@ const personsView = z.object({
         sent: z.number().int(),
         failed: z.number().int(),
         unreachable: z.number().int(),
-        notTold: z.number().int().describe("Still pending when the later run replaced this one: not told of this version (the later version's notice tells them)"),
+        notTold: z.number().int().describe("Not told of this version: the persons it found less those sent, failed or unreachable, counted from its counters at each read (the later version's notice tells them)"),
         endedAt: z.string(),
         reason: z
           .enum(["replaced", ...STOP_REASONS])
@@ -586,7 +586,7 @@ const cancelNotifyPersons = httpEndpoint({
     "for a newer version of the breach. 409 when there is nothing to cancel: no notices instructed, you were taken out of the scope, or every notice is done.",
   params,
   responses: {
-    200: { description: "Cancelled (or cancelled before): the persons' progress as it stands, with what was not told", schema: personsView },
+    200: { description: "Cancelled (or cancelled before): the persons' progress as it stands; counts settle within seconds as steps already sending finish", schema: personsView },
     404: problems(["not-found"]),
     409: problems(["conflict"]),
   },
