@@ -87,3 +87,21 @@ export async function personsOf(t: TestApp, apiKey: string, id: string): Promise
   if (res.status !== 200) throw new Error(`GET .../persons answered ${res.status}: ${await res.text()}`);
   return res.json();
 }
+
+/** The tenant's instruction to tell the persons of breach `id` (POST .../notify-persons). */
+export function instructNotices(t: TestApp, apiKey: string, id: string): Promise<Response> {
+  return t.call("POST", `v1/breaches/${id}/notify-persons`, { key: apiKey });
+}
+
+/** The tenant's cancellation of it (DELETE .../notify-persons). */
+export function cancelNotices(t: TestApp, apiKey: string, id: string): Promise<Response> {
+  return t.call("DELETE", `v1/breaches/${id}/notify-persons`, { key: apiKey });
+}
+
+/** How many notices to persons of breach `id` are in the outbox, of one version or all. */
+export async function noticesInOutbox(t: TestApp, id: string, version?: number): Promise<number> {
+  return (await outboxMessageIds(t, `bpn-${id.replace(/^br-/, "")}-${version === undefined ? "" : `v${version}-`}`)).length;
+}
+
+/** `n` distinct data-subject addresses tagged `tag`. */
+export const subjectAddresses = (tag: string, n: number): string[] => Array.from({ length: n }, (_, j) => `${tag}${j}@subjects.example`);

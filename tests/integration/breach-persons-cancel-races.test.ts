@@ -15,7 +15,7 @@ import { requestPersonNotices } from "../../shared/usecases/breach-persons";
 import { runBreachSweep } from "../../shared/usecases/breach-notices";
 import { startTestApp, type TestApp } from "../helpers/app";
 import { breachBody, registerBreach, type Json } from "../helpers/breaches";
-import { drainBreachJobs, outboxMessageIds, personsOf as personsOfBreach, uploadNaming } from "../helpers/breach-persons";
+import { cancelNotices, drainBreachJobs, instructNotices, noticesInOutbox, personsOf as personsOfBreach, subjectAddresses, uploadNaming } from "../helpers/breach-persons";
 import { expect } from "../helpers/expect";
 
 let t: TestApp;
@@ -30,10 +30,10 @@ afterAll(async () => {
 type Tenant = { tenantId: string; apiKey: string };
 const personsOf = (apiKey: string, id: string): Promise<Json> => personsOfBreach(t, apiKey, id);
 const short = (id: string) => id.replace(/^br-/, "");
-const noticesOf = async (id: string, version?: number) => (await outboxMessageIds(t, `bpn-${short(id)}-${version === undefined ? "" : `v${version}-`}`)).length;
-const cancel = (apiKey: string, id: string) => t.call("DELETE", `v1/breaches/${id}/notify-persons`, { key: apiKey });
-const instruct = (apiKey: string, id: string) => t.call("POST", `v1/breaches/${id}/notify-persons`, { key: apiKey });
-const subjects = (tag: string, n: number) => Array.from({ length: n }, (_, j) => `${tag}${j}@subjects.example`);
+const noticesOf = (id: string, version?: number) => noticesInOutbox(t, id, version);
+const cancel = (apiKey: string, id: string) => cancelNotices(t, apiKey, id);
+const instruct = (apiKey: string, id: string) => instructNotices(t, apiKey, id);
+const subjects = subjectAddresses;
 const callerOf = (tenant: Tenant): TenantCaller => ({ actor: "key:race-test", tenantId: tenant.tenantId, kekVersion: "1", requestId: "race-test" });
 
 async function auditOf(tenant: Tenant, action: string): Promise<Array<{ action: string; details: Json }>> {

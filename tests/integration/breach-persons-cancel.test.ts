@@ -14,7 +14,7 @@ import type { Services } from "../../shared/services";
 import { runBreachSweep } from "../../shared/usecases/breach-notices";
 import { startTestApp, type TestApp } from "../helpers/app";
 import { breachBody, registerBreach, type Json } from "../helpers/breaches";
-import { drainBreachJobs, outboxMessageIds, personsOf as personsOfBreach, runBreachJob, uploadNaming } from "../helpers/breach-persons";
+import { cancelNotices, drainBreachJobs, instructNotices, noticesInOutbox, outboxMessageIds, personsOf as personsOfBreach, subjectAddresses, runBreachJob, uploadNaming } from "../helpers/breach-persons";
 import { QUEUES } from "../../shared/config/resources";
 import { breachJobMessage } from "../../shared/usecases/messages";
 import { expect } from "../helpers/expect";
@@ -39,14 +39,13 @@ type Tenant = { tenantId: string; apiKey: string };
 
 const personsOf = (apiKey: string, id: string): Promise<Json> => personsOfBreach(t, apiKey, id);
 const short = (id: string) => id.replace(/^br-/, "");
-/** The notices to persons of breach `id` in the outbox, of one version or all. */
-const noticesOf = async (id: string, version?: number) => (await outboxMessageIds(t, `bpn-${short(id)}-${version === undefined ? "" : `v${version}-`}`)).length;
+const noticesOf = (id: string, version?: number) => noticesInOutbox(t, id, version);
 /** The delay alerts of the tenant's part of breach `id` in the outbox. */
 const alertsOf = async (id: string, tenantId: string) =>
   (await outboxMessageIds(t, `bpd-${short(id)}-`)).filter((m) => m.includes(tenantId.slice(0, 40).replace(/[^A-Za-z0-9._-]/g, "-"))).length;
-const cancel = (apiKey: string, id: string) => t.call("DELETE", `v1/breaches/${id}/notify-persons`, { key: apiKey });
-const instruct = (apiKey: string, id: string) => t.call("POST", `v1/breaches/${id}/notify-persons`, { key: apiKey });
-const subjects = (tag: string, n: number) => Array.from({ length: n }, (_, j) => `${tag}${j}@subjects.example`);
+const cancel = (apiKey: string, id: string) => cancelNotices(t, apiKey, id);
+const instruct = (apiKey: string, id: string) => instructNotices(t, apiKey, id);
+const subjects = subjectAddresses;
 
 async function auditOf(tenant: Tenant, action: string): Promise<Array<{ action: string; target: { id: string }; details: Json }>> {
   const res = await t.call("GET", "v1/audit?limit=200", { key: tenant.apiKey });
