@@ -174,6 +174,16 @@ function personsConflicts(
   return codes.map((code) => ({ code, message: CONFLICT_TEXT[language][code]({ decidedVersion: decision.version, notices }) }));
 }
 
+/**
+ * An earlier version's notices in the shape of the current run's, for the conflicts: with no current instruction (a
+ * newer version not instructed yet), the last notices instructed are what the decision is weighed against.
+ */
+function asReported(e: Omit<EarlierNotices, "by"> | undefined): ReportedNotices | null {
+  if (!e) return null;
+  const stopped = e.reason === "replaced" ? null : e.reason;
+  return { version: e.version, requestedAt: e.requestedAt, sent: e.sent, pending: 0, failed: e.failed, unreachable: e.unreachable, completedAt: null, stoppedAt: stopped ? e.endedAt : null, stoppedReason: stopped, notTold: e.notTold };
+}
+
 /** The report of the caller's part of breach `id`, in its language. Audited. Errors: not-found. */
 export async function authorityReport(s: Services, caller: TenantCaller, id: string, format: "json" | "html"): Promise<AuthorityReport> {
   const part = await s.breaches.getPart(caller.tenantId, id);
@@ -190,6 +200,7 @@ export async function authorityReport(s: Services, caller: TenantCaller, id: str
   // One instant for the whole report: the deadline's state shown is the one at `generatedAt` (read twice, a deadline
   // passing between the reads made a report generated before it say it was overdue).
   const now = s.clock.now();
+  const earlierNotices = (view?.earlier ?? part.persons?.earlier ?? []).map(({ by: _by, ...x }) => x);
   const notices: ReportedNotices | null =
     view?.notices
       ? {
@@ -248,9 +259,9 @@ export async function authorityReport(s: Services, caller: TenantCaller, id: str
       decision: decision ? { at: decision.at, version: decision.version } : null,
       notices,
       // Why each ended, not who (the report names no API key).
-      earlierNotices: (view?.earlier ?? part.persons?.earlier ?? []).map(({ by: _by, ...x }) => x),
+      earlierNotices,
       publicCommunications: part.publicCommunications.map(({ publishedAt, where, text, version }) => ({ publishedAt, where, text, version })),
-      conflicts: personsConflicts(decision, notices, part.publicCommunications.length, language),
+      conflicts: personsConflicts(decision, notices ?? asReported(earlierNotices.at(-1)), part.publicCommunications.length, language),
     },
     notification: {
       clock: authorityClock(new Date(c.awareAt), part.controllerNotifiedAt ? new Date(part.controllerNotifiedAt) : null, { notifiedAt: firstAuthority ? new Date(firstAuthority.notifiedAt) : null, notNotified: part.noAuthorityNotification !== null }, now),

@@ -236,6 +236,13 @@ describe("the cancellation of the notices beside what runs at the same time", ()
       expect(conflicts[0]!.message).toContain(String(report.personsInformed.notices.notTold));
       const html = await (await t.call("GET", `v1/breaches/${reg.id}/report`, { key: ctl.apiKey, headers: { accept: "text/html" } })).text();
       expect(html).toMatch(first === "cancel" ? /were cancelled/ : /blev annulleret/);
+      // A newer version, not instructed: the cancelled notices are still what the decision is weighed against (review
+      // J1: the report said no notice had ever been instructed).
+      expect((await t.admin("PATCH", `v1/admin/breaches/${reg.id}`, { measuresTaken: "Keys rotated." }, { "if-match": reg.etag })).status).toBe(200);
+      await drainBreachJobs(t);
+      const later = (await (await t.call("GET", `v1/breaches/${reg.id}/report`, { key: ctl.apiKey })).json()) as Json;
+      expect(later.personsInformed.notices, first).toBeNull();
+      expect((later.personsInformed.conflicts as Array<{ code: string }>).map((c) => c.code), first).toEqual(["decided-told-but-cancelled"]);
     }
   }, 180_000);
 });
