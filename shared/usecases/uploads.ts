@@ -375,14 +375,22 @@ export async function putContent(s: Services, caller: TenantCaller, uploadId: st
   }
   if (written) done = { updated: true, before: written, after: written };
   if (!done?.updated) {
-    // Deleted, or taken over, while we were storing (or the record could not be written): our blob must not outlive
-    // the record's say-so. Only ours: an attempt that took over owns its own blob. The log says it was thrown away.
-    await discardAttempt(s, target, log);
-    await logDiscarded();
     if (failure !== undefined) {
-      await releaseClaim(s, tenantId, uploadId, attemptId).catch(() => undefined);
+      // The write failed, and may still land (its answer lost): the claim is released first, a conditional write
+      // after which that late write cannot apply; only then does the blob go. A release that did not happen (it
+      // failed, or the record is no longer this attempt's) keeps the blob: DELETE and the purge remove every block
+      // under the upload, and a record that took it names it.
+      const released = await releaseClaim(s, tenantId, uploadId, attemptId).catch(() => false);
+      if (released) {
+        await discardAttempt(s, target, log);
+        await logDiscarded();
+      }
       throw failure;
     }
+    // Deleted, or taken over, while we were storing: our blob must not outlive the record's say-so. Only ours: an
+    // attempt that took over owns its own blob. The log says it was thrown away.
+    await discardAttempt(s, target, log);
+    await logDiscarded();
     throw new AppError("conflict", "the upload changed while the content was being stored; nothing was kept");
   }
   s.telemetry.metric("upload.stored-bytes", doc.declaredSize);
@@ -433,13 +441,14 @@ async function discardAttempt(s: Services, target: { tenantId: string; uploadId:
   }
 }
 
-/** Puts an upload whose content attempt failed back to awaiting-content, if the attempt is still the current one. */
-async function releaseClaim(s: Services, tenantId: string, uploadId: string, attemptId: string): Promise<void> {
-  await s.uploads.update(tenantId, uploadId, (d) =>
+/** Puts an upload whose content attempt failed back to awaiting-content, if the attempt is still the current one; true when it did, or the upload is gone. */
+async function releaseClaim(s: Services, tenantId: string, uploadId: string, attemptId: string): Promise<boolean> {
+  const r = await s.uploads.update(tenantId, uploadId, (d) =>
     d.status === "receiving" && d.receiving?.attemptId === attemptId
       ? { ...withoutMeta(d), status: "awaiting-content", receiving: null, updatedAt: s.clock.now().toISOString() }
       : undefined,
   );
+  return r.updated || r.reason === "not-found";
 }
 
 /** What a GET or HEAD on content asked for beyond the upload: its Range and conditional headers, as sent. */

@@ -202,3 +202,31 @@ describe("evidence whose save is applied but answered as not applied", () => {
     expect(Buffer.from(await res.arrayBuffer()).equals(pdf)).toBe(true);
   });
 });
+
+/** An upload store whose write making an upload available fails without an answer and lands a moment later. */
+class LateAvailableUploads extends UploadStore {
+  late: Promise<unknown> = Promise.resolve();
+  override async replaceIfUnchanged(doc: UploadDoc, etag: string): Promise<string | undefined> {
+    if (doc.status !== "available") return super.replaceIfUnchanged(doc, etag);
+    // The request is on its way when the caller gives up on it; it reaches the database after the caller's next steps.
+    this.late = new Promise((r) => setImmediate(r)).then(() => super.replaceIfUnchanged(doc, etag));
+    throw new Error("upload replace: no answer (request timed out)");
+  }
+}
+
+describe("content whose final write fails and may land later", () => {
+  it("never leaves a record naming a deleted blob: the claim is released before the blob goes, so the late write cannot apply", async () => {
+    const { id } = await createUpload(t.services, caller, upload);
+    const uploads = new LateAvailableUploads(t.raw.containers.uploads);
+    const late: Services = { ...t.services, uploads };
+    await expect(putContent(late, caller, id, { contentType: "text/plain", contentLength: 1, body: Readable.from([Buffer.from("x")]) }, lineLog(() => undefined))).rejects.toThrow();
+    await uploads.late;
+    const view = await getUpload(t.services, caller, id);
+    if (view.status === "available") {
+      const res = await t.call("GET", `v1/uploads/${id}/content`, { key: tenant.apiKey });
+      expect(res.status, "a record that took the content still has its blob").toBe(200);
+    } else {
+      expect(view.status).toBe("awaiting-content");
+    }
+  });
+});
