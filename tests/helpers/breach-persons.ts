@@ -105,3 +105,10 @@ export async function noticesInOutbox(t: TestApp, id: string, version?: number):
 
 /** `n` distinct data-subject addresses tagged `tag`. */
 export const subjectAddresses = (tag: string, n: number): string[] => Array.from({ length: n }, (_, j) => `${tag}${j}@subjects.example`);
+
+/** A new version of breach `id` (the operator's PATCH of its measures), synced to its parts. */
+export async function newBreachVersion(t: TestApp, reg: { id: string; etag: string }): Promise<void> {
+  const res = await t.admin("PATCH", `v1/admin/breaches/${reg.id}`, { measuresTaken: "Keys rotated." }, { "if-match": reg.etag });
+  if (res.status !== 200) throw new Error(`PATCH of breach ${reg.id}: ${res.status} ${await res.text()}`);
+  await drainBreachJobs(t);
+}

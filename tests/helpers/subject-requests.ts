@@ -1,5 +1,6 @@
 /** Helpers for the data-subject request tests: intake, the e-mails the person gets, the stored document. */
 import { LOCAL_ONLY_BLOB_CONTAINERS } from "../../shared/config/resources";
+import { packageIdOf, type PackageDoc } from "../../shared/stores/package-store";
 import type { RequestDoc } from "../../shared/stores/subject-request-store";
 import type { TestApp } from "./app";
 import { eventually } from "./eventually";
@@ -105,3 +106,32 @@ export async function replaceRequest(t: TestApp, read: { _etag: string }, next: 
 }
 
 export const json = async <T = Record<string, unknown>>(res: Response): Promise<T> => (await res.json()) as T;
+
+/**
+ * A package record as the build writes it, for tests that need one without building a zip: access scope, nothing
+ * stored, `at` for every time it has; `over` sets the fields a test is about (state, counts, contentOf, building…).
+ */
+export function packageRecord(tenantId: string, requestId: string, at: string, over: Partial<PackageDoc> = {}): PackageDoc {
+  return {
+    id: packageIdOf(requestId),
+    tenantId,
+    type: "dsr-package",
+    requestId,
+    scope: "access",
+    state: "ready",
+    createdAt: at,
+    updatedAt: at,
+    contentDecision: null,
+    building: null,
+    dataKey: null,
+    content: null,
+    counts: {},
+    builtAt: at,
+    expiresAt: null,
+    linkHash: null,
+    notified: { subjectAt: null, tenantAt: null },
+    downloads: { tenant: 0, subject: 0 },
+    purge: null,
+    ...over,
+  };
+}

@@ -16,7 +16,7 @@ import { startTestApp, type TestApp } from "../helpers/app";
 import { breachBody, registerBreach, type Json } from "../helpers/breaches";
 import { drainBreachJobs, outboxMessageIds, outboxRecipients, uploadNaming } from "../helpers/breach-persons";
 import { purposeWithNotice, recordDecision } from "../helpers/consents";
-import { createRequest } from "../helpers/subject-requests";
+import { createRequest, packageRecord } from "../helpers/subject-requests";
 import { expect } from "../helpers/expect";
 
 let t: TestApp;
@@ -182,27 +182,7 @@ describe("notices to persons", () => {
     expect(request.status).toBe(201);
     const now = t.clock.now().toISOString();
     expect(
-      await t.services.packages.create({
-        id: `pkg-${request.body.id}`,
-        tenantId: c.tenantId,
-        type: "dsr-package",
-        requestId: request.body.id,
-        scope: "access",
-        state: "ready",
-        createdAt: now,
-        updatedAt: now,
-        contentDecision: null,
-        building: null,
-        dataKey: null,
-        content: null,
-        counts: {},
-        builtAt: now,
-        expiresAt: null,
-        linkHash: null,
-        notified: { subjectAt: null, tenantAt: null },
-        downloads: { tenant: 0, subject: 0 },
-        purge: null,
-      }),
+      await t.services.packages.create(packageRecord(c.tenantId, request.body.id, now)),
     ).toBe(true);
     t.clock.advance({ minutes: 1 });
     const to = t.clock.now().toISOString();

@@ -6,7 +6,8 @@
  */
 import { afterAll, beforeAll, describe, it } from "@jest/globals";
 import fc from "fast-check";
-import { packageIdOf, type PackageDoc } from "../../shared/stores/package-store";
+import type { PackageDoc } from "../../shared/stores/package-store";
+import { packageRecord } from "../helpers/subject-requests";
 import { startTestApp, type TestApp } from "../helpers/app";
 import { expect } from "../helpers/expect";
 
@@ -23,29 +24,11 @@ const B32 = "abcdefghijklmnopqrstuvwxyz234567";
 
 function pkg(tenantId: string, n: number, spec: { contentOf: string[] | undefined; files: number; purged: boolean }): PackageDoc {
   const requestId = `dsr-${n.toString(32).split("").map((d) => B32[parseInt(d, 32)]).join("").padStart(26, "a")}`;
-  const now = "2026-11-30T00:00:00.000Z";
-  return {
-    id: packageIdOf(requestId),
-    tenantId,
-    type: "dsr-package",
-    requestId,
-    scope: "access",
+  return packageRecord(tenantId, requestId, "2026-11-30T00:00:00.000Z", {
     state: spec.purged ? "purged" : "ready",
-    createdAt: now,
-    updatedAt: now,
-    contentDecision: null,
-    building: null,
-    dataKey: null,
-    content: null,
     ...(spec.contentOf ? { contentOf: spec.contentOf } : {}),
     counts: { files: spec.files },
-    builtAt: now,
-    expiresAt: null,
-    linkHash: null,
-    notified: { subjectAt: null, tenantAt: null },
-    downloads: { tenant: 0, subject: 0 },
-    purge: null,
-  };
+  });
 }
 
 describe("holdingContentOfAny", () => {

@@ -8,10 +8,10 @@
 import { afterAll, beforeAll, describe, it } from "@jest/globals";
 import { expect } from "../helpers/expect";
 import { startTestApp, type TestApp } from "../helpers/app";
-import { createRequest, json, mails, waitForMails, waitForRequest } from "../helpers/subject-requests";
+import { createRequest, json, mails, packageRecord, waitForMails, waitForRequest } from "../helpers/subject-requests";
 import { uploadWith } from "../helpers/uploads";
 import { ManualClock } from "../../shared/domain/clock";
-import { packageIdOf, type PackageDoc } from "../../shared/stores/package-store";
+import { packageIdOf } from "../../shared/stores/package-store";
 import { runStep, workFor } from "../../shared/usecases/subject-request-steps";
 
 let t: TestApp;
@@ -96,27 +96,7 @@ describe("the package steps", () => {
     const id = await requested({ type: "access", subjectEmail: email });
     // A worker took the build 31 minutes ago, staged part of a zip, and died.
     const since = new Date(t.clock.now().getTime() - 31 * 60_000).toISOString();
-    const dead: PackageDoc = {
-      id: packageIdOf(id),
-      tenantId: a.tenantId,
-      type: "dsr-package",
-      requestId: id,
-      scope: "access",
-      state: "building",
-      createdAt: since,
-      updatedAt: since,
-      contentDecision: null,
-      building: { attemptId: "a-dead", since },
-      dataKey: null,
-      content: null,
-      counts: {},
-      builtAt: null,
-      expiresAt: null,
-      linkHash: null,
-      notified: { subjectAt: null, tenantAt: null },
-      downloads: { tenant: 0, subject: 0 },
-      purge: null,
-    };
+    const dead = packageRecord(a.tenantId, id, since, { state: "building", building: { attemptId: "a-dead", since }, builtAt: null });
     expect(await t.services.packages.create(dead)).toBe(true);
     await t.raw.blobs.getContainerClient("payloads").getBlockBlobClient(`${a.tenantId}/${id}/a-dead`).stageBlock(Buffer.from("AAAA").toString("base64"), Buffer.alloc(10), 10);
     await vouch(id);
